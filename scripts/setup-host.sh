@@ -147,7 +147,7 @@ verify() {
   local fail=0
   containerd --version | grep -q ' 1\.7\.' || { echo "containerd 1.7 missing" >&2; fail=1; }
   "$CONTAINERD2_PREFIX/usr/bin/containerd" --version | grep -q ' v\?2\.' || { echo "containerd 2.x missing" >&2; fail=1; }
-  local dv; dv=$(/usr/bin/dockerd --version | sed -E 's/.*version ([0-9]+)\..*/\1/')
+  local dv; dv=$(/usr/sbin/dockerd --version | sed -E 's/.*version ([0-9]+)\..*/\1/')
   [ "${dv:-0}" -ge 23 ] || { echo "dockerd >= 23 missing" >&2; fail=1; }
   command -v runc >/dev/null || { echo "runc missing" >&2; fail=1; }
   command -v containerd-shim-runc-v2 >/dev/null || { echo "containerd-shim-runc-v2 missing" >&2; fail=1; }
@@ -157,7 +157,7 @@ verify() {
   done
   [ -e /usr/bin/busybox ] && file_is_static /usr/bin/busybox || true
   [ $fail = 0 ] || die "verification failed"
-  log "containerd $(containerd --version | awk '{print $3}'), containerd2 $("$CONTAINERD2_PREFIX/usr/bin/containerd" --version | awk '{print $3}'), dockerd $(/usr/bin/dockerd --version | awk '{print $3}' | tr -d ,), runc $(runc --version | awk 'NR==1{print $3}'), criu $(criu --version | awk '/^Version:/ {print $2}')"
+  log "containerd $(containerd --version | awk '{print $3}'), containerd2 $("$CONTAINERD2_PREFIX/usr/bin/containerd" --version | awk '{print $3}'), dockerd $(/usr/sbin/dockerd --version | awk '{print $3}' | tr -d ,), runc $(runc --version | awk 'NR==1{print $3}'), criu $(criu --version | awk '/^Version:/ {print $2}')"
 }
 file_is_static() { ! ldd "$1" >/dev/null 2>&1; }
 

@@ -1,1 +1,19 @@
-fn main() {}
+//! `containerd-shim-lazarus-v2`: the shim, or (as `... helper <request>`)
+//! the single-threaded helper that drives libcontainer.
+
+fn main() {
+    let mut args = std::env::args();
+    if args.nth(1).as_deref() == Some("helper") {
+        // Must stay the first thing main does: no thread may exist yet.
+        let request = args.next().unwrap_or_default();
+        std::process::exit(lazarus::runtime::helper::main(&request));
+    }
+    let log_level = lazarus::config::Config::load()
+        .map(|c| c.log_level)
+        .unwrap_or_else(|_| "info".into());
+    let config = containerd_shim::Config {
+        default_log_level: log_level,
+        ..Default::default()
+    };
+    containerd_shim::run::<lazarus::shim::LazarusShim>(lazarus::shim::RUNTIME_ID, Some(config));
+}

@@ -1,0 +1,335 @@
+//! Process stdio: containerd's fifos on one side, pipes or a pty master on
+//! the other, and copy threads in between.
+//!
+//! Like containerd's runc shim, the container never sees the fifos: it gets
+//! pipes (or a terminal), so a client detaching or containerd restarting
+//! cannot hand it EPIPE, and a checkpoint records plain pipes.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+
+use crate::error::{Error, Result};
+use crate::runtime::{ProcessIo, ProcessStdio};
+
+/// The fifo paths containerd gave for one process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StdioPaths {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
+
+/// The shim's side of a running process's stdio.
+pub struct ProcessStreams {
+    /// Where stdin data goes; taken (closed) on CloseIO or stdin EOF.
+    stdin: Arc<Mutex<Option<File>>>,
+    /// The pty master, for ResizePty.
+    console: Option<File>,
+    /// Threads copying the process's output to containerd.
+    outputs: Vec<JoinHandle<()>>,
+}
+
+/// Stdio set up before the process exists; [`PendingIo::connect`] finishes it
+/// once the runtime has created the process.
+pub enum PendingIo {
+    Pipes {
+        paths: StdioPaths,
+        process_side: ProcessStdio,
+        shim_side: [Option<File>; 3],
+    },
+    Console {
+        paths: StdioPaths,
+        listener: UnixListener,
+        socket: PathBuf,
+    },
+}
+
+/// How long the runtime has, after creating the process, to have sent the pty
+/// master over the console socket.
+const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl PendingIo {
+    /// `console_dir` must be short: unix socket paths are limited to 108 bytes.
+    pub fn prepare(paths: &StdioPaths, console_dir: &Path, name: &str) -> Result<Self> {
+        if paths.terminal {
+            std::fs::create_dir_all(console_dir)
+                .map_err(Error::io(format!("create {}", console_dir.display())))?;
+            let socket = console_dir.join(format!("{name}.sock"));
+            let _ = std::fs::remove_file(&socket);
+            let listener = UnixListener::bind(&socket).map_err(Error::io(format!(
+                "bind console socket {}",
+                socket.display()
+            )))?;
+            return Ok(PendingIo::Console {
+                paths: paths.clone(),
+                listener,
+                socket,
+            });
+        }
+        let (stdin, stdin_writer) = if paths.stdin.is_empty() {
+            (dev_null()?, None)
+        } else {
+            let (r, w) = pipe()?;
+            (r, Some(File::from(w)))
+        };
+        let (stdout, stdout_reader) = output_pipe(&paths.stdout)?;
+        let (stderr, stderr_reader) = output_pipe(&paths.stderr)?;
+        let shim_side = [stdin_writer, stdout_reader, stderr_reader];
+        Ok(PendingIo::Pipes {
+            paths: paths.clone(),
+            process_side: ProcessStdio {
+                stdin,
+                stdout,
+                stderr,
+            },
+            shim_side,
+        })
+    }
+
+    /// What the runtime hands to the new process.
+    pub fn for_process(&self) -> ProcessIo<'_> {
+        match self {
+            PendingIo::Pipes { process_side, .. } => ProcessIo::Stdio(process_side),
+            PendingIo::Console { socket, .. } => ProcessIo::Console(socket.clone()),
+        }
+    }
+
+    /// The process exists: close our copies of its ends and start copying.
+    pub fn connect(self) -> Result<ProcessStreams> {
+        match self {
+            PendingIo::Pipes {
+                paths,
+                process_side,
+                shim_side,
+            } => {
+                drop(process_side);
+                let [stdin, stdout, stderr] = shim_side;
+                let stdin = Arc::new(Mutex::new(stdin));
+                if stdin.lock().unwrap().is_some() {
+                    copy_stdin(paths.stdin.clone(), stdin.clone(), true);
+                }
+                let mut outputs = Vec::new();
+                for (src, path) in [(stdout, &paths.stdout), (stderr, &paths.stderr)] {
+                    if let Some(src) = src {
+                        outputs.push(copy_output(src, path.clone())?);
+                    }
+                }
+                Ok(ProcessStreams {
+                    stdin,
+                    console: None,
+                    outputs,
+                })
+            }
+            PendingIo::Console {
+                paths,
+                listener,
+                socket,
+            } => {
+                let master = receive_master(&listener);
+                let _ = std::fs::remove_file(&socket);
+                let master = master?;
+                let clone = |what: &str| {
+                    master
+                        .try_clone()
+                        .map_err(Error::io(format!("duplicate pty master for {what}")))
+                };
+                let stdin = Arc::new(Mutex::new(None));
+                if !paths.stdin.is_empty() {
+                    *stdin.lock().unwrap() = Some(clone("stdin")?);
+                    // Closing our copy of the master on stdin EOF would hang up
+                    // the terminal; only stop copying.
+                    copy_stdin(paths.stdin.clone(), stdin.clone(), false);
+                }
+                let mut outputs = Vec::new();
+                if !paths.stdout.is_empty() {
+                    outputs.push(copy_output(clone("stdout")?, paths.stdout.clone())?);
+                }
+                Ok(ProcessStreams {
+                    stdin,
+                    console: Some(master),
+                    outputs,
+                })
+            }
+        }
+    }
+}
+
+impl ProcessStreams {
+    /// Closes the process's stdin (CloseIO).
+    pub fn close_stdin(&self) {
+        self.stdin.lock().unwrap().take();
+    }
+
+    pub fn resize(&self, width: u32, height: u32) -> Result<()> {
+        let Some(console) = &self.console else {
+            return Err(Error::FailedPrecondition(
+                "process has no terminal to resize".into(),
+            ));
+        };
+        let size = libc::winsize {
+            ws_row: height.min(u16::MAX as u32) as u16,
+            ws_col: width.min(u16::MAX as u32) as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize from the pointer we pass.
+        let rc = unsafe { libc::ioctl(console.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+        if rc < 0 {
+            return Err(Error::io("resize terminal")(std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Waits (bounded) until the process's output has reached containerd, so
+    /// that an exit event never overtakes the last lines of output.
+    pub fn drain(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for handle in std::mem::take(&mut self.outputs) {
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Error::sys("create pipe"))
+}
+
+/// The process's end (write side) and ours (read side) of an output pipe;
+/// /dev/null when containerd wants no such stream.
+fn output_pipe(fifo: &str) -> Result<(OwnedFd, Option<File>)> {
+    if fifo.is_empty() {
+        return Ok((dev_null()?, None));
+    }
+    let (r, w) = pipe()?;
+    Ok((w, Some(File::from(r))))
+}
+
+fn dev_null() -> Result<OwnedFd> {
+    Ok(OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(Error::io("open /dev/null"))?
+        .into())
+}
+
+/// Copies containerd's stdin fifo into the process. The fifo open blocks until
+/// the client opens its end, so it happens on the copy thread.
+fn copy_stdin(fifo: String, sink: Arc<Mutex<Option<File>>>, close_on_eof: bool) {
+    let spawned = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let mut src = match File::open(&fifo) {
+                Ok(f) => f,
+                Err(e) => {
+                    log::warn!("open stdin fifo {fifo}: {e}");
+                    return;
+                }
+            };
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                let n = match src.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let mut guard = sink.lock().unwrap();
+                let Some(dst) = guard.as_mut() else { return };
+                if dst.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            if close_on_eof {
+                sink.lock().unwrap().take();
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("spawn stdin copier: {e}");
+    }
+}
+
+/// Copies one output stream of the process to containerd's fifo. The fifo is
+/// opened read-write so the open never blocks and a reader that goes away
+/// (a client detaching, containerd restarting) never makes us fail.
+fn copy_output(mut src: File, fifo: String) -> Result<JoinHandle<()>> {
+    let mut dst = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .map_err(Error::io(format!("open output fifo {fifo}")))?;
+    std::thread::Builder::new()
+        .name("output".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match src.read(&mut buf) {
+                    // EIO: the terminal's last slave fd closed.
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if dst.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+        .map_err(Error::io("spawn output copier"))
+}
+
+/// Accepts the runtime's connection on the console socket and takes the pty
+/// master it sends (SCM_RIGHTS).
+fn receive_master(listener: &UnixListener) -> Result<File> {
+    listener
+        .set_nonblocking(true)
+        .map_err(Error::io("console socket"))?;
+    let deadline = Instant::now() + CONSOLE_TIMEOUT;
+    let stream = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(Error::io("receive the terminal from the runtime")(e)),
+        }
+    };
+    stream
+        .set_nonblocking(false)
+        .map_err(Error::io("console socket"))?;
+    stream
+        .set_read_timeout(Some(CONSOLE_TIMEOUT))
+        .map_err(Error::io("console socket"))?;
+    let mut name = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut name)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(Error::sys("receive pty master"))?;
+    for c in msg.cmsgs().map_err(Error::sys("read pty master message"))? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel just installed this fd for us.
+                return Ok(unsafe { File::from_raw_fd(fd) });
+            }
+        }
+    }
+    Err(Error::Runtime(
+        "the runtime sent no terminal over the console socket".into(),
+    ))
+}

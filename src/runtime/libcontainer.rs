@@ -1,0 +1,338 @@
+//! [`Runtime`] on youki's libcontainer.
+//!
+//! Cloning operations go through the helper process (see `helper.rs`); the
+//! rest (signals, freezer, cgroup reads and writes) are plain file and
+//! syscall work that is safe from the threaded shim and runs in-process.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use containerd_shim::monitor::{monitor_subscribe, Subject, Topic};
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use libcgroups::common::{
+    create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt,
+};
+use libcontainer::container::{Container, ContainerStatus};
+use libcontainer::signal::Signal;
+use oci_spec::runtime::LinuxResources;
+
+use super::helper::{HelperReply, HelperRequest, Operation, STDIO_FDS};
+use super::{metrics, CreateOptions, ExecOptions, ProcessIo, Runtime};
+use crate::error::{Error, Result};
+
+/// A helper that has not answered in this long is stuck (a hook hanging, a
+/// frozen cgroup): kill it and report rather than hang the RPC forever.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct LibcontainerRuntime {
+    /// libcontainer's state root: `<root>/<container id>/state.json`.
+    root: PathBuf,
+    helper_exe: PathBuf,
+    log_level: String,
+}
+
+impl LibcontainerRuntime {
+    pub fn new(root: PathBuf, log_level: String) -> Result<Self> {
+        std::fs::create_dir_all(root.join(".helper")).map_err(Error::io(format!(
+            "create runtime state root {}",
+            root.display()
+        )))?;
+        let helper_exe = std::env::current_exe().map_err(Error::io("find the shim binary"))?;
+        Ok(LibcontainerRuntime {
+            root,
+            helper_exe,
+            log_level,
+        })
+    }
+
+    fn load(&self, id: &str) -> Result<Container> {
+        Container::load(self.root.join(id)).map_err(|e| match e {
+            libcontainer::error::LibcontainerError::NoDirectory => {
+                Error::NotFound(format!("container {id} does not exist in the runtime"))
+            }
+            e => Error::Runtime(format!("load container {id}: {e}")),
+        })
+    }
+
+    fn cgroup(&self, id: &str) -> Result<AnyCgroupManager> {
+        let container = self.load(id)?;
+        let config = container
+            .spec()
+            .map_err(|e| Error::Runtime(format!("read runtime config of {id}: {e}")))?;
+        create_cgroup_manager(CgroupConfig {
+            cgroup_path: config.cgroup_path,
+            systemd_cgroup: false,
+            container_name: id.to_string(),
+        })
+        .map_err(|e| Error::Runtime(format!("open cgroup of {id}: {e}")))
+    }
+
+    /// Runs one helper operation and waits for it through the shim's reaper
+    /// (which reaps every child: a direct wait would race it).
+    fn run_helper(
+        &self,
+        id: &str,
+        cwd: &Path,
+        io: Option<&ProcessIo>,
+        operation: Operation,
+    ) -> Result<HelperReply> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let base = self
+            .root
+            .join(".helper")
+            .join(format!("{id}-{}-{seq}", std::process::id()));
+        let reply_path = base.with_extension("reply");
+        let stderr_path = base.with_extension("stderr");
+        let (stdio, console_socket) = match io {
+            Some(ProcessIo::Stdio(s)) => (Some(*s), None),
+            Some(ProcessIo::Console(path)) => (None, Some(path.clone())),
+            None => (None, None),
+        };
+        let request = HelperRequest {
+            root: self.root.clone(),
+            id: id.to_string(),
+            reply_path: reply_path.clone(),
+            stdio: stdio.is_some(),
+            console_socket,
+            log_level: self.log_level.clone(),
+            operation,
+        };
+        let what = format!("{:?} of {id}", request.operation);
+        let stderr = std::fs::File::create(&stderr_path)
+            .map_err(Error::io(format!("create {}", stderr_path.display())))?;
+
+        let mut cmd = Command::new(&self.helper_exe);
+        cmd.arg("helper")
+            .arg(serde_json::to_string(&request)?)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        if let Some(stdio) = stdio {
+            // Park the fds above the target range first so that moving them
+            // onto 3..=5 in the child cannot clobber one another.
+            let parked: Vec<OwnedFd> = stdio
+                .fds()
+                .iter()
+                .map(|fd| dup_above(fd.as_raw_fd(), 10))
+                .collect::<Result<_>>()?;
+            let raw: Vec<i32> = parked.iter().map(|f| f.as_raw_fd()).collect();
+            // SAFETY: dup2 is async-signal-safe; nothing else runs pre-exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    for (from, to) in raw.iter().zip(STDIO_FDS) {
+                        if libc::dup2(*from, to) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+            // `parked` must live until spawn returns.
+            return self.spawn_and_wait(cmd, &what, &reply_path, &stderr_path, Some(parked));
+        }
+        self.spawn_and_wait(cmd, &what, &reply_path, &stderr_path, None)
+    }
+
+    fn spawn_and_wait(
+        &self,
+        mut cmd: Command,
+        what: &str,
+        reply_path: &Path,
+        stderr_path: &Path,
+        keep_alive: Option<Vec<OwnedFd>>,
+    ) -> Result<HelperReply> {
+        let subscription = monitor_subscribe(Topic::Pid)
+            .map_err(|e| Error::Other(format!("subscribe to exits: {e}")))?;
+        let child = cmd
+            .spawn()
+            .map_err(Error::io(format!("spawn helper for {what}")))?;
+        drop(keep_alive);
+        let pid = child.id() as i32;
+        let deadline = std::time::Instant::now() + HELPER_TIMEOUT;
+        let status = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match subscription.rx.recv_timeout(left) {
+                Ok(e) if matches!(e.subject, Subject::Pid(p) if p == pid) => {
+                    break Some(e.exit_code)
+                }
+                Ok(_) => continue,
+                Err(_) => break None,
+            }
+        };
+        let stderr = std::fs::read_to_string(stderr_path).unwrap_or_default();
+        let _ = std::fs::remove_file(stderr_path);
+        let reply = std::fs::read(reply_path);
+        let _ = std::fs::remove_file(reply_path);
+        let Some(status) = status else {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            return Err(Error::Runtime(format!(
+                "{what}: runtime helper did not finish within {}s",
+                HELPER_TIMEOUT.as_secs()
+            )));
+        };
+        match reply {
+            Ok(bytes) => {
+                let reply: HelperReply = serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::Runtime(format!("{what}: bad helper reply: {e}")))?;
+                match reply.error {
+                    Some(err) => Err(Error::Runtime(err)),
+                    None => Ok(reply),
+                }
+            }
+            Err(_) => Err(Error::Runtime(format!(
+                "{what}: runtime helper exited with status {status} without a reply: {}",
+                stderr.trim()
+            ))),
+        }
+    }
+}
+
+impl Runtime for LibcontainerRuntime {
+    fn create(&self, opts: &CreateOptions) -> Result<i32> {
+        let reply = self.run_helper(
+            opts.id,
+            &opts.bundle,
+            Some(&opts.io),
+            Operation::Create {
+                bundle: opts.bundle.clone(),
+            },
+        )?;
+        reply
+            .pid
+            .ok_or_else(|| Error::Runtime(format!("create {}: no init pid", opts.id)))
+    }
+
+    fn start(&self, id: &str, bundle: &Path) -> Result<()> {
+        self.run_helper(id, bundle, None, Operation::Start)
+            .map(|_| ())
+    }
+
+    fn exec(&self, opts: &ExecOptions) -> Result<i32> {
+        let dir = self.root.join(".helper");
+        let process_json = dir.join(format!("{}-exec-{}.json", opts.id, std::process::id()));
+        let process_json = unique_path(process_json);
+        std::fs::write(&process_json, opts.process_json)
+            .map_err(Error::io(format!("write {}", process_json.display())))?;
+        let result = self.run_helper(
+            opts.id,
+            &opts.bundle,
+            Some(&opts.io),
+            Operation::Exec {
+                process_json: process_json.clone(),
+            },
+        );
+        let _ = std::fs::remove_file(&process_json);
+        result?
+            .pid
+            .ok_or_else(|| Error::Runtime(format!("exec in {}: no pid", opts.id)))
+    }
+
+    fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        let signal = Signal::try_from(signal)
+            .map_err(|e| Error::InvalidArgument(format!("signal {signal}: {e}")))?;
+        let mut container = self.load(id)?;
+        container.kill(signal, all).map_err(|e| match e {
+            libcontainer::error::LibcontainerError::IncorrectStatus(_) => {
+                Error::NotFound(format!("container {id}: process already finished"))
+            }
+            e => Error::Runtime(format!("kill {id}: {e}")),
+        })
+    }
+
+    fn delete(&self, id: &str, bundle: &Path, force: bool) -> Result<()> {
+        self.run_helper(id, bundle, None, Operation::Delete { force })
+            .map(|_| ())
+    }
+
+    fn pause(&self, id: &str) -> Result<()> {
+        let mut container = self.load(id)?;
+        container.pause().map_err(|e| status_error(id, "pause", e))
+    }
+
+    fn resume(&self, id: &str) -> Result<()> {
+        let mut container = self.load(id)?;
+        container
+            .resume()
+            .map_err(|e| status_error(id, "resume", e))
+    }
+
+    fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        let pids = self
+            .cgroup(id)?
+            .get_all_pids()
+            .map_err(|e| Error::Runtime(format!("list processes of {id}: {e}")))?;
+        Ok(pids.into_iter().map(|p| p.as_raw()).collect())
+    }
+
+    fn stats(&self, id: &str) -> Result<Any> {
+        let manager = self.cgroup(id)?;
+        let stats = manager
+            .stats()
+            .map_err(|e| Error::Runtime(format!("read cgroup stats of {id}: {e}")))?;
+        match manager {
+            AnyCgroupManager::V1(_) => metrics::v1(&stats),
+            _ => metrics::v2(&stats),
+        }
+    }
+
+    fn update(&self, id: &str, resources: &LinuxResources) -> Result<()> {
+        self.cgroup(id)?
+            .apply(&ControllerOpt {
+                resources,
+                disable_oom_killer: false,
+                oom_score_adj: None,
+                freezer_state: None,
+            })
+            .map_err(|e| Error::Runtime(format!("update resources of {id}: {e}")))
+    }
+
+    fn memory_cgroup(&self, id: &str) -> Option<PathBuf> {
+        let config = self.load(id).ok()?.spec().ok()?;
+        let rel = config
+            .cgroup_path
+            .strip_prefix("/")
+            .unwrap_or(&config.cgroup_path)
+            .to_path_buf();
+        let dir = Path::new("/sys/fs/cgroup/memory").join(rel);
+        dir.join("memory.oom_control").exists().then_some(dir)
+    }
+}
+
+fn status_error(id: &str, op: &str, e: libcontainer::error::LibcontainerError) -> Error {
+    match e {
+        libcontainer::error::LibcontainerError::IncorrectStatus(status) => {
+            let state = match status {
+                ContainerStatus::Stopped => "stopped",
+                ContainerStatus::Paused => "paused",
+                ContainerStatus::Created | ContainerStatus::Creating => "not started",
+                ContainerStatus::Running => "running",
+            };
+            Error::FailedPrecondition(format!("cannot {op} container {id}: it is {state}"))
+        }
+        e => Error::Runtime(format!("{op} {id}: {e}")),
+    }
+}
+
+/// A close-on-exec duplicate of `fd` numbered at least `min`.
+fn dup_above(fd: i32, min: i32) -> Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let new = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(min))
+        .map_err(Error::sys("duplicate stdio fd"))?;
+    // SAFETY: fcntl just returned this new fd to us.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+fn unique_path(path: PathBuf) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    path.with_extension(format!("{nanos}.json"))
+}
