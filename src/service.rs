@@ -616,3 +616,7 @@ fn describe(id: &str, exec_id: &str) -> String {
         format!("exec {exec_id} of container {id}")
     }
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;

@@ -1,0 +1,401 @@
+//! TaskService against a fake runtime and a channel event sink.
+
+use std::sync::mpsc::Receiver;
+use std::sync::Mutex;
+
+use containerd_shim_protos::api::Status as ApiStatus;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use oci_spec::runtime::{LinuxResources, Spec};
+
+use super::*;
+use crate::events::ChannelSink;
+use crate::runtime::ProcessIo;
+
+#[derive(Default)]
+struct FakeRuntime {
+    calls: Mutex<Vec<String>>,
+    next_pid: Mutex<i32>,
+}
+
+impl FakeRuntime {
+    fn record(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+    fn pid(&self) -> i32 {
+        let mut p = self.next_pid.lock().unwrap();
+        *p += 100;
+        *p
+    }
+}
+
+impl Runtime for FakeRuntime {
+    fn create(&self, opts: &CreateOptions) -> Result<i32> {
+        assert!(matches!(opts.io, ProcessIo::Stdio(_)));
+        self.record(format!("create {}", opts.id));
+        Ok(self.pid())
+    }
+    fn start(&self, id: &str, _: &Path) -> Result<()> {
+        self.record(format!("start {id}"));
+        Ok(())
+    }
+    fn exec(&self, opts: &ExecOptions) -> Result<i32> {
+        self.record(format!("exec {}", opts.id));
+        Ok(self.pid())
+    }
+    fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        self.record(format!("kill {id} {signal} {all}"));
+        Ok(())
+    }
+    fn delete(&self, id: &str, _: &Path, force: bool) -> Result<()> {
+        self.record(format!("delete {id} {force}"));
+        Ok(())
+    }
+    fn pause(&self, id: &str) -> Result<()> {
+        self.record(format!("pause {id}"));
+        Ok(())
+    }
+    fn resume(&self, id: &str) -> Result<()> {
+        self.record(format!("resume {id}"));
+        Ok(())
+    }
+    fn pids(&self, _: &str) -> Result<Vec<i32>> {
+        Ok(vec![100, 200])
+    }
+    fn stats(&self, _: &str) -> Result<Any> {
+        Ok(Any::new())
+    }
+    fn update(&self, id: &str, r: &LinuxResources) -> Result<()> {
+        let limit = r
+            .memory()
+            .as_ref()
+            .and_then(|m| m.limit())
+            .unwrap_or_default();
+        self.record(format!("update {id} {limit}"));
+        Ok(())
+    }
+    fn memory_cgroup(&self, _: &str) -> Option<PathBuf> {
+        None
+    }
+}
+
+struct Fixture {
+    service: TaskService,
+    runtime: Arc<FakeRuntime>,
+    events: Receiver<TaskEvent>,
+    bundle: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    let runtime = Arc::new(FakeRuntime::default());
+    let (sink, events) = ChannelSink::new();
+    let bundle = tempfile::tempdir().unwrap();
+    Spec::default()
+        .save(bundle.path().join("config.json"))
+        .unwrap();
+    let service = TaskService::new(
+        runtime.clone(),
+        Arc::new(sink),
+        bundle.path().join("c"),
+        Arc::default(),
+    );
+    Fixture {
+        service,
+        runtime,
+        events,
+        bundle,
+    }
+}
+
+impl Fixture {
+    fn create(&self, id: &str) -> Result<CreateTaskResponse> {
+        self.service.create(&CreateTaskRequest {
+            id: id.into(),
+            bundle: self.bundle.path().to_string_lossy().into_owned(),
+            ..Default::default()
+        })
+    }
+    fn topics(&self) -> Vec<String> {
+        self.events.try_iter().map(|e| e.topic).collect()
+    }
+    fn status(&self, id: &str, exec_id: &str) -> containerd_shim_protos::api::Status {
+        let req = StateRequest {
+            id: id.into(),
+            exec_id: exec_id.into(),
+            ..Default::default()
+        };
+        self.service
+            .state(&req)
+            .unwrap()
+            .status
+            .enum_value()
+            .unwrap()
+    }
+}
+
+fn code(result: Result<impl Sized>) -> ttrpc::Code {
+    match result {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.code(),
+    }
+}
+
+#[test]
+fn init_lifecycle_publishes_events_in_order_and_reports_the_exit() {
+    let f = fixture();
+    let pid = f.create("c1").unwrap().pid;
+    assert_eq!(f.status("c1", ""), ApiStatus::CREATED);
+    let start = f
+        .service
+        .start(&StartRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(start.pid, pid);
+    assert_eq!(f.status("c1", ""), ApiStatus::RUNNING);
+
+    f.service.process_exit(pid as i32, 3);
+    let wait = f
+        .service
+        .wait(&WaitRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(wait.exit_status, 3);
+    assert_eq!(f.status("c1", ""), ApiStatus::STOPPED);
+
+    let deleted = f
+        .service
+        .delete(&DeleteRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!((deleted.pid, deleted.exit_status), (pid, 3));
+    assert_eq!(
+        f.topics(),
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ]
+    );
+    assert_eq!(
+        f.runtime.calls(),
+        ["create c1", "start c1", "delete c1 false"]
+    );
+    assert_eq!(
+        code(f.service.state(&StateRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })),
+        ttrpc::Code::NOT_FOUND
+    );
+}
+
+#[test]
+fn exits_of_unknown_pids_are_ignored() {
+    let f = fixture();
+    let pid = f.create("c1").unwrap().pid as i32;
+    // A created (not started) init is not running yet: its pid is not live.
+    f.service.process_exit(pid + 1, 0);
+    assert!(f.topics().iter().all(|t| t != "/tasks/exit"));
+}
+
+#[test]
+fn bad_requests_get_the_right_codes() {
+    let f = fixture();
+    std::fs::write(f.bundle.path().join("config.json"), "{not json").unwrap();
+    assert_eq!(code(f.create("bad")), ttrpc::Code::INVALID_ARGUMENT);
+    assert!(
+        f.runtime.calls().is_empty(),
+        "nothing may reach the runtime for a bad spec"
+    );
+
+    Spec::default()
+        .save(f.bundle.path().join("config.json"))
+        .unwrap();
+    let pid = f.create("c1").unwrap().pid as i32;
+    assert_eq!(code(f.create("c1")), ttrpc::Code::ALREADY_EXISTS);
+    f.service
+        .start(&StartRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+
+    let kill = |exec_id: &str| KillRequest {
+        id: "c1".into(),
+        exec_id: exec_id.into(),
+        signal: 9,
+        ..Default::default()
+    };
+    assert_eq!(code(f.service.kill(&kill("nope"))), ttrpc::Code::NOT_FOUND);
+    let delete = DeleteRequest {
+        id: "c1".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(f.service.delete(&delete)),
+        ttrpc::Code::FAILED_PRECONDITION
+    );
+    assert_eq!(
+        code(f.service.start(&StartRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })),
+        ttrpc::Code::FAILED_PRECONDITION
+    );
+    let missing = StateRequest {
+        id: "other".into(),
+        ..Default::default()
+    };
+    assert_eq!(code(f.service.state(&missing)), ttrpc::Code::NOT_FOUND);
+
+    f.service.process_exit(pid, 137);
+    assert_eq!(code(f.service.kill(&kill(""))), ttrpc::Code::NOT_FOUND);
+    let checkpoint = CheckpointTaskRequest {
+        id: "c1".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(f.service.checkpoint(&checkpoint)),
+        ttrpc::Code::UNIMPLEMENTED
+    );
+    f.service.delete(&delete).unwrap();
+}
+
+#[test]
+fn exec_lifecycle() {
+    let f = fixture();
+    let init = f.create("c1").unwrap().pid as i32;
+    let spec = serde_json::to_vec(&oci_spec::runtime::Process::default()).unwrap();
+    let exec = |exec_id: &str| ExecProcessRequest {
+        id: "c1".into(),
+        exec_id: exec_id.into(),
+        spec: MessageField::some(Any {
+            value: spec.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(f.service.exec(&exec("e1"))),
+        ttrpc::Code::FAILED_PRECONDITION,
+        "exec before start"
+    );
+    f.service
+        .start(&StartRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    f.service.exec(&exec("e1")).unwrap();
+    assert_eq!(
+        code(f.service.exec(&exec("e1"))),
+        ttrpc::Code::ALREADY_EXISTS
+    );
+    let start = StartRequest {
+        id: "c1".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    let pid = f.service.start(&start).unwrap().pid as i32;
+    assert_ne!(pid, init);
+    let delete = DeleteRequest {
+        id: "c1".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(f.service.delete(&delete)),
+        ttrpc::Code::FAILED_PRECONDITION
+    );
+
+    f.service.process_exit(pid, 5);
+    assert_eq!(f.status("c1", "e1"), ApiStatus::STOPPED);
+    assert_eq!(
+        f.status("c1", ""),
+        ApiStatus::RUNNING,
+        "an exec's exit leaves the init running"
+    );
+    assert_eq!(f.service.delete(&delete).unwrap().exit_status, 5);
+    let exits: Vec<TaskEvent> = f
+        .events
+        .try_iter()
+        .filter(|e| e.topic == "/tasks/exit")
+        .collect();
+    let exit = exits[0].message.downcast_ref::<TaskExit>().unwrap();
+    assert_eq!((exit.id.as_str(), exit.exit_status), ("e1", 5));
+}
+
+#[test]
+fn pause_and_resume_follow_the_state_machine() {
+    let f = fixture();
+    f.create("c1").unwrap();
+    let pause = PauseRequest {
+        id: "c1".into(),
+        ..Default::default()
+    };
+    let resume = ResumeRequest {
+        id: "c1".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(f.service.pause(&pause)),
+        ttrpc::Code::FAILED_PRECONDITION
+    );
+    f.service
+        .start(&StartRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    f.service.pause(&pause).unwrap();
+    assert_eq!(f.status("c1", ""), ApiStatus::PAUSED);
+    assert_eq!(
+        code(f.service.pause(&pause)),
+        ttrpc::Code::FAILED_PRECONDITION
+    );
+    f.service.resume(&resume).unwrap();
+    assert_eq!(f.status("c1", ""), ApiStatus::RUNNING);
+    let topics = f.topics();
+    assert!(
+        topics.ends_with(&["/tasks/paused".to_string(), "/tasks/resumed".to_string()]),
+        "{topics:?}"
+    );
+}
+
+#[test]
+fn update_decodes_oci_resources() {
+    let f = fixture();
+    f.create("c1").unwrap();
+    let resources = r#"{"memory":{"limit":67108864}}"#;
+    let req = UpdateTaskRequest {
+        id: "c1".into(),
+        resources: MessageField::some(Any {
+            value: resources.as_bytes().to_vec(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    f.service.update(&req).unwrap();
+    assert!(f
+        .runtime
+        .calls()
+        .contains(&"update c1 67108864".to_string()));
+    let bad = UpdateTaskRequest {
+        id: "c1".into(),
+        resources: MessageField::some(Any {
+            value: b"[1]".to_vec(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_eq!(code(f.service.update(&bad)), ttrpc::Code::INVALID_ARGUMENT);
+}
