@@ -3,7 +3,12 @@
 
 fn main() {
     let mut args = std::env::args();
-    if args.nth(1).as_deref() == Some("helper") {
+    let first = args.nth(1);
+    if matches!(first.as_deref(), Some("-v" | "-version" | "--version")) {
+        println!("containerd-shim-lazarus-v2 version {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    if first.as_deref() == Some("helper") {
         // Must stay the first thing main does: no thread may exist yet.
         let request = args.next().unwrap_or_default();
         std::process::exit(lazarus::runtime::helper::main(&request));

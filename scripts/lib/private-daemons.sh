@@ -1,0 +1,95 @@
+# shellcheck shell=bash
+# Private containerd + dockerd for demos and benchmarks (the Rust e2e suite
+# has its own harness). Source this file, then:
+#   pd_start DIR [containerd-binary]   start both, own sockets/roots under DIR
+#   pd_docker ARGS...                  docker against the private dockerd
+#   pd_ctr ARGS...                     ctr against the private containerd
+#   pd_stop                            stop both and clean up (also on EXIT)
+# The shim binary directory given in PD_SHIM_DIR (if set) is put first on the
+# daemons' PATH.
+
+PD_DIR=""
+PD_CTR_BIN=/usr/bin/ctr
+
+pd_log() { printf '[%s] %s\n' "${PD_NAME:-lazarus}" "$*" >&2; }
+
+pd_wait_for() { # seconds, command...
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.2
+  done
+}
+
+pd_start() {
+  PD_DIR=$1
+  local containerd_bin=${2:-/usr/bin/containerd}
+  PD_CTR_BIN=$(dirname "$containerd_bin")/ctr
+  mkdir -p "$PD_DIR"
+  local version=2 cri='"io.containerd.grpc.v1.cri"'
+  if "$containerd_bin" --version | grep -q ' v\?2\.'; then
+    version=3
+    cri='"io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.grpc.v1.cri"'
+  fi
+  cat > "$PD_DIR/containerd.toml" <<TOML
+version = $version
+root = "$PD_DIR/containerd-root"
+state = "$PD_DIR/containerd-state"
+disabled_plugins = [$cri]
+[grpc]
+  address = "$PD_DIR/containerd.sock"
+[ttrpc]
+  address = "$PD_DIR/containerd.sock.ttrpc"
+TOML
+  cat > "$PD_DIR/daemon.json" <<JSON
+{
+  "experimental": true,
+  "iptables": false,
+  "ip-masq": false,
+  "bridge": "none",
+  "runtimes": { "lazarus": { "runtimeType": "io.containerd.lazarus.v2" } }
+}
+JSON
+  local path=$PATH
+  [ -n "${PD_SHIM_DIR:-}" ] && path=$PD_SHIM_DIR:$PATH
+  PATH=$path setsid "$containerd_bin" --config "$PD_DIR/containerd.toml" \
+    >"$PD_DIR/containerd.log" 2>&1 &
+  echo $! > "$PD_DIR/containerd.pid"
+  pd_wait_for 30 "$PD_CTR_BIN" -a "$PD_DIR/containerd.sock" version ||
+    { tail -20 "$PD_DIR/containerd.log" >&2; pd_log "containerd did not start"; return 1; }
+  PATH=$path setsid /usr/sbin/dockerd --config-file "$PD_DIR/daemon.json" \
+    --containerd "$PD_DIR/containerd.sock" --data-root "$PD_DIR/docker-root" \
+    --exec-root "$PD_DIR/docker-exec" --pidfile "$PD_DIR/dockerd.pid" \
+    -H "unix://$PD_DIR/docker.sock" >"$PD_DIR/dockerd.log" 2>&1 &
+  pd_wait_for 60 pd_docker version ||
+    { tail -20 "$PD_DIR/dockerd.log" >&2; pd_log "dockerd did not start"; return 1; }
+  trap pd_stop EXIT
+}
+
+pd_docker() { /usr/bin/docker -H "unix://$PD_DIR/docker.sock" "$@"; }
+pd_ctr() { "$PD_CTR_BIN" -a "$PD_DIR/containerd.sock" "$@"; }
+
+pd_load_test_image() {
+  "$(dirname "${BASH_SOURCE[0]}")/../build-test-image.sh" >/dev/null
+  pd_docker load -i "${LAZARUS_IMAGE_DIR:-/var/cache/lazarus-test}/busybox-docker.tar" >/dev/null
+}
+
+pd_stop() {
+  [ -n "$PD_DIR" ] || return 0
+  local ids
+  ids=$(pd_docker ps -aq 2>/dev/null || true)
+  [ -z "$ids" ] || pd_docker rm -f $ids >/dev/null 2>&1 || true
+  for d in dockerd containerd; do
+    local pid
+    pid=$(cat "$PD_DIR/$d.pid" 2>/dev/null || true)
+    [ -n "$pid" ] || continue
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  # Shims of this instance outlive containerd by design: stop them too.
+  pkill -9 -f -- "-address $PD_DIR/containerd.sock" 2>/dev/null || true
+  grep -o " $PD_DIR[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf "$PD_DIR"
+  PD_DIR=""
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# All of Lazarus's checks: formatting, clippy, unit tests, and the end-to-end
+# suite against Lazarus and runc (the reference) on containerd 1.7 and 2.1.
+# Needs the host set up (scripts/quickstart.sh or scripts/setup-host.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n=== %s\n' "$*"; }
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+step "unit tests"
+cargo test --locked --lib --bins
+step "end-to-end suite"
+test/run-e2e.sh
