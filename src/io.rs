@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -58,9 +59,16 @@ pub enum PendingIo {
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl PendingIo {
-    /// `console_dir` must be short: unix socket paths are limited to 108 bytes.
-    pub fn prepare(paths: &StdioPaths, console_dir: &Path, name: &str) -> Result<Self> {
+    /// `console_dir` must be short: unix socket paths are limited to 108 bytes,
+    /// so sockets are named by shim pid and a counter, not by container id.
+    pub fn prepare(paths: &StdioPaths, console_dir: &Path) -> Result<Self> {
         if paths.terminal {
+            static SEQ: AtomicU64 = AtomicU64::new(0);
+            let name = format!(
+                "{}-{}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed)
+            );
             std::fs::create_dir_all(console_dir)
                 .map_err(Error::io(format!("create {}", console_dir.display())))?;
             let socket = console_dir.join(format!("{name}.sock"));

@@ -5,7 +5,10 @@ fn main() {
     let mut args = std::env::args();
     let first = args.nth(1);
     if matches!(first.as_deref(), Some("-v" | "-version" | "--version")) {
-        println!("containerd-shim-lazarus-v2 version {}", env!("CARGO_PKG_VERSION"));
+        println!(
+            "containerd-shim-lazarus-v2 version {}",
+            env!("CARGO_PKG_VERSION")
+        );
         return;
     }
     if first.as_deref() == Some("helper") {

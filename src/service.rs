@@ -143,7 +143,7 @@ impl TaskService {
         bundle: &Path,
         stdio: &StdioPaths,
     ) -> Result<(i32, crate::io::ProcessStreams)> {
-        let io = PendingIo::prepare(stdio, &self.console_dir, id)?;
+        let io = PendingIo::prepare(stdio, &self.console_dir)?;
         let pid = self.runtime.create(&CreateOptions {
             id,
             bundle: bundle.to_path_buf(),
@@ -200,8 +200,7 @@ impl TaskService {
                 ..Default::default()
             });
         }
-        let name = format!("{}-{}", req.id, req.exec_id);
-        let io = PendingIo::prepare(&p.stdio, &self.console_dir, &name)?;
+        let io = PendingIo::prepare(&p.stdio, &self.console_dir)?;
         let pid = self.runtime.exec(&ExecOptions {
             id: &req.id,
             bundle,
