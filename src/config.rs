@@ -1,6 +1,7 @@
 //! The shim's own configuration file (TOML), `/etc/lazarus/config.toml` or
 //! the path in `LAZARUS_CONFIG`. Every key is optional; see config/lazarus.toml.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -16,6 +17,11 @@ pub struct Config {
     pub root: PathBuf,
     /// Log level for the shim and its helper (error, warn, info, debug, trace).
     pub log_level: String,
+    /// The CRIU binary (a name is looked up on PATH).
+    pub criu_path: PathBuf,
+    /// Per containerd namespace: does a checkpoint without options stop the
+    /// container? Overrides the built-in default (moby: true, others: false).
+    pub checkpoint_exit: HashMap<String, bool>,
 }
 
 impl Default for Config {
@@ -23,6 +29,8 @@ impl Default for Config {
         Config {
             root: PathBuf::from("/run/lazarus"),
             log_level: "info".into(),
+            criu_path: PathBuf::from("criu"),
+            checkpoint_exit: HashMap::new(),
         }
     }
 }
@@ -67,10 +75,15 @@ mod tests {
         let path = dir.path().join("config.toml");
         std::fs::write(&path, "").unwrap();
         assert_eq!(Config::from_file(&path).unwrap(), Config::default());
-        std::fs::write(&path, "root = \"/tmp/x\"\nlog_level = \"debug\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "root = \"/tmp/x\"\nlog_level = \"debug\"\n[checkpoint_exit]\ndefault = true\n",
+        )
+        .unwrap();
         let c = Config::from_file(&path).unwrap();
         assert_eq!(c.state_root("moby"), PathBuf::from("/tmp/x/moby"));
         assert_eq!(c.log_level, "debug");
+        assert_eq!(c.checkpoint_exit.get("default"), Some(&true));
         std::fs::write(&path, "rooot = \"/tmp/x\"\n").unwrap();
         let err = Config::from_file(&path).unwrap_err().to_string();
         assert!(err.contains("rooot"), "{err}");

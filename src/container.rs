@@ -16,6 +16,8 @@ pub struct Container {
     pub mounted_rootfs: Option<PathBuf>,
     pub init: Process,
     pub execs: HashMap<String, Process>,
+    /// Set between a Create from a checkpoint and its Start.
+    pub restore: Option<crate::service::PendingRestore>,
 }
 
 impl Container {

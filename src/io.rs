@@ -144,31 +144,46 @@ impl PendingIo {
             } => {
                 let master = receive_master(&listener);
                 let _ = std::fs::remove_file(&socket);
-                let master = master?;
-                let clone = |what: &str| {
-                    master
-                        .try_clone()
-                        .map_err(Error::io(format!("duplicate pty master for {what}")))
-                };
-                let stdin = Arc::new(Mutex::new(None));
-                if !paths.stdin.is_empty() {
-                    *stdin.lock().unwrap() = Some(clone("stdin")?);
-                    // Closing our copy of the master on stdin EOF would hang up
-                    // the terminal; only stop copying.
-                    copy_stdin(paths.stdin.clone(), stdin.clone(), false);
-                }
-                let mut outputs = Vec::new();
-                if !paths.stdout.is_empty() {
-                    outputs.push(copy_output(clone("stdout")?, paths.stdout.clone())?);
-                }
-                Ok(ProcessStreams {
-                    stdin,
-                    console: Some(master),
-                    outputs,
-                })
+                console_streams(&paths, master?)
             }
         }
     }
+
+    /// The process-side stdio fds (for CRIU's inherit_fd); None for a terminal.
+    pub fn process_fds(&self) -> Option<[RawFd; 3]> {
+        match self {
+            PendingIo::Pipes { process_side, .. } => {
+                Some(process_side.fds().map(|f| f.as_raw_fd()))
+            }
+            PendingIo::Console { .. } => None,
+        }
+    }
+}
+
+/// Streams for a process on a terminal whose master we hold (received over
+/// the console socket, or from CRIU for a restored terminal).
+pub fn console_streams(paths: &StdioPaths, master: File) -> Result<ProcessStreams> {
+    let clone = |what: &str| {
+        master
+            .try_clone()
+            .map_err(Error::io(format!("duplicate pty master for {what}")))
+    };
+    let stdin = Arc::new(Mutex::new(None));
+    if !paths.stdin.is_empty() {
+        *stdin.lock().unwrap() = Some(clone("stdin")?);
+        // Closing our copy of the master on stdin EOF would hang up the
+        // terminal; only stop copying.
+        copy_stdin(paths.stdin.clone(), stdin.clone(), false);
+    }
+    let mut outputs = Vec::new();
+    if !paths.stdout.is_empty() {
+        outputs.push(copy_output(clone("stdout")?, paths.stdout.clone())?);
+    }
+    Ok(ProcessStreams {
+        stdin,
+        console: Some(master),
+        outputs,
+    })
 }
 
 impl ProcessStreams {

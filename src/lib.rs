@@ -5,8 +5,10 @@
 //! (libcontainer in a single-threaded helper), `events` (containerd or a
 //! channel) and, for checkpoints, CRIU.
 
+pub mod checkpoint;
 pub mod config;
 pub mod container;
+pub mod criu;
 pub mod error;
 pub mod events;
 pub mod io;

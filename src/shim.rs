@@ -10,10 +10,11 @@ use containerd_shim::{api::DeleteResponse, ExitSignal, Flags, StartOpts};
 use containerd_shim_protos::protobuf::MessageField;
 
 use crate::config::Config;
+use crate::criu::SwrkCriu;
 use crate::events::ContainerdSink;
 use crate::process::timestamp;
 use crate::runtime::{LibcontainerRuntime, Runtime};
-use crate::service::TaskService;
+use crate::service::{Settings, TaskService};
 use crate::task::TaskRpc;
 
 pub const RUNTIME_ID: &str = "io.containerd.lazarus.v2";
@@ -110,10 +111,19 @@ impl containerd_shim::Shim for LazarusShim {
             address,
             self.namespace.clone(),
         ));
+        let criu = Arc::new(SwrkCriu {
+            binary: self.config.criu_path.clone(),
+        });
+        let settings = Settings {
+            namespace: self.namespace.clone(),
+            console_dir: self.config.console_dir(),
+            checkpoint_exit: self.config.checkpoint_exit.clone(),
+        };
         let service = Arc::new(TaskService::new(
             runtime,
+            criu,
             events,
-            self.config.console_dir(),
+            settings,
             self.exit.clone(),
         ));
         let watcher = service.clone();

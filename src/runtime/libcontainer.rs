@@ -293,6 +293,23 @@ impl Runtime for LibcontainerRuntime {
             .map_err(|e| Error::Runtime(format!("update resources of {id}: {e}")))
     }
 
+    fn adopt(&self, id: &str, bundle: &Path, pid: i32) -> Result<()> {
+        let dir = self.root.join(id);
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            Error::Runtime(format!("adopt restored {id}: {what}: {e}"))
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| fail("create state dir", &e))?;
+        let spec = oci_spec::runtime::Spec::load(bundle.join("config.json"))
+            .map_err(|e| fail("load spec", &e))?;
+        libcontainer::config::YoukiConfig::from_spec(&spec, id)
+            .and_then(|c| c.save(&dir))
+            .map_err(|e| fail("save runtime config", &e))?;
+        let mut container = Container::new(id, ContainerStatus::Running, Some(pid), bundle, &dir)
+            .map_err(|e| fail("state", &e))?;
+        container.set_annotations(spec.annotations().clone());
+        container.save().map_err(|e| fail("save state", &e))
+    }
+
     fn memory_cgroup(&self, id: &str) -> Option<PathBuf> {
         let config = self.load(id).ok()?.spec().ok()?;
         let rel = config

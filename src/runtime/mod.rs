@@ -73,6 +73,9 @@ pub trait Runtime: Send + Sync {
     /// containerd's cgroup metrics (v1 or v2 type, as the host has).
     fn stats(&self, id: &str) -> Result<Any>;
     fn update(&self, id: &str, resources: &LinuxResources) -> Result<()>;
+    /// Registers an init that CRIU restored (a child of the shim) as the
+    /// container's, so kill, pause and delete work on it.
+    fn adopt(&self, id: &str, bundle: &std::path::Path, pid: i32) -> Result<()>;
     /// The cgroup v1 memory directory, for OOM notifications (None on v2).
     fn memory_cgroup(&self, id: &str) -> Option<PathBuf>;
 }

@@ -8,8 +8,10 @@ use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use oci_spec::runtime::{LinuxResources, Spec};
 
 use super::*;
+use crate::criu::{rpc, Criu, NotifyFn, Outcome};
 use crate::events::ChannelSink;
 use crate::runtime::ProcessIo;
+use containerd_shim_protos::shim::oci::CheckpointOptions;
 
 #[derive(Default)]
 struct FakeRuntime {
@@ -35,7 +37,8 @@ impl Runtime for FakeRuntime {
     fn create(&self, opts: &CreateOptions) -> Result<i32> {
         assert!(matches!(opts.io, ProcessIo::Stdio(_)));
         self.record(format!("create {}", opts.id));
-        Ok(self.pid())
+        // Our own pid: checkpoint code reads the init's /proc entries.
+        Ok(std::process::id() as i32)
     }
     fn start(&self, id: &str, _: &Path) -> Result<()> {
         self.record(format!("start {id}"));
@@ -76,34 +79,104 @@ impl Runtime for FakeRuntime {
         self.record(format!("update {id} {limit}"));
         Ok(())
     }
+    fn adopt(&self, id: &str, _: &Path, pid: i32) -> Result<()> {
+        self.record(format!("adopt {id} {pid}"));
+        Ok(())
+    }
     fn memory_cgroup(&self, _: &str) -> Option<PathBuf> {
         None
+    }
+}
+
+/// Answers like CRIU 4.2.1 and remembers every request.
+#[derive(Default)]
+struct FakeCriu {
+    requests: Mutex<Vec<rpc::Criu_req>>,
+    fail_dump: bool,
+}
+
+const RESTORED_PID: i32 = 4242;
+
+impl Criu for FakeCriu {
+    fn call(&self, request: rpc::Criu_req, _: &[i32], _: &mut NotifyFn) -> Result<Outcome> {
+        let mut response = rpc::Criu_resp::new();
+        response.set_type(request.type_());
+        response.set_success(true);
+        match request.type_() {
+            rpc::Criu_req_type::VERSION => {
+                let mut v = rpc::Criu_version::new();
+                v.set_major_number(4);
+                v.set_minor_number(2);
+                v.set_sublevel(1);
+                response.version = MessageField::some(v);
+            }
+            rpc::Criu_req_type::DUMP if self.fail_dump => {
+                response.set_success(false);
+                response.set_cr_errmsg("cannot dump: test".into());
+            }
+            rpc::Criu_req_type::RESTORE => {
+                let mut r = rpc::Criu_restore_resp::new();
+                r.set_pid(RESTORED_PID);
+                response.restore = MessageField::some(r);
+            }
+            _ => {}
+        }
+        self.requests.lock().unwrap().push(request);
+        Ok(Outcome {
+            response,
+            received_fd: None,
+        })
+    }
+}
+
+impl FakeCriu {
+    fn last(&self, kind: rpc::Criu_req_type) -> rpc::Criu_opts {
+        let requests = self.requests.lock().unwrap();
+        let req = requests
+            .iter()
+            .rev()
+            .find(|r| r.type_() == kind)
+            .expect("no such CRIU request");
+        req.opts.clone().unwrap()
     }
 }
 
 struct Fixture {
     service: TaskService,
     runtime: Arc<FakeRuntime>,
+    criu: Arc<FakeCriu>,
     events: Receiver<TaskEvent>,
     bundle: tempfile::TempDir,
 }
 
 fn fixture() -> Fixture {
+    fixture_with(FakeCriu::default(), "default")
+}
+
+fn fixture_with(criu: FakeCriu, namespace: &str) -> Fixture {
+    let criu = Arc::new(criu);
     let runtime = Arc::new(FakeRuntime::default());
     let (sink, events) = ChannelSink::new();
     let bundle = tempfile::tempdir().unwrap();
     Spec::default()
         .save(bundle.path().join("config.json"))
         .unwrap();
+    let settings = Settings {
+        namespace: namespace.into(),
+        console_dir: bundle.path().join("c"),
+        checkpoint_exit: HashMap::new(),
+    };
     let service = TaskService::new(
         runtime.clone(),
+        criu.clone(),
         Arc::new(sink),
-        bundle.path().join("c"),
+        settings,
         Arc::default(),
     );
     Fixture {
         service,
         runtime,
+        criu,
         events,
         bundle,
     }
@@ -263,9 +336,10 @@ fn bad_requests_get_the_right_codes() {
         id: "c1".into(),
         ..Default::default()
     };
+    // A stopped task cannot be checkpointed.
     assert_eq!(
         code(f.service.checkpoint(&checkpoint)),
-        ttrpc::Code::UNIMPLEMENTED
+        ttrpc::Code::FAILED_PRECONDITION
     );
     f.service.delete(&delete).unwrap();
 }
@@ -398,4 +472,141 @@ fn update_decodes_oci_resources() {
         ..Default::default()
     };
     assert_eq!(code(f.service.update(&bad)), ttrpc::Code::INVALID_ARGUMENT);
+}
+
+fn checkpoint_options(o: CheckpointOptions) -> MessageField<Any> {
+    use containerd_shim_protos::protobuf::Message;
+    MessageField::some(Any {
+        type_url: "containerd.runc.v1.CheckpointOptions".into(),
+        value: o.write_to_bytes().unwrap(),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn checkpoint_then_restore_reapplies_the_dump_options() {
+    let f = fixture();
+    f.create("c1").unwrap();
+    f.service
+        .start(&StartRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let images = tempfile::tempdir().unwrap();
+    let dir = images.path().join("cp");
+    let opts = CheckpointOptions {
+        open_tcp: true,
+        file_locks: true,
+        exit: false,
+        ..Default::default()
+    };
+    f.service
+        .checkpoint(&CheckpointTaskRequest {
+            id: "c1".into(),
+            path: dir.to_string_lossy().into_owned(),
+            options: checkpoint_options(opts),
+            ..Default::default()
+        })
+        .unwrap();
+    let dump = f.criu.last(rpc::Criu_req_type::DUMP);
+    assert!(dump.tcp_established() && dump.file_locks() && dump.leave_running());
+    assert!(!dump.ext_unix_sk());
+    assert_eq!(
+        f.status("c1", ""),
+        ApiStatus::RUNNING,
+        "leave-running keeps the task running"
+    );
+    assert!(f.topics().contains(&"/tasks/checkpointed".to_string()));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+
+    // A second container restores from it: nothing runs at Create...
+    let created = f
+        .service
+        .create(&CreateTaskRequest {
+            id: "c2".into(),
+            bundle: f.bundle.path().to_string_lossy().into_owned(),
+            checkpoint: dir.to_string_lossy().into_owned(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(created.pid, 0);
+    assert!(!f.runtime.calls().contains(&"create c2".to_string()));
+    // ...and Start restores with the dump's options, without being told.
+    let started = f
+        .service
+        .start(&StartRequest {
+            id: "c2".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(started.pid, RESTORED_PID as u32);
+    let restore = f.criu.last(rpc::Criu_req_type::RESTORE);
+    assert!(restore.tcp_established() && restore.file_locks() && restore.rst_sibling());
+    assert_eq!(restore.cg_root[0].path(), "/youki/c2");
+    assert!(f
+        .runtime
+        .calls()
+        .contains(&format!("adopt c2 {RESTORED_PID}")));
+    assert_eq!(f.status("c2", ""), ApiStatus::RUNNING);
+    f.service.process_exit(RESTORED_PID, 0);
+    assert_eq!(
+        f.status("c2", ""),
+        ApiStatus::STOPPED,
+        "a restored init exits like any other"
+    );
+}
+
+#[test]
+fn a_failed_dump_leaves_the_task_running_and_no_complete_image() {
+    let f = fixture_with(
+        FakeCriu {
+            fail_dump: true,
+            ..Default::default()
+        },
+        "moby",
+    );
+    f.create("c1").unwrap();
+    f.service
+        .start(&StartRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let images = tempfile::tempdir().unwrap();
+    let req = CheckpointTaskRequest {
+        id: "c1".into(),
+        path: images.path().to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let err = f.service.checkpoint(&req).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("cannot dump: test") && text.contains("dump.log"),
+        "{text}"
+    );
+    assert_eq!(f.status("c1", ""), ApiStatus::RUNNING);
+    assert!(!images.path().join("lazarus.json").exists());
+    assert!(
+        !f.criu.last(rpc::Criu_req_type::DUMP).leave_running(),
+        "moby without options: exit"
+    );
+}
+
+#[test]
+fn restore_refuses_an_incomplete_image_at_create() {
+    let f = fixture();
+    let empty = tempfile::tempdir().unwrap();
+    let req = CreateTaskRequest {
+        id: "c1".into(),
+        bundle: f.bundle.path().to_string_lossy().into_owned(),
+        checkpoint: empty.path().to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    assert_eq!(code(f.service.create(&req)), ttrpc::Code::INVALID_ARGUMENT);
+    assert!(f.criu.requests.lock().unwrap().is_empty());
 }

@@ -13,21 +13,38 @@ use containerd_shim_protos::api::*;
 use containerd_shim_protos::events::task::*;
 use containerd_shim_protos::protobuf::MessageField;
 
+use crate::checkpoint::options;
+use crate::checkpoint::restore::RestorePlan;
 use crate::container::{self, Container};
+use crate::criu::Criu;
 use crate::error::{Error, Result};
 use crate::events::{EventSink, TaskEvent};
 use crate::io::{PendingIo, StdioPaths};
 use crate::process::{timestamp, Exit, Process, Status};
 use crate::runtime::{CreateOptions, ExecOptions, Runtime};
 
+mod checkpoint;
+pub use checkpoint::PendingRestore;
+
 /// How long an exit waits for the process's last output to reach containerd.
 const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What the service needs to know about where it runs.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// containerd namespace of this shim's containers.
+    pub namespace: String,
+    /// Short directory for console sockets (paths are limited to 108 bytes).
+    pub console_dir: PathBuf,
+    /// Per-namespace override of the checkpoint exit default (config file).
+    pub checkpoint_exit: HashMap<String, bool>,
+}
+
 pub struct TaskService {
     runtime: Arc<dyn Runtime>,
+    criu: Arc<dyn Criu>,
     events: Arc<dyn EventSink>,
-    /// Short directory for console sockets (paths are limited to 108 bytes).
-    console_dir: PathBuf,
+    settings: Settings,
     /// Every change to processes happens under this lock, pid registration
     /// included, so an exit can never be handled before its pid is known.
     containers: Mutex<HashMap<String, Container>>,
@@ -37,14 +54,16 @@ pub struct TaskService {
 impl TaskService {
     pub fn new(
         runtime: Arc<dyn Runtime>,
+        criu: Arc<dyn Criu>,
         events: Arc<dyn EventSink>,
-        console_dir: PathBuf,
+        settings: Settings,
         shutdown: Arc<ExitSignal>,
     ) -> Self {
         TaskService {
             runtime,
+            criu,
             events,
-            console_dir,
+            settings,
             containers: Mutex::default(),
             shutdown,
         }
@@ -64,12 +83,12 @@ impl TaskService {
                 "container id must not be empty".into(),
             ));
         }
-        if !req.checkpoint.is_empty() {
-            return Err(Error::Unimplemented(format!(
-                "restore from checkpoint {} is not supported by this Lazarus build yet",
-                req.checkpoint
-            )));
-        }
+        let (image_path, work_path) = options::restore_paths(req.options.as_ref())?;
+        let checkpoint = if req.checkpoint.is_empty() {
+            image_path
+        } else {
+            req.checkpoint.clone()
+        };
         let mut containers = self.containers();
         if containers.contains_key(&req.id) {
             return Err(Error::AlreadyExists(format!(
@@ -90,10 +109,34 @@ impl TaskService {
             stderr: req.stderr.clone(),
             terminal,
         };
+        // A restore is checked against the bundle before anything is set up.
+        let plan = match checkpoint.is_empty() {
+            true => None,
+            false => Some(RestorePlan::prepare(
+                checkpoint.clone().into(),
+                (!work_path.is_empty()).then(|| work_path.into()),
+                &spec,
+                terminal,
+            )?),
+        };
         let mounted_rootfs = container::mount_rootfs(&bundle, &req.rootfs)?;
-        let created = self.create_init(&req.id, &bundle, &stdio);
-        let (pid, streams) = match created {
-            Ok(v) => v,
+        let mut init = Process::new("", stdio.clone(), Vec::new());
+        let created = match plan {
+            None => self
+                .create_init(&req.id, &bundle, &stdio)
+                .map(|(pid, streams)| {
+                    init.pid = pid;
+                    init.streams = Some(streams);
+                    None
+                }),
+            // Restore happens at Start, as in containerd's runc shim.
+            Some(plan) => {
+                checkpoint::PendingRestore::new(plan, spec, &stdio, &self.settings.console_dir)
+                    .map(Some)
+            }
+        };
+        let restore = match created {
+            Ok(restore) => restore,
             Err(e) => {
                 if let Some(rootfs) = &mounted_rootfs {
                     container::unmount_rootfs(rootfs);
@@ -101,9 +144,8 @@ impl TaskService {
                 return Err(e);
             }
         };
-        let mut init = Process::new("", stdio.clone(), Vec::new());
-        init.pid = pid;
-        init.streams = Some(streams);
+        let pid = init.pid;
+        let restoring = restore.is_some();
         containers.insert(
             req.id.clone(),
             Container {
@@ -112,10 +154,13 @@ impl TaskService {
                 mounted_rootfs,
                 init,
                 execs: HashMap::new(),
+                restore,
             },
         );
         drop(containers);
-        self.watch_oom(&req.id);
+        if !restoring {
+            self.watch_oom(&req.id);
+        }
         self.publish(TaskCreate {
             container_id: req.id.clone(),
             bundle: req.bundle.clone(),
@@ -127,7 +172,7 @@ impl TaskService {
                 terminal: stdio.terminal,
                 ..Default::default()
             }),
-            checkpoint: req.checkpoint.clone(),
+            checkpoint,
             pid: pid as u32,
             ..Default::default()
         });
@@ -143,7 +188,7 @@ impl TaskService {
         bundle: &Path,
         stdio: &StdioPaths,
     ) -> Result<(i32, crate::io::ProcessStreams)> {
-        let io = PendingIo::prepare(stdio, &self.console_dir)?;
+        let io = PendingIo::prepare(stdio, &self.settings.console_dir)?;
         let pid = self.runtime.create(&CreateOptions {
             id,
             bundle: bundle.to_path_buf(),
@@ -178,13 +223,27 @@ impl TaskService {
         let mut containers = self.containers();
         let c = get_mut(&mut containers, &req.id)?;
         let bundle = c.bundle.clone();
-        let p = c.process_mut(&req.exec_id)?;
-        if p.status != Status::Created {
+        if c.process(&req.exec_id)?.status != Status::Created {
             return Err(Error::FailedPrecondition(format!(
                 "cannot start {}: it has already been started",
                 describe(&req.id, &req.exec_id)
             )));
         }
+        if req.exec_id.is_empty() && c.restore.is_some() {
+            let pid = self.start_restored(c)?;
+            drop(containers);
+            self.watch_oom(&req.id);
+            self.publish(TaskStart {
+                container_id: req.id.clone(),
+                pid: pid as u32,
+                ..Default::default()
+            });
+            return Ok(StartResponse {
+                pid: pid as u32,
+                ..Default::default()
+            });
+        }
+        let p = c.process_mut(&req.exec_id)?;
         if p.is_init() {
             self.runtime.start(&req.id, &bundle)?;
             p.status = Status::Running;
@@ -200,7 +259,7 @@ impl TaskService {
                 ..Default::default()
             });
         }
-        let io = PendingIo::prepare(&p.stdio, &self.console_dir)?;
+        let io = PendingIo::prepare(&p.stdio, &self.settings.console_dir)?;
         let pid = self.runtime.exec(&ExecOptions {
             id: &req.id,
             bundle,
@@ -541,15 +600,6 @@ impl TaskService {
         }
     }
 
-    pub fn checkpoint(&self, req: &CheckpointTaskRequest) -> Result<()> {
-        let containers = self.containers();
-        get(&containers, &req.id)?;
-        Err(Error::Unimplemented(format!(
-            "checkpoint of container {} is not supported by this Lazarus build yet",
-            req.id
-        )))
-    }
-
     /// Called for every child the reaper collects. Waits for the process's
     /// output to drain, then records the exit and publishes TaskExit.
     pub fn process_exit(&self, pid: i32, code: i32) {
@@ -617,5 +667,4 @@ fn describe(id: &str, exec_id: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "service_tests.rs"]
 mod tests;

@@ -1,0 +1,253 @@
+//! Restore: a checkpoint image back into a new container, at Start.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use containerd_shim_protos::protobuf::MessageField;
+use oci_spec::runtime::Spec;
+
+use super::image::{self, Metadata};
+use crate::criu::{self, rpc, Criu};
+use crate::error::{Error, Result};
+
+/// Recorded at Create, carried out at Start (as containerd's runc shim does).
+#[derive(Debug, Clone)]
+pub struct RestorePlan {
+    pub images: PathBuf,
+    pub work: PathBuf,
+    pub metadata: Metadata,
+    pub descriptors: Vec<String>,
+}
+
+pub struct Restored {
+    pub pid: i32,
+    /// The restored terminal's master, when the checkpoint had one.
+    pub pts_master: Option<File>,
+}
+
+const LOG_TAIL_LINES: usize = 15;
+
+impl RestorePlan {
+    /// Checks the image against the new container's spec, so an incompatible
+    /// bundle is refused at Create with a clear error, before anything runs.
+    pub fn prepare(
+        images: PathBuf,
+        work: Option<PathBuf>,
+        spec: &Spec,
+        terminal: bool,
+    ) -> Result<Self> {
+        if !images.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "checkpoint directory {} does not exist",
+                images.display()
+            )));
+        }
+        let metadata = Metadata::load(&images)?;
+        let descriptors = image::load_descriptors(&images)?;
+        for dest in &metadata.external_mounts {
+            if mount_source(spec, dest).is_none() {
+                return Err(Error::InvalidArgument(format!(
+                    "checkpoint {} needs the mount {dest}, which this container's spec does not have: \
+                     create the container with the same mounts and volumes as the checkpointed one",
+                    images.display()
+                )));
+            }
+        }
+        let joined: Vec<String> = super::namespace_paths(spec)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        for kind in &metadata.external_namespaces {
+            if !joined.contains(kind) {
+                return Err(Error::InvalidArgument(format!(
+                    "checkpoint {} was taken in a {kind} namespace joined from outside the container, \
+                     but this container's spec gives no {kind} namespace path",
+                    images.display()
+                )));
+            }
+        }
+        if metadata.terminal != terminal {
+            let (had, has) = if metadata.terminal {
+                ("with", "without")
+            } else {
+                ("without", "with")
+            };
+            return Err(Error::InvalidArgument(format!(
+                "checkpoint {} was taken {had} a terminal but this container is created {has} one: \
+                 use the same -t setting as the checkpointed container",
+                images.display()
+            )));
+        }
+        let work = work.unwrap_or_else(|| images.clone());
+        Ok(RestorePlan {
+            images,
+            work,
+            metadata,
+            descriptors,
+        })
+    }
+
+    /// Restores the process tree as a child of this process (rst_sibling).
+    /// `stdio` are the new process-side stdio fds (None with a terminal).
+    pub fn restore(
+        &self,
+        criu: &dyn Criu,
+        id: &str,
+        bundle: &Path,
+        spec: &Spec,
+        stdio: Option<[RawFd; 3]>,
+    ) -> Result<Restored> {
+        super::check_criu(criu)?;
+        image::create_dir(&self.work)?;
+        let images_dir = criu::open_dir(&self.images)?;
+        let work_dir = criu::open_dir(&self.work)?;
+        let mut keep = vec![images_dir.as_raw_fd(), work_dir.as_raw_fd()];
+
+        let mut opts = rpc::Criu_opts::new();
+        opts.set_images_dir_fd(images_dir.as_raw_fd());
+        opts.set_work_dir_fd(work_dir.as_raw_fd());
+        opts.set_log_file(image::RESTORE_LOG.into());
+        opts.set_log_level(4);
+        opts.set_root(super::rootfs(spec, bundle).to_string_lossy().into_owned());
+        opts.set_rst_sibling(true);
+        opts.set_notify_scripts(true);
+        super::apply_dump_options(&mut opts, &self.metadata.options)?;
+        opts.set_orphan_pts_master(self.metadata.terminal);
+        let mut root = rpc::Cgroup_root::new();
+        root.set_path(super::cgroup_path(spec, id));
+
+        opts.cg_root.push(root);
+
+        for dest in &self.metadata.external_mounts {
+            let source = mount_source(spec, dest).expect("checked at Create");
+            opts.ext_mnt.push(super::ext_mount(dest, &source));
+        }
+        let new_cgroup = super::cgroup_path(spec, id);
+        for dest in &self.metadata.cgroup_mounts {
+            // The new container's directory of the same controller; CRIU
+            // creates it (with the dumped properties) before binding it.
+            let controller = Path::new(dest).file_name().unwrap_or_default();
+            let source = Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(new_cgroup.trim_start_matches('/'));
+            opts.ext_mnt
+                .push(super::ext_mount(dest, &source.to_string_lossy()));
+        }
+        let mut namespaces: Vec<File> = Vec::new();
+        for (kind, path) in super::namespace_paths(spec) {
+            if !self.metadata.external_namespaces.contains(&kind) {
+                continue;
+            }
+            let ns = File::open(&path).map_err(Error::io(format!("open namespace {path}")))?;
+            opts.inherit_fd.push(inherit(
+                ns.as_raw_fd(),
+                &rust_criu::criu_ns_to_key(super::criu_ns_name(&kind)),
+            ));
+            keep.push(ns.as_raw_fd());
+            namespaces.push(ns);
+        }
+        if let Some(fds) = stdio {
+            let mut seen = Vec::new();
+            for (desc, fd) in self.descriptors.iter().zip(fds) {
+                if desc.starts_with("pipe:") && !seen.contains(desc) {
+                    opts.inherit_fd.push(inherit(fd, desc));
+                    keep.push(fd);
+                    seen.push(desc.clone());
+                }
+            }
+        }
+
+        let mut req = rpc::Criu_req::new();
+        req.set_type(rpc::Criu_req_type::RESTORE);
+        req.opts = MessageField::some(opts);
+        let mut notified_pid = 0;
+        let outcome = criu.call(req, &keep, &mut |script, pid| {
+            if script == "post-restore" {
+                notified_pid = pid;
+            }
+            Ok(())
+        });
+        drop(namespaces);
+        let log = self.work.join(image::RESTORE_LOG);
+        let fail = |reason: String| {
+            Error::Runtime(format!(
+                "restore of {id} from {} failed: {reason}\n{}\n(full CRIU log: {})",
+                self.images.display(),
+                image::log_tail(&log, LOG_TAIL_LINES),
+                log.display()
+            ))
+        };
+        let outcome = match outcome {
+            Ok(o) if o.response.success() => o,
+            Ok(o) => {
+                return Err(fail(format!(
+                    "CRIU error (errno {}): {}",
+                    o.response.cr_errno(),
+                    o.response.cr_errmsg()
+                )))
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        let pid = match outcome.response.restore.pid() {
+            0 => notified_pid,
+            pid => pid,
+        };
+        if pid <= 0 {
+            return Err(fail("CRIU reported no restored pid".into()));
+        }
+        let pts_master = outcome.received_fd.map(File::from);
+        if self.metadata.terminal && pts_master.is_none() {
+            return Err(fail(
+                "CRIU sent no terminal master for a terminal checkpoint".into(),
+            ));
+        }
+        Ok(Restored { pid, pts_master })
+    }
+}
+
+fn inherit(fd: RawFd, key: &str) -> rpc::Inherit_fd {
+    let mut i = rpc::Inherit_fd::new();
+    i.set_fd(fd);
+    i.set_key(key.into());
+    i
+}
+
+/// The host path the new spec mounts at `dest` (a bind's source, or
+/// /dev/null for a masked file).
+fn mount_source(spec: &Spec, dest: &str) -> Option<String> {
+    let bound = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .find(|m| super::is_bind(m) && m.destination().to_string_lossy() == dest)
+        .and_then(|m| {
+            m.source()
+                .as_ref()
+                .map(|s| s.to_string_lossy().into_owned())
+        });
+    bound.or_else(|| {
+        let masked = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.masked_paths().clone())
+            .unwrap_or_default();
+        masked
+            .iter()
+            .any(|p| p == dest)
+            .then(|| "/dev/null".to_string())
+    })
+}
+
+/// Removes the (empty) cgroup directories a failed restore may have created.
+pub fn remove_cgroup_dirs(cgroup_path: &str) {
+    let rel = cgroup_path.trim_start_matches('/');
+    let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let mut dirs: Vec<PathBuf> = controllers.flatten().map(|c| c.path().join(rel)).collect();
+    dirs.push(Path::new("/sys/fs/cgroup").join(rel));
+    for dir in dirs {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
