@@ -138,7 +138,9 @@ fn with_io(mut builder: ContainerBuilder, req: &HelperRequest) -> ContainerBuild
         let [i, o, e] = STDIO_FDS.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
         builder = builder.with_stdin(i).with_stdout(o).with_stderr(e);
     }
-    builder.with_console_socket(req.console_socket.as_ref())
+    builder
+        .with_console_socket(req.console_socket.as_ref())
+        .with_executor(super::executor::RuncCompatibleExecutor)
 }
 
 /// libcontainer's errors nest their causes; show the whole chain.
