@@ -63,7 +63,9 @@ pub fn load_spec(bundle: &Path) -> Result<Spec> {
             path.display()
         )));
     }
-    let spec = Spec::load(&path)
+    // serde_json's own error names the field and the bad value.
+    let text = std::fs::read(&path).map_err(Error::io(format!("read {}", path.display())))?;
+    let spec: Spec = serde_json::from_slice(&text)
         .map_err(|e| Error::InvalidArgument(format!("invalid OCI spec {}: {e}", path.display())))?;
     let process = spec.process().as_ref().ok_or_else(|| {
         Error::InvalidArgument(format!("OCI spec {} has no process", path.display()))

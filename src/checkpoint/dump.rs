@@ -73,14 +73,16 @@ pub fn dump(
     if let Some(freezer) = freezer_dir(&metadata.cgroup_path) {
         opts.set_freeze_cgroup(freezer.to_string_lossy().into_owned());
     }
+    opts.cgroup_dump_controller = owned_controllers(target.pid, &metadata.cgroup_path)?;
 
     for dest in external_mounts(target.spec, target.pid) {
         opts.ext_mnt.push(super::ext_mount(&dest, &dest));
         metadata.external_mounts.push(dest);
     }
-    for dest in cgroup_mounts(target.spec, target.pid)? {
-        opts.ext_mnt.push(super::ext_mount(&dest, &dest));
-        metadata.cgroup_mounts.push(dest);
+    for mount in cgroup_mounts(target.spec, target.pid)? {
+        opts.ext_mnt
+            .push(super::ext_mount(&mount.mountpoint, &mount.mountpoint));
+        metadata.cgroup_mounts.push(mount);
     }
     for (kind, path) in super::namespace_paths(target.spec) {
         let ino = std::fs::metadata(&path)
@@ -169,7 +171,7 @@ fn external_mounts(spec: &Spec, pid: i32) -> Vec<String> {
 /// The cgroup v1 controller mounts under the spec's cgroup mount point, as
 /// the container sees them: libcontainer bind-mounts each controller's
 /// directory of the container's cgroup there, which CRIU cannot dump.
-fn cgroup_mounts(spec: &Spec, pid: i32) -> Result<Vec<String>> {
+fn cgroup_mounts(spec: &Spec, pid: i32) -> Result<Vec<image::CgroupMount>> {
     let Some(base) = spec
         .mounts()
         .iter()
@@ -186,8 +188,33 @@ fn cgroup_mounts(spec: &Spec, pid: i32) -> Result<Vec<String>> {
         .iter()
         .filter(|m| m.mount_point.starts_with(base) && m.mount_point != *base)
         .filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2")
-        .map(|m| m.mount_point.to_string_lossy().into_owned())
+        .map(|m| image::CgroupMount {
+            mountpoint: m.mount_point.to_string_lossy().into_owned(),
+            root: m.root.clone(),
+        })
         .collect())
+}
+
+/// The cgroup v1 controllers in which the container has its own cgroup.
+/// CRIU is told to dump only these: in the others (libcgroups leaves the
+/// named `name=systemd` and the hybrid `unified` hierarchies alone) the
+/// container sits in a shared cgroup, and walking that whole tree races
+/// with every other container being created or removed.
+fn owned_controllers(pid: i32, cgroup_path: &str) -> Result<Vec<String>> {
+    let cgroups = procfs::process::Process::new(pid)
+        .and_then(|p| p.cgroups())
+        .map_err(|e| Error::Other(format!("read cgroups of pid {pid}: {e}")))?;
+    let mut out = Vec::new();
+    for cg in cgroups.0 {
+        if cg.pathname == cgroup_path {
+            out.extend(
+                cg.controllers
+                    .into_iter()
+                    .filter(|c| !c.starts_with("name=")),
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// CRIU's cgroup handling mode for a runc-style mode string.

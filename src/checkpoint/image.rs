@@ -35,6 +35,14 @@ pub struct DumpOptions {
     pub empty_namespaces: Vec<String>,
 }
 
+/// One cgroup v1 bind mount in the container: where it is (e.g.
+/// /sys/fs/cgroup/memory) and which cgroup of that hierarchy it shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupMount {
+    pub mountpoint: String,
+    pub root: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
     pub format: u32,
@@ -48,10 +56,9 @@ pub struct Metadata {
     /// Namespace types joined from outside the container (e.g. Docker's
     /// network namespace): the restoring spec must name a path for each.
     pub external_namespaces: Vec<String>,
-    /// cgroup v1 controller directories bind-mounted into the container
-    /// (e.g. /sys/fs/cgroup/memory): restore binds the new container's.
+    /// cgroup v1 hierarchies bind-mounted into the container.
     #[serde(default)]
-    pub cgroup_mounts: Vec<String>,
+    pub cgroup_mounts: Vec<CgroupMount>,
     pub cgroup_path: String,
     pub terminal: bool,
 }
@@ -160,12 +167,24 @@ pub fn make_private(dir: &Path) -> Result<()> {
         .map_err(Error::io(format!("chmod {}", dir.display())))
 }
 
-/// The last lines of a CRIU log, for error messages.
+/// What a CRIU log says went wrong, for error messages: its `Error (...)`
+/// lines (the first ones are usually the cause), then its last lines.
 pub fn log_tail(log: &Path, lines: usize) -> String {
     match std::fs::read_to_string(log) {
         Ok(text) => {
             let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(lines)..].join("\n")
+            let errors: Vec<&str> = all
+                .iter()
+                .copied()
+                .filter(|l| l.contains("Error ("))
+                .take(lines)
+                .collect();
+            let tail = all[all.len().saturating_sub(lines)..].join("\n");
+            if errors.is_empty() {
+                tail
+            } else {
+                format!("{}\n...\n{tail}", errors.join("\n"))
+            }
         }
         Err(e) => format!("(no log at {}: {e})", log.display()),
     }

@@ -124,15 +124,23 @@ impl RestorePlan {
             opts.ext_mnt.push(super::ext_mount(dest, &source));
         }
         let new_cgroup = super::cgroup_path(spec, id);
-        for dest in &self.metadata.cgroup_mounts {
-            // The new container's directory of the same controller; CRIU
-            // creates it (with the dumped properties) before binding it.
-            let controller = Path::new(dest).file_name().unwrap_or_default();
+        for mount in &self.metadata.cgroup_mounts {
+            // The container's own cgroup becomes the new container's (CRIU
+            // creates it before binding it); a shared one (a hierarchy the
+            // runtime leaves alone) stays what it was.
+            let root = if mount.root == self.metadata.cgroup_path {
+                new_cgroup.as_str()
+            } else {
+                &mount.root
+            };
+            let hierarchy = Path::new(&mount.mountpoint).file_name().unwrap_or_default();
             let source = Path::new("/sys/fs/cgroup")
-                .join(controller)
-                .join(new_cgroup.trim_start_matches('/'));
-            opts.ext_mnt
-                .push(super::ext_mount(dest, &source.to_string_lossy()));
+                .join(hierarchy)
+                .join(root.trim_start_matches('/'));
+            opts.ext_mnt.push(super::ext_mount(
+                &mount.mountpoint,
+                &source.to_string_lossy(),
+            ));
         }
         let mut namespaces: Vec<File> = Vec::new();
         for (kind, path) in super::namespace_paths(spec) {

@@ -1,0 +1,170 @@
+//! Suite configuration from the environment, and the prerequisite checks.
+//! A missing prerequisite fails the test with a message saying what to do;
+//! nothing is ever skipped.
+
+use crate::cmd::{run, run_timeout};
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The test image, as `ctr` and as Docker name it.
+pub const IMAGE_CTR: &str = "docker.io/lazarus-test/busybox:latest";
+pub const IMAGE_DOCKER: &str = "lazarus-test/busybox:latest";
+
+/// The Lazarus shim, built by Cargo for this test target.
+const LAZARUS_SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-lazarus-v2");
+
+pub struct Config {
+    /// Runtime under test, e.g. `io.containerd.lazarus.v2`.
+    pub runtime: String,
+    /// `1.7` or `2.1`.
+    pub containerd_version: String,
+    pub containerd: PathBuf,
+    pub ctr: PathBuf,
+    pub dockerd: PathBuf,
+    pub docker: PathBuf,
+    /// PATH given to the daemons: the Lazarus shim's directory first, then
+    /// containerd's own directory (so containerd 2.1 uses its own runc shim).
+    pub daemon_path: String,
+    pub image_oci_tar: PathBuf,
+    pub image_docker_tar: PathBuf,
+    /// Parent of every daemon set's private directory.
+    pub base_dir: PathBuf,
+}
+
+fn env_or(key: &str, default: &str) -> String {
+    env::var(key)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn require_file(what: &str, path: &Path, hint: &str) {
+    if !path.is_file() {
+        panic!(
+            "prerequisite missing: {what} not found at {} ({hint})",
+            path.display()
+        );
+    }
+}
+
+/// Finds `name` in the directories of a PATH-style list.
+fn which_in(path_list: &str, name: &str) -> Option<PathBuf> {
+    path_list
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// `io.containerd.NAME.v2` -> `containerd-shim-NAME-v2`.
+pub fn shim_binary_name(runtime: &str) -> String {
+    let parts: Vec<&str> = runtime.split('.').collect();
+    match parts.as_slice() {
+        [.., name, version] if parts.len() >= 3 => format!("containerd-shim-{name}-{version}"),
+        _ => panic!("cannot derive a shim binary name from runtime {runtime:?}"),
+    }
+}
+
+fn check_version(binary: &Path, want: &str) {
+    let out = run(Command::new(binary).arg("--version"));
+    let text = out.stdout.clone();
+    let ok = text.contains(&format!(" {want}.")) || text.contains(&format!(" v{want}."));
+    if out.code != Some(0) || !ok {
+        panic!(
+            "prerequisite: {} is not containerd {want}: {out}",
+            binary.display()
+        );
+    }
+}
+
+/// Builds (or confirms up to date) the test image tars, once per process.
+fn build_image() -> (PathBuf, PathBuf) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-test-image.sh");
+    let out = run_timeout(
+        Command::new("bash").arg(&script),
+        None,
+        Duration::from_secs(300),
+    );
+    if out.code != Some(0) {
+        panic!("prerequisite: building the test image failed: {out}");
+    }
+    let dir = PathBuf::from(env_or("LAZARUS_IMAGE_DIR", "/var/cache/lazarus-test"));
+    let (oci, docker) = (dir.join("busybox-oci.tar"), dir.join("busybox-docker.tar"));
+    require_file(
+        "OCI image tar",
+        &oci,
+        "scripts/build-test-image.sh should have made it",
+    );
+    require_file(
+        "docker-archive tar",
+        &docker,
+        "scripts/build-test-image.sh should have made it",
+    );
+    (oci, docker)
+}
+
+fn load() -> Config {
+    let runtime = env_or("LAZARUS_TEST_RUNTIME", "io.containerd.lazarus.v2");
+    let containerd_version = env_or("LAZARUS_TEST_CONTAINERD", "1.7");
+    let bin_dir = match containerd_version.as_str() {
+        "1.7" => PathBuf::from("/usr/bin"),
+        "2.1" => PathBuf::from("/opt/lazarus/containerd-2.1/usr/bin"),
+        v => panic!("LAZARUS_TEST_CONTAINERD={v:?}: supported values are 1.7 and 2.1"),
+    };
+    let hint = "run scripts/setup-host.sh";
+    let containerd = bin_dir.join("containerd");
+    let ctr = bin_dir.join("ctr");
+    require_file("containerd", &containerd, hint);
+    require_file("ctr", &ctr, hint);
+    check_version(&containerd, &containerd_version);
+    let dockerd = PathBuf::from(env_or("LAZARUS_TEST_DOCKERD", "/usr/sbin/dockerd"));
+    let docker = PathBuf::from(env_or("LAZARUS_TEST_DOCKER", "/usr/bin/docker"));
+    require_file("dockerd", &dockerd, hint);
+    require_file("docker client (Debian's docker-cli 26)", &docker, hint);
+
+    let inherited = env::var("PATH").unwrap_or_default();
+    for tool in ["criu", "tmux", "runc"] {
+        if which_in(&inherited, tool).is_none() {
+            panic!("prerequisite missing: `{tool}` is not on PATH ({hint})");
+        }
+    }
+    let criu = run(Command::new("criu").arg("--version"));
+    assert_eq!(
+        criu.code,
+        Some(0),
+        "prerequisite: criu does not run: {criu}"
+    );
+
+    let shim_dir = Path::new(LAZARUS_SHIM).parent().unwrap();
+    let daemon_path = format!("{}:{}:{inherited}", shim_dir.display(), bin_dir.display());
+    let shim = shim_binary_name(&runtime);
+    if which_in(&daemon_path, &shim).is_none() {
+        panic!("prerequisite missing: no `{shim}` (runtime {runtime}) on the daemons' PATH {daemon_path}");
+    }
+
+    let (image_oci_tar, image_docker_tar) = build_image();
+    let base_dir = PathBuf::from(env_or("LAZARUS_E2E_DIR", "/var/lib/lazarus-e2e"));
+    std::fs::create_dir_all(&base_dir).expect("create base dir");
+    crate::cleanup::purge_stale(&base_dir);
+    Config {
+        runtime,
+        containerd_version,
+        containerd,
+        ctr,
+        dockerd,
+        docker,
+        daemon_path,
+        image_oci_tar,
+        image_docker_tar,
+        base_dir,
+    }
+}
+
+/// The configuration, checked once per test process. If a check fails every
+/// test that asks fails with the same message.
+pub fn config() -> &'static Config {
+    static CONFIG: OnceLock<Config> = OnceLock::new();
+    CONFIG.get_or_init(load)
+}

@@ -1,0 +1,187 @@
+//! `ctr run`, `ctr task` against the runtime under test.
+
+use crate::cmd::{poll, wait_until, Out, Proc, CMD_TIMEOUT};
+use crate::config::IMAGE_CTR;
+use crate::harness::Daemons;
+use crate::tty::Tmux;
+use std::time::Duration;
+
+/// `ctr run --runtime RT FLAGS IMAGE ID ARGS` as a command line.
+pub fn ctr_run_args<'a>(
+    d: &'a Daemons,
+    flags: &[&'a str],
+    id: &'a str,
+    args: &[&'a str],
+) -> Vec<&'a str> {
+    let mut v = vec!["run", "--runtime", d.runtime()];
+    v.extend_from_slice(flags);
+    v.push(IMAGE_CTR);
+    v.push(id);
+    v.extend_from_slice(args);
+    v
+}
+
+/// Starts a detached task running `args`.
+pub fn run_detached(d: &Daemons, id: &str, args: &[&str]) {
+    d.ctr(&ctr_run_args(d, &["-d"], id, args)).ok();
+}
+
+/// The STATUS column of `ctr task ls` for `id`, if listed.
+pub fn task_status(d: &Daemons, id: &str) -> Option<String> {
+    let out = d.ctr(&["task", "ls"]).ok();
+    out.stdout.lines().find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        (cols.first() == Some(&id)).then(|| cols.last().unwrap().to_string())
+    })
+}
+
+pub fn wait_status(d: &Daemons, id: &str, status: &str) {
+    let what = format!("task {id} to be {status}");
+    wait_until(&what, Duration::from_secs(20), || {
+        (task_status(d, id).as_deref() == Some(status)).then_some(())
+    });
+}
+
+/// Kills (SIGKILL) a task, waits for it to stop, deletes it and its container.
+pub fn remove_task(d: &Daemons, id: &str) {
+    d.ctr(&["task", "kill", "-s", "KILL", id]).ok();
+    wait_status(d, id, "STOPPED");
+    d.ctr(&["task", "delete", id]).ok();
+    d.ctr(&["container", "rm", id]).ok();
+    assert_eq!(task_status(d, id), None, "task {id} still listed");
+}
+
+/// Asserts that no shim process serves this containerd any more.
+pub fn assert_no_shims(d: &Daemons) {
+    let left = poll(Duration::from_secs(10), || {
+        let pids = d.shim_pids();
+        pids.is_empty().then_some(())
+    });
+    assert!(
+        left.is_some(),
+        "shim processes left behind: {:?}",
+        d.shim_pids()
+    );
+}
+
+fn assert_no_container(d: &Daemons, id: &str) {
+    let out = d.ctr(&["container", "ls", "-q"]).ok();
+    assert!(
+        !out.stdout.lines().any(|l| l == id),
+        "container {id} left behind: {out}"
+    );
+}
+
+/// `ctr exec --exec-id EXEC ID ARGS`.
+pub fn exec(d: &Daemons, id: &str, exec_id: &str, args: &[&str]) -> Out {
+    let mut v = vec!["task", "exec", "--exec-id", exec_id, id];
+    v.extend_from_slice(args);
+    d.ctr(&v)
+}
+
+/// ctr sets up "close the task's stdin at EOF" only once the task (or exec
+/// process) exists; an EOF read before that is lost and `cat` never ends.
+/// So input is written once `ready` says the process runs.
+fn run_with_late_stdin(d: &Daemons, args: &[&str], input: &[u8], ready: impl FnOnce()) -> Out {
+    let mut p = Proc::spawn_piped(&mut d.ctr_cmd(args));
+    ready();
+    p.feed(input);
+    p.wait(CMD_TIMEOUT)
+}
+
+#[test]
+fn ctr_run_echo() {
+    let d = Daemons::containerd_only("ctr_run_echo");
+    let id = d.name("echo");
+    let out = d
+        .ctr(&ctr_run_args(&d, &["--rm"], &id, &["echo", "hello"]))
+        .ok();
+    assert_eq!(out.stdout, "hello\n", "{out}");
+    assert_no_container(&d, &id);
+    assert_no_shims(&d);
+}
+
+#[test]
+fn ctr_run_stdin() {
+    let d = Daemons::containerd_only("ctr_run_stdin");
+    let id = d.name("stdin");
+    let args = ctr_run_args(&d, &["--rm"], &id, &["cat"]);
+    let out = run_with_late_stdin(&d, &args, b"data\nmore data\n", || {
+        wait_status(&d, &id, "RUNNING")
+    })
+    .ok();
+    assert_eq!(out.stdout, "data\nmore data\n", "{out}");
+    assert_no_container(&d, &id);
+}
+
+#[test]
+fn ctr_run_tty() {
+    let d = Daemons::containerd_only("ctr_run_tty");
+    let id = d.name("tty");
+    let argv = Daemons::argv(&d.ctr_cmd(&ctr_run_args(&d, &["--rm", "-t"], &id, &["sh"])));
+    let term = Tmux::start(&d, "ctr", &argv);
+    term.wait_line("/ #", Duration::from_secs(30));
+    term.type_line("echo $((6*7)); tty");
+    term.wait_line("42", Duration::from_secs(10));
+    let is_pty = |s: &str| s.lines().any(|l| l.trim().starts_with("/dev/pts/"));
+    term.wait_screen("`tty` naming a pty", Duration::from_secs(10), is_pty);
+    term.type_line("exit 4");
+    assert_eq!(
+        term.wait_exit(Duration::from_secs(30)),
+        4,
+        "{}",
+        term.screen()
+    );
+    assert_no_container(&d, &id);
+}
+
+#[test]
+fn ctr_run_exit_code() {
+    let d = Daemons::containerd_only("ctr_run_exit_code");
+    let id = d.name("exit");
+    let out = d.ctr(&ctr_run_args(&d, &["--rm"], &id, &["sh", "-c", "exit 3"]));
+    assert_eq!(out.code, Some(3), "{out}");
+    assert_no_container(&d, &id);
+}
+
+#[test]
+fn ctr_task_ls_states() {
+    let d = Daemons::containerd_only("ctr_task_ls_states");
+    let id = d.name("states");
+    run_detached(&d, &id, &["sleep", "600"]);
+    assert_eq!(task_status(&d, &id).as_deref(), Some("RUNNING"));
+    d.ctr(&["task", "pause", &id]).ok();
+    assert_eq!(task_status(&d, &id).as_deref(), Some("PAUSED"));
+    d.ctr(&["task", "resume", &id]).ok();
+    assert_eq!(task_status(&d, &id).as_deref(), Some("RUNNING"));
+    d.ctr(&["task", "kill", "-s", "KILL", &id]).ok();
+    wait_status(&d, &id, "STOPPED");
+    d.ctr(&["task", "delete", &id]).ok();
+    assert_eq!(task_status(&d, &id), None);
+    d.ctr(&["container", "rm", &id]).ok();
+    assert_no_shims(&d);
+}
+
+#[test]
+fn ctr_task_exec() {
+    let d = Daemons::containerd_only("ctr_task_exec");
+    let id = d.name("exec");
+    run_detached(&d, &id, &["sleep", "600"]);
+    let out = exec(&d, &id, "x1", &["sh", "-c", "echo in-exec; exit 4"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (Some(4), "in-exec\n"),
+        "{out}"
+    );
+    let args = ["task", "exec", "--exec-id", "x2", &id, "cat"];
+    let out = run_with_late_stdin(&d, &args, b"via-exec-stdin\n", || {
+        let what = format!("exec x2 to appear in `ctr task ps {id}`");
+        wait_until(&what, Duration::from_secs(20), || {
+            let ps = d.ctr(&["task", "ps", &id]).ok();
+            (ps.stdout.lines().count() >= 3).then_some(())
+        })
+    })
+    .ok();
+    assert_eq!(out.stdout, "via-exec-stdin\n", "{out}");
+    remove_task(&d, &id);
+}

@@ -1,0 +1,315 @@
+//! A private daemon set per test: containerd (and optionally dockerd) with
+//! their own roots, sockets, logs, containerd namespace and cgroup parent,
+//! all torn down in `Drop`, also when the test panics.
+
+use crate::cleanup;
+use crate::cmd::{run, run_timeout, Out};
+use crate::config::{config, Config, IMAGE_CTR};
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Daemons {
+    pub cfg: &'static Config,
+    /// Unique short id: directory name, containerd namespace, cgroup parent.
+    pub id: String,
+    pub dir: PathBuf,
+    test: String,
+    containerd: Option<Child>,
+    dockerd: Option<Child>,
+}
+
+fn unique_id() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    format!(
+        "lz{}x{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn open_log(path: &Path) -> File {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open daemon log")
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Polls `probe` until it succeeds, failing early if the daemon died.
+fn wait_ready(which: &str, child: &mut Child, log: &Path, probe: &mut Command) {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let out = run_timeout(probe, None, Duration::from_secs(10));
+        if out.code == Some(0) {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{which} exited during start-up ({status}); log:\n{}",
+                log_tail(log, 40)
+            );
+        }
+        if Instant::now() >= deadline {
+            panic!("{which} did not answer within {START_TIMEOUT:?}: {out}");
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sends `sig` to a daemon and reaps it, escalating to SIGKILL after `grace`.
+fn stop_child(child: &mut Child, sig: i32, grace: Duration) {
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Daemons {
+    /// A daemon set with containerd running (and no image yet).
+    fn new(test: &str) -> Daemons {
+        let cfg = config();
+        let id = unique_id();
+        let dir = cfg.base_dir.join(&id);
+        fs::create_dir_all(&dir).expect("create daemon dir");
+        fs::write(dir.join("test-name"), test).unwrap();
+        let mut d = Daemons {
+            cfg,
+            id,
+            dir,
+            test: test.to_string(),
+            containerd: None,
+            dockerd: None,
+        };
+        fs::write(d.path("containerd.toml"), d.containerd_config()).unwrap();
+        d.start_containerd();
+        d
+    }
+
+    /// containerd only, with the test image imported into the namespace.
+    pub fn containerd_only(test: &str) -> Daemons {
+        let d = Daemons::new(test);
+        let tar = d.cfg.image_oci_tar.to_str().unwrap();
+        d.ctr(&["image", "import", tar]).ok();
+        let images = d.ctr(&["image", "ls", "-q"]).ok();
+        assert!(
+            images.stdout.lines().any(|l| l == IMAGE_CTR),
+            "image not imported: {images}"
+        );
+        d
+    }
+
+    /// containerd and dockerd, with the test image loaded into Docker.
+    pub fn with_docker(test: &str) -> Daemons {
+        let mut d = Daemons::new(test);
+        d.start_dockerd();
+        let tar = d.cfg.image_docker_tar.to_str().unwrap();
+        d.docker(&["load", "-i", tar]).ok();
+        d
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn containerd_sock(&self) -> PathBuf {
+        self.path("c.sock")
+    }
+
+    /// A container/task name unique to this daemon set.
+    pub fn name(&self, what: &str) -> String {
+        format!("{what}-{}", self.id)
+    }
+
+    pub fn runtime(&self) -> &str {
+        &self.cfg.runtime
+    }
+
+    fn containerd_config(&self) -> String {
+        let (version, disabled) = match self.cfg.containerd_version.as_str() {
+            "1.7" => (2, r#"["io.containerd.grpc.v1.cri"]"#),
+            _ => (
+                3,
+                r#"["io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.grpc.v1.cri"]"#,
+            ),
+        };
+        let (root, state, sock) = (
+            self.path("root"),
+            self.path("state"),
+            self.containerd_sock(),
+        );
+        format!(
+            "version = {version}\nroot = {root:?}\nstate = {state:?}\ndisabled_plugins = {disabled}\n\n\
+             [grpc]\n  address = {sock:?}\n\n[ttrpc]\n  address = \"{}.ttrpc\"\n\n\
+             [debug]\n  level = \"debug\"\n",
+            sock.display()
+        )
+    }
+
+    fn spawn_daemon(&self, program: &Path, args: &[&str], log: &str) -> Child {
+        let log = open_log(&self.path(log));
+        Command::new(program)
+            .args(args)
+            .env("PATH", &self.cfg.daemon_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()))
+    }
+
+    pub fn start_containerd(&mut self) {
+        assert!(self.containerd.is_none(), "containerd already running");
+        let config = self.path("containerd.toml");
+        let child = self.spawn_daemon(
+            &self.cfg.containerd,
+            &["--config", config.to_str().unwrap()],
+            "containerd.log",
+        );
+        let (mut probe, log) = (self.ctr_cmd(&["version"]), self.path("containerd.log"));
+        wait_ready(
+            "containerd",
+            self.containerd.insert(child),
+            &log,
+            &mut probe,
+        );
+    }
+
+    /// Stops containerd with `sig` (SIGTERM for a clean stop) and reaps it.
+    pub fn stop_containerd(&mut self, sig: i32) {
+        let mut child = self.containerd.take().expect("containerd not running");
+        stop_child(&mut child, sig, Duration::from_secs(20));
+    }
+
+    fn start_dockerd(&mut self) {
+        let p = |n: &str| self.path(n).to_str().unwrap().to_string();
+        let json = serde_json::json!({
+            "hosts": [format!("unix://{}", p("d.sock"))],
+            "containerd": p("c.sock"),
+            "data-root": p("docker"),
+            "exec-root": p("dx"),
+            "pidfile": p("dockerd.pid"),
+            "experimental": true,
+            "iptables": false,
+            "ip-masq": false,
+            "bridge": "none",
+            "storage-driver": "overlay2",
+            // Absolute: a relative parent would land under the shim's own cgroup.
+            "cgroup-parent": format!("/{}", self.id),
+        });
+        fs::write(
+            self.path("daemon.json"),
+            serde_json::to_string_pretty(&json).unwrap(),
+        )
+        .unwrap();
+        let args = ["--config-file", &p("daemon.json")];
+        let child = self.spawn_daemon(&self.cfg.dockerd, &args, "dockerd.log");
+        let mut probe = self.docker_cmd(&["version", "--format", "{{.Server.Version}}"]);
+        let log = self.path("dockerd.log");
+        wait_ready("dockerd", self.dockerd.insert(child), &log, &mut probe);
+    }
+
+    /// `ctr -a <sock> -n <namespace> ARGS` (not yet run).
+    pub fn ctr_cmd(&self, args: &[&str]) -> Command {
+        self.ctr_cmd_ns(&self.id, args)
+    }
+
+    pub fn ctr_cmd_ns(&self, ns: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.cfg.ctr);
+        c.arg("-a")
+            .arg(self.containerd_sock())
+            .args(["-n", ns])
+            .args(args);
+        c
+    }
+
+    /// `docker -H unix://<sock> ARGS` (not yet run).
+    pub fn docker_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.cfg.docker);
+        c.arg("-H")
+            .arg(format!("unix://{}", self.path("d.sock").display()))
+            .args(args);
+        c
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Out {
+        run(&mut self.ctr_cmd(args))
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Out {
+        run(&mut self.docker_cmd(args))
+    }
+
+    /// Full argv of a client command, for tmux and shell pipelines.
+    pub fn argv(cmd: &Command) -> Vec<String> {
+        std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// Live shim processes serving this daemon set's containerd.
+    pub fn shim_pids(&self) -> Vec<i32> {
+        let needle = format!("-address {}", self.containerd_sock().display());
+        cleanup::pids_mentioning(&needle)
+            .into_iter()
+            .filter(|&p| cleanup::alive(p))
+            .collect()
+    }
+
+    fn report_failure(&self) {
+        let keep = self
+            .cfg
+            .base_dir
+            .join("failed")
+            .join(format!("{}-{}", self.test, self.id));
+        let _ = fs::create_dir_all(&keep);
+        for log in ["containerd.log", "dockerd.log"] {
+            let path = self.path(log);
+            if path.exists() {
+                let _ = fs::copy(&path, keep.join(log));
+                eprintln!(
+                    "===== tail of {log} ({}) =====\n{}",
+                    self.test,
+                    log_tail(&path, 60)
+                );
+            }
+        }
+        eprintln!("===== daemon logs kept in {} =====", keep.display());
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.report_failure();
+        }
+        // Containers first (fast, and frozen ones are thawed), then the
+        // daemons, then whatever is left.
+        cleanup::kill_cgroup_processes(&self.id);
+        if let Some(mut c) = self.dockerd.take() {
+            stop_child(&mut c, libc::SIGTERM, Duration::from_secs(20));
+        }
+        if let Some(mut c) = self.containerd.take() {
+            stop_child(&mut c, libc::SIGTERM, Duration::from_secs(20));
+        }
+        cleanup::purge(&self.dir, &self.id);
+    }
+}

@@ -1,0 +1,15 @@
+//! End-to-end suite: private containerd (1.7 or 2.1) and dockerd instances
+//! driven through the real clients (`ctr`, `docker`), against the runtime
+//! named by `LAZARUS_TEST_RUNTIME`. See test/README.md.
+
+mod cleanup;
+mod cmd;
+mod config;
+mod harness;
+mod tty;
+
+mod checkpoint_tests;
+mod ctr_tests;
+mod docker_tests;
+mod errors_tests;
+mod restart_tests;

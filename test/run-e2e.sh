@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs the end-to-end suite (cargo test --test e2e) for each requested
+# runtime x containerd combination and prints a summary. Exits non-zero if
+# any combination fails. See test/README.md.
+#
+# Environment:
+#   LAZARUS_E2E_RUNTIMES     runtimes to test   (default: "io.containerd.lazarus.v2 io.containerd.runc.v2")
+#   LAZARUS_E2E_CONTAINERDS  containerd versions (default: "1.7 2.1")
+#   LAZARUS_E2E_THREADS      --test-threads      (default: 2)
+#   CARGO_TARGET_DIR         as usual for cargo
+# Arguments are passed to the test binary, e.g. a name filter:
+#   test/run-e2e.sh docker_
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+runtimes=${LAZARUS_E2E_RUNTIMES:-"io.containerd.lazarus.v2 io.containerd.runc.v2"}
+containerds=${LAZARUS_E2E_CONTAINERDS:-"1.7 2.1"}
+threads=${LAZARUS_E2E_THREADS:-2}
+logs=${LAZARUS_E2E_LOGS:-/var/lib/lazarus-e2e/runs/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$logs"
+
+# Build once up front so that a compile error is reported as such.
+if ! cargo test --test e2e --no-run >"$logs/build.log" 2>&1; then
+  tail -n 40 "$logs/build.log" >&2
+  echo "run-e2e: build failed (log: $logs/build.log)" >&2
+  exit 2
+fi
+
+summary=()
+failed=0
+for rt in $runtimes; do
+  for cd in $containerds; do
+    log="$logs/${rt}-containerd-${cd}.log"
+    echo "=== runtime $rt, containerd $cd (log: $log)"
+    start=$(date +%s)
+    LAZARUS_TEST_RUNTIME=$rt LAZARUS_TEST_CONTAINERD=$cd \
+      cargo test --test e2e -- --test-threads="$threads" "$@" >"$log" 2>&1
+    rc=$?
+    secs=$(($(date +%s) - start))
+    result=$(grep -E '^test result:' "$log" | tail -n 1)
+    [ -n "$result" ] || result="no test result (rc=$rc)"
+    if [ $rc -eq 0 ]; then
+      summary+=("PASS  $rt  containerd $cd  ${secs}s  $result")
+    else
+      failed=1
+      summary+=("FAIL  $rt  containerd $cd  ${secs}s  $result")
+      while read -r name; do
+        summary+=("        failed: $name")
+      done < <(grep -E '^test .* \.\.\. FAILED$' "$log" | sed -E 's/^test (.*) \.\.\. FAILED$/\1/')
+    fi
+  done
+done
+
+echo
+echo "=== e2e summary (logs in $logs)"
+printf '%s\n' "${summary[@]}"
+exit $failed
