@@ -22,7 +22,7 @@ STAMP=$OUT_DIR/busybox.stamp
 log() { printf '[build-test-image] %s\n' "$*" >&2; }
 die() { printf '[build-test-image] ERROR: %s\n' "$*" >&2; exit 1; }
 
-for tool in umoci skopeo tar sha256sum flock; do
+for tool in umoci skopeo tar sha256sum flock gcc; do
   command -v "$tool" >/dev/null || die "$tool not found (run scripts/setup-host.sh)"
 done
 [ -x "$BUSYBOX" ] || die "$BUSYBOX not found (install busybox-static)"
@@ -34,8 +34,10 @@ mkdir -p "$OUT_DIR"
 exec 9>"$OUT_DIR/.lock"
 flock 9
 
+MEMHOG_SRC=$(dirname "${BASH_SOURCE[0]}")/../test/images/memhog.c
+
 inputs_hash() {
-  cat "$BUSYBOX" "${BASH_SOURCE[0]}" | sha256sum | awk '{print $1}'
+  cat "$BUSYBOX" "${BASH_SOURCE[0]}" "$MEMHOG_SRC" | sha256sum | awk '{print $1}'
 }
 want=$(inputs_hash)
 if [ -s "$OCI_TAR" ] && [ -s "$DOCKER_TAR" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; then
@@ -66,6 +68,8 @@ install -m 0755 "$BUSYBOX" "$rootfs/bin/busybox"
   ln -sf "$rel/bin/busybox" "$rootfs/$applet"
 done
 [ -x "$rootfs/bin/sh" ] || die "busybox provides no sh applet"
+# memhog: a stateful workload with a checkable heap (test/images/memhog.c).
+gcc -O2 -static -o "$rootfs/usr/bin/memhog" "$MEMHOG_SRC" || die "cannot build memhog (needs gcc and libc6-dev)"
 
 cat >"$rootfs/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh

@@ -70,7 +70,7 @@ PIN
 install_packages() {
   local pkgs=(
     busybox-static umoci skopeo tmux iproute2 procps psmisc util-linux
-    iptables gcc make pkg-config xz-utils jq socat curl ca-certificates dpkg-dev
+    iptables gcc libc6-dev make pkg-config xz-utils jq socat curl ca-certificates dpkg-dev
     redis-server redis-tools python3
     libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
     python3-protobuf libnl-3-dev libnet1-dev libbsd-dev libcap-dev

@@ -352,3 +352,83 @@ fn ctr_task_checkpoint_and_container_restore_live() {
         "restored counter {n} is far behind the checkpointed {at}: a fresh start?"
     );
 }
+
+/// memhog's `tick N sum S` lines as (N, S).
+fn memhog_ticks(logs: &str) -> Vec<(u64, String)> {
+    logs.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                ["tick", n, "sum", s] => Some((n.parse().ok()?, s.to_string())),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn docker_checkpoint_of_256_mib_of_touched_memory() {
+    let d = Daemons::with_docker("docker_checkpoint_256m");
+    let name = d.name("mem");
+    d.docker(&[
+        "run",
+        "-d",
+        "--runtime",
+        d.runtime(),
+        "--name",
+        &name,
+        crate::config::IMAGE_DOCKER,
+        "memhog",
+        "256",
+    ])
+    .ok();
+    let logs = |d: &Daemons| d.docker(&["logs", &name]).ok().stdout;
+    wait_until("memhog's first tick", Duration::from_secs(60), || {
+        (!memhog_ticks(&logs(&d)).is_empty()).then_some(())
+    });
+    d.docker(&["checkpoint", "create", &name, "cp"]).ok();
+    wait_status(&d, &name, "exited");
+    let before = memhog_ticks(&logs(&d));
+    let (last, sum) = before.last().cloned().unwrap();
+    let size = dir_size(
+        &d.path("docker")
+            .join("containers")
+            .join(inspect(&d, &name, "{{.Id}}"))
+            .join("checkpoints/cp"),
+    );
+    assert!(
+        size > 256 << 20,
+        "a checkpoint of 256 MiB of touched memory holds only {size} bytes"
+    );
+
+    docker_start_checkpoint(&d, &name, "cp", &[]);
+    let after = wait_until("ticks after the restore", Duration::from_secs(60), || {
+        let all = memhog_ticks(&logs(&d));
+        (all.len() >= before.len() + 2).then_some(all)
+    });
+    for (i, (n, s)) in after.iter().enumerate() {
+        assert_eq!(*n, i as u64, "ticks are not one unbroken run: {after:?}");
+        assert_eq!(
+            s, &sum,
+            "the heap changed across the restore (tick {n}, checkpointed at {last})"
+        );
+    }
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            e.metadata()
+                .map(|m| {
+                    if m.is_dir() {
+                        dir_size(&e.path())
+                    } else {
+                        m.len()
+                    }
+                })
+                .unwrap_or(0)
+        })
+        .sum()
+}
