@@ -8,6 +8,7 @@ mod config;
 mod harness;
 mod tty;
 
+mod api_tests;
 mod checkpoint_tests;
 mod ctr_tests;
 mod docker_tests;

@@ -1,0 +1,264 @@
+//! Checkpoint and restore the way nerdctl drives them: through containerd's
+//! gRPC API (Tasks.Pause, Tasks.Checkpoint without options, Tasks.Resume;
+//! later Tasks.Create with the checkpoint's CRIU tar and the container's own
+//! snapshot, Tasks.Start), against the runtime under test (runc as the
+//! reference). The container is set up and inspected with ctr.
+
+use crate::cmd::wait_until;
+use crate::config::IMAGE_CTR;
+use crate::harness::Daemons;
+use containerd_client::services::v1::snapshots::{
+    snapshots_client::SnapshotsClient, MountsRequest,
+};
+use containerd_client::services::v1::{
+    containers_client::ContainersClient, leases_client::LeasesClient, tasks_client::TasksClient,
+    CheckpointTaskRequest, CreateRequest as CreateLease, CreateTaskRequest, DeleteContainerRequest,
+    DeleteRequest as DeleteLease, DeleteTaskRequest, GetContainerRequest, GetRequest, KillRequest,
+    PauseTaskRequest, ResumeTaskRequest, StartRequest,
+};
+use containerd_client::tonic::{transport::Channel, Request, Response};
+use containerd_client::types::v1::{Process, Status};
+use std::future::Future;
+use std::time::Duration;
+use tokio::runtime::Runtime;
+
+const CRIU_TAR: &str = "application/vnd.containerd.container.criu.checkpoint.criu.tar";
+const COUNTER: &str = "i=0; while true; do echo $i > /tmp/count; i=$((i+1)); sleep 0.2; done";
+const API_TIMEOUT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(30);
+
+/// One connection to the daemon set's containerd, in its namespace, and a
+/// lease for the checkpoint (containerd's Go client takes one around
+/// Task.Checkpoint) so that its blobs survive a garbage collection.
+struct Api {
+    rt: Runtime,
+    channel: Channel,
+    namespace: String,
+    lease: String,
+}
+
+impl Api {
+    fn connect(d: &Daemons) -> Api {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let sock = d.containerd_sock();
+        let channel = rt
+            .block_on(containerd_client::connect(&sock))
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e:?}", sock.display()));
+        let (namespace, lease) = (d.id.clone(), d.name("lease"));
+        Api {
+            rt,
+            channel,
+            namespace,
+            lease,
+        }
+    }
+
+    fn req<T>(&self, message: T) -> Request<T> {
+        let mut req = Request::new(message);
+        let md = req.metadata_mut();
+        md.insert("containerd-namespace", self.namespace.parse().unwrap());
+        req
+    }
+
+    /// [`Api::req`] under the lease.
+    fn leased<T>(&self, message: T) -> Request<T> {
+        let mut req = self.req(message);
+        let md = req.metadata_mut();
+        md.insert("containerd-lease", self.lease.parse().unwrap());
+        req
+    }
+
+    /// Runs one RPC to completion; panics with containerd's answer on error.
+    fn call<T, F>(&self, what: &str, rpc: F) -> T
+    where
+        F: Future<Output = Result<Response<T>, containerd_client::tonic::Status>>,
+    {
+        // The timer needs the runtime's context: build it inside block_on.
+        let answer = self
+            .rt
+            .block_on(async { tokio::time::timeout(API_TIMEOUT, rpc).await });
+        match answer {
+            Ok(Ok(response)) => response.into_inner(),
+            Ok(Err(status)) => panic!("{what} failed: {status:?}"),
+            Err(_) => panic!("{what}: no answer within {API_TIMEOUT:?}"),
+        }
+    }
+
+    fn tasks(&self) -> TasksClient<Channel> {
+        TasksClient::new(self.channel.clone())
+    }
+
+    fn containers(&self) -> ContainersClient<Channel> {
+        ContainersClient::new(self.channel.clone())
+    }
+
+    fn leases(&self) -> LeasesClient<Channel> {
+        LeasesClient::new(self.channel.clone())
+    }
+
+    fn task(&self, id: &str) -> Process {
+        let req = self.req(GetRequest {
+            container_id: id.into(),
+            ..Default::default()
+        });
+        let got = self.call("Tasks.Get", self.tasks().get(req));
+        got.process.expect("Tasks.Get returned no process")
+    }
+
+    fn status(&self, id: &str) -> Status {
+        self.task(id).status()
+    }
+
+    fn wait_status(&self, id: &str, want: Status) {
+        wait_until(&format!("task {id} to be {want:?}"), WAIT, || {
+            (self.status(id) == want).then_some(())
+        });
+    }
+
+    fn kill_and_delete(&self, id: &str) {
+        let kill = KillRequest {
+            container_id: id.into(),
+            signal: libc::SIGKILL as u32,
+            ..Default::default()
+        };
+        self.call("Tasks.Kill", self.tasks().kill(self.req(kill)));
+        self.wait_status(id, Status::Stopped);
+        let delete = DeleteTaskRequest {
+            container_id: id.into(),
+        };
+        self.call("Tasks.Delete", self.tasks().delete(self.req(delete)));
+    }
+}
+
+/// The counter's current value, read with `ctr task exec`.
+fn count(d: &Daemons, id: &str, n: &mut u32) -> Option<u64> {
+    *n += 1;
+    let exec = format!("count{n}");
+    let out = d.ctr(&["task", "exec", "--exec-id", &exec, id, "cat", "/tmp/count"]);
+    out.stdout.trim().parse().ok()
+}
+
+#[test]
+fn api_checkpoint_then_restore_into_a_new_task_of_the_same_container() {
+    let d = Daemons::containerd_only("api_checkpoint_restore");
+    let id = d.name("c");
+    let mut n = 0;
+    let run = ["run", "-d", "--runtime", d.runtime(), IMAGE_CTR, &id];
+    d.ctr(&[&run[..], &["sh", "-c", COUNTER]].concat()).ok();
+    wait_until("the counter to pass 20", WAIT, || {
+        count(&d, &id, &mut n).filter(|&c| c > 20)
+    });
+
+    let api = Api::connect(&d);
+    let lease = CreateLease {
+        id: api.lease.clone(),
+        labels: Default::default(),
+    };
+    api.call("Leases.Create", api.leases().create(api.req(lease)));
+
+    // Pause, checkpoint without options (what nerdctl sends a runtime not
+    // named runc), resume.
+    let before = count(&d, &id, &mut n).expect("count before the checkpoint");
+    let pause = PauseTaskRequest {
+        container_id: id.clone(),
+    };
+    api.call("Tasks.Pause", api.tasks().pause(api.req(pause)));
+    assert_eq!(api.status(&id), Status::Paused);
+    let checkpoint = CheckpointTaskRequest {
+        container_id: id.clone(),
+        options: None,
+        ..Default::default()
+    };
+    let descriptors = api
+        .call(
+            "Tasks.Checkpoint",
+            api.tasks().checkpoint(api.leased(checkpoint)),
+        )
+        .descriptors;
+    let criu = descriptors
+        .iter()
+        .find(|x| x.media_type == CRIU_TAR)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {CRIU_TAR} among {descriptors:?}"));
+    assert!(
+        criu.size > 0 && criu.digest.starts_with("sha256:"),
+        "{criu:?}"
+    );
+    assert_eq!(api.status(&id), Status::Paused, "checkpoint kept it paused");
+    let resume = ResumeTaskRequest {
+        container_id: id.clone(),
+    };
+    api.call("Tasks.Resume", api.tasks().resume(api.req(resume)));
+    assert_eq!(api.status(&id), Status::Running);
+    // The original runs on well past the checkpoint, so that a stale
+    // /tmp/count (left by it) is told from the restored process's writes.
+    let last = wait_until("the resumed counter to run on", WAIT, || {
+        count(&d, &id, &mut n).filter(|&c| c >= before + 40)
+    });
+
+    api.kill_and_delete(&id);
+
+    // A new task of the same container from the checkpoint.
+    let get = GetContainerRequest { id: id.clone() };
+    let container = api
+        .call("Containers.Get", api.containers().get(api.req(get)))
+        .container
+        .expect("Containers.Get returned no container");
+    let mounts = MountsRequest {
+        snapshotter: container.snapshotter.clone(),
+        key: container.snapshot_key.clone(),
+    };
+    let mut snapshots = SnapshotsClient::new(api.channel.clone());
+    let rootfs = api
+        .call("Snapshots.Mounts", snapshots.mounts(api.req(mounts)))
+        .mounts;
+    assert!(!rootfs.is_empty(), "no mounts for {container:?}");
+    let create = CreateTaskRequest {
+        container_id: id.clone(),
+        rootfs,
+        checkpoint: Some(criu),
+        ..Default::default()
+    };
+    api.call("Tasks.Create", api.tasks().create(api.req(create)));
+    let start = StartRequest {
+        container_id: id.clone(),
+        ..Default::default()
+    };
+    let pid = api
+        .call("Tasks.Start", api.tasks().start(api.req(start)))
+        .pid;
+    assert_ne!(pid, 0, "Tasks.Start returned pid 0");
+
+    // The first value below `last` is the restored process's own write: it
+    // must continue from the checkpoint (at `before` or a tick after), not
+    // from 0.
+    let resumed = wait_until("the restored counter to write", WAIT, || {
+        count(&d, &id, &mut n).filter(|&c| c < last)
+    });
+    eprintln!("counter: {before} at the checkpoint, {last} before the kill, {resumed} restored");
+    assert!(
+        resumed + 3 >= before,
+        "restored counter at {resumed}, checkpointed at {before}: not a continuation"
+    );
+    wait_until("the restored counter to advance", WAIT, || {
+        count(&d, &id, &mut n).filter(|&c| c > resumed && c < last)
+    });
+    let task = api.task(&id);
+    assert_eq!(task.status(), Status::Running, "{task:?}");
+    assert_ne!(task.pid, 0, "{task:?}");
+
+    api.kill_and_delete(&id);
+    let delete = DeleteContainerRequest { id: id.clone() };
+    api.call(
+        "Containers.Delete",
+        api.containers().delete(api.req(delete)),
+    );
+    let lease = DeleteLease {
+        id: api.lease.clone(),
+        sync: false,
+    };
+    api.call("Leases.Delete", api.leases().delete(api.req(lease)));
+}
