@@ -81,6 +81,7 @@ bench_raw_criu() { # size: the floor, no container stack at all
   gcc -O2 -static -o "$memhog" test/images/memhog.c
   setsid "$memhog" "$1" >"$log" 2>&1 < /dev/null &
   pid=$!
+  disown "$pid"
   wait_for 120 grep -q '^ready' "$log"
   mkdir "$dir/img"
   r[raw,$1,cp]=$(secs criu dump -t "$pid" -D "$dir/img" -o dump.log)
@@ -90,21 +91,23 @@ bench_raw_criu() { # size: the floor, no container stack at all
   rm -rf "$dir"
 }
 
+# A measurement that fails (its restore never ticks on) is reported as
+# "fail" in its cells; the others still print.
 for size in $SIZES; do
-  bench_raw_criu "$size"
+  bench_raw_criu "$size" || { r[raw,$size,cp]=fail; r[raw,$size,rst]=fail; }
   for rt in $RUNTIMES; do
-    bench_docker "$rt" "$size"
-    bench_ctr "$rt" "$size"
+    bench_docker "$rt" "$size" || { r[$rt,docker,$size,cp]=fail; r[$rt,docker,$size,rst]=fail; }
+    bench_ctr "$rt" "$size" || { r[$rt,ctr,$size,cp]=fail; r[$rt,ctr,$size,rst]=fail; }
   done
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 printf '\n%-34s %9s %9s %7s %10s\n' "seconds ($(basename "${CONTAINERD:-containerd}") $("${CONTAINERD:-/usr/bin/containerd}" --version | awk '{print $3}'))" runc lazarus ratio "raw criu"
 for size in $SIZES; do
   for path in docker ctr; do
     for op in cp rst; do
       label="$path $( [ $op = cp ] && echo checkpoint || echo restore ) ${size} MiB"
-      a=${r[io.containerd.runc.v2,$path,$size,$op]}; b=${r[io.containerd.lazarus.v2,$path,$size,$op]}
+      a=${r[io.containerd.runc.v2,$path,$size,$op]:-fail}; b=${r[io.containerd.lazarus.v2,$path,$size,$op]:-fail}
       printf '%-34s %9s %9s %7s %10s\n' "$label" "$a" "$b" "$(ratio "$b" "$a")" "${r[raw,$size,$op]}"
     done
   done

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
+use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::syscall::syscall::SyscallType;
 use serde::{Deserialize, Serialize};
 
@@ -98,7 +99,13 @@ fn run(req: &HelperRequest) -> Result<Option<i32>, String> {
                 .with_detach(true)
                 .build()
                 .map_err(describe)?;
-            Ok(container.pid().map(|p| p.as_raw()))
+            let pid = container.pid().map(|p| p.as_raw());
+            let spec = Spec::load(bundle.join("config.json")).map_err(describe)?;
+            if let (Some(pid), true) = (pid, super::loopback::new_network_namespace(&spec)) {
+                // Last thing this process does: it leaves our namespace.
+                super::loopback::bring_up(pid)?;
+            }
+            Ok(pid)
         }
         Operation::Start => {
             let mut container = Container::load(container_dir).map_err(describe)?;

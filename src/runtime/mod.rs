@@ -8,6 +8,7 @@
 
 mod executor;
 pub mod helper;
+mod loopback;
 mod libcontainer;
 mod metrics;
 

@@ -233,15 +233,7 @@ impl TaskService {
             let pid = self.start_restored(c)?;
             drop(containers);
             self.watch_oom(&req.id);
-            self.publish(TaskStart {
-                container_id: req.id.clone(),
-                pid: pid as u32,
-                ..Default::default()
-            });
-            return Ok(StartResponse {
-                pid: pid as u32,
-                ..Default::default()
-            });
+            return Ok(self.init_started(&req.id, pid));
         }
         let p = c.process_mut(&req.exec_id)?;
         if p.is_init() {
@@ -249,15 +241,7 @@ impl TaskService {
             p.status = Status::Running;
             let pid = p.pid;
             drop(containers);
-            self.publish(TaskStart {
-                container_id: req.id.clone(),
-                pid: pid as u32,
-                ..Default::default()
-            });
-            return Ok(StartResponse {
-                pid: pid as u32,
-                ..Default::default()
-            });
+            return Ok(self.init_started(&req.id, pid));
         }
         let io = PendingIo::prepare(&p.stdio, &self.settings.console_dir)?;
         let pid = self.runtime.exec(&ExecOptions {
@@ -283,6 +267,18 @@ impl TaskService {
             pid: pid as u32,
             ..Default::default()
         })
+    }
+
+    fn init_started(&self, id: &str, pid: i32) -> StartResponse {
+        self.publish(TaskStart {
+            container_id: id.to_string(),
+            pid: pid as u32,
+            ..Default::default()
+        });
+        StartResponse {
+            pid: pid as u32,
+            ..Default::default()
+        }
     }
 
     pub fn exec(&self, req: &ExecProcessRequest) -> Result<()> {

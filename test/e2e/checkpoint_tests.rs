@@ -58,16 +58,29 @@ fn assert_consecutive(all: &[u64]) {
     }
 }
 
+/// Runs the counter as `name` until it passes `ticks_first`, checkpoints it
+/// as `checkpoint` (which stops it) and returns its last tick.
+fn counter_checkpointed(
+    d: &Daemons,
+    name: &str,
+    script: &str,
+    ticks_first: u64,
+    checkpoint: &str,
+) -> u64 {
+    run_sh_detached(d, name, script);
+    wait_ticks_past(d, name, ticks_first);
+    d.docker(&["checkpoint", "create", name, checkpoint]).ok();
+    wait_status(d, name, "exited");
+    *ticks(&d.docker(&["logs", name]).ok().stdout)
+        .last()
+        .unwrap()
+}
+
 #[test]
 fn docker_checkpoint_stops_and_restore_continues_the_counter() {
     let d = Daemons::with_docker("docker_checkpoint_seed");
     let name = d.name("looper");
-    run_sh_detached(&d, &name, COUNTER);
-    wait_ticks_past(&d, &name, 3);
-    d.docker(&["checkpoint", "create", &name, "cp1"]).ok();
-    wait_status(&d, &name, "exited");
-    let before = ticks(&d.docker(&["logs", &name]).ok().stdout);
-    let last = *before.last().unwrap();
+    let last = counter_checkpointed(&d, &name, COUNTER, 3, "cp1");
     assert!(d
         .docker(&["checkpoint", "ls", &name])
         .ok()
@@ -107,11 +120,7 @@ fn docker_checkpoint_stops_and_restore_continues_the_counter() {
 fn docker_restore_into_another_container_from_the_same_image() {
     let d = Daemons::with_docker("docker_checkpoint_other");
     let (a, b) = (d.name("a"), d.name("b"));
-    run_sh_detached(&d, &a, COUNTER);
-    wait_ticks_past(&d, &a, 3);
-    d.docker(&["checkpoint", "create", &a, "cp"]).ok();
-    wait_status(&d, &a, "exited");
-    let last = *ticks(&d.docker(&["logs", &a]).ok().stdout).last().unwrap();
+    let last = counter_checkpointed(&d, &a, COUNTER, 3, "cp");
 
     d.docker(&[
         "create",
@@ -226,10 +235,7 @@ fn docker_failed_restore_leaves_nothing_behind() {
     let d = Daemons::with_docker("docker_restore_fails");
     let name = d.name("c");
     // The name in the command line tells this test's processes from others'.
-    run_sh_detached(&d, &name, &format!("{COUNTER} # {name}"));
-    wait_ticks_past(&d, &name, 2);
-    d.docker(&["checkpoint", "create", &name, "cp"]).ok();
-    wait_status(&d, &name, "exited");
+    counter_checkpointed(&d, &name, &format!("{COUNTER} # {name}"), 2, "cp");
     let id = inspect(&d, &name, "{{.Id}}");
     // Corrupt the image: drop the process tree CRIU needs.
     let cp = d
@@ -431,4 +437,81 @@ fn dir_size(dir: &std::path::Path) -> u64 {
                 .unwrap_or(0)
         })
         .sum()
+}
+
+/// An established TCP connection inside the container, which CRIU refuses
+/// to dump without tcp-established (neither Docker nor Lazarus asks for it
+/// here): the checkpoint fails, and the container must go on unharmed.
+#[test]
+fn docker_failed_checkpoint_leaves_the_container_running() {
+    let d = Daemons::with_docker("docker_checkpoint_fails");
+    let name = d.name("tcp");
+    let script = format!(
+        "(sleep 1000 | nc -l -p 7000 >/dev/null) & sleep 0.5; (sleep 1000 | nc 127.0.0.1 7000) & {COUNTER}"
+    );
+    run_sh_detached(&d, &name, &script);
+    let t = wait_ticks_past(&d, &name, 3);
+    let out = d.docker(&["checkpoint", "create", &name, "cp"]);
+    assert_ne!(
+        out.code,
+        Some(0),
+        "a connected TCP socket must not dump without tcp-established: {out}"
+    );
+    if d.runtime() == "io.containerd.lazarus.v2" {
+        let text = out.all();
+        assert!(
+            text.contains("dump.log") && text.contains("Error ("),
+            "the error should carry CRIU's log: {out}"
+        );
+    }
+    assert_eq!(status(&d, &name), "running");
+    // Not frozen: the counter goes on.
+    wait_ticks_past(&d, &name, t + 5);
+    assert!(!d
+        .docker(&["checkpoint", "ls", &name])
+        .ok()
+        .stdout
+        .contains("cp"));
+}
+
+/// A restored container is an ordinary task: it pauses and resumes, has
+/// stats, and can be checkpointed and restored again.
+#[test]
+fn docker_restored_container_is_an_ordinary_task() {
+    let d = Daemons::with_docker("docker_restored_ordinary");
+    let name = d.name("c");
+    counter_checkpointed(&d, &name, COUNTER, 2, "cp1");
+    docker_start_checkpoint(&d, &name, "cp1", &[]);
+    let t = wait_ticks_past(&d, &name, 4);
+
+    d.docker(&["pause", &name]).ok();
+    assert_eq!(status(&d, &name), "paused");
+    d.docker(&["unpause", &name]).ok();
+    let t = wait_ticks_past(&d, &name, t + 2);
+    let stats = d
+        .docker(&[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.MemUsage}} {{.PIDs}}",
+            &name,
+        ])
+        .ok();
+    assert!(
+        !stats.text().starts_with("0B"),
+        "no memory usage for a restored container: {stats}"
+    );
+
+    sleep(Duration::from_secs(2)); // past Docker's upload race for cp1
+    d.docker(&["checkpoint", "create", &name, "cp2"]).ok();
+    wait_status(&d, &name, "exited");
+    let last = *ticks(&d.docker(&["logs", &name]).ok().stdout)
+        .last()
+        .unwrap();
+    assert!(last > t, "the second checkpoint came after more ticks");
+    docker_start_checkpoint(&d, &name, "cp2", &[]);
+    wait_ticks_past(&d, &name, last + 3);
+    assert_consecutive(&ticks(&d.docker(&["logs", &name]).ok().stdout));
+    d.docker(&["stop", "-t", "1", &name]).ok();
+    assert_eq!(inspect(&d, &name, "{{.State.ExitCode}}"), "137");
 }

@@ -119,19 +119,7 @@ fn ctr_run_tty() {
     let d = Daemons::containerd_only("ctr_run_tty");
     let id = d.name("tty");
     let argv = Daemons::argv(&d.ctr_cmd(&ctr_run_args(&d, &["--rm", "-t"], &id, &["sh"])));
-    let term = Tmux::start(&d, "ctr", &argv);
-    term.wait_line("/ #", Duration::from_secs(30));
-    term.type_line("echo $((6*7)); tty");
-    term.wait_line("42", Duration::from_secs(10));
-    let is_pty = |s: &str| s.lines().any(|l| l.trim().starts_with("/dev/pts/"));
-    term.wait_screen("`tty` naming a pty", Duration::from_secs(10), is_pty);
-    term.type_line("exit 4");
-    assert_eq!(
-        term.wait_exit(Duration::from_secs(30)),
-        4,
-        "{}",
-        term.screen()
-    );
+    crate::tty::interactive_sh(&d, "ctr", argv);
     assert_no_container(&d, &id);
 }
 

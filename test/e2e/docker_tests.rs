@@ -115,29 +115,12 @@ fn docker_run_detached_logs() {
     d.docker(&["rm", "-f", &name]).ok();
 }
 
-/// Interactive `sh` on a terminal: arithmetic, `tty`, and the exit status.
-fn interactive_sh(d: &Daemons, argv: Vec<String>) {
-    let term = Tmux::start(d, "docker", &argv);
-    term.wait_line("/ #", Duration::from_secs(30));
-    term.type_line("echo $((6*7)); tty");
-    term.wait_line("42", Duration::from_secs(10));
-    let is_pty = |s: &str| s.lines().any(|l| l.trim().starts_with("/dev/pts/"));
-    term.wait_screen("`tty` naming a pty", Duration::from_secs(10), is_pty);
-    term.type_line("exit 4");
-    assert_eq!(
-        term.wait_exit(Duration::from_secs(30)),
-        4,
-        "{}",
-        term.screen()
-    );
-}
-
 #[test]
 fn docker_run_tty() {
     let d = Daemons::with_docker("docker_run_tty");
     let name = d.name("tty");
     let args = docker_run_args(&d, &["-it", "--rm", "--name", &name], &["sh"]);
-    interactive_sh(&d, Daemons::argv(&d.docker_cmd(&args)));
+    crate::tty::interactive_sh(&d, "docker", Daemons::argv(&d.docker_cmd(&args)));
     assert_gone(&d, &name);
 }
 
@@ -161,10 +144,8 @@ fn docker_exec_tty() {
     let d = Daemons::with_docker("docker_exec_tty");
     let name = d.name("exectty");
     run_sh_detached(&d, &name, "sleep 600");
-    interactive_sh(
-        &d,
-        Daemons::argv(&d.docker_cmd(&["exec", "-it", &name, "sh"])),
-    );
+    let argv = Daemons::argv(&d.docker_cmd(&["exec", "-it", &name, "sh"]));
+    crate::tty::interactive_sh(&d, "docker", argv);
     assert_eq!(inspect(&d, &name, "{{.State.Status}}"), "running");
     d.docker(&["rm", "-f", &name]).ok();
 }
@@ -331,4 +312,28 @@ fn docker_attach() {
         "attach should end with the container's status: {out}"
     );
     d.docker(&["rm", &name]).ok();
+}
+
+/// A container on Docker's `none` network gets its own network namespace
+/// from the runtime; runc brings its loopback up, and so must Lazarus
+/// (anything talking to 127.0.0.1 depends on it).
+#[test]
+fn docker_none_network_has_loopback() {
+    let d = Daemons::with_docker("docker_loopback");
+    let out = d
+        .docker(&docker_run_args(
+            &d,
+            &["--rm"],
+            &["ip", "-4", "addr", "show", "lo"],
+        ))
+        .ok();
+    assert!(
+        out.stdout.contains("127.0.0.1"),
+        "lo has no 127.0.0.1: {out}"
+    );
+    let script = "nc -l -p 7000 > /tmp/got & sleep 0.3; echo over-lo | nc 127.0.0.1 7000; sleep 0.3; cat /tmp/got";
+    let out = d
+        .docker(&docker_run_args(&d, &["--rm"], &["sh", "-c", script]))
+        .ok();
+    assert_eq!(out.stdout.trim(), "over-lo", "{out}");
 }

@@ -103,3 +103,20 @@ impl Drop for Tmux {
         let _ = run(&mut self.tmux(&["kill-server"]));
     }
 }
+
+/// Interactive `sh` on a terminal: arithmetic, `tty`, and the exit status.
+pub fn interactive_sh(d: &Daemons, session: &str, argv: Vec<String>) {
+    let term = Tmux::start(d, session, &argv);
+    term.wait_line("/ #", Duration::from_secs(30));
+    term.type_line("echo $((6*7)); tty");
+    term.wait_line("42", Duration::from_secs(10));
+    let is_pty = |s: &str| s.lines().any(|l| l.trim().starts_with("/dev/pts/"));
+    term.wait_screen("`tty` naming a pty", Duration::from_secs(10), is_pty);
+    term.type_line("exit 4");
+    assert_eq!(
+        term.wait_exit(Duration::from_secs(30)),
+        4,
+        "{}",
+        term.screen()
+    );
+}
