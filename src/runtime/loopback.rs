@@ -23,10 +23,17 @@ pub fn new_network_namespace(spec: &Spec) -> bool {
 /// Brings `lo` up in the network namespace of `pid`. Switches this thread's
 /// network namespace: only for the single-threaded helper, which exits next.
 pub fn bring_up(pid: i32) -> Result<(), String> {
-    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|e| format!("open netns of {pid}: {e}"))?;
-    setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| format!("enter netns of {pid}: {e}"))?;
-    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| format!("socket: {e}"))?;
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+        .map_err(|e| format!("open netns of {pid}: {e}"))?;
+    setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("enter netns of {pid}: {e}"))?;
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("socket: {e}"))?;
     // SAFETY: ifreq is plain data; the ioctls read and write one ifreq.
     unsafe {
         let mut req: libc::ifreq = std::mem::zeroed();
@@ -34,7 +41,10 @@ pub fn bring_up(pid: i32) -> Result<(), String> {
             *dst = *src as libc::c_char;
         }
         if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
-            return Err(format!("read lo flags: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "read lo flags: {}",
+                std::io::Error::last_os_error()
+            ));
         }
         req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
         if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {

@@ -8,8 +8,8 @@
 
 mod executor;
 pub mod helper;
-mod loopback;
 mod libcontainer;
+mod loopback;
 mod metrics;
 
 use std::os::fd::{BorrowedFd, OwnedFd};
