@@ -3,7 +3,6 @@
 use crate::cmd::{poll, wait_until, Out, Proc, CMD_TIMEOUT};
 use crate::config::IMAGE_CTR;
 use crate::harness::Daemons;
-use crate::tty::Tmux;
 use std::time::Duration;
 
 /// `ctr run --runtime RT FLAGS IMAGE ID ARGS` as a command line.

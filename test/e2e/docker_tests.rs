@@ -3,7 +3,6 @@
 use crate::cmd::{poll, run_timeout, ticks, wait_until, Out, Proc, CMD_TIMEOUT, COUNTER};
 use crate::config::IMAGE_DOCKER;
 use crate::harness::Daemons;
-use crate::tty::Tmux;
 use std::thread::sleep;
 use std::time::Duration;
 
