@@ -129,7 +129,7 @@ pub fn dump(
 }
 
 /// The v1 freezer (or v2 unified) directory CRIU freezes the tree with.
-fn freezer_dir(cgroup_path: &str) -> Option<PathBuf> {
+pub(super) fn freezer_dir(cgroup_path: &str) -> Option<PathBuf> {
     let rel = cgroup_path.trim_start_matches('/');
     let v1 = Path::new("/sys/fs/cgroup/freezer").join(rel);
     if v1.exists() {
@@ -224,25 +224,5 @@ pub fn cg_mode(mode: CgroupsMode) -> rpc::Criu_cg_mode {
         CgroupsMode::Full => rpc::Criu_cg_mode::FULL,
         CgroupsMode::Strict => rpc::Criu_cg_mode::STRICT,
         CgroupsMode::Ignore => rpc::Criu_cg_mode::IGNORE,
-    }
-}
-
-/// The cgroup path a container's processes live in.
-pub fn cgroup_of(spec: &Spec, id: &str) -> String {
-    super::cgroup_path(spec, id)
-}
-
-/// Thaws the container's freezer if it is frozen (after a failed dump).
-pub fn thaw(cgroup_path: &str) {
-    let Some(dir) = freezer_dir(cgroup_path) else {
-        return;
-    };
-    let (file, thawed) = if dir.join("freezer.state").exists() {
-        (dir.join("freezer.state"), "THAWED")
-    } else {
-        (dir.join("cgroup.freeze"), "0")
-    };
-    if let Err(e) = std::fs::write(&file, thawed) {
-        log::warn!("thaw {}: {e}", file.display());
     }
 }

@@ -143,3 +143,19 @@ fn criu_ns_name(kind: &str) -> &'static str {
         "pid"
     }
 }
+
+/// Thaws the container's freezer if it is frozen: after a failed dump, and
+/// after a restore (CRIU restores the freezer state it dumped under).
+pub fn thaw(cgroup_path: &str) {
+    let Some(dir) = dump::freezer_dir(cgroup_path) else {
+        return;
+    };
+    let (file, thawed) = if dir.join("freezer.state").exists() {
+        (dir.join("freezer.state"), "THAWED")
+    } else {
+        (dir.join("cgroup.freeze"), "0")
+    };
+    if let Err(e) = std::fs::write(&file, thawed) {
+        log::warn!("thaw {}: {e}", file.display());
+    }
+}

@@ -114,8 +114,9 @@ impl RestorePlan {
         opts.set_notify_scripts(true);
         super::apply_dump_options(&mut opts, &self.metadata.options)?;
         opts.set_orphan_pts_master(self.metadata.terminal);
+        let new_cgroup = super::cgroup_path(spec, id);
         let mut root = rpc::Cgroup_root::new();
-        root.set_path(super::cgroup_path(spec, id));
+        root.set_path(new_cgroup.clone());
 
         opts.cg_root.push(root);
 
@@ -123,7 +124,6 @@ impl RestorePlan {
             let source = mount_source(spec, dest).expect("checked at Create");
             opts.ext_mnt.push(super::ext_mount(dest, &source));
         }
-        let new_cgroup = super::cgroup_path(spec, id);
         for mount in &self.metadata.cgroup_mounts {
             // The container's own cgroup becomes the new container's (CRIU
             // creates it before binding it); a shared one (a hierarchy the

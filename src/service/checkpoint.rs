@@ -87,7 +87,7 @@ impl TaskService {
         if dumped.is_err() && c.init.status == Status::Running {
             // CRIU thaws on failure; make sure, since a frozen container
             // would look running and answer nothing.
-            dump::thaw(&dump::cgroup_of(&spec, &req.id));
+            crate::checkpoint::thaw(&crate::checkpoint::cgroup_path(&spec, &req.id));
         }
         dumped?;
         let stats =
@@ -145,7 +145,7 @@ impl TaskService {
         }
         // The dump ran under CRIU's freezer and the restored cgroup comes
         // back with that state: a restored container must run.
-        dump::thaw(&dump::cgroup_of(&pending.spec, &c.id));
+        crate::checkpoint::thaw(&crate::checkpoint::cgroup_path(&pending.spec, &c.id));
         c.init.pid = restored.pid;
         c.init.status = Status::Running;
         match streams {
