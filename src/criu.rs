@@ -7,7 +7,7 @@
 //! shim's reaper. [`SwrkCriu`] waits through the reaper's exit monitor.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -15,9 +15,7 @@ use std::time::Duration;
 
 use containerd_shim::monitor::{monitor_subscribe, Subject, Topic};
 use containerd_shim_protos::protobuf::Message;
-use nix::sys::socket::{
-    recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 pub use rust_criu::rust_criu_protobuf::rpc;
 
 use crate::error::{Error, Result};
@@ -158,23 +156,7 @@ fn send(sock: &OwnedFd, message: &rpc::Criu_req) -> Result<()> {
 
 fn receive(sock: &OwnedFd) -> Result<(rpc::Criu_resp, Option<OwnedFd>)> {
     let mut buf = vec![0u8; 1 << 20];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(Error::sys("receive CRIU response"))?;
-    let mut fd = None;
-    for c in msg.cmsgs().map_err(Error::sys("read CRIU response"))? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            // SAFETY: the kernel just installed these fds for us.
-            fd = fds.first().map(|&f| unsafe { OwnedFd::from_raw_fd(f) });
-        }
-    }
-    let len = msg.bytes;
+    let (len, fd) = crate::io::receive_with_fd(sock.as_raw_fd(), &mut buf, "CRIU response")?;
     if len == 0 {
         return Err(Error::Runtime(
             "CRIU exited without answering (see its log)".into(),

@@ -335,24 +335,32 @@ fn receive_master(listener: &UnixListener) -> Result<File> {
         .set_read_timeout(Some(CONSOLE_TIMEOUT))
         .map_err(Error::io("console socket"))?;
     let mut name = [0u8; 256];
-    let mut iov = [std::io::IoSliceMut::new(&mut name)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(Error::sys("receive pty master"))?;
-    for c in msg.cmsgs().map_err(Error::sys("read pty master message"))? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel just installed this fd for us.
-                return Ok(unsafe { File::from_raw_fd(fd) });
-            }
-        }
+    let (_, master) = receive_with_fd(stream.as_raw_fd(), &mut name, "pty master")?;
+    if let Some(master) = master {
+        return Ok(File::from(master));
     }
     Err(Error::Runtime(
         "the runtime sent no terminal over the console socket".into(),
     ))
+}
+
+/// Receives one message and the fd sent with it (SCM_RIGHTS), if any:
+/// the console socket's pty master, CRIU's orphan pts master.
+pub fn receive_with_fd(
+    sock: RawFd,
+    buf: &mut [u8],
+    what: &str,
+) -> Result<(usize, Option<OwnedFd>)> {
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(Error::sys(format!("receive {what}")))?;
+    let mut fd = None;
+    for c in msg.cmsgs().map_err(Error::sys(format!("read {what}")))? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel just installed these fds for us.
+            fd = fds.first().map(|&f| unsafe { OwnedFd::from_raw_fd(f) });
+        }
+    }
+    Ok((msg.bytes, fd))
 }

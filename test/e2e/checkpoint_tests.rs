@@ -4,7 +4,7 @@
 //! --live`), against the runtime under test (runc as the reference).
 
 use crate::cmd::{poll, ticks, wait_until, COUNTER};
-use crate::docker_tests::{inspect, run_sh_detached, wait_ticks_past};
+use crate::docker_tests::{docker_run_args, inspect, run_sh_detached, wait_ticks_past};
 use crate::harness::Daemons;
 use std::thread::sleep;
 use std::time::Duration;
@@ -164,21 +164,9 @@ fn docker_restore_into_another_container_from_the_same_image() {
 fn docker_checkpoint_leave_running() {
     let d = Daemons::with_docker("docker_checkpoint_leave");
     let name = d.name("c");
-    d.docker(&[
-        "run",
-        "-d",
-        "--runtime",
-        d.runtime(),
-        "--annotation",
-        LEAVE_RUNNING,
-        "--name",
-        &name,
-        crate::config::IMAGE_DOCKER,
-        "sh",
-        "-c",
-        COUNTER,
-    ])
-    .ok();
+    let flags = ["-d", "--annotation", LEAVE_RUNNING, "--name", &name];
+    d.docker(&docker_run_args(&d, &flags, &["sh", "-c", COUNTER]))
+        .ok();
     let t = wait_ticks_past(&d, &name, 2);
     d.docker(&["checkpoint", "create", "--leave-running", &name, "cp"])
         .ok();
@@ -376,17 +364,11 @@ fn memhog_ticks(logs: &str) -> Vec<(u64, String)> {
 fn docker_checkpoint_of_256_mib_of_touched_memory() {
     let d = Daemons::with_docker("docker_checkpoint_256m");
     let name = d.name("mem");
-    d.docker(&[
-        "run",
-        "-d",
-        "--runtime",
-        d.runtime(),
-        "--name",
-        &name,
-        crate::config::IMAGE_DOCKER,
-        "memhog",
-        "256",
-    ])
+    d.docker(&docker_run_args(
+        &d,
+        &["-d", "--name", &name],
+        &["memhog", "256"],
+    ))
     .ok();
     let logs = |d: &Daemons| d.docker(&["logs", &name]).ok().stdout;
     wait_until("memhog's first tick", Duration::from_secs(60), || {
