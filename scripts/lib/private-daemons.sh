@@ -76,9 +76,17 @@ pd_load_test_image() {
 
 pd_stop() {
   [ -n "$PD_DIR" ] || return 0
-  local ids
+  local ids ns task
   ids=$(pd_docker ps -aq 2>/dev/null || true)
   [ -z "$ids" ] || pd_docker rm -f $ids >/dev/null 2>&1 || true
+  # Tasks started with ctr: killed here, since killing their shims below
+  # would leave the containers' processes running.
+  for ns in $(pd_ctr namespaces ls -q 2>/dev/null); do
+    for task in $(pd_ctr -n "$ns" task ls -q 2>/dev/null); do
+      pd_ctr -n "$ns" task kill -s KILL "$task" >/dev/null 2>&1 || true
+      pd_ctr -n "$ns" task delete -f "$task" >/dev/null 2>&1 || true
+    done
+  done
   for d in dockerd containerd; do
     local pid
     pid=$(cat "$PD_DIR/$d.pid" 2>/dev/null || true)
