@@ -69,6 +69,9 @@ pub fn dump(
     );
     opts.set_leave_running(!exit);
     opts.set_notify_scripts(true);
+    // A terminal's master lives in the shim, outside the dumped tree: let
+    // CRIU dump the slave as an orphan (restore hands back a new master).
+    opts.set_orphan_pts_master(true);
     super::apply_dump_options(&mut opts, &metadata.options)?;
     if let Some(freezer) = freezer_dir(&metadata.cgroup_path) {
         opts.set_freeze_cgroup(freezer.to_string_lossy().into_owned());
