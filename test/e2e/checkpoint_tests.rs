@@ -497,3 +497,26 @@ fn docker_restored_container_is_an_ordinary_task() {
     d.docker(&["stop", "-t", "1", &name]).ok();
     assert_eq!(inspect(&d, &name, "{{.State.ExitCode}}"), "137");
 }
+
+/// `docker run -it`, checkpointed and restored, is still interactive: a
+/// re-attached terminal takes input and shows output, and the shell's state
+/// (a variable set before the checkpoint) came back with it.
+#[test]
+fn docker_tty_checkpoint_restore_stays_interactive() {
+    let d = Daemons::with_docker("docker_checkpoint_tty");
+    let name = d.name("tty");
+    let run = docker_run_args(&d, &["-it", "--name", &name], &["sh"]);
+    let term = crate::tty::Tmux::start(&d, "run", &Daemons::argv(&d.docker_cmd(&run)));
+    term.wait_line("/ #", Duration::from_secs(30));
+    term.type_line("x=before-checkpoint; echo set-$x");
+    term.wait_line("set-before-checkpoint", Duration::from_secs(10));
+    d.docker(&["checkpoint", "create", &name, "cp"]).ok();
+    wait_status(&d, &name, "exited");
+    docker_start_checkpoint(&d, &name, "cp", &[]);
+    wait_status(&d, &name, "running");
+    let attach = Daemons::argv(&d.docker_cmd(&["attach", &name]));
+    let term = crate::tty::Tmux::start(&d, "attach", &attach);
+    sleep(Duration::from_secs(1));
+    term.type_line("echo restored-$x-$((6*7))");
+    term.wait_line("restored-before-checkpoint-42", Duration::from_secs(20));
+}
