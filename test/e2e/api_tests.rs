@@ -161,7 +161,12 @@ fn api_checkpoint_then_restore_into_a_new_task_of_the_same_container() {
 
     // Pause, checkpoint without options (what nerdctl sends a runtime not
     // named runc), resume.
-    let before = count(&d, &id, &mut n).expect("count before the checkpoint");
+    // The counter truncates the file before each write: retry an empty read.
+    let before = wait_until(
+        "a count before the checkpoint",
+        Duration::from_secs(10),
+        || count(&d, &id, &mut n),
+    );
     let pause = PauseTaskRequest {
         container_id: id.clone(),
     };

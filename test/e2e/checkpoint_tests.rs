@@ -332,7 +332,10 @@ fn ctr_task_checkpoint_and_container_restore_live() {
     let reference = format!("lazarus-test/{cont_cp}:cp");
     d.ctr(&["container", "checkpoint", "--task", &cont_cp, &reference])
         .ok();
-    let at = ctr_count(&d, &cont_cp).unwrap();
+    // The counter truncates the file before each write: retry an empty read.
+    let at = wait_until("a count", Duration::from_secs(10), || {
+        ctr_count(&d, &cont_cp)
+    });
     d.ctr(&["task", "kill", "-s", "KILL", &cont_cp]).ok();
     d.ctr(&["container", "restore", "--live", &restored, &reference])
         .ok();
