@@ -8,9 +8,10 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,7 +33,7 @@ pub struct StdioPaths {
 /// The shim's side of a running process's stdio.
 pub struct ProcessStreams {
     /// Where stdin data goes; taken (closed) on CloseIO or stdin EOF.
-    stdin: Arc<Mutex<Option<File>>>,
+    stdin: Arc<StdinSink>,
     /// The pty master, for ResizePty.
     console: Option<File>,
     /// Threads copying the process's output to containerd.
@@ -121,9 +122,9 @@ impl PendingIo {
             } => {
                 drop(process_side);
                 let [stdin, stdout, stderr] = shim_side;
-                let stdin = Arc::new(Mutex::new(stdin));
-                if stdin.lock().unwrap().is_some() {
-                    copy_stdin(paths.stdin.clone(), stdin.clone(), true);
+                let stdin = StdinSink::new(stdin, !paths.stdin.is_empty());
+                if stdin.has_copier {
+                    copy_stdin(paths.stdin.clone(), stdin.clone())?;
                 }
                 let mut outputs = Vec::new();
                 for (src, path) in [(stdout, &paths.stdout), (stderr, &paths.stderr)] {
@@ -168,12 +169,19 @@ pub fn console_streams(paths: &StdioPaths, master: File) -> Result<ProcessStream
             .try_clone()
             .map_err(Error::io(format!("duplicate pty master for {what}")))
     };
-    let stdin = Arc::new(Mutex::new(None));
-    if !paths.stdin.is_empty() {
-        *stdin.lock().unwrap() = Some(clone("stdin")?);
-        // Closing our copy of the master on stdin EOF would hang up the
-        // terminal; only stop copying.
-        copy_stdin(paths.stdin.clone(), stdin.clone(), false);
+    // Our stdin copy of the master may close at stdin EOF: the terminal
+    // stays up while `console` and the output copier hold theirs.
+    let has_stdin = !paths.stdin.is_empty();
+    let stdin = StdinSink::new(
+        if has_stdin {
+            Some(clone("stdin")?)
+        } else {
+            None
+        },
+        has_stdin,
+    );
+    if has_stdin {
+        copy_stdin(paths.stdin.clone(), stdin.clone())?;
     }
     let mut outputs = Vec::new();
     if !paths.stdout.is_empty() {
@@ -189,7 +197,7 @@ pub fn console_streams(paths: &StdioPaths, master: File) -> Result<ProcessStream
 impl ProcessStreams {
     /// Closes the process's stdin (CloseIO).
     pub fn close_stdin(&self) {
-        self.stdin.lock().unwrap().take();
+        self.stdin.close();
     }
 
     pub fn resize(&self, width: u32, height: u32) -> Result<()> {
@@ -250,37 +258,93 @@ fn dev_null() -> Result<OwnedFd> {
         .into())
 }
 
-/// Copies containerd's stdin fifo into the process. The fifo open blocks until
-/// the client opens its end, so it happens on the copy thread.
-fn copy_stdin(fifo: String, sink: Arc<Mutex<Option<File>>>, close_on_eof: bool) {
-    let spawned = std::thread::Builder::new()
+/// Where stdin data goes (a pipe to the process, or the pty master), and
+/// whether CloseIO asked for it to be closed.
+pub struct StdinSink {
+    file: Mutex<Option<File>>,
+    close_requested: AtomicBool,
+    /// A copier owns closing: it closes once the fifo is drained.
+    has_copier: bool,
+}
+
+impl StdinSink {
+    fn new(file: Option<File>, has_copier: bool) -> Arc<Self> {
+        Arc::new(StdinSink {
+            file: Mutex::new(file),
+            close_requested: AtomicBool::new(false),
+            has_copier,
+        })
+    }
+
+    /// CloseIO: the client has sent everything. With a copier, closing waits
+    /// until what the client wrote has been copied, so no data is lost.
+    fn close(&self) {
+        self.close_requested.store(true, Ordering::SeqCst);
+        if !self.has_copier {
+            self.file.lock().unwrap().take();
+        }
+    }
+}
+
+/// How often the stdin copier looks for a CloseIO while the fifo is idle.
+const STDIN_POLL_MS: u16 = 100;
+
+/// Copies containerd's stdin fifo into the process. The fifo is opened
+/// non-blocking (there may be no writer yet) and polled: Linux reports
+/// POLLHUP on a fifo only after a writer has come and gone, so "no client
+/// yet" is not mistaken for EOF. The sink is closed at EOF, or after a
+/// CloseIO once the fifo is empty.
+fn copy_stdin(fifo: String, sink: Arc<StdinSink>) -> Result<()> {
+    let src = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .map_err(Error::io(format!("open stdin fifo {fifo}")))?;
+    std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
-            let mut src = match File::open(&fifo) {
-                Ok(f) => f,
-                Err(e) => {
-                    log::warn!("open stdin fifo {fifo}: {e}");
-                    return;
-                }
-            };
-            let mut buf = vec![0u8; 32 * 1024];
-            loop {
-                let n = match src.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                let mut guard = sink.lock().unwrap();
+            copy_stdin_loop(src, &sink);
+            sink.file.lock().unwrap().take();
+        })
+        .map_err(Error::io("spawn stdin copier"))?;
+    Ok(())
+}
+
+fn copy_stdin_loop(mut src: File, sink: &StdinSink) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let mut fds = [PollFd::new(src.as_fd(), PollFlags::POLLIN)];
+        let ready = match poll(&mut fds, PollTimeout::from(STDIN_POLL_MS)) {
+            Ok(n) => n,
+            Err(nix::Error::EINTR) => continue,
+            Err(_) => return,
+        };
+        if ready == 0 {
+            if sink.close_requested.load(Ordering::SeqCst) {
+                return; // CloseIO and nothing left to copy
+            }
+            continue;
+        }
+        match src.read(&mut buf) {
+            Ok(0) => return, // the client closed its end: EOF
+            Ok(n) => {
+                let mut guard = sink.file.lock().unwrap();
                 let Some(dst) = guard.as_mut() else { return };
                 if dst.write_all(&buf[..n]).is_err() {
-                    break;
+                    return;
                 }
             }
-            if close_on_eof {
-                sink.lock().unwrap().take();
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // Woken without data: a hang-up before any writer, or a race.
+                if sink.close_requested.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(STDIN_POLL_MS as u64));
             }
-        });
-    if let Err(e) = spawned {
-        log::error!("spawn stdin copier: {e}");
+            Err(_) => return,
+        }
     }
 }
 
