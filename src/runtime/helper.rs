@@ -85,13 +85,7 @@ fn run(req: &HelperRequest) -> Result<Option<i32>, String> {
     let container_dir = req.root.join(&req.id);
     match &req.operation {
         Operation::Create { bundle } => {
-            let builder = with_io(
-                ContainerBuilder::new(req.id.clone(), SyscallType::default())
-                    .with_root_path(&req.root)
-                    .map_err(describe)?,
-                req,
-            );
-            let container = builder
+            let container = builder(req)?
                 .validate_id()
                 .map_err(describe)?
                 .as_init(bundle)
@@ -113,13 +107,7 @@ fn run(req: &HelperRequest) -> Result<Option<i32>, String> {
             Ok(container.pid().map(|p| p.as_raw()))
         }
         Operation::Exec { process_json } => {
-            let builder = with_io(
-                ContainerBuilder::new(req.id.clone(), SyscallType::default())
-                    .with_root_path(&req.root)
-                    .map_err(describe)?,
-                req,
-            );
-            let pid = builder
+            let pid = builder(req)?
                 .as_tenant()
                 .with_process(Some(process_json))
                 .with_detach(true)
@@ -138,16 +126,21 @@ fn run(req: &HelperRequest) -> Result<Option<i32>, String> {
     }
 }
 
-fn with_io(mut builder: ContainerBuilder, req: &HelperRequest) -> ContainerBuilder {
+/// What create and exec share: the container, the state root, the new
+/// process's stdio or console, and how its command is checked and run.
+fn builder(req: &HelperRequest) -> Result<ContainerBuilder, String> {
+    let mut builder = ContainerBuilder::new(req.id.clone(), SyscallType::default())
+        .with_root_path(&req.root)
+        .map_err(describe)?;
     if req.stdio {
         // SAFETY: the shim placed these fds on 3..=5 for us and nothing else
         // in this process owns them.
         let [i, o, e] = STDIO_FDS.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
         builder = builder.with_stdin(i).with_stdout(o).with_stderr(e);
     }
-    builder
+    Ok(builder
         .with_console_socket(req.console_socket.as_ref())
-        .with_executor(super::executor::RuncCompatibleExecutor)
+        .with_executor(super::executor::RuncCompatibleExecutor))
 }
 
 /// libcontainer's errors nest their causes; show the whole chain.
