@@ -168,20 +168,28 @@ impl Proc {
 
     /// Waits for the command to exit; kills its process group and panics
     /// (showing the partial output) when `timeout` passes first.
-    pub fn wait(mut self, timeout: Duration) -> Out {
+    pub fn wait(self, timeout: Duration) -> Out {
+        match self.wait_or_kill(timeout) {
+            Ok(out) => out,
+            Err(out) => panic!("timed out after {timeout:?}: {out}"),
+        }
+    }
+
+    /// Waits for the command to exit; when `timeout` passes first, kills its
+    /// process group and returns the partial output as the error.
+    pub fn wait_or_kill(mut self, timeout: Duration) -> Result<Out, Out> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 // Let anything the command left in its group go, so the pipe
                 // readers see EOF.
                 self.kill_group();
-                return self.finish(Some(status));
+                return Ok(self.finish(Some(status)));
             }
             if Instant::now() >= deadline {
                 self.kill_group();
                 let status = self.child.wait().ok();
-                let out = self.finish(status);
-                panic!("timed out after {timeout:?}: {out}");
+                return Err(self.finish(status));
             }
             thread::sleep(Duration::from_millis(20));
         }

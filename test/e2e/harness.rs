@@ -3,7 +3,7 @@
 //! all torn down in `Drop`, also when the test panics.
 
 use crate::cleanup;
-use crate::cmd::{run, run_timeout, Out};
+use crate::cmd::{run, Out, Proc};
 use crate::config::{config, Config, IMAGE_CTR};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct Daemons {
     pub cfg: &'static Config,
@@ -51,10 +51,12 @@ fn log_tail(path: &Path, lines: usize) -> String {
 fn wait_ready(which: &str, child: &mut Child, log: &Path, probe: &mut Command) {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        let out = run_timeout(probe, None, Duration::from_secs(10));
-        if out.code == Some(0) {
-            return;
-        }
+        // A daemon still initialising may accept the connection and answer
+        // late: a probe that hangs means "not ready yet", not a failure.
+        let out = match Proc::spawn(probe).wait_or_kill(Duration::from_secs(10)) {
+            Ok(out) if out.code == Some(0) => return,
+            Ok(out) | Err(out) => out,
+        };
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
                 "{which} exited during start-up ({status}); log:\n{}",
