@@ -8,7 +8,7 @@ use containerd_shim_protos::protobuf::MessageField;
 use oci_spec::runtime::Spec;
 
 use super::image::{self, Metadata};
-use super::options::{CgroupsMode, CheckpointRequest};
+use super::options::{self, CgroupsMode, CheckpointRequest};
 use crate::criu::{self, rpc, Criu};
 use crate::error::{Error, Result};
 
@@ -53,6 +53,11 @@ pub fn dump(
         cgroups_mode: request.cgroups_mode,
         empty_namespaces: request.empty_namespaces.clone(),
     };
+    if super::network_set_up_by_hooks(target.spec)
+        && !super::empties_network(&metadata.options.empty_namespaces)
+    {
+        metadata.options.empty_namespaces.push("network".into());
+    }
     metadata.terminal = target.terminal;
     metadata.cgroup_path = super::cgroup_path(target.spec, target.id);
 
@@ -116,8 +121,11 @@ pub fn dump(
     if let Some(reason) = failure {
         image::discard(images);
         let log = work.join(image::DUMP_LOG);
+        let hint = std::fs::read_to_string(&log)
+            .map(|text| option_hint(&text))
+            .unwrap_or_default();
         return Err(Error::Runtime(format!(
-            "checkpoint of {} failed: {reason}\n{}\n(full CRIU log: {})",
+            "checkpoint of {} failed: {reason}{hint}\n{}\n(full CRIU log: {})",
             target.id,
             image::log_tail(&log, LOG_TAIL_LINES),
             log.display()
@@ -129,6 +137,34 @@ pub fn dump(
         image::make_private(work)?;
     }
     Ok(metadata)
+}
+
+/// What to do when CRIU refused for want of a dump option, recognised by the
+/// advice CRIU itself logs.
+fn option_hint(criu_log: &str) -> String {
+    const HINTS: [(&str, &str, &str); 3] = [
+        (
+            "--tcp-established",
+            "open_tcp",
+            options::TCP_ESTABLISHED_ANNOTATION,
+        ),
+        (
+            "--ext-unix-sk",
+            "external_unix_sockets",
+            options::EXT_UNIX_SK_ANNOTATION,
+        ),
+        ("--file-locks", "file_locks", options::FILE_LOCKS_ANNOTATION),
+    ];
+    HINTS
+        .iter()
+        .filter(|(advice, _, _)| criu_log.contains(advice))
+        .map(|(_, option, annotation)| {
+            format!(
+                "\nhint: checkpoint with the {option} option, or create the container with \
+                 the annotation {annotation}=true (docker run --annotation ...)"
+            )
+        })
+        .collect()
 }
 
 /// The v1 freezer (or v2 unified) directory CRIU freezes the tree with.
@@ -227,5 +263,21 @@ pub fn cg_mode(mode: CgroupsMode) -> rpc::Criu_cg_mode {
         CgroupsMode::Full => rpc::Criu_cg_mode::FULL,
         CgroupsMode::Strict => rpc::Criu_cg_mode::STRICT,
         CgroupsMode::Ignore => rpc::Criu_cg_mode::IGNORE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn criu_advice_becomes_an_annotation_hint() {
+        let log = "(00.01) Error (criu/sk-inet.c:199): inet: \
+                   Connected TCP socket, consider using --tcp-established option.\n";
+        let hint = option_hint(log);
+        assert!(hint.contains("open_tcp"), "{hint}");
+        assert!(hint.contains(options::TCP_ESTABLISHED_ANNOTATION), "{hint}");
+        assert!(!hint.contains("file_locks"), "{hint}");
+        assert_eq!(option_hint("Error (criu/mount.c:1): no such mount"), "");
     }
 }

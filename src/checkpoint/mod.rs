@@ -108,6 +108,34 @@ pub fn cgroup_path(spec: &Spec, id: &str) -> String {
         .unwrap_or_else(|| format!("/youki/{id}"))
 }
 
+/// Whether hooks configure the network of a namespace the runtime creates
+/// (Docker's bridge networks plug in a veth from a prestart hook). CRIU
+/// cannot bring back a veth whose peer is on the host, so such a namespace
+/// is dumped empty (runc does this for every container) and restore replays
+/// the hooks into a fresh one.
+fn network_set_up_by_hooks(spec: &Spec) -> bool {
+    let new_netns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::Network && n.path().is_none());
+    let hooked = spec.hooks().as_ref().is_some_and(|h| {
+        [h.prestart(), h.create_runtime()]
+            .iter()
+            .any(|stage| stage.as_ref().is_some_and(|hooks| !hooks.is_empty()))
+    });
+    new_netns && hooked
+}
+
+/// Whether `empty_namespaces` names the network namespace.
+fn empties_network(empty_namespaces: &[String]) -> bool {
+    empty_namespaces
+        .iter()
+        .any(|ns| ns == "network" || ns == "net")
+}
+
 /// Namespaces the spec joins by path (external to the container), as
 /// (OCI type name, path). Only those CRIU can treat as external.
 fn namespace_paths(spec: &Spec) -> Vec<(String, String)> {

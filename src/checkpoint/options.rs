@@ -28,6 +28,16 @@ const LEGACY_CRIU_IMAGE_PATH: u32 = 13;
 /// options does: "true" stops the container, "false" leaves it running.
 pub const EXIT_ANNOTATION: &str = "io.lazarus.checkpoint.exit";
 
+/// Per-container OCI annotations that turn CRIU dump options on, for
+/// clients that send no options to a runtime not named runc (Docker,
+/// nerdctl): `docker run --annotation io.lazarus.checkpoint.tcp-established=true`.
+/// They add to the request's options; the option is then recorded in the
+/// image and re-applied at restore.
+pub const TCP_ESTABLISHED_ANNOTATION: &str = "io.lazarus.checkpoint.tcp-established";
+pub const EXT_UNIX_SK_ANNOTATION: &str = "io.lazarus.checkpoint.ext-unix-sk";
+pub const FILE_LOCKS_ANNOTATION: &str = "io.lazarus.checkpoint.file-locks";
+pub const SHELL_JOB_ANNOTATION: &str = "io.lazarus.checkpoint.shell-job";
+
 /// How CRIU treats cgroups (runc's `cgroups_mode` strings).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -93,6 +103,33 @@ impl CheckpointRequest {
             work_path: o.work_path.clone(),
         })
     }
+
+    /// Turns on the dump options the container's annotations ask for.
+    /// Protobuf cannot tell an option left unset from one set to false, so an
+    /// annotation only ever adds an option.
+    pub fn apply_annotations(&mut self, annotations: &HashMap<String, String>) -> Result<()> {
+        for (key, flag) in [
+            (TCP_ESTABLISHED_ANNOTATION, &mut self.tcp_established),
+            (EXT_UNIX_SK_ANNOTATION, &mut self.ext_unix_sk),
+            (FILE_LOCKS_ANNOTATION, &mut self.file_locks),
+            (SHELL_JOB_ANNOTATION, &mut self.shell_job),
+        ] {
+            if let Some(value) = annotations.get(key) {
+                *flag |= parse_bool_annotation(key, value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_bool_annotation(key: &str, value: &str) -> Result<bool> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(Error::InvalidArgument(format!(
+            "annotation {key}={other:?}: use \"true\" or \"false\""
+        ))),
+    }
 }
 
 /// Where a Create's options say to restore from, if anywhere:
@@ -151,13 +188,7 @@ pub fn should_exit(
         return Ok(exit);
     }
     if let Some(value) = annotations.get(EXIT_ANNOTATION) {
-        return match value.as_str() {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            other => Err(Error::InvalidArgument(format!(
-                "annotation {EXIT_ANNOTATION}={other:?}: use \"true\" or \"false\""
-            ))),
-        };
+        return parse_bool_annotation(EXIT_ANNOTATION, value);
     }
     if let Some(exit) = configured.get(namespace) {
         return Ok(*exit);
@@ -255,6 +286,24 @@ mod tests {
         let got = restore_paths(Some(&any(LEGACY_CREATE_OPTIONS, &legacy))).unwrap();
         assert_eq!(got, ("/old".into(), "/ow".into()));
         assert_eq!(restore_paths(None).unwrap(), (String::new(), String::new()));
+    }
+
+    #[test]
+    fn annotations_add_dump_options_and_reject_bad_values() {
+        let mut r = CheckpointRequest {
+            file_locks: true,
+            ..Default::default()
+        };
+        let ann = HashMap::from([
+            (TCP_ESTABLISHED_ANNOTATION.to_string(), "true".to_string()),
+            (FILE_LOCKS_ANNOTATION.to_string(), "false".to_string()),
+        ]);
+        r.apply_annotations(&ann).unwrap();
+        assert!(r.tcp_established && r.file_locks);
+        assert!(!r.ext_unix_sk && !r.shell_job);
+        let bad = HashMap::from([(EXT_UNIX_SK_ANNOTATION.to_string(), "1".to_string())]);
+        let err = r.apply_annotations(&bad).unwrap_err();
+        assert!(err.to_string().contains(EXT_UNIX_SK_ANNOTATION), "{err}");
     }
 
     #[test]

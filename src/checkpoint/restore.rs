@@ -90,6 +90,9 @@ impl RestorePlan {
 
     /// Restores the process tree as a child of this process (rst_sibling).
     /// `stdio` are the new process-side stdio fds (None with a terminal).
+    /// When the network namespace was dumped empty, CRIU creates a fresh one
+    /// and `setup_network(pid)` configures it before sockets are restored
+    /// (an established TCP connection needs its address back first).
     pub fn restore(
         &self,
         criu: &dyn Criu,
@@ -97,6 +100,7 @@ impl RestorePlan {
         bundle: &Path,
         spec: &Spec,
         stdio: Option<[RawFd; 3]>,
+        setup_network: &mut dyn FnMut(i32) -> Result<()>,
     ) -> Result<Restored> {
         super::check_criu(criu)?;
         image::create_dir(&self.work)?;
@@ -170,9 +174,12 @@ impl RestorePlan {
         req.set_type(rpc::Criu_req_type::RESTORE);
         req.opts = MessageField::some(opts);
         let mut notified_pid = 0;
+        let empty_network = super::empties_network(&self.metadata.options.empty_namespaces);
         let outcome = criu.call(req, &keep, &mut |script, pid| {
-            if script == "post-restore" {
-                notified_pid = pid;
+            match script {
+                "setup-namespaces" if empty_network => setup_network(pid)?,
+                "post-restore" => notified_pid = pid,
+                _ => {}
             }
             Ok(())
         });

@@ -12,7 +12,8 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
-use libcontainer::container::Container;
+use libcontainer::container::{Container, ContainerStatus, State};
+use libcontainer::hooks;
 use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::syscall::syscall::SyscallType;
 use serde::{Deserialize, Serialize};
@@ -23,10 +24,23 @@ pub const STDIO_FDS: [i32; 3] = [3, 4, 5];
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Operation {
-    Create { bundle: PathBuf },
+    Create {
+        bundle: PathBuf,
+    },
     Start,
-    Exec { process_json: PathBuf },
-    Delete { force: bool },
+    Exec {
+        process_json: PathBuf,
+    },
+    Delete {
+        force: bool,
+    },
+    /// Sets up the empty network namespace of a restored init (`pid`) as a
+    /// create would have: the spec's prestart and createRuntime hooks
+    /// (Docker's bridge networking plugs its veth in there), then `lo` up.
+    RestoreNetwork {
+        bundle: PathBuf,
+        pid: i32,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -114,6 +128,26 @@ fn run(req: &HelperRequest) -> Result<Option<i32>, String> {
                 .build()
                 .map_err(describe)?;
             Ok(Some(pid.as_raw()))
+        }
+        Operation::RestoreNetwork { bundle, pid } => {
+            let spec = Spec::load(bundle.join("config.json")).map_err(describe)?;
+            if let Some(hooks) = spec.hooks() {
+                let mut state = State::new(
+                    &req.id,
+                    ContainerStatus::Creating,
+                    Some(*pid),
+                    bundle.clone(),
+                );
+                state.annotations = spec.annotations().clone();
+                let pid = Some(nix::unistd::Pid::from_raw(*pid));
+                for stage in [hooks.prestart(), hooks.create_runtime()] {
+                    hooks::run_hooks(stage.as_ref(), Some(&state), None, pid, None)
+                        .map_err(describe)?;
+                }
+            }
+            // Last thing this process does: it leaves our namespace.
+            super::loopback::bring_up(*pid)?;
+            Ok(None)
         }
         Operation::Delete { force } => {
             if !container_dir.exists() {

@@ -310,6 +310,14 @@ impl Runtime for LibcontainerRuntime {
         container.save().map_err(|e| fail("save state", &e))
     }
 
+    fn restore_network(&self, id: &str, bundle: &Path, pid: i32) -> Result<()> {
+        let operation = Operation::RestoreNetwork {
+            bundle: bundle.to_path_buf(),
+            pid,
+        };
+        self.run_helper(id, bundle, None, operation).map(|_| ())
+    }
+
     fn memory_cgroup(&self, id: &str) -> Option<PathBuf> {
         let config = self.load(id).ok()?.spec().ok()?;
         let rel = config

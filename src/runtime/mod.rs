@@ -78,6 +78,9 @@ pub trait Runtime: Send + Sync {
     /// Registers an init that CRIU restored (a child of the shim) as the
     /// container's, so kill, pause and delete work on it.
     fn adopt(&self, id: &str, bundle: &std::path::Path, pid: i32) -> Result<()>;
+    /// Sets up the empty network namespace CRIU restored `pid` into, as
+    /// create does: the spec's prestart/createRuntime hooks, then `lo` up.
+    fn restore_network(&self, id: &str, bundle: &std::path::Path, pid: i32) -> Result<()>;
     /// The cgroup v1 memory directory, for OOM notifications (None on v2).
     fn memory_cgroup(&self, id: &str) -> Option<PathBuf>;
 }

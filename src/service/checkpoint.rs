@@ -42,7 +42,7 @@ impl PendingRestore {
 
 impl TaskService {
     pub fn checkpoint(&self, req: &CheckpointTaskRequest) -> Result<()> {
-        let request = CheckpointRequest::decode(req.options.as_ref())?;
+        let mut request = CheckpointRequest::decode(req.options.as_ref())?;
         // Held throughout: the init's exit (with `exit`) is handled after.
         let containers = self.containers();
         let c = get(&containers, &req.id)?;
@@ -54,6 +54,7 @@ impl TaskService {
         }
         let spec = container::load_spec(&c.bundle)?;
         let annotations = spec.annotations().clone().unwrap_or_default();
+        request.apply_annotations(&annotations)?;
         let exit = should_exit(
             &request,
             &annotations,
@@ -120,6 +121,7 @@ impl TaskService {
             &c.bundle,
             &pending.spec,
             stdio_fds,
+            &mut |pid| self.runtime.restore_network(&c.id, &c.bundle, pid),
         );
         let restored = match restored {
             Ok(r) => r,

@@ -83,6 +83,10 @@ impl Runtime for FakeRuntime {
         self.record(format!("adopt {id} {pid}"));
         Ok(())
     }
+    fn restore_network(&self, id: &str, _: &Path, pid: i32) -> Result<()> {
+        self.record(format!("restore_network {id} {pid}"));
+        Ok(())
+    }
     fn memory_cgroup(&self, _: &str) -> Option<PathBuf> {
         None
     }
