@@ -35,9 +35,10 @@ exec 9>"$OUT_DIR/.lock"
 flock 9
 
 MEMHOG_SRC=$(dirname "${BASH_SOURCE[0]}")/../test/images/memhog.c
+CRSTATE_SRC=$(dirname "${BASH_SOURCE[0]}")/../test/images/crstate.c
 
 inputs_hash() {
-  cat "$BUSYBOX" "${BASH_SOURCE[0]}" "$MEMHOG_SRC" | sha256sum | awk '{print $1}'
+  cat "$BUSYBOX" "${BASH_SOURCE[0]}" "$MEMHOG_SRC" "$CRSTATE_SRC" | sha256sum | awk '{print $1}'
 }
 want=$(inputs_hash)
 if [ -s "$OCI_TAR" ] && [ -s "$DOCKER_TAR" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; then
@@ -70,6 +71,9 @@ done
 [ -x "$rootfs/bin/sh" ] || die "busybox provides no sh applet"
 # memhog: a stateful workload with a checkable heap (test/images/memhog.c).
 gcc -O2 -static -o "$rootfs/usr/bin/memhog" "$MEMHOG_SRC" || die "cannot build memhog (needs gcc and libc6-dev)"
+# crstate: workloads holding sockets, locks, a process tree (test/images/crstate.c).
+gcc -O2 -Wall -Werror -static -pthread -o "$rootfs/usr/bin/crstate" "$CRSTATE_SRC" ||
+  die "cannot build crstate (needs gcc and libc6-dev)"
 
 cat >"$rootfs/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh

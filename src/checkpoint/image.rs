@@ -176,7 +176,7 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
             let errors: Vec<&str> = all
                 .iter()
                 .copied()
-                .filter(|l| l.contains("Error ("))
+                .filter(|l| l.contains("Error (") && !is_benign(l))
                 .take(lines)
                 .collect();
             let tail = all[all.len().saturating_sub(lines)..].join("\n");
@@ -188,6 +188,12 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
         }
         Err(e) => format!("(no log at {}: {e})", log.display()),
     }
+}
+
+/// CRIU logs this as an error on every run inside a container manager's
+/// limits and carries on: showing it first would mislead.
+fn is_benign(line: &str) -> bool {
+    line.contains("Can't setup RLIMIT_NOFILE for self")
 }
 
 /// Removes what makes an image look complete, after a failed dump.

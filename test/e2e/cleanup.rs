@@ -207,6 +207,11 @@ pub fn purge(dir: &Path, name: &str) {
     kill_cgroup_processes(name);
     unmount_all_under(dir);
     remove_cgroups(name);
+    // A bridge network's interface outlives its dockerd.
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", &crate::harness::bridge_name(name)])
+        .stderr(std::process::Stdio::null())
+        .status();
     if let Err(e) = fs::remove_dir_all(dir) {
         eprintln!("e2e cleanup: cannot remove {}: {e}", dir.display());
     }

@@ -84,6 +84,12 @@ fn stop_child(child: &mut Child, sig: i32, grace: Duration) {
     let _ = child.wait();
 }
 
+/// The host interface of the daemon set `id`'s bridge network (at most 15
+/// characters: `b` + `lz<pid>x<n>`).
+pub fn bridge_name(id: &str) -> String {
+    format!("b{id}")
+}
+
 impl Daemons {
     /// A daemon set with containerd running (and no image yet).
     fn new(test: &str) -> Daemons {
@@ -125,6 +131,28 @@ impl Daemons {
         let tar = d.cfg.image_docker_tar.to_str().unwrap();
         d.docker(&["load", "-i", tar]).ok();
         d
+    }
+
+    /// Creates the Docker bridge network `net` (the private dockerd has no
+    /// default bridge) on a /24 of its own; returns its name and the
+    /// subnet's first three octets. The host reaches its containers by
+    /// their addresses, from the host's network namespace.
+    pub fn bridge_network(&self) -> (String, String) {
+        let seq: u32 = self.id.rsplit('x').next().unwrap().parse().unwrap();
+        let octet = (std::process::id() * 7 + seq) % 250 + 1;
+        let prefix = format!("10.213.{octet}");
+        let bridge = bridge_name(&self.id);
+        self.docker(&[
+            "network",
+            "create",
+            "--subnet",
+            &format!("{prefix}.0/24"),
+            "-o",
+            &format!("com.docker.network.bridge.name={bridge}"),
+            "net",
+        ])
+        .ok();
+        ("net".into(), prefix)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

@@ -14,3 +14,4 @@ mod ctr_tests;
 mod docker_tests;
 mod errors_tests;
 mod restart_tests;
+mod state_tests;
