@@ -405,6 +405,10 @@ fn docker_failed_checkpoint_leaves_the_container_running() {
             text.contains("dump.log") && text.contains("Error ("),
             "the error should carry CRIU's log: {out}"
         );
+        assert!(
+            text.contains("io.lazarus.checkpoint.tcp-established=true"),
+            "the error should say how to allow the connection: {out}"
+        );
     }
     assert_eq!(status(&d, &name), "running");
     // Not frozen: the counter goes on.
@@ -479,4 +483,31 @@ fn docker_tty_checkpoint_restore_stays_interactive() {
     sleep(Duration::from_secs(1));
     term.type_line("echo restored-$x-$((6*7))");
     term.wait_line("restored-before-checkpoint-42", Duration::from_secs(20));
+}
+
+/// `ctr run -t`, checkpointed with `ctr container checkpoint --task` and
+/// restored with `ctr container restore --live` (which attaches the
+/// terminal): typing into the restored shell works, and its state is back.
+#[test]
+fn ctr_tty_checkpoint_restore_stays_interactive() {
+    let d = Daemons::containerd_only("ctr_checkpoint_tty");
+    let (id, restored) = (d.name("tty"), d.name("back"));
+    let run = crate::ctr_tests::ctr_run_args(&d, &["-t"], &id, &["sh"]);
+    let term = crate::tty::Tmux::start(&d, "run", &Daemons::argv(&d.ctr_cmd(&run)));
+    term.wait_line("/ #", Duration::from_secs(30));
+    term.type_line("x=before-checkpoint; echo set-$x");
+    term.wait_line("set-before-checkpoint", Duration::from_secs(10));
+    let reference = format!("lazarus-test/{id}:cp");
+    let out = d.ctr(&["container", "checkpoint", "--task", &id, &reference]);
+    assert_eq!(out.code, Some(0), "checkpoint: {out}");
+    d.ctr(&["task", "kill", "-s", "KILL", &id]).ok();
+    term.wait_exit(Duration::from_secs(30));
+
+    let restore = ["container", "restore", "--live", &restored, &reference];
+    let back = crate::tty::Tmux::start(&d, "restore", &Daemons::argv(&d.ctr_cmd(&restore)));
+    wait_until("the restored task", Duration::from_secs(30), || {
+        (task_status(&d, &restored) == "RUNNING").then_some(())
+    });
+    back.type_line("echo restored-$x-$((6*7))");
+    back.wait_line("restored-before-checkpoint-42", Duration::from_secs(20));
 }
