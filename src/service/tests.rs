@@ -102,7 +102,7 @@ struct FakeCriu {
 const RESTORED_PID: i32 = 4242;
 
 impl Criu for FakeCriu {
-    fn call(&self, request: rpc::Criu_req, _: &[i32], _: &mut NotifyFn) -> Result<Outcome> {
+    fn call(&self, request: rpc::Criu_req, _: &[i32], notify: &mut NotifyFn) -> Result<Outcome> {
         let mut response = rpc::Criu_resp::new();
         response.set_type(request.type_());
         response.set_success(true);
@@ -119,6 +119,9 @@ impl Criu for FakeCriu {
                 response.set_cr_errmsg("cannot dump: test".into());
             }
             rpc::Criu_req_type::RESTORE => {
+                // As CRIU does: namespaces first, then the rest.
+                notify("setup-namespaces", RESTORED_PID)?;
+                notify("post-restore", RESTORED_PID)?;
                 let mut r = rpc::Criu_restore_resp::new();
                 r.set_pid(RESTORED_PID);
                 response.restore = MessageField::some(r);
@@ -516,6 +519,7 @@ fn checkpoint_then_restore_reapplies_the_dump_options() {
     let dump = f.criu.last(rpc::Criu_req_type::DUMP);
     assert!(dump.tcp_established() && dump.file_locks() && dump.leave_running());
     assert!(!dump.ext_unix_sk());
+    assert_eq!(dump.empty_ns(), 0, "no hooks: the network namespace is dumped");
     assert_eq!(
         f.status("c1", ""),
         ApiStatus::RUNNING,
@@ -563,6 +567,66 @@ fn checkpoint_then_restore_reapplies_the_dump_options() {
         ApiStatus::STOPPED,
         "a restored init exits like any other"
     );
+}
+
+#[test]
+fn a_hook_configured_network_is_dumped_empty_and_set_up_again_at_restore() {
+    use oci_spec::runtime::{HookBuilder, HooksBuilder};
+    let f = fixture();
+    let mut spec = Spec::default();
+    let hook = HookBuilder::default().path("/bin/true").build().unwrap();
+    let hooks = HooksBuilder::default()
+        .prestart(vec![hook])
+        .build()
+        .unwrap();
+    spec.set_hooks(Some(hooks));
+    let annotation = "io.lazarus.checkpoint.tcp-established";
+    spec.set_annotations(Some(HashMap::from([(annotation.into(), "true".into())])));
+    spec.save(f.bundle.path().join("config.json")).unwrap();
+    f.create("c1").unwrap();
+    f.service
+        .start(&StartRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let images = tempfile::tempdir().unwrap();
+    f.service
+        .checkpoint(&CheckpointTaskRequest {
+            id: "c1".into(),
+            path: images.path().to_string_lossy().into_owned(),
+            ..Default::default()
+        })
+        .unwrap();
+    let dump = f.criu.last(rpc::Criu_req_type::DUMP);
+    assert_eq!(dump.empty_ns(), libc::CLONE_NEWNET as u32);
+    assert!(dump.tcp_established(), "from the annotation");
+
+    f.service
+        .create(&CreateTaskRequest {
+            id: "c2".into(),
+            bundle: f.bundle.path().to_string_lossy().into_owned(),
+            checkpoint: images.path().to_string_lossy().into_owned(),
+            ..Default::default()
+        })
+        .unwrap();
+    f.service
+        .start(&StartRequest {
+            id: "c2".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let restore = f.criu.last(rpc::Criu_req_type::RESTORE);
+    assert_eq!(restore.empty_ns(), libc::CLONE_NEWNET as u32);
+    assert!(restore.tcp_established(), "re-applied from the image");
+    let calls = f.runtime.calls();
+    let network = calls
+        .iter()
+        .position(|c| c == &format!("restore_network c2 {RESTORED_PID}"));
+    let adopt = calls
+        .iter()
+        .position(|c| c == &format!("adopt c2 {RESTORED_PID}"));
+    assert!(network.is_some() && network < adopt, "{calls:?}");
 }
 
 #[test]
