@@ -197,6 +197,15 @@ impl Fixture {
             ..Default::default()
         })
     }
+    /// Creates and starts the task `id`.
+    fn run(&self, id: &str) {
+        self.create(id).unwrap();
+        let start = StartRequest {
+            id: id.into(),
+            ..Default::default()
+        };
+        self.service.start(&start).unwrap();
+    }
     fn topics(&self) -> Vec<String> {
         self.events.try_iter().map(|e| e.topic).collect()
     }
@@ -493,13 +502,7 @@ fn checkpoint_options(o: CheckpointOptions) -> MessageField<Any> {
 #[test]
 fn checkpoint_then_restore_reapplies_the_dump_options() {
     let f = fixture();
-    f.create("c1").unwrap();
-    f.service
-        .start(&StartRequest {
-            id: "c1".into(),
-            ..Default::default()
-        })
-        .unwrap();
+    f.run("c1");
     let images = tempfile::tempdir().unwrap();
     let dir = images.path().join("cp");
     let opts = CheckpointOptions {
@@ -519,7 +522,11 @@ fn checkpoint_then_restore_reapplies_the_dump_options() {
     let dump = f.criu.last(rpc::Criu_req_type::DUMP);
     assert!(dump.tcp_established() && dump.file_locks() && dump.leave_running());
     assert!(!dump.ext_unix_sk());
-    assert_eq!(dump.empty_ns(), 0, "no hooks: the network namespace is dumped");
+    assert_eq!(
+        dump.empty_ns(),
+        0,
+        "no hooks: the network namespace is dumped"
+    );
     assert_eq!(
         f.status("c1", ""),
         ApiStatus::RUNNING,
@@ -583,13 +590,7 @@ fn a_hook_configured_network_is_dumped_empty_and_set_up_again_at_restore() {
     let annotation = "io.lazarus.checkpoint.tcp-established";
     spec.set_annotations(Some(HashMap::from([(annotation.into(), "true".into())])));
     spec.save(f.bundle.path().join("config.json")).unwrap();
-    f.create("c1").unwrap();
-    f.service
-        .start(&StartRequest {
-            id: "c1".into(),
-            ..Default::default()
-        })
-        .unwrap();
+    f.run("c1");
     let images = tempfile::tempdir().unwrap();
     f.service
         .checkpoint(&CheckpointTaskRequest {
@@ -638,13 +639,7 @@ fn a_failed_dump_leaves_the_task_running_and_no_complete_image() {
         },
         "moby",
     );
-    f.create("c1").unwrap();
-    f.service
-        .start(&StartRequest {
-            id: "c1".into(),
-            ..Default::default()
-        })
-        .unwrap();
+    f.run("c1");
     let images = tempfile::tempdir().unwrap();
     let req = CheckpointTaskRequest {
         id: "c1".into(),
