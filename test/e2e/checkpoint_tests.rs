@@ -3,7 +3,7 @@
 //! checkpoint`, `ctr container checkpoint --task`, `ctr container restore
 //! --live`), against the runtime under test (runc as the reference).
 
-use crate::cmd::{poll, ticks, wait_until, COUNTER};
+use crate::cmd::{poll, ticks, wait_until, Out, COUNTER};
 use crate::docker_tests::{docker_run_args, inspect, run_sh_detached, wait_ticks_past};
 use crate::harness::Daemons;
 use std::thread::sleep;
@@ -20,19 +20,27 @@ const LEAVE_RUNNING: &str = "io.lazarus.checkpoint.exit=false";
 /// exists", with runc too (see shared/HOST-NOTES.md). Retry on exactly
 /// that message, and only on it.
 pub fn docker_start_checkpoint(d: &Daemons, name: &str, checkpoint: &str, extra: &[&str]) {
+    try_docker_start_checkpoint(d, name, checkpoint, extra).ok();
+}
+
+/// [`docker_start_checkpoint`] returning the last attempt's output, for a
+/// restore that is expected to fail.
+pub(crate) fn try_docker_start_checkpoint(
+    d: &Daemons,
+    name: &str,
+    checkpoint: &str,
+    extra: &[&str],
+) -> Out {
     let mut args = vec!["start"];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["--checkpoint", checkpoint, name]);
-    for attempt in 1..=10 {
+    let mut attempt = 1;
+    loop {
         let out = d.docker(&args);
-        if out.code == Some(0) {
-            return;
+        if out.code == Some(0) || !out.all().contains("already exists") || attempt == 10 {
+            return out;
         }
-        let text = out.all();
-        assert!(
-            text.contains("already exists") && attempt < 10,
-            "docker start --checkpoint {checkpoint} {name} failed (attempt {attempt}): {out}"
-        );
+        attempt += 1;
         sleep(Duration::from_secs(1));
     }
 }
@@ -41,7 +49,7 @@ fn status(d: &Daemons, name: &str) -> String {
     inspect(d, name, "{{.State.Status}}")
 }
 
-fn wait_status(d: &Daemons, name: &str, want: &str) {
+pub(crate) fn wait_status(d: &Daemons, name: &str, want: &str) {
     wait_until(
         &format!("{name} to be {want}"),
         Duration::from_secs(30),
@@ -406,7 +414,7 @@ fn docker_checkpoint_of_256_mib_of_touched_memory() {
     }
 }
 
-fn dir_size(dir: &std::path::Path) -> u64 {
+pub(crate) fn dir_size(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .unwrap()
         .flatten()
