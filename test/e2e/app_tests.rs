@@ -259,18 +259,23 @@ fn redis_held_connection_survives_with_open_tcp() {
         "--annotation",
         &runc_conf,
     ];
-    run_redis(&d, &name, &flags);
-
-    // The held client: busybox nc reading a fifo that it also holds open
-    // for writing (so it never sees EOF), replies appended to a file.
-    let client = "mkfifo /tmp/held.in && : > /tmp/held.out && \
-                  exec 3<>/tmp/held.in && exec nc 127.0.0.1 6379 <&3 >/tmp/held.out";
-    d.docker(&["exec", "-d", &name, "sh", "-c", client]).ok();
+    // The held client is busybox nc reading a fifo that the shell also
+    // holds open for writing (so nc never sees EOF), replies appended to a
+    // file. It must be in the container's init tree, as Redis is: CRIU
+    // dumps that tree, not `docker exec` processes.
+    let script = "redis-server --save '' --appendonly no --protected-mode no --bind 0.0.0.0 & \
+                  until redis-cli -h 127.0.0.1 PING; do sleep 0.1; done; \
+                  mkfifo /tmp/held.in && : > /tmp/held.out && exec 3<>/tmp/held.in && \
+                  nc 127.0.0.1 6379 <&3 >/tmp/held.out & wait";
+    let mut args = vec!["run", "-d", "--runtime", d.runtime(), "--name", &name];
+    args.extend_from_slice(&flags);
+    args.extend_from_slice(&["--entrypoint", "sh", REDIS_IMAGE, "-c", script]);
+    d.docker(&args).ok();
     wait_until(
         "the held client to connect",
-        Duration::from_secs(20),
+        Duration::from_secs(30),
         || {
-            let list = redis_cli(&d, &name, &["CLIENT", "LIST"]).ok().stdout;
+            let list = redis_cli(&d, &name, &["CLIENT", "LIST"]).stdout;
             (list.lines().count() >= 2).then_some(())
         },
     );
