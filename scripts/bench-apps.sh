@@ -68,22 +68,22 @@ add() { r[$1,$2]="${r[$1,$2]:-} $3"; }
 
 bench_redis() { # runtime
   local rt=$1 name="redis-$RANDOM" t out
-  pd_docker run -d --runtime "$rt" --name "$name" lazarus-test/redis:latest >/dev/null
-  wait_for 30 redis_ping "$name"
+  pd_docker run -d --runtime "$rt" --name "$name" lazarus-test/redis:latest >/dev/null || return 1
+  wait_for 30 redis_ping "$name" || return 1
   out=$(pd_docker exec "$name" sh -c "awk -v seed=$RANDOM -v n=$KEYS 'BEGIN { srand(seed); for (i = 0; i < n; i++) {
           k = \"key:\" i; v = \"val:\" i \":\" int(rand() * 1000000000);
           printf \"*3\\r\\n\$3\\r\\nSET\\r\\n\$%d\\r\\n%s\\r\\n\$%d\\r\\n%s\\r\\n\", length(k), k, length(v), v } }' |
         redis-cli -h 127.0.0.1 --pipe")
   grep -q "errors: 0, replies: $KEYS" <<<"$out" || { pd_log "loading keys failed: $out"; return 1; }
   [ "$(pd_docker exec "$name" redis-cli -h 127.0.0.1 DBSIZE)" = $KEYS ] || return 1
-  t=$(now); pd_docker checkpoint create "$name" cp >/dev/null; add "$rt" redis_cp "$(since "$t")"
+  t=$(now); pd_docker checkpoint create "$name" cp >/dev/null || return 1; add "$rt" redis_cp "$(since "$t")"
   add "$rt" redis_mb "$(mb "$(cp_dir "$name")/cp")"
   sleep 3 # Docker re-uploads the checkpoint blob; too soon fails with "already exists"
   t=$(now)
-  pd_docker start --checkpoint cp "$name" >/dev/null
+  pd_docker start --checkpoint cp "$name" >/dev/null || return 1
   add "$rt" redis_start "$(since "$t")"
-  after_start "$rt" "$name"
-  wait_for 60 redis_ping "$name"
+  after_start "$rt" "$name" || return 1
+  wait_for 60 redis_ping "$name" || return 1
   add "$rt" redis_rst "$(since "$t")"
   [ "$(pd_docker exec "$name" redis-cli -h 127.0.0.1 DBSIZE)" = $KEYS ] || { pd_log "keys lost"; return 1; }
   pd_docker rm -f "$name" >/dev/null
@@ -92,29 +92,34 @@ bench_redis() { # runtime
 bench_warm() { # runtime
   local rt=$1 orig="warm-$RANDOM" new nonce t
   t=$(now)
-  pd_docker run -d --runtime "$rt" --name "$orig" lazarus-test/warm:latest >/dev/null
-  wait_for 120 warm_answers "$orig"
+  pd_docker run -d --runtime "$rt" --name "$orig" lazarus-test/warm:latest >/dev/null || return 1
+  wait_for 120 warm_answers "$orig" || return 1
   add "$rt" warm_cold "$(since "$t")"
   nonce=$(warm_nonce "$orig")
-  pd_docker checkpoint create "$orig" warm >/dev/null
+  pd_docker checkpoint create "$orig" warm >/dev/null || return 1
   new="$orig-r"
-  pd_docker create --runtime "$rt" --name "$new" lazarus-test/warm:latest >/dev/null
+  pd_docker create --runtime "$rt" --name "$new" lazarus-test/warm:latest >/dev/null || return 1
   mkdir -p "$(cp_dir "$new")"
-  cp -a "$(cp_dir "$orig")/warm" "$(cp_dir "$new")/"
+  cp -a "$(cp_dir "$orig")/warm" "$(cp_dir "$new")/" || return 1
   sleep 3 # as above
   t=$(now)
-  pd_docker start --checkpoint warm "$new" >/dev/null
-  after_start "$rt" "$new"
-  wait_for 60 warm_answers "$new"
+  pd_docker start --checkpoint warm "$new" >/dev/null || return 1
+  after_start "$rt" "$new" || return 1
+  wait_for 60 warm_answers "$new" || return 1
   add "$rt" warm_rst "$(since "$t")"
   [ "$(warm_nonce "$new")" = "$nonce" ] || { pd_log "restored warm service has another nonce"; return 1; }
   pd_docker rm -f "$orig" "$new" >/dev/null
 }
 
 # A failed measurement adds "fail" to its cells; the others still print.
+# (set -e does not apply inside a function called with ||: every step that
+# matters ends in `|| return 1`.)
 for run in $(seq "$RUNS"); do
   for rt in $RUNTIMES; do
     pd_log "run $run/$RUNS: $rt"
+    ids=$(pd_docker ps -aq)
+    # shellcheck disable=SC2086
+    [ -z "$ids" ] || pd_docker rm -f $ids >/dev/null
     bench_redis "$rt" || add "$rt" redis_fail 1
     bench_warm "$rt" || add "$rt" warm_fail 1
   done
