@@ -2,6 +2,7 @@
 //! driven through the real clients (`ctr`, `docker`), against the runtime
 //! named by `LAZARUS_TEST_RUNTIME`. See test/README.md.
 
+mod apps;
 mod cleanup;
 mod cmd;
 mod config;
@@ -9,6 +10,7 @@ mod harness;
 mod tty;
 
 mod api_tests;
+mod app_tests;
 mod checkpoint_tests;
 mod ctr_tests;
 mod docker_tests;

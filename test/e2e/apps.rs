@@ -1,0 +1,86 @@
+//! The real-application images (`scripts/build-app-images.sh`): built once
+//! per test process, only when an application test asks, and loaded into a
+//! test's private dockerd on demand.
+
+use crate::cmd::run_timeout;
+use crate::harness::Daemons;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub const REDIS_IMAGE: &str = "lazarus-test/redis:latest";
+pub const WARM_IMAGE: &str = "lazarus-test/warm:latest";
+
+#[derive(Clone, Copy)]
+pub enum App {
+    Redis,
+    Warm,
+}
+
+impl App {
+    fn file(self) -> &'static str {
+        match self {
+            App::Redis => "redis-docker.tar",
+            App::Warm => "warm-docker.tar",
+        }
+    }
+
+    pub fn image(self) -> &'static str {
+        match self {
+            App::Redis => REDIS_IMAGE,
+            App::Warm => WARM_IMAGE,
+        }
+    }
+}
+
+/// Builds (or confirms up to date) the application image tars, once per
+/// process; returns the directory holding them.
+fn image_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-app-images.sh");
+        let out = run_timeout(
+            Command::new("bash").arg(&script),
+            None,
+            Duration::from_secs(600),
+        );
+        if out.code != Some(0) {
+            panic!("prerequisite: building the application images failed: {out}");
+        }
+        let dir = std::env::var("LAZARUS_IMAGE_DIR")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "/var/cache/lazarus-test".to_string());
+        PathBuf::from(dir)
+    })
+}
+
+/// `docker load`s `app`'s image into the daemon set's dockerd.
+pub fn load(d: &Daemons, app: App) {
+    let tar = image_dir().join(app.file());
+    assert!(
+        tar.is_file(),
+        "prerequisite: {} missing after scripts/build-app-images.sh",
+        tar.display()
+    );
+    let out = run_timeout(
+        &mut d.docker_cmd(&["load", "-i", tar.to_str().unwrap()]),
+        None,
+        Duration::from_secs(180),
+    )
+    .ok();
+    assert!(out.stdout.contains(app.image()), "image not loaded: {out}");
+}
+
+/// containerd and dockerd with the busybox test image and `apps` loaded.
+pub fn with_docker_and(test: &str, apps: &[App]) -> Daemons {
+    // Build before starting daemons, so a first build does not eat into
+    // anything timed against them.
+    image_dir();
+    let d = Daemons::with_docker(test);
+    for &app in apps {
+        load(&d, app);
+    }
+    d
+}
