@@ -139,8 +139,13 @@ impl Daemons {
     /// their addresses, from the host's network namespace.
     pub fn bridge_network(&self) -> (String, String) {
         let seq: u32 = self.id.rsplit('x').next().unwrap().parse().unwrap();
-        let octet = (std::process::id() * 7 + seq) % 250 + 1;
-        let prefix = format!("10.213.{octet}");
+        // A /24 no route on the host uses yet (a leftover bridge with the
+        // same subnet would take the traffic).
+        let routes = run(Command::new("ip").args(["-4", "route"])).ok().stdout;
+        let prefix = (0..250)
+            .map(|i| format!("10.213.{}", (std::process::id() * 7 + seq + i) % 250 + 1))
+            .find(|p| !routes.contains(&format!("{p}.0/24")))
+            .expect("a free 10.213.x.0/24");
         let bridge = bridge_name(&self.id);
         self.docker(&[
             "network",
