@@ -25,8 +25,9 @@
 # Idempotent: safe to run again (and concurrently: a lock serialises builds).
 set -euo pipefail
 
-OUT_DIR=${LAZARUS_IMAGE_DIR:-/var/cache/lazarus-test}
-BUSYBOX=${LAZARUS_BUSYBOX:-/usr/bin/busybox}
+IMG_TOOL=build-app-images
+# shellcheck source=lib/image-build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/image-build.sh"
 REDIS_SERVER=/usr/bin/redis-server
 REDIS_CLI=/usr/bin/redis-cli
 PYTHON=/usr/bin/python3.11
@@ -36,16 +37,8 @@ STAMP=$OUT_DIR/apps.stamp
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 WARM_SRC=$HERE/../test/images/warm_service.py
 
-log() { printf '[build-app-images] %s\n' "$*" >&2; }
-die() { printf '[build-app-images] ERROR: %s\n' "$*" >&2; exit 1; }
-
-for tool in umoci skopeo tar sha256sum flock ldd; do
-  command -v "$tool" >/dev/null || die "$tool not found (run scripts/setup-host.sh)"
-done
-[ -x "$BUSYBOX" ] || die "$BUSYBOX not found (install busybox-static)"
-if ldd "$BUSYBOX" >/dev/null 2>&1; then
-  die "$BUSYBOX is dynamically linked; install busybox-static"
-fi
+require_tools umoci skopeo tar sha256sum flock ldd
+require_static_busybox
 [ -x "$REDIS_SERVER" ] || die "$REDIS_SERVER not found (install redis-server)"
 [ -x "$REDIS_CLI" ] || die "$REDIS_CLI not found (install redis-tools)"
 [ -x "$PYTHON" ] || die "$PYTHON not found (install python3.11)"
@@ -77,7 +70,7 @@ python_extensions() {
 
 inputs_hash() {
   {
-    cat "${BASH_SOURCE[0]}" "$WARM_SRC" "$BUSYBOX" "$REDIS_CLI" "$PYTHON"
+    cat "${BASH_SOURCE[0]}" "$IMG_LIB" "$WARM_SRC" "$BUSYBOX" "$REDIS_CLI" "$PYTHON"
     cat "$(readlink -f "$REDIS_SERVER")"
     # shellcheck disable=SC2046
     cat $(ldd_libs "$REDIS_SERVER" "$REDIS_CLI" "$PYTHON")
@@ -106,32 +99,6 @@ copy_at_path() { # rootfs file...
     mkdir -p "$root$(dirname "$f")"
     cp -L "$f" "$root$f"
   done
-}
-
-# The common skeleton: directories, busybox with one symlink per applet,
-# /etc/passwd and /etc/group.
-skeleton() { # rootfs
-  local root=$1 applet rel
-  mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,root,proc,sys,dev,run,var/tmp}
-  install -d -m 1777 "$root/tmp"
-  install -m 0755 "$BUSYBOX" "$root/bin/busybox"
-  "$BUSYBOX" --list-full | while read -r applet; do
-    [ "$applet" = bin/busybox ] && continue
-    rel=$(dirname "$applet" | sed -E 's#[^/]+#..#g')
-    ln -sf "$rel/bin/busybox" "$root/$applet"
-  done
-  [ -x "$root/bin/sh" ] || die "busybox provides no sh applet"
-  cat >"$root/etc/passwd" <<'EOF'
-root:x:0:0:root:/root:/bin/sh
-nobody:x:65534:65534:nobody:/nonexistent:/bin/false
-EOF
-  cat >"$root/etc/group" <<'EOF'
-root:x:0:
-nogroup:x:65534:
-EOF
-  : >"$root/etc/hostname"
-  : >"$root/etc/hosts"
-  : >"$root/etc/resolv.conf"
 }
 
 # build NAME POPULATE-FUNCTION UMOCI-CONFIG-ARGS...

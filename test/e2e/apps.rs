@@ -5,7 +5,6 @@
 use crate::cmd::run_timeout;
 use crate::harness::Daemons;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -38,22 +37,7 @@ impl App {
 /// process; returns the directory holding them.
 fn image_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-app-images.sh");
-        let out = run_timeout(
-            Command::new("bash").arg(&script),
-            None,
-            Duration::from_secs(600),
-        );
-        if out.code != Some(0) {
-            panic!("prerequisite: building the application images failed: {out}");
-        }
-        let dir = std::env::var("LAZARUS_IMAGE_DIR")
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| "/var/cache/lazarus-test".to_string());
-        PathBuf::from(dir)
-    })
+    DIR.get_or_init(|| crate::config::build_images("build-app-images.sh", Duration::from_secs(600)))
 }
 
 /// `docker load`s `app`'s image into the daemon set's dockerd.

@@ -79,18 +79,22 @@ fn check_version(binary: &Path, want: &str) {
     }
 }
 
+/// Runs one of the (idempotent) image build scripts in scripts/; returns
+/// the directory it writes the image tars to.
+pub fn build_images(script: &str, timeout: Duration) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(script);
+    let out = run_timeout(Command::new("bash").arg(&path), None, timeout);
+    if out.code != Some(0) {
+        panic!("prerequisite: scripts/{script} failed: {out}");
+    }
+    PathBuf::from(env_or("LAZARUS_IMAGE_DIR", "/var/cache/lazarus-test"))
+}
+
 /// Builds (or confirms up to date) the test image tars, once per process.
 fn build_image() -> (PathBuf, PathBuf) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-test-image.sh");
-    let out = run_timeout(
-        Command::new("bash").arg(&script),
-        None,
-        Duration::from_secs(300),
-    );
-    if out.code != Some(0) {
-        panic!("prerequisite: building the test image failed: {out}");
-    }
-    let dir = PathBuf::from(env_or("LAZARUS_IMAGE_DIR", "/var/cache/lazarus-test"));
+    let dir = build_images("build-test-image.sh", Duration::from_secs(300));
     let (oci, docker) = (dir.join("busybox-oci.tar"), dir.join("busybox-docker.tar"));
     require_file(
         "OCI image tar",
