@@ -31,9 +31,7 @@ KEYS=100000
 PD_NAME=bench-apps
 # shellcheck source=lib/private-daemons.sh
 . scripts/lib/private-daemons.sh
-SHIM_DIR=${SHIM_DIR:-$PWD/target/release}
-[ -x "$SHIM_DIR/containerd-shim-lazarus-v2" ] || cargo build --release --locked --bin containerd-shim-lazarus-v2
-PD_SHIM_DIR=$SHIM_DIR
+pd_use_shim
 scripts/build-app-images.sh
 IMAGES=${LAZARUS_IMAGE_DIR:-/var/cache/lazarus-test}
 pd_start "$(mktemp -d /tmp/lazarus-bapps.XXXXXX)" "${CONTAINERD:-/usr/bin/containerd}"

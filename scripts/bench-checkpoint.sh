@@ -14,9 +14,7 @@ SIZES=${SIZES:-"0 256 1024"}
 PD_NAME=bench-checkpoint
 # shellcheck source=lib/private-daemons.sh
 . scripts/lib/private-daemons.sh
-SHIM_DIR=${SHIM_DIR:-$PWD/target/release}
-[ -x "$SHIM_DIR/containerd-shim-lazarus-v2" ] || cargo build --release --locked --bin containerd-shim-lazarus-v2
-PD_SHIM_DIR=$SHIM_DIR
+pd_use_shim
 pd_start "$(mktemp -d /tmp/lazarus-bcp.XXXXXX)" "${CONTAINERD:-/usr/bin/containerd}"
 pd_load_test_image
 pd_ctr -n bench image import --all-platforms "${LAZARUS_IMAGE_DIR:-/var/cache/lazarus-test}/busybox-oci.tar" >/dev/null

@@ -7,7 +7,7 @@
 #     containers.
 # Prints a table with the Lazarus/runc ratio. Env: RUNS (default 15),
 # MANY (default 20), CONTAINERD (binary, default /usr/bin/containerd),
-# SHIM_DIR (default: the repo's target/release, built if missing).
+# SHIM_DIR (default: the repo's target/release, built first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-15}
@@ -15,9 +15,7 @@ MANY=${MANY:-20}
 PD_NAME=bench
 # shellcheck source=lib/private-daemons.sh
 . scripts/lib/private-daemons.sh
-SHIM_DIR=${SHIM_DIR:-$PWD/target/release}
-[ -x "$SHIM_DIR/containerd-shim-lazarus-v2" ] || cargo build --release --locked --bin containerd-shim-lazarus-v2
-PD_SHIM_DIR=$SHIM_DIR
+pd_use_shim
 pd_start "$(mktemp -d /tmp/lazarus-bench.XXXXXX)" "${CONTAINERD:-/usr/bin/containerd}"
 pd_load_test_image
 IMAGE=lazarus-test/busybox

@@ -5,6 +5,8 @@
 #   pd_docker ARGS...                  docker against the private dockerd
 #   pd_ctr ARGS...                     ctr against the private containerd
 #   pd_stop                            stop both and clean up (also on EXIT)
+#   pd_use_shim                        the shim to measure: $SHIM_DIR if set, else
+#                                      the repo's target/release (built first)
 # The shim binary directory given in PD_SHIM_DIR (if set) is put first on the
 # daemons' PATH.
 
@@ -19,6 +21,18 @@ pd_wait_for() { # seconds, command...
     [ $SECONDS -lt $deadline ] || return 1
     sleep 0.2
   done
+}
+
+pd_use_shim() {
+  if [ -z "${SHIM_DIR:-}" ]; then
+    SHIM_DIR=$PWD/target/release
+    cargo build --release --locked --bin containerd-shim-lazarus-v2
+  fi
+  [ -x "$SHIM_DIR/containerd-shim-lazarus-v2" ] || {
+    pd_log "no containerd-shim-lazarus-v2 in $SHIM_DIR"
+    return 1
+  }
+  PD_SHIM_DIR=$SHIM_DIR
 }
 
 pd_start() {
