@@ -114,13 +114,7 @@ pub fn cgroup_path(spec: &Spec, id: &str) -> String {
 /// is dumped empty (runc does this for every container) and restore replays
 /// the hooks into a fresh one.
 fn network_set_up_by_hooks(spec: &Spec) -> bool {
-    let new_netns = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .into_iter()
-        .flatten()
-        .any(|n| n.typ() == LinuxNamespaceType::Network && n.path().is_none());
+    let new_netns = crate::runtime::new_network_namespace(spec);
     let hooked = spec.hooks().as_ref().is_some_and(|h| {
         [h.prestart(), h.create_runtime()]
             .iter()

@@ -21,6 +21,7 @@ use oci_spec::runtime::LinuxResources;
 use crate::error::Result;
 
 pub use self::libcontainer::LibcontainerRuntime;
+pub use self::loopback::new_network_namespace;
 
 /// The three fds a process gets as stdin, stdout and stderr.
 pub struct ProcessStdio {
