@@ -82,11 +82,25 @@ fn counter_checkpointed(
 ) -> u64 {
     run_sh_detached(d, name, script);
     wait_ticks_past(d, name, ticks_first);
+    checkpoint_stopped(d, name, checkpoint)
+}
+
+/// Checkpoints the counter `name` as `checkpoint` (which stops it); returns
+/// its last tick.
+fn checkpoint_stopped(d: &Daemons, name: &str, checkpoint: &str) -> u64 {
     d.docker(&["checkpoint", "create", name, checkpoint]).ok();
     wait_status(d, name, "exited");
     *ticks(&d.docker(&["logs", name]).ok().stdout)
         .last()
         .unwrap()
+}
+
+/// Restores the counter `name` from `checkpoint` and checks that it counts
+/// on past `last` as one unbroken run.
+fn restore_continues(d: &Daemons, name: &str, checkpoint: &str, last: u64) {
+    docker_start_checkpoint(d, name, checkpoint, &[]);
+    wait_ticks_past(d, name, last + 3);
+    assert_consecutive(&ticks(&d.docker(&["logs", name]).ok().stdout));
 }
 
 #[test]
@@ -100,9 +114,7 @@ fn docker_checkpoint_stops_and_restore_continues_the_counter() {
         .stdout
         .contains("cp1"));
 
-    docker_start_checkpoint(&d, &name, "cp1", &[]);
-    wait_ticks_past(&d, &name, last + 3);
-    assert_consecutive(&ticks(&d.docker(&["logs", &name]).ok().stdout));
+    restore_continues(&d, &name, "cp1", last);
 
     // The same checkpoint restores again: the counter resumes at last + 1
     // a second time.
@@ -199,19 +211,13 @@ fn docker_checkpoint_of_a_paused_container() {
     run_sh_detached(&d, &name, COUNTER);
     wait_ticks_past(&d, &name, 2);
     d.docker(&["pause", &name]).ok();
-    d.docker(&["checkpoint", "create", &name, "cp"]).ok();
-    wait_status(&d, &name, "exited");
-    let last = *ticks(&d.docker(&["logs", &name]).ok().stdout)
-        .last()
-        .unwrap();
-    docker_start_checkpoint(&d, &name, "cp", &[]);
-    wait_ticks_past(&d, &name, last + 3);
+    let last = checkpoint_stopped(&d, &name, "cp");
+    restore_continues(&d, &name, "cp", last);
     assert_eq!(
         status(&d, &name),
         "running",
         "a restored container runs, paused before or not"
     );
-    assert_consecutive(&ticks(&d.docker(&["logs", &name]).ok().stdout));
 }
 
 #[test]
@@ -221,14 +227,8 @@ fn docker_checkpoint_with_a_running_exec() {
     run_sh_detached(&d, &name, COUNTER);
     d.docker(&["exec", "-d", &name, "sleep", "1000"]).ok();
     wait_ticks_past(&d, &name, 2);
-    d.docker(&["checkpoint", "create", &name, "cp"]).ok();
-    wait_status(&d, &name, "exited");
-    let last = *ticks(&d.docker(&["logs", &name]).ok().stdout)
-        .last()
-        .unwrap();
-    docker_start_checkpoint(&d, &name, "cp", &[]);
-    wait_ticks_past(&d, &name, last + 3);
-    assert_consecutive(&ticks(&d.docker(&["logs", &name]).ok().stdout));
+    let last = checkpoint_stopped(&d, &name, "cp");
+    restore_continues(&d, &name, "cp", last);
 }
 
 #[test]
@@ -449,15 +449,9 @@ fn docker_restored_container_is_an_ordinary_task() {
     );
 
     sleep(Duration::from_secs(2)); // past Docker's upload race for cp1
-    d.docker(&["checkpoint", "create", &name, "cp2"]).ok();
-    wait_status(&d, &name, "exited");
-    let last = *ticks(&d.docker(&["logs", &name]).ok().stdout)
-        .last()
-        .unwrap();
+    let last = checkpoint_stopped(&d, &name, "cp2");
     assert!(last > t, "the second checkpoint came after more ticks");
-    docker_start_checkpoint(&d, &name, "cp2", &[]);
-    wait_ticks_past(&d, &name, last + 3);
-    assert_consecutive(&ticks(&d.docker(&["logs", &name]).ok().stdout));
+    restore_continues(&d, &name, "cp2", last);
     d.docker(&["stop", "-t", "1", &name]).ok();
     assert_eq!(inspect(&d, &name, "{{.State.ExitCode}}"), "137");
 }
