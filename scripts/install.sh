@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs Lazarus: builds the shim (release), puts it on PATH, installs its
+# Installs Lazarus: builds the shim and the CLI (release), puts them on PATH, installs its
 # config file and registers the runtime with containerd and Docker.
 # Idempotent; merges into existing containerd/Docker configs, never replaces.
-#   PREFIX=/usr/local   where bin/containerd-shim-lazarus-v2 goes
+#   PREFIX=/usr/local   where bin/containerd-shim-lazarus-v2 and bin/lazarus go
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PREFIX=${PREFIX:-/usr/local}
@@ -10,10 +10,11 @@ log() { printf '[install] %s\n' "$*"; }
 die() { printf '[install] ERROR: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root"
 
-log "building the shim (cargo build --release)"
-cargo build --release --locked --bin containerd-shim-lazarus-v2
+log "building the shim and the CLI (cargo build --release)"
+cargo build --release --locked --workspace --bins
 install -D -m 0755 target/release/containerd-shim-lazarus-v2 "$PREFIX/bin/containerd-shim-lazarus-v2"
-log "installed $PREFIX/bin/containerd-shim-lazarus-v2"
+install -D -m 0755 target/release/lazarus "$PREFIX/bin/lazarus"
+log "installed $PREFIX/bin/containerd-shim-lazarus-v2 and $PREFIX/bin/lazarus"
 
 if [ ! -f /etc/lazarus/config.toml ]; then
   install -D -m 0644 config/lazarus.toml /etc/lazarus/config.toml

@@ -8,8 +8,8 @@ step() { printf '\n=== %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 step "unit tests"
-cargo test --locked --lib --bins
+cargo test --workspace --locked --lib --bins
 step "end-to-end suite"
 test/run-e2e.sh

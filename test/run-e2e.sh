@@ -19,8 +19,9 @@ threads=${LAZARUS_E2E_THREADS:-2}
 logs=${LAZARUS_E2E_LOGS:-/var/lib/lazarus-e2e/runs/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$logs"
 
-# Build once up front so that a compile error is reported as such.
-if ! cargo test --test e2e --no-run >"$logs/build.log" 2>&1; then
+# Build once up front (the shim and the CLI the suite drives, and the suite)
+# so that a compile error is reported as such.
+if ! { cargo build --workspace --bins && cargo test --test e2e --no-run; } >"$logs/build.log" 2>&1; then
   tail -n 40 "$logs/build.log" >&2
   echo "run-e2e: build failed (log: $logs/build.log)" >&2
   exit 2

@@ -79,12 +79,27 @@ fn check_version(binary: &Path, want: &str) {
     }
 }
 
+/// The repository: the e2e suite is a test of crates/lazarus-shim.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The `lazarus` CLI, built by Cargo beside the shim (test/run-e2e.sh
+/// builds the whole workspace first).
+pub fn lazarus_cli() -> PathBuf {
+    let cli = Path::new(LAZARUS_SHIM).with_file_name("lazarus");
+    require_file(
+        "the lazarus CLI",
+        &cli,
+        "build the workspace first: cargo build --workspace",
+    );
+    cli
+}
+
 /// Runs one of the (idempotent) image build scripts in scripts/; returns
 /// the directory it writes the image tars to.
 pub fn build_images(script: &str, timeout: Duration) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scripts")
-        .join(script);
+    let path = repo_root().join("scripts").join(script);
     let out = run_timeout(Command::new("bash").arg(&path), None, timeout);
     if out.code != Some(0) {
         panic!("prerequisite: scripts/{script} failed: {out}");

@@ -1,0 +1,284 @@
+//! Checkpoint: one container's process tree into an image directory.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use oci_spec::runtime::Spec;
+use protobuf::MessageField;
+
+use super::image::{self, Metadata};
+use super::request::{self, CgroupsMode, CheckpointRequest};
+use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp};
+use crate::error::{Error, Result};
+use crate::host::cgroup;
+
+/// What the dump needs to know about the running container.
+pub struct DumpTarget<'a> {
+    pub id: &'a str,
+    pub pid: i32,
+    pub bundle: &'a Path,
+    pub spec: &'a Spec,
+    pub terminal: bool,
+}
+
+/// CRIU log verbosity: 4 is "debug", what a failed dump needs to be diagnosed.
+const LOG_LEVEL: i32 = 4;
+const LOG_TAIL_LINES: usize = 15;
+
+/// Where a dump writes: CRIU's images, its work files (log, stats), and
+/// where a failed dump's log is kept (the images may be in a temporary
+/// directory the client deletes).
+pub struct DumpPaths<'a> {
+    pub images: &'a Path,
+    pub work: &'a Path,
+    pub keep_failed_log: Option<&'a Path>,
+}
+
+/// Dumps `target` into `paths.images`. On failure what the dump wrote is
+/// removed (the image must not look complete; files that were there before
+/// are left alone) and the error carries CRIU's error lines, the tail of
+/// its log and where the log is kept.
+pub fn dump(
+    criu: &dyn Criu,
+    target: &DumpTarget,
+    request: &CheckpointRequest,
+    exit: bool,
+    paths: &DumpPaths,
+) -> Result<Metadata> {
+    let (images, work) = (paths.images, paths.work);
+    let version = super::check_criu(criu)?;
+    image::create_dir(images)?;
+    image::create_dir(work)?;
+    let before = image::Listing::take(images, work);
+    // Read before the dump: with exit, the process is gone afterwards.
+    image::save_descriptors(images, target.pid)?;
+    let images_dir = criu::open_dir(images)?;
+    let work_dir = criu::open_dir(work)?;
+
+    let mut metadata = Metadata::new(target.id, version);
+    metadata.options = image::DumpOptions {
+        tcp_established: request.tcp_established,
+        ext_unix_sk: request.ext_unix_sk,
+        shell_job: request.shell_job || target.terminal,
+        file_locks: request.file_locks,
+        cgroups_mode: request.cgroups_mode,
+        empty_namespaces: request.empty_namespaces.clone(),
+    };
+    if super::network_set_up_by_hooks(target.spec)
+        && !super::empties_network(&metadata.options.empty_namespaces)
+    {
+        metadata.options.empty_namespaces.push("network".into());
+    }
+    metadata.terminal = target.terminal;
+    metadata.cgroup_path = cgroup::path_of(target.spec, target.id);
+
+    let mut opts = rpc::Criu_opts::new();
+    opts.set_images_dir_fd(images_dir.as_raw_fd());
+    opts.set_work_dir_fd(work_dir.as_raw_fd());
+    opts.set_log_file(image::DUMP_LOG.into());
+    opts.set_log_level(LOG_LEVEL);
+    opts.set_pid(target.pid);
+    opts.set_root(
+        super::rootfs(target.spec, target.bundle)
+            .to_string_lossy()
+            .into_owned(),
+    );
+    opts.set_leave_running(!exit);
+    opts.set_notify_scripts(true);
+    // A terminal's master lives in the shim, outside the dumped tree: let
+    // CRIU dump the slave as an orphan (restore hands back a new master).
+    opts.set_orphan_pts_master(true);
+    super::apply_dump_options(&mut opts, &metadata.options)?;
+    if let Some(freezer) = cgroup::freezer_dir(&metadata.cgroup_path) {
+        opts.set_freeze_cgroup(freezer.to_string_lossy().into_owned());
+    }
+    opts.cgroup_dump_controller = owned_controllers(target.pid, &metadata.cgroup_path)?;
+
+    for dest in external_mounts(target.spec, target.pid) {
+        opts.ext_mnt.push(super::ext_mount(&dest, &dest));
+        metadata.external_mounts.push(dest);
+    }
+    for mount in cgroup_mounts(target.spec, target.pid)? {
+        opts.ext_mnt
+            .push(super::ext_mount(&mount.mountpoint, &mount.mountpoint));
+        metadata.cgroup_mounts.push(mount);
+    }
+    for (kind, path) in super::namespace_paths(target.spec) {
+        let ino = std::fs::metadata(&path)
+            .map_err(Error::io(format!("stat namespace {path}")))?
+            .ino();
+        let criu_name = super::criu_ns_name(&kind);
+        opts.external.push(format!(
+            "{criu_name}[{ino}]:{}",
+            rust_criu::criu_ns_to_key(criu_name)
+        ));
+        metadata.external_namespaces.push(kind);
+    }
+
+    let mut req = rpc::Criu_req::new();
+    req.set_type(rpc::Criu_req_type::DUMP);
+    req.opts = MessageField::some(opts);
+    let fds = [images_dir.as_raw_fd(), work_dir.as_raw_fd()];
+    let log = work.join(image::DUMP_LOG);
+    let call = Call {
+        op: CriuOp::Dump,
+        request: req,
+        inherited: &fds,
+        log: Some(&log),
+    };
+    let failure = match criu.call(call, &mut |_, _| Ok(())) {
+        Ok(o) if o.response.success() => None,
+        Ok(o) => Some(CriuError::new(
+            CriuOp::Dump,
+            CriuFailure::Refused {
+                errno: o.response.cr_errno(),
+                message: o.response.cr_errmsg().to_string(),
+            },
+        )),
+        Err(Error::Criu(e)) => Some(*e),
+        Err(e) => return Err(e),
+    };
+    if let Some(mut err) = failure {
+        before.discard_new(images, work, &log);
+        err.subject = format!("checkpoint of {}", target.id);
+        explain(&mut err, &log, paths.keep_failed_log, &OPTION_ADVICE);
+        return Err(err.into());
+    }
+    metadata.save(images)?;
+    before.make_new_private(images, work);
+    Ok(metadata)
+}
+
+/// CRIU's advice when a dump needs an option, the runc option and the
+/// Lazarus annotation that give it.
+const OPTION_ADVICE: [(&str, &str, &str); 3] = [
+    (
+        "--tcp-established",
+        "open_tcp",
+        request::TCP_ESTABLISHED_ANNOTATION,
+    ),
+    (
+        "--ext-unix-sk",
+        "external_unix_sockets",
+        request::EXT_UNIX_SK_ANNOTATION,
+    ),
+    ("--file-locks", "file_locks", request::FILE_LOCKS_ANNOTATION),
+];
+
+/// Fills a CRIU error in from its log: the error lines, the tail, a hint,
+/// and a bounded copy of the log kept at `keep` (the log's own directory
+/// may be a client's temporary one, deleted as soon as the call returns).
+pub(super) fn explain(
+    err: &mut CriuError,
+    log: &Path,
+    keep: Option<&Path>,
+    advice: &[(&str, &str, &str)],
+) {
+    let excerpt = criu::log::excerpt(log, LOG_TAIL_LINES);
+    err.hint = criu::log::option_hint(&excerpt, advice);
+    err.errors = excerpt.errors;
+    err.log_tail = excerpt.tail;
+    err.log = Some(log.to_path_buf());
+    if let Some(keep) = keep {
+        match criu::log::keep_copy(log, keep, KEPT_LOG_MAX) {
+            Ok(()) => err.log = Some(keep.to_path_buf()),
+            Err(e) => ::log::warn!(
+                "keep a copy of {} at {}: {e}",
+                log.display(),
+                keep.display()
+            ),
+        }
+    }
+}
+
+/// The most of a failed operation's CRIU log that is kept.
+const KEPT_LOG_MAX: u64 = 8 << 20;
+
+/// Mounts CRIU cannot dump from inside the container: bind mounts of host
+/// paths, and masked files (binds of /dev/null). Their destinations.
+fn external_mounts(spec: &Spec, pid: i32) -> Vec<String> {
+    let mut out: Vec<String> = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .filter(|m| super::is_bind(m))
+        .map(|m| m.destination().to_string_lossy().into_owned())
+        .collect();
+    let masked = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.masked_paths().clone())
+        .unwrap_or_default();
+    for path in masked {
+        // Masked directories are tmpfs mounts inside the container; only
+        // masked files are binds of the host's /dev/null.
+        let inside = format!("/proc/{pid}/root{path}");
+        if std::fs::metadata(&inside)
+            .map(|m| !m.is_dir())
+            .unwrap_or(false)
+        {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// The cgroup v1 controller mounts under the spec's cgroup mount point, as
+/// the container sees them: libcontainer bind-mounts each controller's
+/// directory of the container's cgroup there, which CRIU cannot dump.
+fn cgroup_mounts(spec: &Spec, pid: i32) -> Result<Vec<image::CgroupMount>> {
+    let Some(base) = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .find(|m| m.typ().as_deref() == Some("cgroup"))
+    else {
+        return Ok(Vec::new());
+    };
+    let base = base.destination();
+    let mounts = procfs::process::Process::new(pid)
+        .and_then(|p| p.mountinfo())
+        .map_err(|e| Error::Other(format!("read mounts of pid {pid}: {e}")))?;
+    Ok(mounts
+        .iter()
+        .filter(|m| m.mount_point.starts_with(base) && m.mount_point != *base)
+        .filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2")
+        .map(|m| image::CgroupMount {
+            mountpoint: m.mount_point.to_string_lossy().into_owned(),
+            root: m.root.clone(),
+        })
+        .collect())
+}
+
+/// The cgroup v1 controllers in which the container has its own cgroup.
+/// CRIU is told to dump only these: in the others (libcgroups leaves the
+/// named `name=systemd` and the hybrid `unified` hierarchies alone) the
+/// container sits in a shared cgroup, and walking that whole tree races
+/// with every other container being created or removed.
+fn owned_controllers(pid: i32, cgroup_path: &str) -> Result<Vec<String>> {
+    let cgroups = procfs::process::Process::new(pid)
+        .and_then(|p| p.cgroups())
+        .map_err(|e| Error::Other(format!("read cgroups of pid {pid}: {e}")))?;
+    let mut out = Vec::new();
+    for cg in cgroups.0 {
+        if cg.pathname == cgroup_path {
+            out.extend(
+                cg.controllers
+                    .into_iter()
+                    .filter(|c| !c.starts_with("name=")),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// CRIU's cgroup handling mode for a runc-style mode string.
+pub fn cg_mode(mode: CgroupsMode) -> rpc::Criu_cg_mode {
+    match mode {
+        CgroupsMode::Soft => rpc::Criu_cg_mode::SOFT,
+        CgroupsMode::Full => rpc::Criu_cg_mode::FULL,
+        CgroupsMode::Strict => rpc::Criu_cg_mode::STRICT,
+        CgroupsMode::Ignore => rpc::Criu_cg_mode::IGNORE,
+    }
+}

@@ -1,0 +1,156 @@
+//! Checkpoint and restore: what a request means ([`request`]), what the
+//! image directory holds ([`image`]), and the CRIU requests for [`dump`]
+//! and [`restore`], built from the container's OCI spec.
+
+pub mod dump;
+pub mod image;
+pub mod request;
+pub mod restore;
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
+
+use crate::criu::{rpc, Criu};
+use crate::error::{Error, Result};
+use image::DumpOptions;
+
+/// CRIU must be at least 4.0; on Linux >= 6.16 dumping any socket needs
+/// 4.2 (SO_PASSCRED/SO_PASSSEC exist only for unix and netlink sockets there).
+pub fn check_criu(criu: &dyn Criu) -> Result<(u32, u32, u32)> {
+    let version = criu.version()?;
+    let needed = if crate::host::kernel_at_least(6, 16) {
+        (4, 2)
+    } else {
+        (4, 0)
+    };
+    if (version.0, version.1) < needed {
+        return Err(Error::FailedPrecondition(format!(
+            "CRIU {}.{}.{} is too old for checkpoint/restore on this kernel: install criu >= {}.{} \
+             (scripts/setup-host.sh builds 4.2.1)",
+            version.0, version.1, version.2, needed.0, needed.1
+        )));
+    }
+    Ok(version)
+}
+
+/// The CRIU options that dump and restore must agree on.
+fn apply_dump_options(opts: &mut rpc::Criu_opts, o: &DumpOptions) -> Result<()> {
+    opts.set_tcp_established(o.tcp_established);
+    opts.set_ext_unix_sk(o.ext_unix_sk);
+    opts.set_shell_job(o.shell_job);
+    opts.set_file_locks(o.file_locks);
+    opts.set_manage_cgroups(true);
+    opts.set_manage_cgroups_mode(dump::cg_mode(o.cgroups_mode));
+    let mut empty = 0u32;
+    for ns in &o.empty_namespaces {
+        empty |= match ns.as_str() {
+            "network" | "net" => libc::CLONE_NEWNET as u32,
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "empty_namespaces: {other:?} is not supported (only \"network\")"
+                )))
+            }
+        };
+    }
+    if empty != 0 {
+        opts.set_empty_ns(empty);
+    }
+    Ok(())
+}
+
+fn ext_mount(key: &str, val: &str) -> rpc::Ext_mount_map {
+    let mut m = rpc::Ext_mount_map::new();
+    m.set_key(key.into());
+    m.set_val(val.into());
+    m
+}
+
+fn is_bind(m: &Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || m.options()
+            .iter()
+            .flatten()
+            .any(|o| o == "bind" || o == "rbind")
+}
+
+/// The container's rootfs as the host sees it.
+fn rootfs(spec: &Spec, bundle: &Path) -> PathBuf {
+    let root = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_else(|| "rootfs".into());
+    if root.is_absolute() {
+        root
+    } else {
+        bundle.join(root)
+    }
+}
+
+/// Whether hooks configure the network of a namespace the runtime creates
+/// (Docker's bridge networks plug in a veth from a prestart hook). CRIU
+/// cannot bring back a veth whose peer is on the host, so such a namespace
+/// is dumped empty (runc does this for every container) and restore replays
+/// the hooks into a fresh one.
+fn network_set_up_by_hooks(spec: &Spec) -> bool {
+    let new_netns = new_network_namespace(spec);
+    let hooked = spec.hooks().as_ref().is_some_and(|h| {
+        [h.prestart(), h.create_runtime()]
+            .iter()
+            .any(|stage| stage.as_ref().is_some_and(|hooks| !hooks.is_empty()))
+    });
+    new_netns && hooked
+}
+
+/// Whether `empty_namespaces` names the network namespace.
+fn empties_network(empty_namespaces: &[String]) -> bool {
+    empty_namespaces
+        .iter()
+        .any(|ns| ns == "network" || ns == "net")
+}
+
+/// Namespaces the spec joins by path (external to the container), as
+/// (OCI type name, path). Only those CRIU can treat as external.
+fn namespace_paths(spec: &Spec) -> Vec<(String, String)> {
+    let namespaces = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    namespaces
+        .iter()
+        .filter(|n| {
+            matches!(
+                n.typ(),
+                LinuxNamespaceType::Network | LinuxNamespaceType::Pid
+            )
+        })
+        .filter_map(|n| {
+            let path = n.path().as_ref()?;
+            let kind = match n.typ() {
+                LinuxNamespaceType::Network => "network",
+                _ => "pid",
+            };
+            Some((kind.to_string(), path.to_string_lossy().into_owned()))
+        })
+        .collect()
+}
+
+/// CRIU's short name for an OCI namespace type.
+fn criu_ns_name(kind: &str) -> &'static str {
+    if kind == "network" {
+        "net"
+    } else {
+        "pid"
+    }
+}
+
+/// Whether the spec asks for a new network namespace (one without a path).
+pub fn new_network_namespace(spec: &Spec) -> bool {
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    namespaces
+        .into_iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::Network && n.path().is_none())
+}

@@ -1,0 +1,269 @@
+//! Restore: a checkpoint image back into a new container, at Start.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+use protobuf::MessageField;
+
+use super::image::{self, Metadata};
+use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp};
+use crate::error::{Error, Result};
+use crate::host::cgroup;
+
+/// Recorded at Create, carried out at Start (as containerd's runc shim does).
+#[derive(Debug, Clone)]
+pub struct RestorePlan {
+    pub images: PathBuf,
+    pub work: PathBuf,
+    pub metadata: Metadata,
+    pub descriptors: Vec<String>,
+}
+
+/// The new container a checkpoint is restored into.
+pub struct RestoreTarget<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub spec: &'a Spec,
+    /// The new process-side stdio fds (None with a terminal).
+    pub stdio: Option<[RawFd; 3]>,
+    /// Where a failed restore's CRIU log is kept.
+    pub keep_failed_log: Option<&'a Path>,
+}
+
+pub struct Restored {
+    pub pid: i32,
+    /// The restored terminal's master, when the checkpoint had one.
+    pub pts_master: Option<File>,
+}
+
+impl RestorePlan {
+    /// Checks the image against the new container's spec, so an incompatible
+    /// bundle is refused at Create with a clear error, before anything runs.
+    pub fn prepare(
+        images: PathBuf,
+        work: Option<PathBuf>,
+        spec: &Spec,
+        terminal: bool,
+    ) -> Result<Self> {
+        if !images.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "checkpoint directory {} does not exist",
+                images.display()
+            )));
+        }
+        let metadata = Metadata::load(&images)?;
+        let descriptors = image::load_descriptors(&images)?;
+        for dest in &metadata.external_mounts {
+            if mount_source(spec, dest).is_none() {
+                return Err(Error::InvalidArgument(format!(
+                    "checkpoint {} needs the mount {dest}, which this container's spec does not have: \
+                     create the container with the same mounts and volumes as the checkpointed one",
+                    images.display()
+                )));
+            }
+        }
+        let joined: Vec<String> = super::namespace_paths(spec)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        for kind in &metadata.external_namespaces {
+            if !joined.contains(kind) {
+                return Err(Error::InvalidArgument(format!(
+                    "checkpoint {} was taken in a {kind} namespace joined from outside the container, \
+                     but this container's spec gives no {kind} namespace path",
+                    images.display()
+                )));
+            }
+        }
+        if metadata.terminal != terminal {
+            let (had, has) = if metadata.terminal {
+                ("with", "without")
+            } else {
+                ("without", "with")
+            };
+            return Err(Error::InvalidArgument(format!(
+                "checkpoint {} was taken {had} a terminal but this container is created {has} one: \
+                 use the same -t setting as the checkpointed container",
+                images.display()
+            )));
+        }
+        let work = work.unwrap_or_else(|| images.clone());
+        Ok(RestorePlan {
+            images,
+            work,
+            metadata,
+            descriptors,
+        })
+    }
+
+    /// Restores the process tree as a child of this process (rst_sibling).
+    /// When the network namespace was dumped empty, CRIU creates a fresh one
+    /// and `setup_network(pid)` configures it before sockets are restored
+    /// (an established TCP connection needs its address back first).
+    pub fn restore(
+        &self,
+        criu: &dyn Criu,
+        target: &RestoreTarget,
+        setup_network: &mut dyn FnMut(i32) -> Result<()>,
+    ) -> Result<Restored> {
+        let (id, bundle, spec, stdio) = (target.id, target.bundle, target.spec, target.stdio);
+        let keep_failed_log = target.keep_failed_log;
+        super::check_criu(criu)?;
+        image::create_dir(&self.work)?;
+        let images_dir = criu::open_dir(&self.images)?;
+        let work_dir = criu::open_dir(&self.work)?;
+        let mut keep = vec![images_dir.as_raw_fd(), work_dir.as_raw_fd()];
+
+        let mut opts = rpc::Criu_opts::new();
+        opts.set_images_dir_fd(images_dir.as_raw_fd());
+        opts.set_work_dir_fd(work_dir.as_raw_fd());
+        opts.set_log_file(image::RESTORE_LOG.into());
+        opts.set_log_level(4);
+        opts.set_root(super::rootfs(spec, bundle).to_string_lossy().into_owned());
+        opts.set_rst_sibling(true);
+        opts.set_notify_scripts(true);
+        super::apply_dump_options(&mut opts, &self.metadata.options)?;
+        opts.set_orphan_pts_master(self.metadata.terminal);
+        let new_cgroup = cgroup::path_of(spec, id);
+        let mut root = rpc::Cgroup_root::new();
+        root.set_path(new_cgroup.clone());
+
+        opts.cg_root.push(root);
+
+        for dest in &self.metadata.external_mounts {
+            let source = mount_source(spec, dest).expect("checked at Create");
+            opts.ext_mnt.push(super::ext_mount(dest, &source));
+        }
+        for mount in &self.metadata.cgroup_mounts {
+            // The container's own cgroup becomes the new container's (CRIU
+            // creates it before binding it); a shared one (a hierarchy the
+            // runtime leaves alone) stays what it was.
+            let root = if mount.root == self.metadata.cgroup_path {
+                new_cgroup.as_str()
+            } else {
+                &mount.root
+            };
+            let hierarchy = Path::new(&mount.mountpoint).file_name().unwrap_or_default();
+            let source = Path::new("/sys/fs/cgroup")
+                .join(hierarchy)
+                .join(root.trim_start_matches('/'));
+            opts.ext_mnt.push(super::ext_mount(
+                &mount.mountpoint,
+                &source.to_string_lossy(),
+            ));
+        }
+        let mut namespaces: Vec<File> = Vec::new();
+        for (kind, path) in super::namespace_paths(spec) {
+            if !self.metadata.external_namespaces.contains(&kind) {
+                continue;
+            }
+            let ns = File::open(&path).map_err(Error::io(format!("open namespace {path}")))?;
+            opts.inherit_fd.push(inherit(
+                ns.as_raw_fd(),
+                &rust_criu::criu_ns_to_key(super::criu_ns_name(&kind)),
+            ));
+            keep.push(ns.as_raw_fd());
+            namespaces.push(ns);
+        }
+        if let Some(fds) = stdio {
+            let mut seen = Vec::new();
+            for (desc, fd) in self.descriptors.iter().zip(fds) {
+                if desc.starts_with("pipe:") && !seen.contains(desc) {
+                    opts.inherit_fd.push(inherit(fd, desc));
+                    keep.push(fd);
+                    seen.push(desc.clone());
+                }
+            }
+        }
+
+        let mut req = rpc::Criu_req::new();
+        req.set_type(rpc::Criu_req_type::RESTORE);
+        req.opts = MessageField::some(opts);
+        let mut notified_pid = 0;
+        let empty_network = super::empties_network(&self.metadata.options.empty_namespaces);
+        let log = self.work.join(image::RESTORE_LOG);
+        let call = Call {
+            op: CriuOp::Restore,
+            request: req,
+            inherited: &keep,
+            log: Some(&log),
+        };
+        let outcome = criu.call(call, &mut |script, pid| {
+            match script {
+                "setup-namespaces" if empty_network => setup_network(pid)?,
+                "post-restore" => notified_pid = pid,
+                _ => {}
+            }
+            Ok(())
+        });
+        drop(namespaces);
+        let fail = |failure: CriuFailure| -> Error {
+            let mut err = CriuError::new(CriuOp::Restore, failure);
+            err.subject = format!("restore of {id} from {}", self.images.display());
+            super::dump::explain(&mut err, &log, keep_failed_log, &[]);
+            err.into()
+        };
+        let outcome = match outcome {
+            Ok(o) if o.response.success() => o,
+            Ok(o) => {
+                return Err(fail(CriuFailure::Refused {
+                    errno: o.response.cr_errno(),
+                    message: o.response.cr_errmsg().to_string(),
+                }))
+            }
+            Err(Error::Criu(e)) => return Err(fail(e.failure)),
+            Err(e) => return Err(e),
+        };
+        let pid = match outcome.response.restore.pid() {
+            0 => notified_pid,
+            pid => pid,
+        };
+        if pid <= 0 {
+            return Err(fail(CriuFailure::Protocol(
+                "CRIU reported no restored pid".into(),
+            )));
+        }
+        let pts_master = outcome.received_fd.map(File::from);
+        if self.metadata.terminal && pts_master.is_none() {
+            return Err(fail(CriuFailure::Protocol(
+                "CRIU sent no terminal master for a terminal checkpoint".into(),
+            )));
+        }
+        Ok(Restored { pid, pts_master })
+    }
+}
+
+fn inherit(fd: RawFd, key: &str) -> rpc::Inherit_fd {
+    let mut i = rpc::Inherit_fd::new();
+    i.set_fd(fd);
+    i.set_key(key.into());
+    i
+}
+
+/// The host path the new spec mounts at `dest` (a bind's source, or
+/// /dev/null for a masked file).
+fn mount_source(spec: &Spec, dest: &str) -> Option<String> {
+    let bound = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .find(|m| super::is_bind(m) && m.destination().to_string_lossy() == dest)
+        .and_then(|m| {
+            m.source()
+                .as_ref()
+                .map(|s| s.to_string_lossy().into_owned())
+        });
+    bound.or_else(|| {
+        let masked = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.masked_paths().clone())
+            .unwrap_or_default();
+        masked
+            .iter()
+            .any(|p| p == dest)
+            .then(|| "/dev/null".to_string())
+    })
+}

@@ -1,0 +1,139 @@
+//! Lazarus's configuration file (TOML), `/etc/lazarus/config.toml` or the
+//! path in `LAZARUS_CONFIG`, read by the shim and the CLI. Every key is
+//! optional; config/lazarus.toml lists each with its default.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_PATH: &str = "/etc/lazarus/config.toml";
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Runtime state root; each containerd namespace gets a directory in it.
+    pub root: PathBuf,
+    /// Log level for the shim and its helper (error, warn, info, debug, trace).
+    pub log_level: String,
+    /// The CRIU binary (a name is looked up on PATH).
+    pub criu_path: PathBuf,
+    /// Per containerd namespace: does a checkpoint without options stop the
+    /// container? Overrides the built-in default (moby: true, others: false).
+    pub checkpoint_exit: HashMap<String, bool>,
+    /// The longest one CRIU conversation (a dump, a restore) may take.
+    pub criu_timeout_seconds: u64,
+    /// CRIU's log may not grow past this (a CRIU looping on a damaged image
+    /// writes gigabytes a minute); CRIU is stopped when it does.
+    pub criu_log_max_mib: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root: PathBuf::from("/run/lazarus"),
+            log_level: "info".into(),
+            criu_path: PathBuf::from("criu"),
+            checkpoint_exit: HashMap::new(),
+            criu_timeout_seconds: 600,
+            criu_log_max_mib: 256,
+        }
+    }
+}
+
+impl Config {
+    pub fn load() -> Result<Config> {
+        let path = std::env::var_os("LAZARUS_CONFIG").map(PathBuf::from);
+        let explicit = path.is_some();
+        let path = path.unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
+        if !explicit && !path.exists() {
+            return Ok(Config::default());
+        }
+        Self::from_file(&path)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(Error::io(format!("read Lazarus config {}", path.display())))?;
+        toml::from_str(&text).map_err(|e| {
+            Error::InvalidArgument(format!("invalid Lazarus config {}: {e}", path.display()))
+        })
+    }
+
+    /// libcontainer's state root for one containerd namespace.
+    pub fn state_root(&self, namespace: &str) -> PathBuf {
+        self.root.join(namespace)
+    }
+
+    /// The limits every CRIU conversation runs under.
+    pub fn criu_limits(&self) -> crate::criu::Limits {
+        crate::criu::Limits {
+            timeout: std::time::Duration::from_secs(self.criu_timeout_seconds.max(1)),
+            log_max_bytes: self.criu_log_max_mib.max(1) << 20,
+        }
+    }
+
+    /// Where the CRIU log of a container's last failed checkpoint or
+    /// restore is kept (the image directory may be a client's temporary one).
+    pub fn failed_log(&self, namespace: &str, id: &str, what: &str) -> PathBuf {
+        self.root
+            .join("logs")
+            .join(namespace)
+            .join(id)
+            .join(format!("{what}.log"))
+    }
+
+    /// Console sockets live here: short, because socket paths are limited.
+    pub fn console_dir(&self) -> PathBuf {
+        self.root.join("c")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// config/lazarus.toml documents every setting with its default: it
+    /// must parse, and to exactly the defaults.
+    #[test]
+    fn the_shipped_config_file_is_the_defaults() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/lazarus.toml");
+        assert_eq!(Config::from_file(&shipped).unwrap(), Config::default());
+        let text = std::fs::read_to_string(&shipped).unwrap();
+        for key in [
+            "root",
+            "log_level",
+            "criu_path",
+            "criu_timeout_seconds",
+            "criu_log_max_mib",
+            "[checkpoint_exit]",
+        ] {
+            assert!(
+                text.contains(&format!("\n{key}")),
+                "config/lazarus.toml does not list {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_defaults_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(Config::from_file(&path).unwrap(), Config::default());
+        std::fs::write(
+            &path,
+            "root = \"/tmp/x\"\nlog_level = \"debug\"\n[checkpoint_exit]\ndefault = true\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&path).unwrap();
+        assert_eq!(c.state_root("moby"), PathBuf::from("/tmp/x/moby"));
+        assert_eq!(c.log_level, "debug");
+        assert_eq!(c.checkpoint_exit.get("default"), Some(&true));
+        std::fs::write(&path, "rooot = \"/tmp/x\"\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("rooot"), "{err}");
+    }
+}

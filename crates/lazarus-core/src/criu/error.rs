@@ -1,0 +1,146 @@
+//! A CRIU failure as data: which operation, what went wrong, CRIU's own
+//! error lines, where its log is, and what to do about it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::ErrorKind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CriuOp {
+    Version,
+    Dump,
+    Restore,
+}
+
+impl fmt::Display for CriuOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CriuOp::Version => "version check",
+            CriuOp::Dump => "dump",
+            CriuOp::Restore => "restore",
+        })
+    }
+}
+
+/// How a CRIU conversation ended badly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CriuFailure {
+    /// CRIU could not be started (missing binary, bad path).
+    NotInstalled(String),
+    /// CRIU is installed but cannot do this here (too old for the kernel).
+    Unsupported(String),
+    /// CRIU answered with a failure of its own.
+    Refused { errno: i32, message: String },
+    /// CRIU exited or closed its socket without answering.
+    Crashed(String),
+    /// No answer within the deadline; CRIU was killed.
+    TimedOut(Duration),
+    /// CRIU's log outgrew its bound (a looping CRIU); CRIU was killed.
+    LogTooLarge(u64),
+    /// A malformed message, or the socket failed.
+    Protocol(String),
+}
+
+impl fmt::Display for CriuFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CriuFailure::NotInstalled(m) | CriuFailure::Unsupported(m) => f.write_str(m),
+            CriuFailure::Refused { errno, message } if message.is_empty() => {
+                write!(f, "CRIU reported failure (errno {errno})")
+            }
+            CriuFailure::Refused { errno, message } => {
+                write!(f, "CRIU reported failure (errno {errno}): {message}")
+            }
+            CriuFailure::Crashed(m) => write!(f, "CRIU ended without answering: {m}"),
+            CriuFailure::TimedOut(after) => write!(
+                f,
+                "CRIU did not answer within {}s and was killed (criu_timeout_seconds in \
+                 /etc/lazarus/config.toml)",
+                after.as_secs()
+            ),
+            CriuFailure::LogTooLarge(bytes) => write!(
+                f,
+                "CRIU's log grew past {} MiB and CRIU was killed: it is looping, most likely \
+                 on a damaged image (criu_log_max_mib in /etc/lazarus/config.toml)",
+                bytes >> 20
+            ),
+            CriuFailure::Protocol(m) => write!(f, "CRIU conversation failed: {m}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CriuError {
+    pub op: CriuOp,
+    /// What was being done, e.g. "checkpoint of container web".
+    pub subject: String,
+    pub failure: CriuFailure,
+    /// CRIU's own `Error (...)` lines, cause first (harmless ones dropped).
+    pub errors: Vec<String>,
+    /// The last lines of CRIU's log.
+    pub log_tail: Vec<String>,
+    /// Where CRIU's full log is kept.
+    pub log: Option<PathBuf>,
+    /// What the user can do about it, when known.
+    pub hint: Option<String>,
+    /// A clean-up that failed after this error, kept beside it.
+    pub cleanup: Option<String>,
+}
+
+impl CriuError {
+    pub fn new(op: CriuOp, failure: CriuFailure) -> Self {
+        CriuError {
+            op,
+            subject: String::new(),
+            failure,
+            errors: Vec::new(),
+            log_tail: Vec::new(),
+            log: None,
+            hint: None,
+            cleanup: None,
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self.failure {
+            CriuFailure::NotInstalled(_) | CriuFailure::Unsupported(_) => {
+                ErrorKind::FailedPrecondition
+            }
+            CriuFailure::TimedOut(_) | CriuFailure::LogTooLarge(_) => ErrorKind::DeadlineExceeded,
+            _ => ErrorKind::CriuFailed,
+        }
+    }
+}
+
+impl fmt::Display for CriuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.subject.is_empty() {
+            write!(f, "CRIU {} failed: {}", self.op, self.failure)?;
+        } else {
+            write!(f, "{} failed: {}", self.subject, self.failure)?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "\nhint: {hint}")?;
+        }
+        if !self.errors.is_empty() {
+            write!(f, "\n{}", self.errors.join("\n"))?;
+        }
+        if !self.log_tail.is_empty() {
+            if !self.errors.is_empty() {
+                f.write_str("\n...")?;
+            }
+            write!(f, "\n{}", self.log_tail.join("\n"))?;
+        }
+        if let Some(log) = &self.log {
+            write!(f, "\n(full CRIU log: {})", log.display())?;
+        }
+        if let Some(c) = &self.cleanup {
+            write!(f, "\n(the clean-up after it failed too: {c})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CriuError {}

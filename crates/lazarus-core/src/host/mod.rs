@@ -1,0 +1,18 @@
+//! Facts about the machine Lazarus runs on, in one place: where cgroups
+//! are and how a container's cgroup is frozen, thawed, emptied and removed
+//! (cgroup v1, as on this project's hosts, and v2), and the kernel version.
+
+pub mod cgroup;
+
+/// Whether the running kernel is at least `major.minor`.
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let Ok(uts) = nix::sys::utsname::uname() else {
+        return true;
+    };
+    let release = uts.release().to_string_lossy().into_owned();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}

@@ -1,0 +1,22 @@
+//! Lazarus's core: everything about checkpoints that is not containerd.
+//!
+//! - [`criu`]: CRIU over its RPC interface (`criu swrk`), with a deadline on
+//!   every conversation and the wait for CRIU's exit passed in by the caller
+//!   (the shim routes it through its reaper; the CLI waits directly);
+//! - [`checkpoint`]: the image directory (metadata, descriptors) and the
+//!   dump and restore requests built from an OCI spec;
+//! - [`host`]: facts about this machine (cgroup layout, freezer, kernel);
+//! - [`config`]: `/etc/lazarus/config.toml`, read by the shim and the CLI.
+//!
+//! No ttrpc, no containerd-shim, no reaper: the shim and the CLI are thin
+//! front doors over this crate.
+
+pub mod checkpoint;
+pub mod config;
+pub mod criu;
+pub mod error;
+pub mod fdpass;
+pub mod host;
+pub mod inspect;
+
+pub use error::{Error, Result};

@@ -1,0 +1,2 @@
+//! The shim reads Lazarus's one configuration file through the core.
+pub use lazarus_core::config::*;

@@ -1,0 +1,182 @@
+//! containerd's option types (runc.v1 and the legacy linux.runc ones),
+//! decoded into the core's [`CheckpointRequest`] and restore paths.
+
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
+use containerd_shim_protos::protobuf::Message;
+use containerd_shim_protos::shim::oci::{CheckpointOptions, Options};
+use lazarus_core::checkpoint::request::{CgroupsMode, CheckpointRequest};
+
+use crate::error::{Error, Result};
+
+/// containerd >= 2 sends this for every runtime; 1.x for `io.containerd.runc*`.
+const RUNC_V1_CHECKPOINT: &str = "containerd.runc.v1.CheckpointOptions";
+/// What containerd 1.x's client sends for runtimes not named runc. Its field
+/// numbers are the same as runc.v1's.
+const LEGACY_CHECKPOINT: &str = "containerd.linux.runc.CheckpointOptions";
+const RUNC_V1_OPTIONS: &str = "containerd.runc.v1.Options";
+const LEGACY_CREATE_OPTIONS: &str = "containerd.linux.runc.CreateOptions";
+/// In the legacy CreateOptions, criu_work_path and criu_image_path are
+/// fields 12 and 13 (runc.v1's Options numbers them differently).
+const LEGACY_CRIU_WORK_PATH: u32 = 12;
+const LEGACY_CRIU_IMAGE_PATH: u32 = 13;
+
+/// A Checkpoint request's options. None (Docker, nerdctl and CRI send a
+/// runtime not named runc nothing) leaves every decision to the policy.
+pub fn decode_checkpoint(options: Option<&Any>) -> Result<CheckpointRequest> {
+    {
+        let Some(any) = options.filter(|a| !a.type_url.is_empty() || !a.value.is_empty()) else {
+            return Ok(CheckpointRequest::default());
+        };
+        let name = type_name(any);
+        if name != RUNC_V1_CHECKPOINT && name != LEGACY_CHECKPOINT {
+            return Err(Error::InvalidArgument(format!(
+                "unsupported checkpoint options type {:?}: send {RUNC_V1_CHECKPOINT} (or none)",
+                any.type_url
+            )));
+        }
+        let o = CheckpointOptions::parse_from_bytes(&any.value)?;
+        Ok(CheckpointRequest {
+            exit: Some(o.exit),
+            tcp_established: o.open_tcp,
+            ext_unix_sk: o.external_unix_sockets,
+            shell_job: o.terminal,
+            file_locks: o.file_locks,
+            empty_namespaces: o.empty_namespaces.clone(),
+            cgroups_mode: CgroupsMode::parse(&o.cgroups_mode)?,
+            image_path: o.image_path.clone(),
+            work_path: o.work_path.clone(),
+        })
+    }
+}
+
+/// Where a Create's options say to restore from, if anywhere:
+/// (criu_image_path, criu_work_path).
+pub fn restore_paths(options: Option<&Any>) -> Result<(String, String)> {
+    let Some(any) = options.filter(|a| !a.type_url.is_empty()) else {
+        return Ok(Default::default());
+    };
+    match type_name(any) {
+        RUNC_V1_OPTIONS => {
+            let o = Options::parse_from_bytes(&any.value)?;
+            Ok((o.criu_image_path.clone(), o.criu_work_path.clone()))
+        }
+        LEGACY_CREATE_OPTIONS => {
+            // No generated type for the legacy message: read its two path
+            // fields from protobuf's unknown-field set.
+            let e = Empty::parse_from_bytes(&any.value)?;
+            let field = |n| {
+                e.special_fields
+                    .unknown_fields()
+                    .get(n)
+                    .and_then(|v| match v {
+                        containerd_shim_protos::protobuf::UnknownValueRef::LengthDelimited(b) => {
+                            Some(String::from_utf8_lossy(b).into_owned())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_default()
+            };
+            Ok((field(LEGACY_CRIU_IMAGE_PATH), field(LEGACY_CRIU_WORK_PATH)))
+        }
+        _ => Err(Error::InvalidArgument(format!(
+            "unsupported runtime options type {:?}: send {RUNC_V1_OPTIONS} (or none)",
+            any.type_url
+        ))),
+    }
+}
+
+/// containerd's typeurl writes bare names; protobuf's Any::pack adds a host.
+fn type_name(any: &Any) -> &str {
+    any.type_url.rsplit('/').next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn any(type_url: &str, message: &dyn containerd_shim_protos::protobuf::MessageDyn) -> Any {
+        Any {
+            type_url: type_url.into(),
+            value: message.write_to_bytes_dyn().unwrap(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn absent_or_empty_options_leave_the_decision_open() {
+        assert_eq!(
+            decode_checkpoint(None).unwrap(),
+            CheckpointRequest::default()
+        );
+        assert_eq!(decode_checkpoint(Some(&Any::new())).unwrap().exit, None);
+    }
+
+    #[test]
+    fn runc_v1_and_legacy_checkpoint_options_decode_alike() {
+        let o = CheckpointOptions {
+            exit: true,
+            open_tcp: true,
+            external_unix_sockets: true,
+            terminal: true,
+            file_locks: true,
+            empty_namespaces: vec!["network".into()],
+            cgroups_mode: "full".into(),
+            image_path: "/img".into(),
+            work_path: "/work".into(),
+            ..Default::default()
+        };
+        for url in [
+            RUNC_V1_CHECKPOINT,
+            LEGACY_CHECKPOINT,
+            "type.googleapis.com/containerd.runc.v1.CheckpointOptions",
+        ] {
+            let r = decode_checkpoint(Some(&any(url, &o))).unwrap();
+            assert_eq!(r.exit, Some(true));
+            assert!(r.tcp_established && r.ext_unix_sk && r.shell_job && r.file_locks);
+            assert_eq!(r.empty_namespaces, ["network"]);
+            assert_eq!(r.cgroups_mode, CgroupsMode::Full);
+            assert_eq!(
+                (r.image_path.as_str(), r.work_path.as_str()),
+                ("/img", "/work")
+            );
+        }
+        let bad = any("containerd.runc.v1.Options", &o);
+        assert!(matches!(
+            decode_checkpoint(Some(&bad)),
+            Err(Error::InvalidArgument(_))
+        ));
+        let mode = CheckpointOptions {
+            cgroups_mode: "loose".into(),
+            ..Default::default()
+        };
+        let err = decode_checkpoint(Some(&any(RUNC_V1_CHECKPOINT, &mode))).unwrap_err();
+        assert!(err.to_string().contains("loose"), "{err}");
+    }
+
+    #[test]
+    fn restore_paths_from_runc_v1_and_legacy_create_options() {
+        let o = Options {
+            criu_image_path: "/img".into(),
+            criu_work_path: "/w".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            restore_paths(Some(&any(RUNC_V1_OPTIONS, &o))).unwrap(),
+            ("/img".into(), "/w".into())
+        );
+        let mut legacy = Empty::new();
+        legacy
+            .special_fields
+            .mut_unknown_fields()
+            .add_length_delimited(LEGACY_CRIU_IMAGE_PATH, b"/old".to_vec());
+        legacy
+            .special_fields
+            .mut_unknown_fields()
+            .add_length_delimited(LEGACY_CRIU_WORK_PATH, b"/ow".to_vec());
+        legacy.special_fields.mut_unknown_fields().add_varint(1, 1); // no_pivot_root
+        let got = restore_paths(Some(&any(LEGACY_CREATE_OPTIONS, &legacy))).unwrap();
+        assert_eq!(got, ("/old".into(), "/ow".into()));
+        assert_eq!(restore_paths(None).unwrap(), (String::new(), String::new()));
+    }
+}

@@ -1,0 +1,677 @@
+//! TaskService against a fake runtime and a channel event sink.
+
+use std::sync::mpsc::Receiver;
+use std::sync::Mutex;
+
+use containerd_shim_protos::api::Status as ApiStatus;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use oci_spec::runtime::{LinuxResources, Spec};
+
+use super::*;
+use crate::events::ChannelSink;
+use crate::runtime::ProcessIo;
+use containerd_shim_protos::shim::oci::CheckpointOptions;
+use lazarus_core::criu::{rpc, Call, Criu, NotifyFn, Outcome};
+
+#[derive(Default)]
+struct FakeRuntime {
+    calls: Mutex<Vec<String>>,
+    next_pid: Mutex<i32>,
+}
+
+impl FakeRuntime {
+    fn record(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+    fn pid(&self) -> i32 {
+        let mut p = self.next_pid.lock().unwrap();
+        *p += 100;
+        *p
+    }
+}
+
+impl Runtime for FakeRuntime {
+    fn create(&self, opts: &CreateOptions) -> Result<i32> {
+        assert!(matches!(opts.io, ProcessIo::Stdio(_)));
+        self.record(format!("create {}", opts.id));
+        // Our own pid: checkpoint code reads the init's /proc entries.
+        Ok(std::process::id() as i32)
+    }
+    fn start(&self, id: &str, _: &Path) -> Result<()> {
+        self.record(format!("start {id}"));
+        Ok(())
+    }
+    fn exec(&self, opts: &ExecOptions) -> Result<i32> {
+        self.record(format!("exec {}", opts.id));
+        Ok(self.pid())
+    }
+    fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        self.record(format!("kill {id} {signal} {all}"));
+        Ok(())
+    }
+    fn delete(&self, id: &str, _: &Path, force: bool) -> Result<()> {
+        self.record(format!("delete {id} {force}"));
+        Ok(())
+    }
+    fn pause(&self, id: &str) -> Result<()> {
+        self.record(format!("pause {id}"));
+        Ok(())
+    }
+    fn resume(&self, id: &str) -> Result<()> {
+        self.record(format!("resume {id}"));
+        Ok(())
+    }
+    fn pids(&self, _: &str) -> Result<Vec<i32>> {
+        Ok(vec![100, 200])
+    }
+    fn stats(&self, _: &str) -> Result<Any> {
+        Ok(Any::new())
+    }
+    fn update(&self, id: &str, r: &LinuxResources) -> Result<()> {
+        let limit = r
+            .memory()
+            .as_ref()
+            .and_then(|m| m.limit())
+            .unwrap_or_default();
+        self.record(format!("update {id} {limit}"));
+        Ok(())
+    }
+    fn adopt(&self, id: &str, _: &Path, pid: i32) -> Result<()> {
+        self.record(format!("adopt {id} {pid}"));
+        Ok(())
+    }
+    fn restore_network(&self, id: &str, _: &Path, pid: i32) -> Result<()> {
+        self.record(format!("restore_network {id} {pid}"));
+        Ok(())
+    }
+    fn memory_cgroup(&self, _: &str) -> Option<PathBuf> {
+        None
+    }
+}
+
+/// Answers like CRIU 4.2.1 and remembers every request.
+#[derive(Default)]
+struct FakeCriu {
+    requests: Mutex<Vec<rpc::Criu_req>>,
+    fail_dump: bool,
+}
+
+const RESTORED_PID: i32 = 4242;
+
+impl Criu for FakeCriu {
+    fn call(&self, call: Call, notify: &mut NotifyFn) -> lazarus_core::Result<Outcome> {
+        let request = call.request;
+        let mut response = rpc::Criu_resp::new();
+        response.set_type(request.type_());
+        response.set_success(true);
+        match request.type_() {
+            rpc::Criu_req_type::VERSION => {
+                let mut v = rpc::Criu_version::new();
+                v.set_major_number(4);
+                v.set_minor_number(2);
+                v.set_sublevel(1);
+                response.version = MessageField::some(v);
+            }
+            rpc::Criu_req_type::DUMP if self.fail_dump => {
+                response.set_success(false);
+                response.set_cr_errmsg("cannot dump: test".into());
+            }
+            rpc::Criu_req_type::RESTORE => {
+                // As CRIU does: namespaces first, then the rest.
+                notify("setup-namespaces", RESTORED_PID)?;
+                notify("post-restore", RESTORED_PID)?;
+                let mut r = rpc::Criu_restore_resp::new();
+                r.set_pid(RESTORED_PID);
+                response.restore = MessageField::some(r);
+            }
+            _ => {}
+        }
+        self.requests.lock().unwrap().push(request);
+        Ok(Outcome {
+            response,
+            received_fd: None,
+        })
+    }
+}
+
+impl FakeCriu {
+    fn last(&self, kind: rpc::Criu_req_type) -> rpc::Criu_opts {
+        let requests = self.requests.lock().unwrap();
+        let req = requests
+            .iter()
+            .rev()
+            .find(|r| r.type_() == kind)
+            .expect("no such CRIU request");
+        req.opts.clone().unwrap()
+    }
+}
+
+struct Fixture {
+    service: TaskService,
+    runtime: Arc<FakeRuntime>,
+    criu: Arc<FakeCriu>,
+    events: Receiver<TaskEvent>,
+    bundle: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    fixture_with(FakeCriu::default(), "default")
+}
+
+fn fixture_with(criu: FakeCriu, namespace: &str) -> Fixture {
+    let criu = Arc::new(criu);
+    let runtime = Arc::new(FakeRuntime::default());
+    let (sink, events) = ChannelSink::new();
+    let bundle = tempfile::tempdir().unwrap();
+    Spec::default()
+        .save(bundle.path().join("config.json"))
+        .unwrap();
+    let settings = Settings {
+        namespace: namespace.into(),
+        console_dir: bundle.path().join("c"),
+        checkpoint_exit: HashMap::new(),
+        logs: bundle.path().join("logs"),
+    };
+    let service = TaskService::new(
+        runtime.clone(),
+        criu.clone(),
+        Arc::new(sink),
+        settings,
+        Arc::default(),
+    );
+    Fixture {
+        service,
+        runtime,
+        criu,
+        events,
+        bundle,
+    }
+}
+
+impl Fixture {
+    fn create(&self, id: &str) -> Result<CreateTaskResponse> {
+        self.service.create(&CreateTaskRequest {
+            id: id.into(),
+            bundle: self.bundle.path().to_string_lossy().into_owned(),
+            ..Default::default()
+        })
+    }
+    /// Creates and starts the task `id`.
+    fn run(&self, id: &str) {
+        self.create(id).unwrap();
+        let start = StartRequest {
+            id: id.into(),
+            ..Default::default()
+        };
+        self.service.start(&start).unwrap();
+    }
+    fn topics(&self) -> Vec<String> {
+        self.events.try_iter().map(|e| e.topic).collect()
+    }
+    fn status(&self, id: &str, exec_id: &str) -> containerd_shim_protos::api::Status {
+        let req = StateRequest {
+            id: id.into(),
+            exec_id: exec_id.into(),
+            ..Default::default()
+        };
+        self.service
+            .state(&req)
+            .unwrap()
+            .status
+            .enum_value()
+            .unwrap()
+    }
+}
+
+fn code(result: Result<impl Sized>) -> ttrpc::Code {
+    match result {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.code(),
+    }
+}
+
+#[test]
+fn init_lifecycle_publishes_events_in_order_and_reports_the_exit() {
+    let f = fixture();
+    let pid = f.create("c1").unwrap().pid;
+    assert_eq!(f.status("c1", ""), ApiStatus::CREATED);
+    let start = f
+        .service
+        .start(&StartRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(start.pid, pid);
+    assert_eq!(f.status("c1", ""), ApiStatus::RUNNING);
+
+    f.service.process_exit(pid as i32, 3);
+    let wait = f
+        .service
+        .wait(&WaitRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(wait.exit_status, 3);
+    assert_eq!(f.status("c1", ""), ApiStatus::STOPPED);
+
+    let deleted = f
+        .service
+        .delete(&DeleteRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!((deleted.pid, deleted.exit_status), (pid, 3));
+    assert_eq!(
+        f.topics(),
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ]
+    );
+    assert_eq!(
+        f.runtime.calls(),
+        ["create c1", "start c1", "delete c1 false"]
+    );
+    assert_eq!(
+        code(f.service.state(&StateRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })),
+        ttrpc::Code::NOT_FOUND
+    );
+}
+
+#[test]
+fn exits_of_unknown_pids_are_ignored() {
+    let f = fixture();
+    let pid = f.create("c1").unwrap().pid as i32;
+    // A created (not started) init is not running yet: its pid is not live.
+    f.service.process_exit(pid + 1, 0);
+    assert!(f.topics().iter().all(|t| t != "/tasks/exit"));
+}
+
+#[test]
+fn bad_requests_get_the_right_codes() {
+    let f = fixture();
+    std::fs::write(f.bundle.path().join("config.json"), "{not json").unwrap();
+    assert_eq!(code(f.create("bad")), ttrpc::Code::INVALID_ARGUMENT);
+    assert!(
+        f.runtime.calls().is_empty(),
+        "nothing may reach the runtime for a bad spec"
+    );
+
+    Spec::default()
+        .save(f.bundle.path().join("config.json"))
+        .unwrap();
+    let pid = f.create("c1").unwrap().pid as i32;
+    assert_eq!(code(f.create("c1")), ttrpc::Code::ALREADY_EXISTS);
+    f.service
+        .start(&StartRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+
+    let kill = |exec_id: &str| KillRequest {
+        id: "c1".into(),
+        exec_id: exec_id.into(),
+        signal: 9,
+        ..Default::default()
+    };
+    assert_eq!(code(f.service.kill(&kill("nope"))), ttrpc::Code::NOT_FOUND);
+    let delete = DeleteRequest {
+        id: "c1".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(f.service.delete(&delete)),
+        ttrpc::Code::FAILED_PRECONDITION
+    );
+    assert_eq!(
+        code(f.service.start(&StartRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })),
+        ttrpc::Code::FAILED_PRECONDITION
+    );
+    let missing = StateRequest {
+        id: "other".into(),
+        ..Default::default()
+    };
+    assert_eq!(code(f.service.state(&missing)), ttrpc::Code::NOT_FOUND);
+
+    f.service.process_exit(pid, 137);
+    assert_eq!(code(f.service.kill(&kill(""))), ttrpc::Code::NOT_FOUND);
+    let checkpoint = CheckpointTaskRequest {
+        id: "c1".into(),
+        ..Default::default()
+    };
+    // A stopped task cannot be checkpointed.
+    assert_eq!(
+        code(f.service.checkpoint(&checkpoint)),
+        ttrpc::Code::FAILED_PRECONDITION
+    );
+    f.service.delete(&delete).unwrap();
+}
+
+#[test]
+fn exec_lifecycle() {
+    let f = fixture();
+    let init = f.create("c1").unwrap().pid as i32;
+    let spec = serde_json::to_vec(&oci_spec::runtime::Process::default()).unwrap();
+    let exec = |exec_id: &str| ExecProcessRequest {
+        id: "c1".into(),
+        exec_id: exec_id.into(),
+        spec: MessageField::some(Any {
+            value: spec.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(f.service.exec(&exec("e1"))),
+        ttrpc::Code::FAILED_PRECONDITION,
+        "exec before start"
+    );
+    f.service
+        .start(&StartRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    f.service.exec(&exec("e1")).unwrap();
+    assert_eq!(
+        code(f.service.exec(&exec("e1"))),
+        ttrpc::Code::ALREADY_EXISTS
+    );
+    let start = StartRequest {
+        id: "c1".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    let pid = f.service.start(&start).unwrap().pid as i32;
+    assert_ne!(pid, init);
+    let delete = DeleteRequest {
+        id: "c1".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(f.service.delete(&delete)),
+        ttrpc::Code::FAILED_PRECONDITION
+    );
+
+    f.service.process_exit(pid, 5);
+    assert_eq!(f.status("c1", "e1"), ApiStatus::STOPPED);
+    assert_eq!(
+        f.status("c1", ""),
+        ApiStatus::RUNNING,
+        "an exec's exit leaves the init running"
+    );
+    assert_eq!(f.service.delete(&delete).unwrap().exit_status, 5);
+    let exits: Vec<TaskEvent> = f
+        .events
+        .try_iter()
+        .filter(|e| e.topic == "/tasks/exit")
+        .collect();
+    let exit = exits[0].message.downcast_ref::<TaskExit>().unwrap();
+    assert_eq!((exit.id.as_str(), exit.exit_status), ("e1", 5));
+}
+
+#[test]
+fn pause_and_resume_follow_the_state_machine() {
+    let f = fixture();
+    f.create("c1").unwrap();
+    let pause = PauseRequest {
+        id: "c1".into(),
+        ..Default::default()
+    };
+    let resume = ResumeRequest {
+        id: "c1".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(f.service.pause(&pause)),
+        ttrpc::Code::FAILED_PRECONDITION
+    );
+    f.service
+        .start(&StartRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    f.service.pause(&pause).unwrap();
+    assert_eq!(f.status("c1", ""), ApiStatus::PAUSED);
+    assert_eq!(
+        code(f.service.pause(&pause)),
+        ttrpc::Code::FAILED_PRECONDITION
+    );
+    f.service.resume(&resume).unwrap();
+    assert_eq!(f.status("c1", ""), ApiStatus::RUNNING);
+    let topics = f.topics();
+    assert!(
+        topics.ends_with(&["/tasks/paused".to_string(), "/tasks/resumed".to_string()]),
+        "{topics:?}"
+    );
+}
+
+#[test]
+fn update_decodes_oci_resources() {
+    let f = fixture();
+    f.create("c1").unwrap();
+    let resources = r#"{"memory":{"limit":67108864}}"#;
+    let req = UpdateTaskRequest {
+        id: "c1".into(),
+        resources: MessageField::some(Any {
+            value: resources.as_bytes().to_vec(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    f.service.update(&req).unwrap();
+    assert!(f
+        .runtime
+        .calls()
+        .contains(&"update c1 67108864".to_string()));
+    let bad = UpdateTaskRequest {
+        id: "c1".into(),
+        resources: MessageField::some(Any {
+            value: b"[1]".to_vec(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_eq!(code(f.service.update(&bad)), ttrpc::Code::INVALID_ARGUMENT);
+}
+
+fn checkpoint_options(o: CheckpointOptions) -> MessageField<Any> {
+    use containerd_shim_protos::protobuf::Message;
+    MessageField::some(Any {
+        type_url: "containerd.runc.v1.CheckpointOptions".into(),
+        value: o.write_to_bytes().unwrap(),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn checkpoint_then_restore_reapplies_the_dump_options() {
+    let f = fixture();
+    f.run("c1");
+    let images = tempfile::tempdir().unwrap();
+    let dir = images.path().join("cp");
+    let opts = CheckpointOptions {
+        open_tcp: true,
+        file_locks: true,
+        exit: false,
+        ..Default::default()
+    };
+    f.service
+        .checkpoint(&CheckpointTaskRequest {
+            id: "c1".into(),
+            path: dir.to_string_lossy().into_owned(),
+            options: checkpoint_options(opts),
+            ..Default::default()
+        })
+        .unwrap();
+    let dump = f.criu.last(rpc::Criu_req_type::DUMP);
+    assert!(dump.tcp_established() && dump.file_locks() && dump.leave_running());
+    assert!(!dump.ext_unix_sk());
+    assert_eq!(
+        dump.empty_ns(),
+        0,
+        "no hooks: the network namespace is dumped"
+    );
+    assert_eq!(
+        f.status("c1", ""),
+        ApiStatus::RUNNING,
+        "leave-running keeps the task running"
+    );
+    assert!(f.topics().contains(&"/tasks/checkpointed".to_string()));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+
+    // A second container restores from it: nothing runs at Create...
+    let created = f
+        .service
+        .create(&CreateTaskRequest {
+            id: "c2".into(),
+            bundle: f.bundle.path().to_string_lossy().into_owned(),
+            checkpoint: dir.to_string_lossy().into_owned(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(created.pid, 0);
+    assert!(!f.runtime.calls().contains(&"create c2".to_string()));
+    // ...and Start restores with the dump's options, without being told.
+    let started = f
+        .service
+        .start(&StartRequest {
+            id: "c2".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(started.pid, RESTORED_PID as u32);
+    let restore = f.criu.last(rpc::Criu_req_type::RESTORE);
+    assert!(restore.tcp_established() && restore.file_locks() && restore.rst_sibling());
+    assert_eq!(restore.cg_root[0].path(), "/youki/c2");
+    assert!(f
+        .runtime
+        .calls()
+        .contains(&format!("adopt c2 {RESTORED_PID}")));
+    assert_eq!(f.status("c2", ""), ApiStatus::RUNNING);
+    f.service.process_exit(RESTORED_PID, 0);
+    assert_eq!(
+        f.status("c2", ""),
+        ApiStatus::STOPPED,
+        "a restored init exits like any other"
+    );
+}
+
+#[test]
+fn a_hook_configured_network_is_dumped_empty_and_set_up_again_at_restore() {
+    use oci_spec::runtime::{HookBuilder, HooksBuilder};
+    let f = fixture();
+    let mut spec = Spec::default();
+    let hook = HookBuilder::default().path("/bin/true").build().unwrap();
+    let hooks = HooksBuilder::default()
+        .prestart(vec![hook])
+        .build()
+        .unwrap();
+    spec.set_hooks(Some(hooks));
+    let annotation = "io.lazarus.checkpoint.tcp-established";
+    spec.set_annotations(Some(HashMap::from([(annotation.into(), "true".into())])));
+    spec.save(f.bundle.path().join("config.json")).unwrap();
+    f.run("c1");
+    let images = tempfile::tempdir().unwrap();
+    f.service
+        .checkpoint(&CheckpointTaskRequest {
+            id: "c1".into(),
+            path: images.path().to_string_lossy().into_owned(),
+            ..Default::default()
+        })
+        .unwrap();
+    let dump = f.criu.last(rpc::Criu_req_type::DUMP);
+    assert_eq!(dump.empty_ns(), libc::CLONE_NEWNET as u32);
+    assert!(dump.tcp_established(), "from the annotation");
+
+    f.service
+        .create(&CreateTaskRequest {
+            id: "c2".into(),
+            bundle: f.bundle.path().to_string_lossy().into_owned(),
+            checkpoint: images.path().to_string_lossy().into_owned(),
+            ..Default::default()
+        })
+        .unwrap();
+    f.service
+        .start(&StartRequest {
+            id: "c2".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let restore = f.criu.last(rpc::Criu_req_type::RESTORE);
+    assert_eq!(restore.empty_ns(), libc::CLONE_NEWNET as u32);
+    assert!(restore.tcp_established(), "re-applied from the image");
+    let calls = f.runtime.calls();
+    let network = calls
+        .iter()
+        .position(|c| c == &format!("restore_network c2 {RESTORED_PID}"));
+    let adopt = calls
+        .iter()
+        .position(|c| c == &format!("adopt c2 {RESTORED_PID}"));
+    assert!(network.is_some() && network < adopt, "{calls:?}");
+}
+
+#[test]
+fn a_failed_dump_leaves_the_task_running_and_no_complete_image() {
+    let f = fixture_with(
+        FakeCriu {
+            fail_dump: true,
+            ..Default::default()
+        },
+        "moby",
+    );
+    f.run("c1");
+    let images = tempfile::tempdir().unwrap();
+    let req = CheckpointTaskRequest {
+        id: "c1".into(),
+        path: images.path().to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let err = f.service.checkpoint(&req).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("cannot dump: test") && text.contains("dump.log"),
+        "{text}"
+    );
+    assert_eq!(f.status("c1", ""), ApiStatus::RUNNING);
+    assert!(!images.path().join("lazarus.json").exists());
+    assert!(
+        !f.criu.last(rpc::Criu_req_type::DUMP).leave_running(),
+        "moby without options: exit"
+    );
+}
+
+#[test]
+fn restore_refuses_an_incomplete_image_at_create() {
+    let f = fixture();
+    let empty = tempfile::tempdir().unwrap();
+    let req = CreateTaskRequest {
+        id: "c1".into(),
+        bundle: f.bundle.path().to_string_lossy().into_owned(),
+        checkpoint: empty.path().to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    assert_eq!(code(f.service.create(&req)), ttrpc::Code::INVALID_ARGUMENT);
+    assert!(f.criu.requests.lock().unwrap().is_empty());
+}

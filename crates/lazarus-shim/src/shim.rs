@@ -1,0 +1,145 @@
+//! The containerd-shim `Shim`: bootstrap (`start`), clean-up after a dead
+//! shim (`delete`), and building the task service when serving.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{api::DeleteResponse, ExitSignal, Flags, StartOpts};
+use containerd_shim_protos::protobuf::MessageField;
+
+use crate::config::Config;
+use crate::events::ContainerdSink;
+use crate::process::timestamp;
+use crate::runtime::{LibcontainerRuntime, Runtime};
+use crate::service::{Settings, TaskService};
+use crate::task::TaskRpc;
+use lazarus_core::criu::SwrkCriu;
+
+pub const RUNTIME_ID: &str = "io.containerd.lazarus.v2";
+
+pub struct LazarusShim {
+    namespace: String,
+    id: String,
+    bundle: PathBuf,
+    config: Config,
+    exit: Arc<ExitSignal>,
+}
+
+fn shim_error(e: impl std::fmt::Display) -> containerd_shim::Error {
+    containerd_shim::Error::Other(e.to_string())
+}
+
+impl LazarusShim {
+    fn runtime(&self) -> crate::error::Result<LibcontainerRuntime> {
+        LibcontainerRuntime::new(
+            self.config.state_root(&self.namespace),
+            self.config.log_level.clone(),
+        )
+    }
+}
+
+impl containerd_shim::Shim for LazarusShim {
+    type T = TaskRpc;
+
+    fn new(_runtime_id: &str, args: &Flags, _config: &mut containerd_shim::Config) -> Self {
+        let config = Config::load().unwrap_or_else(|e| {
+            eprintln!("{RUNTIME_ID}: {e}; using defaults");
+            Config::default()
+        });
+        let bundle = if args.bundle.is_empty() {
+            std::env::current_dir().unwrap_or_default()
+        } else {
+            PathBuf::from(&args.bundle)
+        };
+        LazarusShim {
+            namespace: args.namespace.clone(),
+            id: args.id.clone(),
+            bundle,
+            config,
+            exit: Arc::default(),
+        }
+    }
+
+    fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
+        // One shim per container: the container id is the grouping key.
+        let grouping = opts.id.clone();
+        let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        containerd_shim::util::write_address(&address)?;
+        Ok(address)
+    }
+
+    /// containerd calls this when the shim died: kill and remove whatever is
+    /// left of the container, unmount its rootfs, and report it killed.
+    fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
+        let runtime = self.runtime().map_err(shim_error)?;
+        if let Err(e) = runtime.kill(&self.id, libc::SIGKILL, true) {
+            log::debug!("delete: kill {}: {e}", self.id);
+        }
+        if let Err(e) = runtime.delete(&self.id, &self.bundle, true) {
+            eprintln!("delete {}: {e}", self.id);
+        }
+        let rootfs = self.bundle.join("rootfs");
+        if rootfs.exists() {
+            crate::container::unmount_rootfs(&rootfs);
+        }
+        Ok(DeleteResponse {
+            pid: 0,
+            exit_status: 128 + libc::SIGKILL as u32,
+            exited_at: MessageField::some(timestamp(SystemTime::now())),
+            ..Default::default()
+        })
+    }
+
+    fn wait(&mut self) {
+        self.exit.wait();
+    }
+
+    fn create_task_service(&self, publisher: RemotePublisher) -> TaskRpc {
+        // Subscribe to the reaper before anything can spawn a child.
+        let exits =
+            containerd_shim::monitor::monitor_subscribe(containerd_shim::monitor::Topic::Pid)
+                .expect("subscribe to child exits");
+        let runtime: Arc<dyn Runtime> = Arc::new(self.runtime().unwrap_or_else(|e| {
+            log::error!("cannot set up the runtime: {e}");
+            panic!("cannot set up the runtime: {e}")
+        }));
+        let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
+        let events = Arc::new(ContainerdSink::new(
+            publisher,
+            address,
+            self.namespace.clone(),
+        ));
+        let criu = Arc::new(SwrkCriu {
+            binary: self.config.criu_path.clone(),
+            limits: self.config.criu_limits(),
+            waiter: Box::new(crate::reaper::ReaperWait),
+        });
+        let settings = Settings {
+            namespace: self.namespace.clone(),
+            console_dir: self.config.console_dir(),
+            checkpoint_exit: self.config.checkpoint_exit.clone(),
+            logs: self.config.root.join("logs").join(&self.namespace),
+        };
+        let service = Arc::new(TaskService::new(
+            runtime,
+            criu,
+            events,
+            settings,
+            self.exit.clone(),
+        ));
+        let watcher = service.clone();
+        std::thread::Builder::new()
+            .name("exits".into())
+            .spawn(move || {
+                for event in exits.rx.iter() {
+                    if let containerd_shim::monitor::Subject::Pid(pid) = event.subject {
+                        watcher.process_exit(pid, event.exit_code);
+                    }
+                }
+            })
+            .expect("spawn exit watcher");
+        TaskRpc(service)
+    }
+}
