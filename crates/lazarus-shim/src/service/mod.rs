@@ -102,6 +102,11 @@ impl TaskService {
         }
         let bundle = PathBuf::from(&req.bundle);
         let spec = container::load_spec(&bundle)?;
+        // A typo in a Lazarus annotation fails `docker run`, not the first
+        // checkpoint days later.
+        lazarus_core::checkpoint::request::validate_annotations(
+            &spec.annotations().clone().unwrap_or_default(),
+        )?;
         let terminal = req.terminal
             || spec
                 .process()
