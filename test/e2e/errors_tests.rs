@@ -241,3 +241,56 @@ fn err_docker_not_executable() {
     let ps = d.docker(&["ps", "-aq"]).ok();
     assert_eq!(ps.text(), "", "containers left behind: {ps}");
 }
+
+/// A bad `io.lazarus.checkpoint.*` annotation is refused when the container
+/// is created, naming the annotation, not at its first checkpoint days
+/// later. runc does not know these annotations and runs the container.
+#[test]
+fn err_docker_bad_lazarus_annotation_refused_at_run() {
+    let d = Daemons::with_docker("err_docker_bad_lazarus_annotation_refused_at_run");
+    let lazarus = d.runtime() == "io.containerd.lazarus.v2";
+    let cases = [
+        (
+            "io.lazarus.checkpoint.exit=maybe",
+            "io.lazarus.checkpoint.exit",
+        ),
+        (
+            "io.lazarus.checkpoint.tcp-establised=true",
+            "unknown annotation io.lazarus.checkpoint.tcp-establised",
+        ),
+    ];
+    for (i, (annotation, words)) in cases.iter().enumerate() {
+        let name = d.name(&format!("ann{i}"));
+        let flags = ["-d", "--name", &name, "--annotation", annotation];
+        let out = d.docker(&docker_run_args(&d, &flags, &["sleep", "600"]));
+        if lazarus {
+            assert_ne!(out.code, Some(0), "{annotation} was accepted: {out}");
+            assert!(out.all().contains(words), "expected {words:?}: {out}");
+            assert_ne!(
+                crate::docker_tests::inspect(&d, &name, "{{.State.Status}}"),
+                "running"
+            );
+        } else {
+            out.ok();
+        }
+        d.docker(&["rm", "-f", &name]).ok();
+    }
+    let ps = d.docker(&["ps", "-aq"]).ok();
+    assert_eq!(ps.text(), "", "containers left behind: {ps}");
+    // A good annotation still runs.
+    let name = d.name("good");
+    let flags = [
+        "-d",
+        "--name",
+        &name,
+        "--annotation",
+        "io.lazarus.checkpoint.exit=false",
+    ];
+    d.docker(&docker_run_args(&d, &flags, &["sleep", "600"]))
+        .ok();
+    assert_eq!(
+        crate::docker_tests::inspect(&d, &name, "{{.State.Status}}"),
+        "running"
+    );
+    d.docker(&["rm", "-f", &name]).ok();
+}

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{api::DeleteResponse, ExitSignal, Flags, StartOpts};
@@ -79,6 +79,17 @@ impl containerd_shim::Shim for LazarusShim {
         }
         if let Err(e) = runtime.delete(&self.id, &self.bundle, true) {
             eprintln!("delete {}: {e}", self.id);
+        }
+        // A shim that died mid-restore leaves no runtime state (the restored
+        // init was never adopted), so the runtime's delete cannot find the
+        // cgroup CRIU made: kill and remove it by the spec's path.
+        if let Ok(spec) = crate::container::load_spec(&self.bundle) {
+            let cgroup = lazarus_core::host::cgroup::path_of(&spec, &self.id);
+            let left = lazarus_core::host::cgroup::kill_all(&cgroup, Duration::from_secs(5));
+            if !left.is_empty() {
+                eprintln!("delete {}: processes {left:?} survive SIGKILL", self.id);
+            }
+            lazarus_core::host::cgroup::remove(&cgroup);
         }
         let rootfs = self.bundle.join("rootfs");
         if rootfs.exists() {
