@@ -91,11 +91,12 @@ bench_redis() { # runtime
   grep -q "errors: 0, replies: $KEYS" <<<"$out" || { pd_log "loading keys failed: $out"; return 1; }
   [ "$(pd_docker exec "$name" redis-cli -h 127.0.0.1 DBSIZE)" = $KEYS ] || return 1
   t=$(now); pd_docker checkpoint create "$name" cp >/dev/null || return 1; add "$rt" redis_cp "$(since "$t")"
-  add "$rt" redis_mb "$(mb "$(cp_dir "$name")/cp")"
+  t=$(mb "$(cp_dir "$name")/cp") || return 1; add "$rt" redis_mb "$t"
   start_checkpoint cp "$name" || return 1
   add "$rt" redis_start "$(since "$T")"
   after_start "$rt" "$name" || return 1
-  wait_for 60 redis_ping "$name" || return 1
+  wait_for 60 redis_ping "$name" ||
+    { pd_log "$rt: the restored $name never answered PING within 60 s"; return 1; }
   add "$rt" redis_rst "$(since "$T")"
   [ "$(pd_docker exec "$name" redis-cli -h 127.0.0.1 DBSIZE)" = $KEYS ] || { pd_log "keys lost"; return 1; }
   pd_docker rm -f "$name" >/dev/null
@@ -111,17 +112,19 @@ bench_warm() { # runtime
   pd_docker checkpoint create "$orig" warm >/dev/null || return 1
   new="$orig-r"
   pd_docker create --runtime "$rt" --name "$new" lazarus-test/warm:latest >/dev/null || return 1
-  mkdir -p "$(cp_dir "$new")"
+  mkdir -p "$(cp_dir "$new")" || return 1
   cp -a "$(cp_dir "$orig")/warm" "$(cp_dir "$new")/" || return 1
   start_checkpoint warm "$new" || return 1
   after_start "$rt" "$new" || return 1
-  wait_for 60 warm_answers "$new" || return 1
+  wait_for 60 warm_answers "$new" ||
+    { pd_log "$rt: the restored $new never answered HTTP within 60 s"; return 1; }
   add "$rt" warm_rst "$(since "$T")"
   [ "$(warm_nonce "$new")" = "$nonce" ] || { pd_log "restored warm service has another nonce"; return 1; }
   pd_docker rm -f "$orig" "$new" >/dev/null
 }
 
-# A failed measurement adds "fail" to its cells; the others still print.
+# A failed measurement adds "fail" to its cells; the others still print,
+# and the script exits 1 after the table.
 # (set -e does not apply inside a function called with ||: every step that
 # matters ends in `|| return 1`.)
 for run in $(seq "$RUNS"); do
@@ -164,3 +167,13 @@ printf '%-44s %9s %9s\n' "warm: restore / cold" \
   "$(ratio "$(med $RUNC warm_rst)" "$(med $RUNC warm_cold)")" \
   "$(ratio "$(med $LAZARUS warm_rst)" "$(med $LAZARUS warm_cold)")"
 printf '* runc: includes `docker exec --privileged C ip link set lo up` (runc restores lo down)\n'
+failed=""
+for rt in $RUNTIMES; do
+  for what in redis warm; do
+    [ -z "${r[$rt,${what}_fail]:-}" ] || failed="$failed $what/$rt"
+  done
+done
+if [ -n "$failed" ]; then
+  pd_log "failed measurements:$failed (see the log lines above)"
+  exit 1
+fi

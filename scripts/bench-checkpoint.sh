@@ -8,6 +8,8 @@
 #   SIZES="0 256 1024"  MiB of touched memory
 #   CONTAINERD=/usr/bin/containerd
 # Prints: seconds per operation and the Lazarus/runc ratio (lower is better).
+# A measurement that fails (a step fails, or a restore never ticks on) logs a
+# FAIL line, shows "fail" in its cells, and makes the script exit 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"0 256 1024"}
@@ -22,15 +24,20 @@ IMAGE=lazarus-test/busybox
 CTR_IMAGE=docker.io/lazarus-test/busybox:latest
 RUNTIMES="io.containerd.runc.v2 io.containerd.lazarus.v2"
 
-secs() { # command... ; prints elapsed seconds
+# set -e does not apply inside a function called with || (nor in the
+# command substitutions it runs), and the measurements below are called that
+# way so that one failure does not stop the others: every step that matters
+# ends in `|| fail "what went wrong"`, which logs and returns 1.
+fail() { pd_log "FAIL: $*"; return 1; }
+secs() { # command... ; prints elapsed seconds, fails (printing nothing) if it fails
   local t0 t1
-  t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N)
+  t0=$(date +%s.%N); "$@" >/dev/null || return 1; t1=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
 }
 wait_for() { # seconds, command... (retried until it succeeds)
   local deadline=$((SECONDS + $1)); shift
   until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || { pd_log "timed out: $*"; return 1; }
+    [ $SECONDS -lt $deadline ] || return 1
     sleep 0.2
   done
 }
@@ -40,15 +47,16 @@ docker_ticked_after() { [ "$(pd_docker logs "$1" 2>&1 | ticks)" -gt "$2" ]; }
 
 declare -A r
 bench_docker() { # runtime size
-  local name="b-$RANDOM" before
-  pd_docker run -d --runtime "$1" --name "$name" $IMAGE memhog "$2" >/dev/null
-  wait_for 120 docker_ready "$name"
-  r[$1,docker,$2,cp]=$(secs pd_docker checkpoint create "$name" cp)
+  local name="b-$RANDOM" before what="docker, $1, $2 MiB"
+  pd_docker run -d --runtime "$1" --name "$name" $IMAGE memhog "$2" >/dev/null || fail "$what: docker run" || return 1
+  wait_for 120 docker_ready "$name" || fail "$what: $name not ready within 120 s" || return 1
+  r[$1,docker,$2,cp]=$(secs pd_docker checkpoint create "$name" cp) || fail "$what: checkpoint create" || return 1
   r[$1,docker,$2,size]=$(du -sm "$PD_DIR/docker-root/containers/$(pd_docker inspect -f '{{.Id}}' "$name")/checkpoints/cp" | awk '{print $1}')
   before=$(pd_docker logs "$name" 2>&1 | ticks)
   sleep 3 # Docker re-uploads the checkpoint blob; too soon fails with "already exists"
-  r[$1,docker,$2,rst]=$(secs pd_docker start --checkpoint cp "$name")
-  wait_for 60 docker_ticked_after "$name" "$before"
+  r[$1,docker,$2,rst]=$(secs pd_docker start --checkpoint cp "$name") || fail "$what: start --checkpoint" || return 1
+  wait_for 60 docker_ticked_after "$name" "$before" ||
+    fail "$what: the restored $name never ticked on (still $before ticks after 60 s)" || return 1
   pd_docker rm -f "$name" >/dev/null
 }
 
@@ -56,46 +64,82 @@ ctr_ticks() { pd_ctr -n bench task exec --exec-id "c$RANDOM" "$1" grep -c tick /
 ctr_ready() { pd_ctr -n bench task exec --exec-id "c$RANDOM" "$1" grep -q ready /tmp/ticks; }
 ctr_ticked_after() { [ "$(ctr_ticks "$1")" -gt "$2" ]; }
 bench_ctr() { # runtime size
-  local id="b$RANDOM" ref before
+  local id="b$RANDOM" ref before what="ctr, $1, $2 MiB"
   ref="bench/$id:cp"
-  pd_ctr -n bench run -d --runtime "$1" $CTR_IMAGE "$id" sh -c "memhog $2 > /tmp/ticks" >/dev/null
-  wait_for 120 ctr_ready "$id"
-  r[$1,ctr,$2,cp]=$(secs pd_ctr -n bench container checkpoint --rw --task "$id" "$ref")
+  pd_ctr -n bench run -d --runtime "$1" $CTR_IMAGE "$id" sh -c "memhog $2 > /tmp/ticks" >/dev/null || fail "$what: ctr run" || return 1
+  wait_for 120 ctr_ready "$id" || fail "$what: $id not ready within 120 s" || return 1
+  r[$1,ctr,$2,cp]=$(secs pd_ctr -n bench container checkpoint --rw --task "$id" "$ref") || fail "$what: container checkpoint" || return 1
   before=$(ctr_ticks "$id")
   pd_ctr -n bench task kill -s KILL "$id" >/dev/null; sleep 1
   pd_ctr -n bench task delete "$id" >/dev/null 2>&1 || true
-  r[$1,ctr,$2,rst]=$(secs pd_ctr -n bench container restore --live --rw "$id-r" "$ref")
-  wait_for 60 ctr_ticked_after "$id-r" "$before"
+  r[$1,ctr,$2,rst]=$(secs pd_ctr -n bench container restore --live --rw "$id-r" "$ref") || fail "$what: container restore" || return 1
+  wait_for 60 ctr_ticked_after "$id-r" "$before" ||
+    fail "$what: the restored $id-r never ticked on (still $before ticks after 60 s)" || return 1
   pd_ctr -n bench task kill -s KILL "$id-r" >/dev/null; sleep 1
   pd_ctr -n bench task delete "$id-r" >/dev/null 2>&1 || true
   pd_ctr -n bench container delete "$id" "$id-r" >/dev/null 2>&1 || true
   pd_ctr -n bench image rm "$ref" >/dev/null 2>&1 || true
 }
 
+file_ticked_after() { [ "$(ticks <"$1")" -gt "$2" ]; }
+RAW_DIR=""
 bench_raw_criu() { # size: the floor, no container stack at all
-  local dir log pid memhog
-  dir=$(mktemp -d /tmp/lazarus-bcp-raw.XXXXXX); log=$dir/out
-  memhog=$dir/memhog
-  gcc -O2 -static -o "$memhog" test/images/memhog.c
+  local log pid memhog before what="raw criu, $1 MiB"
+  RAW_DIR=$(mktemp -d /tmp/lazarus-bcp-raw.XXXXXX); log=$RAW_DIR/out
+  memhog=$RAW_DIR/memhog
+  gcc -O2 -static -o "$memhog" test/images/memhog.c || fail "$what: build memhog" || return 1
   setsid "$memhog" "$1" >"$log" 2>&1 < /dev/null &
   pid=$!
   disown "$pid"
-  wait_for 120 grep -q '^ready' "$log"
-  mkdir "$dir/img"
-  r[raw,$1,cp]=$(secs criu dump -t "$pid" -D "$dir/img" -o dump.log)
-  r[raw,$1,size]=$(du -sm "$dir/img" | awk '{print $1}')
-  r[raw,$1,rst]=$(secs criu restore -D "$dir/img" -o restore.log -d)
-  pkill -9 -f "$memhog" || true
-  rm -rf "$dir"
+  wait_for 120 grep -q '^ready' "$log" || fail "$what: memhog not ready within 120 s" || return 1
+  mkdir "$RAW_DIR/img"
+  r[raw,$1,cp]=$(secs criu dump -t "$pid" -D "$RAW_DIR/img" -o dump.log) ||
+    fail "$what: criu dump (log: $RAW_DIR/img/dump.log)" || return 1
+  r[raw,$1,size]=$(du -sm "$RAW_DIR/img" | awk '{print $1}')
+  before=$(ticks <"$log")
+  r[raw,$1,rst]=$(secs criu restore -D "$RAW_DIR/img" -o restore.log -d) ||
+    fail "$what: criu restore (log: $RAW_DIR/img/restore.log)" || return 1
+  # The restored memhog (same pid) writes on to the same file.
+  wait_for 60 file_ticked_after "$log" "$before" ||
+    fail "$what: the restored memhog never ticked on (still $before ticks after 60 s)" || return 1
+  pkill -9 -f -- "$memhog" || true
+  rm -rf "$RAW_DIR"
+  RAW_DIR=""
 }
 
-# A measurement that fails (its restore never ticks on) is reported as
-# "fail" in its cells; the others still print.
+# After a failed measurement: whatever it left running goes, so that a
+# stray 1 GiB workload does not skew the next one.
+clear_workloads() {
+  local ids task
+  ids=$(pd_docker ps -aq || true)
+  # shellcheck disable=SC2086
+  [ -z "$ids" ] || pd_docker rm -f $ids >/dev/null 2>&1 || true
+  for task in $(pd_ctr -n bench task ls -q 2>/dev/null); do
+    pd_ctr -n bench task kill -s KILL "$task" >/dev/null 2>&1 || true
+    pd_ctr -n bench task delete -f "$task" >/dev/null 2>&1 || true
+  done
+  if [ -n "$RAW_DIR" ]; then
+    pkill -9 -f -- "$RAW_DIR/memhog" || true
+    rm -rf "$RAW_DIR"
+    RAW_DIR=""
+  fi
+}
+
+# A measurement that fails (a step fails, or its restore never ticks on) is
+# logged, reported as "fail" in its cells, and makes the script exit 1 after
+# the table; the others still run and print.
+failures=0
+failed() { # key prefix...
+  local k
+  for k in "$@"; do r[$k,cp]=fail; r[$k,rst]=fail; done
+  failures=$((failures + 1))
+  clear_workloads
+}
 for size in $SIZES; do
-  bench_raw_criu "$size" || { r[raw,$size,cp]=fail; r[raw,$size,rst]=fail; }
+  bench_raw_criu "$size" || failed "raw,$size"
   for rt in $RUNTIMES; do
-    bench_docker "$rt" "$size" || { r[$rt,docker,$size,cp]=fail; r[$rt,docker,$size,rst]=fail; }
-    bench_ctr "$rt" "$size" || { r[$rt,ctr,$size,cp]=fail; r[$rt,ctr,$size,rst]=fail; }
+    bench_docker "$rt" "$size" || failed "$rt,docker,$size"
+    bench_ctr "$rt" "$size" || failed "$rt,ctr,$size"
   done
 done
 
@@ -106,9 +150,13 @@ for size in $SIZES; do
     for op in cp rst; do
       label="$path $( [ $op = cp ] && echo checkpoint || echo restore ) ${size} MiB"
       a=${r[io.containerd.runc.v2,$path,$size,$op]:-fail}; b=${r[io.containerd.lazarus.v2,$path,$size,$op]:-fail}
-      printf '%-34s %9s %9s %7s %10s\n' "$label" "$a" "$b" "$(ratio "$b" "$a")" "${r[raw,$size,$op]}"
+      printf '%-34s %9s %9s %7s %10s\n' "$label" "$a" "$b" "$(ratio "$b" "$a")" "${r[raw,$size,$op]:-fail}"
     done
   done
-  printf '%-34s %9s %9s %7s %10s\n' "image size ${size} MiB (MB, docker)" "${r[io.containerd.runc.v2,docker,$size,size]}" "${r[io.containerd.lazarus.v2,docker,$size,size]}" \
-    "$(ratio "${r[io.containerd.lazarus.v2,docker,$size,size]}" "${r[io.containerd.runc.v2,docker,$size,size]}")" "${r[raw,$size,size]}"
+  a=${r[io.containerd.runc.v2,docker,$size,size]:-n/a}; b=${r[io.containerd.lazarus.v2,docker,$size,size]:-n/a}
+  printf '%-34s %9s %9s %7s %10s\n' "image size ${size} MiB (MB, docker)" "$a" "$b" "$(ratio "$b" "$a")" "${r[raw,$size,size]:-n/a}"
 done
+if [ "$failures" -gt 0 ]; then
+  pd_log "$failures measurement(s) failed: see the FAIL lines above"
+  exit 1
+fi

@@ -40,10 +40,14 @@ shim_rss_kib() { # shim binary name
   echo $total
 }
 
+# Runs in a command substitution, where set -e does not apply: a failed
+# `docker run` returns 1 itself (and the assignment then stops the script).
 rss_with_containers() { # runtime shim-binary count
-  local ids=() i
+  local ids=() i id
   for i in $(seq "$3"); do
-    ids+=("$(pd_docker run -d --runtime "$1" $IMAGE sleep 600)")
+    id=$(pd_docker run -d --runtime "$1" $IMAGE sleep 600) ||
+      { pd_log "docker run of container $i of $3 with $1 failed"; return 1; }
+    ids+=("$id")
   done
   sleep 2
   shim_rss_kib "$2"

@@ -273,7 +273,9 @@ fn docker_failed_restore_leaves_nothing_behind() {
     assert_consecutive(&all);
 }
 
-fn ctr_run_counter(d: &Daemons, id: &str, annotations: &[&str]) {
+/// `ctr run -d` of a counter that writes its count to /tmp/count every
+/// 0.2 s (read it with [`ctr_count`]).
+pub fn ctr_run_counter(d: &Daemons, id: &str, annotations: &[&str]) {
     let mut args = vec!["run", "-d", "--runtime", d.runtime()];
     for a in annotations {
         args.extend_from_slice(&["--annotation", a]);
@@ -283,7 +285,9 @@ fn ctr_run_counter(d: &Daemons, id: &str, annotations: &[&str]) {
     d.ctr(&args).ok();
 }
 
-fn ctr_count(d: &Daemons, id: &str) -> Option<u64> {
+/// The counter's current count, read through `ctr task exec`; None while
+/// the file is being rewritten.
+pub fn ctr_count(d: &Daemons, id: &str) -> Option<u64> {
     let exec = format!("x{}", std::process::id() ^ rand_tag());
     let out = d.ctr(&["task", "exec", "--exec-id", &exec, id, "cat", "/tmp/count"]);
     out.stdout.trim().parse().ok()

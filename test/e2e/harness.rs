@@ -20,6 +20,9 @@ pub struct Daemons {
     pub id: String,
     pub dir: PathBuf,
     test: String,
+    /// The Lazarus config file its containerd (and so every shim it starts)
+    /// is given through LAZARUS_CONFIG; None: the host's, or the defaults.
+    lazarus_config: Option<PathBuf>,
     containerd: Option<Child>,
     dockerd: Option<Child>,
 }
@@ -93,35 +96,63 @@ pub fn bridge_name(id: &str) -> String {
 impl Daemons {
     /// A daemon set with containerd running (and no image yet).
     fn new(test: &str) -> Daemons {
+        let mut d = Daemons::prepared(test);
+        d.start_containerd();
+        d
+    }
+
+    /// A daemon set's directory and containerd.toml; nothing running yet.
+    fn prepared(test: &str) -> Daemons {
         let cfg = config();
         let id = unique_id();
         let dir = cfg.base_dir.join(&id);
         fs::create_dir_all(&dir).expect("create daemon dir");
         fs::write(dir.join("test-name"), test).unwrap();
-        let mut d = Daemons {
+        let d = Daemons {
             cfg,
             id,
             dir,
             test: test.to_string(),
+            lazarus_config: None,
             containerd: None,
             dockerd: None,
         };
         fs::write(d.path("containerd.toml"), d.containerd_config()).unwrap();
-        d.start_containerd();
         d
     }
 
     /// containerd only, with the test image imported into the namespace.
     pub fn containerd_only(test: &str) -> Daemons {
         let d = Daemons::new(test);
-        let tar = d.cfg.image_oci_tar.to_str().unwrap();
-        d.ctr(&["image", "import", tar]).ok();
-        let images = d.ctr(&["image", "ls", "-q"]).ok();
+        d.import_image();
+        d
+    }
+
+    /// [`Daemons::containerd_only`] whose shims read the Lazarus config
+    /// `config(dir)` returns (TOML; `dir` is the set's private directory,
+    /// for files the config names), given to containerd as LAZARUS_CONFIG.
+    pub fn containerd_only_with_lazarus_config(
+        test: &str,
+        config: impl FnOnce(&Path) -> String,
+    ) -> Daemons {
+        let mut d = Daemons::prepared(test);
+        let path = d.path("lazarus.toml");
+        fs::write(&path, config(&d.dir)).expect("write lazarus.toml");
+        d.lazarus_config = Some(path);
+        d.start_containerd();
+        d.import_image();
+        d
+    }
+
+    /// Imports the test image into the set's containerd namespace.
+    fn import_image(&self) {
+        let tar = self.cfg.image_oci_tar.to_str().unwrap();
+        self.ctr(&["image", "import", tar]).ok();
+        let images = self.ctr(&["image", "ls", "-q"]).ok();
         assert!(
             images.stdout.lines().any(|l| l == IMAGE_CTR),
             "image not imported: {images}"
         );
-        d
     }
 
     /// containerd and dockerd, with the test image loaded into Docker.
@@ -200,8 +231,11 @@ impl Daemons {
 
     fn spawn_daemon(&self, program: &Path, args: &[&str], log: &str) -> Child {
         let log = open_log(&self.path(log));
-        Command::new(program)
-            .args(args)
+        let mut cmd = Command::new(program);
+        if let Some(config) = &self.lazarus_config {
+            cmd.env("LAZARUS_CONFIG", config);
+        }
+        cmd.args(args)
             .env("PATH", &self.cfg.daemon_path)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

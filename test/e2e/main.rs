@@ -12,6 +12,8 @@ mod tty;
 mod api_tests;
 mod app_tests;
 mod checkpoint_tests;
+mod cli_tests;
+mod criu_tests;
 mod ctr_tests;
 mod docker_tests;
 mod errors_tests;

@@ -57,13 +57,14 @@ impl fmt::Display for CriuFailure {
             CriuFailure::TimedOut(after) => write!(
                 f,
                 "CRIU did not answer within {}s and was killed (criu_timeout_seconds in \
-                 /etc/lazarus/config.toml)",
+                 /etc/lazarus/config.toml or the file LAZARUS_CONFIG names)",
                 after.as_secs()
             ),
             CriuFailure::LogTooLarge(bytes) => write!(
                 f,
                 "CRIU's log grew past {} MiB and CRIU was killed: it is looping, most likely \
-                 on a damaged image (criu_log_max_mib in /etc/lazarus/config.toml)",
+                 on a damaged image (criu_log_max_mib in /etc/lazarus/config.toml or the \
+                 file LAZARUS_CONFIG names)",
                 bytes >> 20
             ),
             CriuFailure::Protocol(m) => write!(f, "CRIU conversation failed: {m}"),

@@ -8,7 +8,9 @@ pub mod criu_images;
 mod summary;
 
 pub use criu_images::Error;
-pub use summary::{render_text, summarize, ImageSummary, MountInfo, ProcessInfo, SocketInfo};
+pub use summary::{
+    field, render_text, summarize, ImageSummary, MountInfo, ProcessInfo, SocketInfo,
+};
 
 impl From<Error> for crate::Error {
     fn from(e: Error) -> Self {

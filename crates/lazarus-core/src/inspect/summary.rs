@@ -236,9 +236,14 @@ pub fn render_text(s: &ImageSummary) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let (total, pages) = (human(s.total_bytes), human(s.pages_bytes));
-    let _ = writeln!(out, "Files: {}, {total} in all, {pages} of pages", s.files);
+    let files = s.files;
+    let size = format!("{total} in {files} files, {pages} of memory pages");
+    out.push_str(&field("Size", size));
     let version = s.criu_version.as_deref().unwrap_or("not recorded");
-    let _ = writeln!(out, "CRIU version: {version}");
+    out.push_str(&field("CRIU version", version));
+    if let Some(line) = dump_times(&s.stats) {
+        out.push_str(&field("Dump", line));
+    }
     let _ = writeln!(out, "\nProcesses: {}", s.processes.len());
     let _ = writeln!(out, "  {:>8} {:>8} {:>7}  COMM", "PID", "PPID", "THREADS");
     for (p, depth) in tree_order(&s.processes) {
@@ -258,13 +263,46 @@ pub fn render_text(s: &ImageSummary) -> String {
     for m in &s.mounts {
         let _ = writeln!(out, "  {:<12} {}", m.fstype, m.mountpoint);
     }
-    if !s.stats.is_empty() {
-        let _ = writeln!(out, "\nDump statistics:");
-        for (k, v) in &s.stats {
-            let _ = writeln!(out, "  {k:<18} {v}");
-        }
-    }
     out
+}
+
+/// One `Label:   value` line of the header, aligned with the others.
+pub fn field(label: &str, value: impl std::fmt::Display) -> String {
+    format!("{:<19}{value}\n", format!("{label}:"))
+}
+
+/// CRIU's dump statistics in words: how long the processes stood frozen
+/// (what the workload felt), the phases inside that, and the pages.
+fn dump_times(stats: &BTreeMap<String, u64>) -> Option<String> {
+    let ms = |key: &str| {
+        stats
+            .get(key)
+            .map(|&us| format!("{:.1} ms", us as f64 / 1000.0))
+    };
+    let mut line = match ms("frozen_time_us") {
+        Some(frozen) => format!("frozen for {frozen}"),
+        None if stats.is_empty() => return None,
+        None => "frozen time not recorded".to_string(),
+    };
+    let phases: Vec<String> = [
+        ("freezing_time_us", "freezing"),
+        ("memdump_time_us", "memory dump"),
+        ("memwrite_time_us", "memory write"),
+    ]
+    .iter()
+    .filter_map(|(key, name)| Some(format!("{name} {}", ms(key)?)))
+    .collect();
+    if !phases.is_empty() {
+        line.push_str(&format!(" ({})", phases.join(", ")));
+    }
+    let pages: Vec<String> = [("pages_scanned", "scanned"), ("pages_written", "written")]
+        .iter()
+        .filter_map(|(key, name)| Some(format!("{} {name}", stats.get(*key)?)))
+        .collect();
+    if !pages.is_empty() {
+        line.push_str(&format!("; pages: {}", pages.join(", ")));
+    }
+    Some(line)
 }
 
 /// Processes in depth-first order with their depth; roots are those whose
