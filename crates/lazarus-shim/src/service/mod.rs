@@ -299,7 +299,8 @@ impl TaskService {
             .as_ref()
             .map(|s| s.value.clone())
             .unwrap_or_default();
-        let process: oci_spec::runtime::Process = serde_json::from_slice(&spec).map_err(|e| {
+        // Checked here so that a bad spec fails Exec, not the later Start.
+        let _: oci_spec::runtime::Process = serde_json::from_slice(&spec).map_err(|e| {
             Error::InvalidArgument(format!(
                 "invalid process spec for exec {}: {e}",
                 req.exec_id
@@ -323,7 +324,9 @@ impl TaskService {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
-            terminal: req.terminal || process.terminal().unwrap_or(false),
+            // The request decides, as with runc; the runtime writes it into
+            // the process spec it runs.
+            terminal: req.terminal,
         };
         c.execs
             .insert(req.exec_id.clone(), Process::new(&req.exec_id, stdio, spec));
