@@ -615,13 +615,19 @@ impl TaskService {
             let mut containers = self.containers();
             containers.values_mut().find_map(|c| {
                 let id = c.id.clone();
+                let bundle = c.bundle.clone();
                 c.live_process_by_pid(pid)
-                    .map(|p| (id, p.exec_id.clone(), p.streams.take()))
+                    .map(|p| (id, bundle, p.exec_id.clone(), p.streams.take()))
             })
         };
-        let Some((id, exec_id, streams)) = found else {
+        let Some((id, bundle, exec_id, streams)) = found else {
             return; // a helper or another child that is not a task process
         };
+        if exec_id.is_empty() {
+            // Before the drain: a survivor holding the output open would
+            // make it wait for its whole timeout.
+            crate::runtime::kill_after_init_exit(&id, &bundle);
+        }
         if let Some(mut streams) = streams {
             streams.drain(OUTPUT_DRAIN_TIMEOUT);
         }
