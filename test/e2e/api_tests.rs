@@ -2,7 +2,9 @@
 //! gRPC API (Tasks.Pause, Tasks.Checkpoint without options, Tasks.Resume;
 //! later Tasks.Create with the checkpoint's CRIU tar and the container's own
 //! snapshot, Tasks.Start), against the runtime under test (runc as the
-//! reference). The container is set up and inspected with ctr.
+//! reference). The container is set up and inspected with ctr. Also an exec
+//! with a terminal as nerdctl's `exec -t` asks for it (the request's terminal
+//! flag, not the process spec's).
 
 use crate::cmd::wait_until;
 use crate::config::IMAGE_CTR;
@@ -13,12 +15,15 @@ use containerd_client::services::v1::snapshots::{
 use containerd_client::services::v1::{
     containers_client::ContainersClient, leases_client::LeasesClient, tasks_client::TasksClient,
     CheckpointTaskRequest, CreateRequest as CreateLease, CreateTaskRequest, DeleteContainerRequest,
-    DeleteRequest as DeleteLease, DeleteTaskRequest, GetContainerRequest, GetRequest, KillRequest,
-    PauseTaskRequest, ResumeTaskRequest, StartRequest,
+    DeleteProcessRequest, DeleteRequest as DeleteLease, DeleteTaskRequest, ExecProcessRequest,
+    GetContainerRequest, GetRequest, KillRequest, PauseTaskRequest, ResumeTaskRequest,
+    StartRequest, WaitRequest,
 };
 use containerd_client::tonic::{transport::Channel, Request, Response};
 use containerd_client::types::v1::{Process, Status};
 use std::future::Future;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 use tokio::runtime::Runtime;
 
@@ -266,4 +271,134 @@ fn api_checkpoint_then_restore_into_a_new_task_of_the_same_container() {
         sync: false,
     };
     api.call("Leases.Delete", api.leases().delete(api.req(lease)));
+}
+
+/// The type containerd's Go client gives an exec's process spec.
+const PROCESS_SPEC: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+
+/// A fifo for an exec's stdout, opened for reading (non-blocking) before the
+/// exec exists, as containerd's client does: the runtime's open for writing
+/// then finds a reader, and whatever is written stays in the pipe until read.
+fn stdout_fifo(d: &Daemons, name: &str) -> (String, std::fs::File) {
+    let path = d.path(name);
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    let made = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
+    assert_eq!(
+        made,
+        0,
+        "mkfifo {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open {} for reading: {e}", path.display()));
+    (path.to_string_lossy().into_owned(), reader)
+}
+
+/// What is in the fifo now (no writer, or an empty pipe, reads as nothing).
+fn read_available(fifo: &mut std::fs::File, into: &mut Vec<u8>) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match fifo.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => into.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) => panic!("read the exec's stdout fifo: {e}"),
+        }
+    }
+}
+
+/// nerdctl's `exec -t` (containerd's `cio.WithTerminal`): the process spec
+/// says `terminal: false`, the request says `terminal: true`. The request
+/// wins (runc's shim sets the spec's terminal from it): the process gets a
+/// terminal on stdin and stdout, and its output arrives on the stdout fifo.
+#[test]
+fn api_exec_with_a_terminal_asked_for_by_the_request() {
+    let d = Daemons::containerd_only("api_exec_terminal");
+    let id = d.name("c");
+    let run = ["run", "-d", "--runtime", d.runtime(), IMAGE_CTR, &id];
+    d.ctr(&[&run[..], &["sleep", "1000"]].concat()).ok();
+    let api = Api::connect(&d);
+    api.wait_status(&id, Status::Running);
+
+    // The exec's process: the container's own, with another command and, as
+    // cio.WithTerminal leaves it, terminal false.
+    let get = GetContainerRequest { id: id.clone() };
+    let container = api
+        .call("Containers.Get", api.containers().get(api.req(get)))
+        .container
+        .expect("Containers.Get returned no container");
+    let spec = container.spec.expect("the container has no spec");
+    let spec: serde_json::Value = serde_json::from_slice(&spec.value).expect("spec JSON");
+    let mut process = spec["process"].clone();
+    process["terminal"] = serde_json::Value::Bool(false);
+    process["args"] =
+        serde_json::json!(["sh", "-c", "test -t 0 && test -t 1 && echo is-a-tty && tty"]);
+
+    let (stdout, mut fifo) = stdout_fifo(&d, "exec-tty.out");
+    let exec_id = "tty";
+    let exec = ExecProcessRequest {
+        container_id: id.clone(),
+        exec_id: exec_id.into(),
+        terminal: true,
+        stdout,
+        spec: Some(prost_types::Any {
+            type_url: PROCESS_SPEC.into(),
+            value: serde_json::to_vec(&process).unwrap(),
+        }),
+        ..Default::default()
+    };
+    api.call("Tasks.Exec", api.tasks().exec(api.req(exec)));
+    let start = StartRequest {
+        container_id: id.clone(),
+        exec_id: exec_id.into(),
+    };
+    let pid = api
+        .call("Tasks.Start", api.tasks().start(api.req(start)))
+        .pid;
+    assert_ne!(pid, 0, "Tasks.Start of the exec returned pid 0");
+    let wait = WaitRequest {
+        container_id: id.clone(),
+        exec_id: exec_id.into(),
+    };
+    let exit = api.call("Tasks.Wait", api.tasks().wait(api.req(wait)));
+
+    // The terminal's output may trail the exit by a moment.
+    let mut output = Vec::new();
+    let text = crate::cmd::poll(Duration::from_secs(10), || {
+        read_available(&mut fifo, &mut output);
+        let text = String::from_utf8_lossy(&output).into_owned();
+        text.contains("/dev/pts/").then_some(text)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no terminal output from the exec (exit status {}): {:?}",
+            exit.exit_status,
+            String::from_utf8_lossy(&output)
+        )
+    });
+    eprintln!("exec output: {text:?}");
+    assert!(
+        text.contains("is-a-tty"),
+        "stdin/stdout not a terminal: {text:?}"
+    );
+    assert_eq!(exit.exit_status, 0, "exec output: {text:?}");
+
+    let delete = DeleteProcessRequest {
+        container_id: id.clone(),
+        exec_id: exec_id.into(),
+    };
+    api.call(
+        "Tasks.DeleteProcess",
+        api.tasks().delete_process(api.req(delete)),
+    );
+    api.kill_and_delete(&id);
+    let delete = DeleteContainerRequest { id: id.clone() };
+    api.call(
+        "Containers.Delete",
+        api.containers().delete(api.req(delete)),
+    );
 }

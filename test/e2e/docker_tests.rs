@@ -191,6 +191,82 @@ fn docker_kill() {
     d.docker(&["rm", &name]).ok();
 }
 
+/// The container's freezer cgroup directory, from `/proc/PID/cgroup`.
+fn freezer_cgroup_of(pid: i32) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/cgroup: {e}"));
+    let path = text
+        .lines()
+        .find_map(|l| l.split_once(":freezer:").map(|(_, p)| p.to_string()))
+        .unwrap_or_else(|| panic!("no freezer cgroup (cgroup v1) for {pid}: {text}"));
+    std::path::Path::new("/sys/fs/cgroup/freezer").join(path.trim_start_matches('/'))
+}
+
+/// The pids in `cgroup.procs` of `dir`; none when the cgroup is gone.
+fn cgroup_procs(dir: &std::path::Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// `--pid host`: no pid namespace whose end would take the container's other
+/// processes with its init. runc's shim kills whatever is left in the
+/// container's cgroup when the init exits; the background child must go
+/// with the init, and the cgroup be empty.
+#[test]
+fn docker_kill_in_the_host_pid_namespace_kills_the_whole_container() {
+    let d = Daemons::with_docker("docker_kill_host_pid");
+    let name = d.name("hostpid");
+    // In the host's pid namespace, $! is the child's host pid.
+    let script = "sleep 1000 & echo child=$!; exec sleep 1001";
+    let flags = ["-d", "--name", &name, "--pid", "host"];
+    d.docker(&docker_run_args(&d, &flags, &["sh", "-c", script]))
+        .ok();
+    let logs = wait_logs(&d, &name, "the child's pid", |l| l.contains("child="));
+    let child: i32 = logs
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("child="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no child pid in {logs:?}"));
+    let init: i32 = inspect(&d, &name, "{{.State.Pid}}").parse().unwrap();
+    let cgroup = freezer_cgroup_of(init);
+    let procs = cgroup_procs(&cgroup);
+    assert!(
+        procs.contains(&init) && procs.contains(&child),
+        "init {init} and child {child} not both in {}: {procs:?}",
+        cgroup.display()
+    );
+
+    // In the background: without the clean-up `docker kill` does not
+    // return, and the survivor is what the test should report.
+    let kill = Proc::spawn(&mut d.docker_cmd(&["kill", &name]));
+    let killed = std::time::Instant::now();
+    let gone = poll(Duration::from_secs(3), || {
+        (!crate::cleanup::alive(child)).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "the init's child {child} still runs 3s after the init was killed (cgroup {}: {:?})",
+        cgroup.display(),
+        cgroup_procs(&cgroup)
+    );
+    eprintln!(
+        "child {child} gone {:?} after docker kill",
+        killed.elapsed()
+    );
+    kill.wait(CMD_TIMEOUT).ok();
+    let state = wait_until("the container to exit", Duration::from_secs(20), || {
+        let s = inspect(&d, &name, "{{.State.Status}} {{.State.ExitCode}}");
+        (!s.starts_with("running")).then_some(s)
+    });
+    assert_eq!(state, "exited 137");
+    let left = cgroup_procs(&cgroup);
+    assert!(left.is_empty(), "{} still holds {left:?}", cgroup.display());
+    d.docker(&["rm", &name]).ok();
+}
+
 #[test]
 fn docker_pause_unpause() {
     let d = Daemons::with_docker("docker_pause_unpause");

@@ -218,7 +218,9 @@ impl Runtime for LibcontainerRuntime {
         let dir = self.root.join(".helper");
         let process_json = dir.join(format!("{}-exec-{}.json", opts.id, std::process::id()));
         let process_json = unique_path(process_json);
-        std::fs::write(&process_json, opts.process_json)
+        let terminal = matches!(opts.io, ProcessIo::Console(_));
+        let json = with_terminal(opts.process_json, terminal)?;
+        std::fs::write(&process_json, json)
             .map_err(Error::io(format!("write {}", process_json.display())))?;
         let result = self.run_helper(
             opts.id,
@@ -345,6 +347,23 @@ fn status_error(id: &str, op: &str, e: libcontainer::error::LibcontainerError) -
     }
 }
 
+/// The exec's process spec with `terminal` set to how its stdio is wired:
+/// the request's terminal flag decides, as in containerd's runc shim
+/// (`spec.Terminal = r.Terminal`), and libcontainer refuses a console socket
+/// for a process whose spec says `terminal: false`. Only that field is
+/// touched; the rest of the JSON goes through as the client sent it.
+fn with_terminal(process_json: &[u8], terminal: bool) -> Result<Vec<u8>> {
+    let mut process: serde_json::Value = serde_json::from_slice(process_json)
+        .map_err(|e| Error::InvalidArgument(format!("invalid exec process spec: {e}")))?;
+    let Some(fields) = process.as_object_mut() else {
+        return Err(Error::InvalidArgument(
+            "invalid exec process spec: not a JSON object".into(),
+        ));
+    };
+    fields.insert("terminal".into(), serde_json::Value::Bool(terminal));
+    Ok(serde_json::to_vec(&process)?)
+}
+
 /// A close-on-exec duplicate of `fd` numbered at least `min`.
 fn dup_above(fd: i32, min: i32) -> Result<OwnedFd> {
     use std::os::fd::FromRawFd;
@@ -360,4 +379,36 @@ fn unique_path(path: PathBuf) -> PathBuf {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     path.with_extension(format!("{nanos}.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_terminal;
+
+    fn terminal_of(json: &[u8]) -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+        v["terminal"].clone()
+    }
+
+    #[test]
+    fn the_stdio_wiring_decides_the_terminal_flag() {
+        let plain = br#"{"terminal":false,"args":["tty"],"cwd":"/","x-unknown":1}"#;
+        let patched = with_terminal(plain, true).unwrap();
+        assert_eq!(terminal_of(&patched), serde_json::json!(true));
+        let v: serde_json::Value = serde_json::from_slice(&patched).unwrap();
+        assert_eq!(v["args"], serde_json::json!(["tty"]));
+        assert_eq!(v["x-unknown"], serde_json::json!(1), "other fields kept");
+
+        let missing = br#"{"args":["tty"],"cwd":"/"}"#;
+        assert_eq!(terminal_of(&with_terminal(missing, true).unwrap()), true);
+        let tty = br#"{"terminal":true,"args":["tty"],"cwd":"/"}"#;
+        assert_eq!(terminal_of(&with_terminal(tty, false).unwrap()), false);
+    }
+
+    #[test]
+    fn a_process_spec_that_is_not_an_object_is_refused() {
+        let err = with_terminal(b"[1]", true).unwrap_err();
+        assert!(err.to_string().contains("not a JSON object"), "{err}");
+        assert!(with_terminal(b"{nope", true).is_err());
+    }
 }

@@ -8,6 +8,7 @@
 
 mod executor;
 pub mod helper;
+mod leftovers;
 mod libcontainer;
 mod loopback;
 mod metrics;
@@ -20,6 +21,7 @@ use oci_spec::runtime::LinuxResources;
 
 use crate::error::Result;
 
+pub use self::leftovers::kill_after_init_exit;
 pub use self::libcontainer::LibcontainerRuntime;
 pub use self::loopback::new_network_namespace;
 

@@ -299,7 +299,8 @@ impl TaskService {
             .as_ref()
             .map(|s| s.value.clone())
             .unwrap_or_default();
-        let process: oci_spec::runtime::Process = serde_json::from_slice(&spec).map_err(|e| {
+        // Checked here so that a bad spec fails Exec, not the later Start.
+        let _: oci_spec::runtime::Process = serde_json::from_slice(&spec).map_err(|e| {
             Error::InvalidArgument(format!(
                 "invalid process spec for exec {}: {e}",
                 req.exec_id
@@ -323,7 +324,9 @@ impl TaskService {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
-            terminal: req.terminal || process.terminal().unwrap_or(false),
+            // The request decides, as with runc; the runtime writes it into
+            // the process spec it runs.
+            terminal: req.terminal,
         };
         c.execs
             .insert(req.exec_id.clone(), Process::new(&req.exec_id, stdio, spec));
@@ -612,13 +615,19 @@ impl TaskService {
             let mut containers = self.containers();
             containers.values_mut().find_map(|c| {
                 let id = c.id.clone();
+                let bundle = c.bundle.clone();
                 c.live_process_by_pid(pid)
-                    .map(|p| (id, p.exec_id.clone(), p.streams.take()))
+                    .map(|p| (id, bundle, p.exec_id.clone(), p.streams.take()))
             })
         };
-        let Some((id, exec_id, streams)) = found else {
+        let Some((id, bundle, exec_id, streams)) = found else {
             return; // a helper or another child that is not a task process
         };
+        if exec_id.is_empty() {
+            // Before the drain: a survivor holding the output open would
+            // make it wait for its whole timeout.
+            crate::runtime::kill_after_init_exit(&id, &bundle);
+        }
         if let Some(mut streams) = streams {
             streams.drain(OUTPUT_DRAIN_TIMEOUT);
         }
