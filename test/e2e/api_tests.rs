@@ -20,11 +20,11 @@ use containerd_client::services::v1::{
     StartRequest, WaitRequest,
 };
 use containerd_client::tonic::{transport::Channel, Request, Response};
-use containerd_client::types::v1::{Process, Status};
+use containerd_client::types::{v1::Process, v1::Status, Mount};
 use std::future::Future;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 const CRIU_TAR: &str = "application/vnd.containerd.container.criu.checkpoint.criu.tar";
@@ -123,6 +123,50 @@ impl Api {
         });
     }
 
+    /// The mounts of the container's own snapshot (what a new task of it
+    /// gets as its rootfs).
+    fn rootfs(&self, id: &str) -> Vec<Mount> {
+        let get = GetContainerRequest { id: id.into() };
+        let container = self
+            .call("Containers.Get", self.containers().get(self.req(get)))
+            .container
+            .expect("Containers.Get returned no container");
+        let mounts = MountsRequest {
+            snapshotter: container.snapshotter.clone(),
+            key: container.snapshot_key.clone(),
+        };
+        let mut snapshots = SnapshotsClient::new(self.channel.clone());
+        let rootfs = self
+            .call("Snapshots.Mounts", snapshots.mounts(self.req(mounts)))
+            .mounts;
+        assert!(!rootfs.is_empty(), "no mounts for {container:?}");
+        rootfs
+    }
+
+    /// Tasks.Create of a container made with `ctr container create`, and
+    /// no Start: the task is CREATED, its init waiting.
+    fn create_task(&self, d: &Daemons, id: &str) {
+        let args = [
+            "container",
+            "create",
+            "--runtime",
+            d.runtime(),
+            IMAGE_CTR,
+            id,
+        ];
+        d.ctr(&[&args[..], &["sleep", "600"]].concat()).ok();
+        let create = CreateTaskRequest {
+            container_id: id.into(),
+            rootfs: self.rootfs(id),
+            ..Default::default()
+        };
+        let pid = self
+            .call("Tasks.Create", self.tasks().create(self.req(create)))
+            .pid;
+        assert_ne!(pid, 0, "Tasks.Create returned pid 0");
+        assert_eq!(self.status(id), Status::Created);
+    }
+
     fn kill_and_delete(&self, id: &str) {
         let kill = KillRequest {
             container_id: id.into(),
@@ -212,20 +256,7 @@ fn api_checkpoint_then_restore_into_a_new_task_of_the_same_container() {
     api.kill_and_delete(&id);
 
     // A new task of the same container from the checkpoint.
-    let get = GetContainerRequest { id: id.clone() };
-    let container = api
-        .call("Containers.Get", api.containers().get(api.req(get)))
-        .container
-        .expect("Containers.Get returned no container");
-    let mounts = MountsRequest {
-        snapshotter: container.snapshotter.clone(),
-        key: container.snapshot_key.clone(),
-    };
-    let mut snapshots = SnapshotsClient::new(api.channel.clone());
-    let rootfs = api
-        .call("Snapshots.Mounts", snapshots.mounts(api.req(mounts)))
-        .mounts;
-    assert!(!rootfs.is_empty(), "no mounts for {container:?}");
+    let rootfs = api.rootfs(&id);
     let create = CreateTaskRequest {
         container_id: id.clone(),
         rootfs,
@@ -401,4 +432,76 @@ fn api_exec_with_a_terminal_asked_for_by_the_request() {
         "Containers.Delete",
         api.containers().delete(api.req(delete)),
     );
+}
+
+/// Tasks.Wait's answer, or a panic if none comes within `deadline`.
+fn wait_within(api: &Api, id: &str, deadline: Duration) -> u32 {
+    let wait = api.req(WaitRequest {
+        container_id: id.into(),
+        ..Default::default()
+    });
+    let mut tasks = api.tasks();
+    let answer = api
+        .rt
+        .block_on(async { tokio::time::timeout(deadline, tasks.wait(wait)).await });
+    match answer {
+        Ok(Ok(r)) => r.into_inner().exit_status,
+        Ok(Err(status)) => panic!("Tasks.Wait failed: {status:?}"),
+        Err(_) => panic!("Tasks.Wait of {id}: no exit within {deadline:?}"),
+    }
+}
+
+/// A task created and never started, then killed (what containerd's forced
+/// delete does first): its waiting init dies, Wait returns 137 at once,
+/// and the task can be deleted.
+#[test]
+fn api_created_task_killed_before_start_exits() {
+    let d = Daemons::containerd_only("api_created_killed");
+    let api = Api::connect(&d);
+    let id = d.name("c");
+    api.create_task(&d, &id);
+    let kill = KillRequest {
+        container_id: id.clone(),
+        signal: libc::SIGKILL as u32,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    api.call("Tasks.Kill", api.tasks().kill(api.req(kill)));
+    let code = wait_within(&api, &id, Duration::from_secs(5));
+    eprintln!("created task killed: exit {code} after {:?}", t.elapsed());
+    assert_eq!(code, 137);
+    assert_eq!(api.status(&id), Status::Stopped);
+    let delete = DeleteTaskRequest {
+        container_id: id.clone(),
+    };
+    let deleted = api.call("Tasks.Delete", api.tasks().delete(api.req(delete)));
+    assert_eq!(deleted.exit_status, 137, "{deleted:?}");
+    d.ctr(&["container", "rm", &id]).ok();
+    crate::ctr_tests::assert_no_shims(&d);
+}
+
+/// `ctr task delete -f` of a task that was never started returns (it
+/// kills, waits for the exit, deletes).
+#[test]
+fn api_forced_delete_of_a_created_task() {
+    let d = Daemons::containerd_only("api_created_force_delete");
+    let api = Api::connect(&d);
+    let id = d.name("c");
+    api.create_task(&d, &id);
+    let t = Instant::now();
+    let out = crate::cmd::run_timeout(
+        &mut d.ctr_cmd(&["task", "delete", "-f", &id]),
+        None,
+        Duration::from_secs(20),
+    );
+    eprintln!("ctr task delete -f: {:?}", t.elapsed());
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(crate::ctr_tests::task_status(&d, &id), None);
+    d.ctr(&["container", "rm", &id]).ok();
+    crate::ctr_tests::assert_no_shims(&d);
 }

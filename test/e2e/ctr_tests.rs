@@ -3,7 +3,7 @@
 use crate::cmd::{poll, wait_until, Out, Proc, CMD_TIMEOUT};
 use crate::config::IMAGE_CTR;
 use crate::harness::Daemons;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `ctr run --runtime RT FLAGS IMAGE ID ARGS` as a command line.
 pub fn ctr_run_args<'a>(
@@ -170,5 +170,106 @@ fn ctr_task_exec() {
     })
     .ok();
     assert_eq!(out.stdout, "via-exec-stdin\n", "{out}");
+    remove_task(&d, &id);
+}
+
+/// The parent of `pid`, from /proc.
+fn parent(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": the comm may hold spaces.
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Whether a CRIU started (directly or through runc) by one of this daemon
+/// set's shims is running. Other tests' CRIUs on the host do not count.
+fn criu_running(d: &Daemons) -> bool {
+    let shims = d.shim_pids();
+    crate::cleanup::pids_mentioning("criu")
+        .into_iter()
+        .filter(|&p| crate::cleanup::alive(p))
+        .filter(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "criu")
+        })
+        .any(|p| {
+            let mut at = p;
+            for _ in 0..8 {
+                match parent(at) {
+                    Some(pp) if shims.contains(&pp) => return true,
+                    Some(pp) if pp > 1 => at = pp,
+                    _ => return false,
+                }
+            }
+            false
+        })
+}
+
+/// The lock test: a CRIU dump of 1 GiB of touched memory takes
+/// seconds; meanwhile `ctr task ls` (a State call to the shim) must answer
+/// at once. Lazarus runs the dump under the container's Checkpointing
+/// state, not a lock. runc's shim holds the process's lock across the dump
+/// and State waits for it: for runc that is what is asserted.
+#[test]
+fn ctr_task_ls_answers_during_a_checkpoint() {
+    let d = Daemons::containerd_only("ctr_ls_during_checkpoint");
+    let id = d.name("mem");
+    run_detached(&d, &id, &["memhog", "1024"]);
+    wait_until("memhog to touch 1 GiB", Duration::from_secs(120), || {
+        let out = exec(&d, &id, "rss", &["grep", "VmRSS", "/proc/1/status"]);
+        let kib: u64 = out.stdout.split_whitespace().nth(1)?.parse().ok()?;
+        (kib >= 1 << 20).then_some(())
+    });
+    let checkpoint = Proc::spawn(&mut d.ctr_cmd(&["task", "checkpoint", &id]));
+    wait_until("CRIU to start dumping", Duration::from_secs(30), || {
+        criu_running(&d).then_some(())
+    });
+    // (time of `ctr task ls`, status it showed, CRIU still running after it)
+    let mut polls = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while polls.len() < 5 && Instant::now() < deadline {
+        let t = Instant::now();
+        let status = task_status(&d, &id);
+        let took = t.elapsed();
+        let dumping = criu_running(&d);
+        polls.push((took, status, dumping));
+        if !dumping {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = checkpoint
+        .wait_or_kill(Duration::from_secs(180))
+        .unwrap_or_else(|out| panic!("checkpoint did not finish: {out}"));
+    eprintln!("{} during the dump: {polls:?}", d.runtime());
+    assert_eq!(out.code, Some(0), "{out}");
+    if d.runtime() == "io.containerd.lazarus.v2" {
+        let during: Vec<_> = polls.iter().filter(|p| p.2).collect();
+        assert!(
+            during.len() >= 3,
+            "the dump ended before three listings were made: {polls:?}"
+        );
+        for (took, status, _) in &polls {
+            assert!(
+                *took < Duration::from_secs(1),
+                "ctr task ls took {took:?}: {polls:?}"
+            );
+            // ctr (containerd's client) pauses the task around the dump.
+            assert_eq!(status.as_deref(), Some("PAUSED"), "{polls:?}");
+        }
+    } else {
+        // runc's State waits for the dump: a listing started while CRIU
+        // runs returns once CRIU is gone (containerd 1.7), or shows UNKNOWN
+        // when containerd gives up on the shim after 2 s (2.1). It never
+        // shows the task's status during the dump.
+        let answered = polls
+            .iter()
+            .any(|(_, status, dumping)| *dumping && status.as_deref() != Some("UNKNOWN"));
+        assert!(!answered, "runc's shim answered during the dump: {polls:?}");
+    }
+    assert_eq!(task_status(&d, &id).as_deref(), Some("RUNNING"));
     remove_task(&d, &id);
 }

@@ -2,50 +2,132 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use containerd_shim_protos::api::Mount;
 use oci_spec::runtime::Spec;
 
 use crate::error::{Error, Result};
-use crate::process::Process;
+use crate::process::{Process, Status};
+use crate::state::{ExecState, InitState};
 
 pub struct Container {
     pub id: String,
     pub bundle: PathBuf,
     /// Set when the shim mounted the rootfs (and so must unmount it).
     pub mounted_rootfs: Option<PathBuf>,
+    /// The init's state, which is the container's.
+    pub state: InitState,
     pub init: Process,
-    pub execs: HashMap<String, Process>,
-    /// Set between a Create from a checkpoint and its Start.
-    pub restore: Option<crate::service::PendingRestore>,
+    pub execs: HashMap<String, Exec>,
+}
+
+pub struct Exec {
+    pub process: Process,
+    pub state: ExecState,
 }
 
 impl Container {
+    pub fn new(
+        id: &str,
+        bundle: PathBuf,
+        mounted_rootfs: Option<PathBuf>,
+        state: InitState,
+        init: Process,
+    ) -> Self {
+        Container {
+            id: id.to_string(),
+            bundle,
+            mounted_rootfs,
+            state,
+            init,
+            execs: HashMap::new(),
+        }
+    }
+
+    /// NotFound once Delete has removed the container (for a call that
+    /// looked it up just before).
+    fn exists(&self) -> Result<()> {
+        match self.state {
+            InitState::Deleted => Err(Error::NotFound(format!(
+                "container {} does not exist",
+                self.id
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// The process named by an RPC: the init for an empty exec id.
     pub fn process(&self, exec_id: &str) -> Result<&Process> {
+        self.exists()?;
         if exec_id.is_empty() {
             return Ok(&self.init);
         }
+        self.exec(exec_id).map(|e| &e.process)
+    }
+
+    pub fn process_mut(&mut self, exec_id: &str) -> Result<&mut Process> {
+        self.exists()?;
+        if exec_id.is_empty() {
+            return Ok(&mut self.init);
+        }
+        self.exec_mut(exec_id).map(|e| &mut e.process)
+    }
+
+    pub fn exec(&self, exec_id: &str) -> Result<&Exec> {
+        self.exists()?;
         self.execs
             .get(exec_id)
             .ok_or_else(|| no_such_exec(&self.id, exec_id))
     }
 
-    pub fn process_mut(&mut self, exec_id: &str) -> Result<&mut Process> {
-        if exec_id.is_empty() {
-            return Ok(&mut self.init);
-        }
+    pub fn exec_mut(&mut self, exec_id: &str) -> Result<&mut Exec> {
+        self.exists()?;
         let id = &self.id;
         self.execs
             .get_mut(exec_id)
             .ok_or_else(|| no_such_exec(id, exec_id))
     }
 
-    /// The live process with this pid, if it is one of ours.
-    pub fn live_process_by_pid(&mut self, pid: i32) -> Option<&mut Process> {
-        std::iter::once(&mut self.init)
-            .chain(self.execs.values_mut())
-            .find(|p| p.pid == pid && p.is_alive())
+    /// What State reports for the process named by an RPC.
+    pub fn status(&self, exec_id: &str) -> Result<Status> {
+        if exec_id.is_empty() {
+            self.exists()?;
+            return Ok(self.state.status());
+        }
+        Ok(self.exec(exec_id)?.state.status(&self.state))
+    }
+}
+
+/// A container as the service shares it between RPCs and exit handling.
+///
+/// `state` is only ever held for short, non-blocking sections (never across
+/// a runtime helper or CRIU), so State, Pids, Kill, Connect, Wait and exit
+/// handling always get through. `ops` serialises the calls that change the
+/// container through the runtime (Start, Delete, Pause, Resume, Update, and
+/// the beginning of a Checkpoint), which may hold it across a helper run
+/// but never across CRIU: a dump or restore is marked by its state
+/// (Checkpointing, Restoring) instead, so a Delete meanwhile is refused at
+/// once rather than kept waiting. Lock order: `ops` before `state`.
+pub struct ContainerCell {
+    ops: Mutex<()>,
+    state: Mutex<Container>,
+}
+
+impl ContainerCell {
+    pub fn new(container: Container) -> Self {
+        ContainerCell {
+            ops: Mutex::default(),
+            state: Mutex::new(container),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Container> {
+        self.state.lock().unwrap()
+    }
+
+    pub fn ops(&self) -> MutexGuard<'_, ()> {
+        self.ops.lock().unwrap()
     }
 }
 

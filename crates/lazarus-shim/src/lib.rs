@@ -19,4 +19,5 @@ pub mod reaper;
 pub mod runtime;
 pub mod service;
 pub mod shim;
+pub mod state;
 pub mod task;

@@ -1,5 +1,5 @@
-//! One process of a task (the container's init or an exec): its pid, stdio,
-//! lifecycle status and exit.
+//! One process of a task (the container's init or an exec): its pid, stdio
+//! and exit. What it may do next is `crate::state`'s business.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::SystemTime;
@@ -9,9 +9,11 @@ use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 
 use crate::io::{ProcessStreams, StdioPaths};
 
+/// What State reports (see `crate::state` for the states behind it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
-    /// Set up but not started (init: created by the runtime; exec: recorded).
+    /// Set up but not started (init: created by the runtime or waiting for
+    /// a restore; exec: recorded).
     Created,
     Running,
     Paused,
@@ -85,7 +87,6 @@ pub struct Process {
     /// 0 until the process exists.
     pub pid: i32,
     pub stdio: StdioPaths,
-    pub status: Status,
     pub exit: Arc<ExitCell>,
     /// Our side of its stdio; gone once it has exited.
     pub streams: Option<ProcessStreams>,
@@ -99,7 +100,6 @@ impl Process {
             exec_id: exec_id.to_string(),
             pid: 0,
             stdio,
-            status: Status::Created,
             exit: Arc::default(),
             streams: None,
             spec,
@@ -108,11 +108,6 @@ impl Process {
 
     pub fn is_init(&self) -> bool {
         self.exec_id.is_empty()
-    }
-
-    /// Running or paused: there is a live process to signal or wait for.
-    pub fn is_alive(&self) -> bool {
-        matches!(self.status, Status::Running | Status::Paused)
     }
 }
 

@@ -1,60 +1,82 @@
 //! The Checkpoint RPC and restore-at-Start, on top of `crate::checkpoint`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use containerd_shim_protos::api::CheckpointTaskRequest;
-use containerd_shim_protos::events::task::TaskCheckpointed;
-use oci_spec::runtime::Spec;
+use containerd_shim_protos::events::task::{TaskCheckpointed, TaskStart};
 
-use super::{get, TaskService};
+use super::TaskService;
 use lazarus_core::checkpoint::dump::{self, DumpPaths, DumpTarget};
 use lazarus_core::checkpoint::image;
-use lazarus_core::checkpoint::request::should_exit;
-use lazarus_core::checkpoint::restore::{RestorePlan, RestoreTarget};
+use lazarus_core::checkpoint::request::{should_exit, CheckpointRequest};
+use lazarus_core::checkpoint::restore::RestoreTarget;
 use lazarus_core::host::cgroup;
 
-use crate::container::{self, Container};
+use crate::container::{self, ContainerCell};
 use crate::error::{Error, Result};
-use crate::io::{self, PendingIo, StdioPaths};
+use crate::io;
+
 use crate::process::Status;
+use crate::state::PendingRestore;
 
-/// A container created from a checkpoint, waiting for Start.
-pub struct PendingRestore {
-    plan: RestorePlan,
-    spec: Spec,
-    /// Pipes for the restored init (None with a terminal: CRIU hands back
-    /// the terminal's master).
-    io: Option<PendingIo>,
-}
-
-impl PendingRestore {
-    pub fn new(
-        plan: RestorePlan,
-        spec: Spec,
-        stdio: &StdioPaths,
-        console_dir: &Path,
-    ) -> Result<Self> {
-        let io = match stdio.terminal {
-            true => None,
-            false => Some(PendingIo::prepare(stdio, console_dir)?),
-        };
-        Ok(PendingRestore { plan, spec, io })
-    }
+/// The container as it was when the Checkpoint began.
+struct Dumped<'a> {
+    id: &'a str,
+    bundle: &'a Path,
+    pid: i32,
+    terminal: bool,
+    /// Paused before the dump: leave it frozen whatever happens.
+    paused: bool,
 }
 
 impl TaskService {
+    /// Dumps the task with CRIU. The container is Checkpointing meanwhile
+    /// (see `crate::state`): State, Pids, Kill, Connect and exit handling go
+    /// on; Delete, Pause, Exec and a second Checkpoint are refused.
     pub fn checkpoint(&self, req: &CheckpointTaskRequest) -> Result<()> {
-        let mut request = crate::options::decode_checkpoint(req.options.as_ref())?;
-        // Held throughout: the init's exit (with `exit`) is handled after.
-        let containers = self.containers();
-        let c = get(&containers, &req.id)?;
-        if !c.init.is_alive() {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot checkpoint container {}: it is not running",
-                req.id
-            )));
+        let request = crate::options::decode_checkpoint(req.options.as_ref())?;
+        let cell = self.get(&req.id)?;
+        let (bundle, pid, terminal, paused) = {
+            let _ops = cell.ops();
+            let mut c = cell.lock();
+            c.process("")?;
+            let paused = c.state.status() == Status::Paused;
+            c.state.checkpoint(&req.id)?;
+            (c.bundle.clone(), c.init.pid, c.init.stdio.terminal, paused)
+        };
+        let target = Dumped {
+            id: &req.id,
+            bundle: &bundle,
+            pid,
+            terminal,
+            paused,
+        };
+        let dumped = self.dump(req, request, &target);
+        let mut c = cell.lock();
+        if let Ok(images) = &dumped {
+            // Before the state changes: an exit held meanwhile (the dump's
+            // `exit`) is reported after it.
+            self.publish(TaskCheckpointed {
+                container_id: req.id.clone(),
+                checkpoint: images.to_string_lossy().into_owned(),
+                ..Default::default()
+            });
         }
-        let spec = container::load_spec(&c.bundle)?;
+        if let Some(exit) = c.state.checkpointed() {
+            self.report_exit(&mut c, "", exit);
+        }
+        dumped.map(|_| ())
+    }
+
+    /// The dump itself, with no lock held. Returns the image directory.
+    fn dump(
+        &self,
+        req: &CheckpointTaskRequest,
+        mut request: CheckpointRequest,
+        c: &Dumped,
+    ) -> Result<PathBuf> {
+        let spec = container::load_spec(c.bundle)?;
         let annotations = spec.annotations().clone().unwrap_or_default();
         request.apply_annotations(&annotations)?;
         let exit = should_exit(
@@ -79,96 +101,110 @@ impl TaskService {
             PathBuf::from(&request.work_path)
         };
         let target = DumpTarget {
-            id: &req.id,
-            pid: c.init.pid,
-            bundle: &c.bundle,
+            id: c.id,
+            pid: c.pid,
+            bundle: c.bundle,
             spec: &spec,
-            terminal: c.init.stdio.terminal,
+            terminal: c.terminal,
         };
         let started = std::time::Instant::now();
-        let kept_log = self.settings.logs.join(&req.id).join(image::DUMP_LOG);
+        let kept_log = self.settings.logs.join(c.id).join(image::DUMP_LOG);
         let paths = DumpPaths {
             images: &images,
             work: &work,
             keep_failed_log: Some(&kept_log),
         };
         let dumped = dump::dump(self.criu.as_ref(), &target, &request, exit, &paths);
-        if dumped.is_err() && c.init.status == Status::Running {
+        if dumped.is_err() && !c.paused {
             // CRIU thaws on failure; make sure, since a frozen container
             // would look running and answer nothing.
-            cgroup::thaw(&cgroup::path_of(&spec, &req.id));
+            cgroup::thaw(&cgroup::path_of(&spec, c.id));
         }
         dumped?;
         let stats =
             image::read_stats(&image::stats_file(&images, &work, "stats-dump")).unwrap_or_default();
         log::info!(
             "checkpoint {} into {} ({}) in {:?}: {stats:?}",
-            req.id,
+            c.id,
             images.display(),
             if exit { "exit" } else { "leave running" },
             started.elapsed()
         );
-        drop(containers);
-        self.publish(TaskCheckpointed {
-            container_id: req.id.clone(),
-            checkpoint: images.to_string_lossy().into_owned(),
-            ..Default::default()
-        });
-        Ok(())
+        Ok(images)
     }
 
-    /// Start of a container created from a checkpoint: CRIU restores its
-    /// tree as our child; then it is an ordinary running init.
-    pub(super) fn start_restored(&self, c: &mut Container) -> Result<i32> {
-        let pending = c.restore.take().expect("checked by the caller");
+    /// Start of a container created from a checkpoint (now Restoring): CRIU
+    /// restores its tree as our child; then it is an ordinary running init.
+    pub(super) fn start_restored(
+        &self,
+        cell: &Arc<ContainerCell>,
+        pending: PendingRestore,
+    ) -> Result<i32> {
+        let (id, bundle, stdio) = {
+            let c = cell.lock();
+            (c.id.clone(), c.bundle.clone(), c.init.stdio.clone())
+        };
         let stdio_fds = pending.io.as_ref().and_then(|io| io.process_fds());
         let started = std::time::Instant::now();
-        let kept_log = self.settings.logs.join(&c.id).join(image::RESTORE_LOG);
+        let kept_log = self.settings.logs.join(&id).join(image::RESTORE_LOG);
         let target = RestoreTarget {
-            id: &c.id,
-            bundle: &c.bundle,
+            id: &id,
+            bundle: &bundle,
             spec: &pending.spec,
             stdio: stdio_fds,
             keep_failed_log: Some(&kept_log),
         };
+        // The restored init may die before its pid is registered.
+        let spawn = self.pids.spawn();
         let restored = pending
             .plan
             .restore(self.criu.as_ref(), &target, &mut |pid| {
                 self.runtime
-                    .restore_network(&c.id, &c.bundle, pid)
+                    .restore_network(&id, &bundle, pid)
                     .map_err(|e| lazarus_core::Error::Other(e.to_string()))
             });
         let restored = match restored {
             Ok(r) => r,
             Err(e) => {
-                cgroup::remove(&cgroup::path_of(&pending.spec, &c.id));
-                c.restore = Some(pending);
+                cgroup::remove(&cgroup::path_of(&pending.spec, &id));
+                cell.lock().state.start_failed(Some(Box::new(pending)));
                 return Err(e.into());
             }
         };
         let streams = match (pending.io, restored.pts_master) {
             (Some(io), _) => io.connect(),
-            (None, Some(master)) => io::console_streams(&c.init.stdio, master),
+            (None, Some(master)) => io::console_streams(&stdio, master),
             (None, None) => Err(Error::Runtime("restored terminal has no master".into())),
         };
-        if let Err(e) = self.runtime.adopt(&c.id, &c.bundle, restored.pid) {
+        if let Err(e) = self.runtime.adopt(&id, &bundle, restored.pid) {
             // Without runtime state the container cannot be managed: do not
             // leave an unmanageable process behind.
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(restored.pid),
                 nix::sys::signal::SIGKILL,
             );
+            cell.lock().state.start_failed(None);
             return Err(e);
         }
         // The dump ran under CRIU's freezer and the restored cgroup comes
         // back with that state: a restored container must run.
-        cgroup::thaw(&cgroup::path_of(&pending.spec, &c.id));
-        c.init.pid = restored.pid;
-        c.init.status = Status::Running;
-        match streams {
-            Ok(s) => c.init.streams = Some(s),
-            Err(e) => log::error!("stdio of restored {}: {e}", c.id),
+        cgroup::thaw(&cgroup::path_of(&pending.spec, &id));
+        {
+            let mut c = cell.lock();
+            c.init.pid = restored.pid;
+            match streams {
+                Ok(s) => c.init.streams = Some(s),
+                Err(e) => log::error!("stdio of restored {id}: {e}"),
+            }
+            self.publish(TaskStart {
+                container_id: id.clone(),
+                pid: restored.pid as u32,
+                ..Default::default()
+            });
+            c.state.started();
         }
+        self.watch_oom(&id);
+        self.register(&spawn, cell, "", restored.pid);
         let stats = image::read_stats(&image::stats_file(
             &pending.plan.images,
             &pending.plan.work,
@@ -176,8 +212,7 @@ impl TaskService {
         ))
         .unwrap_or_default();
         log::info!(
-            "restored {} (pid {}) in {:?}: {stats:?}",
-            c.id,
+            "restored {id} (pid {}) in {:?}: {stats:?}",
             restored.pid,
             started.elapsed()
         );

@@ -2,8 +2,14 @@
 //! as a method taking the request message and returning the response or an
 //! [`Error`]. `task.rs` wires these to ttrpc; tests call them directly with a
 //! fake runtime and a channel event sink.
+//!
+//! Locking: the service-wide map is held only to look up, insert or remove
+//! a container; everything else happens under that container's own locks
+//! (see [`ContainerCell`]) and what each call may do is decided by
+//! `crate::state`. Exits reach their process through [`pids::Pids`], without
+//! any lock held across work.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -16,19 +22,25 @@ use containerd_shim_protos::protobuf::MessageField;
 use lazarus_core::checkpoint::restore::RestorePlan;
 use lazarus_core::criu::Criu;
 
-use crate::container::{self, Container};
+use crate::container::{self, Container, ContainerCell, Exec};
 use crate::error::{Error, Result};
 use crate::events::{EventSink, TaskEvent};
 use crate::io::{PendingIo, StdioPaths};
 use crate::options;
-use crate::process::{timestamp, Exit, Process, Status};
+use crate::process::{timestamp, Exit, Process};
 use crate::runtime::{CreateOptions, ExecOptions, Runtime};
+use crate::state::{ExecState, InitState, PendingRestore, Removal, StartWork};
 
 mod checkpoint;
-pub use checkpoint::PendingRestore;
+mod pids;
+mod queries;
 
 /// How long an exit waits for the process's last output to reach containerd.
 const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Exit status reported for a created init that Delete removed by force
+/// (the runtime kills it with SIGKILL).
+const KILLED: u32 = 128 + libc::SIGKILL as u32;
 
 /// What the service needs to know about where it runs.
 #[derive(Debug, Clone, Default)]
@@ -44,14 +56,29 @@ pub struct Settings {
     pub logs: PathBuf,
 }
 
+/// A registered pid's process: its container and exec id ("" for the init).
+type Owner = (Arc<ContainerCell>, String);
+
+#[derive(Default)]
+struct Containers {
+    cells: HashMap<String, Arc<ContainerCell>>,
+    /// Ids whose Create is under way: taken, not yet visible.
+    creating: HashSet<String>,
+}
+
 pub struct TaskService {
     runtime: Arc<dyn Runtime>,
     criu: Arc<dyn Criu>,
     events: Arc<dyn EventSink>,
     settings: Settings,
-    /// Every change to processes happens under this lock, pid registration
-    /// included, so an exit can never be handled before its pid is known.
-    containers: Mutex<HashMap<String, Container>>,
+    /// Held only to look up, insert or remove a container.
+    containers: Mutex<Containers>,
+    /// Which process each pid is. A pid is registered only after the event
+    /// announcing its process (TaskCreate, TaskStart, TaskExecStarted) is
+    /// published, and an exit of a pid not registered yet is kept until it
+    /// is (see pids.rs): an exit is never handled before its pid is known,
+    /// nor reported before its start.
+    pids: pids::Pids<Owner>,
     shutdown: Arc<ExitSignal>,
 }
 
@@ -69,14 +96,26 @@ impl TaskService {
             events,
             settings,
             containers: Mutex::default(),
+            pids: pids::Pids::default(),
             shutdown,
         }
     }
 
-    fn containers(&self) -> MutexGuard<'_, HashMap<String, Container>> {
+    fn containers(&self) -> MutexGuard<'_, Containers> {
         self.containers.lock().unwrap()
     }
 
+    fn get(&self, id: &str) -> Result<Arc<ContainerCell>> {
+        self.containers()
+            .cells
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("container {id} does not exist")))
+    }
+
+    /// Events whose order matters (a process's start, exit, checkpoint,
+    /// delete) are published with the container's lock held: the sink only
+    /// queues them, and the lock orders them as the state changes.
     fn publish<E: containerd_shim::event::Event + 'static>(&self, event: E) {
         self.events.publish(TaskEvent::new(event));
     }
@@ -87,19 +126,28 @@ impl TaskService {
                 "container id must not be empty".into(),
             ));
         }
+        {
+            let mut containers = self.containers();
+            if containers.cells.contains_key(&req.id) || !containers.creating.insert(req.id.clone())
+            {
+                return Err(Error::AlreadyExists(format!(
+                    "container {} already exists",
+                    req.id
+                )));
+            }
+        }
+        let created = self.create_reserved(req);
+        self.containers().creating.remove(&req.id);
+        created
+    }
+
+    fn create_reserved(&self, req: &CreateTaskRequest) -> Result<CreateTaskResponse> {
         let (image_path, work_path) = options::restore_paths(req.options.as_ref())?;
         let checkpoint = if req.checkpoint.is_empty() {
             image_path
         } else {
             req.checkpoint.clone()
         };
-        let mut containers = self.containers();
-        if containers.contains_key(&req.id) {
-            return Err(Error::AlreadyExists(format!(
-                "container {} already exists",
-                req.id
-            )));
-        }
         let bundle = PathBuf::from(&req.bundle);
         let spec = container::load_spec(&bundle)?;
         // A typo in a Lazarus annotation fails `docker run`, not the first
@@ -130,22 +178,21 @@ impl TaskService {
         };
         let mounted_rootfs = container::mount_rootfs(&bundle, &req.rootfs)?;
         let mut init = Process::new("", stdio.clone(), Vec::new());
+        let spawn = self.pids.spawn();
         let created = match plan {
             None => self
                 .create_init(&req.id, &bundle, &stdio)
                 .map(|(pid, streams)| {
                     init.pid = pid;
                     init.streams = Some(streams);
-                    None
+                    InitState::Created
                 }),
             // Restore happens at Start, as in containerd's runc shim.
-            Some(plan) => {
-                checkpoint::PendingRestore::new(plan, spec, &stdio, &self.settings.console_dir)
-                    .map(Some)
-            }
+            Some(plan) => PendingRestore::new(plan, spec, &stdio, &self.settings.console_dir)
+                .map(|p| InitState::CreatedFromCheckpoint(Box::new(p))),
         };
-        let restore = match created {
-            Ok(restore) => restore,
+        let state = match created {
+            Ok(state) => state,
             Err(e) => {
                 if let Some(rootfs) = &mounted_rootfs {
                     container::unmount_rootfs(rootfs);
@@ -154,19 +201,15 @@ impl TaskService {
             }
         };
         let pid = init.pid;
-        let restoring = restore.is_some();
-        containers.insert(
-            req.id.clone(),
-            Container {
-                id: req.id.clone(),
-                bundle,
-                mounted_rootfs,
-                init,
-                execs: HashMap::new(),
-                restore,
-            },
-        );
-        drop(containers);
+        let restoring = pid == 0;
+        let cell = Arc::new(ContainerCell::new(Container::new(
+            &req.id,
+            bundle,
+            mounted_rootfs,
+            state,
+            init,
+        )));
+        self.containers().cells.insert(req.id.clone(), cell.clone());
         if !restoring {
             self.watch_oom(&req.id);
         }
@@ -185,6 +228,11 @@ impl TaskService {
             pid: pid as u32,
             ..Default::default()
         });
+        // The created init is a live process waiting for Start: a Kill
+        // before Start must end in its exit like any other.
+        if !restoring {
+            self.register(&spawn, &cell, "", pid);
+        }
         Ok(CreateTaskResponse {
             pid: pid as u32,
             ..Default::default()
@@ -215,6 +263,20 @@ impl TaskService {
         }
     }
 
+    /// Registers a spawned process's pid, once the event announcing it is
+    /// out; handles its exit now if it has already exited.
+    fn register(
+        &self,
+        spawn: &pids::Spawn<'_, Owner>,
+        cell: &Arc<ContainerCell>,
+        exec_id: &str,
+        pid: i32,
+    ) {
+        if let Some(code) = spawn.register(pid, (cell.clone(), exec_id.to_string())) {
+            self.handle_exit(cell, exec_id, code);
+        }
+    }
+
     fn watch_oom(&self, id: &str) {
         if let Some(dir) = self.runtime.memory_cgroup(id) {
             let events = self.events.clone();
@@ -229,65 +291,95 @@ impl TaskService {
     }
 
     pub fn start(&self, req: &StartRequest) -> Result<StartResponse> {
-        let mut containers = self.containers();
-        let c = get_mut(&mut containers, &req.id)?;
-        let bundle = c.bundle.clone();
-        if c.process(&req.exec_id)?.status != Status::Created {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot start {}: it has already been started",
-                describe(&req.id, &req.exec_id)
-            )));
+        let cell = self.get(&req.id)?;
+        if !req.exec_id.is_empty() {
+            return self.start_exec(&cell, &req.exec_id);
         }
-        if req.exec_id.is_empty() && c.restore.is_some() {
-            let pid = self.start_restored(c)?;
-            drop(containers);
-            self.watch_oom(&req.id);
-            return Ok(self.init_started(&req.id, pid));
-        }
-        let p = c.process_mut(&req.exec_id)?;
-        if p.is_init() {
-            self.runtime.start(&req.id, &bundle)?;
-            p.status = Status::Running;
-            let pid = p.pid;
-            drop(containers);
-            return Ok(self.init_started(&req.id, pid));
-        }
-        let io = PendingIo::prepare(&p.stdio, &self.settings.console_dir)?;
-        let pid = self.runtime.exec(&ExecOptions {
-            id: &req.id,
-            bundle,
-            process_json: &p.spec,
-            io: io.for_process(),
-        })?;
-        p.pid = pid;
-        p.status = Status::Running;
-        match io.connect() {
-            Ok(streams) => p.streams = Some(streams),
-            Err(e) => log::error!("stdio of {}: {e}", describe(&req.id, &req.exec_id)),
-        }
-        drop(containers);
-        self.publish(TaskExecStarted {
-            container_id: req.id.clone(),
-            exec_id: req.exec_id.clone(),
-            pid: pid as u32,
-            ..Default::default()
-        });
+        let ops = cell.ops();
+        let (work, bundle) = {
+            let mut c = cell.lock();
+            (c.state.start(&req.id)?, c.bundle.clone())
+        };
+        let pending = match work {
+            StartWork::Run => {
+                let started = self.runtime.start(&req.id, &bundle);
+                let mut c = cell.lock();
+                let pid = c.init.pid;
+                if started.is_ok() {
+                    self.publish(TaskStart {
+                        container_id: req.id.clone(),
+                        pid: pid as u32,
+                        ..Default::default()
+                    });
+                }
+                let held = match &started {
+                    Ok(()) => c.state.started(),
+                    Err(_) => c.state.start_failed(None),
+                };
+                if let Some(exit) = held {
+                    self.report_exit(&mut c, "", exit);
+                }
+                return started.map(|()| StartResponse {
+                    pid: pid as u32,
+                    ..Default::default()
+                });
+            }
+            StartWork::Restore(pending) => pending,
+        };
+        // Restoring keeps other lifecycle calls out while CRIU works.
+        drop(ops);
+        let pid = self.start_restored(&cell, *pending)?;
         Ok(StartResponse {
             pid: pid as u32,
             ..Default::default()
         })
     }
 
-    fn init_started(&self, id: &str, pid: i32) -> StartResponse {
-        self.publish(TaskStart {
-            container_id: id.to_string(),
-            pid: pid as u32,
-            ..Default::default()
-        });
-        StartResponse {
-            pid: pid as u32,
-            ..Default::default()
+    fn start_exec(&self, cell: &Arc<ContainerCell>, exec_id: &str) -> Result<StartResponse> {
+        let _ops = cell.ops();
+        let (id, bundle, stdio, spec) = {
+            let c = cell.lock();
+            let e = c.exec(exec_id)?;
+            e.state.start(&c.id, exec_id, &c.state)?;
+            let p = &e.process;
+            (
+                c.id.clone(),
+                c.bundle.clone(),
+                p.stdio.clone(),
+                p.spec.clone(),
+            )
+        };
+        let io = PendingIo::prepare(&stdio, &self.settings.console_dir)?;
+        let spawn = self.pids.spawn();
+        let pid = self.runtime.exec(&ExecOptions {
+            id: &id,
+            bundle,
+            process_json: &spec,
+            io: io.for_process(),
+        })?;
+        let streams = io.connect();
+        {
+            let mut c = cell.lock();
+            // Still there: Delete waits for `ops`.
+            let e = c.exec_mut(exec_id)?;
+            e.process.pid = pid;
+            e.state.started();
+            match streams {
+                Ok(streams) => e.process.streams = Some(streams),
+                Err(e) => log::error!("stdio of {}: {e}", describe(&id, exec_id)),
+            }
+            self.publish(TaskExecStarted {
+                container_id: id.clone(),
+                exec_id: exec_id.to_string(),
+                pid: pid as u32,
+                ..Default::default()
+            });
         }
+        self.register(&spawn, cell, exec_id, pid);
+        Ok(StartResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
     }
 
     pub fn exec(&self, req: &ExecProcessRequest) -> Result<()> {
@@ -306,14 +398,10 @@ impl TaskService {
                 req.exec_id
             ))
         })?;
-        let mut containers = self.containers();
-        let c = get_mut(&mut containers, &req.id)?;
-        if !c.init.is_alive() {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot exec in container {}: it is not running",
-                req.id
-            )));
-        }
+        let cell = self.get(&req.id)?;
+        let mut c = cell.lock();
+        c.process("")?;
+        c.state.exec(&req.id)?;
         if c.execs.contains_key(&req.exec_id) {
             return Err(Error::AlreadyExists(format!(
                 "exec {} already exists in container {}",
@@ -328,9 +416,11 @@ impl TaskService {
             // the process spec it runs.
             terminal: req.terminal,
         };
-        c.execs
-            .insert(req.exec_id.clone(), Process::new(&req.exec_id, stdio, spec));
-        drop(containers);
+        let exec = Exec {
+            process: Process::new(&req.exec_id, stdio, spec),
+            state: ExecState::Created,
+        };
+        c.execs.insert(req.exec_id.clone(), exec);
         self.publish(TaskExecAdded {
             container_id: req.id.clone(),
             exec_id: req.exec_id.clone(),
@@ -339,55 +429,27 @@ impl TaskService {
         Ok(())
     }
 
-    pub fn state(&self, req: &StateRequest) -> Result<StateResponse> {
-        let containers = self.containers();
-        let c = get(&containers, &req.id)?;
-        let p = c.process(&req.exec_id)?;
-        let exit = p.exit.get();
-        Ok(StateResponse {
-            id: if p.is_init() {
-                req.id.clone()
-            } else {
-                p.exec_id.clone()
-            },
-            bundle: c.bundle.to_string_lossy().into_owned(),
-            pid: p.pid as u32,
-            status: p.status.api().into(),
-            stdin: p.stdio.stdin.clone(),
-            stdout: p.stdio.stdout.clone(),
-            stderr: p.stdio.stderr.clone(),
-            terminal: p.stdio.terminal,
-            exit_status: exit.map(|e| e.code).unwrap_or_default(),
-            exited_at: exit.map(|e| e.timestamp()).into(),
-            exec_id: p.exec_id.clone(),
-            ..Default::default()
-        })
-    }
-
     pub fn kill(&self, req: &KillRequest) -> Result<()> {
-        let containers = self.containers();
-        let c = get(&containers, &req.id)?;
-        let p = c.process(&req.exec_id)?;
-        let what = describe(&req.id, &req.exec_id);
-        match p.status {
-            Status::Created if !p.is_init() => {
-                return Err(Error::FailedPrecondition(format!(
-                    "cannot signal {what}: it has not been started"
-                )))
+        let cell = self.get(&req.id)?;
+        let exec_pid = {
+            let c = cell.lock();
+            if req.exec_id.is_empty() {
+                c.process("")?;
+                c.state.kill(&req.id, req.all)?;
+                None
+            } else {
+                let e = c.exec(&req.exec_id)?;
+                e.state.kill(&req.id, &req.exec_id)?;
+                Some(e.process.pid)
             }
-            Status::Stopped if !(p.is_init() && req.all) => {
-                return Err(Error::NotFound(format!(
-                    "cannot signal {what}: process already finished"
-                )))
-            }
-            _ => {}
-        }
-        if p.is_init() {
+        };
+        let Some(pid) = exec_pid else {
             return self.runtime.kill(&req.id, req.signal as i32, req.all);
-        }
+        };
+        let what = describe(&req.id, &req.exec_id);
         let signal = nix::sys::signal::Signal::try_from(req.signal as i32)
             .map_err(|_| Error::InvalidArgument(format!("invalid signal {}", req.signal)))?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), signal).map_err(|e| match e {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).map_err(|e| match e {
             nix::Error::ESRCH => {
                 Error::NotFound(format!("cannot signal {what}: process already finished"))
             }
@@ -396,59 +458,57 @@ impl TaskService {
     }
 
     pub fn delete(&self, req: &DeleteRequest) -> Result<DeleteResponse> {
-        let mut containers = self.containers();
-        let c = get_mut(&mut containers, &req.id)?;
-        let what = describe(&req.id, &req.exec_id);
-        let p = c.process(&req.exec_id)?;
-        if p.is_alive() {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot delete {what}: it is still running; stop it first (or force the delete)"
-            )));
-        }
-        let (pid, exit) = (p.pid, p.exit.get());
-        let response = DeleteResponse {
-            pid: pid as u32,
-            exit_status: exit.map(|e| e.code).unwrap_or_default(),
-            exited_at: exit.map(|e| e.timestamp()).into(),
-            ..Default::default()
-        };
+        let cell = self.get(&req.id)?;
+        let _ops = cell.ops();
         if !req.exec_id.is_empty() {
+            let mut c = cell.lock();
+            let e = c.exec(&req.exec_id)?;
+            e.state.delete(&req.id, &req.exec_id)?;
+            let response = delete_response(&e.process);
             c.execs.remove(&req.exec_id);
             return Ok(response);
         }
-        // A created-but-never-started init is still waiting: force removes it.
-        let never_started = c.init.status == Status::Created;
-        self.runtime.delete(&req.id, &c.bundle, never_started)?;
-        if let Some(rootfs) = &c.mounted_rootfs {
+        let (removal, bundle, rootfs) = {
+            let c = cell.lock();
+            c.process("")?;
+            (
+                c.state.delete(&req.id)?,
+                c.bundle.clone(),
+                c.mounted_rootfs.clone(),
+            )
+        };
+        match removal {
+            Removal::Force => self.runtime.delete(&req.id, &bundle, true)?,
+            Removal::Stopped => self.runtime.delete(&req.id, &bundle, false)?,
+            Removal::Nothing => {}
+        }
+        if let Some(rootfs) = &rootfs {
             container::unmount_rootfs(rootfs);
         }
-        containers.remove(&req.id);
-        drop(containers);
-        self.publish(TaskDelete {
-            container_id: req.id.clone(),
-            pid: response.pid,
-            exit_status: response.exit_status,
-            exited_at: response.exited_at.clone(),
-            id: req.id.clone(),
-            ..Default::default()
-        });
-        Ok(response)
-    }
-
-    pub fn wait(&self, req: &WaitRequest) -> Result<WaitResponse> {
-        let cell = {
-            let containers = self.containers();
-            get(&containers, &req.id)?
-                .process(&req.exec_id)?
-                .exit
-                .clone()
+        let response = {
+            let mut c = cell.lock();
+            if removal == Removal::Force && c.init.exit.get().is_none() {
+                // Its exit may come after this: Wait must not hang on it.
+                c.init.exit.set(Exit {
+                    code: KILLED,
+                    at: SystemTime::now(),
+                });
+            }
+            c.state.deleted();
+            let response = delete_response(&c.init);
+            self.publish(TaskDelete {
+                container_id: req.id.clone(),
+                pid: response.pid,
+                exit_status: response.exit_status,
+                exited_at: response.exited_at.clone(),
+                id: req.id.clone(),
+                ..Default::default()
+            });
+            response
         };
-        let exit = cell.wait();
-        Ok(WaitResponse {
-            exit_status: exit.code,
-            exited_at: MessageField::some(exit.timestamp()),
-            ..Default::default()
-        })
+        self.pids.forget(|(owner, _)| Arc::ptr_eq(owner, &cell));
+        self.containers().cells.remove(&req.id);
+        Ok(response)
     }
 
     pub fn pause(&self, req: &PauseRequest) -> Result<()> {
@@ -470,91 +530,26 @@ impl TaskService {
     }
 
     fn set_frozen(&self, id: &str, frozen: bool) -> Result<()> {
-        let mut containers = self.containers();
-        let c = get_mut(&mut containers, id)?;
-        let (from, to, verb) = if frozen {
-            (Status::Running, Status::Paused, "pause")
-        } else {
-            (Status::Paused, Status::Running, "resume")
-        };
-        if c.init.status != from {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot {verb} container {id}: it is {}",
-                format!("{:?}", c.init.status).to_lowercase()
-            )));
-        }
-        if frozen {
-            self.runtime.pause(id)?;
-        } else {
-            self.runtime.resume(id)?;
-        }
-        c.init.status = to;
-        for p in c.execs.values_mut().filter(|p| p.status == from) {
-            p.status = to;
-        }
-        Ok(())
-    }
-
-    pub fn pids(&self, req: &PidsRequest) -> Result<PidsResponse> {
-        let execs: HashMap<i32, String> = {
-            let containers = self.containers();
-            let c = get(&containers, &req.id)?;
-            c.execs
-                .values()
-                .filter(|p| p.pid > 0)
-                .map(|p| (p.pid, p.exec_id.clone()))
-                .collect()
-        };
-        let processes = self
-            .runtime
-            .pids(&req.id)?
-            .into_iter()
-            .map(|pid| {
-                let mut info = ProcessInfo {
-                    pid: pid as u32,
-                    ..Default::default()
-                };
-                if let Some(exec_id) = execs.get(&pid) {
-                    let details = containerd_shim_protos::shim::oci::ProcessDetails {
-                        exec_id: exec_id.clone(),
-                        ..Default::default()
-                    };
-                    if let Ok(any) =
-                        containerd_shim_protos::protobuf::well_known_types::any::Any::pack(&details)
-                    {
-                        info.info = MessageField::some(any);
-                    }
-                }
-                info
-            })
-            .collect();
-        Ok(PidsResponse {
-            processes,
-            ..Default::default()
-        })
-    }
-
-    pub fn close_io(&self, req: &CloseIORequest) -> Result<()> {
-        let containers = self.containers();
-        let p = get(&containers, &req.id)?.process(&req.exec_id)?;
-        if req.stdin {
-            if let Some(streams) = &p.streams {
-                streams.close_stdin();
+        let cell = self.get(id)?;
+        let _ops = cell.ops();
+        {
+            let c = cell.lock();
+            c.process("")?;
+            match frozen {
+                true => c.state.pause(id)?,
+                false => c.state.resume(id)?,
             }
         }
-        Ok(())
-    }
-
-    pub fn resize_pty(&self, req: &ResizePtyRequest) -> Result<()> {
-        let containers = self.containers();
-        let p = get(&containers, &req.id)?.process(&req.exec_id)?;
-        match &p.streams {
-            Some(streams) => streams.resize(req.width, req.height),
-            None => Err(Error::FailedPrecondition(format!(
-                "cannot resize the terminal of {}: it is not running",
-                describe(&req.id, &req.exec_id)
-            ))),
+        match frozen {
+            true => self.runtime.pause(id)?,
+            false => self.runtime.resume(id)?,
         }
+        let mut c = cell.lock();
+        match frozen {
+            true => c.state.paused(),
+            false => c.state.resumed(),
+        }
+        Ok(())
     }
 
     pub fn update(&self, req: &UpdateTaskRequest) -> Result<()> {
@@ -565,69 +560,52 @@ impl TaskService {
             .map_err(|e| {
                 Error::InvalidArgument(format!("invalid resources ({}): {e}", any.type_url))
             })?;
-        self.require_live_init(&req.id, "update")?;
+        let cell = self.get(&req.id)?;
+        let _ops = cell.ops();
+        {
+            let c = cell.lock();
+            c.process("")?;
+            c.state.update(&req.id)?;
+        }
         self.runtime.update(&req.id, &resources)
     }
 
-    pub fn stats(&self, req: &StatsRequest) -> Result<StatsResponse> {
-        self.require_live_init(&req.id, "read stats of")?;
-        let stats = self.runtime.stats(&req.id)?;
-        Ok(StatsResponse {
-            stats: MessageField::some(stats),
-            ..Default::default()
-        })
-    }
-
-    fn require_live_init(&self, id: &str, verb: &str) -> Result<()> {
-        let containers = self.containers();
-        let c = get(&containers, id)?;
-        if c.init.status == Status::Stopped {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot {verb} container {id}: it has stopped"
-            )));
-        }
-        Ok(())
-    }
-
-    pub fn connect(&self, req: &ConnectRequest) -> Result<ConnectResponse> {
-        let containers = self.containers();
-        let task_pid = containers
-            .get(&req.id)
-            .map(|c| c.init.pid as u32)
-            .unwrap_or_default();
-        Ok(ConnectResponse {
-            shim_pid: std::process::id(),
-            task_pid,
-            ..Default::default()
-        })
-    }
-
     pub fn shutdown(&self) {
-        if self.containers().is_empty() {
+        let containers = self.containers();
+        if containers.cells.is_empty() && containers.creating.is_empty() {
             self.shutdown.signal();
         }
     }
 
-    /// Called for every child the reaper collects. Waits for the process's
-    /// output to drain, then records the exit and publishes TaskExit.
+    /// Called for every child the reaper collects.
     pub fn process_exit(&self, pid: i32, code: i32) {
-        let found = {
-            let mut containers = self.containers();
-            containers.values_mut().find_map(|c| {
-                let id = c.id.clone();
-                let bundle = c.bundle.clone();
-                c.live_process_by_pid(pid)
-                    .map(|p| (id, bundle, p.exec_id.clone(), p.streams.take()))
-            })
+        // Not ours (a helper, CRIU), or not registered yet (kept for its
+        // registration then).
+        let Some((cell, exec_id)) = self.pids.exited(pid, code) else {
+            return;
         };
-        let Some((id, bundle, exec_id, streams)) = found else {
-            return; // a helper or another child that is not a task process
-        };
+        self.handle_exit(&cell, &exec_id, code);
+    }
+
+    /// Waits for the process's output to drain, then records the exit and
+    /// publishes TaskExit (or leaves that to the Start or Checkpoint under
+    /// way, see `crate::state`).
+    fn handle_exit(&self, cell: &ContainerCell, exec_id: &str, code: i32) {
         if exec_id.is_empty() {
             // Before the drain: a survivor holding the output open would
-            // make it wait for its whole timeout.
+            // make it wait for its whole timeout. Without the lock: it can
+            // take a while.
+            let (id, bundle) = {
+                let c = cell.lock();
+                (c.id.clone(), c.bundle.clone())
+            };
             crate::runtime::kill_after_init_exit(&id, &bundle);
         }
+        let streams = cell
+            .lock()
+            .process_mut(exec_id)
+            .ok()
+            .and_then(|p| p.streams.take());
         if let Some(mut streams) = streams {
             streams.drain(OUTPUT_DRAIN_TIMEOUT);
         }
@@ -635,21 +613,35 @@ impl TaskService {
             code: code as u32,
             at: SystemTime::now(),
         };
-        {
-            let mut containers = self.containers();
-            let Some(p) = containers
-                .get_mut(&id)
-                .and_then(|c| c.process_mut(&exec_id).ok())
-            else {
-                return;
-            };
-            p.status = Status::Stopped;
-            p.exit.set(exit);
+        let mut c = cell.lock();
+        let now = match exec_id.is_empty() {
+            true => c.state.exited(exit),
+            false => match c.exec_mut(exec_id) {
+                Ok(e) => e.state.exited().then_some(exit),
+                Err(_) => None,
+            },
+        };
+        if let Some(exit) = now {
+            self.report_exit(&mut c, exec_id, exit);
         }
+    }
+
+    /// Records a process's exit (Wait returns) and publishes TaskExit; with
+    /// the container's lock held, so the event follows the state.
+    fn report_exit(&self, c: &mut Container, exec_id: &str, exit: Exit) {
+        let id = c.id.clone();
+        let Ok(p) = c.process_mut(exec_id) else {
+            return;
+        };
+        p.exit.set(exit);
         self.publish(TaskExit {
             container_id: id.clone(),
-            id: if exec_id.is_empty() { id } else { exec_id },
-            pid: pid as u32,
+            id: if exec_id.is_empty() {
+                id
+            } else {
+                exec_id.to_string()
+            },
+            pid: p.pid as u32,
             exit_status: exit.code,
             exited_at: MessageField::some(timestamp(exit.at)),
             ..Default::default()
@@ -657,19 +649,14 @@ impl TaskService {
     }
 }
 
-fn get<'a>(containers: &'a HashMap<String, Container>, id: &str) -> Result<&'a Container> {
-    containers
-        .get(id)
-        .ok_or_else(|| Error::NotFound(format!("container {id} does not exist")))
-}
-
-fn get_mut<'a>(
-    containers: &'a mut HashMap<String, Container>,
-    id: &str,
-) -> Result<&'a mut Container> {
-    containers
-        .get_mut(id)
-        .ok_or_else(|| Error::NotFound(format!("container {id} does not exist")))
+fn delete_response(p: &Process) -> DeleteResponse {
+    let exit = p.exit.get();
+    DeleteResponse {
+        pid: p.pid as u32,
+        exit_status: exit.map(|e| e.code).unwrap_or_default(),
+        exited_at: exit.map(|e| e.timestamp()).into(),
+        ..Default::default()
+    }
 }
 
 fn describe(id: &str, exec_id: &str) -> String {

@@ -1,6 +1,6 @@
 //! TaskService against a fake runtime and a channel event sink.
 
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
 
 use containerd_shim_protos::api::Status as ApiStatus;
@@ -13,10 +13,41 @@ use crate::runtime::ProcessIo;
 use containerd_shim_protos::shim::oci::CheckpointOptions;
 use lazarus_core::criu::{rpc, Call, Criu, NotifyFn, Outcome};
 
+/// Lets a test act while a runtime helper or CRIU "runs": the fake says
+/// when it is there (with a pid, if any) and waits to be released.
+struct Gate {
+    entered: Sender<i32>,
+    release: Mutex<Receiver<()>>,
+}
+
+impl Gate {
+    fn new() -> (Gate, Receiver<i32>, Sender<()>) {
+        let (entered, at) = channel();
+        let (go, release) = channel();
+        let gate = Gate {
+            entered,
+            release: Mutex::new(release),
+        };
+        (gate, at, go)
+    }
+
+    fn pass(&self, pid: i32) {
+        self.entered.send(pid).unwrap();
+        let released = self
+            .release
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(10));
+        released.expect("the test never released the gate");
+    }
+}
+
 #[derive(Default)]
 struct FakeRuntime {
     calls: Mutex<Vec<String>>,
     next_pid: Mutex<i32>,
+    /// Held inside `exec`, after the process "exists".
+    exec_gate: Option<Gate>,
 }
 
 impl FakeRuntime {
@@ -46,7 +77,11 @@ impl Runtime for FakeRuntime {
     }
     fn exec(&self, opts: &ExecOptions) -> Result<i32> {
         self.record(format!("exec {}", opts.id));
-        Ok(self.pid())
+        let pid = self.pid();
+        if let Some(gate) = &self.exec_gate {
+            gate.pass(pid);
+        }
+        Ok(pid)
     }
     fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
         self.record(format!("kill {id} {signal} {all}"));
@@ -97,6 +132,8 @@ impl Runtime for FakeRuntime {
 struct FakeCriu {
     requests: Mutex<Vec<rpc::Criu_req>>,
     fail_dump: bool,
+    /// Held inside a dump.
+    dump_gate: Option<Gate>,
 }
 
 const RESTORED_PID: i32 = 4242;
@@ -114,6 +151,9 @@ impl Criu for FakeCriu {
                 v.set_minor_number(2);
                 v.set_sublevel(1);
                 response.version = MessageField::some(v);
+            }
+            rpc::Criu_req_type::DUMP if self.dump_gate.is_some() => {
+                self.dump_gate.as_ref().unwrap().pass(0);
             }
             rpc::Criu_req_type::DUMP if self.fail_dump => {
                 response.set_success(false);
@@ -162,8 +202,12 @@ fn fixture() -> Fixture {
 }
 
 fn fixture_with(criu: FakeCriu, namespace: &str) -> Fixture {
+    fixture_of(FakeRuntime::default(), criu, namespace)
+}
+
+fn fixture_of(runtime: FakeRuntime, criu: FakeCriu, namespace: &str) -> Fixture {
     let criu = Arc::new(criu);
-    let runtime = Arc::new(FakeRuntime::default());
+    let runtime = Arc::new(runtime);
     let (sink, events) = ChannelSink::new();
     let bundle = tempfile::tempdir().unwrap();
     Spec::default()
@@ -293,9 +337,79 @@ fn init_lifecycle_publishes_events_in_order_and_reports_the_exit() {
 fn exits_of_unknown_pids_are_ignored() {
     let f = fixture();
     let pid = f.create("c1").unwrap().pid as i32;
-    // A created (not started) init is not running yet: its pid is not live.
     f.service.process_exit(pid + 1, 0);
     assert!(f.topics().iter().all(|t| t != "/tasks/exit"));
+    assert_eq!(f.status("c1", ""), ApiStatus::CREATED);
+}
+
+/// containerd's forced delete of a task that was never started: Kill, Wait,
+/// Delete. The waiting init dies of the signal; its exit must be reported.
+#[test]
+fn a_created_task_killed_before_start_exits_and_can_be_deleted() {
+    let f = fixture();
+    let pid = f.create("c1").unwrap().pid as i32;
+    let kill = KillRequest {
+        id: "c1".into(),
+        signal: 9,
+        all: true,
+        ..Default::default()
+    };
+    f.service.kill(&kill).unwrap();
+    f.service.process_exit(pid, 137);
+    let wait = f
+        .service
+        .wait(&WaitRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(wait.exit_status, 137);
+    assert_eq!(f.status("c1", ""), ApiStatus::STOPPED);
+    let start = StartRequest {
+        id: "c1".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(f.service.start(&start)),
+        ttrpc::Code::FAILED_PRECONDITION
+    );
+    let delete = DeleteRequest {
+        id: "c1".into(),
+        ..Default::default()
+    };
+    assert_eq!(f.service.delete(&delete).unwrap().exit_status, 137);
+    assert_eq!(
+        f.topics(),
+        ["/tasks/create", "/tasks/exit", "/tasks/delete"]
+    );
+    assert_eq!(
+        f.runtime.calls(),
+        ["create c1", "kill c1 9 true", "delete c1 false"]
+    );
+}
+
+/// Delete of a created task removes its waiting init by force; a Wait
+/// already waiting returns (the init's exit may come after the delete).
+#[test]
+fn deleting_a_created_task_releases_its_waiters() {
+    let f = fixture();
+    f.create("c1").unwrap();
+    // What a Wait under way waits on.
+    let exit = f.service.get("c1").unwrap().lock().init.exit.clone();
+    let delete = DeleteRequest {
+        id: "c1".into(),
+        ..Default::default()
+    };
+    f.service.delete(&delete).unwrap();
+    assert_eq!(exit.get().map(|e| e.code), Some(137));
+    assert_eq!(f.runtime.calls(), ["create c1", "delete c1 true"]);
+    assert_eq!(
+        code(f.service.state(&StateRequest {
+            id: "c1".into(),
+            ..Default::default()
+        })),
+        ttrpc::Code::NOT_FOUND
+    );
 }
 
 #[test]
@@ -674,4 +788,161 @@ fn restore_refuses_an_incomplete_image_at_create() {
     };
     assert_eq!(code(f.service.create(&req)), ttrpc::Code::INVALID_ARGUMENT);
     assert!(f.criu.requests.lock().unwrap().is_empty());
+}
+
+fn exec_request(id: &str, exec_id: &str) -> ExecProcessRequest {
+    let spec = serde_json::to_vec(&oci_spec::runtime::Process::default()).unwrap();
+    ExecProcessRequest {
+        id: id.into(),
+        exec_id: exec_id.into(),
+        spec: MessageField::some(Any {
+            value: spec,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn exit_ids(events: &[TaskEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| e.message.downcast_ref::<TaskExit>())
+        .map(|e| e.id.clone())
+        .collect()
+}
+
+/// While CRIU dumps (the fake holds the dump), every call that must not wait
+/// for it answers at once, the ones that must not run with it are refused,
+/// and exits are handled: an exec's at once, the init's held until the
+/// dump ends, then reported after TaskCheckpointed.
+#[test]
+fn a_checkpoint_under_way_blocks_no_state_kill_or_exit() {
+    let (gate, at, go) = Gate::new();
+    let criu = FakeCriu {
+        dump_gate: Some(gate),
+        ..Default::default()
+    };
+    let f = fixture_with(criu, "default");
+    f.run("c1");
+    let init = f.service.get("c1").unwrap().lock().init.pid;
+    f.service.exec(&exec_request("c1", "e1")).unwrap();
+    let start = StartRequest {
+        id: "c1".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    let exec_pid = f.service.start(&start).unwrap().pid as i32;
+    f.topics();
+    let images = tempfile::tempdir().unwrap();
+    let req = CheckpointTaskRequest {
+        id: "c1".into(),
+        path: images.path().to_string_lossy().into_owned(),
+        options: checkpoint_options(CheckpointOptions::default()),
+        ..Default::default()
+    };
+    let id = |exec_id: &str| (String::from("c1"), String::from(exec_id));
+    std::thread::scope(|s| {
+        let dump = s.spawn(|| f.service.checkpoint(&req));
+        at.recv_timeout(Duration::from_secs(10))
+            .expect("the dump never started");
+        let t = std::time::Instant::now();
+        assert_eq!(f.status("c1", ""), ApiStatus::RUNNING);
+        let pids = f.service.pids(&PidsRequest {
+            id: "c1".into(),
+            ..Default::default()
+        });
+        assert_eq!(pids.unwrap().processes.len(), 2);
+        let connect = f.service.connect(&ConnectRequest {
+            id: "c1".into(),
+            ..Default::default()
+        });
+        assert_eq!(connect.unwrap().task_pid, init as u32);
+        let (c1, _) = id("");
+        let delete = DeleteRequest {
+            id: c1.clone(),
+            ..Default::default()
+        };
+        let refused = ttrpc::Code::FAILED_PRECONDITION;
+        assert_eq!(code(f.service.delete(&delete)), refused);
+        let pause = PauseRequest {
+            id: c1.clone(),
+            ..Default::default()
+        };
+        assert_eq!(code(f.service.pause(&pause)), refused);
+        assert_eq!(code(f.service.checkpoint(&req)), refused);
+        assert_eq!(code(f.service.exec(&exec_request("c1", "e2"))), refused);
+        // An exec's exit is reported at once.
+        f.service.process_exit(exec_pid, 5);
+        assert_eq!(f.status("c1", "e1"), ApiStatus::STOPPED);
+        assert_eq!(exit_ids(&f.events.try_iter().collect::<Vec<_>>()), ["e1"]);
+        // Kill reaches the init; its exit is held until the dump ends.
+        let kill = KillRequest {
+            id: c1.clone(),
+            signal: 9,
+            ..Default::default()
+        };
+        f.service.kill(&kill).unwrap();
+        f.service.process_exit(init, 137);
+        assert_eq!(f.status("c1", ""), ApiStatus::RUNNING);
+        assert!(f.events.try_iter().next().is_none(), "no TaskExit yet");
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(1), "calls took {took:?}");
+        go.send(()).unwrap();
+        dump.join().unwrap().unwrap();
+    });
+    let events: Vec<TaskEvent> = f.events.try_iter().collect();
+    let topics: Vec<&str> = events.iter().map(|e| e.topic.as_str()).collect();
+    assert_eq!(topics, ["/tasks/checkpointed", "/tasks/exit"]);
+    assert_eq!(exit_ids(&events), ["c1"]);
+    assert_eq!(f.status("c1", ""), ApiStatus::STOPPED);
+    assert!(f.runtime.calls().contains(&"kill c1 9 false".to_string()));
+    let delete = DeleteRequest {
+        id: "c1".into(),
+        ..Default::default()
+    };
+    assert_eq!(f.service.delete(&delete).unwrap().exit_status, 137);
+}
+
+/// An exec that dies while the runtime helper that started it is still
+/// returning: its exit comes before its pid is known, and is reported once
+/// it is, after TaskExecStarted.
+#[test]
+fn an_exit_before_the_pid_is_registered_is_reported_after_the_start() {
+    let (gate, at, go) = Gate::new();
+    let runtime = FakeRuntime {
+        exec_gate: Some(gate),
+        ..Default::default()
+    };
+    let f = fixture_of(runtime, FakeCriu::default(), "default");
+    f.run("c1");
+    f.service.exec(&exec_request("c1", "e1")).unwrap();
+    let start = StartRequest {
+        id: "c1".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    let pid = std::thread::scope(|s| {
+        let started = s.spawn(|| f.service.start(&start));
+        let pid = at.recv_timeout(Duration::from_secs(10)).unwrap();
+        f.service.process_exit(pid, 7);
+        go.send(()).unwrap();
+        started.join().unwrap().unwrap().pid as i32
+    });
+    assert_eq!(f.status("c1", "e1"), ApiStatus::STOPPED);
+    let wait = f.service.wait(&WaitRequest {
+        id: "c1".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    });
+    assert_eq!(wait.unwrap().exit_status, 7);
+    let events: Vec<TaskEvent> = f.events.try_iter().collect();
+    let topics: Vec<&str> = events.iter().map(|e| e.topic.as_str()).collect();
+    assert!(
+        topics.ends_with(&["/tasks/exec-started", "/tasks/exit"]),
+        "{topics:?}"
+    );
+    assert!(
+        !f.service.pids.is_registered(pid),
+        "a dead pid stays unknown"
+    );
 }
