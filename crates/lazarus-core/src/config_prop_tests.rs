@@ -49,9 +49,18 @@ fn setting() -> impl Strategy<Value = i64> {
     ]
 }
 
+thread_local! {
+    /// A directory per test thread, reused by its cases (proptest runs them
+    /// one after another on the test's thread): one per case is slow.
+    static SCRATCH: tempfile::TempDir = tempfile::tempdir().unwrap();
+}
+
+fn config_path() -> PathBuf {
+    SCRATCH.with(|d| d.path().join("config.toml"))
+}
+
 fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
+    let path = config_path();
     std::fs::write(&path, bytes).unwrap();
     if let Err(e) = Config::from_file(&path) {
         prop_assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{}", e);
@@ -92,8 +101,7 @@ proptest! {
         table.insert("criu_log_max_mib".into(), log_max.into());
         let exits: toml::Table = exit.iter().map(|(k, v)| (k.clone(), (*v).into())).collect();
         table.insert("checkpoint_exit".into(), exits.into());
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
+        let path = config_path();
         std::fs::write(&path, toml::to_string(&table).unwrap()).unwrap();
         let want = Config {
             root: root.into(),

@@ -106,20 +106,30 @@ fn metadata() -> impl Strategy<Value = Metadata> {
         )
 }
 
-/// Writes `file` into a fresh directory and runs `read` on the directory;
-/// any error must be InvalidArgument and name the file.
+thread_local! {
+    /// A directory per test thread, reused by its cases (proptest runs them
+    /// one after another on the test's thread): one per case is slow.
+    static SCRATCH: tempfile::TempDir = tempfile::tempdir().unwrap();
+}
+
+fn scratch() -> PathBuf {
+    SCRATCH.with(|d| d.path().to_owned())
+}
+
+/// Writes `file` into the scratch directory and runs `read` on it; any
+/// error must be InvalidArgument and name the file.
 fn read_back<T>(
     file: &str,
     content: &[u8],
     read: impl Fn(&Path) -> Result<T>,
 ) -> Result<Result<T>, TestCaseError> {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join(file), content).unwrap();
-    let got = read(dir.path());
+    let dir = scratch();
+    std::fs::write(dir.join(file), content).unwrap();
+    let got = read(&dir);
     if let Err(e) = &got {
         prop_assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{}", e);
         let msg = e.to_string();
-        let named = msg.contains(&dir.path().join(file).display().to_string())
+        let named = msg.contains(&dir.join(file).display().to_string())
             || (file == METADATA_FILE && msg.contains("has format"));
         prop_assert!(named, "{} does not name {}", msg, file);
     }
@@ -133,7 +143,7 @@ fn climbs(p: &str) -> bool {
 proptest! {
     #[test]
     fn arbitrary_metadata_bytes_are_refused_clearly(content in bytes()) {
-        read_back(METADATA_FILE, &content, Metadata::load)?;
+        let _read_or_refused = read_back(METADATA_FILE, &content, Metadata::load)?;
     }
 
     /// A valid lazarus.json with one field replaced, dropped or added.
@@ -159,10 +169,10 @@ proptest! {
 
     #[test]
     fn metadata_round_trips_unless_its_format_or_cgroup_paths_are_wrong(m in metadata()) {
-        let dir = tempfile::tempdir().unwrap();
-        m.save(dir.path()).unwrap();
+        let dir = scratch();
+        m.save(&dir).unwrap();
         let climbing = m.cgroup_mounts.iter().any(|c| climbs(&c.root) || climbs(&c.mountpoint));
-        match Metadata::load(dir.path()) {
+        match Metadata::load(&dir) {
             Ok(got) => {
                 prop_assert!(m.format == FORMAT && !climbing);
                 prop_assert_eq!(got, m);
@@ -183,7 +193,7 @@ proptest! {
 
     #[test]
     fn arbitrary_descriptors_are_read_or_refused_clearly(content in bytes()) {
-        read_back(DESCRIPTORS_FILE, &content, load_descriptors)?;
+        let _read_or_refused = read_back(DESCRIPTORS_FILE, &content, load_descriptors)?;
     }
 
     #[test]
@@ -198,8 +208,7 @@ proptest! {
         len in any::<u32>(),
         body in bytes(),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("stats-dump");
+        let path = scratch().join("stats-dump");
         // Raw noise, and noise behind a plausible header and entry size.
         let framed = [&head[..head.len().min(8)], &len.to_le_bytes(), &body].concat();
         for content in [head.clone(), framed] {
@@ -221,9 +230,9 @@ proptest! {
             .add_length_delimited(1, dump.write_to_bytes().unwrap());
         let body = entry.write_to_bytes().unwrap();
         let file = [&[0u8; 8][..], &(body.len() as u32).to_le_bytes(), &body].concat();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("s"), file).unwrap();
-        let stats = read_stats(&dir.path().join("s")).unwrap();
+        let path = scratch().join("stats-dump");
+        std::fs::write(&path, file).unwrap();
+        let stats = read_stats(&path).unwrap();
         prop_assert_eq!(stats["freezing_time_us"], values[0]);
         prop_assert_eq!(stats["pages_written"], values[6]);
         prop_assert_eq!(stats.len(), 6);

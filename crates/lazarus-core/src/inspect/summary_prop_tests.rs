@@ -3,6 +3,8 @@
 //! naming that file; never a panic. (summary_tests.rs covers truncation at
 //! every length with a fixed seed; this draws new inputs on every run.)
 
+use std::path::PathBuf;
+
 use proptest::prelude::*;
 
 use super::tests::synthetic_dump;
@@ -59,18 +61,46 @@ fn apply(good: &[u8], damage: &Damage) -> Vec<u8> {
     }
 }
 
+thread_local! {
+    /// One synthetic dump per test thread (proptest runs a test's cases on
+    /// its thread, one after another): writing a whole dump per case made
+    /// these the slowest unit tests.
+    static DUMP: tempfile::TempDir = {
+        let dir = tempfile::tempdir().unwrap();
+        synthetic_dump(dir.path());
+        dir
+    };
+}
+
+fn dump_dir() -> PathBuf {
+    DUMP.with(|d| d.path().to_owned())
+}
+
+/// Puts a file back as it was (or removes it) when a case ends, passed or
+/// failed, so the next case starts from the good dump.
+struct Restore(PathBuf, Option<Vec<u8>>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        match &self.1 {
+            Some(good) => std::fs::write(&self.0, good).unwrap(),
+            None => std::fs::remove_file(&self.0).unwrap(),
+        }
+    }
+}
+
 proptest! {
     #[test]
     fn one_damaged_file_is_summarised_or_named(
         file in prop::sample::select(FILES.to_vec()),
         damage in damage(),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        synthetic_dump(dir.path());
-        let path = dir.path().join(file);
+        let dir = dump_dir();
+        let path = dir.join(file);
         let good = std::fs::read(&path).unwrap();
+        let _restore = Restore(path.clone(), Some(good.clone()));
         std::fs::write(&path, apply(&good, &damage)).unwrap();
-        match summarize(dir.path()) {
+        match summarize(&dir) {
             // The text rendering must cope with whatever was decoded.
             Ok(s) => drop(render_text(&s)),
             Err(e) => {
@@ -87,11 +117,11 @@ proptest! {
         n in 0u32..100,
         content in prop::collection::vec(any::<u8>(), 0..256),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        synthetic_dump(dir.path());
-        let path = dir.path().join(format!("mountpoints-{n}.img"));
+        let dir = dump_dir();
+        let path = dir.join(format!("mountpoints-{n}.img"));
+        let _restore = Restore(path.clone(), std::fs::read(&path).ok());
         std::fs::write(&path, &content).unwrap();
-        if let Err(e) = summarize(dir.path()) {
+        if let Err(e) = summarize(&dir) {
             let msg = e.to_string();
             prop_assert!(msg.contains(&path.display().to_string()), "{}", msg);
         }

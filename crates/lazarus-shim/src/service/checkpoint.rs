@@ -86,7 +86,7 @@ impl TaskService {
             terminal: c.init.stdio.terminal,
         };
         let started = std::time::Instant::now();
-        let kept_log = self.settings.logs.join(&req.id).join(image::DUMP_LOG);
+        let kept_log = self.settings.kept_log(&req.id, image::DUMP_LOG)?;
         let paths = DumpPaths {
             images: &images,
             work: &work,
@@ -120,10 +120,10 @@ impl TaskService {
     /// Start of a container created from a checkpoint: CRIU restores its
     /// tree as our child; then it is an ordinary running init.
     pub(super) fn start_restored(&self, c: &mut Container) -> Result<i32> {
+        let kept_log = self.settings.kept_log(&c.id, image::RESTORE_LOG)?;
         let pending = c.restore.take().expect("checked by the caller");
         let stdio_fds = pending.io.as_ref().and_then(|io| io.process_fds());
         let started = std::time::Instant::now();
-        let kept_log = self.settings.logs.join(&c.id).join(image::RESTORE_LOG);
         let target = RestoreTarget {
             id: &c.id,
             bundle: &c.bundle,

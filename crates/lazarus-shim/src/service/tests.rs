@@ -675,3 +675,7 @@ fn restore_refuses_an_incomplete_image_at_create() {
     assert_eq!(code(f.service.create(&req)), ttrpc::Code::INVALID_ARGUMENT);
     assert!(f.criu.requests.lock().unwrap().is_empty());
 }
+
+#[cfg(test)]
+#[path = "ids_prop_tests.rs"]
+mod ids_prop_tests;
