@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::ids;
 
 pub const DEFAULT_PATH: &str = "/etc/lazarus/config.toml";
 
@@ -55,34 +56,53 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
+        let bytes = std::fs::read(path)
             .map_err(Error::io(format!("read Lazarus config {}", path.display())))?;
+        // Not UTF-8 is bad input like any other TOML error, not an I/O one.
+        let text = String::from_utf8(bytes).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "invalid Lazarus config {}: not UTF-8 text ({e})",
+                path.display()
+            ))
+        })?;
         toml::from_str(&text).map_err(|e| {
             Error::InvalidArgument(format!("invalid Lazarus config {}: {e}", path.display()))
         })
     }
 
     /// libcontainer's state root for one containerd namespace.
-    pub fn state_root(&self, namespace: &str) -> PathBuf {
-        self.root.join(namespace)
+    pub fn state_root(&self, namespace: &str) -> Result<PathBuf> {
+        ids::check_component("namespace", namespace)?;
+        Ok(self.root.join(namespace))
+    }
+
+    /// Where the CRIU logs of a namespace's failed checkpoints and restores
+    /// are kept, one directory per container.
+    pub fn logs_dir(&self, namespace: &str) -> Result<PathBuf> {
+        ids::check_component("namespace", namespace)?;
+        Ok(self.root.join("logs").join(namespace))
     }
 
     /// The limits every CRIU conversation runs under.
     pub fn criu_limits(&self) -> crate::criu::Limits {
         crate::criu::Limits {
-            timeout: std::time::Duration::from_secs(self.criu_timeout_seconds.max(1)),
-            log_max_bytes: self.criu_log_max_mib.max(1) << 20,
+            timeout: std::time::Duration::from_secs(self.criu_timeout_seconds.max(1))
+                .min(crate::criu::MAX_TIMEOUT),
+            // Saturating: a huge setting means "no practical limit", not a
+            // shift that wraps to a tiny or zero limit.
+            log_max_bytes: self.criu_log_max_mib.max(1).saturating_mul(1 << 20),
         }
     }
 
     /// Where the CRIU log of a container's last failed checkpoint or
     /// restore is kept (the image directory may be a client's temporary one).
-    pub fn failed_log(&self, namespace: &str, id: &str, what: &str) -> PathBuf {
-        self.root
-            .join("logs")
-            .join(namespace)
+    pub fn failed_log(&self, namespace: &str, id: &str, what: &str) -> Result<PathBuf> {
+        ids::check_component("container id", id)?;
+        ids::check_component("log name", what)?;
+        Ok(self
+            .logs_dir(namespace)?
             .join(id)
-            .join(format!("{what}.log"))
+            .join(format!("{what}.log")))
     }
 
     /// Console sockets live here: short, because socket paths are limited.
@@ -129,11 +149,31 @@ mod tests {
         )
         .unwrap();
         let c = Config::from_file(&path).unwrap();
-        assert_eq!(c.state_root("moby"), PathBuf::from("/tmp/x/moby"));
+        assert_eq!(c.state_root("moby").unwrap(), PathBuf::from("/tmp/x/moby"));
         assert_eq!(c.log_level, "debug");
         assert_eq!(c.checkpoint_exit.get("default"), Some(&true));
         std::fs::write(&path, "rooot = \"/tmp/x\"\n").unwrap();
         let err = Config::from_file(&path).unwrap_err().to_string();
         assert!(err.contains("rooot"), "{err}");
     }
+
+    #[test]
+    fn request_names_never_leave_the_root() {
+        let c = Config::default();
+        assert_eq!(
+            c.failed_log("moby", "c1", "dump").unwrap(),
+            PathBuf::from("/run/lazarus/logs/moby/c1/dump.log")
+        );
+        for (ns, id) in [("../..", "c1"), ("moby", "../../etc/x"), ("a/b", "c")] {
+            let err = c.failed_log(ns, id, "dump").unwrap_err();
+            assert_eq!(err.kind(), crate::error::ErrorKind::InvalidArgument);
+        }
+        let err = c.state_root("../etc").unwrap_err().to_string();
+        assert!(err.contains("namespace") && err.contains("../etc"), "{err}");
+        assert!(c.logs_dir("").is_err());
+    }
 }
+
+#[cfg(test)]
+#[path = "config_prop_tests.rs"]
+mod prop_tests;

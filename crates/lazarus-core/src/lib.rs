@@ -6,7 +6,9 @@
 //! - [`checkpoint`]: the image directory (metadata, descriptors) and the
 //!   dump and restore requests built from an OCI spec;
 //! - [`host`]: facts about this machine (cgroup layout, freezer, kernel);
-//! - [`config`]: `/etc/lazarus/config.toml`, read by the shim and the CLI.
+//! - [`config`]: `/etc/lazarus/config.toml`, read by the shim and the CLI;
+//! - [`ids`]: container ids, exec ids and namespaces checked before they
+//!   become path components.
 //!
 //! No ttrpc, no containerd-shim, no reaper: the shim and the CLI are thin
 //! front doors over this crate.
@@ -17,6 +19,7 @@ pub mod criu;
 pub mod error;
 pub mod fdpass;
 pub mod host;
+pub mod ids;
 pub mod inspect;
 
 pub use error::{Error, Result};

@@ -3,7 +3,7 @@
 
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
-use containerd_shim_protos::protobuf::Message;
+use containerd_shim_protos::protobuf::{Message, UnknownValueRef};
 use containerd_shim_protos::shim::oci::{CheckpointOptions, Options};
 use lazarus_core::checkpoint::request::{CgroupsMode, CheckpointRequest};
 
@@ -24,30 +24,35 @@ const LEGACY_CRIU_IMAGE_PATH: u32 = 13;
 /// A Checkpoint request's options. None (Docker, nerdctl and CRI send a
 /// runtime not named runc nothing) leaves every decision to the policy.
 pub fn decode_checkpoint(options: Option<&Any>) -> Result<CheckpointRequest> {
-    {
-        let Some(any) = options.filter(|a| !a.type_url.is_empty() || !a.value.is_empty()) else {
-            return Ok(CheckpointRequest::default());
-        };
-        let name = type_name(any);
-        if name != RUNC_V1_CHECKPOINT && name != LEGACY_CHECKPOINT {
-            return Err(Error::InvalidArgument(format!(
-                "unsupported checkpoint options type {:?}: send {RUNC_V1_CHECKPOINT} (or none)",
-                any.type_url
-            )));
-        }
-        let o = CheckpointOptions::parse_from_bytes(&any.value)?;
-        Ok(CheckpointRequest {
-            exit: Some(o.exit),
-            tcp_established: o.open_tcp,
-            ext_unix_sk: o.external_unix_sockets,
-            shell_job: o.terminal,
-            file_locks: o.file_locks,
-            empty_namespaces: o.empty_namespaces.clone(),
-            cgroups_mode: CgroupsMode::parse(&o.cgroups_mode)?,
-            image_path: o.image_path.clone(),
-            work_path: o.work_path.clone(),
-        })
+    let Some(any) = options.filter(|a| !a.type_url.is_empty() || !a.value.is_empty()) else {
+        return Ok(CheckpointRequest::default());
+    };
+    let name = type_name(any);
+    if name != RUNC_V1_CHECKPOINT && name != LEGACY_CHECKPOINT {
+        return Err(Error::InvalidArgument(format!(
+            "unsupported checkpoint options type {:?}: send {RUNC_V1_CHECKPOINT} (or none)",
+            any.type_url
+        )));
     }
+    let o: CheckpointOptions = parse(any, "checkpoint options")?;
+    Ok(CheckpointRequest {
+        exit: Some(o.exit),
+        tcp_established: o.open_tcp,
+        ext_unix_sk: o.external_unix_sockets,
+        shell_job: o.terminal,
+        file_locks: o.file_locks,
+        empty_namespaces: o.empty_namespaces.clone(),
+        cgroups_mode: CgroupsMode::parse(&o.cgroups_mode)?,
+        image_path: o.image_path.clone(),
+        work_path: o.work_path.clone(),
+    })
+}
+
+/// Decodes `any`'s bytes as `M`; a failure names what and which type.
+fn parse<M: Message>(any: &Any, what: &str) -> Result<M> {
+    M::parse_from_bytes(&any.value).map_err(|e| {
+        Error::InvalidArgument(format!("cannot decode {what} {:?}: {e}", any.type_url))
+    })
 }
 
 /// Where a Create's options say to restore from, if anywhere:
@@ -58,26 +63,31 @@ pub fn restore_paths(options: Option<&Any>) -> Result<(String, String)> {
     };
     match type_name(any) {
         RUNC_V1_OPTIONS => {
-            let o = Options::parse_from_bytes(&any.value)?;
+            let o: Options = parse(any, "runtime options")?;
             Ok((o.criu_image_path.clone(), o.criu_work_path.clone()))
         }
         LEGACY_CREATE_OPTIONS => {
             // No generated type for the legacy message: read its two path
-            // fields from protobuf's unknown-field set.
-            let e = Empty::parse_from_bytes(&any.value)?;
-            let field = |n| {
-                e.special_fields
-                    .unknown_fields()
-                    .get(n)
-                    .and_then(|v| match v {
-                        containerd_shim_protos::protobuf::UnknownValueRef::LengthDelimited(b) => {
-                            Some(String::from_utf8_lossy(b).into_owned())
-                        }
-                        _ => None,
+            // fields from protobuf's unknown-field set, checked as the
+            // generated code would (a string, and UTF-8).
+            let e: Empty = parse(any, "runtime options")?;
+            let field = |n, name| match e.special_fields.unknown_fields().get(n) {
+                None => Ok(String::new()),
+                Some(UnknownValueRef::LengthDelimited(b)) => {
+                    String::from_utf8(b.to_vec()).map_err(|_| {
+                        Error::InvalidArgument(format!(
+                            "{LEGACY_CREATE_OPTIONS} field {n} ({name}) is not UTF-8"
+                        ))
                     })
-                    .unwrap_or_default()
+                }
+                Some(_) => Err(Error::InvalidArgument(format!(
+                    "{LEGACY_CREATE_OPTIONS} field {n} ({name}) is not a string"
+                ))),
             };
-            Ok((field(LEGACY_CRIU_IMAGE_PATH), field(LEGACY_CRIU_WORK_PATH)))
+            Ok((
+                field(LEGACY_CRIU_IMAGE_PATH, "criu_image_path")?,
+                field(LEGACY_CRIU_WORK_PATH, "criu_work_path")?,
+            ))
         }
         _ => Err(Error::InvalidArgument(format!(
             "unsupported runtime options type {:?}: send {RUNC_V1_OPTIONS} (or none)",
@@ -180,3 +190,7 @@ mod tests {
         assert_eq!(restore_paths(None).unwrap(), (String::new(), String::new()));
     }
 }
+
+#[cfg(test)]
+#[path = "options_prop_tests.rs"]
+mod prop_tests;

@@ -34,7 +34,7 @@ fn shim_error(e: impl std::fmt::Display) -> containerd_shim::Error {
 impl LazarusShim {
     fn runtime(&self) -> crate::error::Result<LibcontainerRuntime> {
         LibcontainerRuntime::new(
-            self.config.state_root(&self.namespace),
+            self.config.state_root(&self.namespace)?,
             self.config.log_level.clone(),
         )
     }
@@ -63,6 +63,13 @@ impl containerd_shim::Shim for LazarusShim {
     }
 
     fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
+        // Both become path components (state root, logs, helper files):
+        // refuse them here, where containerd shows the error to its client,
+        // rather than in the serving shim, which could only die.
+        for (kind, value) in [("namespace", &opts.namespace), ("container id", &opts.id)] {
+            lazarus_core::ids::check_component(kind, value)
+                .map_err(|e| containerd_shim::Error::InvalidArgument(e.to_string()))?;
+        }
         // One shim per container: the container id is the grouping key.
         let grouping = opts.id.clone();
         let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
@@ -131,7 +138,11 @@ impl containerd_shim::Shim for LazarusShim {
             namespace: self.namespace.clone(),
             console_dir: self.config.console_dir(),
             checkpoint_exit: self.config.checkpoint_exit.clone(),
-            logs: self.config.root.join("logs").join(&self.namespace),
+            // Checked by start_shim, which launched this process.
+            logs: self.config.logs_dir(&self.namespace).unwrap_or_else(|e| {
+                log::error!("{e}");
+                panic!("{e}")
+            }),
         };
         let service = Arc::new(TaskService::new(
             runtime,

@@ -97,6 +97,21 @@ impl Metadata {
                 m.format
             )));
         }
+        // Restore bind-mounts /sys/fs/cgroup/<hierarchy>/<root> into the
+        // container: a tampered image must not reach outside /sys/fs/cgroup.
+        for mount in &m.cgroup_mounts {
+            for (field, value) in [("mountpoint", &mount.mountpoint), ("root", &mount.root)] {
+                if Path::new(value)
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+                {
+                    return Err(Error::InvalidArgument(format!(
+                        "invalid {}: cgroup_mounts {field} {value:?} climbs out with ..",
+                        path.display()
+                    )));
+                }
+            }
+        }
         Ok(m)
     }
 
@@ -119,8 +134,17 @@ pub fn save_descriptors(dir: &Path, pid: i32) -> Result<()> {
 
 pub fn load_descriptors(dir: &Path) -> Result<Vec<String>> {
     let path = dir.join(DESCRIPTORS_FILE);
-    let text = std::fs::read(&path).map_err(Error::io(format!("read {}", path.display())))?;
-    Ok(serde_json::from_slice(&text)?)
+    // As for lazarus.json: an image whose file is missing or unreadable is
+    // bad input, not a missing object (NotFound reads as "no such task").
+    let text = std::fs::read(&path).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "{} is not a complete Lazarus checkpoint ({}: {e})",
+            dir.display(),
+            path.display()
+        ))
+    })?;
+    serde_json::from_slice(&text)
+        .map_err(|e| Error::InvalidArgument(format!("invalid {}: {e}", path.display())))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -367,3 +391,7 @@ mod tests {
         assert_eq!(stats.get("pages_written"), Some(&42));
     }
 }
+
+#[cfg(test)]
+#[path = "image_prop_tests.rs"]
+mod prop_tests;

@@ -212,3 +212,7 @@ mod tests {
         assert!(should_exit(&none, &bad, &unset, "moby").is_err());
     }
 }
+
+#[cfg(test)]
+#[path = "request_prop_tests.rs"]
+mod prop_tests;

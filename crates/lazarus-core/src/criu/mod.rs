@@ -94,6 +94,11 @@ impl Default for Limits {
     }
 }
 
+/// The longest timeout honoured: a year is no limit in practice, and a
+/// larger one (a config's `criu_timeout_seconds = 9223372036854775807`)
+/// would overflow `Instant + Duration`, which panics.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// How often the conversation checks the deadline and the log size.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// How long CRIU gets to exit once its socket is closed.
@@ -143,11 +148,12 @@ impl Criu for SwrkCriu {
             )))
         })?;
         drop(theirs);
-        let deadline = Instant::now() + self.limits.timeout;
+        let timeout = self.limits.timeout.min(MAX_TIMEOUT);
+        let deadline = Instant::now() + timeout;
         let mut conversation = Conversation {
             sock: &ours,
             deadline,
-            timeout: self.limits.timeout,
+            timeout,
             log: call.log,
             log_max: self.limits.log_max_bytes,
         };

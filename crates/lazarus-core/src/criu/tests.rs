@@ -61,24 +61,28 @@ fn a_criu_that_never_answers_is_killed_at_the_deadline() {
     );
 }
 
+/// Also with the largest timeout a config can ask for: a deadline past
+/// what `Instant` can hold panicked before MAX_TIMEOUT capped it.
 #[test]
 fn a_criu_that_exits_returns_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let criu = criu(
-        stand_in(dir.path(), "exit 3"),
+    let binary = stand_in(dir.path(), "exit 3");
+    for timeout in [
         Duration::from_secs(60),
-        1 << 30,
-    );
-    let started = Instant::now();
-    let err = criu.version().unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
-    match failure(err) {
-        CriuFailure::Crashed(m) => assert!(m.contains("exit status 3"), "{m}"),
-        other => panic!("{other:?}"),
+        Duration::from_secs(i64::MAX as u64),
+    ] {
+        let criu = criu(binary.clone(), timeout, 1 << 30);
+        let started = Instant::now();
+        let err = criu.version().unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        match failure(err) {
+            CriuFailure::Crashed(m) => assert!(m.contains("exit status 3"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 }
 

@@ -347,3 +347,7 @@ fn human(bytes: u64) -> String {
 #[cfg(test)]
 #[path = "summary_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "summary_prop_tests.rs"]
+mod prop_tests;

@@ -52,7 +52,7 @@ fn inet_file(
 }
 
 /// A small dump: a three-process tree, sockets, mounts, stats and a log.
-fn synthetic_dump(dir: &Path) {
+pub(super) fn synthetic_dump(dir: &Path) {
     let mut inv = msg();
     varint(&mut inv, 1, 2);
     write(dir, "inventory.img", &image(None, INVENTORY_MAGIC, &[inv]));

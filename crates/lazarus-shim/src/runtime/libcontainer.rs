@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use containerd_shim::monitor::{monitor_subscribe, Subject, Topic};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use lazarus_core::ids::check_component;
 use libcgroups::common::{
     create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt,
 };
@@ -49,8 +50,17 @@ impl LibcontainerRuntime {
         })
     }
 
+    /// `<root>/<id>`, libcontainer's state directory of one container. The
+    /// service checks ids at Create, but `delete_shim` gets its id from the
+    /// command line: every path made from an id goes through here or
+    /// [`check_component`] so that none can leave the root.
+    fn state_dir(&self, id: &str) -> Result<PathBuf> {
+        check_component("container id", id)?;
+        Ok(self.root.join(id))
+    }
+
     fn load(&self, id: &str) -> Result<Container> {
-        Container::load(self.root.join(id)).map_err(|e| match e {
+        Container::load(self.state_dir(id)?).map_err(|e| match e {
             libcontainer::error::LibcontainerError::NoDirectory => {
                 Error::NotFound(format!("container {id} does not exist in the runtime"))
             }
@@ -80,6 +90,7 @@ impl LibcontainerRuntime {
         io: Option<&ProcessIo>,
         operation: Operation,
     ) -> Result<HelperReply> {
+        check_component("container id", id)?;
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let base = self
@@ -215,6 +226,7 @@ impl Runtime for LibcontainerRuntime {
     }
 
     fn exec(&self, opts: &ExecOptions) -> Result<i32> {
+        check_component("container id", opts.id)?;
         let dir = self.root.join(".helper");
         let process_json = dir.join(format!("{}-exec-{}.json", opts.id, std::process::id()));
         let process_json = unique_path(process_json);
@@ -296,7 +308,7 @@ impl Runtime for LibcontainerRuntime {
     }
 
     fn adopt(&self, id: &str, bundle: &Path, pid: i32) -> Result<()> {
-        let dir = self.root.join(id);
+        let dir = self.state_dir(id)?;
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             Error::Runtime(format!("adopt restored {id}: {what}: {e}"))
         };
@@ -383,7 +395,7 @@ fn unique_path(path: PathBuf) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::with_terminal;
+    use super::*;
 
     fn terminal_of(json: &[u8]) -> serde_json::Value {
         let v: serde_json::Value = serde_json::from_slice(json).unwrap();
@@ -410,5 +422,48 @@ mod tests {
         let err = with_terminal(b"[1]", true).unwrap_err();
         assert!(err.to_string().contains("not a JSON object"), "{err}");
         assert!(with_terminal(b"{nope", true).is_err());
+    }
+
+    /// The runtime refuses ids that would leave its root on its own (the
+    /// shim's `delete` passes one straight from the command line): every
+    /// operation is INVALID_ARGUMENT and nothing appears outside the root.
+    #[test]
+    fn an_id_cannot_leave_the_state_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("ns").join("root");
+        let rt = LibcontainerRuntime::new(root.clone(), "info".into()).unwrap();
+        let bundle = tmp.path();
+        for id in ["../evil", "../../evil", "..", "a/../../evil", "", "x\0y"] {
+            let results = [
+                rt.kill(id, 9, false).map(drop),
+                rt.delete(id, bundle, true),
+                rt.start(id, bundle),
+                rt.pause(id),
+                rt.resume(id),
+                rt.pids(id).map(drop),
+                rt.adopt(id, bundle, 1),
+                rt.restore_network(id, bundle, 1),
+            ];
+            for (i, r) in results.into_iter().enumerate() {
+                let e = r.expect_err(id);
+                assert_eq!(
+                    e.code(),
+                    ttrpc::Code::INVALID_ARGUMENT,
+                    "op {i} on {id:?}: {e}"
+                );
+            }
+        }
+        let listing = |dir: &Path| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(listing(tmp.path()), ["ns"]);
+        assert_eq!(listing(&tmp.path().join("ns")), ["root"]);
+        assert_eq!(listing(&root), [".helper"]);
+        assert!(listing(&root.join(".helper")).is_empty());
     }
 }

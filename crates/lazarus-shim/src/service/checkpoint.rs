@@ -108,7 +108,7 @@ impl TaskService {
             terminal: c.terminal,
         };
         let started = std::time::Instant::now();
-        let kept_log = self.settings.logs.join(c.id).join(image::DUMP_LOG);
+        let kept_log = self.settings.kept_log(c.id, image::DUMP_LOG)?;
         let paths = DumpPaths {
             images: &images,
             work: &work,
@@ -146,7 +146,7 @@ impl TaskService {
         };
         let stdio_fds = pending.io.as_ref().and_then(|io| io.process_fds());
         let started = std::time::Instant::now();
-        let kept_log = self.settings.logs.join(&id).join(image::RESTORE_LOG);
+        let kept_log = self.settings.kept_log(&id, image::RESTORE_LOG)?;
         let target = RestoreTarget {
             id: &id,
             bundle: &bundle,

@@ -21,6 +21,7 @@ use containerd_shim_protos::protobuf::MessageField;
 
 use lazarus_core::checkpoint::restore::RestorePlan;
 use lazarus_core::criu::Criu;
+use lazarus_core::ids::check_component;
 
 use crate::container::{self, Container, ContainerCell, Exec};
 use crate::error::{Error, Result};
@@ -54,6 +55,14 @@ pub struct Settings {
     /// Where the CRIU log of a failed checkpoint or restore is kept, per
     /// container (`<logs>/<id>/dump.log`).
     pub logs: PathBuf,
+}
+
+impl Settings {
+    /// `<logs>/<id>/<file>`, for an id that cannot leave `<logs>`.
+    fn kept_log(&self, id: &str, file: &str) -> Result<PathBuf> {
+        check_component("container id", id)?;
+        Ok(self.logs.join(id).join(file))
+    }
 }
 
 /// A registered pid's process: its container and exec id ("" for the init).
@@ -121,11 +130,9 @@ impl TaskService {
     }
 
     pub fn create(&self, req: &CreateTaskRequest) -> Result<CreateTaskResponse> {
-        if req.id.is_empty() {
-            return Err(Error::InvalidArgument(
-                "container id must not be empty".into(),
-            ));
-        }
+        // The id names the runtime's state directory and the kept CRIU logs:
+        // refused here if it could reach outside them.
+        check_component("container id", &req.id)?;
         {
             let mut containers = self.containers();
             if containers.cells.contains_key(&req.id) || !containers.creating.insert(req.id.clone())
@@ -383,9 +390,8 @@ impl TaskService {
     }
 
     pub fn exec(&self, req: &ExecProcessRequest) -> Result<()> {
-        if req.exec_id.is_empty() {
-            return Err(Error::InvalidArgument("exec id must not be empty".into()));
-        }
+        check_component("container id", &req.id)?;
+        check_component("exec id", &req.exec_id)?;
         let spec = req
             .spec
             .as_ref()

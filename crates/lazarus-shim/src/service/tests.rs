@@ -946,3 +946,7 @@ fn an_exit_before_the_pid_is_registered_is_reported_after_the_start() {
         "a dead pid stays unknown"
     );
 }
+
+#[cfg(test)]
+#[path = "ids_prop_tests.rs"]
+mod ids_prop_tests;
