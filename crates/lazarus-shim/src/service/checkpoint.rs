@@ -166,7 +166,15 @@ impl TaskService {
         let restored = match restored {
             Ok(r) => r,
             Err(e) => {
-                cgroup::remove(&cgroup::path_of(&pending.spec, &id));
+                // A CRIU killed mid-restore cannot take down the part of the
+                // tree it had made (stuck in CRIU's restorer, in the new
+                // cgroup): without this it outlives the container.
+                let cgroup = cgroup::path_of(&pending.spec, &id);
+                let left = cgroup::kill_all(&cgroup, std::time::Duration::from_secs(5));
+                if !left.is_empty() {
+                    log::warn!("restore of {id}: processes {left:?} survive SIGKILL");
+                }
+                cgroup::remove(&cgroup);
                 cell.lock().state.start_failed(Some(Box::new(pending)));
                 return Err(e.into());
             }
