@@ -128,13 +128,25 @@ impl Criu for SwrkCriu {
             .arg(theirs.as_raw_fd().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        // SAFETY: only fcntl, which is async-signal-safe, runs before exec.
+        // CRIU dies with the thread that runs the conversation (it does not
+        // outlive the call): a CRIU orphaned by a killed shim would go on
+        // dumping into a directory its requester has already removed, and
+        // then stop the container for a checkpoint nobody receives.
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: only fcntl, prctl and getppid, which are async-signal-safe,
+        // run before exec.
         unsafe {
             cmd.pre_exec(move || {
                 for fd in &keep {
                     if libc::fcntl(*fd, libc::F_SETFD, 0) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
+                }
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other("the shim died before CRIU started"));
                 }
                 Ok(())
             });
