@@ -12,6 +12,9 @@ use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp};
 use crate::error::{Error, Result};
 use crate::host::cgroup;
 
+/// CRIU's index of an image directory; every dump writes it.
+const INVENTORY: &str = "inventory.img";
+
 /// Recorded at Create, carried out at Start (as containerd's runc shim does).
 #[derive(Debug, Clone)]
 pub struct RestorePlan {
@@ -54,6 +57,14 @@ impl RestorePlan {
             )));
         }
         let metadata = Metadata::load(&images)?;
+        // CRIU's own complaint about a missing index is an EOF on an
+        // "empty-image": say which file is missing, at Create.
+        if !images.join(INVENTORY).is_file() {
+            return Err(Error::InvalidArgument(format!(
+                "checkpoint {} is incomplete: {INVENTORY} (CRIU's index of the images) is missing",
+                images.display()
+            )));
+        }
         let descriptors = image::load_descriptors(&images)?;
         for dest in &metadata.external_mounts {
             if mount_source(spec, dest).is_none() {

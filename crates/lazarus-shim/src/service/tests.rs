@@ -159,6 +159,12 @@ impl Criu for FakeCriu {
                 response.set_success(false);
                 response.set_cr_errmsg("cannot dump: test".into());
             }
+            rpc::Criu_req_type::DUMP => {
+                // As CRIU does: every dump writes its index (restore
+                // refuses an image without one).
+                let dir = format!("/proc/self/fd/{}", request.opts.images_dir_fd());
+                std::fs::write(Path::new(&dir).join("inventory.img"), b"").unwrap();
+            }
             rpc::Criu_req_type::RESTORE => {
                 // As CRIU does: namespaces first, then the rest.
                 notify("setup-namespaces", RESTORED_PID)?;
@@ -950,3 +956,35 @@ fn an_exit_before_the_pid_is_registered_is_reported_after_the_start() {
 #[cfg(test)]
 #[path = "ids_prop_tests.rs"]
 mod ids_prop_tests;
+
+#[test]
+fn restore_refuses_an_image_without_its_inventory_at_create_naming_it() {
+    let f = fixture();
+    f.run("c1");
+    let images = tempfile::tempdir().unwrap();
+    let dir = images.path().join("cp");
+    f.service
+        .checkpoint(&CheckpointTaskRequest {
+            id: "c1".into(),
+            path: dir.to_string_lossy().into_owned(),
+            ..Default::default()
+        })
+        .unwrap();
+    std::fs::remove_file(dir.join("inventory.img")).unwrap();
+    let err = f
+        .service
+        .create(&CreateTaskRequest {
+            id: "c2".into(),
+            bundle: f.bundle.path().to_string_lossy().into_owned(),
+            checkpoint: dir.to_string_lossy().into_owned(),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(err.code(), ttrpc::Code::INVALID_ARGUMENT);
+    assert!(err.to_string().contains("inventory.img"), "{err}");
+    assert_eq!(
+        f.criu.requests.lock().unwrap().last().unwrap().type_(),
+        rpc::Criu_req_type::DUMP,
+        "no CRIU restore was tried"
+    );
+}
