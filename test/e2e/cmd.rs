@@ -143,6 +143,11 @@ impl Proc {
         self.child.id() as i32
     }
 
+    /// True while the command has not exited.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Everything printed on stdout so far.
     pub fn stdout_so_far(&self) -> String {
         String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()

@@ -229,13 +229,20 @@ impl Daemons {
         )
     }
 
-    fn spawn_daemon(&self, program: &Path, args: &[&str], log: &str) -> Child {
+    fn spawn_daemon(
+        &self,
+        program: &Path,
+        args: &[&str],
+        log: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Child {
         let log = open_log(&self.path(log));
         let mut cmd = Command::new(program);
         if let Some(config) = &self.lazarus_config {
             cmd.env("LAZARUS_CONFIG", config);
         }
         cmd.args(args)
+            .envs(env.iter().copied())
             .env("PATH", &self.cfg.daemon_path)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -244,13 +251,26 @@ impl Daemons {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()))
     }
 
+    /// Where this containerd makes its temporary directories (a checkpoint's
+    /// `ctrd-checkpoint*`): private to the set, so a test can tell what its
+    /// own containerd left from what other suites running at the same time
+    /// leave in the shared /tmp.
+    pub fn containerd_tmp(&self) -> PathBuf {
+        self.path("tmp")
+    }
+
     pub fn start_containerd(&mut self) {
         assert!(self.containerd.is_none(), "containerd already running");
         let config = self.path("containerd.toml");
+        let tmp = self.containerd_tmp();
+        fs::create_dir_all(&tmp).expect("create containerd's temporary directory");
         let child = self.spawn_daemon(
             &self.cfg.containerd,
             &["--config", config.to_str().unwrap()],
             "containerd.log",
+            // containerd puts checkpoint directories in $XDG_RUNTIME_DIR
+            // (os.MkdirTemp(os.Getenv("XDG_RUNTIME_DIR"), "ctrd-checkpoint")).
+            &[("XDG_RUNTIME_DIR", tmp.as_os_str())],
         );
         let (mut probe, log) = (self.ctr_cmd(&["version"]), self.path("containerd.log"));
         wait_ready(
@@ -289,7 +309,7 @@ impl Daemons {
         )
         .unwrap();
         let args = ["--config-file", &p("daemon.json")];
-        let child = self.spawn_daemon(&self.cfg.dockerd, &args, "dockerd.log");
+        let child = self.spawn_daemon(&self.cfg.dockerd, &args, "dockerd.log", &[]);
         let mut probe = self.docker_cmd(&["version", "--format", "{{.Server.Version}}"]);
         let log = self.path("dockerd.log");
         wait_ready("dockerd", self.dockerd.insert(child), &log, &mut probe);

@@ -328,7 +328,7 @@ fn tree_threads(d: &Daemons, name: &str) -> Vec<String> {
 }
 
 /// memhog's `tick N sum S` lines as (N, S).
-fn memhog_ticks(logs: &str) -> Vec<(u64, String)> {
+pub fn memhog_ticks(logs: &str) -> Vec<(u64, String)> {
     logs.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
