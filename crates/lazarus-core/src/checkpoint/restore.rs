@@ -12,6 +12,35 @@ use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp};
 use crate::error::{Error, Result};
 use crate::host::cgroup;
 
+/// A CRIU killed mid-restore leaves its cgroup yard (`.criu.cgyard.*`, a
+/// tmpfs with one mount per hierarchy, in its work directory) mounted:
+/// detach it (with what is mounted below it) and remove the directory.
+pub fn remove_criu_yard(work: &Path) {
+    for entry in std::fs::read_dir(work).into_iter().flatten().flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".criu.cgyard.")
+        {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+            continue;
+        };
+        // SAFETY: a valid C string; MNT_DETACH takes the submounts too.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                log::warn!("unmount CRIU's cgroup yard {}: {e}", path.display());
+            }
+        }
+        if let Err(e) = std::fs::remove_dir(&path) {
+            log::warn!("remove CRIU's cgroup yard {}: {e}", path.display());
+        }
+    }
+}
+
 /// CRIU's index of an image directory; every dump writes it.
 const INVENTORY: &str = "inventory.img";
 

@@ -175,6 +175,7 @@ impl TaskService {
                     log::warn!("restore of {id}: processes {left:?} survive SIGKILL");
                 }
                 cgroup::remove(&cgroup);
+                lazarus_core::checkpoint::restore::remove_criu_yard(&pending.plan.work);
                 cell.lock().state.start_failed(Some(Box::new(pending)));
                 return Err(e.into());
             }
