@@ -22,7 +22,10 @@ fn concurrency() -> usize {
         _ if heavy() => 50,
         _ => 10,
     };
-    eprintln!("fault: {n} containers at once (LAZARUS_E2E_HEAVY={})", heavy() as u8);
+    eprintln!(
+        "fault: {n} containers at once (LAZARUS_E2E_HEAVY={})",
+        heavy() as u8
+    );
     n
 }
 
@@ -100,7 +103,9 @@ fn fault_concurrent_checkpoint_and_restore() {
         .iter()
         .map(|name| {
             wait_status(&d, name, "exited");
-            *ticks(&d.docker(&["logs", name]).ok().stdout).last().unwrap()
+            *ticks(&d.docker(&["logs", name]).ok().stdout)
+                .last()
+                .unwrap()
         })
         .collect();
 
@@ -114,7 +119,10 @@ fn fault_concurrent_checkpoint_and_restore() {
         wait_ticks_past(&d, name, last + 2);
         let all = ticks(&d.docker(&["logs", name]).ok().stdout);
         for (i, t) in all.iter().enumerate() {
-            assert_eq!(*t, i as u64, "{name}: ticks are not one unbroken run: {all:?}");
+            assert_eq!(
+                *t, i as u64,
+                "{name}: ticks are not one unbroken run: {all:?}"
+            );
         }
     }
     eprintln!(

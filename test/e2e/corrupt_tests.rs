@@ -112,7 +112,12 @@ fn fault_corrupt_checkpoints_are_refused() {
         // shim or runtime state of the container.
         assert_no_leaks(&d, &[&c], restores);
         let now = ticks(&logs());
-        assert_eq!(now.last(), Some(&last), "{}: output after a refusal", damage.name);
+        assert_eq!(
+            now.last(),
+            Some(&last),
+            "{}: output after a refusal",
+            damage.name
+        );
         eprintln!("{}: refused: {}", damage.name, out.stderr.trim());
     }
 
@@ -126,9 +131,16 @@ fn fault_corrupt_checkpoints_are_refused() {
     assert_running_unfrozen(&d, &c);
     d.docker(&["rm", "-f", &name]).ok();
     let gone = poll(Duration::from_secs(10), || {
-        (!d.docker(&["ps", "-a", "-q"]).ok().stdout.contains(&c.id[..12])).then_some(())
+        (!d.docker(&["ps", "-a", "-q"])
+            .ok()
+            .stdout
+            .contains(&c.id[..12]))
+        .then_some(())
     });
     assert!(gone.is_some(), "{name} still listed");
     assert_no_leaks(&d, &[&c], restores + 1);
-    eprintln!("fault_corrupt_checkpoints_are_refused: {:?}", started.elapsed());
+    eprintln!(
+        "fault_corrupt_checkpoints_are_refused: {:?}",
+        started.elapsed()
+    );
 }

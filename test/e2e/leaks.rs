@@ -28,7 +28,10 @@ pub fn heavy() -> bool {
 /// MiB of touched heap for the kill-mid-dump/restore cases.
 pub fn heap_mib() -> u64 {
     let mib = if heavy() { 1024 } else { 64 };
-    eprintln!("fault: {mib} MiB heap (LAZARUS_E2E_HEAVY={})", heavy() as u8);
+    eprintln!(
+        "fault: {mib} MiB heap (LAZARUS_E2E_HEAVY={})",
+        heavy() as u8
+    );
     mib
 }
 
@@ -83,7 +86,10 @@ impl Container {
 
     /// Bytes charged to the container's memory cgroup (0 without one).
     pub fn memory_usage(&self, d: &Daemons) -> u64 {
-        let p = format!("{CGROUP_ROOT}/memory{}/memory.usage_in_bytes", self.cgroup(d));
+        let p = format!(
+            "{CGROUP_ROOT}/memory{}/memory.usage_in_bytes",
+            self.cgroup(d)
+        );
         fs::read_to_string(p)
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -134,7 +140,12 @@ fn all_pids() -> Vec<i32> {
 
 fn parent(pid: i32) -> Option<i32> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')').next()?.split_whitespace().nth(1)?.parse().ok()
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn comm(pid: i32) -> String {
@@ -220,6 +231,33 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// CRIU mounts its cgroup yard (`.criu.cgyard.*`) in its work dir and
+/// unmounts it as it exits: a killed CRIU leaves it mounted. Those under
+/// the set's directory, deepest first.
+pub fn criu_mounts(d: &Daemons) -> Vec<String> {
+    let prefix = format!("{}/", d.dir.display());
+    let mut found: Vec<String> = mount_points()
+        .into_iter()
+        .filter(|m| m.starts_with(&prefix) && m.contains("/.criu."))
+        .collect();
+    found.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    found
+}
+
+/// Removes the (empty) cgroup directories of `c`, children first.
+pub fn remove_cgroups(d: &Daemons, c: &Container) {
+    let mut dirs = cgroup_dirs(&c.cgroup(d));
+    dirs.reverse();
+    for dir in dirs {
+        let _ = fs::remove_dir(dir);
+    }
+}
+
+/// The entries of this set's containerd temp dir (checkpoint dirs).
+pub fn containerd_temp_dirs(d: &Daemons) -> Vec<PathBuf> {
+    entries(&d.containerd_tmp())
+}
+
 /// What the daemon set still holds of the containers in `removed` (which
 /// must be deleted by now), and what it holds that no finished operation
 /// should: a containerd checkpoint temp dir, an unfinished content upload,
@@ -244,7 +282,10 @@ pub fn find_leaks(d: &Daemons, removed: &[&Container], restores: usize) -> Vec<S
             leaks.push(format!("cgroup {}", dir.display()));
         }
         for m in mounts.iter().filter(|m| {
-            m.contains(&c.id) || c.rootfs.as_ref().is_some_and(|r| Path::new(m).starts_with(r))
+            m.contains(&c.id)
+                || c.rootfs
+                    .as_ref()
+                    .is_some_and(|r| Path::new(m).starts_with(r))
         }) {
             leaks.push(format!("mount {m}"));
         }
@@ -264,7 +305,10 @@ pub fn find_leaks(d: &Daemons, removed: &[&Container], restores: usize) -> Vec<S
             leaks.push(format!("bundle {}", bundle.display()));
         }
     }
-    let tmp = entries(&d.containerd_tmp());
+    for m in criu_mounts(d) {
+        leaks.push(format!("CRIU's mount {m}"));
+    }
+    let tmp = containerd_temp_dirs(d);
     if tmp.len() != restores {
         leaks.push(format!(
             "{} containerd temp dirs after {restores} restores: {tmp:?}",
