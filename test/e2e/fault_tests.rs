@@ -420,7 +420,7 @@ fn fault_containerd_killed_mid_checkpoint() {
     wait_gone(criu, "CRIU");
     // The dump's temp dir is the killed containerd's: only it would have
     // removed it (runc's too). Removed here so the after-check sees the rest.
-    assert_eq!(containerd_temp_dirs(&d), [dump_dir.clone()]);
+    assert_eq!(containerd_temp_dirs(&d), std::slice::from_ref(&dump_dir));
     std::fs::remove_dir_all(&dump_dir).unwrap();
 
     let (v, restores) = if is_lazarus(&d) {
