@@ -397,13 +397,11 @@ fn fault_shim_killed_mid_checkpoint() {
 
 /// containerd's client (Docker's) pauses the task before Checkpoint and
 /// resumes it after; with containerd killed mid-dump, the resume never
-/// comes. runc's shim stops its `runc checkpoint` when the request goes
-/// (the CRIU dies, the container stays frozen): paused in all three views,
-/// and `docker unpause` brings it back whole. Lazarus finishes the dump
-/// nobody will receive and, as Docker asked (exit), stops the container:
-/// containerd and the kernel agree it is gone, Docker says `exited` or,
-/// when the exit came while it was not yet listening again, `paused`.
-/// (Lazarus's outcome is a known defect: the container's state is lost.)
+/// comes. Both shims call the dump off when the request's connection goes
+/// (runc's stops its `runc checkpoint`; Lazarus sees ttrpc's cancel and
+/// stops CRIU) rather than finish an image nobody will receive and, as
+/// Docker asked (exit), stop the container for it: the container stays
+/// paused in all three views, and `docker unpause` brings it back whole.
 #[test]
 fn fault_containerd_killed_mid_checkpoint() {
     let started = Instant::now();
@@ -423,43 +421,26 @@ fn fault_containerd_killed_mid_checkpoint() {
     assert_eq!(containerd_temp_dirs(&d), std::slice::from_ref(&dump_dir));
     std::fs::remove_dir_all(&dump_dir).unwrap();
 
-    let (v, restores) = if is_lazarus(&d) {
-        let v = wait_until(
-            "the task and its processes gone",
-            Duration::from_secs(60),
-            || {
-                let v = views(&d, &name, &c);
-                let live = matches!(v.task.as_deref(), Some("RUNNING") | Some("PAUSED"));
-                (!live && v.procs.is_empty()).then_some(v)
-            },
-        );
-        assert!(
-            v.docker == "exited" || v.docker == "paused",
-            "Docker's view: {v:?}"
-        );
-        (v, 0)
-    } else {
-        let v = wait_until("paused everywhere", Duration::from_secs(60), || {
-            let v = views(&d, &name, &c);
-            (v.docker == "paused"
-                && v.task.as_deref() == Some("PAUSED")
-                && !v.procs.is_empty()
-                && v.freezer.as_deref() == Some("FROZEN"))
-            .then_some(v)
-        });
-        // dockerd redials containerd with a back-off; until then its
-        // requests fail with "unavailable" (Docker's doing).
-        let out = wait_until("dockerd to reconnect", Duration::from_secs(60), || {
-            let out = d.docker(&["unpause", &name]);
-            (!out.all().contains("unavailable")).then_some(out)
-        });
-        assert_eq!(out.code, Some(0), "{out}");
-        assert_running_unfrozen(&d, &c);
-        assert_memhog_goes_on(&d, &name, &sum, 2);
-        assert_eq!(checkpoint_memhog(&d, &name, "cp2"), sum);
-        restore_memhog(&d, &name, "cp2", &sum);
-        (v, 1)
-    };
+    let v = wait_until("paused everywhere", Duration::from_secs(60), || {
+        let v = views(&d, &name, &c);
+        (v.docker == "paused"
+            && v.task.as_deref() == Some("PAUSED")
+            && !v.procs.is_empty()
+            && v.freezer.as_deref() == Some("FROZEN"))
+        .then_some(v)
+    });
+    // dockerd redials containerd with a back-off; until then its
+    // requests fail with "unavailable" (Docker's doing).
+    let out = wait_until("dockerd to reconnect", Duration::from_secs(60), || {
+        let out = d.docker(&["unpause", &name]);
+        (!out.all().contains("unavailable")).then_some(out)
+    });
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_running_unfrozen(&d, &c);
+    assert_memhog_goes_on(&d, &name, &sum, 2);
+    assert_eq!(checkpoint_memhog(&d, &name, "cp2"), sum);
+    restore_memhog(&d, &name, "cp2", &sum);
+    let restores = 1;
     eprintln!("after containerd was killed mid-dump: {v:?}");
     d.docker(&["rm", "-f", &name]).ok();
     assert_no_leaks(&d, &[&c], restores);

@@ -92,7 +92,16 @@ impl Task for TaskRpc {
         Ok(Empty::new())
     }
 
-    fn checkpoint(&self, _: &TtrpcContext, req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
-        reply("checkpoint", &req.id, self.0.checkpoint(&req).map(empty))
+    fn checkpoint(&self, ctx: &TtrpcContext, req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
+        // ttrpc drops the connection's cancel sender when the client's
+        // connection breaks (containerd killed or restarted mid-dump).
+        let client_gone = || {
+            matches!(
+                ctx.cancel_rx.try_recv(),
+                Err(crossbeam::channel::TryRecvError::Disconnected)
+            )
+        };
+        let result = self.0.checkpoint_for(&req, &client_gone);
+        reply("checkpoint", &req.id, result.map(empty))
     }
 }

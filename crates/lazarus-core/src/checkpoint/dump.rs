@@ -33,6 +33,9 @@ pub struct DumpPaths<'a> {
     pub images: &'a Path,
     pub work: &'a Path,
     pub keep_failed_log: Option<&'a Path>,
+    /// Asked while CRIU dumps: true calls the dump off (the client that
+    /// asked for it went away, so nobody would receive the image).
+    pub cancel: Option<&'a dyn Fn() -> bool>,
 }
 
 /// Dumps `target` into `paths.images`. On failure what the dump wrote is
@@ -126,6 +129,7 @@ pub fn dump(
         request: req,
         inherited: &fds,
         log: Some(&log),
+        cancel: paths.cancel,
     };
     let failure = match criu.call(call, &mut |_, _| Ok(())) {
         Ok(o) if o.response.success() => None,

@@ -229,6 +229,7 @@ impl RestorePlan {
             request: req,
             inherited: &keep,
             log: Some(&log),
+            cancel: None,
         };
         let outcome = criu.call(call, &mut |script, pid| {
             match script {

@@ -41,6 +41,8 @@ pub enum CriuFailure {
     LogTooLarge(u64),
     /// A malformed message, or the socket failed.
     Protocol(String),
+    /// The caller called it off (its client went away); CRIU was killed.
+    Cancelled,
 }
 
 impl fmt::Display for CriuFailure {
@@ -68,6 +70,9 @@ impl fmt::Display for CriuFailure {
                 bytes >> 20
             ),
             CriuFailure::Protocol(m) => write!(f, "CRIU conversation failed: {m}"),
+            CriuFailure::Cancelled => f.write_str(
+                "called off: the client that asked went away (CRIU was stopped, nothing was kept)",
+            ),
         }
     }
 }

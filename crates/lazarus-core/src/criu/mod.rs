@@ -48,6 +48,9 @@ pub struct Call<'a> {
     pub request: rpc::Criu_req,
     pub inherited: &'a [RawFd],
     pub log: Option<&'a Path>,
+    /// Asked while CRIU works: true ends the conversation (CRIU is killed),
+    /// e.g. because the client that asked for the dump has gone away.
+    pub cancel: Option<&'a dyn Fn() -> bool>,
 }
 
 pub trait Criu: Send + Sync {
@@ -65,6 +68,7 @@ pub trait Criu: Send + Sync {
             request,
             inherited: &[],
             log: None,
+            cancel: None,
         };
         let outcome = self.call(call, &mut |_, _| Ok(()))?;
         let v = &outcome.response.version;
@@ -168,6 +172,7 @@ impl Criu for SwrkCriu {
             timeout,
             log: call.log,
             log_max: self.limits.log_max_bytes,
+            cancel: call.cancel,
         };
         let result = conversation.run(call.request, notify);
         if result.is_err() {
@@ -198,6 +203,7 @@ struct Conversation<'a> {
     timeout: Duration,
     log: Option<&'a Path>,
     log_max: u64,
+    cancel: Option<&'a dyn Fn() -> bool>,
 }
 
 impl Conversation<'_> {
@@ -239,6 +245,9 @@ impl Conversation<'_> {
             let left = self.deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(CriuFailure::TimedOut(self.timeout));
+            }
+            if self.cancel.is_some_and(|cancelled| cancelled()) {
+                return Err(CriuFailure::Cancelled);
             }
             if let Some(size) = self
                 .log

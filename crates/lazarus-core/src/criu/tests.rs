@@ -106,6 +106,7 @@ fn a_runaway_log_stops_criu() {
         request,
         inherited: &[],
         log: Some(&log),
+        cancel: None,
     };
     let err = criu.call(call, &mut |_, _| Ok(())).err().unwrap();
     let f = failure(err);
@@ -122,4 +123,32 @@ fn a_missing_binary_is_a_precondition_naming_it() {
     let err = criu.version().unwrap_err();
     assert_eq!(err.kind(), crate::error::ErrorKind::FailedPrecondition);
     assert!(err.to_string().contains("/nonexistent/criu"), "{err}");
+}
+
+#[test]
+fn a_cancelled_call_stops_criu_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let criu = criu(
+        stand_in(dir.path(), "exec sleep 1000"),
+        Duration::from_secs(60),
+        1 << 30,
+    );
+    let asked = Instant::now();
+    let gone = || asked.elapsed() > Duration::from_millis(300);
+    let mut request = rpc::Criu_req::new();
+    request.set_type(rpc::Criu_req_type::DUMP);
+    let call = Call {
+        op: CriuOp::Dump,
+        request,
+        inherited: &[],
+        log: None,
+        cancel: Some(&gone),
+    };
+    let err = criu.call(call, &mut |_, _| Ok(())).err().unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(failure(err), CriuFailure::Cancelled);
 }

@@ -35,6 +35,18 @@ impl TaskService {
     /// (see `crate::state`): State, Pids, Kill, Connect and exit handling go
     /// on; Delete, Pause, Exec and a second Checkpoint are refused.
     pub fn checkpoint(&self, req: &CheckpointTaskRequest) -> Result<()> {
+        self.checkpoint_for(req, &|| false)
+    }
+
+    /// [`Self::checkpoint`] for a client that may go away: `client_gone` is
+    /// asked while CRIU dumps, and true calls the dump off (CRIU stopped,
+    /// the container left as it was) rather than finishing an image nobody
+    /// will receive and, with `exit`, stopping the container for it.
+    pub fn checkpoint_for(
+        &self,
+        req: &CheckpointTaskRequest,
+        client_gone: &dyn Fn() -> bool,
+    ) -> Result<()> {
         let request = crate::options::decode_checkpoint(req.options.as_ref())?;
         let cell = self.get(&req.id)?;
         let (bundle, pid, terminal, paused) = {
@@ -52,7 +64,7 @@ impl TaskService {
             terminal,
             paused,
         };
-        let dumped = self.dump(req, request, &target);
+        let dumped = self.dump(req, request, &target, client_gone);
         let mut c = cell.lock();
         if let Ok(images) = &dumped {
             // Before the state changes: an exit held meanwhile (the dump's
@@ -75,6 +87,7 @@ impl TaskService {
         req: &CheckpointTaskRequest,
         mut request: CheckpointRequest,
         c: &Dumped,
+        client_gone: &dyn Fn() -> bool,
     ) -> Result<PathBuf> {
         let spec = container::load_spec(c.bundle)?;
         let annotations = spec.annotations().clone().unwrap_or_default();
@@ -113,6 +126,7 @@ impl TaskService {
             images: &images,
             work: &work,
             keep_failed_log: Some(&kept_log),
+            cancel: Some(client_gone),
         };
         let dumped = dump::dump(self.criu.as_ref(), &target, &request, exit, &paths);
         if dumped.is_err() && !c.paused {
