@@ -423,6 +423,7 @@ fn fault_containerd_killed_mid_checkpoint() {
 
     let v = wait_until("paused everywhere", Duration::from_secs(60), || {
         let v = views(&d, &name, &c);
+        eprintln!("views: {v:?}");
         (v.docker == "paused"
             && v.task.as_deref() == Some("PAUSED")
             && !v.procs.is_empty()

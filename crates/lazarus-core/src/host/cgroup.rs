@@ -113,6 +113,23 @@ pub fn thaw(cgroup_path: &str) {
     }
 }
 
+/// Freezes the container's cgroup: a container that was paused before a
+/// dump that failed is paused again (CRIU thaws a frozen cgroup to seize
+/// its tasks, and a CRIU killed mid-dump leaves it thawed).
+pub fn freeze(cgroup_path: &str) {
+    let Some(dir) = freezer_dir(cgroup_path) else {
+        return;
+    };
+    let (file, frozen) = if dir.join("freezer.state").exists() {
+        (dir.join("freezer.state"), "FROZEN")
+    } else {
+        (dir.join("cgroup.freeze"), "1")
+    };
+    if let Err(e) = std::fs::write(&file, frozen) {
+        log::warn!("freeze {}: {e}", file.display());
+    }
+}
+
 /// Every directory of this cgroup, in each hierarchy that has it.
 fn dirs(cgroup_path: &str) -> Vec<PathBuf> {
     let rel = cgroup_path.trim_start_matches('/');

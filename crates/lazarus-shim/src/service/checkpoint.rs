@@ -129,10 +129,16 @@ impl TaskService {
             cancel: Some(client_gone),
         };
         let dumped = dump::dump(self.criu.as_ref(), &target, &request, exit, &paths);
-        if dumped.is_err() && !c.paused {
-            // CRIU thaws on failure; make sure, since a frozen container
-            // would look running and answer nothing.
-            cgroup::thaw(&cgroup::path_of(&spec, c.id));
+        if dumped.is_err() {
+            // Back to what it was: CRIU thaws on failure (and a paused
+            // cgroup to seize its tasks), but a container that was paused
+            // must stay paused, and a running one must not look running
+            // while frozen.
+            let path = cgroup::path_of(&spec, c.id);
+            match c.paused {
+                true => cgroup::freeze(&path),
+                false => cgroup::thaw(&path),
+            }
         }
         dumped?;
         let stats =
