@@ -15,5 +15,6 @@ mod checkpoint_tests;
 mod ctr_tests;
 mod docker_tests;
 mod errors_tests;
+mod image_path_tests;
 mod restart_tests;
 mod state_tests;

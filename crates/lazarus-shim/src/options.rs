@@ -50,9 +50,30 @@ pub fn decode_checkpoint(options: Option<&Any>) -> Result<CheckpointRequest> {
     }
 }
 
+/// Where a Create restores from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreSource {
+    pub images: String,
+    /// CRIU's work directory ("": the image directory).
+    pub work: String,
+}
+
+/// Where a Create restores from, if anywhere: an explicit criu_image_path
+/// wins over the request's checkpoint, as containerd decides for runc (it
+/// then unpacks no checkpoint image); for other runtimes containerd passes
+/// criu_image_path on in the options only.
+pub fn restore_source(checkpoint: &str, options: Option<&Any>) -> Result<Option<RestoreSource>> {
+    let (image_path, work) = restore_paths(options)?;
+    let images = match image_path.is_empty() {
+        true => checkpoint.to_string(),
+        false => image_path,
+    };
+    Ok((!images.is_empty()).then_some(RestoreSource { images, work }))
+}
+
 /// Where a Create's options say to restore from, if anywhere:
 /// (criu_image_path, criu_work_path).
-pub fn restore_paths(options: Option<&Any>) -> Result<(String, String)> {
+fn restore_paths(options: Option<&Any>) -> Result<(String, String)> {
     let Some(any) = options.filter(|a| !a.type_url.is_empty()) else {
         return Ok(Default::default());
     };
@@ -178,5 +199,19 @@ mod tests {
         let got = restore_paths(Some(&any(LEGACY_CREATE_OPTIONS, &legacy))).unwrap();
         assert_eq!(got, ("/old".into(), "/ow".into()));
         assert_eq!(restore_paths(None).unwrap(), (String::new(), String::new()));
+    }
+
+    #[test]
+    fn an_explicit_image_path_wins_over_the_checkpoint() {
+        let o = Options {
+            criu_image_path: "/img".into(),
+            ..Default::default()
+        };
+        let o = any(RUNC_V1_OPTIONS, &o);
+        let got = restore_source("/tmp/ctrd-checkpoint1", Some(&o)).unwrap();
+        assert_eq!(got.unwrap().images, "/img");
+        let got = restore_source("/tmp/ctrd-checkpoint1", None).unwrap();
+        assert_eq!(got.unwrap().images, "/tmp/ctrd-checkpoint1");
+        assert_eq!(restore_source("", None).unwrap(), None);
     }
 }

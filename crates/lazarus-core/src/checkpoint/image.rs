@@ -83,9 +83,10 @@ impl Metadata {
         let path = dir.join(METADATA_FILE);
         let text = std::fs::read(&path).map_err(|e| {
             Error::InvalidArgument(format!(
-                "{} is not a complete Lazarus checkpoint ({}: {e})",
+                "{} is not a complete Lazarus checkpoint ({}: {e}){}",
                 dir.display(),
-                path.display()
+                path.display(),
+                why_incomplete(dir)
             ))
         })?;
         let m: Metadata = serde_json::from_slice(&text)
@@ -102,6 +103,37 @@ impl Metadata {
 
     pub fn save(&self, dir: &Path) -> Result<()> {
         write_private(&dir.join(METADATA_FILE), &serde_json::to_vec_pretty(self)?)
+    }
+}
+
+/// Where a checkpoint into an image path most often goes astray: ctr 1.7
+/// (`withCheckpointOpts`, "only suitable for runc runtime now") sends a
+/// runtime not named io.containerd.runc* no options at all, so its
+/// `--image-path` and `--exit` never reach the shim and the checkpoint goes
+/// to containerd's content store instead.
+pub const CTR_17_IMAGE_PATH_HINT: &str =
+    "ctr 1.7's `ctr task checkpoint --image-path` passes the path only to runtimes named \
+     io.containerd.runc*: with Lazarus the checkpoint went to containerd's content store. \
+     Checkpoint into a path with ctr >= 2.0 or the containerd API (WithCheckpointImagePath), \
+     or use `ctr container checkpoint --task` and `ctr container restore`";
+
+/// What an image directory without lazarus.json holds instead, said in
+/// terms of the likely cause (empty: nothing was ever dumped there).
+fn why_incomplete(dir: &Path) -> String {
+    let entries = names(dir);
+    if entries.is_empty() {
+        return format!(
+            ": the directory is empty, no checkpoint was written there ({CTR_17_IMAGE_PATH_HINT})"
+        );
+    }
+    let criu_images = entries
+        .iter()
+        .any(|n| n.to_string_lossy().ends_with(".img"));
+    match criu_images {
+        true => ": it holds CRIU images but no lazarus.json, so it was taken by another runtime \
+                 (runc?) or its checkpoint did not finish; Lazarus restores only checkpoints it took"
+            .into(),
+        false => String::new(),
     }
 }
 
@@ -305,6 +337,11 @@ mod tests {
                 .contains("not a complete Lazarus checkpoint"),
             "{err}"
         );
+        assert!(err.to_string().contains("directory is empty"), "{err}");
+        std::fs::write(dir.path().join("pstree.img"), b"x").unwrap();
+        let err = Metadata::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("CRIU images but no lazarus.json"), "{err}");
+        std::fs::remove_file(dir.path().join("pstree.img")).unwrap();
         let mut m = Metadata::new("c1", (4, 2, 1));
         m.options.tcp_established = true;
         m.external_mounts = vec!["/etc/hosts".into()];

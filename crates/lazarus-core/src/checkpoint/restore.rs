@@ -49,8 +49,9 @@ impl RestorePlan {
     ) -> Result<Self> {
         if !images.is_dir() {
             return Err(Error::InvalidArgument(format!(
-                "checkpoint directory {} does not exist",
-                images.display()
+                "checkpoint directory {} does not exist ({})",
+                images.display(),
+                image::CTR_17_IMAGE_PATH_HINT
             )));
         }
         let metadata = Metadata::load(&images)?;

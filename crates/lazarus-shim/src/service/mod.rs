@@ -87,12 +87,7 @@ impl TaskService {
                 "container id must not be empty".into(),
             ));
         }
-        let (image_path, work_path) = options::restore_paths(req.options.as_ref())?;
-        let checkpoint = if req.checkpoint.is_empty() {
-            image_path
-        } else {
-            req.checkpoint.clone()
-        };
+        let source = options::restore_source(&req.checkpoint, req.options.as_ref())?;
         let mut containers = self.containers();
         if containers.contains_key(&req.id) {
             return Err(Error::AlreadyExists(format!(
@@ -119,11 +114,11 @@ impl TaskService {
             terminal,
         };
         // A restore is checked against the bundle before anything is set up.
-        let plan = match checkpoint.is_empty() {
-            true => None,
-            false => Some(RestorePlan::prepare(
-                checkpoint.clone().into(),
-                (!work_path.is_empty()).then(|| work_path.into()),
+        let plan = match &source {
+            None => None,
+            Some(s) => Some(RestorePlan::prepare(
+                s.images.clone().into(),
+                (!s.work.is_empty()).then(|| s.work.clone().into()),
                 &spec,
                 terminal,
             )?),
@@ -181,7 +176,7 @@ impl TaskService {
                 terminal: stdio.terminal,
                 ..Default::default()
             }),
-            checkpoint,
+            checkpoint: source.map(|s| s.images).unwrap_or_default(),
             pid: pid as u32,
             ..Default::default()
         });
