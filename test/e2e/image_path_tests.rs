@@ -34,13 +34,20 @@ fn any(type_url: &str, value: Vec<u8>) -> prost_types::Any {
     }
 }
 
-/// CheckpointOptions{exit, image_path} (the legacy message has the same
-/// field numbers as runc.v1's).
-pub fn checkpoint_options(d: &Daemons, image_path: &Path) -> prost_types::Any {
+/// CheckpointOptions{exit, image_path, work_path} (the legacy message has
+/// the same field numbers as runc.v1's).
+pub fn checkpoint_options(
+    d: &Daemons,
+    image_path: &Path,
+    work_path: Option<&Path>,
+    exit: bool,
+) -> prost_types::Any {
     let o = CheckpointOptions {
-        exit: true,
+        exit,
         image_path: image_path.to_str().unwrap().into(),
-        work_path: work_dir(image_path).to_str().unwrap().into(),
+        work_path: work_path
+            .map(|w| w.to_str().unwrap().into())
+            .unwrap_or_default(),
         ..Default::default()
     };
     let url = match legacy(d) {
@@ -70,17 +77,26 @@ pub fn restore_options(d: &Daemons, image_path: &Path) -> prost_types::Any {
     any("containerd.runc.v1.Options", o.write_to_bytes().unwrap())
 }
 
-/// Checkpoints the running task `id` into `dir` (stopping it) through the API.
-pub fn checkpoint_into(api: &Api, d: &Daemons, id: &str, dir: &Path) {
+/// Checkpoints the running task `id` into `dir` through the API; `exit`
+/// stops it.
+pub fn try_checkpoint_into(
+    api: &Api,
+    d: &Daemons,
+    id: &str,
+    dir: &Path,
+    work: Option<&Path>,
+    exit: bool,
+) -> Result<(), containerd_client::tonic::Status> {
     let checkpoint = CheckpointTaskRequest {
         container_id: id.into(),
-        options: Some(checkpoint_options(d, dir)),
+        options: Some(checkpoint_options(d, dir, work, exit)),
         ..Default::default()
     };
-    api.call(
+    api.try_call(
         "Tasks.Checkpoint",
         api.tasks().checkpoint(api.req(checkpoint)),
-    );
+    )
+    .map(|_| ())
 }
 
 /// Creates container `id` with `ctr container create` and its task from the
@@ -128,7 +144,10 @@ fn api_checkpoint_into_an_image_path_restores_a_new_container() {
     let mut n = 0;
     let before = start_counter(&d, &a, &mut n);
     let api = Api::connect(&d);
-    checkpoint_into(&api, &d, &a, &dir);
+    let work = work_dir(&dir);
+    if let Err(status) = try_checkpoint_into(&api, &d, &a, &dir, Some(&work), true) {
+        panic!("Tasks.Checkpoint into {} failed: {status:?}", dir.display());
+    }
     // Only the image path travels to the restore: CRIU's work directory
     // (its log and statistics) is not needed.
     std::fs::remove_dir_all(work_dir(&dir)).unwrap();
@@ -178,7 +197,7 @@ fn ctr_checkpoint_into_an_image_path_restores_a_new_container() {
     );
 }
 
-/// Where [`checkpoint_options`] puts CRIU's work files.
+/// Where a test puts CRIU's work files, apart from the images.
 fn work_dir(image_path: &Path) -> std::path::PathBuf {
     image_path.with_extension("work")
 }

@@ -15,6 +15,7 @@ mod checkpoint_tests;
 mod ctr_tests;
 mod docker_tests;
 mod errors_tests;
+mod image_dir_tests;
 mod image_path_tests;
 mod restart_tests;
 mod state_tests;
