@@ -13,6 +13,18 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// In the daemons' environment, naming the set: every process they start
+/// inherits it, which tells this set's processes from other tests'.
+const SET_MARKER: &str = "LAZARUS_E2E_SET";
+
+/// How a daemon set differs from the default one.
+#[derive(Debug, Default, Clone)]
+pub struct Setup {
+    /// A Lazarus config file (TOML) for this set's shims: written to the
+    /// set's directory and named by `LAZARUS_CONFIG` in containerd's
+    /// environment, which shims inherit. runc's shim ignores it.
+    pub lazarus_config: Option<String>,
+}
 
 pub struct Daemons {
     pub cfg: &'static Config,
@@ -20,6 +32,8 @@ pub struct Daemons {
     pub id: String,
     pub dir: PathBuf,
     test: String,
+    /// The Lazarus config file given to containerd's environment, if any.
+    lazarus_config: Option<PathBuf>,
     containerd: Option<Child>,
     dockerd: Option<Child>,
 }
@@ -92,7 +106,7 @@ pub fn bridge_name(id: &str) -> String {
 
 impl Daemons {
     /// A daemon set with containerd running (and no image yet).
-    fn new(test: &str) -> Daemons {
+    fn new(test: &str, setup: &Setup) -> Daemons {
         let cfg = config();
         let id = unique_id();
         let dir = cfg.base_dir.join(&id);
@@ -103,9 +117,15 @@ impl Daemons {
             id,
             dir,
             test: test.to_string(),
+            lazarus_config: None,
             containerd: None,
             dockerd: None,
         };
+        if let Some(text) = &setup.lazarus_config {
+            let path = d.path("lazarus.toml");
+            fs::write(&path, text).unwrap();
+            d.lazarus_config = Some(path);
+        }
         fs::write(d.path("containerd.toml"), d.containerd_config()).unwrap();
         d.start_containerd();
         d
@@ -113,7 +133,12 @@ impl Daemons {
 
     /// containerd only, with the test image imported into the namespace.
     pub fn containerd_only(test: &str) -> Daemons {
-        let d = Daemons::new(test);
+        Daemons::containerd_only_with(test, &Setup::default())
+    }
+
+    /// [`Daemons::containerd_only`], set up as `setup` says.
+    pub fn containerd_only_with(test: &str, setup: &Setup) -> Daemons {
+        let d = Daemons::new(test, setup);
         let tar = d.cfg.image_oci_tar.to_str().unwrap();
         d.ctr(&["image", "import", tar]).ok();
         let images = d.ctr(&["image", "ls", "-q"]).ok();
@@ -126,7 +151,12 @@ impl Daemons {
 
     /// containerd and dockerd, with the test image loaded into Docker.
     pub fn with_docker(test: &str) -> Daemons {
-        let mut d = Daemons::new(test);
+        Daemons::with_docker_with(test, &Setup::default())
+    }
+
+    /// [`Daemons::with_docker`], set up as `setup` says.
+    pub fn with_docker_with(test: &str, setup: &Setup) -> Daemons {
+        let mut d = Daemons::new(test, setup);
         d.start_dockerd();
         let tar = d.cfg.image_docker_tar.to_str().unwrap();
         d.docker(&["load", "-i", tar]).ok();
@@ -200,8 +230,12 @@ impl Daemons {
 
     fn spawn_daemon(&self, program: &Path, args: &[&str], log: &str) -> Child {
         let log = open_log(&self.path(log));
-        Command::new(program)
-            .args(args)
+        let mut cmd = Command::new(program);
+        if let Some(config) = &self.lazarus_config {
+            cmd.env("LAZARUS_CONFIG", config);
+        }
+        cmd.args(args)
+            .env(SET_MARKER, &self.id)
             .env("PATH", &self.cfg.daemon_path)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -298,6 +332,50 @@ impl Daemons {
             .chain(cmd.get_args())
             .map(|a| a.to_string_lossy().into_owned())
             .collect()
+    }
+
+    /// Live processes whose name starts with `comm` that descend from
+    /// this set's daemons (shims, runc, CRIU, restored tasks). A process
+    /// is the set's when it or an ancestor carries the set's marker in its
+    /// environment (CRIU overwrites its own environment with its title).
+    pub fn processes_named(&self, comm: &str) -> Vec<i32> {
+        let marker = format!("{SET_MARKER}={}", self.id);
+        let has_marker = |pid: i32| {
+            let env = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            env.split(|&b| b == 0).any(|v| v == marker.as_bytes())
+        };
+        let parent = |pid: i32| -> Option<i32> {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the parenthesised name: state, then the parent pid.
+            stat.rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        };
+        let mut found = Vec::new();
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let name = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if !name.trim().starts_with(comm) {
+                continue;
+            }
+            let mut at = Some(pid);
+            for _ in 0..32 {
+                match at {
+                    Some(p) if p > 1 && has_marker(p) => {
+                        found.push(pid);
+                        break;
+                    }
+                    Some(p) if p > 1 => at = parent(p),
+                    _ => break,
+                }
+            }
+        }
+        found
     }
 
     /// Live shim processes serving this daemon set's containerd.

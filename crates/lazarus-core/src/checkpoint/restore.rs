@@ -12,6 +12,9 @@ use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp};
 use crate::error::{Error, Result};
 use crate::host::cgroup;
 
+/// How long the tasks of a failed restore get to die.
+const FAILED_RESTORE_KILL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Recorded at Create, carried out at Start (as containerd's runc shim does).
 #[derive(Debug, Clone)]
 pub struct RestorePlan {
@@ -201,6 +204,14 @@ impl RestorePlan {
         });
         drop(namespaces);
         let fail = |failure: CriuFailure| -> Error {
+            // CRIU killed mid-restore (deadline, log bound) leaves the tasks
+            // it was restoring, which may still be looping and writing to
+            // its log: stop them before the log is read and copied.
+            let left = cgroup::kill_all(&new_cgroup, FAILED_RESTORE_KILL_TIMEOUT);
+            if !left.is_empty() {
+                ::log::error!("failed restore of {id}: pids {left:?} would not die");
+            }
+            criu::yard::remove_left_yard(&self.work);
             let mut err = CriuError::new(CriuOp::Restore, failure);
             err.subject = format!("restore of {id} from {}", self.images.display());
             super::dump::explain(&mut err, &log, keep_failed_log, &[]);

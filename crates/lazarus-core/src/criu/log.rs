@@ -77,7 +77,8 @@ pub fn keep_copy(log: &Path, dest: &Path, max: u64) -> std::io::Result<()> {
         .mode(0o600)
         .open(dest)?;
     if size <= max {
-        std::io::copy(&mut src, &mut out)?;
+        // Bounded even so: the log may still be growing.
+        std::io::copy(&mut Read::by_ref(&mut src).take(max), &mut out)?;
         return Ok(());
     }
     let half = max / 2;

@@ -11,6 +11,7 @@
 mod error;
 pub mod log;
 mod waiter;
+pub mod yard;
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -222,13 +223,12 @@ impl Conversation<'_> {
             if left.is_zero() {
                 return Err(CriuFailure::TimedOut(self.timeout));
             }
-            if let Some(size) = self
+            let size = self
                 .log
                 .and_then(|l| std::fs::metadata(l).ok())
-                .map(|m| m.len())
-                .filter(|&s| s > self.log_max)
-            {
-                return Err(CriuFailure::LogTooLarge(size));
+                .map(|m| m.len());
+            if size.is_some_and(|s| s > self.log_max) {
+                return Err(CriuFailure::LogTooLarge(self.log_max));
             }
             let slice = left.min(WATCH_INTERVAL);
             let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];

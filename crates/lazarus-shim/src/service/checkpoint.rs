@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 use crate::io::{self, PendingIo, StdioPaths};
 use crate::process::Status;
 
+/// How long the processes a failed restore left get to die.
+const RESTORE_CLEANUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A container created from a checkpoint, waiting for Start.
 pub struct PendingRestore {
     plan: RestorePlan,
@@ -141,7 +144,11 @@ impl TaskService {
         let restored = match restored {
             Ok(r) => r,
             Err(e) => {
-                cgroup::remove(&cgroup::path_of(&pending.spec, &c.id));
+                let cgroup = cgroup::path_of(&pending.spec, &c.id);
+                let left = cgroup::destroy(&cgroup, RESTORE_CLEANUP_TIMEOUT);
+                if !left.is_empty() {
+                    log::error!("failed restore of {}: pids {left:?} would not die", c.id);
+                }
                 c.restore = Some(pending);
                 return Err(e.into());
             }
