@@ -409,6 +409,7 @@ fn docker_failed_checkpoint_leaves_the_container_running() {
             text.contains("io.lazarus.checkpoint.tcp-established=true"),
             "the error should say how to allow the connection: {out}"
         );
+        assert_kept_dump_log(&d, &name, &text);
     }
     assert_eq!(status(&d, &name), "running");
     // Not frozen: the counter goes on.
@@ -418,6 +419,44 @@ fn docker_failed_checkpoint_leaves_the_container_running() {
         .ok()
         .stdout
         .contains("cp"));
+}
+
+/// The failed dump's CRIU log survives Docker's temporary directory: the
+/// error names the kept copy (private to root, with CRIU's error lines),
+/// and its first error line is the cause, not CRIU's harmless complaint
+/// about RLIMIT_NOFILE.
+fn assert_kept_dump_log(d: &Daemons, name: &str, text: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let id = inspect(d, name, "{{.Id}}");
+    let kept = std::path::PathBuf::from("/run/lazarus/logs/moby")
+        .join(&id)
+        .join("dump.log");
+    assert!(
+        text.contains(kept.to_str().unwrap()),
+        "the error should name the kept log {}: {text}",
+        kept.display()
+    );
+    let meta = std::fs::metadata(&kept).unwrap_or_else(|e| panic!("{}: {e}", kept.display()));
+    assert_eq!(
+        meta.mode() & 0o777,
+        0o600,
+        "{} is not private",
+        kept.display()
+    );
+    let log = std::fs::read_to_string(&kept).unwrap();
+    let first = text
+        .lines()
+        .find(|l| l.contains("Error ("))
+        .unwrap_or_default();
+    assert!(
+        first.contains("Connected TCP socket") && !first.contains("RLIMIT_NOFILE"),
+        "the first error line should be the cause: {first}\n{text}"
+    );
+    let cause = &first[first.find("Error (").unwrap()..];
+    assert!(
+        log.contains(cause),
+        "the kept log lacks CRIU's error line {cause:?}"
+    );
 }
 
 /// A restored container is an ordinary task: it pauses and resumes, has

@@ -58,7 +58,7 @@ fn read_range(file: &mut File, start: u64, len: u64) -> String {
 
 /// CRIU logs this as an error on every run under a container manager's
 /// rlimits and carries on: leading with it would hide the real cause.
-fn is_harmless(line: &str) -> bool {
+pub fn is_harmless(line: &str) -> bool {
     line.contains("Can't setup RLIMIT_NOFILE for self")
 }
 
