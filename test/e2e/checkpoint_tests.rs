@@ -73,7 +73,7 @@ fn assert_consecutive(all: &[u64]) {
 
 /// Runs the counter as `name` until it passes `ticks_first`, checkpoints it
 /// as `checkpoint` (which stops it) and returns its last tick.
-fn counter_checkpointed(
+pub fn counter_checkpointed(
     d: &Daemons,
     name: &str,
     script: &str,
@@ -159,22 +159,7 @@ fn docker_restore_into_another_container_from_the_same_image() {
         COUNTER,
     ])
     .ok();
-    // Docker refuses --checkpoint-dir on start; users copy the checkpoint
-    // into the other container's checkpoints directory.
-    let dir = |n: &str| {
-        d.path("docker")
-            .join("containers")
-            .join(inspect(&d, n, "{{.Id}}"))
-            .join("checkpoints")
-    };
-    std::fs::create_dir_all(dir(&b)).unwrap();
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(dir(&a).join("cp"))
-        .arg(dir(&b))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    copy_checkpoint(&d, &a, &b, "cp");
     docker_start_checkpoint(&d, &b, "cp", &[]);
     wait_ticks_past(&d, &b, last + 2);
     let resumed = ticks(&d.docker(&["logs", &b]).ok().stdout);
@@ -183,6 +168,26 @@ fn docker_restore_into_another_container_from_the_same_image() {
         Some(&(last + 1)),
         "b resumes where a stopped: {resumed:?}"
     );
+}
+
+/// Copies Docker checkpoint `cp` of container `from` to container `to`:
+/// Docker refuses --checkpoint-dir on start, so users copy the checkpoint
+/// into the other container's checkpoints directory.
+pub fn copy_checkpoint(d: &Daemons, from: &str, to: &str, cp: &str) {
+    let dir = |n: &str| {
+        d.path("docker")
+            .join("containers")
+            .join(inspect(d, n, "{{.Id}}"))
+            .join("checkpoints")
+    };
+    std::fs::create_dir_all(dir(to)).unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(dir(from).join(cp))
+        .arg(dir(to))
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 #[test]

@@ -18,5 +18,6 @@ mod errors_tests;
 mod image_dir_tests;
 mod image_path_tests;
 mod restart_tests;
+mod restore_image_tests;
 mod restore_limits_tests;
 mod state_tests;

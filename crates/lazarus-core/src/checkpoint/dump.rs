@@ -71,6 +71,8 @@ pub fn dump(
         metadata.options.empty_namespaces.push("network".into());
     }
     metadata.terminal = target.terminal;
+    let rootfs = super::rootfs(target.spec, target.bundle);
+    metadata.image = Some(super::identity::ImageIdentity::of_rootfs(&rootfs));
     metadata.cgroup_path = cgroup::path_of(target.spec, target.id);
 
     let mut opts = rpc::Criu_opts::new();
@@ -79,11 +81,7 @@ pub fn dump(
     opts.set_log_file(image::DUMP_LOG.into());
     opts.set_log_level(LOG_LEVEL);
     opts.set_pid(target.pid);
-    opts.set_root(
-        super::rootfs(target.spec, target.bundle)
-            .to_string_lossy()
-            .into_owned(),
-    );
+    opts.set_root(rootfs.to_string_lossy().into_owned());
     opts.set_leave_running(!exit);
     opts.set_notify_scripts(true);
     // A terminal's master lives in the shim, outside the dumped tree: let

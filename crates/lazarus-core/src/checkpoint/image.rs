@@ -15,6 +15,7 @@ use protobuf::well_known_types::empty::Empty;
 use protobuf::{Message, UnknownValueRef};
 use serde::{Deserialize, Serialize};
 
+use super::identity::ImageIdentity;
 use super::request::CgroupsMode;
 use crate::error::{Error, Result};
 
@@ -61,6 +62,10 @@ pub struct Metadata {
     pub cgroup_mounts: Vec<CgroupMount>,
     pub cgroup_path: String,
     pub terminal: bool,
+    /// What identifies the checkpointed container's image (absent in
+    /// checkpoints of older Lazarus versions: then nothing is checked).
+    #[serde(default)]
+    pub image: Option<ImageIdentity>,
 }
 
 impl Metadata {
@@ -76,6 +81,7 @@ impl Metadata {
             cgroup_mounts: Vec::new(),
             cgroup_path: String::new(),
             terminal: false,
+            image: None,
         }
     }
 

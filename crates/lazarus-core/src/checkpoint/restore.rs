@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Spec;
 use protobuf::MessageField;
 
+use super::identity::{self, ImageIdentity};
 use super::image::{self, Metadata};
 use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp};
 use crate::error::{Error, Result};
@@ -114,7 +115,9 @@ impl RestorePlan {
     ) -> Result<Restored> {
         let (id, bundle, spec, stdio) = (target.id, target.bundle, target.spec, target.stdio);
         let keep_failed_log = target.keep_failed_log;
-        super::check_criu(criu)?;
+        let version = super::check_criu(criu)?;
+        super::check_criu_can_read(&self.metadata.criu_version, version, &self.images)?;
+        self.check_image(spec, bundle)?;
         image::create_dir(&self.work)?;
         let images_dir = criu::open_dir(&self.images)?;
         let work_dir = criu::open_dir(&self.work)?;
@@ -244,6 +247,27 @@ impl RestorePlan {
             )));
         }
         Ok(Restored { pid, pts_master })
+    }
+}
+
+impl RestorePlan {
+    /// Refuses a rootfs of another image than the checkpoint's, unless the
+    /// new container's annotation says to skip the check.
+    fn check_image(&self, spec: &Spec, bundle: &Path) -> Result<()> {
+        let Some(recorded) = &self.metadata.image else {
+            return Ok(()); // taken by a Lazarus that did not record it
+        };
+        let annotations = spec.annotations().clone().unwrap_or_default();
+        if identity::skip_requested(&annotations)? {
+            ::log::warn!(
+                "restore from {}: image check skipped ({})",
+                self.images.display(),
+                identity::SKIP_IMAGE_CHECK_ANNOTATION
+            );
+            return Ok(());
+        }
+        let now = ImageIdentity::of_rootfs(&super::rootfs(spec, bundle));
+        recorded.check(&now, &self.images)
     }
 }
 
