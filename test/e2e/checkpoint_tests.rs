@@ -141,6 +141,40 @@ fn docker_checkpoint_stops_and_restore_continues_the_counter() {
     d.docker(&["rm", "-f", &name]).ok();
 }
 
+/// containerd's unpacked copies of checkpoint images in the set's TMPDIR.
+pub fn checkpoint_copies(d: &Daemons) -> Vec<String> {
+    std::fs::read_dir(d.tmp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ctrd-checkpoint"))
+        .collect()
+}
+
+/// containerd unpacks the checkpoint image for every restore and never
+/// removes the copy; Lazarus does once the restore is over (runc leaves it).
+#[test]
+fn docker_restore_leaves_no_copy_of_the_checkpoint() {
+    let d = Daemons::with_docker("docker_restore_copy");
+    let name = d.name("c");
+    let last = counter_checkpointed(&d, &name, COUNTER, 2, "cp");
+    restore_continues(&d, &name, "cp", last);
+    let left = checkpoint_copies(&d);
+    if d.runtime() == "io.containerd.lazarus.v2" {
+        assert!(
+            left.is_empty(),
+            "the restore left {left:?} in {}",
+            d.tmp_dir().display()
+        );
+    } else {
+        assert_eq!(
+            left.len(),
+            1,
+            "runc was seen to leave containerd's copy: {left:?}"
+        );
+    }
+}
+
 #[test]
 fn docker_restore_into_another_container_from_the_same_image() {
     let d = Daemons::with_docker("docker_checkpoint_other");

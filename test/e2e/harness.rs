@@ -127,6 +127,7 @@ impl Daemons {
             d.lazarus_config = Some(path);
         }
         fs::write(d.path("containerd.toml"), d.containerd_config()).unwrap();
+        fs::create_dir_all(d.tmp_dir()).unwrap();
         d.start_containerd();
         d
     }
@@ -194,6 +195,11 @@ impl Daemons {
         self.dir.join(name)
     }
 
+    /// The daemons' TMPDIR.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.path("tmp")
+    }
+
     pub fn containerd_sock(&self) -> PathBuf {
         self.path("c.sock")
     }
@@ -236,6 +242,9 @@ impl Daemons {
         }
         cmd.args(args)
             .env(SET_MARKER, &self.id)
+            // containerd unpacks checkpoint images into temporary
+            // directories: the set's own, so a test sees only its own.
+            .env("TMPDIR", self.tmp_dir())
             .env("PATH", &self.cfg.daemon_path)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

@@ -151,6 +151,7 @@ fn api_checkpoint_into_an_image_path_restores_a_new_container() {
     // Only the image path travels to the restore: CRIU's work directory
     // (its log and statistics) is not needed.
     std::fs::remove_dir_all(work_dir(&dir)).unwrap();
+    assert_inspectable(&d, &dir);
     restore_continues(&api, &d, &a, &dir, before, &mut n);
 }
 
@@ -194,6 +195,31 @@ fn ctr_checkpoint_into_an_image_path_restores_a_new_container() {
     assert!(
         !tasks.stdout.contains(&b),
         "a refused restore left a task: {tasks}"
+    );
+}
+
+/// `lazarus inspect --json` reads the image path: Lazarus's record (with
+/// the image identity a restore is checked against) for a Lazarus
+/// checkpoint, none for runc's.
+fn assert_inspectable(d: &Daemons, dir: &Path) {
+    let cli = crate::config::lazarus_cli();
+    let out = crate::cmd::run(
+        std::process::Command::new(cli)
+            .arg("inspect")
+            .arg("--json")
+            .arg(dir),
+    )
+    .ok();
+    let v: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    if d.runtime().starts_with("io.containerd.runc") {
+        assert!(v["lazarus"].is_null(), "{v:#}");
+        return;
+    }
+    let bin = &v["lazarus"]["image"]["dirs"]["bin"];
+    assert!(
+        bin["entries"].as_u64() > Some(10),
+        "no image identity recorded: {v:#}"
     );
 }
 

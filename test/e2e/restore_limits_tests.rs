@@ -113,6 +113,10 @@ fn a_restore_from_a_damaged_image_ends_in_bounded_time() {
         mounts_of(&id),
         mounts_of(&copy)
     );
+    assert!(
+        !std::path::Path::new(&copy).exists(),
+        "the failed restore left containerd's copy {copy}"
+    );
     let kept = PathBuf::from("/run/lazarus/logs/moby")
         .join(&id)
         .join("restore.log");

@@ -187,6 +187,23 @@ pub fn create_dir(dir: &Path) -> Result<()> {
         .map_err(Error::io(format!("chmod {}", dir.display())))
 }
 
+/// Removes a temporary image directory, unless something is mounted
+/// inside it (a cgroup yard a killed CRIU left): removing would then reach
+/// into the mounted filesystem.
+pub fn remove_temporary(dir: &Path) {
+    let mounted = procfs::process::Process::myself()
+        .and_then(|p| p.mountinfo())
+        .map(|m| m.iter().any(|m| m.mount_point.starts_with(dir)))
+        .unwrap_or(true);
+    if mounted {
+        log::warn!("not removing {}: something is mounted in it", dir.display());
+        return;
+    }
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        log::warn!("remove {}: {e}", dir.display());
+    }
+}
+
 /// What an image or work directory held before a dump, so that afterwards
 /// only what the dump wrote is made private or, after a failure, removed:
 /// a client may point the dump at a directory holding files of its own.

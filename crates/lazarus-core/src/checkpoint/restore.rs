@@ -23,6 +23,10 @@ pub struct RestorePlan {
     pub work: PathBuf,
     pub metadata: Metadata,
     pub descriptors: Vec<String>,
+    /// The image directory is a copy made for this restore alone
+    /// (containerd's unpacked checkpoint image): removed once the restore
+    /// succeeded or failed.
+    pub temporary: bool,
 }
 
 /// The new container a checkpoint is restored into.
@@ -100,7 +104,16 @@ impl RestorePlan {
             work,
             metadata,
             descriptors,
+            temporary: false,
         })
+    }
+
+    /// Removes the image directory if it is a temporary copy (see
+    /// [`RestorePlan::temporary`]); never across a mount point.
+    pub fn discard_temporary_images(&self) {
+        if self.temporary {
+            image::remove_temporary(&self.images);
+        }
     }
 
     /// Restores the process tree as a child of this process (rst_sibling).

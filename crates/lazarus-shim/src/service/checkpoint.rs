@@ -149,6 +149,7 @@ impl TaskService {
                 if !left.is_empty() {
                     log::error!("failed restore of {}: pids {left:?} would not die", c.id);
                 }
+                pending.plan.discard_temporary_images();
                 c.restore = Some(pending);
                 return Err(e.into());
             }
@@ -182,6 +183,7 @@ impl TaskService {
             "stats-restore",
         ))
         .unwrap_or_default();
+        pending.plan.discard_temporary_images();
         log::info!(
             "restored {} (pid {}) in {:?}: {stats:?}",
             c.id,

@@ -116,12 +116,15 @@ impl TaskService {
         // A restore is checked against the bundle before anything is set up.
         let plan = match &source {
             None => None,
-            Some(s) => Some(RestorePlan::prepare(
-                s.images.clone().into(),
-                (!s.work.is_empty()).then(|| s.work.clone().into()),
-                &spec,
-                terminal,
-            )?),
+            Some(s) => Some(RestorePlan {
+                temporary: s.temporary,
+                ..RestorePlan::prepare(
+                    s.images.clone().into(),
+                    (!s.work.is_empty()).then(|| s.work.clone().into()),
+                    &spec,
+                    terminal,
+                )?
+            }),
         };
         let mounted_rootfs = container::mount_rootfs(&bundle, &req.rootfs)?;
         let mut init = Process::new("", stdio.clone(), Vec::new());
