@@ -20,7 +20,7 @@ use containerd_client::services::v1::{
     StartRequest, WaitRequest,
 };
 use containerd_client::tonic::{transport::Channel, Request, Response};
-use containerd_client::types::{v1::Process, v1::Status, Mount};
+use containerd_client::types::{v1::Process, v1::Status};
 use std::future::Future;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -28,22 +28,22 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 const CRIU_TAR: &str = "application/vnd.containerd.container.criu.checkpoint.criu.tar";
-const COUNTER: &str = "i=0; while true; do echo $i > /tmp/count; i=$((i+1)); sleep 0.2; done";
+pub const COUNTER: &str = "i=0; while true; do echo $i > /tmp/count; i=$((i+1)); sleep 0.2; done";
 const API_TIMEOUT: Duration = Duration::from_secs(60);
 const WAIT: Duration = Duration::from_secs(30);
 
 /// One connection to the daemon set's containerd, in its namespace, and a
 /// lease for the checkpoint (containerd's Go client takes one around
 /// Task.Checkpoint) so that its blobs survive a garbage collection.
-struct Api {
+pub struct Api {
     rt: Runtime,
-    channel: Channel,
+    pub channel: Channel,
     namespace: String,
-    lease: String,
+    pub lease: String,
 }
 
 impl Api {
-    fn connect(d: &Daemons) -> Api {
+    pub fn connect(d: &Daemons) -> Api {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -61,7 +61,7 @@ impl Api {
         }
     }
 
-    fn req<T>(&self, message: T) -> Request<T> {
+    pub fn req<T>(&self, message: T) -> Request<T> {
         let mut req = Request::new(message);
         let md = req.metadata_mut();
         md.insert("containerd-namespace", self.namespace.parse().unwrap());
@@ -69,7 +69,7 @@ impl Api {
     }
 
     /// [`Api::req`] under the lease.
-    fn leased<T>(&self, message: T) -> Request<T> {
+    pub fn leased<T>(&self, message: T) -> Request<T> {
         let mut req = self.req(message);
         let md = req.metadata_mut();
         md.insert("containerd-lease", self.lease.parse().unwrap());
@@ -77,7 +77,7 @@ impl Api {
     }
 
     /// Runs one RPC to completion; panics with containerd's answer on error.
-    fn call<T, F>(&self, what: &str, rpc: F) -> T
+    pub fn call<T, F>(&self, what: &str, rpc: F) -> T
     where
         F: Future<Output = Result<Response<T>, containerd_client::tonic::Status>>,
     {
@@ -92,19 +92,33 @@ impl Api {
         }
     }
 
-    fn tasks(&self) -> TasksClient<Channel> {
+    /// Runs one RPC to completion; containerd's error status as Err.
+    pub fn try_call<T, F>(&self, what: &str, rpc: F) -> Result<T, containerd_client::tonic::Status>
+    where
+        F: Future<Output = Result<Response<T>, containerd_client::tonic::Status>>,
+    {
+        let answer = self
+            .rt
+            .block_on(async { tokio::time::timeout(API_TIMEOUT, rpc).await });
+        match answer {
+            Ok(result) => result.map(Response::into_inner),
+            Err(_) => panic!("{what}: no answer within {API_TIMEOUT:?}"),
+        }
+    }
+
+    pub fn tasks(&self) -> TasksClient<Channel> {
         TasksClient::new(self.channel.clone())
     }
 
-    fn containers(&self) -> ContainersClient<Channel> {
+    pub fn containers(&self) -> ContainersClient<Channel> {
         ContainersClient::new(self.channel.clone())
     }
 
-    fn leases(&self) -> LeasesClient<Channel> {
+    pub fn leases(&self) -> LeasesClient<Channel> {
         LeasesClient::new(self.channel.clone())
     }
 
-    fn task(&self, id: &str) -> Process {
+    pub fn task(&self, id: &str) -> Process {
         let req = self.req(GetRequest {
             container_id: id.into(),
             ..Default::default()
@@ -113,19 +127,19 @@ impl Api {
         got.process.expect("Tasks.Get returned no process")
     }
 
-    fn status(&self, id: &str) -> Status {
+    pub fn status(&self, id: &str) -> Status {
         self.task(id).status()
     }
 
-    fn wait_status(&self, id: &str, want: Status) {
+    pub fn wait_status(&self, id: &str, want: Status) {
         wait_until(&format!("task {id} to be {want:?}"), WAIT, || {
             (self.status(id) == want).then_some(())
         });
     }
 
-    /// The mounts of the container's own snapshot (what a new task of it
-    /// gets as its rootfs).
-    fn rootfs(&self, id: &str) -> Vec<Mount> {
+    /// The mounts of container `id`'s snapshot (what a client passes as a
+    /// task's rootfs).
+    pub fn rootfs(&self, id: &str) -> Vec<containerd_client::types::Mount> {
         let get = GetContainerRequest { id: id.into() };
         let container = self
             .call("Containers.Get", self.containers().get(self.req(get)))
@@ -167,7 +181,7 @@ impl Api {
         assert_eq!(self.status(id), Status::Created);
     }
 
-    fn kill_and_delete(&self, id: &str) {
+    pub fn kill_and_delete(&self, id: &str) {
         let kill = KillRequest {
             container_id: id.into(),
             signal: libc::SIGKILL as u32,
@@ -175,6 +189,11 @@ impl Api {
         };
         self.call("Tasks.Kill", self.tasks().kill(self.req(kill)));
         self.wait_status(id, Status::Stopped);
+        self.delete(id);
+    }
+
+    /// Tasks.Delete of a stopped task.
+    pub fn delete(&self, id: &str) {
         let delete = DeleteTaskRequest {
             container_id: id.into(),
         };
@@ -183,7 +202,7 @@ impl Api {
 }
 
 /// The counter's current value, read with `ctr task exec`.
-fn count(d: &Daemons, id: &str, n: &mut u32) -> Option<u64> {
+pub fn count(d: &Daemons, id: &str, n: &mut u32) -> Option<u64> {
     *n += 1;
     let exec = format!("count{n}");
     let out = d.ctr(&["task", "exec", "--exec-id", &exec, id, "cat", "/tmp/count"]);

@@ -73,7 +73,7 @@ fn assert_consecutive(all: &[u64]) {
 
 /// Runs the counter as `name` until it passes `ticks_first`, checkpoints it
 /// as `checkpoint` (which stops it) and returns its last tick.
-fn counter_checkpointed(
+pub fn counter_checkpointed(
     d: &Daemons,
     name: &str,
     script: &str,
@@ -141,6 +141,40 @@ fn docker_checkpoint_stops_and_restore_continues_the_counter() {
     d.docker(&["rm", "-f", &name]).ok();
 }
 
+/// containerd's unpacked copies of checkpoint images in the set's TMPDIR.
+pub fn checkpoint_copies(d: &Daemons) -> Vec<String> {
+    std::fs::read_dir(d.tmp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ctrd-checkpoint"))
+        .collect()
+}
+
+/// containerd unpacks the checkpoint image for every restore and never
+/// removes the copy; Lazarus does once the restore is over (runc leaves it).
+#[test]
+fn docker_restore_leaves_no_copy_of_the_checkpoint() {
+    let d = Daemons::with_docker("docker_restore_copy");
+    let name = d.name("c");
+    let last = counter_checkpointed(&d, &name, COUNTER, 2, "cp");
+    restore_continues(&d, &name, "cp", last);
+    let left = checkpoint_copies(&d);
+    if d.runtime() == "io.containerd.lazarus.v2" {
+        assert!(
+            left.is_empty(),
+            "the restore left {left:?} in {}",
+            d.tmp_dir().display()
+        );
+    } else {
+        assert_eq!(
+            left.len(),
+            1,
+            "runc was seen to leave containerd's copy: {left:?}"
+        );
+    }
+}
+
 #[test]
 fn docker_restore_into_another_container_from_the_same_image() {
     let d = Daemons::with_docker("docker_checkpoint_other");
@@ -159,22 +193,7 @@ fn docker_restore_into_another_container_from_the_same_image() {
         COUNTER,
     ])
     .ok();
-    // Docker refuses --checkpoint-dir on start; users copy the checkpoint
-    // into the other container's checkpoints directory.
-    let dir = |n: &str| {
-        d.path("docker")
-            .join("containers")
-            .join(inspect(&d, n, "{{.Id}}"))
-            .join("checkpoints")
-    };
-    std::fs::create_dir_all(dir(&b)).unwrap();
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(dir(&a).join("cp"))
-        .arg(dir(&b))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    copy_checkpoint(&d, &a, &b, "cp");
     docker_start_checkpoint(&d, &b, "cp", &[]);
     wait_ticks_past(&d, &b, last + 2);
     let resumed = ticks(&d.docker(&["logs", &b]).ok().stdout);
@@ -183,6 +202,26 @@ fn docker_restore_into_another_container_from_the_same_image() {
         Some(&(last + 1)),
         "b resumes where a stopped: {resumed:?}"
     );
+}
+
+/// Copies Docker checkpoint `cp` of container `from` to container `to`:
+/// Docker refuses --checkpoint-dir on start, so users copy the checkpoint
+/// into the other container's checkpoints directory.
+pub fn copy_checkpoint(d: &Daemons, from: &str, to: &str, cp: &str) {
+    let dir = |n: &str| {
+        d.path("docker")
+            .join("containers")
+            .join(inspect(d, n, "{{.Id}}"))
+            .join("checkpoints")
+    };
+    std::fs::create_dir_all(dir(to)).unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(dir(from).join(cp))
+        .arg(dir(to))
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 #[test]
@@ -413,6 +452,7 @@ fn docker_failed_checkpoint_leaves_the_container_running() {
             text.contains("io.lazarus.checkpoint.tcp-established=true"),
             "the error should say how to allow the connection: {out}"
         );
+        assert_kept_dump_log(&d, &name, &text);
     }
     assert_eq!(status(&d, &name), "running");
     // Not frozen: the counter goes on.
@@ -422,6 +462,44 @@ fn docker_failed_checkpoint_leaves_the_container_running() {
         .ok()
         .stdout
         .contains("cp"));
+}
+
+/// The failed dump's CRIU log survives Docker's temporary directory: the
+/// error names the kept copy (private to root, with CRIU's error lines),
+/// and its first error line is the cause, not CRIU's harmless complaint
+/// about RLIMIT_NOFILE.
+fn assert_kept_dump_log(d: &Daemons, name: &str, text: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let id = inspect(d, name, "{{.Id}}");
+    let kept = std::path::PathBuf::from("/run/lazarus/logs/moby")
+        .join(&id)
+        .join("dump.log");
+    assert!(
+        text.contains(kept.to_str().unwrap()),
+        "the error should name the kept log {}: {text}",
+        kept.display()
+    );
+    let meta = std::fs::metadata(&kept).unwrap_or_else(|e| panic!("{}: {e}", kept.display()));
+    assert_eq!(
+        meta.mode() & 0o777,
+        0o600,
+        "{} is not private",
+        kept.display()
+    );
+    let log = std::fs::read_to_string(&kept).unwrap();
+    let first = text
+        .lines()
+        .find(|l| l.contains("Error ("))
+        .unwrap_or_default();
+    assert!(
+        first.contains("Connected TCP socket") && !first.contains("RLIMIT_NOFILE"),
+        "the first error line should be the cause: {first}\n{text}"
+    );
+    let cause = &first[first.find("Error (").unwrap()..];
+    assert!(
+        log.contains(cause),
+        "the kept log lacks CRIU's error line {cause:?}"
+    );
 }
 
 /// A restored container is an ordinary task: it pauses and resumes, has

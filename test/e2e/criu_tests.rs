@@ -7,7 +7,7 @@
 use crate::checkpoint_tests::{ctr_count, ctr_run_counter};
 use crate::cleanup::alive;
 use crate::cmd::{poll, wait_until};
-use crate::harness::Daemons;
+use crate::harness::{Daemons, Setup};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -52,14 +52,14 @@ const DEADLINE: u64 = 3;
 
 #[test]
 fn criu_that_never_answers_is_killed_at_the_deadline() {
-    let mut silent = None;
-    let d = Daemons::containerd_only_with_lazarus_config("criu_deadline", |dir| {
-        let s = SilentCriu::write(dir);
-        let config = s.config(DEADLINE);
-        silent = Some(s);
-        config
-    });
-    let silent = silent.unwrap();
+    // The stand-in lives in a directory of the test's own, named by the
+    // config the daemon set's containerd hands its shims.
+    let stand_in_dir = tempfile::tempdir().unwrap();
+    let silent = SilentCriu::write(stand_in_dir.path());
+    let setup = Setup {
+        lazarus_config: Some(silent.config(DEADLINE)),
+    };
+    let d = Daemons::containerd_only_with("criu_deadline", &setup);
     let id = d.name("c");
     ctr_run_counter(&d, &id, &[]);
     wait_until("the counter", Duration::from_secs(30), || {

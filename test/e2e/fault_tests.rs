@@ -72,7 +72,7 @@ fn assert_memhog_goes_on(d: &Daemons, name: &str, sum: &str, more: usize) {
 /// containerd's checkpoint temp dir (where Docker's checkpoints are
 /// dumped) in which CRIU has written at least `bytes` of pages so far.
 fn dumping_into(d: &Daemons, bytes: u64) -> Option<PathBuf> {
-    let dirs = std::fs::read_dir(d.containerd_tmp()).into_iter().flatten();
+    let dirs = std::fs::read_dir(d.tmp_dir()).into_iter().flatten();
     dirs.flatten().map(|e| e.path()).find(|dir| {
         let files = std::fs::read_dir(dir).into_iter().flatten().flatten();
         let pages: u64 = files

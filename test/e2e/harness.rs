@@ -13,6 +13,18 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// In the daemons' environment, naming the set: every process they start
+/// inherits it, which tells this set's processes from other tests'.
+const SET_MARKER: &str = "LAZARUS_E2E_SET";
+
+/// How a daemon set differs from the default one.
+#[derive(Debug, Default, Clone)]
+pub struct Setup {
+    /// A Lazarus config file (TOML) for this set's shims: written to the
+    /// set's directory and named by `LAZARUS_CONFIG` in containerd's
+    /// environment, which shims inherit. runc's shim ignores it.
+    pub lazarus_config: Option<String>,
+}
 
 pub struct Daemons {
     pub cfg: &'static Config,
@@ -20,8 +32,7 @@ pub struct Daemons {
     pub id: String,
     pub dir: PathBuf,
     test: String,
-    /// The Lazarus config file its containerd (and so every shim it starts)
-    /// is given through LAZARUS_CONFIG; None: the host's, or the defaults.
+    /// The Lazarus config file given to containerd's environment, if any.
     lazarus_config: Option<PathBuf>,
     containerd: Option<Child>,
     dockerd: Option<Child>,
@@ -95,20 +106,13 @@ pub fn bridge_name(id: &str) -> String {
 
 impl Daemons {
     /// A daemon set with containerd running (and no image yet).
-    fn new(test: &str) -> Daemons {
-        let mut d = Daemons::prepared(test);
-        d.start_containerd();
-        d
-    }
-
-    /// A daemon set's directory and containerd.toml; nothing running yet.
-    fn prepared(test: &str) -> Daemons {
+    fn new(test: &str, setup: &Setup) -> Daemons {
         let cfg = config();
         let id = unique_id();
         let dir = cfg.base_dir.join(&id);
         fs::create_dir_all(&dir).expect("create daemon dir");
         fs::write(dir.join("test-name"), test).unwrap();
-        let d = Daemons {
+        let mut d = Daemons {
             cfg,
             id,
             dir,
@@ -117,47 +121,43 @@ impl Daemons {
             containerd: None,
             dockerd: None,
         };
+        if let Some(text) = &setup.lazarus_config {
+            let path = d.path("lazarus.toml");
+            fs::write(&path, text).unwrap();
+            d.lazarus_config = Some(path);
+        }
         fs::write(d.path("containerd.toml"), d.containerd_config()).unwrap();
+        fs::create_dir_all(d.tmp_dir()).unwrap();
+        d.start_containerd();
         d
     }
 
     /// containerd only, with the test image imported into the namespace.
     pub fn containerd_only(test: &str) -> Daemons {
-        let d = Daemons::new(test);
-        d.import_image();
-        d
+        Daemons::containerd_only_with(test, &Setup::default())
     }
 
-    /// [`Daemons::containerd_only`] whose shims read the Lazarus config
-    /// `config(dir)` returns (TOML; `dir` is the set's private directory,
-    /// for files the config names), given to containerd as LAZARUS_CONFIG.
-    pub fn containerd_only_with_lazarus_config(
-        test: &str,
-        config: impl FnOnce(&Path) -> String,
-    ) -> Daemons {
-        let mut d = Daemons::prepared(test);
-        let path = d.path("lazarus.toml");
-        fs::write(&path, config(&d.dir)).expect("write lazarus.toml");
-        d.lazarus_config = Some(path);
-        d.start_containerd();
-        d.import_image();
-        d
-    }
-
-    /// Imports the test image into the set's containerd namespace.
-    fn import_image(&self) {
-        let tar = self.cfg.image_oci_tar.to_str().unwrap();
-        self.ctr(&["image", "import", tar]).ok();
-        let images = self.ctr(&["image", "ls", "-q"]).ok();
+    /// [`Daemons::containerd_only`], set up as `setup` says.
+    pub fn containerd_only_with(test: &str, setup: &Setup) -> Daemons {
+        let d = Daemons::new(test, setup);
+        let tar = d.cfg.image_oci_tar.to_str().unwrap();
+        d.ctr(&["image", "import", tar]).ok();
+        let images = d.ctr(&["image", "ls", "-q"]).ok();
         assert!(
             images.stdout.lines().any(|l| l == IMAGE_CTR),
             "image not imported: {images}"
         );
+        d
     }
 
     /// containerd and dockerd, with the test image loaded into Docker.
     pub fn with_docker(test: &str) -> Daemons {
-        let mut d = Daemons::new(test);
+        Daemons::with_docker_with(test, &Setup::default())
+    }
+
+    /// [`Daemons::with_docker`], set up as `setup` says.
+    pub fn with_docker_with(test: &str, setup: &Setup) -> Daemons {
+        let mut d = Daemons::new(test, setup);
         d.start_dockerd();
         let tar = d.cfg.image_docker_tar.to_str().unwrap();
         d.docker(&["load", "-i", tar]).ok();
@@ -195,6 +195,11 @@ impl Daemons {
         self.dir.join(name)
     }
 
+    /// The daemons' TMPDIR.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.path("tmp")
+    }
+
     pub fn containerd_sock(&self) -> PathBuf {
         self.path("c.sock")
     }
@@ -229,20 +234,21 @@ impl Daemons {
         )
     }
 
-    fn spawn_daemon(
-        &self,
-        program: &Path,
-        args: &[&str],
-        log: &str,
-        env: &[(&str, &std::ffi::OsStr)],
-    ) -> Child {
+    fn spawn_daemon(&self, program: &Path, args: &[&str], log: &str) -> Child {
         let log = open_log(&self.path(log));
         let mut cmd = Command::new(program);
         if let Some(config) = &self.lazarus_config {
             cmd.env("LAZARUS_CONFIG", config);
         }
         cmd.args(args)
-            .envs(env.iter().copied())
+            .env(SET_MARKER, &self.id)
+            // containerd unpacks checkpoint images into temporary
+            // directories: the set's own, so a test sees only its own.
+            .env("TMPDIR", self.tmp_dir())
+            // containerd puts the directories it dumps checkpoints into in
+            // $XDG_RUNTIME_DIR (os.MkdirTemp(os.Getenv("XDG_RUNTIME_DIR"),
+            // "ctrd-checkpoint")): the set's own too.
+            .env("XDG_RUNTIME_DIR", self.tmp_dir())
             .env("PATH", &self.cfg.daemon_path)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -251,26 +257,13 @@ impl Daemons {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()))
     }
 
-    /// Where this containerd makes its temporary directories (a checkpoint's
-    /// `ctrd-checkpoint*`): private to the set, so a test can tell what its
-    /// own containerd left from what other suites running at the same time
-    /// leave in the shared /tmp.
-    pub fn containerd_tmp(&self) -> PathBuf {
-        self.path("tmp")
-    }
-
     pub fn start_containerd(&mut self) {
         assert!(self.containerd.is_none(), "containerd already running");
         let config = self.path("containerd.toml");
-        let tmp = self.containerd_tmp();
-        fs::create_dir_all(&tmp).expect("create containerd's temporary directory");
         let child = self.spawn_daemon(
             &self.cfg.containerd,
             &["--config", config.to_str().unwrap()],
             "containerd.log",
-            // containerd puts checkpoint directories in $XDG_RUNTIME_DIR
-            // (os.MkdirTemp(os.Getenv("XDG_RUNTIME_DIR"), "ctrd-checkpoint")).
-            &[("XDG_RUNTIME_DIR", tmp.as_os_str())],
         );
         let (mut probe, log) = (self.ctr_cmd(&["version"]), self.path("containerd.log"));
         wait_ready(
@@ -309,7 +302,7 @@ impl Daemons {
         )
         .unwrap();
         let args = ["--config-file", &p("daemon.json")];
-        let child = self.spawn_daemon(&self.cfg.dockerd, &args, "dockerd.log", &[]);
+        let child = self.spawn_daemon(&self.cfg.dockerd, &args, "dockerd.log");
         let mut probe = self.docker_cmd(&["version", "--format", "{{.Server.Version}}"]);
         let log = self.path("dockerd.log");
         wait_ready("dockerd", self.dockerd.insert(child), &log, &mut probe);
@@ -352,6 +345,50 @@ impl Daemons {
             .chain(cmd.get_args())
             .map(|a| a.to_string_lossy().into_owned())
             .collect()
+    }
+
+    /// Live processes whose name starts with `comm` that descend from
+    /// this set's daemons (shims, runc, CRIU, restored tasks). A process
+    /// is the set's when it or an ancestor carries the set's marker in its
+    /// environment (CRIU overwrites its own environment with its title).
+    pub fn processes_named(&self, comm: &str) -> Vec<i32> {
+        let marker = format!("{SET_MARKER}={}", self.id);
+        let has_marker = |pid: i32| {
+            let env = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            env.split(|&b| b == 0).any(|v| v == marker.as_bytes())
+        };
+        let parent = |pid: i32| -> Option<i32> {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the parenthesised name: state, then the parent pid.
+            stat.rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        };
+        let mut found = Vec::new();
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let name = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if !name.trim().starts_with(comm) {
+                continue;
+            }
+            let mut at = Some(pid);
+            for _ in 0..32 {
+                match at {
+                    Some(p) if p > 1 && has_marker(p) => {
+                        found.push(pid);
+                        break;
+                    }
+                    Some(p) if p > 1 => at = parent(p),
+                    _ => break,
+                }
+            }
+        }
+        found
     }
 
     /// Live shim processes serving this daemon set's containerd.

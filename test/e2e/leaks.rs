@@ -255,7 +255,7 @@ pub fn remove_cgroups(d: &Daemons, c: &Container) {
 
 /// The entries of this set's containerd temp dir (checkpoint dirs).
 pub fn containerd_temp_dirs(d: &Daemons) -> Vec<PathBuf> {
-    entries(&d.containerd_tmp())
+    entries(&d.tmp_dir())
 }
 
 /// What the daemon set still holds of the containers in `removed` (which

@@ -1,6 +1,8 @@
 //! containerd's option types (runc.v1 and the legacy linux.runc ones),
 //! decoded into the core's [`CheckpointRequest`] and restore paths.
 
+use std::path::{Path, PathBuf};
+
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
 use containerd_shim_protos::protobuf::{Message, UnknownValueRef};
@@ -55,9 +57,54 @@ fn parse<M: Message>(any: &Any, what: &str) -> Result<M> {
     })
 }
 
+/// Where a Create restores from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreSource {
+    pub images: String,
+    /// CRIU's work directory ("": the image directory).
+    pub work: String,
+    /// `images` is containerd's own unpacked copy of a checkpoint image,
+    /// made for this restore and left for the runtime to remove.
+    pub temporary: bool,
+}
+
+/// Where a Create restores from, if anywhere: an explicit criu_image_path
+/// wins over the request's checkpoint, as containerd decides for runc (it
+/// then unpacks no checkpoint image); for other runtimes containerd passes
+/// criu_image_path on in the options only.
+pub fn restore_source(checkpoint: &str, options: Option<&Any>) -> Result<Option<RestoreSource>> {
+    let (image_path, work) = restore_paths(options)?;
+    let explicit = !image_path.is_empty();
+    let images = match explicit {
+        true => image_path,
+        false => checkpoint.to_string(),
+    };
+    let temporary = !explicit && work.is_empty() && is_containerd_copy(Path::new(&images));
+    Ok((!images.is_empty()).then_some(RestoreSource {
+        images,
+        work,
+        temporary,
+    }))
+}
+
+/// Whether `dir` is a directory containerd made to unpack a checkpoint
+/// image into (`os.MkdirTemp($XDG_RUNTIME_DIR, "ctrd-checkpoint")`, the
+/// temporary directory when that is unset; the shim has containerd's
+/// environment). containerd never removes it.
+fn is_containerd_copy(dir: &Path) -> bool {
+    let parent = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let named = dir
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("ctrd-checkpoint"));
+    named && dir.parent() == Some(parent.as_path())
+}
+
 /// Where a Create's options say to restore from, if anywhere:
 /// (criu_image_path, criu_work_path).
-pub fn restore_paths(options: Option<&Any>) -> Result<(String, String)> {
+fn restore_paths(options: Option<&Any>) -> Result<(String, String)> {
     let Some(any) = options.filter(|a| !a.type_url.is_empty()) else {
         return Ok(Default::default());
     };
@@ -188,6 +235,28 @@ mod tests {
         let got = restore_paths(Some(&any(LEGACY_CREATE_OPTIONS, &legacy))).unwrap();
         assert_eq!(got, ("/old".into(), "/ow".into()));
         assert_eq!(restore_paths(None).unwrap(), (String::new(), String::new()));
+    }
+
+    #[test]
+    fn an_explicit_image_path_wins_over_the_checkpoint() {
+        let o = Options {
+            criu_image_path: "/img".into(),
+            ..Default::default()
+        };
+        let o = any(RUNC_V1_OPTIONS, &o);
+        let copy = std::env::temp_dir().join("ctrd-checkpoint1");
+        let copy = copy.to_str().unwrap();
+        let got = restore_source(copy, Some(&o)).unwrap().unwrap();
+        assert_eq!(got.images, "/img");
+        assert!(!got.temporary, "an explicit image path is the client's");
+        let got = restore_source(copy, None).unwrap().unwrap();
+        assert_eq!(got.images, copy);
+        assert!(got.temporary, "containerd's unpacked copy");
+        let got = restore_source("/var/cp/ctrd-checkpoint1", None)
+            .unwrap()
+            .unwrap();
+        assert!(!got.temporary, "not in the temporary directory");
+        assert_eq!(restore_source("", None).unwrap(), None);
     }
 }
 

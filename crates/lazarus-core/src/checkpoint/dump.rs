@@ -74,6 +74,8 @@ pub fn dump(
         metadata.options.empty_namespaces.push("network".into());
     }
     metadata.terminal = target.terminal;
+    let rootfs = super::rootfs(target.spec, target.bundle);
+    metadata.image = Some(super::identity::ImageIdentity::of_rootfs(&rootfs));
     metadata.cgroup_path = cgroup::path_of(target.spec, target.id);
 
     let mut opts = rpc::Criu_opts::new();
@@ -82,11 +84,7 @@ pub fn dump(
     opts.set_log_file(image::DUMP_LOG.into());
     opts.set_log_level(LOG_LEVEL);
     opts.set_pid(target.pid);
-    opts.set_root(
-        super::rootfs(target.spec, target.bundle)
-            .to_string_lossy()
-            .into_owned(),
-    );
+    opts.set_root(rootfs.to_string_lossy().into_owned());
     opts.set_leave_running(!exit);
     opts.set_notify_scripts(true);
     // A terminal's master lives in the shim, outside the dumped tree: let
@@ -180,8 +178,19 @@ pub(super) fn explain(
     advice: &[(&str, &str, &str)],
 ) {
     let excerpt = criu::log::excerpt(log, LOG_TAIL_LINES);
+    // CRIU answers with its first error message, which under a container
+    // manager's rlimits is a harmless one: lead with the real cause.
+    if let CriuFailure::Refused { message, .. } = &mut err.failure {
+        if criu::log::is_harmless(message) {
+            *message = excerpt.errors.first().cloned().unwrap_or_default();
+        }
+    }
     err.hint = criu::log::option_hint(&excerpt, advice);
     err.errors = excerpt.errors;
+    if let CriuFailure::Refused { message, .. } = &err.failure {
+        // Said once: in the first line.
+        err.errors.retain(|l| l != message);
+    }
     err.log_tail = excerpt.tail;
     err.log = Some(log.to_path_buf());
     if let Some(keep) = keep {
@@ -284,5 +293,51 @@ pub fn cg_mode(mode: CgroupsMode) -> rpc::Criu_cg_mode {
         CgroupsMode::Full => rpc::Criu_cg_mode::FULL,
         CgroupsMode::Strict => rpc::Criu_cg_mode::STRICT,
         CgroupsMode::Ignore => rpc::Criu_cg_mode::IGNORE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_real_cause_leads_and_the_log_is_kept_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join(image::DUMP_LOG);
+        let rlimit = "(00.01) Error (criu/util.c:1534): rlimit: Can't setup RLIMIT_NOFILE for self";
+        let cause = "(00.20) Error (criu/sk-inet.c:1): inet: Connected TCP socket, consider using \
+                     --tcp-established option.";
+        std::fs::write(
+            &log,
+            format!(
+                "{rlimit}\n{}{cause}\n(00.30) end\n",
+                "(00.10) working\n".repeat(20)
+            ),
+        )
+        .unwrap();
+        let mut err = CriuError::new(
+            CriuOp::Dump,
+            CriuFailure::Refused {
+                errno: 0,
+                message: rlimit.into(),
+            },
+        );
+        let keep = dir.path().join("kept/c1/dump.log");
+        explain(&mut err, &log, Some(&keep), &OPTION_ADVICE);
+        let text = err.to_string();
+        let first = text.lines().find(|l| l.contains("Error (")).unwrap();
+        assert!(first.contains("Connected TCP socket"), "{text}");
+        assert!(!text.contains("RLIMIT_NOFILE"), "{text}");
+        assert_eq!(
+            text.matches("Connected TCP socket").count(),
+            2,
+            "cause once, tail once: {text}"
+        );
+        assert!(text.contains(request::TCP_ESTABLISHED_ANNOTATION), "{text}");
+        assert!(text.contains(&keep.display().to_string()), "{text}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&keep).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(std::fs::read_to_string(&keep).unwrap().contains(cause));
     }
 }

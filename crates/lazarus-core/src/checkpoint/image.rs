@@ -15,6 +15,7 @@ use protobuf::well_known_types::empty::Empty;
 use protobuf::{Message, UnknownValueRef};
 use serde::{Deserialize, Serialize};
 
+use super::identity::ImageIdentity;
 use super::request::CgroupsMode;
 use crate::error::{Error, Result};
 
@@ -61,6 +62,10 @@ pub struct Metadata {
     pub cgroup_mounts: Vec<CgroupMount>,
     pub cgroup_path: String,
     pub terminal: bool,
+    /// What identifies the checkpointed container's image (absent in
+    /// checkpoints of older Lazarus versions: then nothing is checked).
+    #[serde(default)]
+    pub image: Option<ImageIdentity>,
 }
 
 impl Metadata {
@@ -76,6 +81,7 @@ impl Metadata {
             cgroup_mounts: Vec::new(),
             cgroup_path: String::new(),
             terminal: false,
+            image: None,
         }
     }
 
@@ -83,9 +89,10 @@ impl Metadata {
         let path = dir.join(METADATA_FILE);
         let text = std::fs::read(&path).map_err(|e| {
             Error::InvalidArgument(format!(
-                "{} is not a complete Lazarus checkpoint ({}: {e})",
+                "{} is not a complete Lazarus checkpoint ({}: {e}){}",
                 dir.display(),
-                path.display()
+                path.display(),
+                why_incomplete(dir)
             ))
         })?;
         let m: Metadata = serde_json::from_slice(&text)
@@ -117,6 +124,37 @@ impl Metadata {
 
     pub fn save(&self, dir: &Path) -> Result<()> {
         write_private(&dir.join(METADATA_FILE), &serde_json::to_vec_pretty(self)?)
+    }
+}
+
+/// Where a checkpoint into an image path most often goes astray: ctr 1.7
+/// (`withCheckpointOpts`, "only suitable for runc runtime now") sends a
+/// runtime not named io.containerd.runc* no options at all, so its
+/// `--image-path` and `--exit` never reach the shim and the checkpoint goes
+/// to containerd's content store instead.
+pub const CTR_17_IMAGE_PATH_HINT: &str =
+    "ctr 1.7's `ctr task checkpoint --image-path` passes the path only to runtimes named \
+     io.containerd.runc*: with Lazarus the checkpoint went to containerd's content store. \
+     Checkpoint into a path with ctr >= 2.0 or the containerd API (WithCheckpointImagePath), \
+     or use `ctr container checkpoint --task` and `ctr container restore`";
+
+/// What an image directory without lazarus.json holds instead, said in
+/// terms of the likely cause (empty: nothing was ever dumped there).
+fn why_incomplete(dir: &Path) -> String {
+    let entries = names(dir);
+    if entries.is_empty() {
+        return format!(
+            ": the directory is empty, no checkpoint was written there ({CTR_17_IMAGE_PATH_HINT})"
+        );
+    }
+    let criu_images = entries
+        .iter()
+        .any(|n| n.to_string_lossy().ends_with(".img"));
+    match criu_images {
+        true => ": it holds CRIU images but no lazarus.json, so it was taken by another runtime \
+                 (runc?) or its checkpoint did not finish; Lazarus restores only checkpoints it took"
+            .into(),
+        false => String::new(),
     }
 }
 
@@ -171,6 +209,23 @@ pub fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(Error::io(format!("chmod {}", dir.display())))
+}
+
+/// Removes a temporary image directory, unless something is mounted
+/// inside it (a cgroup yard a killed CRIU left): removing would then reach
+/// into the mounted filesystem.
+pub fn remove_temporary(dir: &Path) {
+    let mounted = procfs::process::Process::myself()
+        .and_then(|p| p.mountinfo())
+        .map(|m| m.iter().any(|m| m.mount_point.starts_with(dir)))
+        .unwrap_or(true);
+    if mounted {
+        log::warn!("not removing {}: something is mounted in it", dir.display());
+        return;
+    }
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        log::warn!("remove {}: {e}", dir.display());
+    }
 }
 
 /// What an image or work directory held before a dump, so that afterwards
@@ -329,6 +384,11 @@ mod tests {
                 .contains("not a complete Lazarus checkpoint"),
             "{err}"
         );
+        assert!(err.to_string().contains("directory is empty"), "{err}");
+        std::fs::write(dir.path().join("pstree.img"), b"x").unwrap();
+        let err = Metadata::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("CRIU images but no lazarus.json"), "{err}");
+        std::fs::remove_file(dir.path().join("pstree.img")).unwrap();
         let mut m = Metadata::new("c1", (4, 2, 1));
         m.options.tcp_established = true;
         m.external_mounts = vec!["/etc/hosts".into()];

@@ -101,6 +101,7 @@ fn metadata() -> impl Strategy<Value = Metadata> {
                     cgroup_mounts,
                     cgroup_path: t.3,
                     terminal,
+                    image: None,
                 }
             },
         )

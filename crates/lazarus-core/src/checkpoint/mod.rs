@@ -3,6 +3,7 @@
 //! and [`restore`], built from the container's OCI spec.
 
 pub mod dump;
+pub mod identity;
 pub mod image;
 pub mod request;
 pub mod restore;
@@ -32,6 +33,30 @@ pub fn check_criu(criu: &dyn Criu) -> Result<(u32, u32, u32)> {
         )));
     }
     Ok(version)
+}
+
+/// Refuses a checkpoint taken with a newer CRIU (major.minor) than the one
+/// restoring it: its images may hold what this CRIU cannot read.
+pub fn check_criu_can_read(recorded: &str, running: (u32, u32, u32), images: &Path) -> Result<()> {
+    let mut parts = recorded.split('.').map(|p| p.parse::<u32>());
+    let (Some(Ok(major)), Some(Ok(minor))) = (parts.next(), parts.next()) else {
+        return Err(Error::InvalidArgument(format!(
+            "checkpoint {}: invalid criu_version {recorded:?} in {}",
+            images.display(),
+            image::METADATA_FILE
+        )));
+    };
+    if (major, minor) > (running.0, running.1) {
+        return Err(Error::FailedPrecondition(format!(
+            "checkpoint {} was taken with CRIU {recorded}, newer than this host's CRIU {}.{}.{}: \
+             restore it on a host with CRIU >= {major}.{minor}, or upgrade CRIU here",
+            images.display(),
+            running.0,
+            running.1,
+            running.2
+        )));
+    }
+    Ok(())
 }
 
 /// The CRIU options that dump and restore must agree on.
@@ -153,4 +178,29 @@ pub fn new_network_namespace(spec: &Spec) -> bool {
         .into_iter()
         .flatten()
         .any(|n| n.typ() == LinuxNamespaceType::Network && n.path().is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_of_a_newer_criu_is_refused() {
+        let at = Path::new("/cp");
+        check_criu_can_read("4.2.1", (4, 2, 0), at).unwrap();
+        check_criu_can_read("4.1.9", (4, 2, 1), at).unwrap();
+        check_criu_can_read("3.19", (4, 2, 1), at).unwrap();
+        let err = check_criu_can_read("4.3.0", (4, 2, 1), at).unwrap_err();
+        assert!(matches!(err, Error::FailedPrecondition(_)));
+        let text = err.to_string();
+        assert!(
+            text.contains("CRIU 4.3.0") && text.contains("4.2.1"),
+            "{text}"
+        );
+        assert!(check_criu_can_read("5.0.0", (4, 2, 1), at).is_err());
+        assert!(matches!(
+            check_criu_can_read("four", (4, 2, 1), at),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
 }

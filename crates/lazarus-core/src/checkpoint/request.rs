@@ -22,16 +22,17 @@ pub const EXT_UNIX_SK_ANNOTATION: &str = "io.lazarus.checkpoint.ext-unix-sk";
 pub const FILE_LOCKS_ANNOTATION: &str = "io.lazarus.checkpoint.file-locks";
 pub const SHELL_JOB_ANNOTATION: &str = "io.lazarus.checkpoint.shell-job";
 
-/// Every `io.lazarus.checkpoint.*` annotation Lazarus knows; each takes
-/// "true" or "false".
-pub const ANNOTATIONS: [&str; 5] = [
+/// Every `io.lazarus.checkpoint.*` and `io.lazarus.restore.*` annotation
+/// Lazarus knows; each takes "true" or "false".
+pub const ANNOTATIONS: [&str; 6] = [
     EXIT_ANNOTATION,
     TCP_ESTABLISHED_ANNOTATION,
     EXT_UNIX_SK_ANNOTATION,
     FILE_LOCKS_ANNOTATION,
     SHELL_JOB_ANNOTATION,
+    super::identity::SKIP_IMAGE_CHECK_ANNOTATION,
 ];
-const ANNOTATION_PREFIX: &str = "io.lazarus.checkpoint.";
+const ANNOTATION_PREFIXES: [&str; 2] = ["io.lazarus.checkpoint.", "io.lazarus.restore."];
 
 /// Checks a container's Lazarus annotations when it is created, so a typo
 /// is an error from `docker run`, not from the first checkpoint days later.
@@ -39,7 +40,7 @@ pub fn validate_annotations(annotations: &HashMap<String, String>) -> Result<()>
     let mut keys: Vec<&String> = annotations.keys().collect();
     keys.sort();
     for key in keys {
-        if !key.starts_with(ANNOTATION_PREFIX) {
+        if !ANNOTATION_PREFIXES.iter().any(|p| key.starts_with(p)) {
             continue;
         }
         if !ANNOTATIONS.contains(&key.as_str()) {
@@ -171,6 +172,10 @@ mod tests {
     fn annotations_are_checked_at_create() {
         let ok = HashMap::from([
             (EXIT_ANNOTATION.to_string(), "false".to_string()),
+            (
+                crate::checkpoint::identity::SKIP_IMAGE_CHECK_ANNOTATION.to_string(),
+                "true".to_string(),
+            ),
             ("org.other".to_string(), "anything".to_string()),
         ]);
         validate_annotations(&ok).unwrap();
@@ -189,6 +194,11 @@ mod tests {
             err.contains("tcp-establised") && err.contains(TCP_ESTABLISHED_ANNOTATION),
             "{err}"
         );
+        let typo = HashMap::from([(
+            "io.lazarus.restore.skip-image-chek".to_string(),
+            "true".to_string(),
+        )]);
+        assert!(validate_annotations(&typo).is_err());
     }
 
     #[test]

@@ -20,8 +20,8 @@ const DUMP_FLAGS: [&str; 4] = [
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
         4 => prop::sample::select(ANNOTATIONS.to_vec()).prop_map(str::to_string),
-        1 => "[a-z-]{0,16}".prop_map(|s| format!("{ANNOTATION_PREFIX}{s}")),
-        1 => any::<String>().prop_map(|s| format!("{ANNOTATION_PREFIX}{s}")),
+        1 => "[a-z-]{0,16}".prop_map(|s| format!("{}{s}", ANNOTATION_PREFIXES[0])),
+        1 => any::<String>().prop_map(|s| format!("{}{s}", ANNOTATION_PREFIXES[0])),
         1 => prop::sample::select(ANNOTATIONS.to_vec()).prop_map(|k| k.to_uppercase()),
         1 => "[a-z.]{0,24}",
         1 => any::<String>(),
@@ -65,7 +65,7 @@ proptest! {
     #[test]
     fn validate_accepts_exactly_known_keys_with_boolean_values(ann in annotations()) {
         let bad = |k: &str, v: &str| {
-            k.starts_with(ANNOTATION_PREFIX) && (!ANNOTATIONS.contains(&k) || !is_bool(v))
+            ANNOTATION_PREFIXES.iter().any(|p| k.starts_with(p)) && (!ANNOTATIONS.contains(&k) || !is_bool(v))
         };
         let expect_ok = !ann.iter().any(|(k, v)| bad(k, v));
         match validate_annotations(&ann) {

@@ -7,42 +7,17 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Spec;
 use protobuf::MessageField;
 
+use super::identity::{self, ImageIdentity};
 use super::image::{self, Metadata};
 use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp};
 use crate::error::{Error, Result};
 use crate::host::cgroup;
 
-/// A CRIU killed mid-restore leaves its cgroup yard (`.criu.cgyard.*`, a
-/// tmpfs with one mount per hierarchy, in its work directory) mounted:
-/// detach it (with what is mounted below it) and remove the directory.
-pub fn remove_criu_yard(work: &Path) {
-    for entry in std::fs::read_dir(work).into_iter().flatten().flatten() {
-        if !entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(".criu.cgyard.")
-        {
-            continue;
-        }
-        let path = entry.path();
-        let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-            continue;
-        };
-        // SAFETY: a valid C string; MNT_DETACH takes the submounts too.
-        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINVAL) {
-                log::warn!("unmount CRIU's cgroup yard {}: {e}", path.display());
-            }
-        }
-        if let Err(e) = std::fs::remove_dir(&path) {
-            log::warn!("remove CRIU's cgroup yard {}: {e}", path.display());
-        }
-    }
-}
-
 /// CRIU's index of an image directory; every dump writes it.
 const INVENTORY: &str = "inventory.img";
+
+/// How long the tasks of a failed restore get to die.
+const FAILED_RESTORE_KILL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Recorded at Create, carried out at Start (as containerd's runc shim does).
 #[derive(Debug, Clone)]
@@ -51,6 +26,10 @@ pub struct RestorePlan {
     pub work: PathBuf,
     pub metadata: Metadata,
     pub descriptors: Vec<String>,
+    /// The image directory is a copy made for this restore alone
+    /// (containerd's unpacked checkpoint image): removed once the restore
+    /// succeeded or failed.
+    pub temporary: bool,
 }
 
 /// The new container a checkpoint is restored into.
@@ -81,8 +60,9 @@ impl RestorePlan {
     ) -> Result<Self> {
         if !images.is_dir() {
             return Err(Error::InvalidArgument(format!(
-                "checkpoint directory {} does not exist",
-                images.display()
+                "checkpoint directory {} does not exist ({})",
+                images.display(),
+                image::CTR_17_IMAGE_PATH_HINT
             )));
         }
         let metadata = Metadata::load(&images)?;
@@ -135,7 +115,16 @@ impl RestorePlan {
             work,
             metadata,
             descriptors,
+            temporary: false,
         })
+    }
+
+    /// Removes the image directory if it is a temporary copy (see
+    /// [`RestorePlan::temporary`]); never across a mount point.
+    pub fn discard_temporary_images(&self) {
+        if self.temporary {
+            image::remove_temporary(&self.images);
+        }
     }
 
     /// Restores the process tree as a child of this process (rst_sibling).
@@ -150,7 +139,9 @@ impl RestorePlan {
     ) -> Result<Restored> {
         let (id, bundle, spec, stdio) = (target.id, target.bundle, target.spec, target.stdio);
         let keep_failed_log = target.keep_failed_log;
-        super::check_criu(criu)?;
+        let version = super::check_criu(criu)?;
+        super::check_criu_can_read(&self.metadata.criu_version, version, &self.images)?;
+        self.check_image(spec, bundle)?;
         image::create_dir(&self.work)?;
         let images_dir = criu::open_dir(&self.images)?;
         let work_dir = criu::open_dir(&self.work)?;
@@ -241,6 +232,14 @@ impl RestorePlan {
         });
         drop(namespaces);
         let fail = |failure: CriuFailure| -> Error {
+            // CRIU killed mid-restore (deadline, log bound) leaves the tasks
+            // it was restoring, which may still be looping and writing to
+            // its log: stop them before the log is read and copied.
+            let left = cgroup::kill_all(&new_cgroup, FAILED_RESTORE_KILL_TIMEOUT);
+            if !left.is_empty() {
+                ::log::error!("failed restore of {id}: pids {left:?} would not die");
+            }
+            criu::yard::remove_left_yard(&self.work);
             let mut err = CriuError::new(CriuOp::Restore, failure);
             err.subject = format!("restore of {id} from {}", self.images.display());
             super::dump::explain(&mut err, &log, keep_failed_log, &[]);
@@ -273,6 +272,27 @@ impl RestorePlan {
             )));
         }
         Ok(Restored { pid, pts_master })
+    }
+}
+
+impl RestorePlan {
+    /// Refuses a rootfs of another image than the checkpoint's, unless the
+    /// new container's annotation says to skip the check.
+    fn check_image(&self, spec: &Spec, bundle: &Path) -> Result<()> {
+        let Some(recorded) = &self.metadata.image else {
+            return Ok(()); // taken by a Lazarus that did not record it
+        };
+        let annotations = spec.annotations().clone().unwrap_or_default();
+        if identity::skip_requested(&annotations)? {
+            ::log::warn!(
+                "restore from {}: image check skipped ({})",
+                self.images.display(),
+                identity::SKIP_IMAGE_CHECK_ANNOTATION
+            );
+            return Ok(());
+        }
+        let now = ImageIdentity::of_rootfs(&super::rootfs(spec, bundle));
+        recorded.check(&now, &self.images)
     }
 }
 

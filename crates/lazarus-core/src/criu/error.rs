@@ -37,7 +37,8 @@ pub enum CriuFailure {
     Crashed(String),
     /// No answer within the deadline; CRIU was killed.
     TimedOut(Duration),
-    /// CRIU's log outgrew its bound (a looping CRIU); CRIU was killed.
+    /// CRIU's log outgrew its bound (this many bytes; a looping CRIU): CRIU
+    /// was killed.
     LogTooLarge(u64),
     /// A malformed message, or the socket failed.
     Protocol(String),

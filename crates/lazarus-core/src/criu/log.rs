@@ -58,7 +58,7 @@ fn read_range(file: &mut File, start: u64, len: u64) -> String {
 
 /// CRIU logs this as an error on every run under a container manager's
 /// rlimits and carries on: leading with it would hide the real cause.
-fn is_harmless(line: &str) -> bool {
+pub fn is_harmless(line: &str) -> bool {
     line.contains("Can't setup RLIMIT_NOFILE for self")
 }
 
@@ -77,7 +77,8 @@ pub fn keep_copy(log: &Path, dest: &Path, max: u64) -> std::io::Result<()> {
         .mode(0o600)
         .open(dest)?;
     if size <= max {
-        std::io::copy(&mut src, &mut out)?;
+        // Bounded even so: the log may still be growing.
+        std::io::copy(&mut Read::by_ref(&mut src).take(max), &mut out)?;
         return Ok(());
     }
     let half = max / 2;

@@ -11,6 +11,7 @@
 mod error;
 pub mod log;
 mod waiter;
+pub mod yard;
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -249,13 +250,12 @@ impl Conversation<'_> {
             if self.cancel.is_some_and(|cancelled| cancelled()) {
                 return Err(CriuFailure::Cancelled);
             }
-            if let Some(size) = self
+            let size = self
                 .log
                 .and_then(|l| std::fs::metadata(l).ok())
-                .map(|m| m.len())
-                .filter(|&s| s > self.log_max)
-            {
-                return Err(CriuFailure::LogTooLarge(size));
+                .map(|m| m.len());
+            if size.is_some_and(|s| s > self.log_max) {
+                return Err(CriuFailure::LogTooLarge(self.log_max));
             }
             let slice = left.min(WATCH_INTERVAL);
             let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];

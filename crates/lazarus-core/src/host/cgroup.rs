@@ -191,6 +191,16 @@ pub fn kill_all(cgroup_path: &str, timeout: Duration) -> Vec<i32> {
     }
 }
 
+/// Kills every process in the cgroup, then removes its directories: what
+/// a failed restore leaves (CRIU killed mid-restore leaves the processes it
+/// had already restored, and a cgroup holding them cannot be removed).
+/// Returns the pids that would not die within `timeout`.
+pub fn destroy(cgroup_path: &str, timeout: Duration) -> Vec<i32> {
+    let left = kill_all(cgroup_path, timeout);
+    remove(cgroup_path);
+    left
+}
+
 /// Removes the cgroup's (empty) directories, children first, in every
 /// hierarchy. What cannot be removed (still populated) is left and logged.
 pub fn remove(cgroup_path: &str) {

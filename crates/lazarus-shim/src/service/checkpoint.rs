@@ -20,6 +20,9 @@ use crate::io;
 use crate::process::Status;
 use crate::state::PendingRestore;
 
+/// How long the processes a failed restore left get to die.
+const RESTORE_CLEANUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The container as it was when the Checkpoint began.
 struct Dumped<'a> {
     id: &'a str,
@@ -190,12 +193,11 @@ impl TaskService {
                 // tree it had made (stuck in CRIU's restorer, in the new
                 // cgroup): without this it outlives the container.
                 let cgroup = cgroup::path_of(&pending.spec, &id);
-                let left = cgroup::kill_all(&cgroup, std::time::Duration::from_secs(5));
+                let left = cgroup::destroy(&cgroup, RESTORE_CLEANUP_TIMEOUT);
                 if !left.is_empty() {
-                    log::warn!("restore of {id}: processes {left:?} survive SIGKILL");
+                    log::error!("failed restore of {id}: pids {left:?} would not die");
                 }
-                cgroup::remove(&cgroup);
-                lazarus_core::checkpoint::restore::remove_criu_yard(&pending.plan.work);
+                pending.plan.discard_temporary_images();
                 cell.lock().state.start_failed(Some(Box::new(pending)));
                 return Err(e.into());
             }
@@ -240,6 +242,7 @@ impl TaskService {
             "stats-restore",
         ))
         .unwrap_or_default();
+        pending.plan.discard_temporary_images();
         log::info!(
             "restored {id} (pid {}) in {:?}: {stats:?}",
             restored.pid,

@@ -149,12 +149,7 @@ impl TaskService {
     }
 
     fn create_reserved(&self, req: &CreateTaskRequest) -> Result<CreateTaskResponse> {
-        let (image_path, work_path) = options::restore_paths(req.options.as_ref())?;
-        let checkpoint = if req.checkpoint.is_empty() {
-            image_path
-        } else {
-            req.checkpoint.clone()
-        };
+        let source = options::restore_source(&req.checkpoint, req.options.as_ref())?;
         let bundle = PathBuf::from(&req.bundle);
         let spec = container::load_spec(&bundle)?;
         // A typo in a Lazarus annotation fails `docker run`, not the first
@@ -174,14 +169,17 @@ impl TaskService {
             terminal,
         };
         // A restore is checked against the bundle before anything is set up.
-        let plan = match checkpoint.is_empty() {
-            true => None,
-            false => Some(RestorePlan::prepare(
-                checkpoint.clone().into(),
-                (!work_path.is_empty()).then(|| work_path.into()),
-                &spec,
-                terminal,
-            )?),
+        let plan = match &source {
+            None => None,
+            Some(s) => Some(RestorePlan {
+                temporary: s.temporary,
+                ..RestorePlan::prepare(
+                    s.images.clone().into(),
+                    (!s.work.is_empty()).then(|| s.work.clone().into()),
+                    &spec,
+                    terminal,
+                )?
+            }),
         };
         let mounted_rootfs = container::mount_rootfs(&bundle, &req.rootfs)?;
         let mut init = Process::new("", stdio.clone(), Vec::new());
@@ -231,7 +229,7 @@ impl TaskService {
                 terminal: stdio.terminal,
                 ..Default::default()
             }),
-            checkpoint,
+            checkpoint: source.map(|s| s.images).unwrap_or_default(),
             pid: pid as u32,
             ..Default::default()
         });

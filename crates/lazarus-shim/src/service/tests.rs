@@ -698,6 +698,41 @@ fn checkpoint_then_restore_reapplies_the_dump_options() {
     );
 }
 
+/// containerd unpacks a checkpoint image into `ctrd-checkpoint*` in its
+/// temporary directory for every restore and never removes it.
+#[test]
+fn containerds_copy_of_the_checkpoint_is_removed_after_the_restore() {
+    let f = fixture();
+    f.run("c1");
+    let copy = std::env::temp_dir().join(format!("ctrd-checkpoint-unit{}", std::process::id()));
+    let path = copy.to_string_lossy().into_owned();
+    f.service
+        .checkpoint(&CheckpointTaskRequest {
+            id: "c1".into(),
+            path: path.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(copy.join("lazarus.json").is_file());
+    f.service
+        .create(&CreateTaskRequest {
+            id: "c2".into(),
+            bundle: f.bundle.path().to_string_lossy().into_owned(),
+            checkpoint: path,
+            ..Default::default()
+        })
+        .unwrap();
+    f.service
+        .start(&StartRequest {
+            id: "c2".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let left = copy.exists();
+    let _ = std::fs::remove_dir_all(&copy);
+    assert!(!left, "{} is left after the restore", copy.display());
+}
+
 #[test]
 fn a_hook_configured_network_is_dumped_empty_and_set_up_again_at_restore() {
     use oci_spec::runtime::{HookBuilder, HooksBuilder};

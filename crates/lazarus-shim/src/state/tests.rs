@@ -20,6 +20,7 @@ fn pending() -> Box<PendingRestore> {
             work: "/images".into(),
             metadata: Metadata::new("c", (4, 2, 1)),
             descriptors: Vec::new(),
+            temporary: false,
         },
         spec: Spec::default(),
         io: None,
