@@ -20,13 +20,17 @@
 //! in `config.dump` and `spec.dump`, and a second copy could disagree with
 //! the one CRIU's images travel with.
 
+mod hashing;
 mod manifest;
 mod read;
 pub mod rootfs;
+mod sink;
 mod write;
 
 #[cfg(test)]
 mod prop_tests;
+#[cfg(test)]
+mod refusal_tests;
 #[cfg(test)]
 mod tests;
 

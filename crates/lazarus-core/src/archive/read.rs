@@ -4,13 +4,13 @@
 //! the destination and renames it into place only when all of that held.
 
 use std::collections::HashMap;
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use super::hashing::hash_copy;
 use super::manifest::{is_safe_name, MAX_MANIFEST_BYTES};
-use super::write::hash_copy;
+use super::sink::{Discard, Sink, ToDir};
 use super::{Manifest, ManifestEntry, MANIFEST_FILE};
 use crate::error::{Error, Result};
 
@@ -66,72 +66,6 @@ pub fn extract(path: &Path, dest: &Path) -> Result<Manifest> {
         .and_then(|d| d.sync_all())
         .map_err(Error::io(&context))?;
     Ok(manifest)
-}
-
-/// Where verified entries go.
-trait Sink {
-    fn dir(&mut self, name: &str) -> io::Result<()>;
-    fn file(&mut self, name: &str) -> io::Result<Box<dyn Output>>;
-}
-
-/// One file being written; `finish` is called once its digest matched.
-trait Output: Write {
-    fn finish(self: Box<Self>) -> io::Result<()>;
-}
-
-impl Output for io::Sink {
-    fn finish(self: Box<Self>) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Output for io::BufWriter<File> {
-    /// Flushed and fsynced here, so that no error is lost in a Drop and the
-    /// data is on disk before the rename makes the directory visible.
-    fn finish(self: Box<Self>) -> io::Result<()> {
-        let file = self.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()
-    }
-}
-
-struct Discard;
-
-impl Sink for Discard {
-    fn dir(&mut self, _: &str) -> io::Result<()> {
-        Ok(())
-    }
-    fn file(&mut self, _: &str) -> io::Result<Box<dyn Output>> {
-        Ok(Box::new(io::sink()))
-    }
-}
-
-/// Writes into a directory only this process knows about. Names were
-/// checked (relative, no `..`) and only files and directories are ever
-/// created in it, so no path can lead out of it.
-struct ToDir(PathBuf);
-
-fn mkdirs(dir: &Path) -> io::Result<()> {
-    DirBuilder::new().recursive(true).mode(0o700).create(dir)
-}
-
-impl Sink for ToDir {
-    fn dir(&mut self, name: &str) -> io::Result<()> {
-        mkdirs(&self.0.join(name))
-    }
-
-    fn file(&mut self, name: &str) -> io::Result<Box<dyn Output>> {
-        let path = self.0.join(name);
-        if let Some(parent) = path.parent() {
-            mkdirs(parent)?;
-        }
-        let f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)?;
-        Ok(Box::new(io::BufWriter::with_capacity(1 << 20, f)))
-    }
 }
 
 fn corrupt(path: &Path) -> impl Fn(io::Error) -> Error + '_ {
