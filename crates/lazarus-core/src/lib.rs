@@ -1,5 +1,8 @@
 //! Lazarus's core: everything about checkpoints that is not containerd.
 //!
+//! - [`archive`]: the portable checkpoint archive (Podman's layout, so
+//!   checkpointctl reads it) with a manifest checked before extraction, and
+//!   the root filesystem diff it carries;
 //! - [`criu`]: CRIU over its RPC interface (`criu swrk`), with a deadline on
 //!   every conversation and the wait for CRIU's exit passed in by the caller
 //!   (the shim routes it through its reaper; the CLI waits directly);
@@ -13,6 +16,7 @@
 //! No ttrpc, no containerd-shim, no reaper: the shim and the CLI are thin
 //! front doors over this crate.
 
+pub mod archive;
 pub mod checkpoint;
 pub mod config;
 pub mod criu;

@@ -1,0 +1,127 @@
+//! The portable checkpoint archive: one tar file (zstd-compressed by default)
+//! laid out as Podman, CRI-O and containerd's CRI lay out theirs, so that
+//! their tools (checkpointctl) recognise it, plus a manifest of its own so a
+//! corrupted or truncated archive is refused before anything is extracted to
+//! its final place.
+//!
+//! | entry                   | what                                            |
+//! |-------------------------|-------------------------------------------------|
+//! | `lazarus-manifest.json` | [`Manifest`]: format, size + sha256 of all else; first, so it is read before any other entry |
+//! | `checkpoint/`           | CRIU's images (with Lazarus's `lazarus.json`)  |
+//! | `spec.dump`             | the OCI spec, annotated `io.container.manager=lazarus` |
+//! | `config.dump`           | [`ArchiveConfig`]                               |
+//! | `rootfs-diff.tar`       | added/changed files of the root filesystem      |
+//! | `deleted.files`         | JSON list of deleted paths                      |
+//! | `stats-dump`            | CRIU's dump statistics (checkpointctl shows them) |
+//! | `network.status`        | optional                                        |
+//! | `dump.log`              | CRIU's dump log                                 |
+//!
+//! `lazarus.json` has no top-level twin: Podman keeps its own metadata only
+//! in `config.dump` and `spec.dump`, and a second copy could disagree with
+//! the one CRIU's images travel with.
+
+mod hashing;
+mod manifest;
+mod read;
+pub mod rootfs;
+mod sink;
+mod write;
+
+#[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
+mod refusal_tests;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use manifest::{Manifest, ManifestEntry, FORMAT};
+pub use read::{extract, read_manifest, verify};
+pub use rootfs::RootfsDiff;
+pub use write::write;
+
+pub const MANIFEST_FILE: &str = "lazarus-manifest.json";
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+pub const SPEC_DUMP: &str = "spec.dump";
+pub const CONFIG_DUMP: &str = "config.dump";
+pub const ROOTFS_DIFF_TAR: &str = "rootfs-diff.tar";
+pub const DELETED_FILES: &str = "deleted.files";
+pub const STATS_DUMP: &str = "stats-dump";
+pub const NETWORK_STATUS: &str = "network.status";
+pub const DUMP_LOG: &str = "dump.log";
+
+/// checkpointctl picks the engine from this spec annotation (`libpod`,
+/// `cri-o`, anything else is shown as containerd).
+pub const MANAGER_ANNOTATION: &str = "io.container.manager";
+pub const MANAGER: &str = "lazarus";
+
+/// `config.dump`. The keys are those of Podman's container config that
+/// checkpointctl and containerd's CRI read (its `ContainerConfig`); Go's JSON
+/// ignores the keys it does not know (`engine`, `namespace`). Times are RFC
+/// 3339, as Go's `time.Time` wants them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveConfig {
+    pub id: String,
+    pub name: String,
+    /// The image as the user named it (`docker.io/library/busybox:latest`).
+    #[serde(rename = "rootfsImageName", default)]
+    pub image_name: String,
+    /// The image's digest (`sha256:…`): restore elsewhere must find the
+    /// same image, not whatever the name points to by then.
+    #[serde(rename = "rootfsImageRef", default)]
+    pub image_digest: String,
+    /// The OCI runtime, e.g. `io.containerd.lazarus.v2`.
+    #[serde(default)]
+    pub runtime: String,
+    #[serde(rename = "createdTime")]
+    pub created: DateTime<Utc>,
+    #[serde(rename = "checkpointedTime")]
+    pub checkpointed: DateTime<Utc>,
+    /// What ran the container: `docker`, `containerd`, `cri`…
+    #[serde(default)]
+    pub engine: String,
+    /// The containerd namespace (`moby`, `default`, `k8s.io`).
+    #[serde(default)]
+    pub namespace: String,
+}
+
+/// What goes into an archive. Big things are paths (streamed), small ones
+/// bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct ArchiveInput<'a> {
+    /// CRIU's image directory, written as `checkpoint/`: regular files and
+    /// directories only.
+    pub images_dir: &'a Path,
+    /// The container's OCI spec (config.json), a JSON object.
+    pub spec_json: &'a [u8],
+    pub config: &'a ArchiveConfig,
+    pub rootfs_diff: Option<&'a RootfsDiff>,
+    pub dump_log: Option<&'a Path>,
+    pub network_status: Option<&'a [u8]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    /// `threads` 0 compresses on the calling thread; more runs zstd's own
+    /// worker threads (page files are large and compress well in parallel).
+    Zstd {
+        level: i32,
+        threads: u32,
+    },
+}
+
+impl Default for Compression {
+    /// zstd's default level, one worker per core: what Podman does.
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Compression::Zstd {
+            level: 3,
+            threads: u32::try_from(cores).unwrap_or(1),
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Reading an archive: the manifest first, then every entry checked against
+//! it as it streams by (name listed, type, size, sha256), and at the end
+//! nothing missing. Extraction writes into a private temp directory next to
+//! the destination and renames it into place only when all of that held.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::Path;
+
+use super::hashing::hash_copy;
+use super::manifest::{is_safe_name, MAX_MANIFEST_BYTES};
+use super::sink::{Discard, Sink, ToDir};
+use super::{Manifest, ManifestEntry, MANIFEST_FILE};
+use crate::error::{Error, Result};
+
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Reads only the manifest (the archive's first entry).
+pub fn read_manifest(path: &Path) -> Result<Manifest> {
+    let mut archive = open(path)?;
+    let mut entries = archive.entries().map_err(corrupt(path))?;
+    first_entry(path, &mut entries)
+}
+
+/// Reads the whole archive and checks every entry against the manifest.
+pub fn verify(path: &Path) -> Result<Manifest> {
+    walk(path, &mut Discard)
+}
+
+/// Verifies and extracts the archive into `dest`, which must not exist. On
+/// any error nothing is left behind: not `dest`, not the temp directory.
+/// Files are 0600 and directories 0700 whatever the archive says.
+pub fn extract(path: &Path, dest: &Path) -> Result<Manifest> {
+    if fs::symlink_metadata(dest).is_ok() {
+        return Err(Error::FailedPrecondition(format!(
+            "{} already exists; extract a checkpoint archive into a new directory",
+            dest.display()
+        )));
+    }
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let context = format!("extract {} to {}", path.display(), dest.display());
+    // 0700, and removed with everything in it when dropped on an error.
+    let tmp = tempfile::Builder::new()
+        .prefix(".lazarus-extract-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir_in(parent)
+        .map_err(Error::io(&context))?;
+    let manifest = walk(path, &mut ToDir(tmp.path().to_path_buf()))?;
+    // Kept, so the extracted directory still says what it was made from.
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Other(e.to_string()))?;
+    let mut out = ToDir(tmp.path().to_path_buf())
+        .file(MANIFEST_FILE)
+        .map_err(Error::io(&context))?;
+    out.write_all(&json)
+        .and_then(|()| out.finish())
+        .map_err(Error::io(&context))?;
+    fs::rename(tmp.path(), dest).map_err(Error::io(&context))?;
+    // Renamed: there is nothing left for the TempDir to remove.
+    let _ = tmp.keep();
+    File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io(&context))?;
+    Ok(manifest)
+}
+
+fn corrupt(path: &Path) -> impl Fn(io::Error) -> Error + '_ {
+    move |e| {
+        Error::InvalidArgument(format!(
+            "checkpoint archive {} is truncated or corrupt: {e}",
+            path.display()
+        ))
+    }
+}
+
+fn refuse(path: &Path, why: String) -> Error {
+    Error::InvalidArgument(format!(
+        "refusing checkpoint archive {}: {why}",
+        path.display()
+    ))
+}
+
+/// A tar, plain or zstd-compressed (told apart by their first bytes).
+fn open(path: &Path) -> Result<tar::Archive<Box<dyn Read>>> {
+    let file = File::open(path).map_err(Error::io(format!("open {}", path.display())))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let head = reader
+        .fill_buf()
+        .map_err(Error::io(format!("read {}", path.display())))?;
+    let stream: Box<dyn Read> = if head.starts_with(&ZSTD_MAGIC) {
+        let z = zstd::Decoder::with_buffer(reader).map_err(corrupt(path))?;
+        Box::new(z)
+    } else if head.starts_with(&GZIP_MAGIC) {
+        return Err(refuse(
+            path,
+            "it is gzip-compressed; Lazarus reads zstd-compressed or plain tar archives".into(),
+        ));
+    } else {
+        Box::new(reader)
+    };
+    Ok(tar::Archive::new(stream))
+}
+
+type Entries<'a> = tar::Entries<'a, Box<dyn Read>>;
+
+fn first_entry(path: &Path, entries: &mut Entries) -> Result<Manifest> {
+    let not_ours = |what: String| {
+        refuse(
+            path,
+            format!("{what}, not {MANIFEST_FILE}: not a Lazarus checkpoint archive"),
+        )
+    };
+    let mut entry = match entries.next() {
+        None => return Err(not_ours("it holds no entry".into())),
+        Some(e) => e.map_err(corrupt(path))?,
+    };
+    let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    if name != MANIFEST_FILE || !entry.header().entry_type().is_file() {
+        return Err(not_ours(format!("its first entry is {name:?}")));
+    }
+    if entry.size() > MAX_MANIFEST_BYTES {
+        return Err(refuse(
+            path,
+            format!("its {MANIFEST_FILE} is {} bytes", entry.size()),
+        ));
+    }
+    let mut bytes = Vec::new();
+    (&mut entry)
+        .take(MAX_MANIFEST_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(corrupt(path))?;
+    if bytes.len() as u64 != entry.size() {
+        return Err(corrupt(path)(io::ErrorKind::UnexpectedEof.into()));
+    }
+    Manifest::parse(&bytes).map_err(|e| match e {
+        Error::FailedPrecondition(m) => {
+            Error::FailedPrecondition(format!("{}: {m}", path.display()))
+        }
+        e => refuse(path, e.to_string()),
+    })
+}
+
+/// The entry's name as the manifest spells it: directories lose their
+/// trailing `/`; anything not a plain relative path is refused.
+fn entry_name(path: &Path, entry: &tar::Entry<Box<dyn Read>>) -> Result<String> {
+    let raw = entry.path_bytes();
+    let name = std::str::from_utf8(&raw).map_err(|_| {
+        refuse(
+            path,
+            format!("entry {:?} is not UTF-8", String::from_utf8_lossy(&raw)),
+        )
+    })?;
+    let trimmed = match entry.header().entry_type() {
+        tar::EntryType::Directory => name.strip_suffix('/').unwrap_or(name),
+        _ => name,
+    };
+    if !is_safe_name(trimmed) {
+        return Err(refuse(
+            path,
+            format!("entry {name:?} is not a plain relative path"),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn walk(path: &Path, sink: &mut dyn Sink) -> Result<Manifest> {
+    let mut archive = open(path)?;
+    let mut entries = archive.entries().map_err(corrupt(path))?;
+    let manifest = first_entry(path, &mut entries)?;
+    let mut expected: HashMap<&str, &ManifestEntry> = manifest
+        .entries
+        .iter()
+        .map(|e| (e.name.as_str(), e))
+        .collect();
+    for entry in entries {
+        let mut entry = entry.map_err(corrupt(path))?;
+        let name = entry_name(path, &entry)?;
+        let Some(listed) = expected.remove(name.as_str()) else {
+            let why = if manifest.entries.iter().any(|e| e.name == name) {
+                "appears twice"
+            } else {
+                "is not listed in its manifest"
+            };
+            return Err(refuse(path, format!("entry {name:?} {why}")));
+        };
+        let kind = entry.header().entry_type();
+        let io = |e: io::Error| Error::io(format!("extract {name} from {}", path.display()))(e);
+        match (kind, listed.dir) {
+            (tar::EntryType::Directory, true) => sink.dir(&name).map_err(io)?,
+            (tar::EntryType::Regular | tar::EntryType::Continuous, false) => {
+                if entry.size() != listed.size {
+                    return Err(refuse(
+                        path,
+                        format!(
+                            "entry {name:?} is {} bytes, its manifest says {}",
+                            entry.size(),
+                            listed.size
+                        ),
+                    ));
+                }
+                let mut out = sink.file(&name).map_err(io)?;
+                let (size, digest) =
+                    hash_copy(&mut entry, &mut out, &mut |_| {}).map_err(corrupt(path))?;
+                if size != listed.size {
+                    return Err(corrupt(path)(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "entry {name:?} ends after {size} of its {} bytes",
+                            listed.size
+                        ),
+                    )));
+                }
+                if digest != listed.sha256 {
+                    return Err(refuse(
+                        path,
+                        format!(
+                            "entry {name:?} does not match its sha256 in the manifest (corrupt)"
+                        ),
+                    ));
+                }
+                out.finish().map_err(io)?;
+            }
+            (kind, _) => {
+                let listed_as = if listed.dir { "directory" } else { "file" };
+                return Err(refuse(
+                    path,
+                    format!(
+                        "entry {name:?} is a {kind:?} where its manifest lists a {listed_as}; \
+                     only files and directories are accepted (no links, no devices)"
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(missing) = manifest
+        .entries
+        .iter()
+        .find(|e| expected.contains_key(e.name.as_str()))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "checkpoint archive {} is truncated or incomplete: {} of its {} entries are missing, \
+             first {:?}",
+            path.display(),
+            expected.len(),
+            manifest.entries.len(),
+            missing.name
+        )));
+    }
+    Ok(manifest)
+}

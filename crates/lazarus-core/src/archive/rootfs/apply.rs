@@ -1,0 +1,190 @@
+//! Applying a diff to a fresh root filesystem, never writing outside it.
+//! Every entry's parents are walked from the root with lstat: each must be
+//! a real directory (or missing, then created). A symlink on the way is
+//! refused, whether it came from the image or from an earlier tar entry:
+//! a diff made from an overlay upper directory never needs one (overlayfs
+//! resolves symlinks before it copies up), and following it could lead out
+//! of the root filesystem. The last component is never followed: whatever
+//! is there is removed and replaced.
+//!
+//! Not atomic: on an error the root filesystem is half-changed, so apply
+//! to a fresh one and discard it if this fails.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, BufReader};
+use std::os::unix::fs::{fchown, lchown, DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use nix::sys::stat::{futimens, utimensat, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+
+use super::components;
+use crate::error::{Error, Result};
+
+/// Deletes `deleted` (missing ones are fine), then extracts `diff_tar` into
+/// `rootfs` with the modes, owners and modification times it records.
+pub fn apply(diff_tar: &Path, deleted: &[String], rootfs: &Path) -> Result<()> {
+    let meta =
+        fs::symlink_metadata(rootfs).map_err(Error::io(format!("stat {}", rootfs.display())))?;
+    if !meta.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not a directory",
+            rootfs.display()
+        )));
+    }
+    let refuse = |why: String| {
+        Error::InvalidArgument(format!(
+            "refusing root filesystem diff for {}: {why}",
+            rootfs.display()
+        ))
+    };
+    // Deletions first: a directory both deleted and in the tar was replaced
+    // by a new one (overlayfs' opaque directory).
+    for name in deleted {
+        let parts = components(name, true)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| refuse(format!("deleted file {name:?} is not a path inside it")))?;
+        let (last, parents) = parts.split_last().expect("not empty");
+        if let Some(dir) = parents_of(rootfs, parents, false, &refuse)? {
+            remove(&dir.join(last))?;
+        }
+    }
+
+    let file = File::open(diff_tar).map_err(Error::io(format!("open {}", diff_tar.display())))?;
+    let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, file));
+    let corrupt = |e: io::Error| {
+        Error::InvalidArgument(format!(
+            "root filesystem diff {} is corrupt: {e}",
+            diff_tar.display()
+        ))
+    };
+    // Directory times are set last: creating their children changes them.
+    let mut dir_times = Vec::new();
+    for entry in archive.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
+        let raw = entry.path_bytes().into_owned();
+        let name = String::from_utf8_lossy(&raw).into_owned();
+        let parts = std::str::from_utf8(&raw)
+            .ok()
+            .and_then(|n| components(n, false))
+            .ok_or_else(|| refuse(format!("entry {name:?} is not a relative path inside it")))?;
+        let Some((last, parents)) = parts.split_last() else {
+            continue; // the root itself: it is the fresh root filesystem's
+        };
+        let dir = parents_of(rootfs, parents, true, &refuse)?.expect("created");
+        let path = dir.join(last);
+        let h = entry.header();
+        use tar::EntryType::{Continuous, Directory, Regular, Symlink};
+        if !matches!(h.entry_type(), Directory | Regular | Continuous | Symlink) {
+            return Err(refuse(format!(
+                "entry {name:?} is a {:?}; a root filesystem diff holds only files, \
+                 directories and symlinks",
+                h.entry_type()
+            )));
+        }
+        let (mode, uid, gid) = (
+            h.mode().map_err(corrupt)? & 0o7777,
+            h.uid().map_err(corrupt)?,
+            h.gid().map_err(corrupt)?,
+        );
+        let (uid, gid) = (u32::try_from(uid).ok(), u32::try_from(gid).ok());
+        let mtime = TimeSpec::new(i64::try_from(h.mtime().map_err(corrupt)?).unwrap_or(0), 0);
+        let context = || format!("apply {name} to {}", rootfs.display());
+        match h.entry_type() {
+            Directory => {
+                if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                    remove(&path)?;
+                    DirBuilder::new()
+                        .mode(0o700)
+                        .create(&path)
+                        .map_err(Error::io(context()))?;
+                }
+                lchown(&path, uid, gid).map_err(Error::io(context()))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                    .map_err(Error::io(context()))?;
+                dir_times.push((path, mtime));
+            }
+            Regular | Continuous => {
+                remove(&path)?;
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
+                    .map_err(Error::io(context()))?;
+                io::copy(&mut entry, &mut f).map_err(corrupt)?;
+                // Owner before mode: chown clears set-user-ID bits.
+                fchown(&f, uid, gid).map_err(Error::io(context()))?;
+                f.set_permissions(fs::Permissions::from_mode(mode))
+                    .map_err(Error::io(context()))?;
+                futimens(f.as_raw_fd(), &mtime, &mtime).map_err(Error::sys(context()))?;
+            }
+            Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(corrupt)?
+                    .ok_or_else(|| refuse(format!("symlink {name:?} has no target")))?;
+                remove(&path)?;
+                std::os::unix::fs::symlink(&target, &path).map_err(Error::io(context()))?;
+                lchown(&path, uid, gid).map_err(Error::io(context()))?;
+                set_times(&path, mtime).map_err(Error::sys(context()))?;
+            }
+            _ => unreachable!("checked above"),
+        }
+    }
+    for (path, mtime) in dir_times.iter().rev() {
+        set_times(path, *mtime).map_err(Error::sys(format!("set times of {}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// The directory `rootfs/parents…`, walked without following any symlink.
+/// Missing directories are created (0755, root's) if `create`, else None.
+fn parents_of(
+    rootfs: &Path,
+    parents: &[&str],
+    create: bool,
+    refuse: &dyn Fn(String) -> Error,
+) -> Result<Option<PathBuf>> {
+    let mut dir = rootfs.to_path_buf();
+    for (i, part) in parents.iter().enumerate() {
+        dir.push(part);
+        let shown = parents[..=i].join("/");
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(refuse(format!(
+                    "{shown} is a symlink; writing through it could leave the root filesystem"
+                )))
+            }
+            Ok(_) => return Err(refuse(format!("{shown} is not a directory"))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                DirBuilder::new()
+                    .mode(0o755)
+                    .create(&dir)
+                    .map_err(Error::io(format!("create {}", dir.display())))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("stat {}", dir.display()))(e)),
+        }
+    }
+    Ok(Some(dir))
+}
+
+/// Removes whatever is at `path` without following it: a symlink is
+/// removed itself, a directory with everything below it.
+fn remove(path: &Path) -> Result<()> {
+    let result = match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(e),
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+    };
+    result.map_err(Error::io(format!("remove {}", path.display())))
+}
+
+fn set_times(path: &Path, mtime: TimeSpec) -> nix::Result<()> {
+    utimensat(None, path, &mtime, &mtime, UtimensatFlags::NoFollowSymlink)
+}

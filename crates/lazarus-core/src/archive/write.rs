@@ -1,0 +1,301 @@
+//! Writing an archive: every source is hashed first, so the manifest can be
+//! the archive's first entry (a reader checks each entry as it streams by);
+//! then everything is streamed into a temp file next to `dest`, hashed again
+//! on the way (a file that changed in between is an error, not a corrupt
+//! archive), fsynced and renamed into place.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+
+use super::hashing::{hash_copy, Hashing};
+use super::manifest::hex;
+use super::*;
+use crate::error::{Error, Result};
+
+enum Content {
+    Dir,
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+struct Source {
+    name: String,
+    content: Content,
+}
+
+/// Writes the archive atomically to `dest` (replacing any file there; mode
+/// 0600) and returns its manifest. `progress` is called with the bytes of
+/// content written so far (of [`Manifest::total_size`]).
+pub fn write(
+    input: &ArchiveInput,
+    dest: &Path,
+    compression: Compression,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Manifest> {
+    let sources = sources(input)?;
+    let mut entries = Vec::with_capacity(sources.len());
+    for s in &sources {
+        entries.push(match &s.content {
+            Content::Dir => ManifestEntry::dir(&s.name),
+            Content::File(p) => {
+                let mut f = File::open(p).map_err(Error::io(format!("open {}", p.display())))?;
+                let (size, digest) = hash_copy(&mut f, &mut io::sink(), &mut |_| {})
+                    .map_err(Error::io(format!("read {}", p.display())))?;
+                ManifestEntry::file(&s.name, size, digest)
+            }
+            Content::Bytes(b) => {
+                ManifestEntry::file(&s.name, b.len() as u64, hex(&Sha256::digest(b)))
+            }
+        });
+    }
+    let manifest = Manifest::new(entries);
+
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let context = format!("write checkpoint archive {}", dest.display());
+    // 0600 from the start; removed on any error below.
+    let tmp = tempfile::Builder::new()
+        .prefix(".lazarus-archive-")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(Error::io(&context))?;
+    let file = tmp.as_file().try_clone().map_err(Error::io(&context))?;
+    let out = BufWriter::with_capacity(1 << 20, file);
+    let out = match compression {
+        Compression::None => Out::Plain(out),
+        Compression::Zstd { level, threads } => {
+            let mut z = zstd::Encoder::new(out, level).map_err(Error::io(&context))?;
+            // A frame checksum: zstd itself notices corrupted compressed data.
+            z.include_checksum(true).map_err(Error::io(&context))?;
+            if threads > 0 {
+                z.multithread(threads).map_err(Error::io(&context))?;
+            }
+            Out::Zstd(z)
+        }
+    };
+    let mut tar = tar::Builder::new(out);
+    let now = SystemTime::now();
+    let manifest_json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Other(e.to_string()))?;
+    append_bytes(&mut tar, MANIFEST_FILE, &manifest_json, now).map_err(Error::io(&context))?;
+    let mut done = 0u64;
+    for (s, m) in sources.iter().zip(&manifest.entries) {
+        append(&mut tar, s, m, now, &mut done, progress)?;
+    }
+    // into_inner writes the end-of-archive blocks, finish ends the zstd
+    // frame; both explicitly, so that their errors are not lost in a Drop.
+    let out = tar.into_inner().map_err(Error::io(&context))?;
+    out.finish().map_err(Error::io(&context))?;
+    tmp.as_file().sync_all().map_err(Error::io(&context))?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(Error::io(&context))?;
+    tmp.persist(dest)
+        .map_err(|e| Error::io(&context)(e.error))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io(&context))?;
+    Ok(manifest)
+}
+
+/// The archive's byte stream: plain, or through zstd.
+enum Out {
+    Plain(BufWriter<File>),
+    Zstd(zstd::Encoder<'static, BufWriter<File>>),
+}
+
+impl Out {
+    fn finish(self) -> io::Result<()> {
+        let mut inner = match self {
+            Out::Plain(w) => w,
+            Out::Zstd(z) => z.finish()?,
+        };
+        inner.flush()
+    }
+}
+
+impl Write for Out {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Out::Plain(w) => w.write(buf),
+            Out::Zstd(z) => z.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Out::Plain(w) => w.flush(),
+            Out::Zstd(z) => z.flush(),
+        }
+    }
+}
+
+fn sources(input: &ArchiveInput) -> Result<Vec<Source>> {
+    let mut out = vec![Source {
+        name: CHECKPOINT_DIR.into(),
+        content: Content::Dir,
+    }];
+    walk_images(input.images_dir, CHECKPOINT_DIR, &mut out)?;
+    out.push(bytes(SPEC_DUMP, annotated_spec(input.spec_json)?));
+    let config =
+        serde_json::to_vec_pretty(input.config).map_err(|e| Error::Other(e.to_string()))?;
+    out.push(bytes(CONFIG_DUMP, config));
+    if let Some(diff) = input.rootfs_diff {
+        out.push(file(ROOTFS_DIFF_TAR, diff.tar.clone()));
+        let deleted = serde_json::to_vec(&diff.deleted).map_err(|e| Error::Other(e.to_string()))?;
+        out.push(bytes(DELETED_FILES, deleted));
+    }
+    // checkpointctl and Podman look for CRIU's statistics at the top level.
+    let stats = input.images_dir.join(STATS_DUMP);
+    if stats.is_file() {
+        out.push(file(STATS_DUMP, stats));
+    }
+    if let Some(status) = input.network_status {
+        out.push(bytes(NETWORK_STATUS, status.to_vec()));
+    }
+    if let Some(log) = input.dump_log {
+        out.push(file(DUMP_LOG, log.to_path_buf()));
+    }
+    Ok(out)
+}
+
+fn bytes(name: &str, b: Vec<u8>) -> Source {
+    Source {
+        name: name.into(),
+        content: Content::Bytes(b),
+    }
+}
+
+fn file(name: &str, p: PathBuf) -> Source {
+    Source {
+        name: name.into(),
+        content: Content::File(p),
+    }
+}
+
+/// CRIU's image directory: files and directories, sorted so that two
+/// archives of the same images are the same. Anything else (a symlink, a
+/// socket) is not CRIU's and is refused rather than silently dropped.
+fn walk_images(dir: &Path, prefix: &str, out: &mut Vec<Source>) -> Result<()> {
+    let read = fs::read_dir(dir).map_err(Error::io(format!("read {}", dir.display())))?;
+    let mut names = read
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(Error::io(format!("read {}", dir.display())))?;
+    names.sort();
+    for n in names {
+        let path = dir.join(&n);
+        let name = n.to_str().map(|n| format!("{prefix}/{n}"));
+        let name = name.filter(|n| manifest::is_safe_name(n)).ok_or_else(|| {
+            Error::InvalidArgument(format!("{}: a file name that is not UTF-8", path.display()))
+        })?;
+        let meta =
+            fs::symlink_metadata(&path).map_err(Error::io(format!("stat {}", path.display())))?;
+        if meta.is_dir() {
+            out.push(Source {
+                name: name.clone(),
+                content: Content::Dir,
+            });
+            walk_images(&path, &name, out)?;
+        } else if meta.is_file() {
+            out.push(file(&name, path));
+        } else {
+            return Err(Error::InvalidArgument(format!(
+                "{} is neither a file nor a directory; a checkpoint image holds only those",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The spec with `io.container.manager=lazarus`, which checkpointctl reads.
+fn annotated_spec(spec: &[u8]) -> Result<Vec<u8>> {
+    let mut value: serde_json::Value = serde_json::from_slice(spec)
+        .map_err(|e| Error::InvalidArgument(format!("the OCI spec is not JSON: {e}")))?;
+    let obj = value
+        .as_object_mut()
+        .ok_or_else(|| Error::InvalidArgument("the OCI spec is not a JSON object".into()))?;
+    let annotations = obj
+        .entry("annotations")
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    let annotations = annotations.as_object_mut().ok_or_else(|| {
+        Error::InvalidArgument("the OCI spec's annotations are not a JSON object".into())
+    })?;
+    annotations.insert(MANAGER_ANNOTATION.into(), MANAGER.into());
+    serde_json::to_vec_pretty(&value).map_err(|e| Error::Other(e.to_string()))
+}
+
+fn header(kind: tar::EntryType, size: u64, mtime: SystemTime) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(if kind == tar::EntryType::Directory {
+        0o700
+    } else {
+        0o600
+    });
+    h.set_uid(0);
+    h.set_gid(0);
+    let secs = mtime
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    h.set_mtime(secs);
+    h
+}
+
+fn append_bytes<W: Write>(
+    tar: &mut tar::Builder<W>,
+    name: &str,
+    b: &[u8],
+    t: SystemTime,
+) -> io::Result<()> {
+    let mut h = header(tar::EntryType::Regular, b.len() as u64, t);
+    tar.append_data(&mut h, name, b)
+}
+
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    source: &Source,
+    entry: &ManifestEntry,
+    now: SystemTime,
+    done: &mut u64,
+    progress: &mut dyn FnMut(u64),
+) -> Result<()> {
+    let name = &source.name;
+    let context = || format!("archive {name}");
+    match &source.content {
+        Content::Dir => {
+            let mut h = header(tar::EntryType::Directory, 0, now);
+            tar.append_data(&mut h, format!("{name}/"), io::empty())
+                .map_err(Error::io(context()))
+        }
+        Content::Bytes(b) => append_bytes(tar, name, b, now).map_err(Error::io(context())),
+        Content::File(path) => {
+            let f = File::open(path).map_err(Error::io(format!("open {}", path.display())))?;
+            let mtime = f.metadata().and_then(|m| m.modified()).unwrap_or(now);
+            let mut h = header(tar::EntryType::Regular, entry.size, mtime);
+            // Never more than the manifest says: a file that grew is caught
+            // below by its digest, not by a tar entry overrunning its header.
+            let mut reader = Hashing::new(f.take(entry.size), *done, progress);
+            tar.append_data(&mut h, name, &mut reader)
+                .map_err(Error::io(context()))?;
+            let (size, digest) = reader.finish();
+            *done += size;
+            if size != entry.size || digest != entry.sha256 {
+                return Err(Error::FailedPrecondition(format!(
+                    "{} changed while it was being archived; checkpoint again",
+                    path.display()
+                )));
+            }
+            Ok(())
+        }
+    }
+}
