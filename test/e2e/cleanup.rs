@@ -39,6 +39,34 @@ pub fn signal(pids: &[i32], sig: i32) {
 }
 
 /// True while `pid` exists and is not a zombie.
+/// The parent of `pid`, from /proc.
+pub fn parent(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": the comm may hold spaces.
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// `pid` and its ancestors, nearest first, up to (not including) init.
+pub fn ancestry(pid: i32) -> Vec<i32> {
+    let mut out = vec![pid];
+    let mut at = pid;
+    for _ in 0..64 {
+        match parent(at) {
+            Some(p) if p > 1 => {
+                out.push(p);
+                at = p;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
 pub fn alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name.

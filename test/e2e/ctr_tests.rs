@@ -173,39 +173,10 @@ fn ctr_task_exec() {
     remove_task(&d, &id);
 }
 
-/// The parent of `pid`, from /proc.
-fn parent(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) state ppid ...": the comm may hold spaces.
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 /// Whether a CRIU started (directly or through runc) by one of this daemon
 /// set's shims is running. Other tests' CRIUs on the host do not count.
 fn criu_running(d: &Daemons) -> bool {
-    let shims = d.shim_pids();
-    crate::cleanup::pids_mentioning("criu")
-        .into_iter()
-        .filter(|&p| crate::cleanup::alive(p))
-        .filter(|&p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "criu")
-        })
-        .any(|p| {
-            let mut at = p;
-            for _ in 0..8 {
-                match parent(at) {
-                    Some(pp) if shims.contains(&pp) => return true,
-                    Some(pp) if pp > 1 => at = pp,
-                    _ => return false,
-                }
-            }
-            false
-        })
+    !crate::leaks::criu_pids(d).is_empty()
 }
 
 /// The lock test: a CRIU dump of 1 GiB of touched memory takes

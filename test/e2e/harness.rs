@@ -357,16 +357,6 @@ impl Daemons {
             let env = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
             env.split(|&b| b == 0).any(|v| v == marker.as_bytes())
         };
-        let parent = |pid: i32| -> Option<i32> {
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // After the parenthesised name: state, then the parent pid.
-            stat.rsplit(')')
-                .next()?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        };
         let mut found = Vec::new();
         for entry in fs::read_dir("/proc").unwrap().flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
@@ -376,16 +366,8 @@ impl Daemons {
             if !name.trim().starts_with(comm) {
                 continue;
             }
-            let mut at = Some(pid);
-            for _ in 0..32 {
-                match at {
-                    Some(p) if p > 1 && has_marker(p) => {
-                        found.push(pid);
-                        break;
-                    }
-                    Some(p) if p > 1 => at = parent(p),
-                    _ => break,
-                }
+            if cleanup::ancestry(pid).into_iter().any(has_marker) {
+                found.push(pid);
             }
         }
         found

@@ -244,7 +244,11 @@ impl InitState {
     }
 
     pub fn deleted(&mut self) {
-        *self = InitState::Deleted;
+        // A restore that never started: containerd's unpacked copy of the
+        // checkpoint (if that is what it was given) is left to no one else.
+        if let InitState::CreatedFromCheckpoint(p) = std::mem::replace(self, InitState::Deleted) {
+            p.plan.discard_temporary_images();
+        }
     }
 
     pub fn pause(&self, id: &str) -> Result<()> {

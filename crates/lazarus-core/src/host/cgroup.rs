@@ -97,36 +97,32 @@ pub fn is_frozen(cgroup_path: &str) -> bool {
     }
 }
 
-/// Thaws the container's cgroup if it is frozen: after a failed dump, and
-/// after a restore (CRIU restores the freezer state it dumped under).
+/// Thaws the container's cgroup: after a failed dump, and after a restore
+/// (CRIU restores the freezer state it dumped under).
 pub fn thaw(cgroup_path: &str) {
-    let Some(dir) = freezer_dir(cgroup_path) else {
-        return;
-    };
-    let (file, thawed) = if dir.join("freezer.state").exists() {
-        (dir.join("freezer.state"), "THAWED")
-    } else {
-        (dir.join("cgroup.freeze"), "0")
-    };
-    if let Err(e) = std::fs::write(&file, thawed) {
-        log::warn!("thaw {}: {e}", file.display());
-    }
+    set_frozen(cgroup_path, false)
 }
 
 /// Freezes the container's cgroup: a container that was paused before a
 /// dump that failed is paused again (CRIU thaws a frozen cgroup to seize
 /// its tasks, and a CRIU killed mid-dump leaves it thawed).
 pub fn freeze(cgroup_path: &str) {
+    set_frozen(cgroup_path, true)
+}
+
+fn set_frozen(cgroup_path: &str, frozen: bool) {
     let Some(dir) = freezer_dir(cgroup_path) else {
         return;
     };
-    let (file, frozen) = if dir.join("freezer.state").exists() {
-        (dir.join("freezer.state"), "FROZEN")
-    } else {
-        (dir.join("cgroup.freeze"), "1")
+    let (file, value) = match dir.join("freezer.state").exists() {
+        true => (
+            dir.join("freezer.state"),
+            if frozen { "FROZEN" } else { "THAWED" },
+        ),
+        false => (dir.join("cgroup.freeze"), if frozen { "1" } else { "0" }),
     };
-    if let Err(e) = std::fs::write(&file, frozen) {
-        log::warn!("freeze {}: {e}", file.display());
+    if let Err(e) = std::fs::write(&file, value) {
+        log::warn!("write {value} to {}: {e}", file.display());
     }
 }
 

@@ -171,15 +171,22 @@ impl TaskService {
         // A restore is checked against the bundle before anything is set up.
         let plan = match &source {
             None => None,
-            Some(s) => Some(RestorePlan {
-                temporary: s.temporary,
-                ..RestorePlan::prepare(
+            Some(s) => {
+                let prepared = RestorePlan::prepare(
                     s.images.clone().into(),
                     (!s.work.is_empty()).then(|| s.work.clone().into()),
                     &spec,
                     terminal,
-                )?
-            }),
+                );
+                if prepared.is_err() && s.temporary {
+                    // Refused: containerd never removes its unpacked copy.
+                    lazarus_core::checkpoint::image::remove_temporary(Path::new(&s.images));
+                }
+                Some(RestorePlan {
+                    temporary: s.temporary,
+                    ..prepared?
+                })
+            }
         };
         let mounted_rootfs = container::mount_rootfs(&bundle, &req.rootfs)?;
         let mut init = Process::new("", stdio.clone(), Vec::new());
