@@ -16,7 +16,7 @@
 #     the answer is checked to carry the checkpointed service's nonce
 #
 # runc restores the container's loopback interface down on the none network
-# (shared/HOST-NOTES.md), so nothing answers on 127.0.0.1 afterwards; for
+# (asserted by test/e2e/app_tests.rs), so nothing answers on 127.0.0.1 afterwards; for
 # runc the "until it answers" figures include the workaround, one
 # `docker exec --privileged C ip link set lo up` right after the start (that
 # is what a runc user has to do). Lazarus needs none.
@@ -63,7 +63,7 @@ after_start() { # runtime container
 
 # `docker start --checkpoint CP NAME`, retried while Docker meets its own
 # upload race ("already exists": it re-uploads a blob containerd has not
-# collected yet; see shared/HOST-NOTES.md). Sets T to the start of the
+# collected yet; Docker's own race, see test/README.md). Sets T to the start of the
 # attempt that worked, so the race's waits are not measured.
 start_checkpoint() { # checkpoint name
   local attempt out

@@ -4,7 +4,7 @@
 # beside 1.7 under /opt/lazarus/containerd-2.1), Docker 26 (trixie), runc,
 # CRIU >= 4.2 built from Debian's source tarball, busybox-static, umoci,
 # skopeo and the small tools the tests drive (tmux, iproute2, redis).
-# See ../shared/HOST-NOTES.md for why each step is the way it is.
+# Each step says why it is the way it is.
 set -euo pipefail
 
 CRIU_VERSION=4.2.1

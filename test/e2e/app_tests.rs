@@ -92,7 +92,7 @@ fn sample(d: &Daemons, name: &str, seed: u64) -> Out {
 }
 
 /// On Docker's `none` network runc's restore leaves the container's
-/// loopback interface down (shared/HOST-NOTES.md): the restored process is
+/// loopback interface down (seen on these hosts, asserted by the suite): the restored process is
 /// there, but nothing inside can reach 127.0.0.1. `probe` is a client
 /// command run right after the restore; for runc this asserts runc's
 /// actual failure, then brings `lo` up by hand (a privileged exec) so the

@@ -17,7 +17,7 @@ const LEAVE_RUNNING: &str = "io.lazarus.checkpoint.exit=false";
 /// Docker re-uploads a checkpoint blob that containerd may not have
 /// collected yet: `docker start --checkpoint` within a second or so of
 /// `docker checkpoint create` fails with "content sha256:... already
-/// exists", with runc too (see shared/HOST-NOTES.md). Retry on exactly
+/// exists", with runc too (Docker re-uploads the blob before containerd's GC removed it; test/README.md). Retry on exactly
 /// that message, and only on it.
 pub fn docker_start_checkpoint(d: &Daemons, name: &str, checkpoint: &str, extra: &[&str]) {
     let out = docker_try_start_checkpoint(d, name, checkpoint, extra);

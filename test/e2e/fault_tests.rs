@@ -321,6 +321,50 @@ fn fault_criu_killed_mid_restore() {
     eprintln!("fault_criu_killed_mid_restore: {:?}", started.elapsed());
 }
 
+/// The shim SIGKILLed while CRIU restores: the start fails; once Docker
+/// removes the container, containerd's dead-shim clean-up must leave
+/// nothing: a restore that never reached the runtime's state left the
+/// cgroups CRIU made (8 directories, the defect this guards). runc's
+/// outcome is printed and cleared by hand, not asserted: its orphaned
+/// `runc restore` may or may not finish on its own.
+#[test]
+fn fault_shim_killed_mid_restore() {
+    let started = Instant::now();
+    let d = Daemons::with_docker("fault_shim_killed_restore");
+    let name = d.name("mem");
+    let mib = heap_mib();
+    let c = start_memhog(&d, &name, mib);
+    checkpoint_memhog(&d, &name, "cp");
+    sleep(Duration::from_secs(2)); // past Docker's upload race
+
+    let mut client = Proc::spawn(&mut d.docker_cmd(&["start", "--checkpoint", "cp", &name]));
+    wait_criu_while(&d, &mut client, "restoring memory", || {
+        c.memory_usage(&d) >= (mib << 20) / 4
+    });
+    let shims = c.shims(&d);
+    assert_eq!(shims.len(), 1, "one shim serves {}: {shims:?}", c.id);
+    kill(shims[0], "the shim");
+    let out = client.wait(SLOW);
+    assert_ne!(out.code, Some(0), "the restore survived its shim: {out}");
+    d.docker(&["rm", "-f", &name]).ok();
+    if is_lazarus(&d) {
+        assert_no_leaks(&d, &[&c], 1);
+    } else {
+        sleep(Duration::from_secs(5));
+        let leaks = crate::leaks::find_leaks(&d, &[&c], 1);
+        eprintln!("runc left after its shim was killed mid-restore: {leaks:?}");
+        let procs = c.procs(&d);
+        crate::cleanup::signal(&procs, libc::SIGKILL);
+        crate::cleanup::wait_gone(&procs, Duration::from_secs(10));
+        for m in crate::leaks::criu_mounts(&d) {
+            let path = std::ffi::CString::new(m).unwrap();
+            unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+        }
+        crate::leaks::remove_cgroups(&d, &c);
+    }
+    eprintln!("fault_shim_killed_mid_restore: {:?}", started.elapsed());
+}
+
 /// containerd's, Docker's and the kernel's view of one container.
 #[derive(Debug)]
 struct Views {
@@ -407,7 +451,10 @@ fn fault_containerd_killed_mid_checkpoint() {
     let started = Instant::now();
     let mut d = Daemons::with_docker("fault_containerd_killed");
     let name = d.name("mem");
-    let c = start_memhog(&d, &name, heap_mib());
+    // Always 1 GiB: the dump must still be running when containerd dies (a
+    // 64 MiB dump can end before the kill lands, and then, as Docker asked,
+    // stops the container).
+    let c = start_memhog(&d, &name, 1024);
     let sum = memhog(&d, &name)[0].1.clone();
 
     let (client, criu, dump_dir) = checkpoint_until_dumping(&d, &name, "cp");
@@ -423,7 +470,6 @@ fn fault_containerd_killed_mid_checkpoint() {
 
     let v = wait_until("paused everywhere", Duration::from_secs(60), || {
         let v = views(&d, &name, &c);
-        eprintln!("views: {v:?}");
         (v.docker == "paused"
             && v.task.as_deref() == Some("PAUSED")
             && !v.procs.is_empty()

@@ -98,6 +98,7 @@ impl containerd_shim::Shim for LazarusShim {
             }
             lazarus_core::host::cgroup::remove(&cgroup);
         }
+        lazarus_core::checkpoint::restore::clean_after_dead_shim(&self.bundle);
         let rootfs = self.bundle.join("rootfs");
         if rootfs.exists() {
             crate::container::unmount_rootfs(&rootfs);

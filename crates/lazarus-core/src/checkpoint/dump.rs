@@ -147,6 +147,16 @@ pub fn dump(
         explain(&mut err, &log, paths.keep_failed_log, &OPTION_ADVICE);
         return Err(err.into());
     }
+    if paths.cancel.is_some_and(|gone| gone()) {
+        // Too late to call off: CRIU finished (and, with exit, ended the
+        // tree). Said, so the log explains a container nobody restores.
+        log::warn!(
+            "checkpoint of {}: the client went away as the dump ended; the image in {} is \
+             complete but may never be received",
+            target.id,
+            images.display()
+        );
+    }
     metadata.save(images)?;
     before.make_new_private(images, work);
     Ok(metadata)

@@ -104,8 +104,9 @@ impl Default for Limits {
 /// would overflow `Instant + Duration`, which panics.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// How often the conversation checks the deadline and the log size.
-const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the conversation checks the deadline, the log size and
+/// whether it was called off (CRIU's answers wake it at once anyway).
+const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 /// How long CRIU gets to exit once its socket is closed.
 const EXIT_GRACE: Duration = Duration::from_secs(10);
 

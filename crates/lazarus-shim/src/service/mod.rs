@@ -200,7 +200,10 @@ impl TaskService {
                     InitState::Created
                 }),
             // Restore happens at Start, as in containerd's runc shim.
-            Some(plan) => PendingRestore::new(plan, spec, &stdio, &self.settings.console_dir)
+            Some(plan) => plan
+                .record_in(&bundle)
+                .map_err(Error::from)
+                .and_then(|()| PendingRestore::new(plan, spec, &stdio, &self.settings.console_dir))
                 .map(|p| InitState::CreatedFromCheckpoint(Box::new(p))),
         };
         let state = match created {
