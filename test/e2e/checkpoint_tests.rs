@@ -17,8 +17,9 @@ const LEAVE_RUNNING: &str = "io.lazarus.checkpoint.exit=false";
 /// Docker re-uploads a checkpoint blob that containerd may not have
 /// collected yet: `docker start --checkpoint` within a second or so of
 /// `docker checkpoint create` fails with "content sha256:... already
-/// exists", with runc too (Docker re-uploads the blob before containerd's GC removed it; test/README.md). Retry on exactly
-/// that message, and only on it.
+/// exists", with runc too (Docker re-uploads the blob before containerd's
+/// GC removed it; test/README.md). Retry on exactly that message, and only
+/// on it, for up to a minute.
 pub fn docker_start_checkpoint(d: &Daemons, name: &str, checkpoint: &str, extra: &[&str]) {
     let out = docker_try_start_checkpoint(d, name, checkpoint, extra);
     assert_eq!(
@@ -42,7 +43,9 @@ pub fn docker_try_start_checkpoint(
     let mut attempt = 1;
     loop {
         let out = d.docker(&args);
-        if out.code == Some(0) || !out.all().contains("already exists") || attempt == 10 {
+        // containerd's collector can take tens of seconds on a busy machine
+        // (seen: more than 10 s while CI ran the suite).
+        if out.code == Some(0) || !out.all().contains("already exists") || attempt == 60 {
             return out;
         }
         attempt += 1;

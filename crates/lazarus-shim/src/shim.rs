@@ -79,7 +79,12 @@ impl containerd_shim::Shim for LazarusShim {
 
     /// containerd calls this when the shim died: kill and remove whatever is
     /// left of the container, unmount its rootfs, and report it killed.
+    ///
+    /// containerd kills this after 5 s, so the quick and sure steps come
+    /// first: CRIU's yard and containerd's copy of a restore under way, then
+    /// the cgroup (a bounded wait for its processes), then the runtime.
     fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
+        lazarus_core::checkpoint::restore::clean_after_dead_shim(&self.bundle);
         let runtime = self.runtime().map_err(shim_error)?;
         if let Err(e) = runtime.kill(&self.id, libc::SIGKILL, true) {
             log::debug!("delete: kill {}: {e}", self.id);
@@ -92,13 +97,12 @@ impl containerd_shim::Shim for LazarusShim {
         // cgroup CRIU made: kill and remove it by the spec's path.
         if let Ok(spec) = crate::container::load_spec(&self.bundle) {
             let cgroup = lazarus_core::host::cgroup::path_of(&spec, &self.id);
-            let left = lazarus_core::host::cgroup::kill_all(&cgroup, Duration::from_secs(5));
+            let left = lazarus_core::host::cgroup::kill_all(&cgroup, Duration::from_secs(3));
             if !left.is_empty() {
                 eprintln!("delete {}: processes {left:?} survive SIGKILL", self.id);
             }
             lazarus_core::host::cgroup::remove(&cgroup);
         }
-        lazarus_core::checkpoint::restore::clean_after_dead_shim(&self.bundle);
         let rootfs = self.bundle.join("rootfs");
         if rootfs.exists() {
             crate::container::unmount_rootfs(&rootfs);
