@@ -321,19 +321,22 @@ pub fn make_private(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
+/// CRIU's DumpStatsEntry fields (images/stats.proto): number and name; the
+/// times are in microseconds. Read here and by `inspect`.
+pub const DUMP_STATS: [(u32, &str); 6] = [
+    (1, "freezing_time_us"),
+    (2, "frozen_time_us"),
+    (3, "memdump_time_us"),
+    (4, "memwrite_time_us"),
+    (5, "pages_scanned"),
+    (7, "pages_written"),
+];
+
 /// CRIU's statistics (`stats-dump` / `stats-restore`): a CRIU image holding
 /// one StatsEntry. Decoded with protobuf's generic field access, since the
 /// stats schema is not among rust-criu's generated types. Field numbers are
 /// from CRIU's images/stats.proto.
 pub fn read_stats(file: &Path) -> Option<BTreeMap<&'static str, u64>> {
-    const DUMP: [(u32, &str); 6] = [
-        (1, "freezing_time_us"),
-        (2, "frozen_time_us"),
-        (3, "memdump_time_us"),
-        (4, "memwrite_time_us"),
-        (5, "pages_scanned"),
-        (7, "pages_written"),
-    ];
     const RESTORE: [(u32, &str); 3] = [
         (3, "forking_time_us"),
         (4, "restore_time_us"),
@@ -344,7 +347,7 @@ pub fn read_stats(file: &Path) -> Option<BTreeMap<&'static str, u64>> {
     let len = u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?) as usize;
     let entry = Empty::parse_from_bytes(bytes.get(12..12 + len)?).ok()?;
     let mut out = BTreeMap::new();
-    for (field, names) in [(1u32, &DUMP[..]), (2u32, &RESTORE[..])] {
+    for (field, names) in [(1u32, &DUMP_STATS[..]), (2u32, &RESTORE[..])] {
         let Some(UnknownValueRef::LengthDelimited(sub)) =
             entry.special_fields.unknown_fields().get(field)
         else {

@@ -192,14 +192,6 @@ fn mount(e: &Entry) -> Result<MountInfo> {
 
 /// stats-dump: StatsEntry dump=1, a DumpStatsEntry; CRIU keeps times in µs.
 fn stats(path: &Path) -> Result<BTreeMap<String, u64>> {
-    const DUMP: [(u32, &str); 6] = [
-        (1, "freezing_time_us"),
-        (2, "frozen_time_us"),
-        (3, "memdump_time_us"),
-        (4, "memwrite_time_us"),
-        (5, "pages_scanned"),
-        (7, "pages_written"),
-    ];
     let mut out = BTreeMap::new();
     let Some(entries) = img::read_optional_image(path, img::STATS_MAGIC)? else {
         return Ok(out);
@@ -210,7 +202,7 @@ fn stats(path: &Path) -> Result<BTreeMap<String, u64>> {
         .transpose()?
         .flatten()
     {
-        for (n, name) in DUMP {
+        for (n, name) in crate::checkpoint::image::DUMP_STATS {
             if let Some(v) = dump.varint(n, name)? {
                 out.insert(name.to_string(), v);
             }

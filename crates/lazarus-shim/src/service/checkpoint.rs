@@ -189,9 +189,9 @@ impl TaskService {
         let restored = match restored {
             Ok(r) => r,
             Err(e) => {
-                // A CRIU killed mid-restore cannot take down the part of the
-                // tree it had made (stuck in CRIU's restorer, in the new
-                // cgroup): without this it outlives the container.
+                // The core already killed what a failed CRIU left in the new
+                // cgroup (before reading its log); this is the guard for the
+                // other failures of a restore, and removes the directories.
                 let cgroup = cgroup::path_of(&pending.spec, &id);
                 let left = cgroup::destroy(&cgroup, RESTORE_CLEANUP_TIMEOUT);
                 if !left.is_empty() {
