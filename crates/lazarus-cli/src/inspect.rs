@@ -1,36 +1,99 @@
-//! `lazarus inspect DIR`: Lazarus's record of the checkpoint (lazarus.json)
-//! beside what CRIU's own images hold.
+//! `lazarus inspect FILE|DIR`: Lazarus's record of the checkpoint
+//! (lazarus.json) beside what CRIU's own images hold; for an archive also
+//! its config.dump and sizes.
 
 use std::path::Path;
 
+use lazarus_core::archive::{self, ArchiveConfig};
 use lazarus_core::checkpoint::image::{Metadata, METADATA_FILE};
 use lazarus_core::inspect::{field, render_text, summarize};
+use serde_json::{json, Value};
 
-pub fn run(dir: &Path, json: bool) -> lazarus_core::Result<()> {
-    if !dir.exists() {
-        return Err(lazarus_core::Error::NotFound(format!(
-            "{} does not exist: give a checkpoint directory",
-            dir.display()
+use crate::error::{Error, Result};
+use crate::progress::{self, Progress};
+use crate::report::{human, pages_bytes, ratio};
+
+pub fn run(path: &Path, json: bool) -> Result<()> {
+    if !path.exists() {
+        return Err(Error::NotFound(format!(
+            "{} does not exist: give a checkpoint archive or directory",
+            path.display()
         )));
     }
-    if !dir.is_dir() {
-        return Err(lazarus_core::Error::InvalidArgument(format!(
-            "{} is not a directory: give a checkpoint directory",
-            dir.display()
-        )));
+    if path.is_dir() {
+        return show(path, json, None);
     }
+    // The whole archive is read and checked; only the memory pages are not
+    // written out (their sizes are in the manifest).
+    let tmp = tempfile::Builder::new()
+        .prefix("lazarus-inspect-")
+        .tempdir()
+        .map_err(lazarus_core::Error::io("create a temporary directory"))?;
+    let dir = tmp.path().join("archive");
+    let manifest = archive::read_manifest(path)?;
+    let bar = Progress::bytes(progress::wanted(json), "verify", manifest.total_size());
+    let pages = format!("{}/pages-", archive::CHECKPOINT_DIR);
+    let extracted =
+        archive::extract_with(path, &dir, &|n| !n.starts_with(&pages), &mut |n| bar.set(n));
+    bar.finish();
+    let manifest = extracted?;
+    let config: Option<ArchiveConfig> = std::fs::read(dir.join(archive::CONFIG_DUMP))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let archive_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let size = |name: &str| {
+        manifest
+            .entries
+            .iter()
+            .find(|e| e.name == name)
+            .map_or(0, |e| e.size)
+    };
+    let deleted = archive::rootfs::read_deleted(&dir.join(archive::DELETED_FILES))
+        .map(|d| d.len())
+        .unwrap_or(0);
+    let info = json!({
+        "file": path,
+        "format": manifest.format,
+        "written_by": manifest.lazarus_version,
+        "config": config,
+        "archive_bytes": archive_bytes,
+        "content_bytes": manifest.total_size(),
+        "pages_bytes": pages_bytes(&manifest),
+        "rootfs_diff_bytes": size(archive::ROOTFS_DIFF_TAR),
+        "deleted_files": deleted,
+        "entries": manifest.entries.len(),
+    });
+    show(&dir.join(archive::CHECKPOINT_DIR), json, Some(info))
+}
+
+/// The summary of the images in `dir`; `archive` is what the archive says
+/// around them.
+fn show(dir: &Path, json: bool, archive: Option<Value>) -> Result<()> {
     let mut summary = summarize(dir)?;
+    if let Some(a) = &archive {
+        // The pages were verified but not written out: count them from the
+        // manifest.
+        let pages = a["pages_bytes"].as_u64().unwrap_or(0);
+        summary.total_bytes += pages.saturating_sub(summary.pages_bytes);
+        summary.pages_bytes = pages;
+    }
     // A plain CRIU dump has no lazarus.json; say so rather than fail.
     let metadata = match dir.join(METADATA_FILE).exists() {
         true => Some(Metadata::load(dir)?),
         false => None,
     };
     if json {
-        let v = serde_json::json!({ "lazarus": metadata, "criu": summary });
+        let mut v = json!({ "lazarus": metadata, "criu": summary });
+        if let Some(a) = archive {
+            v["archive"] = a;
+        }
         println!("{v:#}");
         return Ok(());
     }
-    print!("{}", field("Checkpoint", dir.display()));
+    match &archive {
+        Some(a) => print!("{}", render_archive(a)),
+        None => print!("{}", field("Checkpoint", dir.display())),
+    }
     match &metadata {
         Some(m) => {
             print!("{}", render_metadata(m));
@@ -50,6 +113,57 @@ pub fn run(dir: &Path, json: bool) -> lazarus_core::Result<()> {
     }
     print!("{}", render_text(&summary));
     Ok(())
+}
+
+/// The archive's own lines: where from, and its sizes.
+fn render_archive(a: &Value) -> String {
+    let n = |k: &str| a[k].as_u64().unwrap_or(0);
+    let c = &a["config"];
+    let s = |k: &str| c[k].as_str().unwrap_or("").to_string();
+    let mut lines = vec![
+        ("Archive", a["file"].as_str().unwrap_or("").to_string()),
+        (
+            "Format",
+            format!(
+                "{} (written by Lazarus {})",
+                n("format"),
+                a["written_by"].as_str().unwrap_or("?")
+            ),
+        ),
+    ];
+    if c.is_object() {
+        let image = match s("rootfsImageRef") {
+            d if d.is_empty() => s("rootfsImageName"),
+            d => format!("{} ({d})", s("rootfsImageName")),
+        };
+        lines.extend([
+            ("Name", s("name")),
+            ("Image", image),
+            (
+                "Engine",
+                format!(
+                    "{} (namespace {}), runtime {}",
+                    s("engine"),
+                    s("namespace"),
+                    s("runtime")
+                ),
+            ),
+            ("Created", s("createdTime")),
+            ("Checkpointed", s("checkpointedTime")),
+        ]);
+    }
+    lines.extend([
+        ("Size", ratio(n("archive_bytes"), n("content_bytes"))),
+        (
+            "Rootfs diff",
+            format!(
+                "{}, {} deleted paths",
+                human(n("rootfs_diff_bytes")),
+                n("deleted_files")
+            ),
+        ),
+    ]);
+    lines.iter().map(|(k, v)| field(k, v)).collect()
 }
 
 /// lazarus.json as aligned lines, the lists only when they are not empty.

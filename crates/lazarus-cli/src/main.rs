@@ -1,32 +1,66 @@
 //! `lazarus`: the command line over Lazarus's core.
 //!
-//! A thin front door: parsing (clap) and printing here, everything else in
-//! lazarus-core. CRIU is waited for directly ([`DirectWait`]): this is an
-//! ordinary process that reaps its own children.
+//! A thin front door: parsing (clap), the containerd and Docker clients
+//! and printing here; archives, CRIU images and host facts in lazarus-core.
+//! A checkpoint is always taken by the container's shim, asked through
+//! containerd; the only CRIU run here is `lazarus version`'s, waited for
+//! directly ([`DirectWait`]): this is an ordinary process that reaps its
+//! own children.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use lazarus_core::archive::Compression;
 use lazarus_core::config::Config;
 use lazarus_core::criu::{Criu, DirectWait, SwrkCriu};
 
-mod inspect;
+use endpoints::Endpoints;
+use error::{Error, Result};
 
-/// Inspect checkpoints of Lazarus containers
+mod containerd;
+mod docker;
+mod docker_config;
+mod endpoints;
+mod error;
+mod export;
+mod image_chain;
+mod import;
+mod inspect;
+mod progress;
+mod report;
+mod target;
+
+/// Checkpoint Lazarus containers into portable archives, restore them
+/// anywhere, inspect checkpoints
 ///
 /// Lazarus is a containerd runtime (io.containerd.lazarus.v2) whose
 /// containers can be checkpointed with CRIU (`docker checkpoint create`,
-/// `ctr task checkpoint`) and restored later or on another host. This tool
-/// works on those checkpoints; export, import and migration come next.
+/// `ctr task checkpoint`) and restored later. This tool moves them between
+/// hosts: `checkpoint --export` writes one archive file (CRIU's images, the
+/// root filesystem changes, the configuration), `restore --import` makes a
+/// new container from it on this or another host.
 ///
-/// Settings (criu_path, criu_timeout_seconds, ...) come from
-/// /etc/lazarus/config.toml, or from the file named by LAZARUS_CONFIG.
+/// Daemons are found as docker and ctr find them: Docker at --host or
+/// DOCKER_HOST (default unix:///var/run/docker.sock), containerd at
+/// --address or CONTAINERD_ADDRESS (default /run/containerd/containerd.sock;
+/// for Docker containers, the containerd dockerd uses).
+///
+/// Settings (criu_path, work_root, ...) come from /etc/lazarus/config.toml,
+/// or from the file named by LAZARUS_CONFIG.
 // Doc comments are shown verbatim: their line breaks are the help's (clap
 // wraps only with its wrap_help feature, which is not worth a dependency).
 #[derive(Parser)]
 #[command(name = "lazarus", version, verbatim_doc_comment)]
 struct Cli {
+    /// Docker's socket (unix:///path); default $DOCKER_HOST, else
+    /// unix:///var/run/docker.sock
+    #[arg(short = 'H', long = "host", global = true, verbatim_doc_comment)]
+    host: Option<String>,
+    /// containerd's socket; default $CONTAINERD_ADDRESS, else
+    /// /run/containerd/containerd.sock
+    #[arg(short = 'a', long = "address", global = true, verbatim_doc_comment)]
+    address: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,36 +77,195 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show what a checkpoint directory holds
+    /// Checkpoint a running container into one portable archive file
     ///
-    /// The container, the Lazarus and CRIU versions and dump options (from
-    /// lazarus.json), then from CRIU's images: sizes, how long the dump
-    /// kept the processes frozen, the process tree, TCP sockets, mounts.
+    /// The container's runtime (Lazarus's shim) dumps it with CRIU, asked
+    /// through containerd; then CRIU's images, the changes the container
+    /// made to its root filesystem (overlay upper directory: added, changed
+    /// and deleted files) and its configuration are written to FILE as one
+    /// tar (zstd-compressed by default), laid out as Podman's and CRI-O's
+    /// checkpoint archives are, with a manifest of sha256 sums. FILE is
+    /// written atomically, mode 0600: it holds the processes' memory.
     ///
-    /// Reads the directory only; CRIU is not run. A checkpoint Lazarus did
-    /// not take (e.g. runc's, or a plain `criu dump`) has no lazarus.json:
-    /// its CRIU images are still summarised.
+    /// CONTAINER is a Docker container's name or id when dockerd knows it,
+    /// else a containerd container id (in --namespace, default "default").
+    /// Like `podman container checkpoint`, the container is stopped unless
+    /// --leave-running. If the archive cannot be written after the
+    /// container was stopped, a Docker container is restored in place.
+    ///
+    /// Not carried: volume and bind-mount contents (they are the host's),
+    /// the container's address on Docker's networks (a new one is given).
     #[command(
         verbatim_doc_comment,
         after_help = "Examples:\n  \
+        lazarus checkpoint looper --export /backup/looper.tar.zst\n  \
+        lazarus checkpoint --leave-running --print-stats redis --export redis.tar.zst\n  \
+        lazarus -a /run/k/containerd.sock checkpoint --namespace default web --export web.tar"
+    )]
+    Checkpoint {
+        container: String,
+        /// The archive to write
+        #[arg(long, short = 'e', value_name = "FILE")]
+        export: PathBuf,
+        /// Keep the container running after the checkpoint
+        #[arg(long, short = 'R')]
+        leave_running: bool,
+        /// Checkpoint established TCP connections (CRIU --tcp-established)
+        #[arg(long)]
+        tcp_established: bool,
+        /// Checkpoint connections to unix sockets outside the container
+        #[arg(long)]
+        ext_unix_sk: bool,
+        /// Allow a process attached to a terminal (CRIU --shell-job)
+        #[arg(long)]
+        shell_job: bool,
+        /// Checkpoint file locks
+        #[arg(long)]
+        file_locks: bool,
+        /// Compress the archive: zstd (on every core) or none
+        #[arg(long, value_enum, default_value_t = Compress::Zstd)]
+        compress: Compress,
+        /// Print CRIU's dump statistics and the archive's sizes
+        #[arg(long)]
+        print_stats: bool,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+        /// A containerd namespace: CONTAINER is a containerd container there
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// Export Docker's checkpoint NAME of the container (taken with
+        /// `docker checkpoint create`) instead of taking a new one
+        #[arg(long, value_name = "NAME", verbatim_doc_comment)]
+        from_docker_checkpoint: Option<String>,
+    },
+    /// Create a new container from a checkpoint archive and restore it
+    ///
+    /// The archive is verified whole (every entry against its sha256) and
+    /// unpacked into a private directory under work_root before anything is
+    /// created. An archive taken from a Docker container is restored through
+    /// Docker, as the same container (command, environment, mounts, labels,
+    /// networks) from the same image, which must be on this host; otherwise
+    /// (or with --namespace) through containerd. The root filesystem changes
+    /// are applied, then the container starts from the checkpoint. If
+    /// anything fails, the new container is removed again.
+    ///
+    /// The same archive can be restored several times (use --name).
+    #[command(
+        verbatim_doc_comment,
+        after_help = "Examples:\n  \
+        lazarus restore --import /backup/looper.tar.zst\n  \
+        lazarus restore --import looper.tar.zst --name looper2"
+    )]
+    Restore {
+        /// The archive to restore
+        #[arg(long, short = 'i', value_name = "FILE")]
+        import: PathBuf,
+        /// The new container's name (default: the checkpointed one's)
+        #[arg(long)]
+        name: Option<String>,
+        /// Restore through containerd into this namespace (not Docker)
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// Docker runtime name for the new container (default: the one
+        /// recorded, e.g. lazarus)
+        #[arg(long, verbatim_doc_comment)]
+        runtime: Option<String>,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a checkpoint archive or directory holds
+    ///
+    /// The container, image and engine (archives), the Lazarus and CRIU
+    /// versions and dump options (lazarus.json), then from CRIU's images:
+    /// sizes, how long the dump kept the processes frozen, the process
+    /// tree, TCP sockets, mounts. An archive's sizes include its root
+    /// filesystem changes and its compression ratio.
+    ///
+    /// Reads only; CRIU is not run. An archive is verified whole while it is
+    /// read. A checkpoint Lazarus did not take (e.g. runc's, or a plain
+    /// `criu dump`) has no lazarus.json: its CRIU images are still
+    /// summarised.
+    #[command(
+        verbatim_doc_comment,
+        after_help = "Examples:\n  \
+        lazarus inspect looper.tar.zst\n  \
         lazarus inspect /var/lib/docker/containers/<id>/checkpoints/<name>\n  \
         lazarus inspect --json ./images   # from ctr task checkpoint --image-path ./images"
     )]
     Inspect {
-        /// The checkpoint directory (CRIU's image files).
-        dir: PathBuf,
+        /// The archive, or the checkpoint directory (CRIU's image files).
+        path: PathBuf,
         /// Print JSON instead of text:
-        /// {"lazarus": lazarus.json or null, "criu": CRIU's images summarised}
+        /// {"lazarus": lazarus.json or null, "criu": CRIU's images summarised,
+        ///  "archive": for an archive, its config.dump and sizes}
         #[arg(long, verbatim_doc_comment)]
         json: bool,
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Compress {
+    Zstd,
+    None,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let endpoints = Endpoints::resolve(cli.host, cli.address);
     let result = match cli.command {
-        Command::Version { json } => version(json),
-        Command::Inspect { dir, json } => inspect::run(&dir, json),
+        Command::Version { json } => version(json).map_err(Error::from),
+        Command::Inspect { path, json } => inspect::run(&path, json),
+        Command::Checkpoint {
+            container,
+            export,
+            leave_running,
+            tcp_established,
+            ext_unix_sk,
+            shell_job,
+            file_locks,
+            compress,
+            print_stats,
+            json,
+            namespace,
+            from_docker_checkpoint,
+        } => {
+            let args = export::ExportArgs {
+                container,
+                export,
+                leave_running,
+                tcp_established,
+                ext_unix_sk,
+                shell_job,
+                file_locks,
+                compression: match compress {
+                    Compress::Zstd => Compression::default(),
+                    Compress::None => Compression::None,
+                },
+                print_stats,
+                json,
+                namespace,
+                from_docker_checkpoint,
+            };
+            with_config(|config| block_on(export::run(&args, &endpoints, config)))
+        }
+        Command::Restore {
+            import,
+            name,
+            namespace,
+            runtime,
+            json,
+        } => {
+            let args = import::ImportArgs {
+                file: import,
+                name,
+                namespace,
+                runtime,
+                json,
+            };
+            with_config(|config| block_on(import::run(&args, &endpoints, config)))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -81,6 +274,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn with_config(f: impl FnOnce(&Config) -> Result<()>) -> Result<()> {
+    f(&Config::load()?)
+}
+
+/// One thread: the CLI does one thing at a time, and zstd has its own.
+fn block_on<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Core(lazarus_core::Error::io("start the async runtime")(e)))?
+        .block_on(f)
 }
 
 /// Prints both versions; a CRIU that cannot be asked is printed as

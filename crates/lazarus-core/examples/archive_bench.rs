@@ -74,6 +74,7 @@ fn run(dir: &Path, images: &Path, config: &ArchiveConfig, kind: &str, compressio
         rootfs_diff: None,
         dump_log: None,
         network_status: None,
+        engine_config: None,
     };
     let t = Instant::now();
     archive::write(&input, &dest, compression, &mut |_| {}).unwrap();

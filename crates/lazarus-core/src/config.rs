@@ -3,6 +3,7 @@
 //! optional; config/lazarus.toml lists each with its default.
 
 use std::collections::HashMap;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -29,6 +30,10 @@ pub struct Config {
     /// CRIU's log may not grow past this (a CRIU looping on a damaged image
     /// writes gigabytes a minute); CRIU is stopped when it does.
     pub criu_log_max_mib: u64,
+    /// The `lazarus` CLI's scratch space: a checkpoint's images before they
+    /// are archived, an imported archive until its container has restored.
+    /// On disk, not in /run: it holds whole memory images.
+    pub work_root: PathBuf,
 }
 
 impl Default for Config {
@@ -40,6 +45,7 @@ impl Default for Config {
             checkpoint_exit: HashMap::new(),
             criu_timeout_seconds: 600,
             criu_log_max_mib: 256,
+            work_root: PathBuf::from("/var/lib/lazarus"),
         }
     }
 }
@@ -103,6 +109,23 @@ impl Config {
             .logs_dir(namespace)?
             .join(id)
             .join(format!("{what}.log")))
+    }
+
+    /// A new private (0700) scratch directory for one CLI operation, removed
+    /// when the returned guard is dropped.
+    pub fn scratch_dir(&self, what: &str) -> Result<tempfile::TempDir> {
+        let parent = self.work_root.join("work");
+        let context = format!("create a scratch directory in {}", parent.display());
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&parent)
+            .map_err(Error::io(&context))?;
+        tempfile::Builder::new()
+            .prefix(&format!("{what}-"))
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(&parent)
+            .map_err(Error::io(&context))
     }
 
     /// Console sockets live here: short, because socket paths are limited.

@@ -87,6 +87,7 @@ proptest! {
     #[test]
     fn valid_settings_read_back_exactly(
         root in any::<String>(),
+        work_root in any::<String>(),
         log_level in any::<String>(),
         criu_path in any::<String>(),
         exit in prop::collection::hash_map(any::<String>(), any::<bool>(), 0..4),
@@ -95,6 +96,7 @@ proptest! {
     ) {
         let mut table = toml::Table::new();
         table.insert("root".into(), root.clone().into());
+        table.insert("work_root".into(), work_root.clone().into());
         table.insert("log_level".into(), log_level.clone().into());
         table.insert("criu_path".into(), criu_path.clone().into());
         table.insert("criu_timeout_seconds".into(), timeout.into());
@@ -110,6 +112,7 @@ proptest! {
             checkpoint_exit: exit,
             criu_timeout_seconds: timeout as u64,
             criu_log_max_mib: log_max as u64,
+            work_root: work_root.into(),
         };
         prop_assert_eq!(Config::from_file(&path).unwrap(), want.clone());
         // Whatever the values, the limits stay usable: no zero timeout, no

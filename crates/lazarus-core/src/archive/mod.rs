@@ -15,6 +15,7 @@
 //! | `stats-dump`            | CRIU's dump statistics (checkpointctl shows them) |
 //! | `network.status`        | optional                                        |
 //! | `dump.log`              | CRIU's dump log                                 |
+//! | `engine.dump`           | optional: what the engine needs to create the container again (Docker's create body) |
 //!
 //! `lazarus.json` has no top-level twin: Podman keeps its own metadata only
 //! in `config.dump` and `spec.dump`, and a second copy could disagree with
@@ -40,7 +41,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use manifest::{Manifest, ManifestEntry, FORMAT};
-pub use read::{extract, read_manifest, verify};
+pub use read::{extract, extract_with, read_manifest, verify, verify_with};
 pub use rootfs::RootfsDiff;
 pub use write::write;
 
@@ -53,6 +54,7 @@ pub const DELETED_FILES: &str = "deleted.files";
 pub const STATS_DUMP: &str = "stats-dump";
 pub const NETWORK_STATUS: &str = "network.status";
 pub const DUMP_LOG: &str = "dump.log";
+pub const ENGINE_DUMP: &str = "engine.dump";
 
 /// checkpointctl picks the engine from this spec annotation (`libpod`,
 /// `cri-o`, anything else is shown as containerd).
@@ -102,6 +104,10 @@ pub struct ArchiveInput<'a> {
     pub rootfs_diff: Option<&'a RootfsDiff>,
     pub dump_log: Option<&'a Path>,
     pub network_status: Option<&'a [u8]>,
+    /// The engine's own description of the container, enough to create it
+    /// again (for Docker: the body of `POST /containers/create`). The OCI
+    /// spec alone is not: Docker makes its own from its own config.
+    pub engine_config: Option<&'a [u8]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

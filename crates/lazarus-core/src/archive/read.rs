@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::hashing::hash_copy;
 use super::manifest::{is_safe_name, MAX_MANIFEST_BYTES};
-use super::sink::{Discard, Sink, ToDir};
+use super::sink::{Discard, Output, Sink, ToDir};
 use super::{Manifest, ManifestEntry, MANIFEST_FILE};
 use crate::error::{Error, Result};
 
@@ -26,13 +26,32 @@ pub fn read_manifest(path: &Path) -> Result<Manifest> {
 
 /// Reads the whole archive and checks every entry against the manifest.
 pub fn verify(path: &Path) -> Result<Manifest> {
-    walk(path, &mut Discard)
+    verify_with(path, &mut |_| {})
+}
+
+/// [`verify`], calling `progress` with the content bytes checked so far (of
+/// [`Manifest::total_size`]).
+pub fn verify_with(path: &Path, progress: &mut dyn FnMut(u64)) -> Result<Manifest> {
+    walk(path, &mut Discard, progress)
 }
 
 /// Verifies and extracts the archive into `dest`, which must not exist. On
 /// any error nothing is left behind: not `dest`, not the temp directory.
 /// Files are 0600 and directories 0700 whatever the archive says.
 pub fn extract(path: &Path, dest: &Path) -> Result<Manifest> {
+    extract_with(path, dest, &|_| true, &mut |_| {})
+}
+
+/// [`extract`] of only the entries `wanted` names (the others are still
+/// read and checked, so a corrupt archive is refused all the same; e.g.
+/// `inspect` leaves out the memory pages), calling `progress` with the
+/// content bytes done so far.
+pub fn extract_with(
+    path: &Path,
+    dest: &Path,
+    wanted: &dyn Fn(&str) -> bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Manifest> {
     if fs::symlink_metadata(dest).is_ok() {
         return Err(Error::FailedPrecondition(format!(
             "{} already exists; extract a checkpoint archive into a new directory",
@@ -50,7 +69,11 @@ pub fn extract(path: &Path, dest: &Path) -> Result<Manifest> {
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir_in(parent)
         .map_err(Error::io(&context))?;
-    let manifest = walk(path, &mut ToDir(tmp.path().to_path_buf()))?;
+    let mut sink = Only {
+        wanted,
+        inner: ToDir(tmp.path().to_path_buf()),
+    };
+    let manifest = walk(path, &mut sink, progress)?;
     // Kept, so the extracted directory still says what it was made from.
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Other(e.to_string()))?;
     let mut out = ToDir(tmp.path().to_path_buf())
@@ -167,7 +190,29 @@ fn entry_name(path: &Path, entry: &tar::Entry<Box<dyn Read>>) -> Result<String> 
     Ok(trimmed.to_owned())
 }
 
-fn walk(path: &Path, sink: &mut dyn Sink) -> Result<Manifest> {
+/// The entries `wanted` names go to `inner`, the others are discarded.
+struct Only<'a, S> {
+    wanted: &'a dyn Fn(&str) -> bool,
+    inner: S,
+}
+
+impl<S: Sink> Sink for Only<'_, S> {
+    fn dir(&mut self, name: &str) -> io::Result<()> {
+        match (self.wanted)(name) {
+            true => self.inner.dir(name),
+            false => Discard.dir(name),
+        }
+    }
+
+    fn file(&mut self, name: &str) -> io::Result<Box<dyn Output>> {
+        match (self.wanted)(name) {
+            true => self.inner.file(name),
+            false => Discard.file(name),
+        }
+    }
+}
+
+fn walk(path: &Path, sink: &mut dyn Sink, progress: &mut dyn FnMut(u64)) -> Result<Manifest> {
     let mut archive = open(path)?;
     let mut entries = archive.entries().map_err(corrupt(path))?;
     let manifest = first_entry(path, &mut entries)?;
@@ -176,6 +221,7 @@ fn walk(path: &Path, sink: &mut dyn Sink) -> Result<Manifest> {
         .iter()
         .map(|e| (e.name.as_str(), e))
         .collect();
+    let mut done = 0u64;
     for entry in entries {
         let mut entry = entry.map_err(corrupt(path))?;
         let name = entry_name(path, &entry)?;
@@ -203,8 +249,9 @@ fn walk(path: &Path, sink: &mut dyn Sink) -> Result<Manifest> {
                     ));
                 }
                 let mut out = sink.file(&name).map_err(io)?;
-                let (size, digest) =
-                    hash_copy(&mut entry, &mut out, &mut |_| {}).map_err(corrupt(path))?;
+                let (size, digest) = hash_copy(&mut entry, &mut out, &mut |n| progress(done + n))
+                    .map_err(corrupt(path))?;
+                done += size;
                 if size != listed.size {
                     return Err(corrupt(path)(io::Error::new(
                         io::ErrorKind::UnexpectedEof,

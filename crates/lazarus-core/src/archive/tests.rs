@@ -82,6 +82,7 @@ impl Fixture {
             rootfs_diff: Some(&self.diff),
             dump_log: Some(&self.log),
             network_status: Some(b"[]"),
+            engine_config: None,
         };
         write(&input, &dest, compression, &mut |_| {}).unwrap();
         dest
@@ -203,6 +204,7 @@ fn progress_counts_up_to_the_total() {
         rootfs_diff: None,
         dump_log: None,
         network_status: None,
+        engine_config: None,
     };
     let m = write(&input, &dest, Compression::default(), &mut |n| seen.push(n)).unwrap();
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "monotonic");
@@ -244,6 +246,7 @@ fn write_refuses_a_symlink_in_the_images() {
         rootfs_diff: None,
         dump_log: None,
         network_status: None,
+        engine_config: None,
     };
     let err = write(&input, &dest, Compression::None, &mut |_| {})
         .unwrap_err()

@@ -163,6 +163,9 @@ fn sources(input: &ArchiveInput) -> Result<Vec<Source>> {
     if let Some(log) = input.dump_log {
         out.push(file(DUMP_LOG, log.to_path_buf()));
     }
+    if let Some(engine) = input.engine_config {
+        out.push(bytes(ENGINE_DUMP, engine.to_vec()));
+    }
     Ok(out)
 }
 

@@ -1,8 +1,10 @@
 //! Facts about the machine Lazarus runs on, in one place: where cgroups
 //! are and how a container's cgroup is frozen, thawed, emptied and removed
-//! (cgroup v1, as on this project's hosts, and v2), and the kernel version.
+//! (cgroup v1, as on this project's hosts, and v2), a container's overlay
+//! mounted for a moment, and the kernel version.
 
 pub mod cgroup;
+pub mod overlay;
 
 /// Whether the running kernel is at least `major.minor`.
 pub fn kernel_at_least(major: u32, minor: u32) -> bool {

@@ -1,0 +1,447 @@
+//! The containerd calls the CLI makes (gRPC on containerd's socket, every
+//! call in one namespace and under a deadline). A checkpoint is always the
+//! shim's: `Tasks.Checkpoint` with runc's option type, which containerd
+//! hands to every runtime and Lazarus's shim understands.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use containerd_client::services::v1::container::Runtime;
+use containerd_client::services::v1::snapshots::{
+    snapshots_client::SnapshotsClient, MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
+};
+use containerd_client::services::v1::{
+    containers_client::ContainersClient, content_client::ContentClient,
+    images_client::ImagesClient, tasks_client::TasksClient, CheckpointTaskRequest, Container,
+    CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest, DeleteTaskRequest,
+    GetContainerRequest, GetImageRequest, GetRequest, KillRequest, ReadContentRequest,
+    StartRequest,
+};
+use containerd_client::tonic::transport::Channel;
+use containerd_client::tonic::{self, Request};
+use containerd_client::types::v1::Status;
+use containerd_client::types::Mount;
+use prost::Message;
+use prost_types::Any;
+
+use crate::error::{Error, Result};
+
+pub const LAZARUS_RUNTIME: &str = "io.containerd.lazarus.v2";
+/// containerd's type URL for an OCI spec in a container record.
+const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+/// Most calls are quick; a checkpoint or a restore's start takes as long as
+/// CRIU does (the shim's own limit, criu_timeout_seconds, ends it first).
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+const CRIU_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// runc's `containerd.runc.v1.CheckpointOptions` (field numbers as in
+/// containerd's api/types/runc/options/oci.proto, which containerd-client
+/// does not compile).
+#[derive(Clone, PartialEq, Message)]
+pub struct CheckpointOptions {
+    #[prost(bool, tag = "1")]
+    pub exit: bool,
+    #[prost(bool, tag = "2")]
+    pub open_tcp: bool,
+    #[prost(bool, tag = "3")]
+    pub external_unix_sockets: bool,
+    #[prost(bool, tag = "4")]
+    pub terminal: bool,
+    #[prost(bool, tag = "5")]
+    pub file_locks: bool,
+    #[prost(string, repeated, tag = "6")]
+    pub empty_namespaces: Vec<String>,
+    #[prost(string, tag = "7")]
+    pub cgroups_mode: String,
+    #[prost(string, tag = "8")]
+    pub image_path: String,
+    #[prost(string, tag = "9")]
+    pub work_path: String,
+}
+
+/// runc's `containerd.runc.v1.Options`: only the restore's image path.
+#[derive(Clone, PartialEq, Message)]
+struct RuncOptions {
+    #[prost(string, tag = "10")]
+    criu_image_path: String,
+    #[prost(string, tag = "11")]
+    criu_work_path: String,
+}
+
+pub struct Containerd {
+    channel: Channel,
+    namespace: String,
+}
+
+impl Containerd {
+    pub async fn connect(address: &str, namespace: &str) -> Result<Containerd> {
+        let unreachable = |why: String| Error::ContainerdUnreachable {
+            address: address.to_string(),
+            why,
+        };
+        if !Path::new(address).exists() {
+            return Err(unreachable("no such socket".into()));
+        }
+        let channel = tokio::time::timeout(CALL_TIMEOUT, containerd_client::connect(address))
+            .await
+            .map_err(|_| unreachable(format!("no answer within {CALL_TIMEOUT:?}")))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(Containerd {
+            channel,
+            namespace: namespace.to_string(),
+        })
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn request<T>(&self, message: T, timeout: Duration) -> Request<T> {
+        let mut r = Request::new(message);
+        r.set_timeout(timeout);
+        let ns = self.namespace.parse().expect("namespace names are ASCII");
+        r.metadata_mut().insert("containerd-namespace", ns);
+        r
+    }
+
+    pub async fn container(&self, id: &str) -> Result<Container> {
+        let mut c = ContainersClient::new(self.channel.clone());
+        let req = self.request(GetContainerRequest { id: id.into() }, CALL_TIMEOUT);
+        let what = format!("container {id} in namespace {}", self.namespace);
+        c.get(req)
+            .await
+            .map_err(Error::containerd(&what))?
+            .into_inner()
+            .container
+            .ok_or_else(|| Error::NotFound(format!("{what}: not found")))
+    }
+
+    /// The task's status, None when the container has no task.
+    pub async fn task_status(&self, id: &str) -> Result<Option<Status>> {
+        let mut t = TasksClient::new(self.channel.clone());
+        let req = self.request(
+            GetRequest {
+                container_id: id.into(),
+                exec_id: String::new(),
+            },
+            CALL_TIMEOUT,
+        );
+        match t.get(req).await {
+            Ok(r) => Ok(r
+                .into_inner()
+                .process
+                .map(|p| Status::try_from(p.status).unwrap_or(Status::Unknown))),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(Error::containerd(format!("task of {id}"))(s)),
+        }
+    }
+
+    /// Has the shim dump the task's processes into `options.image_path`.
+    pub async fn checkpoint(&self, id: &str, options: &CheckpointOptions) -> Result<()> {
+        let mut t = TasksClient::new(self.channel.clone());
+        let req = self.request(
+            CheckpointTaskRequest {
+                container_id: id.into(),
+                parent_checkpoint: String::new(),
+                options: Some(any("containerd.runc.v1.CheckpointOptions", options)),
+            },
+            CRIU_TIMEOUT,
+        );
+        t.checkpoint(req)
+            .await
+            .map_err(Error::containerd(format!("checkpoint {id}")))?;
+        Ok(())
+    }
+
+    /// The overlay upper directory of a snapshot: where the container's
+    /// changes to its image live.
+    pub async fn upper_dir(&self, snapshotter: &str, key: &str) -> Result<PathBuf> {
+        let mut s = SnapshotsClient::new(self.channel.clone());
+        let req = self.request(
+            MountsRequest {
+                snapshotter: snapshotter.into(),
+                key: key.into(),
+            },
+            CALL_TIMEOUT,
+        );
+        let mounts = s
+            .mounts(req)
+            .await
+            .map_err(Error::containerd(format!("mounts of snapshot {key}")))?
+            .into_inner()
+            .mounts;
+        upper_of(&mounts).ok_or_else(|| {
+            Error::Refused(format!(
+                "snapshot {key} ({snapshotter}) is not an overlay with an upper directory \
+                 ({mounts:?}); Lazarus carries root filesystem changes from overlayfs only"
+            ))
+        })
+    }
+
+    /// An image's manifest-or-index descriptor, None when not on this host.
+    pub async fn image_target(&self, name: &str) -> Result<Option<(String, String)>> {
+        let mut i = ImagesClient::new(self.channel.clone());
+        let req = self.request(GetImageRequest { name: name.into() }, CALL_TIMEOUT);
+        match i.get(req).await {
+            Ok(r) => Ok(r
+                .into_inner()
+                .image
+                .and_then(|i| i.target)
+                .map(|t| (t.media_type, t.digest))),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(Error::containerd(format!("image {name}"))(s)),
+        }
+    }
+
+    /// A blob of the content store.
+    pub async fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let mut c = ContentClient::new(self.channel.clone());
+        let req = self.request(
+            ReadContentRequest {
+                digest: digest.into(),
+                offset: 0,
+                size: 0,
+            },
+            CALL_TIMEOUT,
+        );
+        let what = format!("read {digest}");
+        let mut stream = c
+            .read(req)
+            .await
+            .map_err(Error::containerd(&what))?
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.message().await.map_err(Error::containerd(&what))? {
+            out.extend_from_slice(&chunk.data);
+        }
+        Ok(out)
+    }
+
+    /// A new active snapshot on `parent`; returns its mounts.
+    pub async fn prepare(&self, snapshotter: &str, key: &str, parent: &str) -> Result<Vec<Mount>> {
+        let mut s = SnapshotsClient::new(self.channel.clone());
+        let req = self.request(
+            PrepareSnapshotRequest {
+                snapshotter: snapshotter.into(),
+                key: key.into(),
+                parent: parent.into(),
+                labels: Default::default(),
+            },
+            CALL_TIMEOUT,
+        );
+        Ok(s.prepare(req)
+            .await
+            .map_err(Error::containerd(format!(
+                "prepare snapshot {key} on {parent}"
+            )))?
+            .into_inner()
+            .mounts)
+    }
+
+    pub async fn remove_snapshot(&self, snapshotter: &str, key: &str) -> Result<()> {
+        let mut s = SnapshotsClient::new(self.channel.clone());
+        let req = self.request(
+            RemoveSnapshotRequest {
+                snapshotter: snapshotter.into(),
+                key: key.into(),
+            },
+            CALL_TIMEOUT,
+        );
+        not_found_is_done(s.remove(req).await, &format!("remove snapshot {key}"))
+    }
+
+    /// A container record running Lazarus, on the snapshot `key`.
+    pub async fn create_container(&self, new: NewContainer<'_>) -> Result<()> {
+        let mut c = ContainersClient::new(self.channel.clone());
+        let container = Container {
+            id: new.id.into(),
+            labels: new.labels.clone(),
+            image: new.image.into(),
+            runtime: Some(Runtime {
+                name: LAZARUS_RUNTIME.into(),
+                options: None,
+            }),
+            spec: Some(Any {
+                type_url: SPEC_TYPE.into(),
+                value: new.spec.to_vec(),
+            }),
+            snapshotter: new.snapshotter.into(),
+            snapshot_key: new.id.into(),
+            ..Default::default()
+        };
+        let req = self.request(
+            CreateContainerRequest {
+                container: Some(container),
+            },
+            CALL_TIMEOUT,
+        );
+        c.create(req)
+            .await
+            .map_err(Error::containerd(format!("create container {}", new.id)))?;
+        Ok(())
+    }
+
+    /// A task restored from the CRIU images in `images` when started.
+    pub async fn create_restoring_task(
+        &self,
+        id: &str,
+        rootfs: Vec<Mount>,
+        images: &Path,
+    ) -> Result<()> {
+        let mut t = TasksClient::new(self.channel.clone());
+        let options = RuncOptions {
+            criu_image_path: images.to_string_lossy().into_owned(),
+            criu_work_path: String::new(),
+        };
+        let req = self.request(
+            CreateTaskRequest {
+                container_id: id.into(),
+                rootfs,
+                options: Some(any("containerd.runc.v1.Options", &options)),
+                ..Default::default()
+            },
+            CALL_TIMEOUT,
+        );
+        t.create(req)
+            .await
+            .map_err(Error::containerd(format!("create task {id}")))?;
+        Ok(())
+    }
+
+    /// Starts a task; for one created from a checkpoint, the restore.
+    pub async fn start_task(&self, id: &str) -> Result<u32> {
+        let mut t = TasksClient::new(self.channel.clone());
+        let req = self.request(
+            StartRequest {
+                container_id: id.into(),
+                exec_id: String::new(),
+            },
+            CRIU_TIMEOUT,
+        );
+        Ok(t.start(req)
+            .await
+            .map_err(Error::containerd(format!("start (restore) {id}")))?
+            .into_inner()
+            .pid)
+    }
+
+    /// Kills (SIGKILL) and deletes a task; nothing there is not an error.
+    pub async fn remove_task(&self, id: &str) -> Result<()> {
+        let mut t = TasksClient::new(self.channel.clone());
+        let kill = self.request(
+            KillRequest {
+                container_id: id.into(),
+                exec_id: String::new(),
+                signal: 9,
+                all: true,
+            },
+            CALL_TIMEOUT,
+        );
+        // A task that is not running cannot be killed; delete it anyway.
+        let _ = t.kill(kill).await;
+        let mut last = None;
+        for _ in 0..50 {
+            let del = self.request(
+                DeleteTaskRequest {
+                    container_id: id.into(),
+                },
+                CALL_TIMEOUT,
+            );
+            match t.delete(del).await {
+                Ok(_) => return Ok(()),
+                Err(s) if s.code() == tonic::Code::NotFound => return Ok(()),
+                // Still running: the kill has not landed yet.
+                Err(s) => last = Some(s),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(Error::containerd(format!("delete task {id}"))(
+            last.expect("the loop ran"),
+        ))
+    }
+
+    pub async fn remove_container(&self, id: &str) -> Result<()> {
+        let mut c = ContainersClient::new(self.channel.clone());
+        let req = self.request(DeleteContainerRequest { id: id.into() }, CALL_TIMEOUT);
+        not_found_is_done(c.delete(req).await, &format!("delete container {id}"))
+    }
+}
+
+/// What [`Containerd::create_container`] needs.
+pub struct NewContainer<'a> {
+    pub id: &'a str,
+    pub image: &'a str,
+    pub spec: &'a [u8],
+    pub snapshotter: &'a str,
+    pub labels: &'a std::collections::HashMap<String, String>,
+}
+
+fn any(type_url: &str, m: &impl Message) -> Any {
+    Any {
+        type_url: type_url.into(),
+        value: m.encode_to_vec(),
+    }
+}
+
+fn not_found_is_done<T>(r: std::result::Result<T, tonic::Status>, what: &str) -> Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
+        Err(s) => Err(Error::containerd(what)(s)),
+    }
+}
+
+/// The `upperdir=` of an overlay mount.
+pub fn upper_of(mounts: &[Mount]) -> Option<PathBuf> {
+    mounts
+        .iter()
+        .filter(|m| m.r#type == "overlay")
+        .flat_map(|m| &m.options)
+        .find_map(|o| o.strip_prefix("upperdir="))
+        .map(PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upper_directory_comes_from_the_overlay_options() {
+        let m = Mount {
+            r#type: "overlay".into(),
+            source: "overlay".into(),
+            options: vec![
+                "index=off".into(),
+                "workdir=/s/5/work".into(),
+                "upperdir=/s/5/fs".into(),
+                "lowerdir=/s/1/fs".into(),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(upper_of(&[m]), Some(PathBuf::from("/s/5/fs")));
+        let bind = Mount {
+            r#type: "bind".into(),
+            source: "/s/1/fs".into(),
+            options: vec!["rbind".into(), "ro".into()],
+            ..Default::default()
+        };
+        assert_eq!(upper_of(&[bind]), None);
+    }
+
+    /// The bytes containerd's Go decoder reads as runc's CheckpointOptions.
+    #[test]
+    fn checkpoint_options_use_runcs_field_numbers() {
+        let o = CheckpointOptions {
+            exit: true,
+            image_path: "/i".into(),
+            ..Default::default()
+        };
+        // field 1 varint 1; field 8 length-delimited "/i"
+        assert_eq!(o.encode_to_vec(), vec![0x08, 0x01, 0x42, 0x02, b'/', b'i']);
+        let r = RuncOptions {
+            criu_image_path: "/i".into(),
+            criu_work_path: String::new(),
+        };
+        assert_eq!(r.encode_to_vec(), vec![0x52, 0x02, b'/', b'i']);
+    }
+}

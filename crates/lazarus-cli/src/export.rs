@@ -1,0 +1,436 @@
+//! `lazarus checkpoint CONTAINER --export FILE`: the shim checkpoints the
+//! container through containerd into a private scratch directory, then
+//! the images, the root filesystem changes and the container's
+//! configuration become one archive.
+//!
+//! Nothing is lost on failure: a dump that fails leaves the container
+//! running (the shim's guarantee); if the container was stopped by the dump
+//! and the archive then cannot be written, a Docker container is restored
+//! in place from the images, and otherwise the images are kept and the
+//! error says where.
+
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use containerd_client::types::v1::Status;
+use lazarus_core::archive::{self, ArchiveConfig, ArchiveInput, Compression, RootfsDiff};
+use lazarus_core::checkpoint::image;
+use lazarus_core::config::Config;
+use serde_json::{json, Value};
+
+use crate::containerd::{CheckpointOptions, Containerd, LAZARUS_RUNTIME};
+use crate::docker::Docker;
+use crate::endpoints::Endpoints;
+use crate::error::{Error, Result};
+use crate::progress::{self, dir_bytes, Progress};
+use crate::target::Target;
+use crate::{docker_config, report};
+
+/// The Docker checkpoint a container stopped by a failed export is
+/// restored from.
+const UNDO_CHECKPOINT: &str = "lazarus-export-undo";
+
+pub struct ExportArgs {
+    pub container: String,
+    pub export: PathBuf,
+    pub leave_running: bool,
+    pub tcp_established: bool,
+    pub ext_unix_sk: bool,
+    pub shell_job: bool,
+    pub file_locks: bool,
+    pub compression: Compression,
+    pub print_stats: bool,
+    pub json: bool,
+    pub namespace: Option<String>,
+    pub from_docker_checkpoint: Option<String>,
+}
+
+pub async fn run(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
+    check_destination(&args.export)?;
+    let (target, docker) =
+        Target::resolve(&args.container, args.namespace.as_deref(), endpoints).await?;
+    let ctr = Containerd::connect(&endpoints.containerd, &target.namespace).await?;
+    let container =
+        ctr.container(&target.id)
+            .await
+            .map_err(|e| match (&target.docker, e.is_not_found()) {
+                (Some(_), true) => Error::NotFound(format!(
+            "Docker knows {} but the containerd at {} has no container {} in namespace {}: \
+             give the socket of the containerd dockerd uses (--address or CONTAINERD_ADDRESS)",
+            target.name, endpoints.containerd, target.id, target.namespace
+        )),
+                (None, true) => Error::NotFound(format!(
+            "no container {} in containerd namespace {} (at {}), and Docker at {} knows no such \
+             name: check the name, --namespace, --address, --host",
+            target.id, target.namespace, endpoints.containerd, endpoints.docker
+        )),
+                _ => e,
+            })?;
+    let runtime = container
+        .runtime
+        .as_ref()
+        .map(|r| r.name.as_str())
+        .unwrap_or("");
+    if runtime != LAZARUS_RUNTIME {
+        return Err(Error::Refused(format!(
+            "{} runs {runtime:?}, not Lazarus ({LAZARUS_RUNTIME}): lazarus exports only \
+             containers that run Lazarus (run it with --runtime lazarus)",
+            target.name
+        )));
+    }
+    let scratch = config.scratch_dir("export")?;
+    let images = scratch.path().join(archive::CHECKPOINT_DIR);
+    let show = progress::wanted(args.json);
+    let started = Instant::now();
+    let (stopped, dumped_at) =
+        match &args.from_docker_checkpoint {
+            Some(name) => {
+                let docker = docker.as_ref().ok_or_else(|| {
+                    Error::Refused(format!(
+                        "--from-docker-checkpoint: {} is not a Docker container",
+                        target.name
+                    ))
+                })?;
+                copy_docker_checkpoint(docker, &target, name, &images).await?;
+                (false, Utc::now())
+            }
+            None => {
+                let exit = !args.leave_running;
+                refuse_unless_checkpointable(&ctr, &target, exit).await?;
+                fs::DirBuilder::new().mode(0o700).create(&images).map_err(
+                    lazarus_core::Error::io(format!("create {}", images.display())),
+                )?;
+                let options = CheckpointOptions {
+                    exit,
+                    open_tcp: args.tcp_established,
+                    external_unix_sockets: args.ext_unix_sk,
+                    terminal: args.shell_job,
+                    file_locks: args.file_locks,
+                    image_path: images.to_string_lossy().into_owned(),
+                    ..Default::default()
+                };
+                let bar = Progress::spinner(show, "checkpoint");
+                let dump = ctr.checkpoint(&target.id, &options);
+                tokio::pin!(dump);
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+                let dumped = loop {
+                    tokio::select! {
+                        r = &mut dump => break r,
+                        _ = tick.tick() => bar.set(dir_bytes(&images)),
+                    }
+                };
+                bar.finish();
+                dumped?;
+                (exit, Utc::now())
+            }
+        };
+    let checkpoint_seconds = started.elapsed().as_secs_f64();
+    let archived = archive_it(args, &target, &container, &ctr, scratch.path(), dumped_at).await;
+    let (manifest, diff) = match archived {
+        Ok(m) => m,
+        Err(e) if stopped => return Err(undo_stop(e, &target, docker.as_ref(), scratch).await),
+        Err(e) => return Err(e),
+    };
+    let total = started.elapsed().as_secs_f64();
+    let archive_bytes = fs::metadata(&args.export).map(|m| m.len()).unwrap_or(0);
+    let stats = image::read_stats(&images.join("stats-dump")).unwrap_or_default();
+    let v = json!({
+        "archive": args.export,
+        "container": target.name,
+        "id": target.id,
+        "engine": target.engine(),
+        "namespace": target.namespace,
+        "stopped": stopped,
+        "archive_bytes": archive_bytes,
+        "content_bytes": manifest.total_size(),
+        "pages_bytes": report::pages_bytes(&manifest),
+        "rootfs_diff_bytes": diff.map(|d| d.1).unwrap_or(0),
+        "deleted_files": diff.map(|d| d.0).unwrap_or(0),
+        "checkpoint_seconds": checkpoint_seconds,
+        "export_seconds": total,
+        "stats": stats,
+    });
+    if args.json {
+        println!("{v:#}");
+    } else {
+        println!("{}", args.export.display());
+        if args.print_stats {
+            print!("{}", report::export_text(&v));
+        }
+    }
+    Ok(())
+}
+
+/// The destination's directory must exist: the archive is written next to
+/// it and renamed into place.
+fn check_destination(dest: &Path) -> Result<()> {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::NotFound(format!(
+            "{} does not exist: the archive's directory must exist",
+            dir.display()
+        )));
+    }
+    if dest.is_dir() {
+        return Err(Error::Refused(format!(
+            "{} is a directory: give the archive's file name (e.g. {}/checkpoint.tar.zst)",
+            dest.display(),
+            dest.display()
+        )));
+    }
+    Ok(())
+}
+
+async fn refuse_unless_checkpointable(ctr: &Containerd, target: &Target, exit: bool) -> Result<()> {
+    match ctr.task_status(&target.id).await? {
+        Some(Status::Running | Status::Paused) => {}
+        status => {
+            let status = status.map_or("not started".to_string(), |s| {
+                format!("{s:?}").to_lowercase()
+            });
+            let hint = match target.docker {
+                Some(_) => " (a checkpoint Docker already took: --from-docker-checkpoint NAME)",
+                None => "",
+            };
+            return Err(Error::Refused(format!(
+                "{} is {status}: only a running container can be checkpointed{hint}",
+                target.name
+            )));
+        }
+    }
+    // Docker restarts a container with a restart policy when it exits, which
+    // a checkpoint that stops it does: the restart would be a fresh start.
+    if let (true, Some(v)) = (exit, &target.docker) {
+        let policy = v["HostConfig"]["RestartPolicy"]["Name"]
+            .as_str()
+            .unwrap_or("");
+        if !matches!(policy, "" | "no") {
+            return Err(Error::Refused(format!(
+                "{} has restart policy {policy:?}: Docker would start it afresh after the \
+                 checkpoint stops it; use --leave-running, or `docker update --restart=no {}` first",
+                target.name, target.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Copies Docker's own checkpoint `name` of the container (taken with
+/// `docker checkpoint create`) into `images`.
+async fn copy_docker_checkpoint(
+    docker: &Docker,
+    target: &Target,
+    name: &str,
+    images: &Path,
+) -> Result<()> {
+    let dir = docker.checkpoint_dir(&target.id, name).await?;
+    if !dir.is_dir() {
+        return Err(Error::NotFound(format!(
+            "{} has no Docker checkpoint {name:?} (no {}): see `docker checkpoint ls {}`",
+            target.name,
+            dir.display(),
+            target.name
+        )));
+    }
+    copy_dir(&dir, images)
+}
+
+/// Moves (or, across file systems, copies) the images in `from` to `to`,
+/// a new directory.
+pub fn move_dir(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(lazarus_core::Error::io(format!(
+                "create {}",
+                parent.display()
+            )))?;
+    }
+    match fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc_exdev()) => copy_dir(from, to),
+        Err(e) => {
+            Err(
+                lazarus_core::Error::io(format!("move {} to {}", from.display(), to.display()))(e)
+                    .into(),
+            )
+        }
+    }
+}
+
+const fn libc_exdev() -> i32 {
+    18 // EXDEV: not on the same file system
+}
+
+pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    let io = |what: &Path| lazarus_core::Error::io(format!("copy {}", what.display()));
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(to)
+        .map_err(io(to))?;
+    for entry in fs::read_dir(from).map_err(io(from))? {
+        let entry = entry.map_err(io(from))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().map_err(io(&src))?;
+        if kind.is_dir() {
+            copy_dir(&src, &dst)?;
+        } else if kind.is_file() {
+            fs::copy(&src, &dst).map_err(io(&src))?;
+            lazarus_core::checkpoint::image::make_private(&dst).map_err(io(&dst))?;
+        }
+    }
+    Ok(())
+}
+
+/// Root filesystem diff, configuration and archive. Returns the manifest and
+/// (deleted files, rootfs diff bytes) when there is a diff.
+async fn archive_it(
+    args: &ExportArgs,
+    target: &Target,
+    container: &containerd_client::services::v1::Container,
+    ctr: &Containerd,
+    scratch: &Path,
+    checkpointed: DateTime<Utc>,
+) -> Result<(archive::Manifest, Option<(usize, u64)>)> {
+    let upper = match &target.docker {
+        Some(v) => docker_upper(v, &target.name)?,
+        None => {
+            ctr.upper_dir(&container.snapshotter, &container.snapshot_key)
+                .await?
+        }
+    };
+    let diff: RootfsDiff =
+        archive::rootfs::diff_from_overlay_upper(&upper, &scratch.join(archive::ROOTFS_DIFF_TAR))?;
+    let diff_bytes = fs::metadata(&diff.tar).map(|m| m.len()).unwrap_or(0);
+    let spec = container
+        .spec
+        .as_ref()
+        .map(|s| s.value.clone())
+        .unwrap_or_default();
+    let (image_name, image_digest, engine_config, network) = match &target.docker {
+        Some(v) => (
+            v["Config"]["Image"].as_str().unwrap_or("").to_string(),
+            v["Image"].as_str().unwrap_or("").to_string(),
+            Some(serde_json::to_vec_pretty(&docker_config::create_body(v)).expect("JSON")),
+            Some(serde_json::to_vec_pretty(&v["NetworkSettings"]).expect("JSON")),
+        ),
+        None => {
+            let digest = ctr
+                .image_target(&container.image)
+                .await?
+                .map(|t| t.1)
+                .unwrap_or_default();
+            (container.image.clone(), digest, None, None)
+        }
+    };
+    let created = match &target.docker {
+        Some(v) => v["Created"].as_str().and_then(|c| c.parse().ok()),
+        None => container
+            .created_at
+            .as_ref()
+            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos as u32)),
+    };
+    let config = ArchiveConfig {
+        id: target.id.clone(),
+        name: target.name.clone(),
+        image_name,
+        image_digest,
+        runtime: LAZARUS_RUNTIME.into(),
+        created: created.unwrap_or(checkpointed),
+        checkpointed,
+        engine: target.engine().into(),
+        namespace: target.namespace.clone(),
+    };
+    let images = scratch.join(archive::CHECKPOINT_DIR);
+    let dump_log = images.join(image::DUMP_LOG);
+    let input = ArchiveInput {
+        images_dir: &images,
+        spec_json: &spec,
+        config: &config,
+        rootfs_diff: Some(&diff),
+        dump_log: dump_log.is_file().then_some(dump_log.as_path()),
+        network_status: network.as_deref(),
+        engine_config: engine_config.as_deref(),
+    };
+    let total: u64 = progress::dir_bytes(&images) + diff_bytes;
+    let bar = Progress::bytes(progress::wanted(args.json), "export", total);
+    let manifest = archive::write(&input, &args.export, args.compression, &mut |n| bar.set(n));
+    bar.finish();
+    Ok((manifest?, Some((diff.deleted.len(), diff_bytes))))
+}
+
+/// Docker's overlay2 record of the container as overlay mount options.
+pub fn docker_overlay(inspect: &Value, name: &str) -> Result<Vec<String>> {
+    let data = &inspect["GraphDriver"]["Data"];
+    let field = |k: &str| data[k].as_str().unwrap_or("");
+    docker_upper(inspect, name)?;
+    Ok(lazarus_core::host::overlay::docker_overlay_options(
+        field("LowerDir"),
+        field("UpperDir"),
+        field("WorkDir"),
+    ))
+}
+
+/// Docker's overlay2 upper directory of the container.
+pub fn docker_upper(inspect: &Value, name: &str) -> Result<PathBuf> {
+    let driver = inspect["GraphDriver"]["Name"].as_str().unwrap_or("");
+    match inspect["GraphDriver"]["Data"]["UpperDir"].as_str() {
+        Some(upper) if driver == "overlay2" => Ok(PathBuf::from(upper)),
+        _ => Err(Error::Refused(format!(
+            "{name} uses Docker's {driver:?} storage driver: Lazarus carries root filesystem \
+             changes from overlay2 only"
+        ))),
+    }
+}
+
+/// The dump stopped the container and the archive failed: bring a Docker
+/// container back from the images; otherwise keep them and say where.
+async fn undo_stop(
+    error: Error,
+    target: &Target,
+    docker: Option<&Docker>,
+    scratch: tempfile::TempDir,
+) -> Error {
+    let kept = scratch.keep();
+    let Some(docker) = docker else {
+        return Error::Refused(format!(
+            "{error}\n  {} was stopped by the checkpoint; its images are kept in {}",
+            target.name,
+            kept.display()
+        ));
+    };
+    let images = kept.join(archive::CHECKPOINT_DIR);
+    let restored = async {
+        let dir = docker.checkpoint_dir(&target.id, UNDO_CHECKPOINT).await?;
+        move_dir(&images, &dir)?;
+        docker
+            .start_from_checkpoint(&target.id, UNDO_CHECKPOINT)
+            .await
+    }
+    .await;
+    match restored {
+        Ok(()) => {
+            let _ = fs::remove_dir_all(&kept);
+            let _ = docker.remove_checkpoint(&target.id, UNDO_CHECKPOINT).await;
+            Error::Refused(format!(
+                "{error}\n  {} was restored from its checkpoint and runs on",
+                target.name
+            ))
+        }
+        Err(e) => error.with_cleanup(Some(format!(
+            "restoring {} in place failed ({e}); its images are kept as Docker checkpoint \
+             {UNDO_CHECKPOINT} (or in {}): docker start --checkpoint {UNDO_CHECKPOINT} {}",
+            target.name,
+            kept.display(),
+            target.name
+        ))),
+    }
+}

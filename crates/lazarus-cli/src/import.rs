@@ -1,0 +1,314 @@
+//! `lazarus restore --import FILE`: the archive is verified whole and
+//! extracted to a private scratch directory before anything is created;
+//! then a new container is made from it (through Docker when it came from
+//! Docker, else through containerd), its root filesystem changes applied,
+//! and it is started from the checkpoint. A failure after the container was
+//! created removes it again: nothing is left behind.
+
+use std::path::Path;
+use std::time::Instant;
+
+use lazarus_core::archive::{self, ArchiveConfig};
+use lazarus_core::config::Config;
+use serde_json::{json, Value};
+
+use crate::containerd::{Containerd, NewContainer, LAZARUS_RUNTIME};
+use crate::docker::Docker;
+use crate::endpoints::{Endpoints, DEFAULT_NAMESPACE, DOCKER_NAMESPACE};
+use crate::error::{Error, Result};
+use crate::progress::{self, Progress};
+use crate::{docker_config, export, image_chain};
+use lazarus_core::host::overlay::OverlayMount;
+
+/// The name of the Docker checkpoint an import restores from (removed
+/// once the container runs).
+const IMPORT_CHECKPOINT: &str = "lazarus-import";
+
+pub struct ImportArgs {
+    pub file: std::path::PathBuf,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub runtime: Option<String>,
+    pub json: bool,
+}
+
+/// What was restored, for the report.
+struct Restored {
+    name: String,
+    id: String,
+    engine: &'static str,
+    namespace: String,
+}
+
+pub async fn run(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
+    let started = Instant::now();
+    let show = progress::wanted(args.json);
+    // The manifest alone first: a file that is not an archive, or is of a
+    // newer format, is refused at once.
+    let manifest = archive::read_manifest(&args.file)?;
+    let scratch = config.scratch_dir("import")?;
+    let dir = scratch.path().join("archive");
+    let bar = Progress::bytes(show, "verify", manifest.total_size());
+    let extracted = archive::extract_with(&args.file, &dir, &|_| true, &mut |n| bar.set(n));
+    bar.finish();
+    extracted?;
+    let cfg = read_config(&dir)?;
+    let recorded = read_engine_config(&dir)?;
+    let docker = Docker::new(&endpoints.docker)?;
+    let restored = match (&args.namespace, recorded) {
+        (None, Some(recorded)) => {
+            if !docker.reachable().await {
+                return Err(Error::DockerUnreachable {
+                    address: endpoints.docker.clone(),
+                    why: format!(
+                        "{} came from Docker; to restore it without Docker give --namespace",
+                        args.file.display()
+                    ),
+                });
+            }
+            into_docker(args, &docker, &cfg, &recorded, &dir, show).await?
+        }
+        (namespace, _) => {
+            let ns = namespace
+                .clone()
+                .unwrap_or_else(|| match cfg.namespace.as_str() {
+                    "" | DOCKER_NAMESPACE => DEFAULT_NAMESPACE.to_string(),
+                    ns => ns.to_string(),
+                });
+            into_containerd(args, endpoints, &ns, &cfg, &dir, show).await?
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        let v = json!({
+            "name": restored.name,
+            "id": restored.id,
+            "engine": restored.engine,
+            "namespace": restored.namespace,
+            "from": args.file,
+            "restore_seconds": seconds,
+        });
+        println!("{v:#}");
+    } else {
+        println!("{}", restored.name);
+    }
+    Ok(())
+}
+
+fn read_config(dir: &Path) -> Result<ArchiveConfig> {
+    let path = dir.join(archive::CONFIG_DUMP);
+    let bytes = std::fs::read(&path)
+        .map_err(lazarus_core::Error::io(format!("read {}", path.display())))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Refused(format!(
+            "the archive's {} is not what Lazarus writes: {e}",
+            archive::CONFIG_DUMP
+        ))
+    })
+}
+
+fn read_engine_config(dir: &Path) -> Result<Option<Value>> {
+    let path = dir.join(archive::ENGINE_DUMP);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path)
+        .map_err(lazarus_core::Error::io(format!("read {}", path.display())))?;
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        Error::Refused(format!(
+            "the archive's {} is not JSON: {e}",
+            archive::ENGINE_DUMP
+        ))
+    })
+}
+
+async fn into_docker(
+    args: &ImportArgs,
+    docker: &Docker,
+    cfg: &ArchiveConfig,
+    recorded: &Value,
+    dir: &Path,
+    show: bool,
+) -> Result<Restored> {
+    let image = docker_image(docker, cfg).await?;
+    let name = args.name.clone().unwrap_or_else(|| cfg.name.clone());
+    let runtime = args
+        .runtime
+        .clone()
+        .or_else(|| docker_config::runtime(recorded).map(str::to_string))
+        .unwrap_or_else(|| LAZARUS_RUNTIME.to_string());
+    let body = docker_config::for_import(recorded, &image, &runtime);
+    let id = docker.create(&name, &body).await.map_err(|e| match e {
+        Error::Docker { status: 409, .. } => Error::Refused(format!(
+            "a container named {name} already exists on this host: give the restored one another \
+             name with --name"
+        )),
+        e => e,
+    })?;
+    let restored = async {
+        let v = docker
+            .container(&id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("Docker lost the new container {name}")))?;
+        apply_rootfs_diff(dir, &export::docker_overlay(&v, &name)?)?;
+        // Docker restores only from its own checkpoint directory.
+        let checkpoint = docker.checkpoint_dir(&id, IMPORT_CHECKPOINT).await?;
+        export::move_dir(&dir.join(archive::CHECKPOINT_DIR), &checkpoint)?;
+        let bar = Progress::spinner(show, "restore");
+        let started = docker.start_from_checkpoint(&id, IMPORT_CHECKPOINT).await;
+        bar.finish();
+        started?;
+        // Docker copied it for containerd; its own copy is not needed again.
+        if let Err(e) = docker.remove_checkpoint(&id, IMPORT_CHECKPOINT).await {
+            eprintln!("lazarus: warning: {e}");
+        }
+        Ok::<(), Error>(())
+    }
+    .await;
+    if let Err(e) = restored {
+        let cleanup = docker.remove(&id).await.err().map(|c| c.to_string());
+        return Err(e.with_cleanup(cleanup));
+    }
+    Ok(Restored {
+        name,
+        id,
+        engine: "docker",
+        namespace: DOCKER_NAMESPACE.into(),
+    })
+}
+
+/// How this host's Docker names the archive's image: by its name when that
+/// is the same image, else by its id. Missing or different: an error naming
+/// both, before anything is created.
+async fn docker_image(docker: &Docker, cfg: &ArchiveConfig) -> Result<String> {
+    let want = cfg.image_digest.as_str();
+    let by_name = match cfg.image_name.is_empty() {
+        true => None,
+        false => docker.image(&cfg.image_name).await?,
+    };
+    let name_id = by_name
+        .as_ref()
+        .and_then(|v| v["Id"].as_str())
+        .unwrap_or("");
+    if want.is_empty() || name_id == want {
+        if by_name.is_some() {
+            return Ok(cfg.image_name.clone());
+        }
+    } else if docker.image(want).await?.is_some() {
+        return Ok(want.to_string());
+    }
+    if by_name.is_some() {
+        return Err(Error::Refused(format!(
+            "image {} on this host is {name_id}, but the checkpoint was taken on {want}: load the \
+             same image (docker save on the source, docker load here), then import again",
+            cfg.image_name
+        )));
+    }
+    Err(Error::NotFound(format!(
+        "image {} ({}) is not on this host: docker pull {} (or docker load it), then import again",
+        cfg.image_name,
+        if want.is_empty() {
+            "no digest recorded"
+        } else {
+            want
+        },
+        cfg.image_name
+    )))
+}
+
+/// Applies the archive's root filesystem changes to the new container's
+/// root filesystem, mounted for this at a private directory.
+fn apply_rootfs_diff(dir: &Path, overlay: &[String]) -> Result<()> {
+    let merged = dir.join("rootfs");
+    std::fs::create_dir(&merged).map_err(lazarus_core::Error::io(format!(
+        "create {}",
+        merged.display()
+    )))?;
+    let mounted = OverlayMount::mount(overlay, &merged)?;
+    archive::rootfs::apply_extracted(dir, mounted.path())?;
+    Ok(())
+}
+
+async fn into_containerd(
+    args: &ImportArgs,
+    endpoints: &Endpoints,
+    ns: &str,
+    cfg: &ArchiveConfig,
+    dir: &Path,
+    show: bool,
+) -> Result<Restored> {
+    let ctr = Containerd::connect(&endpoints.containerd, ns).await?;
+    let id = args.name.clone().unwrap_or_else(|| cfg.name.clone());
+    lazarus_core::ids::check_component("container name", &id)?;
+    match ctr.container(&id).await {
+        Ok(_) => {
+            return Err(Error::Refused(format!(
+                "a container {id} already exists in namespace {ns}: give the restored one another \
+                 name with --name"
+            )))
+        }
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e),
+    }
+    let chain = image_chain::snapshot_parent(&ctr, cfg).await?;
+    let snapshotter = "overlayfs";
+    let spec = image_chain::respec(
+        &std::fs::read(dir.join(archive::SPEC_DUMP)).map_err(lazarus_core::Error::io(format!(
+            "read {}",
+            archive::SPEC_DUMP
+        )))?,
+        &cfg.name,
+        &id,
+        ns,
+    )?;
+    let mut created = Vec::new();
+    let restored = async {
+        let mounts = ctr.prepare(snapshotter, &id, &chain).await?;
+        created.push("snapshot");
+        let overlay = mounts
+            .iter()
+            .find(|m| m.r#type == "overlay")
+            .ok_or_else(|| {
+                Error::Refused(format!("snapshot of {id} is not an overlay: {mounts:?}"))
+            })?;
+        apply_rootfs_diff(dir, &overlay.options)?;
+        let labels = Default::default();
+        ctr.create_container(NewContainer {
+            id: &id,
+            image: &cfg.image_name,
+            spec: &spec,
+            snapshotter,
+            labels: &labels,
+        })
+        .await?;
+        created.push("container");
+        ctr.create_restoring_task(&id, mounts, &dir.join(archive::CHECKPOINT_DIR))
+            .await?;
+        created.push("task");
+        let bar = Progress::spinner(show, "restore");
+        let pid = ctr.start_task(&id).await;
+        bar.finish();
+        pid
+    }
+    .await;
+    if let Err(e) = restored {
+        let mut failed = Vec::new();
+        for what in created.iter().rev() {
+            let undone = match *what {
+                "task" => ctr.remove_task(&id).await,
+                "container" => ctr.remove_container(&id).await,
+                _ => ctr.remove_snapshot(snapshotter, &id).await,
+            };
+            if let Err(c) = undone {
+                failed.push(c.to_string());
+            }
+        }
+        return Err(e.with_cleanup((!failed.is_empty()).then(|| failed.join("; "))));
+    }
+    Ok(Restored {
+        name: id.clone(),
+        id,
+        engine: "containerd",
+        namespace: ns.into(),
+    })
+}
