@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-const KEYS: u64 = 100_000;
+pub(crate) const KEYS: u64 = 100_000;
 
 /// `docker run -d --runtime RT --name NAME FLAGS IMAGE` (the image's own
 /// command).
@@ -28,13 +28,13 @@ fn run_app(d: &Daemons, name: &str, flags: &[&str], image: &str) {
 }
 
 /// `redis-cli -h 127.0.0.1 ARGS` in a new process inside `name`.
-fn redis_cli(d: &Daemons, name: &str, args: &[&str]) -> Out {
+pub(crate) fn redis_cli(d: &Daemons, name: &str, args: &[&str]) -> Out {
     let mut v = vec!["exec", name, "redis-cli", "-h", "127.0.0.1"];
     v.extend_from_slice(args);
     d.docker(&v)
 }
 
-fn run_redis(d: &Daemons, name: &str, flags: &[&str]) {
+pub(crate) fn run_redis(d: &Daemons, name: &str, flags: &[&str]) {
     run_app(d, name, flags, REDIS_IMAGE);
     wait_until("redis to answer PING", Duration::from_secs(30), || {
         (redis_cli(d, name, &["PING"]).text() == "PONG").then_some(())
@@ -50,7 +50,7 @@ fn redis_field(d: &Daemons, name: &str, section: &str, field: &str) -> String {
         .to_string()
 }
 
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -60,7 +60,7 @@ fn seed() -> u64 {
 /// Loads `KEYS` keys `key:I` with values `val:I:R` (R random, from awk's
 /// generator seeded by `seed`) through `redis-cli --pipe`: real SETs, in
 /// Redis's protocol, generated inside the container.
-fn load_keys(d: &Daemons, name: &str, seed: u64) {
+pub(crate) fn load_keys(d: &Daemons, name: &str, seed: u64) {
     let script = format!(
         r#"awk -v seed={} -v n={KEYS} 'BEGIN {{ srand(seed); for (i = 0; i < n; i++) {{
              k = "key:" i; v = "val:" i ":" int(rand() * 1000000000);
@@ -76,7 +76,7 @@ fn load_keys(d: &Daemons, name: &str, seed: u64) {
 }
 
 /// The values of 300 keys picked pseudo-randomly from `seed`, in one MGET.
-fn sample(d: &Daemons, name: &str, seed: u64) -> Out {
+pub(crate) fn sample(d: &Daemons, name: &str, seed: u64) -> Out {
     let mut x = seed | 1;
     let keys: Vec<String> = (0..300)
         .map(|_| {

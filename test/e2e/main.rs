@@ -12,6 +12,7 @@ mod tty;
 
 mod api_tests;
 mod app_tests;
+mod archive_tests;
 mod checkpoint_tests;
 mod cli_tests;
 mod concurrency_tests;

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 /// waits for Docker to copy the checkpoint and CRIU to restore it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const START_TIMEOUT: Duration = Duration::from_secs(900);
+const UPLOAD_RACE_RETRY: Duration = Duration::from_secs(60);
 
 pub struct Docker {
     socket: PathBuf,
@@ -94,7 +95,27 @@ impl Docker {
 
     /// `docker start --checkpoint NAME`: Docker hands the container's
     /// checkpoint NAME to containerd, and the runtime restores from it.
+    ///
+    /// Docker uploads the checkpoint into containerd's content store under
+    /// its digest; when a blob with that digest is still there (the same
+    /// archive restored again, before containerd's collector ran), Docker
+    /// fails with "content sha256:… already exists" instead of using it.
+    /// Retried on exactly that, once a second, for up to a minute.
     pub async fn start_from_checkpoint(&self, id: &str, name: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + UPLOAD_RACE_RETRY;
+        loop {
+            match self.start_once(id, name).await {
+                Err(Error::Docker { message, .. })
+                    if is_upload_race(&message) && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn start_once(&self, id: &str, name: &str) -> Result<()> {
         let path = format!(
             "/containers/{}/start?checkpoint={}",
             escape(id),
@@ -215,6 +236,11 @@ fn check<'b>(status: StatusCode, body: &'b Bytes, what: &str) -> Result<&'b [u8]
     })
 }
 
+/// Docker's failure to re-upload a checkpoint blob containerd still holds.
+fn is_upload_race(message: &str) -> bool {
+    message.contains("content sha256:") && message.contains("already exists")
+}
+
 fn optional(r: Result<Value>) -> Result<Option<Value>> {
     match r {
         Ok(v) => Ok(Some(v)),
@@ -273,6 +299,15 @@ mod tests {
         );
         let e = Docker::new("tcp://1.2.3.4:2375").err().unwrap().to_string();
         assert!(e.contains("only unix sockets"), "{e}");
+    }
+
+    #[test]
+    fn only_the_upload_race_is_retried() {
+        assert!(is_upload_race(
+            "failed to upload checkpoint to containerd: commit failed: content sha256:d04d: already exists"
+        ));
+        assert!(!is_upload_race("container already exists"));
+        assert!(!is_upload_race("content sha256:d04d: not found"));
     }
 
     #[test]

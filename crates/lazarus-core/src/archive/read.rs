@@ -122,6 +122,15 @@ fn open(path: &Path) -> Result<tar::Archive<Box<dyn Read>>> {
             path,
             "it is gzip-compressed; Lazarus reads zstd-compressed or plain tar archives".into(),
         ));
+    } else if head.len() < 512 || &head[257..262] != b"ustar" {
+        // Neither compressed nor a tar (whose header says so at byte 257).
+        return Err(refuse(
+            path,
+            format!(
+                "it is neither zstd-compressed nor a tar: not a Lazarus checkpoint archive \
+                 (made by `lazarus checkpoint --export`)"
+            ),
+        ));
     } else {
         Box::new(reader)
     };

@@ -178,7 +178,9 @@ fn what_is_not_a_lazarus_archive_is_refused() {
     fs::write(&path, [0x1f, 0x8b, 8, 0, 0, 0]).unwrap();
     assert_refused(&path, "gzip-compressed");
     fs::write(&path, b"").unwrap();
-    assert_refused(&path, "it holds no entry");
+    assert_refused(&path, "neither zstd-compressed nor a tar");
+    fs::write(&path, b"hello").unwrap();
+    assert_refused(&path, "not a Lazarus checkpoint archive");
 }
 
 #[test]

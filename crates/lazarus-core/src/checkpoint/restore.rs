@@ -200,6 +200,9 @@ impl RestorePlan {
         super::apply_dump_options(&mut opts, &self.metadata.options)?;
         opts.set_orphan_pts_master(self.metadata.terminal);
         let new_cgroup = cgroup::path_of(spec, id);
+        cgroup::prepare_cpuset_parents(&new_cgroup).map_err(Error::io(format!(
+            "prepare the cpuset cgroups above {new_cgroup}"
+        )))?;
         let mut root = rpc::Cgroup_root::new();
         root.set_path(new_cgroup.clone());
 

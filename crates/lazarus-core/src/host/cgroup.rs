@@ -67,6 +67,39 @@ fn expand_slice(slice: &str) -> String {
     out.join("/")
 }
 
+/// cgroup v1's cpuset gives a new directory no CPUs and no memory nodes,
+/// so nothing can be placed under it: CRIU, restoring a container on a host
+/// where nothing ran under its parent yet (another host, a new namespace),
+/// creates that parent and then cannot write the container's own cpuset.
+/// Creates the missing ancestors of `cgroup_path` with their parent's cpus
+/// and mems, as libcontainer does for a container it creates. Nothing to do
+/// on cgroup v2.
+pub fn prepare_cpuset_parents(cgroup_path: &str) -> std::io::Result<()> {
+    let mut dir = Path::new(ROOT).join("cpuset");
+    if !dir.join("cpuset.cpus").exists() {
+        return Ok(());
+    }
+    let parts: Vec<&str> = cgroup_path.split('/').filter(|p| !p.is_empty()).collect();
+    let Some((_, ancestors)) = parts.split_last() else {
+        return Ok(());
+    };
+    for part in ancestors {
+        let parent = dir.clone();
+        dir.push(part);
+        match std::fs::create_dir(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            if std::fs::read_to_string(dir.join(file))?.trim().is_empty() {
+                let inherited = std::fs::read_to_string(parent.join(file))?;
+                std::fs::write(dir.join(file), inherited.trim())?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether the host runs the unified (v2) hierarchy only.
 pub fn is_v2() -> bool {
     Path::new(ROOT).join("cgroup.controllers").exists()
