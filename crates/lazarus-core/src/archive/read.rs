@@ -126,10 +126,9 @@ fn open(path: &Path) -> Result<tar::Archive<Box<dyn Read>>> {
         // Neither compressed nor a tar (whose header says so at byte 257).
         return Err(refuse(
             path,
-            format!(
-                "it is neither zstd-compressed nor a tar: not a Lazarus checkpoint archive \
-                 (made by `lazarus checkpoint --export`)"
-            ),
+            "it is neither zstd-compressed nor a tar: not a Lazarus checkpoint archive \
+             (made by `lazarus checkpoint --export`)"
+                .into(),
         ));
     } else {
         Box::new(reader)
