@@ -350,7 +350,7 @@ fn parse_answer(out: &Out) -> serde_json::Value {
     serde_json::from_str(out.text()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
 
-fn checkpoints_dir(d: &Daemons, name: &str) -> PathBuf {
+pub(crate) fn checkpoints_dir(d: &Daemons, name: &str) -> PathBuf {
     d.path("docker")
         .join("containers")
         .join(inspect(d, name, "{{.Id}}"))

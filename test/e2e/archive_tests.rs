@@ -7,7 +7,7 @@
 //! Under runc there is nothing to export: the CLI must refuse a runc
 //! container by name, and leave it running.
 
-use crate::app_tests::{load_keys, redis_cli, run_redis, sample, seed, KEYS};
+use crate::app_tests::{checkpoints_dir, load_keys, redis_cli, run_redis, sample, seed, KEYS};
 use crate::apps::{with_docker_and, App};
 use crate::checkpoint_tests::docker_try_start_checkpoint;
 use crate::cmd::{poll, run, ticks, wait_until, Out, COUNTER};
@@ -375,5 +375,79 @@ fn archive_moves_a_ctr_container_between_containerd_hosts() {
     });
     let made = exec(&b, &id, "b1", &["cat", "/made.txt"]).ok();
     assert_eq!(made.stdout, "made\n");
+    assert_cli_left_nothing(&b);
+}
+
+/// Docker's own path into a new container (`docker checkpoint create`, the
+/// checkpoint copied into a new container's checkpoints, `docker start
+/// --checkpoint`): with Lazarus the new container gets the checkpointed
+/// one's root filesystem changes too (the shim saves them with the dump);
+/// with runc it gets the image's files only. Then Lazarus exports Docker's
+/// checkpoint as it is (`--from-docker-checkpoint`) and host B restores it.
+#[test]
+fn docker_checkpoint_into_a_new_container_carries_the_files() {
+    let a = Daemons::with_docker("archive_docker_cp_a");
+    let name = a.name("counter");
+    let script = format!("echo made > /made.txt; rm /bin/vi; {COUNTER}");
+    run_sh_detached(&a, &name, &script);
+    wait_ticks_past(&a, &name, 3);
+    a.docker(&["checkpoint", "create", &name, "cp"]).ok();
+    let last = *ticks(&a.docker(&["logs", &name]).ok().stdout)
+        .last()
+        .unwrap();
+
+    let new = a.name("new");
+    let cmd = ["sh", "-c", script.as_str()];
+    let mut create = vec![
+        "create",
+        "--runtime",
+        a.runtime(),
+        "--name",
+        &new,
+        IMAGE_DOCKER,
+    ];
+    create.extend_from_slice(&cmd);
+    a.docker(&create).ok();
+    let dir = checkpoints_dir(&a, &new);
+    fs::create_dir_all(&dir).unwrap();
+    let from = checkpoints_dir(&a, &name).join("cp");
+    run(Command::new("cp").arg("-a").arg(&from).arg(&dir)).ok();
+    docker_try_start_checkpoint(&a, &new, "cp", &[]).ok();
+    let logs = wait_logs(&a, &new, "ticks after the restore", |l| ticks(l).len() >= 2);
+    assert!(ticks(&logs)[0] > last, "the count goes on: {logs}");
+    let files = a
+        .docker(&[
+            "exec",
+            &new,
+            "sh",
+            "-c",
+            "cat /made.txt; test -e /bin/vi && echo vi-there",
+        ])
+        .stdout;
+    if a.runtime() != LAZARUS {
+        // runc restores the processes into the image's files only.
+        assert_eq!(files, "vi-there\n", "runc carried files after all?");
+        return;
+    }
+    assert_eq!(files, "made\n", "the new container has the changes");
+
+    let b = Daemons::with_docker("archive_docker_cp_b");
+    let file = a.path("from-docker.tar.zst");
+    let file_s = file.to_str().unwrap();
+    let args = [
+        "checkpoint",
+        &name,
+        "--export",
+        file_s,
+        "--from-docker-checkpoint",
+        "cp",
+    ];
+    lazarus(&a, &args).ok();
+    lazarus(&b, &["restore", "--import", file_s]).ok();
+    let logs = wait_logs(&b, &name, "ticks on B", |l| ticks(l).len() >= 2);
+    assert!(ticks(&logs)[0] > last, "the count goes on on B: {logs}");
+    let files = b.docker(&["exec", &name, "sh", "-c", "cat /made.txt; ls /bin/vi"]);
+    assert_eq!(files.stdout, "made\n", "{files}");
+    assert_cli_left_nothing(&a);
     assert_cli_left_nothing(&b);
 }

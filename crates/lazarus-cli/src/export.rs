@@ -53,33 +53,29 @@ pub async fn run(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> R
     let (target, docker) =
         Target::resolve(&args.container, args.namespace.as_deref(), endpoints).await?;
     let ctr = Containerd::connect(&endpoints.containerd, &target.namespace).await?;
-    let container =
-        ctr.container(&target.id)
-            .await
-            .map_err(|e| match (&target.docker, e.is_not_found()) {
-                (Some(_), true) => Error::NotFound(format!(
-            "Docker knows {} but the containerd at {} has no container {} in namespace {}: \
-             give the socket of the containerd dockerd uses (--address or CONTAINERD_ADDRESS)",
-            target.name, endpoints.containerd, target.id, target.namespace
-        )),
-                (None, true) => Error::NotFound(format!(
-            "no container {} in containerd namespace {} (at {}), and Docker at {} knows no such \
-             name: check the name, --namespace, --address, --host",
-            target.id, target.namespace, endpoints.containerd, endpoints.docker
-        )),
-                _ => e,
-            })?;
-    let runtime = container
-        .runtime
-        .as_ref()
-        .map(|r| r.name.as_str())
-        .unwrap_or("");
-    if runtime != LAZARUS_RUNTIME {
-        return Err(Error::Refused(format!(
-            "{} runs {runtime:?}, not Lazarus ({LAZARUS_RUNTIME}): lazarus exports only \
-             containers that run Lazarus (run it with --runtime lazarus)",
-            target.name
-        )));
+    let container = match ctr.container(&target.id).await {
+        Ok(c) => Some(c),
+        // A stopped Docker container has no containerd record: its Docker
+        // checkpoint is all there is, and all that is needed.
+        Err(e)
+            if e.is_not_found()
+                && target.docker.is_some()
+                && args.from_docker_checkpoint.is_some() =>
+        {
+            None
+        }
+        Err(e) if e.is_not_found() => return Err(not_found(&target, endpoints)),
+        Err(e) => return Err(e),
+    };
+    if let Some(c) = &container {
+        let runtime = c.runtime.as_ref().map(|r| r.name.as_str()).unwrap_or("");
+        if runtime != LAZARUS_RUNTIME {
+            return Err(Error::Refused(format!(
+                "{} runs {runtime:?}, not Lazarus ({LAZARUS_RUNTIME}): lazarus exports only \
+                 containers that run Lazarus (run it with --runtime lazarus)",
+                target.name
+            )));
+        }
     }
     let scratch = config.scratch_dir("export")?;
     let images = scratch.path().join(archive::CHECKPOINT_DIR);
@@ -95,6 +91,14 @@ pub async fn run(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> R
                     ))
                 })?;
                 copy_docker_checkpoint(docker, &target, name, &images).await?;
+                if !images.join(image::METADATA_FILE).is_file() {
+                    return Err(Error::Refused(format!(
+                    "Docker checkpoint {name:?} of {} was not taken by Lazarus (it has no {}): \
+                     only Lazarus checkpoints are exported",
+                    target.name,
+                    image::METADATA_FILE
+                )));
+                }
                 (false, Utc::now())
             }
             None => {
@@ -128,7 +132,15 @@ pub async fn run(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> R
             }
         };
     let checkpoint_seconds = started.elapsed().as_secs_f64();
-    let archived = archive_it(args, &target, &container, &ctr, scratch.path(), dumped_at).await;
+    let archived = archive_it(
+        args,
+        &target,
+        container.as_ref(),
+        &ctr,
+        scratch.path(),
+        dumped_at,
+    )
+    .await;
     let (manifest, diff) = match archived {
         Ok(m) => m,
         Err(e) if stopped => return Err(undo_stop(e, &target, docker.as_ref(), scratch).await),
@@ -162,6 +174,23 @@ pub async fn run(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> R
         }
     }
     Ok(())
+}
+
+fn not_found(target: &Target, endpoints: &Endpoints) -> Error {
+    match target.docker {
+        Some(_) => Error::NotFound(format!(
+            "Docker knows {} but the containerd at {} has no container {} in namespace {}: \
+             is it running? (a checkpoint Docker took of it: --from-docker-checkpoint NAME); \
+             otherwise give the socket of the containerd dockerd uses (--address or \
+             CONTAINERD_ADDRESS)",
+            target.name, endpoints.containerd, target.id, target.namespace
+        )),
+        None => Error::NotFound(format!(
+            "no container {} in containerd namespace {} (at {}), and Docker at {} knows no such \
+             name: check the name, --namespace, --address, --host",
+            target.id, target.namespace, endpoints.containerd, endpoints.docker
+        )),
+    }
 }
 
 /// The destination's directory must exist: the archive is written next to
@@ -295,26 +324,35 @@ pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 async fn archive_it(
     args: &ExportArgs,
     target: &Target,
-    container: &containerd_client::services::v1::Container,
+    container: Option<&containerd_client::services::v1::Container>,
     ctr: &Containerd,
     scratch: &Path,
     checkpointed: DateTime<Utc>,
 ) -> Result<(archive::Manifest, Option<(usize, u64)>)> {
-    let upper = match &target.docker {
-        Some(v) => docker_upper(v, &target.name)?,
+    let images = scratch.join(archive::CHECKPOINT_DIR);
+    let diff = match saved_rootfs_diff(&images, scratch)? {
+        // The shim saved it as the dump ended (and Docker's checkpoint has
+        // the one of its own time).
+        Some(diff) => diff,
         None => {
-            ctr.upper_dir(&container.snapshotter, &container.snapshot_key)
-                .await?
+            let upper = match &target.docker {
+                Some(v) => docker_upper(v, &target.name)?,
+                None => {
+                    let c = container.expect("a containerd target has a container");
+                    ctr.upper_dir(&c.snapshotter, &c.snapshot_key).await?
+                }
+            };
+            let tar = scratch.join(archive::ROOTFS_DIFF_TAR);
+            archive::rootfs::diff_from_overlay_upper(&upper, &tar)?
         }
     };
-    let diff: RootfsDiff =
-        archive::rootfs::diff_from_overlay_upper(&upper, &scratch.join(archive::ROOTFS_DIFF_TAR))?;
     let diff_bytes = fs::metadata(&diff.tar).map(|m| m.len()).unwrap_or(0);
+    // Without a containerd record (a stopped Docker container) there is no
+    // OCI spec to carry: Docker makes a new one from engine.dump.
     let spec = container
-        .spec
-        .as_ref()
+        .and_then(|c| c.spec.as_ref())
         .map(|s| s.value.clone())
-        .unwrap_or_default();
+        .unwrap_or_else(|| b"{}".to_vec());
     let (image_name, image_digest, engine_config, network) = match &target.docker {
         Some(v) => (
             v["Config"]["Image"].as_str().unwrap_or("").to_string(),
@@ -323,19 +361,19 @@ async fn archive_it(
             Some(serde_json::to_vec_pretty(&v["NetworkSettings"]).expect("JSON")),
         ),
         None => {
+            let c = container.expect("a containerd target has a container");
             let digest = ctr
-                .image_target(&container.image)
+                .image_target(&c.image)
                 .await?
                 .map(|t| t.1)
                 .unwrap_or_default();
-            (container.image.clone(), digest, None, None)
+            (c.image.clone(), digest, None, None)
         }
     };
     let created = match &target.docker {
         Some(v) => v["Created"].as_str().and_then(|c| c.parse().ok()),
         None => container
-            .created_at
-            .as_ref()
+            .and_then(|c| c.created_at.as_ref())
             .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos as u32)),
     };
     let config = ArchiveConfig {
@@ -349,7 +387,6 @@ async fn archive_it(
         engine: target.engine().into(),
         namespace: target.namespace.clone(),
     };
-    let images = scratch.join(archive::CHECKPOINT_DIR);
     let dump_log = images.join(image::DUMP_LOG);
     let input = ArchiveInput {
         images_dir: &images,
@@ -365,6 +402,25 @@ async fn archive_it(
     let manifest = archive::write(&input, &args.export, args.compression, &mut |n| bar.set(n));
     bar.finish();
     Ok((manifest?, Some((diff.deleted.len(), diff_bytes))))
+}
+
+/// The root filesystem diff the shim saved among the images, moved out of
+/// them (the archive carries it at its top level, where Podman's is).
+fn saved_rootfs_diff(images: &Path, scratch: &Path) -> Result<Option<RootfsDiff>> {
+    let tar = images.join(archive::ROOTFS_DIFF_TAR);
+    let deleted = images.join(archive::DELETED_FILES);
+    if !tar.is_file() || !deleted.is_file() {
+        return Ok(None);
+    }
+    let io = |p: &Path| lazarus_core::Error::io(format!("move {}", p.display()));
+    let moved_tar = scratch.join(archive::ROOTFS_DIFF_TAR);
+    fs::rename(&tar, &moved_tar).map_err(io(&tar))?;
+    let deleted_list = archive::rootfs::read_deleted(&deleted)?;
+    fs::remove_file(&deleted).map_err(io(&deleted))?;
+    Ok(Some(RootfsDiff {
+        tar: moved_tar,
+        deleted: deleted_list,
+    }))
 }
 
 /// Docker's overlay2 record of the container as overlay mount options.

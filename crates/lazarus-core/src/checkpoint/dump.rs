@@ -9,6 +9,7 @@ use protobuf::MessageField;
 
 use super::image::{self, Metadata};
 use super::request::{self, CgroupsMode, CheckpointRequest};
+use crate::archive::{rootfs, DELETED_FILES, ROOTFS_DIFF_TAR};
 use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp};
 use crate::error::{Error, Result};
 use crate::host::cgroup;
@@ -157,9 +158,40 @@ pub fn dump(
             images.display()
         );
     }
+    metadata.rootfs_diff = save_rootfs_diff(&rootfs, images, target.id);
     metadata.save(images)?;
     before.make_new_private(images, work);
     Ok(metadata)
+}
+
+/// Saves the container's root filesystem changes (its overlay upper
+/// directory) beside the images, so that a restore into another container
+/// (Docker's `start --checkpoint` of a new container, another host) has
+/// them too. Best effort: a checkpoint without them still restores into
+/// the same container, so a failure here is logged, not fatal.
+fn save_rootfs_diff(rootfs: &Path, images: &Path, id: &str) -> bool {
+    let Some(upper) = crate::host::overlay::upper_dir_of(rootfs) else {
+        ::log::info!("checkpoint of {id}: its root filesystem is not an overlay; no rootfs diff");
+        return false;
+    };
+    let tar = images.join(ROOTFS_DIFF_TAR);
+    let deleted = images.join(DELETED_FILES);
+    let saved = rootfs::diff_from_overlay_upper(&upper, &tar).and_then(|diff| {
+        let json = serde_json::to_vec(&diff.deleted)?;
+        std::fs::write(&deleted, json).map_err(Error::io(format!("write {}", deleted.display())))
+    });
+    match saved {
+        Ok(()) => true,
+        Err(e) => {
+            ::log::warn!(
+                "checkpoint of {id}: rootfs diff of {} not saved: {e}",
+                upper.display()
+            );
+            let _ = std::fs::remove_file(&tar);
+            let _ = std::fs::remove_file(&deleted);
+            false
+        }
+    }
 }
 
 /// CRIU's advice when a dump needs an option, the runc option and the

@@ -66,6 +66,11 @@ pub struct Metadata {
     /// checkpoints of older Lazarus versions: then nothing is checked).
     #[serde(default)]
     pub image: Option<ImageIdentity>,
+    /// The dump saved the root filesystem's changes beside the images
+    /// (`rootfs-diff.tar`, `deleted.files`): a restore into another
+    /// container applies them first.
+    #[serde(default)]
+    pub rootfs_diff: bool,
 }
 
 impl Metadata {
@@ -82,6 +87,7 @@ impl Metadata {
             cgroup_path: String::new(),
             terminal: false,
             image: None,
+            rootfs_diff: false,
         }
     }
 

@@ -102,6 +102,7 @@ fn metadata() -> impl Strategy<Value = Metadata> {
                     cgroup_path: t.3,
                     terminal,
                     image: None,
+                    rootfs_diff: terminal,
                 }
             },
         )

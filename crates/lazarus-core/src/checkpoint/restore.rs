@@ -183,6 +183,7 @@ impl RestorePlan {
         let keep_failed_log = target.keep_failed_log;
         let version = super::check_criu(criu)?;
         super::check_criu_can_read(&self.metadata.criu_version, version, &self.images)?;
+        self.apply_rootfs_diff(id, spec, bundle)?;
         self.check_image(spec, bundle)?;
         image::create_dir(&self.work)?;
         let images_dir = criu::open_dir(&self.images)?;
@@ -323,6 +324,9 @@ impl RestorePlan {
 impl RestorePlan {
     /// Refuses a rootfs of another image than the checkpoint's, unless the
     /// new container's annotation says to skip the check.
+    ///
+    /// (Placed after [`Self::apply_rootfs_diff`]: the identity was taken
+    /// of the root filesystem with the container's own changes.)
     fn check_image(&self, spec: &Spec, bundle: &Path) -> Result<()> {
         let Some(recorded) = &self.metadata.image else {
             return Ok(()); // taken by a Lazarus that did not record it
@@ -338,6 +342,29 @@ impl RestorePlan {
         }
         let now = ImageIdentity::of_rootfs(&super::rootfs(spec, bundle));
         recorded.check(&now, &self.images)
+    }
+}
+
+impl RestorePlan {
+    /// A restore into another container than the checkpointed one (Docker's
+    /// `start --checkpoint` of a new container, a copy on another host)
+    /// first gets the checkpointed container's root filesystem changes,
+    /// when the dump saved them. The same container still has them.
+    fn apply_rootfs_diff(&self, id: &str, spec: &Spec, bundle: &Path) -> Result<()> {
+        let tar = self.images.join(crate::archive::ROOTFS_DIFF_TAR);
+        if !self.metadata.rootfs_diff || self.metadata.container_id == id || !tar.is_file() {
+            return Ok(());
+        }
+        let deleted =
+            crate::archive::rootfs::read_deleted(&self.images.join(crate::archive::DELETED_FILES))?;
+        let rootfs = super::rootfs(spec, bundle);
+        crate::archive::rootfs::apply(&tar, &deleted, &rootfs)?;
+        ::log::info!(
+            "restore of {id}: applied {}'s root filesystem changes ({} deleted paths)",
+            self.metadata.container_id,
+            deleted.len()
+        );
+        Ok(())
     }
 }
 

@@ -72,6 +72,54 @@ impl Drop for OverlayMount {
     }
 }
 
+/// The upper directory of the overlay mounted at `mountpoint` (the last
+/// mount there), from /proc/self/mountinfo: where the container's changes
+/// to its image are. None when it is not an overlay.
+pub fn upper_dir_of(mountpoint: &Path) -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    upper_in_mountinfo(&info, mountpoint)
+}
+
+fn upper_in_mountinfo(info: &str, mountpoint: &Path) -> Option<PathBuf> {
+    let want = mountpoint.to_str()?;
+    info.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let point = unescape(left.split(' ').nth(4)?);
+            let mut r = right.split(' ');
+            let (fstype, _source, options) = (r.next()?, r.next()?, r.next()?);
+            (point == want && fstype == "overlay").then_some(options)
+        })
+        .next_back()?
+        .split(',')
+        .find_map(|o| o.strip_prefix("upperdir="))
+        .map(|u| PathBuf::from(unescape(u)))
+}
+
+/// mountinfo writes space, tab, newline and backslash as octal escapes.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let code = rest
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
+        match code {
+            Some(c) => {
+                out.push(c as char);
+                rest = &rest[i + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Docker's overlay2 record (`GraphDriver.Data`) as mount options.
 pub fn docker_overlay_options(lower: &str, upper: &str, work: &str) -> Vec<String> {
     vec![
@@ -105,6 +153,26 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.to_string().contains("more than a page"), "{e}");
+    }
+
+    #[test]
+    fn the_upper_directory_is_read_from_mountinfo() {
+        let info = "\
+22 1 8:1 / / rw - ext4 /dev/vda rw
+90 22 0:50 / /var/lib/docker/overlay2/abc/merged rw,relatime - overlay overlay rw,lowerdir=/l/1:/l/2,upperdir=/var/lib/docker/overlay2/abc/diff,workdir=/w
+91 22 0:51 / /with\\040space rw - overlay overlay rw,lowerdir=/l,upperdir=/u\\040v,workdir=/w
+92 22 0:52 / /tmpfs rw - tmpfs tmpfs rw
+";
+        assert_eq!(
+            upper_in_mountinfo(info, Path::new("/var/lib/docker/overlay2/abc/merged")),
+            Some(PathBuf::from("/var/lib/docker/overlay2/abc/diff"))
+        );
+        assert_eq!(
+            upper_in_mountinfo(info, Path::new("/with space")),
+            Some(PathBuf::from("/u v"))
+        );
+        assert_eq!(upper_in_mountinfo(info, Path::new("/tmpfs")), None);
+        assert_eq!(upper_in_mountinfo(info, Path::new("/nowhere")), None);
     }
 
     /// Deleting through the mount leaves a whiteout in the upper directory.
