@@ -128,7 +128,7 @@ fn cli_inspect_refuses_what_is_not_a_checkpoint() {
     std::fs::create_dir(&empty).unwrap();
     let missing = tmp.path().join("missing");
     for (path, says) in [
-        (&file, "is not a directory"),
+        (&file, "not a Lazarus checkpoint archive"),
         (&missing, "does not exist"),
         (&empty, "inventory.img"),
     ] {
