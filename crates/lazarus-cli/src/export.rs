@@ -33,19 +33,59 @@ use crate::{docker_config, report};
 /// restored from.
 const UNDO_CHECKPOINT: &str = "lazarus-export-undo";
 
+#[derive(clap::Args)]
 pub struct ExportArgs {
+    /// A Docker container's name or id, or a containerd container id
     pub container: String,
+    /// The archive to write
+    #[arg(long, short = 'e', value_name = "FILE")]
     pub export: PathBuf,
+    /// Keep the container running after the checkpoint
+    #[arg(long, short = 'R')]
     pub leave_running: bool,
+    /// Checkpoint established TCP connections (CRIU --tcp-established)
+    #[arg(long)]
     pub tcp_established: bool,
+    /// Checkpoint connections to unix sockets outside the container
+    #[arg(long)]
     pub ext_unix_sk: bool,
+    /// Allow a process attached to a terminal (CRIU --shell-job)
+    #[arg(long)]
     pub shell_job: bool,
+    /// Checkpoint file locks
+    #[arg(long)]
     pub file_locks: bool,
-    pub compression: Compression,
+    /// Compress the archive: zstd (on every core) or none
+    #[arg(long, value_enum, default_value_t = Compress::Zstd)]
+    pub compress: Compress,
+    /// Print CRIU's dump statistics and the archive's sizes
+    #[arg(long)]
     pub print_stats: bool,
+    /// Print the result as JSON
+    #[arg(long)]
     pub json: bool,
+    /// A containerd namespace: CONTAINER is a containerd container there
+    #[arg(long, short = 'n')]
     pub namespace: Option<String>,
+    /// Export Docker's checkpoint NAME of the container (taken with
+    /// `docker checkpoint create`) instead of taking a new one
+    #[arg(long, value_name = "NAME", verbatim_doc_comment)]
     pub from_docker_checkpoint: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Compress {
+    Zstd,
+    None,
+}
+
+impl Compress {
+    fn compression(self) -> Compression {
+        match self {
+            Compress::Zstd => Compression::default(),
+            Compress::None => Compression::None,
+        }
+    }
 }
 
 pub async fn run(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
@@ -399,7 +439,12 @@ async fn archive_it(
     };
     let total: u64 = progress::dir_bytes(&images) + diff_bytes;
     let bar = Progress::bytes(progress::wanted(args.json), "export", total);
-    let manifest = archive::write(&input, &args.export, args.compression, &mut |n| bar.set(n));
+    let manifest = archive::write(
+        &input,
+        &args.export,
+        args.compress.compression(),
+        &mut |n| bar.set(n),
+    );
     bar.finish();
     Ok((manifest?, Some((diff.deleted.len(), diff_bytes))))
 }

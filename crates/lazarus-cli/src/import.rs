@@ -24,11 +24,23 @@ use lazarus_core::host::overlay::OverlayMount;
 /// once the container runs).
 const IMPORT_CHECKPOINT: &str = "lazarus-import";
 
+#[derive(clap::Args)]
 pub struct ImportArgs {
+    /// The archive to restore
+    #[arg(long = "import", short = 'i', value_name = "FILE")]
     pub file: std::path::PathBuf,
+    /// The new container's name (default: the checkpointed one's)
+    #[arg(long)]
     pub name: Option<String>,
+    /// Restore through containerd into this namespace (not Docker)
+    #[arg(long, short = 'n')]
     pub namespace: Option<String>,
+    /// Docker runtime name for the new container (default: the one
+    /// recorded, e.g. lazarus)
+    #[arg(long, verbatim_doc_comment)]
     pub runtime: Option<String>,
+    /// Print the result as JSON
+    #[arg(long)]
     pub json: bool,
 }
 

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lazarus_core::archive::Compression;
 use lazarus_core::config::Config;
 use lazarus_core::criu::{Criu, DirectWait, SwrkCriu};
 
@@ -102,43 +101,7 @@ enum Command {
         lazarus checkpoint --leave-running --print-stats redis --export redis.tar.zst\n  \
         lazarus -a /run/k/containerd.sock checkpoint --namespace default web --export web.tar"
     )]
-    Checkpoint {
-        container: String,
-        /// The archive to write
-        #[arg(long, short = 'e', value_name = "FILE")]
-        export: PathBuf,
-        /// Keep the container running after the checkpoint
-        #[arg(long, short = 'R')]
-        leave_running: bool,
-        /// Checkpoint established TCP connections (CRIU --tcp-established)
-        #[arg(long)]
-        tcp_established: bool,
-        /// Checkpoint connections to unix sockets outside the container
-        #[arg(long)]
-        ext_unix_sk: bool,
-        /// Allow a process attached to a terminal (CRIU --shell-job)
-        #[arg(long)]
-        shell_job: bool,
-        /// Checkpoint file locks
-        #[arg(long)]
-        file_locks: bool,
-        /// Compress the archive: zstd (on every core) or none
-        #[arg(long, value_enum, default_value_t = Compress::Zstd)]
-        compress: Compress,
-        /// Print CRIU's dump statistics and the archive's sizes
-        #[arg(long)]
-        print_stats: bool,
-        /// Print the result as JSON
-        #[arg(long)]
-        json: bool,
-        /// A containerd namespace: CONTAINER is a containerd container there
-        #[arg(long, short = 'n')]
-        namespace: Option<String>,
-        /// Export Docker's checkpoint NAME of the container (taken with
-        /// `docker checkpoint create`) instead of taking a new one
-        #[arg(long, value_name = "NAME", verbatim_doc_comment)]
-        from_docker_checkpoint: Option<String>,
-    },
+    Checkpoint(export::ExportArgs),
     /// Create a new container from a checkpoint archive and restore it
     ///
     /// The archive is verified whole (every entry against its sha256) and
@@ -157,24 +120,7 @@ enum Command {
         lazarus restore --import /backup/looper.tar.zst\n  \
         lazarus restore --import looper.tar.zst --name looper2"
     )]
-    Restore {
-        /// The archive to restore
-        #[arg(long, short = 'i', value_name = "FILE")]
-        import: PathBuf,
-        /// The new container's name (default: the checkpointed one's)
-        #[arg(long)]
-        name: Option<String>,
-        /// Restore through containerd into this namespace (not Docker)
-        #[arg(long, short = 'n')]
-        namespace: Option<String>,
-        /// Docker runtime name for the new container (default: the one
-        /// recorded, e.g. lazarus)
-        #[arg(long, verbatim_doc_comment)]
-        runtime: Option<String>,
-        /// Print the result as JSON
-        #[arg(long)]
-        json: bool,
-    },
+    Restore(import::ImportArgs),
     /// Show what a checkpoint archive or directory holds
     ///
     /// The container, image and engine (archives), the Lazarus and CRIU
@@ -205,65 +151,16 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Compress {
-    Zstd,
-    None,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let endpoints = Endpoints::resolve(cli.host, cli.address);
     let result = match cli.command {
         Command::Version { json } => version(json).map_err(Error::from),
         Command::Inspect { path, json } => inspect::run(&path, json),
-        Command::Checkpoint {
-            container,
-            export,
-            leave_running,
-            tcp_established,
-            ext_unix_sk,
-            shell_job,
-            file_locks,
-            compress,
-            print_stats,
-            json,
-            namespace,
-            from_docker_checkpoint,
-        } => {
-            let args = export::ExportArgs {
-                container,
-                export,
-                leave_running,
-                tcp_established,
-                ext_unix_sk,
-                shell_job,
-                file_locks,
-                compression: match compress {
-                    Compress::Zstd => Compression::default(),
-                    Compress::None => Compression::None,
-                },
-                print_stats,
-                json,
-                namespace,
-                from_docker_checkpoint,
-            };
+        Command::Checkpoint(args) => {
             with_config(|config| block_on(export::run(&args, &endpoints, config)))
         }
-        Command::Restore {
-            import,
-            name,
-            namespace,
-            runtime,
-            json,
-        } => {
-            let args = import::ImportArgs {
-                file: import,
-                name,
-                namespace,
-                runtime,
-                json,
-            };
+        Command::Restore(args) => {
             with_config(|config| block_on(import::run(&args, &endpoints, config)))
         }
     };
