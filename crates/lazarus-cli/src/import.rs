@@ -155,6 +155,10 @@ async fn into_docker(
             "a container named {name} already exists on this host: give the restored one another \
              name with --name"
         )),
+        Error::Docker { message, .. } if message.contains("runtime") => Error::Refused(format!(
+            "Docker here does not know the runtime {runtime:?} ({message}): register it in \
+             daemon.json, or give --runtime {LAZARUS_RUNTIME}"
+        )),
         e => e,
     })?;
     let restored = async {
