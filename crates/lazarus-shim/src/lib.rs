@@ -12,6 +12,7 @@ pub mod container;
 pub mod error;
 pub mod events;
 pub mod io;
+pub mod log_fifo;
 pub mod oom;
 pub mod options;
 pub mod process;

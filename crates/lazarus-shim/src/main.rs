@@ -21,6 +21,9 @@ fn main() {
         .unwrap_or_else(|_| "info".into());
     let config = containerd_shim::Config {
         default_log_level: log_level,
+        // The serving shim opens containerd's log FIFO itself, never
+        // blocking (see lazarus_shim::shim::init_logger).
+        no_setup_logger: true,
         ..Default::default()
     };
     containerd_shim::run::<lazarus_shim::shim::LazarusShim>(

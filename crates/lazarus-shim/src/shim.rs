@@ -1,7 +1,7 @@
 //! The containerd-shim `Shim`: bootstrap (`start`), clean-up after a dead
 //! shim (`delete`), and building the task service when serving.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -25,6 +25,8 @@ pub struct LazarusShim {
     bundle: PathBuf,
     config: Config,
     exit: Arc<ExitSignal>,
+    /// containerd runs at debug level (`-debug`).
+    debug: bool,
 }
 
 fn shim_error(e: impl std::fmt::Display) -> containerd_shim::Error {
@@ -59,6 +61,7 @@ impl containerd_shim::Shim for LazarusShim {
             bundle,
             config,
             exit: Arc::default(),
+            debug: args.debug,
         }
     }
 
@@ -70,9 +73,26 @@ impl containerd_shim::Shim for LazarusShim {
             lazarus_core::ids::check_component(kind, value)
                 .map_err(|e| containerd_shim::Error::InvalidArgument(e.to_string()))?;
         }
-        // One shim per container: the container id is the grouping key.
-        let grouping = opts.id.clone();
-        let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        // One shim per group: a pod's containers (CRI's sandbox id) share
+        // one, as runc's shim does; any other container gets its own.
+        let Some(group) = grouping_key(Path::new("config.json")) else {
+            let id = opts.id.clone();
+            let (_pid, address) = containerd_shim::spawn(opts, &id, Vec::new())?;
+            containerd_shim::util::write_address(&address)?;
+            return Ok(address);
+        };
+        let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &group);
+        // One start per group at a time, so that a second container finds
+        // the first one's shim serving rather than racing it. The group's
+        // shim is reused here: containerd-shim's own reuse (a new server
+        // process that finds the socket taken and exits) leaves this start
+        // process spinning in its SIGCHLD handler.
+        let _lock = lock_group(&self.config.root.join("groups"), &address)?;
+        if shim_answers(&address) {
+            containerd_shim::util::write_address(&address)?;
+            return Ok(address);
+        }
+        let (_pid, address) = containerd_shim::spawn(opts, &group, Vec::new())?;
         containerd_shim::util::write_address(&address)?;
         Ok(address)
     }
@@ -120,6 +140,7 @@ impl containerd_shim::Shim for LazarusShim {
     }
 
     fn create_task_service(&self, publisher: RemotePublisher) -> TaskRpc {
+        init_logger(self.debug, &self.config.log_level);
         // Subscribe to the reaper before anything can spawn a child.
         let exits =
             containerd_shim::monitor::monitor_subscribe(containerd_shim::monitor::Topic::Pid)
@@ -168,5 +189,107 @@ impl containerd_shim::Shim for LazarusShim {
             })
             .expect("spawn exit watcher");
         TaskRpc(service)
+    }
+}
+
+/// The annotations that put containers into one shim (checked in this
+/// order): Lazarus's own, and the pod sandbox id containerd's CRI sets on
+/// every container of a pod.
+const GROUP_ANNOTATIONS: [&str; 2] = [
+    "io.containerd.lazarus.v2.group",
+    "io.kubernetes.cri.sandbox-id",
+];
+
+/// The serving shim's logger ([`crate::log_fifo`]), at the configured
+/// level (`RUST_LOG` first, as containerd-shim reads it), debug when
+/// containerd runs at debug.
+fn init_logger(debug: bool, log_level: &str) {
+    let Ok(logger) = crate::log_fifo::FifoLog::open("log") else {
+        return; // nobody reads: no logger (as containerd-shim's init fails)
+    };
+    if log::set_boxed_logger(Box::new(logger)).is_err() {
+        return;
+    }
+    let configured = std::env::var(containerd_shim::logger::LOG_ENV)
+        .ok()
+        .and_then(|l| l.parse::<log::LevelFilter>().ok())
+        .unwrap_or_else(|| log_level.parse().unwrap_or(log::LevelFilter::Info));
+    let level = match debug {
+        true => configured.max(log::LevelFilter::Debug),
+        false => configured,
+    };
+    log::set_max_level(level);
+}
+
+/// Whether a shim serves at `address` (`unix://path`).
+fn shim_answers(address: &str) -> bool {
+    let path = address.strip_prefix("unix://").unwrap_or(address);
+    std::os::unix::net::UnixStream::connect(path).is_ok()
+}
+
+/// An exclusive lock for starting the group's shim, held while the guard
+/// lives; the lock file is named after the group's socket.
+fn lock_group(
+    dir: &Path,
+    address: &str,
+) -> containerd_shim::Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::DirBuilderExt;
+    let io = |e: std::io::Error| containerd_shim::Error::Other(format!("lock the shim group: {e}"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io)?;
+    let name = address.rsplit('/').next().unwrap_or("group");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!("{name}.lock")))
+        .map_err(io)?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| containerd_shim::Error::Other(format!("lock the shim group: {e}")))
+}
+
+/// The group the bundle's spec (`start` runs in the bundle directory) puts
+/// the container in, if any.
+fn grouping_key(spec: &Path) -> Option<String> {
+    let bytes = std::fs::read(spec).ok()?;
+    let spec: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    GROUP_ANNOTATIONS
+        .iter()
+        .find_map(|k| spec["annotations"][k].as_str().filter(|v| !v.is_empty()))
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod grouping_tests {
+    use super::*;
+
+    fn key(json: &str) -> Option<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, json).unwrap();
+        grouping_key(&path)
+    }
+
+    #[test]
+    fn a_pods_containers_share_its_sandbox_id() {
+        let pod = r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod1"}}"#;
+        assert_eq!(key(pod).as_deref(), Some("pod1"));
+        let both = r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod1","io.containerd.lazarus.v2.group":"g"}}"#;
+        assert_eq!(key(both).as_deref(), Some("g"));
+    }
+
+    #[test]
+    fn other_containers_have_no_group() {
+        assert_eq!(key(r#"{"annotations":{"other":"x"}}"#), None);
+        assert_eq!(
+            key(r#"{"annotations":{"io.kubernetes.cri.sandbox-id":""}}"#),
+            None
+        );
+        assert_eq!(key("{}"), None);
+        assert_eq!(key("not json"), None);
+        assert_eq!(grouping_key(Path::new("/nonexistent/config.json")), None);
     }
 }
