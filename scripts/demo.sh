@@ -27,7 +27,7 @@ HOST=""
 host() { HOST=$1; pd_use "$2"; }
 docker() { pd_docker "$@"; }
 lazarus() { pd_lazarus "$@"; }
-show() { # print a command as one would type it, then run it
+prompt() { # print a command as one would type it
   local arg line=""
   for arg in "$@"; do
     case $arg in
@@ -36,8 +36,8 @@ show() { # print a command as one would type it, then run it
     esac
   done
   printf '[host %s] $%s\n' "$HOST" "$line"
-  "$@"
 }
+show() { prompt "$@"; "$@"; } # print a command, run it
 say() { printf '\n== %s\n' "$*"; }
 die() { pd_log "FAILED: $*"; exit 1; }
 
@@ -84,7 +84,7 @@ printf 'status: %s; 2 s later the logs still end at %s\n' "$(status looper)" "$l
 # Docker may re-upload a checkpoint blob that containerd has not collected
 # yet and fail with "already exists" (its own race, see test/README.md):
 # retried, at most 10 times a second apart.
-printf '[host A] $ docker start --checkpoint cp1 looper\n'
+prompt docker start --checkpoint cp1 looper
 for attempt in $(seq 10); do
   out=$(docker start --checkpoint cp1 looper 2>&1) && break
   if ! grep -q "already exists" <<<"$out" || [ "$attempt" = 10 ]; then
@@ -107,8 +107,8 @@ if ! command lazarus checkpoint --help >/dev/null 2>&1 && [ "${CI:-}" != true ];
 fi
 
 say "Part 2: from host A to host B through one archive file"
-show docker exec looper sh -c "$files"
-files_a=$(docker exec looper sh -c "$files")
+prompt docker exec looper sh -c "$files"
+docker exec looper sh -c "$files" | tee "$tmp/files-a"
 archive=$tmp/looper.tar.zst
 show lazarus checkpoint looper --export "$archive"
 pd_wait_for 10 stopped looper || die "the looper still runs on host A after lazarus checkpoint"
@@ -122,15 +122,18 @@ pd_start "$tmp/b"
 host B "$PD_DIR"
 pd_load_test_image
 show docker ps -a
-show lazarus restore --import "$archive" | tee "$tmp/restored"
+prompt lazarus restore --import "$archive"
+lazarus restore --import "$archive" | tee "$tmp/restored"
 name=$(tail -1 "$tmp/restored")
 [ -n "$name" ] || die "lazarus restore printed no container name"
 pd_wait_for 30 counted "$name" 2 || die "the looper restored on host B did not count within 30 s"
 first=$(numbers "$name" | head -1)
 show docker ps
+printf 'runtime on host B: %s\n' "$(docker inspect -f '{{.HostConfig.Runtime}}' "$name")"
 show docker logs "$name"
 [ "$first" -gt "$last" ] || die "on host B the looper started at $first, not after $last: it started over"
-show docker exec "$name" sh -c "$files"
-[ "$(docker exec "$name" sh -c "$files")" = "$files_a" ] || die "the looper's file changes differ on host B"
+prompt docker exec "$name" sh -c "$files"
+docker exec "$name" sh -c "$files" | tee "$tmp/files-b"
+cmp -s "$tmp/files-a" "$tmp/files-b" || die "the looper's files on host B differ from those on host A"
 printf 'last number on host A: %s, first on host B: %s; /data.txt, /etc/passwd and /bin/vi as on host A\n' "$last" "$first"
 pd_log "demo OK: the looper counted on after docker start --checkpoint, and moved from host A to host B"
