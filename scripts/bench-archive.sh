@@ -23,8 +23,8 @@
 #                  runtime Lazarus
 #   docker-runc    the same with runc (for redis its "ready" includes the
 #                  `ip link set lo up` a runc user needs: lib/bench-common.sh)
-# Columns: checkpoint = the command's wall time (Lazarus: CRIU dump and the
-# archive written, split as its --json reports them); size = the archive
+# Columns: checkpoint = the command's wall time (Lazarus: split into the
+# dump and the archive's writing, from its --json); size = the archive
 # file, or Docker's checkpoint directory; restore = the command's wall time;
 # ready = from the restore's start until the workload is ready; x docker =
 # against the docker row (same runtime) of the same workload.
@@ -112,6 +112,7 @@ restored() { # workload name ticks-before: the restored workload works
     *) [ "$(ticks "$2")" -gt "$3" ] ;;
   esac
 }
+f2() { awk -v v="$1" 'BEGIN { if (v == "" || v == "null") print "n/a"; else printf "%.2f", v }'; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 
 declare -A r # r[workload,path,metric] = "value value ..."
@@ -128,8 +129,9 @@ bench_lazarus() { # workload compression
     fail "$what: lazarus checkpoint --export" || return 1
   add "$w" "$path" cp "$(since "$t")"
   add "$w" "$path" size "$(mib "$(stat -c %s "$file")")"
-  add "$w" "$path" dump "$(jq -r '.checkpoint_seconds // "n/a"' <<<"$json")"
-  add "$w" "$path" write "$(jq -r '.export_seconds // "n/a"' <<<"$json")"
+  # --json: checkpoint_seconds is the dump, export_seconds the whole command.
+  add "$w" "$path" dump "$(f2 "$(jq -r .checkpoint_seconds <<<"$json")")"
+  add "$w" "$path" write "$(f2 "$(jq -r '.export_seconds - .checkpoint_seconds' <<<"$json")")"
   pd_docker rm -f "$name" >/dev/null # frees host A's memory before the restore
   pd_use "$B"
   t=$(now)
@@ -201,7 +203,7 @@ med() { # workload path metric
 printf '\n%s run(s), medians; containerd %s, %s, %s; MIB=%s; restores by lazarus on host B, by Docker on host A\n\n' \
   "$RUNS" "$("${CONTAINERD:-/usr/bin/containerd}" --version | awk '{print $3}')" \
   "$(lazarus version 2>/dev/null | head -1)" "$(date -u +%Y-%m-%dT%H:%MZ)" "$MIB"
-printf '| workload | path | checkpoint (s) | dump + archive (s) | size (MiB) | restore (s) | ready (s) | checkpoint x docker | size x docker | ready x docker |\n'
+printf '| workload | path | checkpoint (s) | of which dump + archive (s) | size (MiB) | restore (s) | ready (s) | checkpoint x docker | size x docker | ready x docker |\n'
 printf '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for w in $WORKLOADS; do
   label="$w $MIB MiB"
