@@ -16,10 +16,9 @@
 #     the answer is checked to carry the checkpointed service's nonce
 #
 # runc restores the container's loopback interface down on the none network
-# (asserted by test/e2e/app_tests.rs), so nothing answers on 127.0.0.1 afterwards; for
-# runc the "until it answers" figures include the workaround, one
-# `docker exec --privileged C ip link set lo up` right after the start (that
-# is what a runc user has to do). Lazarus needs none.
+# (scripts/lib/bench-common.sh), so for runc the "until it answers" figures
+# include the workaround, one `docker exec --privileged C ip link set lo up`
+# right after the start (that is what a runc user has to do). Lazarus needs none.
 #
 #   RUNS=3                  runs per measurement; medians are printed
 #   CONTAINERD=/usr/bin/containerd
@@ -31,65 +30,29 @@ KEYS=100000
 PD_NAME=bench-apps
 # shellcheck source=lib/private-daemons.sh
 . scripts/lib/private-daemons.sh
+# shellcheck source=lib/bench-common.sh
+. scripts/lib/bench-common.sh
 pd_use_shim
 scripts/build-app-images.sh
 IMAGES=${LAZARUS_IMAGE_DIR:-/var/cache/lazarus-test}
 pd_start "$(mktemp -d /tmp/lazarus-bapps.XXXXXX)" "${CONTAINERD:-/usr/bin/containerd}"
 pd_docker load -i "$IMAGES/redis-docker.tar" >/dev/null
 pd_docker load -i "$IMAGES/warm-docker.tar" >/dev/null
-RUNC=io.containerd.runc.v2
-LAZARUS=io.containerd.lazarus.v2
 RUNTIMES="$RUNC $LAZARUS"
 
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
-wait_for() { # seconds, command... (retried at once until it succeeds)
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || { pd_log "timed out: $*"; return 1; }
-  done
-}
 cp_dir() { echo "$PD_DIR/docker-root/containers/$(pd_docker inspect -f '{{.Id}}' "$1")/checkpoints"; }
 mb() { du -sk "$1" | awk '{ printf "%.1f", $1 / 1024 }'; }
-redis_ping() { [ "$(pd_docker exec "$1" redis-cli -h 127.0.0.1 PING 2>/dev/null)" = PONG ]; }
 warm_get() { pd_docker exec "$1" wget -qO- http://127.0.0.1:8080/; }
 warm_nonce() { warm_get "$1" | sed -n 's/.*"nonce": "\([0-9a-f]*\)".*/\1/p'; }
 warm_answers() { [ -n "$(warm_nonce "$1")" ]; }
-# runc's workaround (see above); nothing for Lazarus.
-after_start() { # runtime container
-  [ "$1" = "$RUNC" ] || return 0
-  pd_docker exec --privileged "$2" ip link set lo up
-}
-
-# `docker start --checkpoint CP NAME`, retried while Docker meets its own
-# upload race ("already exists": it re-uploads a blob containerd has not
-# collected yet; Docker's own race, see test/README.md). Sets T to the start of the
-# attempt that worked, so the race's waits are not measured.
-start_checkpoint() { # checkpoint name
-  local attempt out
-  for attempt in 1 2 3 4 5 6 7 8 9 10; do
-    T=$(now)
-    if out=$(pd_docker start --checkpoint "$1" "$2" 2>&1); then return 0; fi
-    grep -q "already exists" <<<"$out" || { pd_log "restore of $2 failed: $out"; return 1; }
-    sleep 1
-  done
-  pd_log "restore of $2: still \"already exists\" after $attempt attempts"
-  return 1
-}
-
 declare -A r # r[runtime,metric] = "value value ..."
 add() { r[$1,$2]="${r[$1,$2]:-} $3"; }
 
 bench_redis() { # runtime
-  local rt=$1 name="redis-$RANDOM" t out
+  local rt=$1 name="redis-$RANDOM" t
   pd_docker run -d --runtime "$rt" --name "$name" lazarus-test/redis:latest >/dev/null || return 1
   wait_for 30 redis_ping "$name" || return 1
-  out=$(pd_docker exec "$name" sh -c "awk -v seed=$RANDOM -v n=$KEYS 'BEGIN { srand(seed); for (i = 0; i < n; i++) {
-          k = \"key:\" i; v = \"val:\" i \":\" int(rand() * 1000000000);
-          printf \"*3\\r\\n\$3\\r\\nSET\\r\\n\$%d\\r\\n%s\\r\\n\$%d\\r\\n%s\\r\\n\", length(k), k, length(v), v } }' |
-        redis-cli -h 127.0.0.1 --pipe")
-  grep -q "errors: 0, replies: $KEYS" <<<"$out" || { pd_log "loading keys failed: $out"; return 1; }
-  [ "$(pd_docker exec "$name" redis-cli -h 127.0.0.1 DBSIZE)" = $KEYS ] || return 1
+  redis_fill "$name" $KEYS || return 1
   t=$(now); pd_docker checkpoint create "$name" cp >/dev/null || return 1; add "$rt" redis_cp "$(since "$t")"
   t=$(mb "$(cp_dir "$name")/cp") || return 1; add "$rt" redis_mb "$t"
   start_checkpoint cp "$name" || return 1
@@ -98,7 +61,7 @@ bench_redis() { # runtime
   wait_for 60 redis_ping "$name" ||
     { pd_log "$rt: the restored $name never answered PING within 60 s"; return 1; }
   add "$rt" redis_rst "$(since "$T")"
-  [ "$(pd_docker exec "$name" redis-cli -h 127.0.0.1 DBSIZE)" = $KEYS ] || { pd_log "keys lost"; return 1; }
+  [ "$(redis_keys "$name")" = $KEYS ] || { pd_log "keys lost"; return 1; }
   pd_docker rm -f "$name" >/dev/null
 }
 
@@ -138,16 +101,11 @@ for run in $(seq "$RUNS"); do
   done
 done
 
-median() { # values...
-  [ $# -gt 0 ] || { echo fail; return; }
-  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 med() { # runtime metric
   local fails=${r[$1,${2%%_*}_fail]:-}
   # shellcheck disable=SC2086
   if [ -n "$fails" ]; then echo "fail"; else median ${r[$1,$2]:-}; fi
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 
 ctrd=${CONTAINERD:-/usr/bin/containerd}
 printf '\nmedians of %s runs, containerd %s, %s\n' "$RUNS" "$("$ctrd" --version | awk '{print $3}')" "$(date -u +%Y-%m-%dT%H:%MZ)"
@@ -166,6 +124,7 @@ row "warm: restore until first answer (s) *" warm_rst
 printf '%-44s %9s %9s\n' "warm: restore / cold" \
   "$(ratio "$(med $RUNC warm_rst)" "$(med $RUNC warm_cold)")" \
   "$(ratio "$(med $LAZARUS warm_rst)" "$(med $LAZARUS warm_cold)")"
+# shellcheck disable=SC2016 # printed as written
 printf '* runc: includes `docker exec --privileged C ip link set lo up` (runc restores lo down)\n'
 failed=""
 for rt in $RUNTIMES; do

@@ -1,17 +1,25 @@
 # shellcheck shell=bash
 # Private containerd + dockerd for demos and benchmarks (the Rust e2e suite
 # has its own harness). Source this file, then:
-#   pd_start DIR [containerd-binary]   start both, own sockets/roots under DIR
-#   pd_docker ARGS...                  docker against the private dockerd
-#   pd_ctr ARGS...                     ctr against the private containerd
-#   pd_stop                            stop both and clean up (also on EXIT)
+#   pd_start DIR [containerd-binary]   start both, own sockets/roots under DIR;
+#                                      DIR becomes the current set
+#   pd_use DIR                         make an already started set the current one
+#   pd_docker ARGS...                  docker against the current set's dockerd
+#   pd_ctr ARGS...                     ctr against the current set's containerd
+#   pd_lazarus ARGS...                 the lazarus CLI against the current set
+#   pd_stop                            stop the current set and clean up
+#   pd_stop_all                        stop every started set (run on EXIT),
+#                                      then remove the paths in PD_REMOVE
 #   pd_use_shim                        the shim to measure: $SHIM_DIR if set, else
 #                                      the repo's target/release (built first)
+# Several sets can run at once (one DIR each): a demo's "host A" and "host B".
 # The shim binary directory given in PD_SHIM_DIR (if set) is put first on the
 # daemons' PATH.
 
-PD_DIR=""
+PD_DIR=""           # the current set
 PD_CTR_BIN=/usr/bin/ctr
+PD_SETS=()          # every started set, in start order
+PD_REMOVE=()        # extra paths (a caller's temporary files) removed on EXIT
 
 pd_log() { printf '[%s] %s\n' "${PD_NAME:-lazarus}" "$*" >&2; }
 
@@ -40,6 +48,10 @@ pd_start() {
   local containerd_bin=${2:-/usr/bin/containerd}
   PD_CTR_BIN=$(dirname "$containerd_bin")/ctr
   mkdir -p "$PD_DIR"
+  # Registered before anything starts, so that a failed start is cleaned up too.
+  PD_SETS+=("$PD_DIR")
+  echo "$PD_CTR_BIN" > "$PD_DIR/ctr.path"
+  trap pd_stop_all EXIT
   local version=2 cri='"io.containerd.grpc.v1.cri"'
   if "$containerd_bin" --version | grep -q ' v\?2\.'; then
     version=3
@@ -77,11 +89,18 @@ JSON
     -H "unix://$PD_DIR/docker.sock" >"$PD_DIR/dockerd.log" 2>&1 &
   pd_wait_for 60 pd_docker version ||
     { tail -20 "$PD_DIR/dockerd.log" >&2; pd_log "dockerd did not start"; return 1; }
-  trap pd_stop EXIT
+}
+
+pd_use() { # DIR of a started set
+  PD_DIR=$1
+  PD_CTR_BIN=$(cat "$PD_DIR/ctr.path")
 }
 
 pd_docker() { /usr/bin/docker -H "unix://$PD_DIR/docker.sock" "$@"; }
 pd_ctr() { "$PD_CTR_BIN" -a "$PD_DIR/containerd.sock" "$@"; }
+pd_lazarus() { # `command`: a caller may name its own wrapper function lazarus
+  DOCKER_HOST=unix://$PD_DIR/docker.sock CONTAINERD_ADDRESS=$PD_DIR/containerd.sock command lazarus "$@"
+}
 
 pd_load_test_image() {
   "$(dirname "${BASH_SOURCE[0]}")/../build-test-image.sh" >/dev/null
@@ -92,6 +111,7 @@ pd_stop() {
   [ -n "$PD_DIR" ] || return 0
   local ids ns task
   ids=$(pd_docker ps -aq 2>/dev/null || true)
+  # shellcheck disable=SC2086 # one id a word
   [ -z "$ids" ] || pd_docker rm -f $ids >/dev/null 2>&1 || true
   # Tasks started with ctr: killed here, since killing their shims below
   # would leave the containers' processes running.
@@ -111,7 +131,20 @@ pd_stop() {
   done
   # Shims of this instance outlive containerd by design: stop them too.
   pkill -9 -f -- "-address $PD_DIR/containerd.sock" 2>/dev/null || true
-  grep -o " $PD_DIR[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  awk -v d="$PD_DIR" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/mounts |
+    sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   rm -rf "$PD_DIR"
+  local set rest=()
+  for set in "${PD_SETS[@]}"; do [ "$set" = "$PD_DIR" ] || rest+=("$set"); done
+  PD_SETS=("${rest[@]}")
   PD_DIR=""
+}
+
+pd_stop_all() {
+  local set
+  for set in "${PD_SETS[@]}"; do
+    PD_DIR=$set
+    pd_stop
+  done
+  [ ${#PD_REMOVE[@]} -eq 0 ] || rm -rf "${PD_REMOVE[@]}"
 }

@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Archive benchmark: `lazarus checkpoint --export` on one private containerd +
+# dockerd ("host A") and `lazarus restore --import` of the file on a second
+# one ("host B"), against Docker's own `docker checkpoint create` +
+# `docker start --checkpoint` (on host A: Docker cannot move a container) of
+# the same workloads, with Lazarus as the runtime and with runc (reference).
+#
+# Workloads (the existing test images: scripts/build-test-image.sh,
+# scripts/build-app-images.sh):
+#   redis   lazarus-test/redis, 100,000 keys set through redis-cli --pipe;
+#           ready: answers PING and holds every key
+#   random  memhog MIB (lazarus-test/busybox): MIB MiB of random bytes that
+#           no compressor shrinks; ready: ticks on
+#   mixed   MIB MiB filled by a few lines of Python (lazarus-test/warm's
+#           interpreter): each MiB a quarter random bytes, a quarter zeros and
+#           half text records, i.e. mostly compressible like the heaps of
+#           ordinary programs; ready: ticks on
+# Paths, each on a fresh container:
+#   lazarus-zstd   lazarus checkpoint --export F --compress zstd --json on A,
+#                  lazarus restore --import F --name N on B
+#   lazarus-none   the same with --compress none
+#   docker         docker checkpoint create + docker start --checkpoint on A,
+#                  runtime Lazarus
+#   docker-runc    the same with runc (for redis its "ready" includes the
+#                  `ip link set lo up` a runc user needs: lib/bench-common.sh)
+# Columns: checkpoint = the command's wall time (Lazarus: split into the
+# dump and the archive's writing, from its --json); size = the archive
+# file, or Docker's checkpoint directory; restore = the command's wall time;
+# ready = from the restore's start until the workload is ready; x docker =
+# against the docker row (same runtime) of the same workload.
+#
+#   MIB=1024  WORKLOADS="redis random mixed"  PATHS="lazarus-zstd lazarus-none docker docker-runc"
+#   RUNS=1    runs per measurement; medians are printed
+#   CONTAINERD=/usr/bin/containerd
+#   SHIM_DIR  where containerd-shim-lazarus-v2 and lazarus are (default: built
+#             into the repo's target/release)
+# Not run in CI (minutes of 1 GiB checkpoints). A failed measurement logs a
+# FAIL line and shows "fail" in its cells; the script then exits 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MIB=${MIB:-1024}
+WORKLOADS=${WORKLOADS:-"redis random mixed"}
+PATHS=${PATHS:-"lazarus-zstd lazarus-none docker docker-runc"}
+RUNS=${RUNS:-1}
+KEYS=100000
+PD_NAME=bench-archive
+# shellcheck source=lib/private-daemons.sh
+. scripts/lib/private-daemons.sh
+# shellcheck source=lib/bench-common.sh
+. scripts/lib/bench-common.sh
+[ -n "${SHIM_DIR:-}" ] || cargo build --release --locked --bin lazarus
+pd_use_shim
+[ -x "$PD_SHIM_DIR/lazarus" ] || { pd_log "no lazarus CLI in $PD_SHIM_DIR"; exit 1; }
+PATH=$PD_SHIM_DIR:$PATH # pd_lazarus runs this lazarus
+lazarus checkpoint --help >/dev/null ||
+  { pd_log "$PD_SHIM_DIR/lazarus has no 'checkpoint' command"; exit 1; }
+scripts/build-test-image.sh
+scripts/build-app-images.sh
+IMAGES=${LAZARUS_IMAGE_DIR:-/var/cache/lazarus-test}
+TMP=$(mktemp -d /var/tmp/lazarus-barc.XXXXXX) # archives: GiBs, not for a tmpfs
+PD_REMOVE+=("$TMP")
+trap pd_stop_all EXIT
+load_images() {
+  local image
+  for image in busybox redis warm; do pd_docker load -i "$IMAGES/$image-docker.tar" >/dev/null; done
+}
+pd_start "$TMP/a" "${CONTAINERD:-/usr/bin/containerd}"
+A=$PD_DIR
+load_images
+pd_start "$TMP/b" "${CONTAINERD:-/usr/bin/containerd}"
+B=$PD_DIR
+load_images
+
+# shellcheck disable=SC2016 # Python source
+MIXED_FILL='import os, sys, time
+mib, chunk = int(sys.argv[1]), 1 << 20
+text = b"".join(b"%08d user=lazarus-%05d state=active balance=%d\n" % (i, i % 5000, i * 7919 % 1000003) for i in range(40000))
+heap = bytearray(mib * chunk)
+for c in range(mib):
+    o, q = c * chunk, chunk // 4
+    heap[o:o + q] = os.urandom(q)
+    heap[o + q:o + 2 * q] = bytes(q)
+    t = c * 4099 % (len(text) - 2 * q)
+    heap[o + 2 * q:o + chunk] = text[t:t + 2 * q]
+print("ready", mib, flush=True)
+n = 0
+while True:
+    print("tick", n, flush=True)
+    n += 1
+    time.sleep(1)'
+
+fail() { pd_log "FAIL: $*"; return 1; }
+logged() { pd_docker logs "$1" 2>&1 | grep -q "$2"; }
+ticks() { pd_docker logs "$1" 2>&1 | grep -c '^tick' || true; }
+start_workload() { # workload runtime name: runs it on the current set, waits until it is ready
+  case $1 in
+    redis)
+      pd_docker run -d --runtime "$2" --name "$3" lazarus-test/redis:latest >/dev/null &&
+        wait_for 30 redis_ping "$3" && redis_fill "$3" $KEYS ;;
+    random)
+      pd_docker run -d --runtime "$2" --name "$3" lazarus-test/busybox memhog "$MIB" >/dev/null &&
+        pd_wait_for 300 logged "$3" '^ready' ;;
+    mixed)
+      pd_docker run -d --runtime "$2" --name "$3" --entrypoint python3.11 lazarus-test/warm:latest \
+        -c "$MIXED_FILL" "$MIB" >/dev/null && pd_wait_for 300 logged "$3" '^ready' ;;
+    *) fail "unknown workload $1 (WORKLOADS)" ;;
+  esac
+}
+restored() { # workload name ticks-before: the restored workload works
+  case $1 in
+    redis) redis_ping "$2" && [ "$(redis_keys "$2")" = $KEYS ] ;;
+    *) [ "$(ticks "$2")" -gt "$3" ] ;;
+  esac
+}
+f2() { awk -v v="$1" 'BEGIN { if (v == "" || v == "null") print "n/a"; else printf "%.2f", v }'; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+
+declare -A r # r[workload,path,metric] = "value value ..."
+add() { r[$1,$2,$3]="${r[$1,$2,$3]:-} $4"; }
+
+bench_lazarus() { # workload compression
+  local w=$1 c=$2 path=lazarus-$2 name="$1-$RANDOM" file t json
+  local what="$w, $path"
+  file=$TMP/$name.tar$([ "$c" = zstd ] && echo .zst)
+  pd_use "$A"
+  start_workload "$w" $LAZARUS "$name" || fail "$what: the workload did not get ready" || return 1
+  t=$(now)
+  json=$(pd_lazarus checkpoint "$name" --export "$file" --compress "$c" --json) ||
+    fail "$what: lazarus checkpoint --export" || return 1
+  add "$w" "$path" cp "$(since "$t")"
+  add "$w" "$path" size "$(mib "$(stat -c %s "$file")")"
+  # --json: checkpoint_seconds is the dump, export_seconds the whole command.
+  add "$w" "$path" dump "$(f2 "$(jq -r .checkpoint_seconds <<<"$json")")"
+  add "$w" "$path" write "$(f2 "$(jq -r '.export_seconds - .checkpoint_seconds' <<<"$json")")"
+  pd_docker rm -f "$name" >/dev/null # frees host A's memory before the restore
+  pd_use "$B"
+  t=$(now)
+  pd_lazarus restore --import "$file" --name "$name" >/dev/null ||
+    fail "$what: lazarus restore --import on host B" || return 1
+  add "$w" "$path" rst "$(since "$t")"
+  wait_for 120 restored "$w" "$name" 0 ||
+    fail "$what: the workload restored on host B was not ready within 120 s" || return 1
+  add "$w" "$path" ready "$(since "$t")"
+  pd_docker rm -f "$name" >/dev/null
+  rm -f "$file"
+}
+
+bench_docker() { # workload runtime
+  local w=$1 rt=$2 path name="$1-$RANDOM" t before what
+  path=docker$([ "$rt" = $RUNC ] && echo -runc)
+  what="$w, $path"
+  pd_use "$A"
+  start_workload "$w" "$rt" "$name" || fail "$what: the workload did not get ready" || return 1
+  t=$(now)
+  pd_docker checkpoint create "$name" cp >/dev/null || fail "$what: docker checkpoint create" || return 1
+  add "$w" "$path" cp "$(since "$t")"
+  add "$w" "$path" size "$(mib "$(du -sb "$PD_DIR/docker-root/containers/$(pd_docker inspect -f '{{.Id}}' "$name")/checkpoints/cp" | awk '{print $1}')")"
+  before=$(ticks "$name")
+  start_checkpoint cp "$name" || fail "$what: docker start --checkpoint" || return 1
+  add "$w" "$path" rst "$(since "$T")"
+  after_start "$rt" "$name" || fail "$what: ip link set lo up" || return 1
+  wait_for 120 restored "$w" "$name" "$before" ||
+    fail "$what: the restored workload was not ready within 120 s" || return 1
+  add "$w" "$path" ready "$(since "$T")"
+  pd_docker rm -f "$name" >/dev/null
+}
+
+# After a failed measurement: what it left goes, so that a stray 1 GiB
+# workload does not skew the next one; its cells say "fail".
+failures=0
+failed() { # workload path
+  local set ids
+  r[$1,$2,fail]=1
+  failures=$((failures + 1))
+  for set in "$A" "$B"; do
+    pd_use "$set"
+    ids=$(pd_docker ps -aq || true)
+    # shellcheck disable=SC2086 # one id a word
+    [ -z "$ids" ] || pd_docker rm -f $ids >/dev/null 2>&1 || true
+  done
+  rm -f "$TMP"/*.tar "$TMP"/*.tar.zst
+}
+
+for run in $(seq "$RUNS"); do
+  for w in $WORKLOADS; do
+    for path in $PATHS; do
+      pd_log "run $run/$RUNS: $w, $path"
+      case $path in
+        lazarus-zstd) bench_lazarus "$w" zstd ;;
+        lazarus-none) bench_lazarus "$w" none ;;
+        docker) bench_docker "$w" $LAZARUS ;;
+        docker-runc) bench_docker "$w" $RUNC ;;
+        *) fail "unknown path $path (PATHS)" ;;
+      esac || failed "$w" "$path"
+    done
+  done
+done
+
+med() { # workload path metric
+  # shellcheck disable=SC2086 # one value a word
+  if [ -n "${r[$1,$2,fail]:-}" ]; then echo fail; else median ${r[$1,$2,$3]:-}; fi
+}
+printf '\n%s run(s), medians; containerd %s, %s, %s; MIB=%s; restores by lazarus on host B, by Docker on host A\n\n' \
+  "$RUNS" "$("${CONTAINERD:-/usr/bin/containerd}" --version | awk '{print $3}')" \
+  "$(lazarus version 2>/dev/null | head -1)" "$(date -u +%Y-%m-%dT%H:%MZ)" "$MIB"
+printf '| workload | path | checkpoint (s) | of which dump + archive (s) | size (MiB) | restore (s) | ready (s) | checkpoint x docker | size x docker | ready x docker |\n'
+printf '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+for w in $WORKLOADS; do
+  label="$w $MIB MiB"
+  [ "$w" != redis ] || label="redis $KEYS keys"
+  for path in $PATHS; do
+    split=""
+    case $path in lazarus-*) split="$(med "$w" "$path" dump) + $(med "$w" "$path" write)" ;; esac
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$path" \
+      "$(med "$w" "$path" cp)" "$split" "$(med "$w" "$path" size)" "$(med "$w" "$path" rst)" "$(med "$w" "$path" ready)" \
+      "$(ratio "$(med "$w" "$path" cp)" "$(med "$w" docker cp)")" \
+      "$(ratio "$(med "$w" "$path" size)" "$(med "$w" docker size)")" \
+      "$(ratio "$(med "$w" "$path" ready)" "$(med "$w" docker ready)")"
+  done
+done
+if [ "$failures" -gt 0 ]; then
+  pd_log "$failures measurement(s) failed: see the FAIL lines above"
+  exit 1
+fi
