@@ -43,7 +43,10 @@ fn cut_compressed_pages(dir: &Path) {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with("pages-") && name.ends_with(".img.zst") {
             let len = entry.metadata().unwrap().len();
-            let f = fs::OpenOptions::new().write(true).open(entry.path()).unwrap();
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(entry.path())
+                .unwrap();
             f.set_len(len / 2).unwrap();
             cut += 1;
         }
