@@ -35,6 +35,25 @@ fn set_format(dir: &Path, format: u64) {
     fs::write(&path, serde_json::to_vec(&meta).unwrap()).unwrap();
 }
 
+/// Cuts every compressed page image to half: the restore must refuse it
+/// by name before CRIU reads anything.
+fn cut_compressed_pages(dir: &Path) {
+    let mut cut = 0;
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("pages-") && name.ends_with(".img.zst") {
+            let len = entry.metadata().unwrap().len();
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(entry.path())
+                .unwrap();
+            f.set_len(len / 2).unwrap();
+            cut += 1;
+        }
+    }
+    assert!(cut > 0, "no compressed page image in {}", dir.display());
+}
+
 const DAMAGES: &[Damage] = &[
     Damage {
         name: "no-inventory",
@@ -58,6 +77,12 @@ const DAMAGES: &[Damage] = &[
         name: "future-format",
         apply: |dir| set_format(dir, 99),
         lazarus: &["format 99", "reads format 1"],
+        runc: None,
+    },
+    Damage {
+        name: "cut-compressed-pages",
+        apply: cut_compressed_pages,
+        lazarus: &["pages-", ".img.zst is damaged", "cannot be restored"],
         runc: None,
     },
 ];

@@ -239,6 +239,16 @@ fn restore_continues(api: &Api, d: &Daemons, a: &str, dir: &Path, before: u64, n
         dir.display()
     );
     api.delete(a);
+    // Lazarus stores the pages compressed; a restore from the user's
+    // directory must decompress them elsewhere, leaving it as it was.
+    let pages = page_images(dir);
+    if !d.runtime().starts_with("io.containerd.runc") {
+        assert!(
+            pages.iter().any(|(name, _)| name.ends_with(".img.zst")),
+            "no compressed page image in {}: {pages:?}",
+            dir.display()
+        );
+    }
     let b = d.name("b");
     if let Err(status) = create_restored(api, d, &b, IMAGE_CTR, dir) {
         panic!("Tasks.Create from {} failed: {status:?}", dir.display());
@@ -263,5 +273,28 @@ fn restore_continues(api: &Api, d: &Daemons, a: &str, dir: &Path, before: u64, n
         count(d, &b, n).filter(|&c| c > resumed)
     });
     assert_eq!(api.status(&b), Status::Running);
+    assert_eq!(
+        page_images(dir),
+        pages,
+        "the restore changed the page images in {}",
+        dir.display()
+    );
     api.kill_and_delete(&b);
+}
+
+/// The page images (`pages-*`) in `dir`, with their sizes, sorted.
+fn page_images(dir: &Path) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .filter(|(name, _)| name.starts_with("pages-"))
+        .collect();
+    out.sort();
+    out
 }

@@ -43,8 +43,10 @@ pub fn mounts_of(id: &str) -> Vec<String> {
 #[test]
 fn a_restore_from_a_damaged_image_ends_in_bounded_time() {
     let setup = Setup {
+        // Raw pages: the damage must reach CRIU (a compressed page image
+        // is checked, and refused, before CRIU runs: corrupt_tests).
         lazarus_config: Some(format!(
-            "criu_log_max_mib = {LOG_MAX_MIB}\ncriu_timeout_seconds = 90\n"
+            "criu_log_max_mib = {LOG_MAX_MIB}\ncriu_timeout_seconds = 90\ncompress_pages = false\n"
         )),
     };
     let d = Daemons::with_docker_with("restore_damaged", &setup);

@@ -198,7 +198,7 @@ pub async fn run(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> R
         "stopped": stopped,
         "archive_bytes": archive_bytes,
         "content_bytes": manifest.total_size(),
-        "pages_bytes": report::pages_bytes(&manifest),
+        "pages_bytes": report::pages_bytes(&manifest, &compressed_pages(&images)),
         "rootfs_diff_bytes": diff.map(|d| d.1).unwrap_or(0),
         "deleted_files": diff.map(|d| d.0).unwrap_or(0),
         "checkpoint_seconds": checkpoint_seconds,
@@ -534,4 +534,12 @@ async fn undo_stop(
             target.name
         ))),
     }
+}
+
+/// The page images the shim stored compressed, as lazarus.json lists them
+/// (none for a checkpoint without one: its pages count as stored).
+fn compressed_pages(images: &Path) -> Vec<lazarus_core::checkpoint::pages::CompressedFile> {
+    image::Metadata::load(images)
+        .map(|m| m.compressed_pages)
+        .unwrap_or_default()
 }

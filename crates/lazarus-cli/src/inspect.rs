@@ -51,6 +51,9 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
     let deleted = archive::rootfs::read_deleted(&dir.join(archive::DELETED_FILES))
         .map(|d| d.len())
         .unwrap_or(0);
+    let compressed_pages = Metadata::load(&dir.join(archive::CHECKPOINT_DIR))
+        .map(|m| m.compressed_pages)
+        .unwrap_or_default();
     let info = json!({
         "file": path,
         "format": manifest.format,
@@ -58,7 +61,8 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
         "config": config,
         "archive_bytes": archive_bytes,
         "content_bytes": manifest.total_size(),
-        "pages_bytes": pages_bytes(&manifest),
+        "pages_bytes": pages_bytes(&manifest, &compressed_pages),
+        "pages_stored_bytes": pages_bytes(&manifest, &[]),
         "rootfs_diff_bytes": size(archive::ROOTFS_DIFF_TAR),
         "deleted_files": deleted,
         "entries": manifest.entries.len(),
@@ -74,8 +78,10 @@ fn show(dir: &Path, json: bool, archive: Option<Value>) -> Result<()> {
         // The pages were verified but not written out: count them from the
         // manifest.
         let pages = a["pages_bytes"].as_u64().unwrap_or(0);
-        summary.total_bytes += pages.saturating_sub(summary.pages_bytes);
+        let stored = a["pages_stored_bytes"].as_u64().unwrap_or(0);
+        summary.total_bytes += stored.saturating_sub(summary.pages_stored_bytes);
         summary.pages_bytes = pages;
+        summary.pages_stored_bytes = stored;
     }
     // A plain CRIU dump has no lazarus.json; say so rather than fail.
     let metadata = match dir.join(METADATA_FILE).exists() {

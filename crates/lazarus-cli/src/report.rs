@@ -2,17 +2,31 @@
 //! an archive); `--json` prints the same numbers as they are.
 
 use lazarus_core::archive::{Manifest, CHECKPOINT_DIR};
+use lazarus_core::checkpoint::pages::{self, is_pages_image, CompressedFile};
 use lazarus_core::inspect::field;
 use serde_json::Value;
 
 /// The bytes of CRIU's memory pages in an archive (its
-/// `checkpoint/pages-*.img` entries).
-pub fn pages_bytes(m: &Manifest) -> u64 {
+/// `checkpoint/pages-*.img` entries), raw: a page image stored compressed
+/// (`pages-*.img.zst`) counts with the size lazarus.json recorded.
+pub fn pages_bytes(m: &Manifest, compressed: &[CompressedFile]) -> u64 {
     let prefix = format!("{CHECKPOINT_DIR}/pages-");
     m.entries
         .iter()
-        .filter(|e| e.name.starts_with(&prefix) && e.name.ends_with(".img"))
-        .map(|e| e.size)
+        .filter_map(|e| {
+            let name = e.name.strip_prefix(&format!("{CHECKPOINT_DIR}/"))?;
+            if !e.name.starts_with(&prefix) {
+                return None;
+            }
+            if is_pages_image(name) {
+                return Some(e.size);
+            }
+            let raw = name
+                .strip_suffix(pages::SUFFIX)
+                .filter(|n| is_pages_image(n))?;
+            let listed = compressed.iter().find(|c| c.name == raw);
+            Some(listed.map_or(e.size, |c| c.raw_bytes))
+        })
         .sum()
 }
 
@@ -111,9 +125,17 @@ mod tests {
             ManifestEntry::file("checkpoint/pages-1.img", 4096, String::new()),
             ManifestEntry::file("checkpoint/pages-2.img", 8192, String::new()),
             ManifestEntry::file("checkpoint/pagemap-1.img", 10, String::new()),
+            ManifestEntry::file("checkpoint/pages-3.img.zst", 100, String::new()),
             ManifestEntry::file("rootfs-diff.tar", 512, String::new()),
         ]);
-        assert_eq!(pages_bytes(&m), 12288);
+        // Without lazarus.json's record, a .zst counts as what it stores.
+        assert_eq!(pages_bytes(&m, &[]), 12388);
+        let listed = CompressedFile {
+            name: "pages-3.img".into(),
+            raw_bytes: 1 << 20,
+            stored_bytes: 100,
+        };
+        assert_eq!(pages_bytes(&m, &[listed]), 12288 + (1 << 20));
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct Config {
     /// are archived, an imported archive until its container has restored.
     /// On disk, not in /run: it holds whole memory images.
     pub work_root: PathBuf,
+    /// Compress CRIU's page images after a dump (zstd, skipped for pages
+    /// that would not shrink): everything containerd and Docker copy of a
+    /// checkpoint gets smaller and faster to copy.
+    pub compress_pages: bool,
 }
 
 impl Default for Config {
@@ -46,6 +50,7 @@ impl Default for Config {
             criu_timeout_seconds: 600,
             criu_log_max_mib: 256,
             work_root: PathBuf::from("/var/lib/lazarus"),
+            compress_pages: true,
         }
     }
 }
@@ -128,6 +133,13 @@ impl Config {
             .map_err(Error::io(&context))
     }
 
+    /// Where the shim decompresses the pages of a checkpoint that must stay
+    /// as it is (a user's image path) for CRIU to read, one private
+    /// directory per restore, removed after it.
+    pub fn restore_scratch(&self) -> PathBuf {
+        self.work_root.join("work")
+    }
+
     /// Console sockets live here: short, because socket paths are limited.
     pub fn console_dir(&self) -> PathBuf {
         self.root.join("c")
@@ -151,6 +163,8 @@ mod tests {
             "criu_path",
             "criu_timeout_seconds",
             "criu_log_max_mib",
+            "work_root",
+            "compress_pages",
             "[checkpoint_exit]",
         ] {
             assert!(

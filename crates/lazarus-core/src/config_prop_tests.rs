@@ -93,6 +93,7 @@ proptest! {
         exit in prop::collection::hash_map(any::<String>(), any::<bool>(), 0..4),
         timeout in setting(),
         log_max in setting(),
+        compress_pages in any::<bool>(),
     ) {
         let mut table = toml::Table::new();
         table.insert("root".into(), root.clone().into());
@@ -101,6 +102,7 @@ proptest! {
         table.insert("criu_path".into(), criu_path.clone().into());
         table.insert("criu_timeout_seconds".into(), timeout.into());
         table.insert("criu_log_max_mib".into(), log_max.into());
+        table.insert("compress_pages".into(), compress_pages.into());
         let exits: toml::Table = exit.iter().map(|(k, v)| (k.clone(), (*v).into())).collect();
         table.insert("checkpoint_exit".into(), exits.into());
         let path = config_path();
@@ -113,6 +115,7 @@ proptest! {
             criu_timeout_seconds: timeout as u64,
             criu_log_max_mib: log_max as u64,
             work_root: work_root.into(),
+            compress_pages,
         };
         prop_assert_eq!(Config::from_file(&path).unwrap(), want.clone());
         // Whatever the values, the limits stay usable: no zero timeout, no

@@ -169,6 +169,8 @@ impl containerd_shim::Shim for LazarusShim {
                 log::error!("{e}");
                 panic!("{e}")
             }),
+            compress_pages: self.config.compress_pages,
+            restore_scratch: self.config.restore_scratch(),
         };
         let service = Arc::new(TaskService::new(
             runtime,

@@ -37,6 +37,8 @@ pub struct DumpPaths<'a> {
     /// Asked while CRIU dumps: true calls the dump off (the client that
     /// asked for it went away, so nobody would receive the image).
     pub cancel: Option<&'a dyn Fn() -> bool>,
+    /// Compress the page images once CRIU is done (see [`super::pages`]).
+    pub compress_pages: bool,
 }
 
 /// Dumps `target` into `paths.images`. On failure what the dump wrote is
@@ -159,7 +161,15 @@ pub fn dump(
         );
     }
     metadata.rootfs_diff = save_rootfs_diff(&rootfs, images, target.id);
-    metadata.save(images)?;
+    if paths.compress_pages {
+        metadata.compressed_pages = compress_pages(images, target.id);
+    }
+    // The .zst files are new names in the image directory, so `before`
+    // counts them among what this dump wrote.
+    if let Err(e) = metadata.save(images) {
+        before.discard_new(images, work, &log);
+        return Err(e);
+    }
     before.make_new_private(images, work);
     Ok(metadata)
 }
@@ -190,6 +200,29 @@ fn save_rootfs_diff(rootfs: &Path, images: &Path, id: &str) -> bool {
             let _ = std::fs::remove_file(&tar);
             let _ = std::fs::remove_file(&deleted);
             false
+        }
+    }
+}
+
+/// Compresses the page images (after CRIU, outside the freeze: the
+/// container is already running again or gone). Best effort: raw pages
+/// restore as well, so a failure leaves them raw and is logged.
+fn compress_pages(images: &Path, id: &str) -> Vec<super::pages::CompressedFile> {
+    let started = std::time::Instant::now();
+    match super::pages::compress_dir(images) {
+        Ok(files) => {
+            let raw: u64 = files.iter().map(|f| f.raw_bytes).sum();
+            let stored: u64 = files.iter().map(|f| f.stored_bytes).sum();
+            ::log::info!(
+                "checkpoint of {id}: {} page images compressed, {raw} -> {stored} bytes in {:?}",
+                files.len(),
+                started.elapsed()
+            );
+            files
+        }
+        Err(e) => {
+            ::log::warn!("checkpoint of {id}: pages left uncompressed: {e}");
+            Vec::new()
         }
     }
 }

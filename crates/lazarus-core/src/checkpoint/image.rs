@@ -71,6 +71,11 @@ pub struct Metadata {
     /// container applies them first.
     #[serde(default)]
     pub rootfs_diff: bool,
+    /// CRIU page images stored zstd-compressed (`<name>.zst`); restore
+    /// needs them back raw. Empty in uncompressed checkpoints, among them
+    /// every one of older Lazarus versions.
+    #[serde(default)]
+    pub compressed_pages: Vec<super::pages::CompressedFile>,
 }
 
 impl Metadata {
@@ -88,6 +93,7 @@ impl Metadata {
             terminal: false,
             image: None,
             rootfs_diff: false,
+            compressed_pages: Vec::new(),
         }
     }
 
@@ -123,6 +129,16 @@ impl Metadata {
                         path.display()
                     )));
                 }
+            }
+        }
+        // Restore writes each listed page image back by its name.
+        for file in &m.compressed_pages {
+            if !super::pages::valid_name(&file.name) {
+                return Err(Error::InvalidArgument(format!(
+                    "invalid {}: compressed_pages: {:?} is not a page image name (pages-N.img)",
+                    path.display(),
+                    file.name
+                )));
             }
         }
         Ok(m)
@@ -408,6 +424,32 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn metadata_of_older_lazarus_without_compressed_pages_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = serde_json::to_value(Metadata::new("c1", (4, 2, 1))).unwrap();
+        v.as_object_mut().unwrap().remove("compressed_pages");
+        std::fs::write(dir.path().join(METADATA_FILE), v.to_string()).unwrap();
+        let m = Metadata::load(dir.path()).unwrap();
+        assert!(m.compressed_pages.is_empty());
+    }
+
+    #[test]
+    fn compressed_pages_written_after_the_listing_are_the_dumps() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let listing = Listing::take(d, d);
+        std::fs::write(d.join("pages-1.img"), vec![0u8; 1 << 20]).unwrap();
+        let files = super::super::pages::compress_dir(d).unwrap();
+        assert_eq!(files.len(), 1);
+        listing.discard_new(d, d, &d.join(DUMP_LOG));
+        assert!(
+            names(d).is_empty(),
+            "left after a failed dump: {:?}",
+            names(d)
+        );
     }
 
     #[test]

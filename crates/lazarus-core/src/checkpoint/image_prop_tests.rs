@@ -43,6 +43,24 @@ fn cgroup_path() -> impl Strategy<Value = String> {
         .prop_map(|parts| format!("/{}", parts.join("/")))
 }
 
+/// Compressed page images, their names sometimes not page image names.
+fn page_files() -> impl Strategy<Value = Vec<super::super::pages::CompressedFile>> {
+    let name = prop_oneof![
+        3 => "pages-[0-9]{1,3}\\.img",
+        1 => "(\\.\\./)?[a-z./-]{0,12}",
+    ];
+    prop::collection::vec(
+        (name, any::<u64>(), any::<u64>()).prop_map(|(name, raw_bytes, stored_bytes)| {
+            super::super::pages::CompressedFile {
+                name,
+                raw_bytes,
+                stored_bytes,
+            }
+        }),
+        0..3,
+    )
+}
+
 fn metadata() -> impl Strategy<Value = Metadata> {
     let mode = prop::sample::select(vec![
         CgroupsMode::Soft,
@@ -79,6 +97,7 @@ fn metadata() -> impl Strategy<Value = Metadata> {
         strings(),
         mounts,
         any::<bool>(),
+        page_files(),
     )
         .prop_map(
             |(
@@ -89,6 +108,7 @@ fn metadata() -> impl Strategy<Value = Metadata> {
                 external_namespaces,
                 cgroup_mounts,
                 terminal,
+                compressed_pages,
             )| {
                 Metadata {
                     format,
@@ -103,6 +123,7 @@ fn metadata() -> impl Strategy<Value = Metadata> {
                     terminal,
                     image: None,
                     rootfs_diff: terminal,
+                    compressed_pages,
                 }
             },
         )
@@ -154,7 +175,7 @@ proptest! {
         field in prop::sample::select(vec![
             "format", "lazarus_version", "criu_version", "container_id", "options",
             "external_mounts", "external_namespaces", "cgroup_mounts", "cgroup_path",
-            "terminal", "extra",
+            "terminal", "compressed_pages", "extra",
         ]),
         replacement in prop::option::of(json()),
     ) {
@@ -174,9 +195,13 @@ proptest! {
         let dir = scratch();
         m.save(&dir).unwrap();
         let climbing = m.cgroup_mounts.iter().any(|c| climbs(&c.root) || climbs(&c.mountpoint));
+        let bad_page_name = m
+            .compressed_pages
+            .iter()
+            .any(|f| !super::super::pages::is_pages_image(&f.name) || f.name.contains('/'));
         match Metadata::load(&dir) {
             Ok(got) => {
-                prop_assert!(m.format == FORMAT && !climbing);
+                prop_assert!(m.format == FORMAT && !climbing && !bad_page_name);
                 prop_assert_eq!(got, m);
             }
             Err(e) => {
@@ -185,9 +210,11 @@ proptest! {
                 if m.format != FORMAT {
                     let format = format!("has format {} but this Lazarus reads format 1", m.format);
                     prop_assert!(msg.contains(&format), "{}", msg);
-                } else {
-                    prop_assert!(climbing, "{}", msg);
+                } else if climbing {
                     prop_assert!(msg.contains("cgroup_mounts") && msg.contains(".."), "{}", msg);
+                } else {
+                    prop_assert!(bad_page_name, "{}", msg);
+                    prop_assert!(msg.contains("not a page image name"), "{}", msg);
                 }
             }
         }

@@ -5,6 +5,7 @@
 pub mod dump;
 pub mod identity;
 pub mod image;
+pub mod pages;
 pub mod request;
 pub mod restore;
 

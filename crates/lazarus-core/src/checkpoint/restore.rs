@@ -83,6 +83,10 @@ pub struct RestoreTarget<'a> {
     pub stdio: Option<[RawFd; 3]>,
     /// Where a failed restore's CRIU log is kept.
     pub keep_failed_log: Option<&'a Path>,
+    /// Where compressed pages of an image directory that must stay as it
+    /// is are decompressed for CRIU (a private directory in it, removed
+    /// after the restore).
+    pub scratch_root: &'a Path,
 }
 
 pub struct Restored {
@@ -186,7 +190,9 @@ impl RestorePlan {
         self.apply_rootfs_diff(id, spec, bundle)?;
         self.check_image(spec, bundle)?;
         image::create_dir(&self.work)?;
-        let images_dir = criu::open_dir(&self.images)?;
+        // Held until CRIU is done: the private copy is removed with it.
+        let readable = self.readable_images(target.scratch_root)?;
+        let images_dir = criu::open_dir(readable.path())?;
         let work_dir = criu::open_dir(&self.work)?;
         let mut keep = vec![images_dir.as_raw_fd(), work_dir.as_raw_fd()];
 
@@ -318,6 +324,56 @@ impl RestorePlan {
             )));
         }
         Ok(Restored { pid, pts_master })
+    }
+}
+
+/// The image directory CRIU reads: the checkpoint's own, or a private
+/// copy with its pages decompressed (removed when dropped).
+enum Readable<'a> {
+    Images(&'a Path),
+    Copy(tempfile::TempDir),
+}
+
+impl Readable<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            Readable::Images(p) => p,
+            Readable::Copy(t) => t.path(),
+        }
+    }
+}
+
+impl RestorePlan {
+    /// CRIU reads raw page images. Compressed ones are decompressed in
+    /// place in containerd's temporary copy (discarded after the restore
+    /// anyway); any other directory (a user's image path, a Docker
+    /// checkpoint restored by the CLI) must stay as it is, so CRIU gets a
+    /// private copy in `scratch_root`.
+    fn readable_images(&self, scratch_root: &Path) -> Result<Readable<'_>> {
+        let files = &self.metadata.compressed_pages;
+        if files.is_empty() {
+            return Ok(Readable::Images(&self.images));
+        }
+        let started = std::time::Instant::now();
+        let readable = match self.temporary {
+            true => {
+                super::pages::decompress_in_place(&self.images, files)?;
+                Readable::Images(&self.images)
+            }
+            false => Readable::Copy(super::pages::decompressed_copy(
+                &self.images,
+                files,
+                scratch_root,
+            )?),
+        };
+        ::log::info!(
+            "restore from {}: {} page images decompressed into {} in {:?}",
+            self.images.display(),
+            files.len(),
+            readable.path().display(),
+            started.elapsed()
+        );
+        Ok(readable)
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::criu_images::{self as img, io, malformed, Entry, Error, Result};
+use crate::checkpoint::pages::{self, is_pages_image};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ProcessInfo {
@@ -39,8 +40,12 @@ pub struct ImageSummary {
     pub processes: Vec<ProcessInfo>,
     pub tcp: Vec<SocketInfo>,
     pub mounts: Vec<MountInfo>,
-    /// Memory pages dumped: the sizes of the pages-*.img files.
+    /// Memory pages dumped: the sizes of the pages-*.img files, raw (a
+    /// page image Lazarus stored compressed counts with its raw size).
     pub pages_bytes: u64,
+    /// What the page images take on disk (less than pages_bytes when
+    /// Lazarus compressed them).
+    pub pages_stored_bytes: u64,
     /// The sizes of all regular files in the directory.
     pub total_bytes: u64,
     pub files: usize,
@@ -80,8 +85,13 @@ pub fn summarize(dir: &Path) -> Result<ImageSummary> {
         let name = de.file_name().to_string_lossy().into_owned();
         s.files += 1;
         s.total_bytes += meta.len();
-        if name.starts_with("pages-") && name.ends_with(".img") {
+        if is_pages_image(&name) {
             s.pages_bytes += meta.len();
+            s.pages_stored_bytes += meta.len();
+        } else if name.strip_suffix(pages::SUFFIX).is_some_and(is_pages_image) {
+            // The frame header records the raw size (see pages.rs).
+            s.pages_bytes += pages::raw_size_of(&de.path()).unwrap_or(meta.len());
+            s.pages_stored_bytes += meta.len();
         } else if name.starts_with("mountpoints-") && name.ends_with(".img") {
             mount_images.push(de.path());
         } else if name.ends_with(".log") {
@@ -229,7 +239,11 @@ pub fn render_text(s: &ImageSummary) -> String {
     let mut out = String::new();
     let (total, pages) = (human(s.total_bytes), human(s.pages_bytes));
     let files = s.files;
-    let size = format!("{total} in {files} files, {pages} of memory pages");
+    let mut size = format!("{total} in {files} files, {pages} of memory pages");
+    if s.pages_stored_bytes != s.pages_bytes {
+        let stored = human(s.pages_stored_bytes);
+        size.push_str(&format!(" (stored compressed in {stored})"));
+    }
     out.push_str(&field("Size", size));
     let version = s.criu_version.as_deref().unwrap_or("not recorded");
     out.push_str(&field("CRIU version", version));

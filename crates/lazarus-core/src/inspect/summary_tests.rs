@@ -322,3 +322,20 @@ fn a_pstree_cycle_still_lists_every_process() {
         .collect();
     assert_eq!(order, [(4, 0), (1, 0), (2, 1), (3, 0)]);
 }
+
+#[test]
+fn compressed_pages_count_raw_and_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    synthetic_dump(dir.path());
+    write(dir.path(), "pages-1.img", &vec![7u8; 1 << 20]);
+    let files = crate::checkpoint::pages::compress_dir(dir.path()).unwrap();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let s = summarize(dir.path()).unwrap();
+    assert_eq!(s.pages_bytes, 1 << 20);
+    assert_eq!(s.pages_stored_bytes, files[0].stored_bytes);
+    let text = render_text(&s);
+    assert!(
+        text.contains("1.0 MiB of memory pages (stored compressed in "),
+        "{text}"
+    );
+}

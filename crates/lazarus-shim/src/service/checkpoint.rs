@@ -130,6 +130,7 @@ impl TaskService {
             work: &work,
             keep_failed_log: Some(&kept_log),
             cancel: Some(client_gone),
+            compress_pages: self.settings.compress_pages,
         };
         let dumped = dump::dump(self.criu.as_ref(), &target, &request, exit, &paths);
         if dumped.is_err() {
@@ -176,6 +177,7 @@ impl TaskService {
             spec: &pending.spec,
             stdio: stdio_fds,
             keep_failed_log: Some(&kept_log),
+            scratch_root: &self.settings.restore_scratch,
         };
         // The restored init may die before its pid is registered.
         let spawn = self.pids.spawn();

@@ -55,6 +55,10 @@ pub struct Settings {
     /// Where the CRIU log of a failed checkpoint or restore is kept, per
     /// container (`<logs>/<id>/dump.log`).
     pub logs: PathBuf,
+    /// Compress the page images of a checkpoint (config `compress_pages`).
+    pub compress_pages: bool,
+    /// Where a restore decompresses pages it may not decompress in place.
+    pub restore_scratch: PathBuf,
 }
 
 impl Settings {

@@ -224,6 +224,8 @@ fn fixture_of(runtime: FakeRuntime, criu: FakeCriu, namespace: &str) -> Fixture 
         console_dir: bundle.path().join("c"),
         checkpoint_exit: HashMap::new(),
         logs: bundle.path().join("logs"),
+        compress_pages: true,
+        restore_scratch: bundle.path().join("work"),
     };
     let service = TaskService::new(
         runtime.clone(),
