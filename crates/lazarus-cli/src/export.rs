@@ -325,7 +325,7 @@ pub fn move_dir(from: &Path, to: &Path) -> Result<()> {
     }
     match fs::rename(from, to) {
         Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc_exdev()) => copy_dir(from, to),
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => copy_dir(from, to),
         Err(e) => {
             Err(
                 lazarus_core::Error::io(format!("move {} to {}", from.display(), to.display()))(e)
@@ -333,10 +333,6 @@ pub fn move_dir(from: &Path, to: &Path) -> Result<()> {
             )
         }
     }
-}
-
-const fn libc_exdev() -> i32 {
-    18 // EXDEV: not on the same file system
 }
 
 pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {

@@ -4,6 +4,7 @@
 use lazarus_core::archive::{Manifest, CHECKPOINT_DIR};
 use lazarus_core::checkpoint::pages::{self, is_pages_image, CompressedFile};
 use lazarus_core::inspect::field;
+pub use lazarus_core::inspect::human;
 use serde_json::Value;
 
 /// The bytes of CRIU's memory pages in an archive (its
@@ -30,21 +31,7 @@ pub fn pages_bytes(m: &Manifest, compressed: &[CompressedFile]) -> u64 {
         .sum()
 }
 
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    match unit {
-        0 => format!("{bytes} B"),
-        _ => format!("{v:.1} {}", UNITS[unit]),
-    }
-}
-
-/// `compressed / content` as "0.42 (content 1.0 GiB, archive 430 MiB)".
+/// `archive / content` as "0.42 of its content (1.0 GiB in 430.0 MiB)".
 pub fn ratio(archive: u64, content: u64) -> String {
     let r = match content {
         0 => 1.0,

@@ -9,7 +9,7 @@ mod summary;
 
 pub use criu_images::Error;
 pub use summary::{
-    field, render_text, summarize, ImageSummary, MountInfo, ProcessInfo, SocketInfo,
+    field, human, render_text, summarize, ImageSummary, MountInfo, ProcessInfo, SocketInfo,
 };
 
 impl From<Error> for crate::Error {

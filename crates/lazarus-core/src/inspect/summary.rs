@@ -338,7 +338,8 @@ fn tree_order(procs: &[ProcessInfo]) -> Vec<(&ProcessInfo, usize)> {
     out
 }
 
-fn human(bytes: u64) -> String {
+/// Bytes as people write them: `512 B`, `1.5 KiB`, `3.0 GiB`.
+pub fn human(bytes: u64) -> String {
     let (mut v, mut unit) = (bytes as f64, 0);
     while v >= 1024.0 && unit < 4 {
         v /= 1024.0;
