@@ -249,9 +249,34 @@ fn lock_group(
         .write(true)
         .open(dir.join(format!("{name}.lock")))
         .map_err(io)?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| containerd_shim::Error::Other(format!("lock the shim group: {e}")))
+    // Never waited for without end: a start that holds it longer than
+    // this is stuck, and this one fails rather than hang containerd.
+    let deadline = std::time::Instant::now() + GROUP_LOCK_TIMEOUT;
+    let mut file = file;
+    loop {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                file = f;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err((_, e)) => {
+                let why = match e {
+                    nix::errno::Errno::EWOULDBLOCK => {
+                        format!("another start held it for over {GROUP_LOCK_TIMEOUT:?}")
+                    }
+                    e => e.to_string(),
+                };
+                return Err(containerd_shim::Error::Other(format!(
+                    "lock the shim group {name}: {why}"
+                )));
+            }
+        }
+    }
 }
+
+/// How long a container's start waits for another start of its group.
+const GROUP_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The group the bundle's spec (`start` runs in the bundle directory) puts
 /// the container in, if any.
