@@ -1,7 +1,8 @@
 //! Many containers checkpointed at once, then restored at once, through one
 //! dockerd: every checkpoint and every restore succeeds and every counter
-//! runs on unbroken. N is `LAZARUS_FAULT_CONCURRENCY`, else 50 with
-//! LAZARUS_E2E_HEAVY=1 and 10 without.
+//! runs on unbroken (runc's freezer gets retries, see `checkpoint`). N is
+//! `LAZARUS_FAULT_CONCURRENCY`, else 50 with LAZARUS_E2E_HEAVY=1 and 10
+//! without.
 
 use crate::checkpoint_tests::wait_status;
 use crate::cmd::{run_timeout, ticks, Out, COUNTER};
@@ -51,6 +52,33 @@ fn restore(d: &Daemons, name: &str) -> (Out, u32) {
     }
 }
 
+/// runc 1.1's cgroup v1 freezer writes FROZEN up to 1000 times, then thaws
+/// and gives up with "unable to freeze" while the container's tasks are
+/// still FREEZING; 50 containers dumped at once on two cores meet it now and
+/// then (seen in CI: 4 of 50). The reference is retried on exactly that
+/// error, up to five times, after checking the container is still running
+/// (a refused checkpoint must leave it so); Lazarus, whose freeze waits for
+/// the cgroup under a deadline, gets one attempt. Returns the last output
+/// and how many retries were made.
+fn checkpoint(d: &Daemons, name: &str) -> (Out, u32) {
+    let mut retries = 0;
+    loop {
+        let mut cmd = d.docker_cmd(&["checkpoint", "create", name, "cp"]);
+        let out = run_timeout(&mut cmd, None, BUSY);
+        let runc_gave_up = !d.is_lazarus() && out.all().contains("unable to freeze");
+        if out.code == Some(0) || !runc_gave_up || retries == 5 {
+            return (out, retries);
+        }
+        let state = d.docker(&["inspect", "-f", "{{.State.Status}}", name]).ok();
+        assert_eq!(
+            state.stdout.trim(),
+            "running",
+            "{name}: not running after runc's refused checkpoint"
+        );
+        retries += 1;
+    }
+}
+
 /// Runs `f` for every name at once; returns the results in order.
 fn all_at_once<T: Send>(names: &[String], f: impl Fn(&str) -> T + Sync) -> Vec<T> {
     thread::scope(|s| {
@@ -93,11 +121,10 @@ fn fault_concurrent_checkpoint_and_restore() {
     let run_time = t.elapsed();
 
     let t = Instant::now();
-    let checkpoints = all_at_once(&names, |name| {
-        let mut cmd = d.docker_cmd(&["checkpoint", "create", name, "cp"]);
-        run_timeout(&mut cmd, None, BUSY)
-    });
-    assert_all_ok("checkpoints", &checkpoints);
+    let checkpoints = all_at_once(&names, |name| checkpoint(&d, name));
+    let freeze_retries: u32 = checkpoints.iter().map(|(_, r)| r).sum();
+    let outs: Vec<Out> = checkpoints.into_iter().map(|(o, _)| o).collect();
+    assert_all_ok("checkpoints", &outs);
     let checkpoint_time = t.elapsed();
     let last: Vec<u64> = names
         .iter()
@@ -127,8 +154,8 @@ fn fault_concurrent_checkpoint_and_restore() {
     }
     eprintln!(
         "fault_concurrent_checkpoint_and_restore: {n} containers: run {run_time:?}, \
-         checkpoint {checkpoint_time:?}, restore {restore_time:?} \
-         ({races} upload races retried)"
+         checkpoint {checkpoint_time:?} ({freeze_retries} runc freezes retried), \
+         restore {restore_time:?} ({races} upload races retried)"
     );
 
     let mut rm = vec!["rm", "-f"];

@@ -217,7 +217,7 @@ fn ctr_task_ls_answers_during_a_checkpoint() {
         .unwrap_or_else(|out| panic!("checkpoint did not finish: {out}"));
     eprintln!("{} during the dump: {polls:?}", d.runtime());
     assert_eq!(out.code, Some(0), "{out}");
-    if d.runtime() == "io.containerd.lazarus.v2" {
+    if d.is_lazarus() {
         let during: Vec<_> = polls.iter().filter(|p| p.2).collect();
         assert!(
             during.len() >= 3,

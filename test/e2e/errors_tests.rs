@@ -248,7 +248,7 @@ fn err_docker_not_executable() {
 #[test]
 fn err_docker_bad_lazarus_annotation_refused_at_run() {
     let d = Daemons::with_docker("err_docker_bad_lazarus_annotation_refused_at_run");
-    let lazarus = d.runtime() == "io.containerd.lazarus.v2";
+    let lazarus = d.is_lazarus();
     let cases = [
         (
             "io.lazarus.checkpoint.exit=maybe",

@@ -18,13 +18,8 @@ use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-const LAZARUS: &str = "io.containerd.lazarus.v2";
 /// A 1 GiB dump or restore on a loaded 2-core host takes up to a minute.
 const SLOW: Duration = Duration::from_secs(240);
-
-fn is_lazarus(d: &Daemons) -> bool {
-    d.runtime() == LAZARUS
-}
 
 /// Panics unless `out` failed and says every one of `words` (any case).
 fn assert_fails_saying(out: &Out, words: &[&str]) {
@@ -208,7 +203,7 @@ fn fault_criu_killed_mid_dump() {
     let (client, criu, _) = checkpoint_until_dumping(&d, &name, "cp1");
     kill(criu, "criu");
     let out = client.wait(SLOW);
-    if is_lazarus(&d) {
+    if d.is_lazarus() {
         assert_fails_saying(&out, &["CRIU", "dump", "ended without answering"]);
     } else {
         // runc only relays that its CRIU socket closed.
@@ -216,7 +211,7 @@ fn fault_criu_killed_mid_dump() {
     }
     // Docker's client pauses the task for the checkpoint and resumes it
     // after, and Docker learns of both from events.
-    if !is_lazarus(&d) {
+    if !d.is_lazarus() {
         runc_left_paused_in_name_only(&d, &name, &c, &sum);
         d.docker(&["rm", "-f", &name]).ok();
         assert_no_leaks(&d, &[&c], 0);
@@ -288,14 +283,14 @@ fn fault_criu_killed_mid_restore() {
     });
     kill(criu, "criu");
     let out = client.wait(SLOW);
-    if is_lazarus(&d) {
+    if d.is_lazarus() {
         assert_fails_saying(&out, &["CRIU", "restore", "ended without answering"]);
     } else {
         // runc only relays that its CRIU socket closed.
         assert_fails_saying(&out, &["restore failed", "EOF"]);
     }
     wait_status(&d, &name, "exited");
-    if is_lazarus(&d) {
+    if d.is_lazarus() {
         let gone = poll(Duration::from_secs(20), || {
             c.procs(&d).is_empty().then_some(())
         });
@@ -312,7 +307,7 @@ fn fault_criu_killed_mid_restore() {
     create_memhog(&d, &fresh, mib);
     copy_checkpoint(&d, &name, &fresh, "cp");
     d.docker(&["rm", "-f", &name]).ok();
-    if !is_lazarus(&d) {
+    if !d.is_lazarus() {
         runc_leaves_the_restore_behind(&d, &c);
     }
     assert_no_leaks(&d, &[&c], 1);
@@ -365,7 +360,7 @@ fn fault_shim_killed_mid_restore() {
     let out = client.wait(SLOW);
     assert_ne!(out.code, Some(0), "the restore survived its shim: {out}");
     let removed = d.docker(&["rm", "-f", &name]);
-    if is_lazarus(&d) {
+    if d.is_lazarus() {
         assert_eq!(removed.code, Some(0), "{removed}");
         assert_no_leaks(&d, &[&c], 1);
     } else {

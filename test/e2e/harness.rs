@@ -213,6 +213,11 @@ impl Daemons {
         &self.cfg.runtime
     }
 
+    /// Whether this set runs Lazarus (else the reference, runc's shim).
+    pub fn is_lazarus(&self) -> bool {
+        self.runtime() == "io.containerd.lazarus.v2"
+    }
+
     fn containerd_config(&self) -> String {
         let (version, disabled) = match self.cfg.containerd_version.as_str() {
             "1.7" => (2, r#"["io.containerd.grpc.v1.cri"]"#),
@@ -400,8 +405,44 @@ impl Daemons {
                 );
             }
         }
+        // CRIU's logs in the shims' work directories say why a dump or a
+        // restore failed; the daemon set's directory is purged right after.
+        for log in criu_logs(&self.path("state"), 6) {
+            let name = log
+                .strip_prefix(&self.dir)
+                .unwrap_or(&log)
+                .to_string_lossy()
+                .replace('/', "_");
+            let _ = fs::copy(&log, keep.join(&name));
+            eprintln!(
+                "===== tail of {} ({}) =====\n{}",
+                log.display(),
+                self.test,
+                log_tail(&log, 30)
+            );
+        }
         eprintln!("===== daemon logs kept in {} =====", keep.display());
     }
+}
+
+/// CRIU's dump and restore logs under `dir`, at most `depth` levels down,
+/// not entering container root filesystems.
+fn criu_logs(dir: &Path, depth: usize) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if is_dir && depth > 0 && name != "rootfs" {
+            found.extend(criu_logs(&path, depth - 1));
+        } else if !is_dir && (name == "dump.log" || name == "restore.log") {
+            found.push(path);
+        }
+    }
+    found
 }
 
 impl Drop for Daemons {

@@ -19,17 +19,11 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-const LAZARUS: &str = "io.containerd.lazarus.v2";
-
-fn is_lazarus(d: &Daemons) -> bool {
-    d.runtime() == LAZARUS
-}
-
 /// `--annotation` flags that turn the CRIU `options` (CRIU's long option
 /// names: tcp-established, ext-unix-sk, file-locks) on for the runtime
 /// under test.
 fn criu_option_flags(d: &Daemons, options: &[&str]) -> Vec<String> {
-    if is_lazarus(d) {
+    if d.is_lazarus() {
         options
             .iter()
             .flat_map(|o| {
@@ -123,7 +117,7 @@ fn docker_tcp_connection_inside_the_container() {
     wait_lines(&d, &name, "tcp", 3);
     let before = checkpoint(&d, &name, "tcp");
     let out = docker_try_start_checkpoint(&d, &name, "cp", &[]);
-    if !is_lazarus(&d) {
+    if !d.is_lazarus() {
         assert!(
             out.code != Some(0) && out.all().contains("criu failed"),
             "runc was seen to fail this restore: {out}"
@@ -216,7 +210,7 @@ fn docker_none_network_comes_back_as_it_was() {
     wait_status(&d, &name, "running");
     let probe = "echo 5 | nc -w 2 127.0.0.1 7000";
     let answer = d.docker(&["exec", &name, "sh", "-c", probe]);
-    if is_lazarus(&d) {
+    if d.is_lazarus() {
         assert_eq!(addresses(&d, &name), before);
         assert!(
             answer.stdout.trim().ends_with(" 5"),
