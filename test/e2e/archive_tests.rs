@@ -26,28 +26,33 @@ const LAZARUS: &str = "io.containerd.lazarus.v2";
 
 /// The CLI's scratch space on host `d` (its own, so a test sees only what
 /// its commands left).
-fn work_root(d: &Daemons) -> PathBuf {
+pub fn work_root(d: &Daemons) -> PathBuf {
     d.path("lazarus-work")
 }
 
 /// `lazarus ARGS` against host `d`'s daemons.
-fn lazarus(d: &Daemons, args: &[&str]) -> Out {
+pub fn lazarus(d: &Daemons, args: &[&str]) -> Out {
+    run(lazarus_cmd(d).args(args))
+}
+
+/// The CLI, set up to find host `d`'s daemons and use its scratch space.
+pub fn lazarus_cmd(d: &Daemons) -> Command {
     let config = d.path("cli.toml");
     if !config.exists() {
         fs::write(&config, format!("work_root = {:?}\n", work_root(d))).unwrap();
     }
-    run(Command::new(lazarus_cli())
-        .env(
-            "DOCKER_HOST",
-            format!("unix://{}", d.path("d.sock").display()),
-        )
-        .env("CONTAINERD_ADDRESS", d.containerd_sock())
-        .env("LAZARUS_CONFIG", &config)
-        .args(args))
+    let mut cmd = Command::new(lazarus_cli());
+    cmd.env(
+        "DOCKER_HOST",
+        format!("unix://{}", d.path("d.sock").display()),
+    )
+    .env("CONTAINERD_ADDRESS", d.containerd_sock())
+    .env("LAZARUS_CONFIG", &config);
+    cmd
 }
 
 /// Nothing of the CLI's left on `d`: no scratch directory, no mount.
-fn assert_cli_left_nothing(d: &Daemons) {
+pub fn assert_cli_left_nothing(d: &Daemons) {
     let scratch = work_root(d).join("work");
     let left: Vec<_> = fs::read_dir(&scratch)
         .map(|r| r.flatten().map(|e| e.path()).collect())
@@ -62,7 +67,7 @@ fn assert_cli_left_nothing(d: &Daemons) {
     );
 }
 
-fn docker_names(d: &Daemons) -> Vec<String> {
+pub fn docker_names(d: &Daemons) -> Vec<String> {
     let out = d.docker(&["ps", "-a", "--format", "{{.Names}}"]).ok();
     out.stdout.lines().map(str::to_string).collect()
 }

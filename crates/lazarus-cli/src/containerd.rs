@@ -156,6 +156,17 @@ impl Containerd {
     /// The overlay upper directory of a snapshot: where the container's
     /// changes to its image live.
     pub async fn upper_dir(&self, snapshotter: &str, key: &str) -> Result<PathBuf> {
+        let mounts = self.snapshot_mounts(snapshotter, key).await?;
+        upper_of(&mounts).ok_or_else(|| {
+            Error::Refused(format!(
+                "snapshot {key} ({snapshotter}) is not an overlay with an upper directory \
+                 ({mounts:?}); Lazarus carries root filesystem changes from overlayfs only"
+            ))
+        })
+    }
+
+    /// How a snapshot is mounted (a container's root filesystem).
+    pub async fn snapshot_mounts(&self, snapshotter: &str, key: &str) -> Result<Vec<Mount>> {
         let mut s = SnapshotsClient::new(self.channel.clone());
         let req = self.request(
             MountsRequest {
@@ -164,18 +175,11 @@ impl Containerd {
             },
             CALL_TIMEOUT,
         );
-        let mounts = s
-            .mounts(req)
+        Ok(s.mounts(req)
             .await
             .map_err(Error::containerd(format!("mounts of snapshot {key}")))?
             .into_inner()
-            .mounts;
-        upper_of(&mounts).ok_or_else(|| {
-            Error::Refused(format!(
-                "snapshot {key} ({snapshotter}) is not an overlay with an upper directory \
-                 ({mounts:?}); Lazarus carries root filesystem changes from overlayfs only"
-            ))
-        })
+            .mounts)
     }
 
     /// An image's manifest-or-index descriptor, None when not on this host.

@@ -28,6 +28,10 @@ pub enum Error {
         status: u16,
         message: String,
     },
+    /// The migration channel failed (peer not authenticated, connection
+    /// lost or tampered with).
+    #[error(transparent)]
+    Channel(#[from] lazarus_core::channel::ChannelError),
     /// What the user asked for cannot be done as asked; the text says why
     /// and what would work.
     #[error("{0}")]

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use containerd_client::services::v1::Container;
 use containerd_client::types::v1::Status;
 use lazarus_core::archive::{self, ArchiveConfig, ArchiveInput, Compression, RootfsDiff};
 use lazarus_core::checkpoint::image;
@@ -89,6 +90,28 @@ impl Compress {
 }
 
 pub async fn run(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
+    let exported = export(args, endpoints, config).await?;
+    if args.json {
+        println!("{:#}", exported.report);
+    } else {
+        println!("{}", args.export.display());
+        if args.print_stats {
+            print!("{}", report::export_text(&exported.report));
+        }
+    }
+    Ok(())
+}
+
+/// What an export did: the report `--json` prints, and the container it
+/// took, for a caller that may have to bring it back (a failed migration).
+pub struct Exported {
+    pub report: Value,
+    pub target: Target,
+    pub docker: Option<Docker>,
+}
+
+/// Writes the archive; see [`run`].
+pub async fn export(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> Result<Exported> {
     check_destination(&args.export)?;
     let (target, docker) =
         Target::resolve(&args.container, args.namespace.as_deref(), endpoints).await?;
@@ -108,14 +131,7 @@ pub async fn run(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> R
         Err(e) => return Err(e),
     };
     if let Some(c) = &container {
-        let runtime = c.runtime.as_ref().map(|r| r.name.as_str()).unwrap_or("");
-        if runtime != LAZARUS_RUNTIME {
-            return Err(Error::Refused(format!(
-                "{} runs {runtime:?}, not Lazarus ({LAZARUS_RUNTIME}): lazarus exports only \
-                 containers that run Lazarus (run it with --runtime lazarus)",
-                target.name
-            )));
-        }
+        refuse_unless_lazarus(&target, c)?;
     }
     let scratch = config.scratch_dir("export")?;
     let images = scratch.path().join(archive::CHECKPOINT_DIR);
@@ -205,15 +221,11 @@ pub async fn run(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> R
         "export_seconds": total,
         "stats": stats,
     });
-    if args.json {
-        println!("{v:#}");
-    } else {
-        println!("{}", args.export.display());
-        if args.print_stats {
-            print!("{}", report::export_text(&v));
-        }
-    }
-    Ok(())
+    Ok(Exported {
+        report: v,
+        target,
+        docker,
+    })
 }
 
 fn not_found(target: &Target, endpoints: &Endpoints) -> Error {
@@ -251,6 +263,23 @@ fn check_destination(dest: &Path) -> Result<()> {
             "{} is a directory: give the archive's file name (e.g. {}/checkpoint.tar.zst)",
             dest.display(),
             dest.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Only a container Lazarus runs can be checkpointed by Lazarus.
+pub fn refuse_unless_lazarus(target: &Target, container: &Container) -> Result<()> {
+    let runtime = container
+        .runtime
+        .as_ref()
+        .map(|r| r.name.as_str())
+        .unwrap_or("");
+    if runtime != LAZARUS_RUNTIME {
+        return Err(Error::Refused(format!(
+            "{} runs {runtime:?}, not Lazarus ({LAZARUS_RUNTIME}): lazarus exports and migrates \
+             only containers that run Lazarus (run it with --runtime lazarus)",
+            target.name
         )));
     }
     Ok(())
@@ -360,7 +389,7 @@ pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 async fn archive_it(
     args: &ExportArgs,
     target: &Target,
-    container: Option<&containerd_client::services::v1::Container>,
+    container: Option<&Container>,
     ctr: &Containerd,
     scratch: &Path,
     checkpointed: DateTime<Utc>,
@@ -389,22 +418,13 @@ async fn archive_it(
         .and_then(|c| c.spec.as_ref())
         .map(|s| s.value.clone())
         .unwrap_or_else(|| b"{}".to_vec());
-    let (image_name, image_digest, engine_config, network) = match &target.docker {
+    let (image_name, image_digest) = image_of(target, container, ctr).await?;
+    let (engine_config, network) = match &target.docker {
         Some(v) => (
-            v["Config"]["Image"].as_str().unwrap_or("").to_string(),
-            v["Image"].as_str().unwrap_or("").to_string(),
             Some(serde_json::to_vec_pretty(&docker_config::create_body(v)).expect("JSON")),
             Some(serde_json::to_vec_pretty(&v["NetworkSettings"]).expect("JSON")),
         ),
-        None => {
-            let c = container.expect("a containerd target has a container");
-            let digest = ctr
-                .image_target(&c.image)
-                .await?
-                .map(|t| t.1)
-                .unwrap_or_default();
-            (c.image.clone(), digest, None, None)
-        }
+        None => (None, None),
     };
     let created = match &target.docker {
         Some(v) => v["Created"].as_str().and_then(|c| c.parse().ok()),
@@ -443,6 +463,29 @@ async fn archive_it(
     );
     bar.finish();
     Ok((manifest?, Some((diff.deleted.len(), diff_bytes))))
+}
+
+/// The container's image: its name and the digest that identifies it
+/// (Docker's image id; containerd's manifest or index digest).
+pub async fn image_of(
+    target: &Target,
+    container: Option<&Container>,
+    ctr: &Containerd,
+) -> Result<(String, String)> {
+    if let Some(v) = &target.docker {
+        return Ok((
+            v["Config"]["Image"].as_str().unwrap_or("").to_string(),
+            v["Image"].as_str().unwrap_or("").to_string(),
+        ));
+    }
+    let c = container
+        .ok_or_else(|| Error::NotFound(format!("no containerd container {}", target.name)))?;
+    let digest = ctr
+        .image_target(&c.image)
+        .await?
+        .map(|t| t.1)
+        .unwrap_or_default();
+    Ok((c.image.clone(), digest))
 }
 
 /// The root filesystem diff the shim saved among the images, moved out of
@@ -505,18 +548,9 @@ async fn undo_stop(
         ));
     };
     let images = kept.join(archive::CHECKPOINT_DIR);
-    let restored = async {
-        let dir = docker.checkpoint_dir(&target.id, UNDO_CHECKPOINT).await?;
-        move_dir(&images, &dir)?;
-        docker
-            .start_from_checkpoint(&target.id, UNDO_CHECKPOINT)
-            .await
-    }
-    .await;
-    match restored {
+    match restore_in_place(target, Some(docker), None, &images).await {
         Ok(()) => {
             let _ = fs::remove_dir_all(&kept);
-            let _ = docker.remove_checkpoint(&target.id, UNDO_CHECKPOINT).await;
             Error::Refused(format!(
                 "{error}\n  {} was restored from its checkpoint and runs on",
                 target.name
@@ -530,6 +564,46 @@ async fn undo_stop(
             target.name
         ))),
     }
+}
+
+/// Starts the container a checkpoint stopped again, from that checkpoint's
+/// `images`, as itself: through Docker for a Docker container (its
+/// checkpoint directory, then `start?checkpoint=`), else by replacing its
+/// stopped containerd task with one restored from the images (`ctr` must
+/// be given for that). The images are moved or used up.
+pub async fn restore_in_place(
+    target: &Target,
+    docker: Option<&Docker>,
+    ctr: Option<&Containerd>,
+    images: &Path,
+) -> Result<()> {
+    if let Some(docker) = docker {
+        let dir = docker.checkpoint_dir(&target.id, UNDO_CHECKPOINT).await?;
+        move_dir(images, &dir)?;
+        docker
+            .start_from_checkpoint(&target.id, UNDO_CHECKPOINT)
+            .await?;
+        let _ = docker.remove_checkpoint(&target.id, UNDO_CHECKPOINT).await;
+        return Ok(());
+    }
+    let ctr =
+        ctr.ok_or_else(|| Error::Refused(format!("{} is not a Docker container", target.name)))?;
+    let container = ctr.container(&target.id).await?;
+    ctr.remove_task(&target.id).await?;
+    let rootfs = ctr
+        .snapshot_mounts(&container.snapshotter, &container.snapshot_key)
+        .await?;
+    ctr.create_restoring_task(&target.id, rootfs, images)
+        .await?;
+    if let Err(e) = ctr.start_task(&target.id).await {
+        let cleanup = ctr
+            .remove_task(&target.id)
+            .await
+            .err()
+            .map(|c| c.to_string());
+        return Err(e.with_cleanup(cleanup));
+    }
+    Ok(())
 }
 
 /// The page images the shim stored compressed, as lazarus.json lists them

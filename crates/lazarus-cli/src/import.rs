@@ -23,6 +23,8 @@ use lazarus_core::host::overlay::OverlayMount;
 /// The name of the Docker checkpoint an import restores from (removed
 /// once the container runs).
 const IMPORT_CHECKPOINT: &str = "lazarus-import";
+/// The snapshotter a containerd restore prepares the root filesystem with.
+const SNAPSHOTTER: &str = "overlayfs";
 
 #[derive(clap::Args)]
 pub struct ImportArgs {
@@ -53,6 +55,17 @@ struct Restored {
 }
 
 pub async fn run(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
+    let v = restore(args, endpoints, config).await?;
+    if args.json {
+        println!("{v:#}");
+    } else {
+        println!("{}", v["name"].as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// Restores the archive; returns the report `--json` prints.
+pub async fn restore(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> Result<Value> {
     let started = Instant::now();
     let show = progress::wanted(args.json);
     // The manifest alone first: a file that is not an archive, or is of a
@@ -90,21 +103,14 @@ pub async fn run(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> R
             into_containerd(args, endpoints, &ns, &cfg, &dir, show).await?
         }
     };
-    let seconds = started.elapsed().as_secs_f64();
-    if args.json {
-        let v = json!({
-            "name": restored.name,
-            "id": restored.id,
-            "engine": restored.engine,
-            "namespace": restored.namespace,
-            "from": args.file,
-            "restore_seconds": seconds,
-        });
-        println!("{v:#}");
-    } else {
-        println!("{}", restored.name);
-    }
-    Ok(())
+    Ok(json!({
+        "name": restored.name,
+        "id": restored.id,
+        "engine": restored.engine,
+        "namespace": restored.namespace,
+        "from": args.file,
+        "restore_seconds": started.elapsed().as_secs_f64(),
+    }))
 }
 
 fn read_config(dir: &Path) -> Result<ArchiveConfig> {
@@ -142,7 +148,7 @@ async fn into_docker(
     dir: &Path,
     show: bool,
 ) -> Result<Restored> {
-    let image = docker_image(docker, cfg).await?;
+    let image = docker_image(docker, &cfg.image_name, &cfg.image_digest).await?;
     let name = args.name.clone().unwrap_or_else(|| cfg.name.clone());
     let runtime = args
         .runtime
@@ -196,11 +202,10 @@ async fn into_docker(
 /// How this host's Docker names the archive's image: by its name when that
 /// is the same image, else by its id. Missing or different: an error naming
 /// both, before anything is created.
-async fn docker_image(docker: &Docker, cfg: &ArchiveConfig) -> Result<String> {
-    let want = cfg.image_digest.as_str();
-    let by_name = match cfg.image_name.is_empty() {
+pub async fn docker_image(docker: &Docker, image_name: &str, want: &str) -> Result<String> {
+    let by_name = match image_name.is_empty() {
         true => None,
-        false => docker.image(&cfg.image_name).await?,
+        false => docker.image(image_name).await?,
     };
     let name_id = by_name
         .as_ref()
@@ -208,7 +213,7 @@ async fn docker_image(docker: &Docker, cfg: &ArchiveConfig) -> Result<String> {
         .unwrap_or("");
     if want.is_empty() || name_id == want {
         if by_name.is_some() {
-            return Ok(cfg.image_name.clone());
+            return Ok(image_name.to_string());
         }
     } else if docker.image(want).await?.is_some() {
         return Ok(want.to_string());
@@ -217,18 +222,18 @@ async fn docker_image(docker: &Docker, cfg: &ArchiveConfig) -> Result<String> {
         return Err(Error::Refused(format!(
             "image {} on this host is {name_id}, but the checkpoint was taken on {want}: load the \
              same image (docker save on the source, docker load here), then import again",
-            cfg.image_name
+            image_name
         )));
     }
     Err(Error::NotFound(format!(
         "image {} ({}) is not on this host: docker pull {} (or docker load it), then import again",
-        cfg.image_name,
+        image_name,
         if want.is_empty() {
             "no digest recorded"
         } else {
             want
         },
-        cfg.image_name
+        image_name
     )))
 }
 
@@ -267,7 +272,7 @@ async fn into_containerd(
         Err(e) => return Err(e),
     }
     let chain = image_chain::snapshot_parent(&ctr, cfg).await?;
-    let snapshotter = "overlayfs";
+    let snapshotter = SNAPSHOTTER;
     let spec = image_chain::respec(
         &std::fs::read(dir.join(archive::SPEC_DUMP)).map_err(lazarus_core::Error::io(format!(
             "read {}",
@@ -327,4 +332,20 @@ async fn into_containerd(
         engine: "containerd",
         namespace: ns.into(),
     })
+}
+
+/// Removes a container [`restore`] made (its report names it): a
+/// migration whose sender never confirmed must not leave a second copy.
+pub async fn remove(restored: &Value, endpoints: &Endpoints) -> Result<()> {
+    let id = restored["id"].as_str().unwrap_or_default();
+    match restored["engine"].as_str() {
+        Some("docker") => Docker::new(&endpoints.docker)?.remove(id).await,
+        _ => {
+            let ns = restored["namespace"].as_str().unwrap_or(DEFAULT_NAMESPACE);
+            let ctr = Containerd::connect(&endpoints.containerd, ns).await?;
+            ctr.remove_task(id).await?;
+            ctr.remove_container(id).await?;
+            ctr.remove_snapshot(SNAPSHOTTER, id).await
+        }
+    }
 }

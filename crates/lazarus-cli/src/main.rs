@@ -26,6 +26,7 @@ mod export;
 mod image_chain;
 mod import;
 mod inspect;
+mod migration;
 mod progress;
 mod report;
 mod target;
@@ -149,6 +150,53 @@ enum Command {
         #[arg(long, verbatim_doc_comment)]
         json: bool,
     },
+    /// Move a running container to another host (stop-and-copy)
+    ///
+    /// The receiving host runs `lazarus serve`; both hold the same key file.
+    /// The receiver is asked first and checks what it can before anything
+    /// stops (its engine answers, the name is free, the same image is
+    /// there). Then the container is checkpointed (it stops), its archive
+    /// (memory, root filesystem changes, configuration) streamed over an
+    /// authenticated, encrypted connection (Noise, keyed by the shared
+    /// key), and restored there as an ordinary container of the same
+    /// engine, under the same name unless --name.
+    ///
+    /// The container is down from the checkpoint until it runs there: the
+    /// downtime grows with its memory (dump, transfer, restore). Until the
+    /// receiver says it runs, any failure (refusal, lost connection, failed
+    /// restore) restores the container here, where it stopped. Afterwards
+    /// the source is left stopped (or removed with --rm).
+    ///
+    /// Not carried: volume and bind-mount contents, and the container's
+    /// address on Docker's networks (it gets a new one there).
+    #[command(
+        verbatim_doc_comment,
+        after_help = "Examples:\n  \
+        lazarus migrate redis --to 10.0.0.2\n  \
+        lazarus migrate --rm --key /etc/lazarus/k looper --to hostb:7470 --name looper2"
+    )]
+    Migrate(migration::send::MigrateArgs),
+    /// Receive migrations from other hosts (`lazarus migrate`)
+    ///
+    /// Listens on ADDR and accepts peers holding the same key file; anyone
+    /// else is refused and logged. Each migration becomes a container of
+    /// this host's Docker (when it came from Docker) or containerd, found
+    /// as --host/DOCKER_HOST and --address/CONTAINERD_ADDRESS say. One
+    /// migration at a time; a log line per peer on stderr.
+    #[command(
+        verbatim_doc_comment,
+        after_help = "Examples:\n  \
+        lazarus keygen /etc/lazarus/migration.key   # then copy it to the other host\n  \
+        lazarus serve --listen 10.0.0.2"
+    )]
+    Serve(migration::serve::ServeArgs),
+    /// Write a new migration key file (mode 0600) to copy to both hosts
+    #[command(verbatim_doc_comment)]
+    Keygen {
+        /// Where to write it (never overwritten)
+        #[arg(default_value = migration::DEFAULT_KEY)]
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -163,6 +211,15 @@ fn main() -> ExitCode {
         Command::Restore(args) => {
             with_config(|config| block_on(import::run(&args, &endpoints, config)))
         }
+        Command::Migrate(args) => {
+            with_config(|config| block_on(migration::send::run(&args, &endpoints, config)))
+        }
+        Command::Serve(args) => {
+            with_config(|config| block_on(migration::serve::run(&args, &endpoints, config)))
+        }
+        Command::Keygen { file } => lazarus_core::channel::Key::create(&file)
+            .map(|_| println!("{}", file.display()))
+            .map_err(Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

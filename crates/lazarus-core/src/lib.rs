@@ -3,6 +3,8 @@
 //! - [`archive`]: the portable checkpoint archive (Podman's layout, so
 //!   checkpointctl reads it) with a manifest checked before extraction, and
 //!   the root filesystem diff it carries;
+//! - [`channel`]: the authenticated, encrypted stream a migration crosses
+//!   the network on (Noise, keyed by the hosts' shared key);
 //! - [`criu`]: CRIU over its RPC interface (`criu swrk`), with a deadline on
 //!   every conversation and the wait for CRIU's exit passed in by the caller
 //!   (the shim routes it through its reaper; the CLI waits directly);
@@ -17,6 +19,7 @@
 //! front doors over this crate.
 
 pub mod archive;
+pub mod channel;
 pub mod checkpoint;
 pub mod config;
 pub mod criu;

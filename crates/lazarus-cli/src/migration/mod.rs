@@ -1,0 +1,119 @@
+//! Moving a container to another host: `lazarus serve` receives,
+//! `lazarus migrate` sends. The two meet on the core's encrypted channel
+//! (authenticated by the hosts' shared key) and speak this protocol:
+//!
+//! 1. sender → [`Offer`]: what is coming (engine, name, image);
+//! 2. receiver → [`Answer`]: ready, or why not. Everything that can be
+//!    checked before the container is frozen is checked here (engine
+//!    reachable, name free, same image present), so a refusal costs the
+//!    source nothing;
+//! 3. sender: the checkpoint archive, streamed as one channel message;
+//! 4. receiver → [`Answer`]: the container runs here, or why it does not
+//!    (and nothing of it is left). Only then does the sender let the
+//!    source go; any failure before brings the source back where it was.
+//!
+//! This is stop-and-copy through an archive (the container is down while
+//! it is dumped, sent and restored); post-copy is not built yet.
+
+pub mod send;
+pub mod serve;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The protocol's version: a receiver refuses an offer of another.
+pub const PROTOCOL: u32 = 1;
+/// The port `lazarus serve` listens on and `migrate --to HOST` dials when
+/// the address names none.
+pub const DEFAULT_PORT: u16 = 7470;
+/// The key both hosts hold, unless `--key` names another file.
+pub const DEFAULT_KEY: &str = "/etc/lazarus/migration.key";
+/// How long either side waits for the other's next bytes: longer than a
+/// large dump or restore takes on a loaded host, short of forever.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(600);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest archive a receiver accepts.
+pub const MAX_ARCHIVE: u64 = 1 << 40;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Offer {
+    pub protocol: u32,
+    /// "docker" or "containerd".
+    pub engine: String,
+    /// The name the container gets on the receiving host.
+    pub name: String,
+    /// containerd's namespace (for a containerd container).
+    pub namespace: String,
+    pub image: String,
+    pub image_digest: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Answer {
+    pub ok: bool,
+    /// Why not, when not ok.
+    pub error: Option<String>,
+    /// The restore's report (`lazarus restore --json`), once running.
+    pub restored: Option<serde_json::Value>,
+}
+
+impl Answer {
+    pub fn ready() -> Answer {
+        Answer {
+            ok: true,
+            ..Default::default()
+        }
+    }
+
+    pub fn refused(e: &Error) -> Answer {
+        Answer {
+            ok: false,
+            error: Some(e.to_string()),
+            restored: None,
+        }
+    }
+}
+
+/// The key file: `--key`, else the default.
+pub fn key_path(key: Option<PathBuf>) -> PathBuf {
+    key.unwrap_or_else(|| PathBuf::from(DEFAULT_KEY))
+}
+
+/// `HOST[:PORT]` to one socket address (the first the name resolves to).
+pub fn resolve(addr: &str) -> Result<SocketAddr> {
+    let with_port = match addr.parse::<SocketAddr>() {
+        Ok(a) => return Ok(a),
+        Err(_)
+            if addr
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok()) =>
+        {
+            addr.to_string()
+        }
+        Err(_) => format!("{addr}:{DEFAULT_PORT}"),
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|e| Error::Refused(format!("cannot resolve {addr}: {e}")))?
+        .next()
+        .ok_or_else(|| Error::Refused(format!("{addr} resolves to no address")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_get_the_default_port_when_they_name_none() {
+        assert_eq!(resolve("127.0.0.1").unwrap().port(), DEFAULT_PORT);
+        assert_eq!(resolve("127.0.0.1:9").unwrap().port(), 9);
+        assert_eq!(resolve("[::1]:9").unwrap().port(), 9);
+        assert_eq!(resolve("localhost:9").unwrap().port(), 9);
+        assert!(resolve("no-such-host.invalid").is_err());
+    }
+}

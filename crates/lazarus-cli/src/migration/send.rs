@@ -1,0 +1,267 @@
+//! `lazarus migrate CONTAINER --to ADDR`: the sending side. The receiver is
+//! asked first (nothing is frozen until it says ready), then the container
+//! is checkpointed into a private archive, the archive streamed, and the
+//! source let go only when the receiver says the container runs there. Any
+//! failure before that restores the source in place from the same
+//! checkpoint: it runs on here, where it stopped.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use lazarus_core::archive;
+use lazarus_core::channel::{Channel, Key};
+use lazarus_core::config::Config;
+use serde_json::{json, Value};
+
+use super::{key_path, resolve, Answer, Offer, CONNECT_TIMEOUT, PEER_TIMEOUT, PROTOCOL};
+use crate::containerd::Containerd;
+use crate::endpoints::Endpoints;
+use crate::error::{Error, Result};
+use crate::export::{self, Compress, ExportArgs, Exported};
+use crate::progress::{self, Progress};
+use crate::target::Target;
+
+#[derive(clap::Args)]
+pub struct MigrateArgs {
+    /// A Docker container's name or id, or a containerd container id
+    pub container: String,
+    /// The receiving host's `lazarus serve`: HOST[:PORT] (port 7470 if none)
+    #[arg(long, value_name = "ADDR")]
+    pub to: String,
+    /// The key file both hosts hold (default /etc/lazarus/migration.key)
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// The container's name on the receiving host (default: the same)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A containerd namespace: CONTAINER is a containerd container there
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// The containerd namespace on the receiving host (default: the same)
+    #[arg(long, value_name = "NAMESPACE")]
+    pub to_namespace: Option<String>,
+    /// Remove the source container once it runs on the receiving host
+    /// (default: leave it stopped)
+    #[arg(long, verbatim_doc_comment)]
+    pub rm: bool,
+    /// Checkpoint established TCP connections (CRIU --tcp-established)
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Compress the stream: zstd (on every core) or none
+    #[arg(long, value_enum, default_value_t = Compress::Zstd)]
+    pub compress: Compress,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
+    let key = Key::load(&key_path(args.key.clone()))?;
+    let addr = resolve(&args.to)?;
+    let (target, _) =
+        Target::resolve(&args.container, args.namespace.as_deref(), endpoints).await?;
+    let ctr = Containerd::connect(&endpoints.containerd, &target.namespace).await?;
+    // Refused before the receiver is bothered: what export would refuse.
+    let container = ctr.container(&target.id).await.map_err(|e| match e {
+        e if e.is_not_found() => Error::NotFound(format!(
+            "no running container {} (namespace {}): check the name, --namespace, --host",
+            target.name, target.namespace
+        )),
+        e => e,
+    })?;
+    export::refuse_unless_lazarus(&target, &container)?;
+    let (image, image_digest) = export::image_of(&target, Some(&container), &ctr).await?;
+
+    let started = Instant::now();
+    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| {
+        Error::Refused(format!(
+            "cannot reach {} ({addr}): {e}; is `lazarus serve` running there?",
+            args.to
+        ))
+    })?;
+    stream
+        .set_read_timeout(Some(PEER_TIMEOUT))
+        .and_then(|_| stream.set_write_timeout(Some(PEER_TIMEOUT)))
+        .map_err(lazarus_core::Error::io("set the connection's timeouts"))?;
+    let mut ch = Channel::connect(stream, &key)?;
+    let name = args.name.clone().unwrap_or_else(|| target.name.clone());
+    ch.send_json(&Offer {
+        protocol: PROTOCOL,
+        engine: target.engine().into(),
+        name: name.clone(),
+        namespace: args
+            .to_namespace
+            .clone()
+            .unwrap_or_else(|| target.namespace.clone()),
+        image,
+        image_digest,
+    })?;
+    let ready: Answer = ch.recv_json()?;
+    if !ready.ok {
+        return Err(Error::Refused(format!(
+            "{} refused the migration: {}; {} was not touched",
+            args.to,
+            ready.error.unwrap_or_default(),
+            target.name
+        )));
+    }
+
+    // From here the source is down until it runs there, or here again.
+    let scratch = config.scratch_dir("migrate")?;
+    let file = scratch.path().join("archive.tar");
+    let export_args = ExportArgs {
+        container: args.container.clone(),
+        export: file.clone(),
+        leave_running: false,
+        tcp_established: args.tcp_established,
+        ext_unix_sk: false,
+        shell_job: false,
+        file_locks: false,
+        compress: args.compress,
+        print_stats: false,
+        json: args.json,
+        namespace: args.namespace.clone(),
+        from_docker_checkpoint: None,
+    };
+    let frozen = Instant::now();
+    // A failed export leaves the container running (its own guarantee).
+    let exported = export::export(&export_args, endpoints, config).await?;
+    let archived = frozen.elapsed().as_secs_f64();
+    let sent = Instant::now();
+    let restored = match hand_over(&mut ch, &file, progress::wanted(args.json)) {
+        Ok(v) => v,
+        Err(e) => return Err(bring_back(e, &exported, &ctr, scratch).await),
+    };
+    let downtime = frozen.elapsed().as_secs_f64();
+    let transfer =
+        sent.elapsed().as_secs_f64() - restored["restore_seconds"].as_f64().unwrap_or(0.0);
+    if args.rm {
+        let removed = match &exported.docker {
+            Some(d) => d.remove(&target.id).await,
+            None => remove_containerd(&ctr, &target.id).await,
+        };
+        if let Err(e) = removed {
+            eprintln!(
+                "lazarus: warning: {} runs on {} but removing it here failed: {e}",
+                name, args.to
+            );
+        }
+    }
+    let report = json!({
+        "container": target.name,
+        "to": args.to,
+        "mode": "stopcopy",
+        "restored": restored,
+        "source": if args.rm { "removed" } else { "stopped" },
+        "downtime_seconds": downtime,
+        "checkpoint_seconds": exported.report["checkpoint_seconds"],
+        "archive_seconds": archived,
+        "transfer_seconds": transfer,
+        "restore_seconds": restored["restore_seconds"],
+        "archive_bytes": exported.report["archive_bytes"],
+        "total_seconds": started.elapsed().as_secs_f64(),
+    });
+    if args.json {
+        println!("{report:#}");
+    } else {
+        println!("{}", text(&report));
+    }
+    Ok(())
+}
+
+/// Streams the archive, waits for the receiver's word that the container
+/// runs there, and confirms having it; returns the receiver's restore
+/// report.
+fn hand_over(ch: &mut Channel<TcpStream>, file: &Path, show: bool) -> Result<Value> {
+    let open = |e| lazarus_core::Error::io(format!("read {}", file.display()))(e);
+    let len = std::fs::metadata(file).map_err(open)?.len();
+    let mut reader = BufReader::with_capacity(1 << 20, File::open(file).map_err(open)?);
+    let bar = Progress::bytes(show, "send", len);
+    let sent = ch.send_from(&mut reader, len, &mut |n| bar.set(n));
+    bar.finish();
+    sent?;
+    let spinner = Progress::spinner(show, "restore there");
+    let answer = ch.recv_json::<Answer>();
+    spinner.finish();
+    let answer = answer?;
+    if !answer.ok {
+        return Err(Error::Refused(format!(
+            "the receiving host could not restore it: {}",
+            answer.error.unwrap_or_default()
+        )));
+    }
+    // Without this word the receiver removes its copy: never two running.
+    ch.send_json(&Answer::ready())?;
+    Ok(answer.restored.unwrap_or_default())
+}
+
+/// After a failed hand-over: the source, stopped by the checkpoint, is
+/// restored in place from the archive's images.
+async fn bring_back(
+    error: Error,
+    exported: &Exported,
+    ctr: &Containerd,
+    scratch: tempfile::TempDir,
+) -> Error {
+    let name = &exported.target.name;
+    let archive_file = scratch.path().join("archive.tar");
+    let images_root = scratch.path().join("undo");
+    let restored = async {
+        archive::extract_with(
+            &archive_file,
+            &images_root,
+            &|entry| entry.starts_with(archive::CHECKPOINT_DIR),
+            &mut |_| {},
+        )?;
+        let images = images_root.join(archive::CHECKPOINT_DIR);
+        export::restore_in_place(
+            &exported.target,
+            exported.docker.as_ref(),
+            Some(ctr),
+            &images,
+        )
+        .await
+    }
+    .await;
+    match restored {
+        Ok(()) => Error::Refused(format!(
+            "migration failed: {error}\n  {name} was restored here from its checkpoint and runs on"
+        )),
+        Err(e) => {
+            let kept = scratch.keep();
+            error.with_cleanup(Some(format!(
+                "restoring {name} here failed too ({e}); its checkpoint is kept in {}: \
+                 lazarus restore --import {}",
+                kept.display(),
+                kept.join("archive.tar").display()
+            )))
+        }
+    }
+}
+
+async fn remove_containerd(ctr: &Containerd, id: &str) -> Result<()> {
+    let c = ctr.container(id).await?;
+    ctr.remove_task(id).await?;
+    ctr.remove_container(id).await?;
+    ctr.remove_snapshot(&c.snapshotter, &c.snapshot_key).await
+}
+
+fn text(r: &Value) -> String {
+    let s = |k: &str| r[k].as_f64().unwrap_or(0.0);
+    format!(
+        "{} runs on {} as {} (source {}): downtime {:.2}s (checkpoint and archive {:.2}s, \
+         transfer {:.2}s of {}, restore {:.2}s)",
+        r["container"].as_str().unwrap_or_default(),
+        r["to"].as_str().unwrap_or_default(),
+        r["restored"]["name"].as_str().unwrap_or_default(),
+        r["source"].as_str().unwrap_or_default(),
+        s("downtime_seconds"),
+        s("archive_seconds"),
+        s("transfer_seconds"),
+        lazarus_core::inspect::human(r["archive_bytes"].as_u64().unwrap_or(0)),
+        s("restore_seconds"),
+    )
+}

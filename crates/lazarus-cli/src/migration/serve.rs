@@ -1,0 +1,235 @@
+//! `lazarus serve --listen ADDR`: the receiving host's agent. It accepts
+//! migrations from peers holding the shared key, one at a time, and makes
+//! each an ordinary container of this host's Docker or containerd (the
+//! engine it came from), restored as `lazarus restore --import` restores.
+//!
+//! One migration at a time on purpose: a restore is disk- and CPU-bound,
+//! and two at once would only lengthen both downtimes.
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lazarus_core::channel::{Channel, Key};
+use lazarus_core::config::Config;
+
+use super::{
+    key_path, resolve, Answer, Offer, CONNECT_TIMEOUT, MAX_ARCHIVE, PEER_TIMEOUT, PROTOCOL,
+};
+use crate::containerd::Containerd;
+use crate::docker::Docker;
+use crate::endpoints::Endpoints;
+use crate::error::{Error, Result};
+use crate::import::{self, ImportArgs};
+
+/// How long a restored container waits for the sender to confirm it took
+/// the answer; without the confirmation the sender brings its source back,
+/// so the copy here is removed (never two running).
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Where to listen: HOST[:PORT] (port 7470 if none)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// The key file both hosts hold (default /etc/lazarus/migration.key)
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Receive one migration, then exit (its status is the migration's)
+    #[arg(long)]
+    pub once: bool,
+}
+
+pub async fn run(args: &ServeArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
+    let key = Key::load(&key_path(args.key.clone()))?;
+    let addr = resolve(&args.listen)?;
+    let listener =
+        TcpListener::bind(addr).map_err(lazarus_core::Error::io(format!("listen on {addr}")))?;
+    eprintln!(
+        "lazarus serve: listening on {addr}; Docker at {}, containerd at {}",
+        endpoints.docker, endpoints.containerd
+    );
+    loop {
+        // Nothing else runs on this thread: a blocking accept is all there
+        // is to wait for.
+        let (stream, peer) = listener
+            .accept()
+            .map_err(lazarus_core::Error::io(format!("accept on {addr}")))?;
+        let received = receive(stream, peer, &key, endpoints, config).await;
+        match &received {
+            Ok(name) => eprintln!("lazarus serve: {peer}: {name} runs here"),
+            Err(e) => eprintln!("lazarus serve: {peer}: {e}"),
+        }
+        if args.once {
+            return received.map(drop);
+        }
+    }
+}
+
+/// One migration; returns the container's name here.
+async fn receive(
+    stream: TcpStream,
+    peer: SocketAddr,
+    key: &Key,
+    endpoints: &Endpoints,
+    config: &Config,
+) -> Result<String> {
+    let timeouts = |s: &TcpStream, t: Duration| {
+        s.set_read_timeout(Some(t))
+            .and_then(|_| s.set_write_timeout(Some(t)))
+            .map_err(lazarus_core::Error::io("set the connection's timeouts"))
+    };
+    // A peer gets a short time to authenticate.
+    timeouts(&stream, CONNECT_TIMEOUT)?;
+    let mut ch = Channel::accept(stream, key)
+        .map_err(|e| Error::Refused(format!("refused an unauthenticated peer: {e}")))?;
+    timeouts(ch.stream(), PEER_TIMEOUT)?;
+    let offer: Offer = ch.recv_json()?;
+    eprintln!(
+        "lazarus serve: {peer}: offered {} ({} container, image {})",
+        offer.name, offer.engine, offer.image
+    );
+    if let Err(e) = check(&offer, endpoints).await {
+        let _ = ch.send_json(&Answer::refused(&e));
+        return Err(e);
+    }
+    ch.send_json(&Answer::ready())?;
+
+    let scratch = config.scratch_dir("receive")?;
+    let path = scratch.path().join("archive.tar");
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(lazarus_core::Error::io(format!(
+            "create {}",
+            path.display()
+        )))?;
+    let mut file = BufWriter::with_capacity(1 << 20, file);
+    ch.recv_into(&mut file, MAX_ARCHIVE, &mut |_| {})?;
+    file.flush()
+        .map_err(lazarus_core::Error::io(format!("write {}", path.display())))?;
+    drop(file);
+
+    let args = ImportArgs {
+        file: path,
+        name: Some(offer.name.clone()),
+        namespace: (offer.engine == "containerd").then(|| offer.namespace.clone()),
+        runtime: None,
+        json: true,
+    };
+    let restored = match import::restore(&args, endpoints, config).await {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = ch.send_json(&Answer::refused(&e));
+            return Err(e);
+        }
+    };
+    let answer = Answer {
+        ok: true,
+        error: None,
+        restored: Some(restored.clone()),
+    };
+    // The sender lets its source go only once it has the answer, and says
+    // so; without that word it brings the source back, so this copy must go.
+    let confirmed = ch.send_json(&answer).and_then(|_| {
+        ch.stream()
+            .set_read_timeout(Some(ACK_TIMEOUT))
+            .map_err(|e| lazarus_core::channel::ChannelError::Io {
+                context: "set the connection's timeouts",
+                source: e,
+            })?;
+        ch.recv_json::<Answer>()
+    });
+    match confirmed {
+        Ok(ack) if ack.ok => Ok(offer.name),
+        unconfirmed => {
+            let why = match unconfirmed {
+                Err(e) => e.to_string(),
+                Ok(_) => "the sender took its container back".into(),
+            };
+            let cleanup = import::remove(&restored, endpoints)
+                .await
+                .err()
+                .map(|e| e.to_string());
+            Err(Error::Refused(format!(
+                "{} was restored but the sender never confirmed ({why}): removed here, the \
+                 source keeps it",
+                offer.name
+            ))
+            .with_cleanup(cleanup))
+        }
+    }
+}
+
+/// What can be known before the source is frozen: the engine answers, the
+/// name is free, the same image is here.
+async fn check(offer: &Offer, endpoints: &Endpoints) -> Result<()> {
+    if offer.protocol != PROTOCOL {
+        return Err(Error::Refused(format!(
+            "the sender speaks migration protocol {}, this host {PROTOCOL}: run the same Lazarus \
+             version on both",
+            offer.protocol
+        )));
+    }
+    let name = &offer.name;
+    match offer.engine.as_str() {
+        "docker" => {
+            let docker = Docker::new(&endpoints.docker)?;
+            if !docker.reachable().await {
+                return Err(Error::DockerUnreachable {
+                    address: endpoints.docker.clone(),
+                    why: "the container came from Docker".into(),
+                });
+            }
+            if docker.container(name).await?.is_some() {
+                return Err(Error::Refused(format!(
+                    "a container named {name} already exists on the receiving host: migrate it \
+                     with another --name"
+                )));
+            }
+            import::docker_image(&docker, &offer.image, &offer.image_digest).await?;
+            Ok(())
+        }
+        "containerd" => {
+            let ns = &offer.namespace;
+            lazarus_core::ids::check_component("containerd namespace", ns)?;
+            let ctr = Containerd::connect(&endpoints.containerd, ns).await?;
+            match ctr.container(name).await {
+                Ok(_) => {
+                    return Err(Error::Refused(format!(
+                        "a container {name} already exists in namespace {ns} on the receiving \
+                         host: migrate it with another --name"
+                    )))
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+            match ctr.image_target(&offer.image).await? {
+                None => Err(Error::NotFound(format!(
+                    "image {} is not in namespace {ns} on the receiving host: pull or import it \
+                     there (ctr -n {ns} images pull/import), then migrate again",
+                    offer.image
+                ))),
+                Some((_, digest))
+                    if !offer.image_digest.is_empty() && digest != offer.image_digest =>
+                {
+                    Err(Error::Refused(format!(
+                        "image {} on the receiving host is {digest}, the container's is {}: make \
+                         them the same image, then migrate again",
+                        offer.image, offer.image_digest
+                    )))
+                }
+                Some(_) => Ok(()),
+            }
+        }
+        other => Err(Error::Refused(format!(
+            "the sender offered a container of engine {other:?}: only docker and containerd \
+             are received"
+        ))),
+    }
+}

@@ -1,0 +1,331 @@
+//! `lazarus migrate` between two "hosts" (private daemon sets, each with
+//! its own containerd, dockerd, roots and sockets), host B running
+//! `lazarus serve` on a loopback port, both holding one key file.
+//!
+//! What must hold: the container arrives running, counting on from where it
+//! stopped, with its files; a refusal costs the source nothing; a failure
+//! after the source was stopped brings it back running, unbroken; nothing
+//! is left on the receiving host. Under runc there is nothing to migrate:
+//! the CLI refuses by runtime and the container runs on.
+
+use crate::archive_tests::{assert_cli_left_nothing, docker_names, lazarus, lazarus_cmd};
+use crate::cmd::{ticks, wait_until, COUNTER};
+use crate::ctr_tests::{exec, run_detached, task_status, wait_status};
+use crate::docker_tests::{inspect, run_sh_detached, wait_logs, wait_ticks_past};
+use crate::harness::{Daemons, Setup};
+use serde_json::Value;
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+/// `lazarus serve` on host `d`, killed when dropped.
+struct Serve {
+    child: Child,
+    log: PathBuf,
+    addr: String,
+}
+
+impl Serve {
+    fn start(d: &Daemons, key: &str) -> Serve {
+        // A free port: bound, read, released for the agent to take.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let log = d.path(&format!("serve-{port}.log"));
+        let child = lazarus_cmd(d)
+            .args(["serve", "--listen", &addr, "--key", key])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn lazarus serve");
+        let serve = Serve { child, log, addr };
+        wait_until("lazarus serve to listen", Duration::from_secs(20), || {
+            serve.log().contains("listening on").then_some(())
+        });
+        serve
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A new key file on `d`, mode 0600 as `lazarus keygen` makes it.
+fn keygen(d: &Daemons, name: &str) -> String {
+    let path = d.path(name);
+    lazarus(d, &["keygen", path.to_str().unwrap()]).ok();
+    let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the key opens migrations: 0600");
+    path.to_str().unwrap().to_string()
+}
+
+fn last_tick(d: &Daemons, name: &str) -> u64 {
+    *ticks(&d.docker(&["logs", name]).ok().stdout)
+        .last()
+        .expect("ticks")
+}
+
+/// Every tick of `name` on `d` so far is one unbroken run 0, 1, 2, ...
+fn assert_unbroken(d: &Daemons, name: &str) {
+    let all = ticks(&d.docker(&["logs", name]).ok().stdout);
+    for (i, t) in all.iter().enumerate() {
+        assert_eq!(
+            *t, i as u64,
+            "{name}: ticks are not one unbroken run: {all:?}"
+        );
+    }
+}
+
+/// A Docker counter that changed its files moves from A to B: running
+/// there under its name, Lazarus's runtime, counting on from where it
+/// stopped, with its files; stopped on A; the agent logged it; no scratch
+/// left on either host. Then a second one with --rm and --name.
+#[test]
+fn migrate_moves_a_docker_counter_and_its_files() {
+    let a = Daemons::with_docker("migrate_docker_a");
+    let b = Daemons::with_docker("migrate_docker_b");
+    let key = keygen(&a, "migration.key");
+    let name = a.name("counter");
+    run_sh_detached(
+        &a,
+        &name,
+        &format!("echo made > /made.txt; rm /bin/vi; {COUNTER}"),
+    );
+    wait_ticks_past(&a, &name, 3);
+    if !a.is_lazarus() {
+        let out = lazarus(
+            &a,
+            &["migrate", &name, "--to", "127.0.0.1:1", "--key", &key],
+        )
+        .err();
+        assert!(out.stderr.contains("not Lazarus"), "{out}");
+        wait_ticks_past(&a, &name, last_tick(&a, &name) + 2);
+        return;
+    }
+    let serve = Serve::start(&b, &key);
+
+    let out = lazarus(
+        &a,
+        &[
+            "migrate",
+            &name,
+            "--to",
+            &serve.addr,
+            "--key",
+            &key,
+            "--json",
+        ],
+    )
+    .ok();
+    let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["restored"]["name"], name.as_str(), "{v:#}");
+    assert_eq!(v["restored"]["engine"], "docker", "{v:#}");
+    assert_eq!(v["source"], "stopped", "{v:#}");
+    let downtime = v["downtime_seconds"].as_f64().unwrap();
+    let restore = v["restore_seconds"].as_f64().unwrap();
+    assert!(downtime > restore && restore > 0.0, "{v:#}");
+    eprintln!("migrate: downtime {downtime:.3}s, restore on B {restore:.3}s");
+
+    assert_eq!(inspect(&a, &name, "{{.State.Running}}"), "false");
+    let last = last_tick(&a, &name);
+    let logs = wait_logs(&b, &name, "ticks on B", |l| ticks(l).len() >= 3);
+    let after = ticks(&logs);
+    assert!(
+        after[0] > last && after[0] <= last + 3,
+        "the count must go on from {last}: {after:?}"
+    );
+    let files = b
+        .docker(&[
+            "exec",
+            &name,
+            "sh",
+            "-c",
+            "cat /made.txt; test ! -e /bin/vi && echo vi-gone",
+        ])
+        .ok();
+    assert_eq!(files.stdout, "made\nvi-gone\n", "{files}");
+    assert_eq!(
+        inspect(&b, &name, "{{.HostConfig.Runtime}}"),
+        "io.containerd.lazarus.v2"
+    );
+    assert!(
+        serve.log().contains(&format!("{name} runs here")),
+        "{}",
+        serve.log()
+    );
+
+    // Again under another name, the source removed.
+    let second = a.name("second");
+    let there = b.name("second-there");
+    run_sh_detached(&a, &second, COUNTER);
+    wait_ticks_past(&a, &second, 2);
+    let args = [
+        "migrate",
+        &second,
+        "--to",
+        &serve.addr,
+        "--key",
+        &key,
+        "--rm",
+        "--name",
+        &there,
+    ];
+    let out = lazarus(&a, &args).ok();
+    assert!(out.stdout.contains("downtime"), "{out}");
+    assert!(
+        !docker_names(&a).contains(&second),
+        "--rm left {second} on A"
+    );
+    wait_logs(&b, &there, "ticks on B", |l| ticks(l).len() >= 2);
+
+    assert_cli_left_nothing(&a);
+    assert_cli_left_nothing(&b);
+    for n in docker_names(&b) {
+        b.docker(&["rm", "-f", &n]).ok();
+    }
+}
+
+/// A containerd container (ctr, no Docker) moves into host B's namespace
+/// through containerd's API, with --rm.
+#[test]
+fn migrate_moves_a_containerd_container() {
+    let a = Daemons::containerd_only("migrate_ctr_a");
+    let b = Daemons::containerd_only("migrate_ctr_b");
+    let key = keygen(&a, "migration.key");
+    let id = a.name("c");
+    let script =
+        "echo made > /made.txt; i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.2; done";
+    run_detached(&a, &id, &["sh", "-c", script]);
+    let count = |d: &Daemons, exec_id: &str| -> u64 {
+        let out = exec(d, &id, exec_id, &["cat", "/count"]);
+        out.stdout.trim().parse().unwrap_or(0)
+    };
+    wait_until("the counter to count", Duration::from_secs(20), || {
+        (count(&a, "c0") > 2).then_some(())
+    });
+    let mut args = vec![
+        "migrate",
+        "--namespace",
+        &a.id,
+        &id,
+        "--to-namespace",
+        &b.id,
+    ];
+    args.extend(["--key", &key, "--rm"]);
+    if !a.is_lazarus() {
+        args.extend(["--to", "127.0.0.1:1"]);
+        let out = lazarus(&a, &args).err();
+        assert!(out.stderr.contains("not Lazarus"), "{out}");
+        assert_eq!(task_status(&a, &id).as_deref(), Some("RUNNING"));
+        return;
+    }
+    let serve = Serve::start(&b, &key);
+    args.extend(["--to", &serve.addr]);
+    let before = count(&a, "c1");
+    lazarus(&a, &args).ok();
+    wait_status(&b, &id, "RUNNING");
+    wait_until("the count to go on on B", Duration::from_secs(20), || {
+        (count(&b, "b0") > before + 2).then_some(())
+    });
+    let made = exec(&b, &id, "b1", &["cat", "/made.txt"]).ok();
+    assert_eq!(made.stdout, "made\n");
+    let left = a.ctr(&["containers", "ls", "-q"]).ok();
+    assert!(!left.stdout.contains(&id), "--rm left {id} on A: {left}");
+    assert_cli_left_nothing(&a);
+    assert_cli_left_nothing(&b);
+}
+
+/// Every failure leaves the source running: a peer with another key
+/// (refused and logged by the agent, before anything stops); a name taken
+/// on B (refused before anything stops); B's restore failing after the
+/// source was stopped (B's CRIU is a stand-in that exits at once): the
+/// source is restored in place and counts on unbroken, and B keeps nothing.
+#[test]
+fn migrate_failures_leave_the_source_running() {
+    let stand_in_dir = tempfile::tempdir().unwrap();
+    let failing = stand_in_dir.path().join("failing-criu");
+    fs::write(&failing, "#!/bin/sh\nexit 1\n").unwrap();
+    fs::set_permissions(&failing, fs::Permissions::from_mode(0o755)).unwrap();
+    let a = Daemons::with_docker("migrate_fail_a");
+    let b = Daemons::with_docker_with(
+        "migrate_fail_b",
+        &Setup {
+            lazarus_config: Some(format!("criu_path = {failing:?}\n")),
+        },
+    );
+    let key = keygen(&a, "migration.key");
+    let name = a.name("counter");
+    run_sh_detached(&a, &name, COUNTER);
+    wait_ticks_past(&a, &name, 3);
+    if !a.is_lazarus() {
+        let out = lazarus(
+            &a,
+            &["migrate", &name, "--to", "127.0.0.1:1", "--key", &key],
+        )
+        .err();
+        assert!(out.stderr.contains("not Lazarus"), "{out}");
+        wait_ticks_past(&a, &name, last_tick(&a, &name) + 2);
+        return;
+    }
+    let serve = Serve::start(&b, &key);
+
+    // Another key: refused on both sides; nothing stopped.
+    let other = keygen(&a, "other.key");
+    let out = lazarus(
+        &a,
+        &["migrate", &name, "--to", &serve.addr, "--key", &other],
+    )
+    .err();
+    assert!(out.stderr.contains("same key file"), "{out}");
+    wait_until(
+        "the agent's log of the refusal",
+        Duration::from_secs(10),
+        || serve.log().contains("unauthenticated").then_some(()),
+    );
+    // A name taken on B: refused before the freeze.
+    let taken = b.name("taken");
+    run_sh_detached(&b, &taken, "sleep 1000");
+    let args = [
+        "migrate",
+        &name,
+        "--to",
+        &serve.addr,
+        "--key",
+        &key,
+        "--name",
+        &taken,
+    ];
+    let out = lazarus(&a, &args).err();
+    assert!(
+        out.stderr.contains("already exists") && out.stderr.contains("not touched"),
+        "{out}"
+    );
+    assert_eq!(inspect(&a, &name, "{{.State.Running}}"), "true");
+
+    // B's restore fails after A's container stopped: A's comes back.
+    let out = lazarus(&a, &["migrate", &name, "--to", &serve.addr, "--key", &key]).err();
+    assert!(
+        out.stderr.contains("could not restore") && out.stderr.contains("runs on"),
+        "{out}"
+    );
+    assert_eq!(inspect(&a, &name, "{{.State.Running}}"), "true");
+    wait_ticks_past(&a, &name, last_tick(&a, &name) + 2);
+    assert_unbroken(&a, &name);
+    assert_eq!(docker_names(&b), vec![taken.clone()], "B kept a container");
+    assert_cli_left_nothing(&a);
+    assert_cli_left_nothing(&b);
+    b.docker(&["rm", "-f", &taken]).ok();
+}
