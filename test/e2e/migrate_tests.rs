@@ -9,7 +9,7 @@
 //! the CLI refuses by runtime and the container runs on.
 
 use crate::archive_tests::{assert_cli_left_nothing, docker_names, lazarus, lazarus_cmd};
-use crate::cmd::{ticks, wait_until, COUNTER};
+use crate::cmd::{run, ticks, wait_until, COUNTER};
 use crate::ctr_tests::{exec, run_detached, task_status, wait_status};
 use crate::docker_tests::{inspect, run_sh_detached, wait_logs, wait_ticks_past};
 use crate::harness::{Daemons, Setup};
@@ -18,7 +18,7 @@ use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// `lazarus serve` on host `d`, killed when dropped.
@@ -29,6 +29,7 @@ struct Serve {
 }
 
 impl Serve {
+    /// On a free loopback port.
     fn start(d: &Daemons, key: &str) -> Serve {
         // A free port: bound, read, released for the agent to take.
         let port = TcpListener::bind("127.0.0.1:0")
@@ -36,9 +37,23 @@ impl Serve {
             .local_addr()
             .unwrap()
             .port();
-        let addr = format!("127.0.0.1:{port}");
-        let log = d.path(&format!("serve-{port}.log"));
-        let child = lazarus_cmd(d)
+        Serve::spawn(d, key, lazarus_cmd(d), &format!("127.0.0.1:{port}"))
+    }
+
+    /// In network namespace `ns`, on its address.
+    fn start_in(d: &Daemons, key: &str, ns: &Netns) -> Serve {
+        let cli = lazarus_cmd(d);
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns.name])
+            .arg(cli.get_program())
+            .envs(cli.get_envs().filter_map(|(k, v)| Some((k, v?))));
+        Serve::spawn(d, key, cmd, &format!("{}:7470", ns.inside))
+    }
+
+    fn spawn(d: &Daemons, key: &str, mut cmd: Command, addr: &str) -> Serve {
+        let addr = addr.to_string();
+        let log = d.path(&format!("serve-{}.log", addr.replace(':', "-")));
+        let child = cmd
             .args(["serve", "--listen", &addr, "--key", key])
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
@@ -60,6 +75,53 @@ impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A second "host" network: a namespace joined to this one by a veth pair
+/// (10.213.N.1 here, 10.213.N.2 there), deleted when dropped.
+struct Netns {
+    name: String,
+    veth: String,
+    inside: String,
+}
+
+impl Netns {
+    fn new(d: &Daemons) -> Netns {
+        let n = std::process::id() % 250 + 1;
+        let (name, veth, peer) = (d.name("ns"), format!("lzm{n}a"), format!("lzm{n}b"));
+        let ns = Netns {
+            name,
+            veth,
+            inside: format!("10.213.{n}.2"),
+        };
+        let _ = run(Command::new("ip").args(["link", "del", &ns.veth]));
+        let ip = |args: &[&str]| run(Command::new("ip").args(args)).ok();
+        let inside = |args: &[&str]| {
+            let mut v = vec!["netns", "exec", &ns.name, "ip"];
+            v.extend(args);
+            run(Command::new("ip").args(&v)).ok()
+        };
+        ip(&["netns", "add", &ns.name]);
+        ip(&[
+            "link", "add", &ns.veth, "type", "veth", "peer", "name", &peer,
+        ]);
+        ip(&["link", "set", &peer, "netns", &ns.name]);
+        ip(&["addr", "add", &format!("10.213.{n}.1/30"), "dev", &ns.veth]);
+        ip(&["link", "set", &ns.veth, "up"]);
+        inside(&["addr", "add", &format!("{}/30", ns.inside), "dev", &peer]);
+        inside(&["link", "set", &peer, "up"]);
+        inside(&["link", "set", "lo", "up"]);
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the pair's end there, and with it
+        // this one.
+        let _ = run(Command::new("ip").args(["netns", "del", &self.name]));
+        let _ = run(Command::new("ip").args(["link", "del", &self.veth]));
     }
 }
 
@@ -89,7 +151,8 @@ fn assert_unbroken(d: &Daemons, name: &str) {
     }
 }
 
-/// A Docker counter that changed its files moves from A to B: running
+/// A Docker counter that changed its files moves from A to B, B's agent
+/// listening in a network namespace of its own behind a veth pair: running
 /// there under its name, Lazarus's runtime, counting on from where it
 /// stopped, with its files; stopped on A; the agent logged it; no scratch
 /// left on either host. Then a second one with --rm and --name.
@@ -115,7 +178,9 @@ fn migrate_moves_a_docker_counter_and_its_files() {
         wait_ticks_past(&a, &name, last_tick(&a, &name) + 2);
         return;
     }
-    let serve = Serve::start(&b, &key);
+    let net = Netns::new(&b);
+    let serve = Serve::start_in(&b, &key, &net);
+    assert!(serve.addr.starts_with(&net.inside), "{}", serve.addr);
 
     let out = lazarus(
         &a,
