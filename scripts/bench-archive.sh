@@ -48,6 +48,8 @@ PD_NAME=bench-archive
 . scripts/lib/private-daemons.sh
 # shellcheck source=lib/bench-common.sh
 . scripts/lib/bench-common.sh
+# shellcheck source=lib/bench-workloads.sh
+. scripts/lib/bench-workloads.sh
 [ -n "${SHIM_DIR:-}" ] || cargo build --release --locked --bin lazarus
 pd_use_shim
 [ -x "$PD_SHIM_DIR/lazarus" ] || { pd_log "no lazarus CLI in $PD_SHIM_DIR"; exit 1; }
@@ -56,67 +58,15 @@ lazarus checkpoint --help >/dev/null ||
   { pd_log "$PD_SHIM_DIR/lazarus has no 'checkpoint' command"; exit 1; }
 scripts/build-test-image.sh
 scripts/build-app-images.sh
-IMAGES=${LAZARUS_IMAGE_DIR:-/var/cache/lazarus-test}
 TMP=$(mktemp -d /var/tmp/lazarus-barc.XXXXXX) # archives: GiBs, not for a tmpfs
 PD_REMOVE+=("$TMP")
 trap pd_stop_all EXIT
-load_images() {
-  local image
-  for image in busybox redis warm; do pd_docker load -i "$IMAGES/$image-docker.tar" >/dev/null; done
-}
 pd_start "$TMP/a" "${CONTAINERD:-/usr/bin/containerd}"
 A=$PD_DIR
 load_images
 pd_start "$TMP/b" "${CONTAINERD:-/usr/bin/containerd}"
 B=$PD_DIR
 load_images
-
-# shellcheck disable=SC2016 # Python source
-MIXED_FILL='import os, sys, time
-mib, chunk = int(sys.argv[1]), 1 << 20
-text = b"".join(b"%08d user=lazarus-%05d state=active balance=%d\n" % (i, i % 5000, i * 7919 % 1000003) for i in range(40000))
-heap = bytearray(mib * chunk)
-for c in range(mib):
-    o, q = c * chunk, chunk // 4
-    heap[o:o + q] = os.urandom(q)
-    heap[o + q:o + 2 * q] = bytes(q)
-    t = c * 4099 % (len(text) - 2 * q)
-    heap[o + 2 * q:o + chunk] = text[t:t + 2 * q]
-print("ready", mib, flush=True)
-n = 0
-while True:
-    print("tick", n, flush=True)
-    n += 1
-    time.sleep(1)'
-
-fail() { pd_log "FAIL: $*"; return 1; }
-logged() { pd_docker logs "$1" 2>&1 | grep -q "$2"; }
-ticks() { pd_docker logs "$1" 2>&1 | grep -c '^tick' || true; }
-start_workload() { # workload runtime name: runs it on the current set, waits until it is ready
-  case $1 in
-    redis)
-      pd_docker run -d --runtime "$2" --name "$3" lazarus-test/redis:latest >/dev/null &&
-        wait_for 30 redis_ping "$3" && redis_fill "$3" $KEYS ;;
-    random)
-      pd_docker run -d --runtime "$2" --name "$3" lazarus-test/busybox memhog "$MIB" >/dev/null &&
-        pd_wait_for 300 logged "$3" '^ready' ;;
-    mixed)
-      pd_docker run -d --runtime "$2" --name "$3" --entrypoint python3.11 lazarus-test/warm:latest \
-        -c "$MIXED_FILL" "$MIB" >/dev/null && pd_wait_for 300 logged "$3" '^ready' ;;
-    *) fail "unknown workload $1 (WORKLOADS)" ;;
-  esac
-}
-restored() { # workload name ticks-before: the restored workload works
-  case $1 in
-    redis) redis_ping "$2" && [ "$(redis_keys "$2")" = $KEYS ] ;;
-    *) [ "$(ticks "$2")" -gt "$3" ] ;;
-  esac
-}
-f2() { awk -v v="$1" 'BEGIN { if (v == "" || v == "null") print "n/a"; else printf "%.2f", v }'; }
-mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
-
-declare -A r # r[workload,path,metric] = "value value ..."
-add() { r[$1,$2,$3]="${r[$1,$2,$3]:-} $4"; }
 
 bench_lazarus() { # workload compression
   local w=$1 c=$2 path=lazarus-$2 name="$1-$RANDOM" file t json
@@ -165,22 +115,6 @@ bench_docker() { # workload runtime
   pd_docker rm -f "$name" >/dev/null
 }
 
-# After a failed measurement: what it left goes, so that a stray 1 GiB
-# workload does not skew the next one; its cells say "fail".
-failures=0
-failed() { # workload path
-  local set ids
-  r[$1,$2,fail]=1
-  failures=$((failures + 1))
-  for set in "$A" "$B"; do
-    pd_use "$set"
-    ids=$(pd_docker ps -aq || true)
-    # shellcheck disable=SC2086 # one id a word
-    [ -z "$ids" ] || pd_docker rm -f $ids >/dev/null 2>&1 || true
-  done
-  rm -f "$TMP"/*.tar "$TMP"/*.tar.zst
-}
-
 for run in $(seq "$RUNS"); do
   for w in $WORKLOADS; do
     for path in $PATHS; do
@@ -196,10 +130,6 @@ for run in $(seq "$RUNS"); do
   done
 done
 
-med() { # workload path metric
-  # shellcheck disable=SC2086 # one value a word
-  if [ -n "${r[$1,$2,fail]:-}" ]; then echo fail; else median ${r[$1,$2,$3]:-}; fi
-}
 printf '\n%s run(s), medians; containerd %s, %s, %s; MIB=%s; restores by lazarus on host B, by Docker on host A\n\n' \
   "$RUNS" "$("${CONTAINERD:-/usr/bin/containerd}" --version | awk '{print $3}')" \
   "$(lazarus version 2>/dev/null | head -1)" "$(date -u +%Y-%m-%dT%H:%MZ)" "$MIB"

@@ -32,14 +32,15 @@ mod report;
 mod target;
 
 /// Checkpoint Lazarus containers into portable archives, restore them
-/// anywhere, inspect checkpoints
+/// anywhere, migrate them between hosts, inspect checkpoints
 ///
 /// Lazarus is a containerd runtime (io.containerd.lazarus.v2) whose
 /// containers can be checkpointed with CRIU (`docker checkpoint create`,
 /// `ctr task checkpoint`) and restored later. This tool moves them between
 /// hosts: `checkpoint --export` writes one archive file (CRIU's images, the
 /// root filesystem changes, the configuration), `restore --import` makes a
-/// new container from it on this or another host.
+/// new container from it on this or another host, and `migrate` moves a
+/// running container to a host running `serve`, in one step.
 ///
 /// Daemons are found as docker and ctr find them: Docker at --host or
 /// DOCKER_HOST (default unix:///var/run/docker.sock), containerd at

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Migration benchmark: `lazarus migrate` from one private containerd +
+# dockerd ("host A") to a second ("host B") whose `lazarus serve` listens in
+# a network namespace of its own behind a veth pair (the stream crosses it,
+# encrypted), against the best a Docker user can do without Lazarus: `docker
+# checkpoint create` on A, the same container created on B beforehand, the
+# checkpoint directory copied into it (a local `cp -a`: free, unencrypted;
+# favours the baseline), `docker start --checkpoint` on B; with runc.
+#
+# Workloads (scripts/lib/bench-workloads.sh): random (MIB MiB no compressor
+# shrinks), mixed (MIB MiB, mostly compressible like ordinary heaps), redis.
+# Paths, each on a fresh container:
+#   lazarus-zstd   lazarus migrate NAME --to B --json (stop-and-copy, zstd)
+#   lazarus-none   the same with --compress none
+#   docker-runc    the baseline above, runtime runc (its "ready" includes
+#                  the `ip link set lo up` a runc user needs for redis)
+# Columns: downtime = from the checkpoint's start until the container runs
+# on B (Lazarus: its report, i.e. until B said it runs; baseline: until
+# `docker start --checkpoint` returned); ready = until the workload answers
+# on B; of which = Lazarus's report split into checkpoint + archive,
+# transfer, restore; stream = the bytes that crossed; x runc = against
+# the docker-runc row of the same workload and size.
+#
+#   SIZES="256 1024"  WORKLOADS="random mixed"  PATHS="lazarus-zstd lazarus-none docker-runc"
+#   RUNS=1    runs per measurement; medians are printed
+#   CONTAINERD=/usr/bin/containerd
+#   SHIM_DIR  where containerd-shim-lazarus-v2 and lazarus are (default: built
+#             into the repo's target/release)
+# Not run in CI (minutes of 1 GiB checkpoints). A failed measurement logs a
+# FAIL line and shows "fail" in its cells; the script then exits 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZES=${SIZES:-"256 1024"}
+WORKLOADS=${WORKLOADS:-"random mixed"}
+PATHS=${PATHS:-"lazarus-zstd lazarus-none docker-runc"}
+RUNS=${RUNS:-1}
+KEYS=100000
+PD_NAME=bench-migrate
+# shellcheck source=lib/private-daemons.sh
+. scripts/lib/private-daemons.sh
+# shellcheck source=lib/bench-common.sh
+. scripts/lib/bench-common.sh
+# shellcheck source=lib/bench-workloads.sh
+. scripts/lib/bench-workloads.sh
+[ -n "${SHIM_DIR:-}" ] || cargo build --release --locked --bin lazarus
+pd_use_shim
+PATH=$PD_SHIM_DIR:$PATH # pd_lazarus runs this lazarus
+lazarus migrate --help >/dev/null ||
+  { pd_log "$PD_SHIM_DIR/lazarus has no 'migrate' command"; exit 1; }
+scripts/build-test-image.sh
+scripts/build-app-images.sh
+TMP=$(mktemp -d /var/tmp/lazarus-bmig.XXXXXX)
+PD_REMOVE+=("$TMP")
+NS=lzbench-$$ VETH=lzb$$a PEER=lzb$$b ADDR=10.214.0.2 PORT=7470
+SERVE_PID=
+cleanup() {
+  [ -z "$SERVE_PID" ] || kill "$SERVE_PID" 2>/dev/null || true
+  ip netns del "$NS" 2>/dev/null || true
+  ip link del "$VETH" 2>/dev/null || true
+  pd_stop_all
+}
+trap cleanup EXIT
+pd_start "$TMP/a" "${CONTAINERD:-/usr/bin/containerd}"
+A=$PD_DIR
+load_images
+pd_start "$TMP/b" "${CONTAINERD:-/usr/bin/containerd}"
+B=$PD_DIR
+load_images
+
+# Host B's network: a namespace behind a veth pair; its agent listens there.
+ip netns add "$NS"
+ip link add "$VETH" type veth peer name "$PEER"
+ip link set "$PEER" netns "$NS"
+ip addr add 10.214.0.1/30 dev "$VETH"
+ip link set "$VETH" up
+ip netns exec "$NS" ip addr add "$ADDR/30" dev "$PEER"
+ip netns exec "$NS" ip link set "$PEER" up
+ip netns exec "$NS" ip link set lo up
+KEY=$TMP/migration.key
+lazarus keygen "$KEY" >/dev/null
+printf 'work_root = "%s"\n' "$TMP/work-a" >"$TMP/a.toml"
+printf 'work_root = "%s"\n' "$TMP/work-b" >"$TMP/b.toml"
+DOCKER_HOST=unix://$B/docker.sock CONTAINERD_ADDRESS=$B/containerd.sock LAZARUS_CONFIG=$TMP/b.toml \
+  ip netns exec "$NS" "$PD_SHIM_DIR/lazarus" serve --listen "$ADDR:$PORT" --key "$KEY" \
+  2>"$TMP/serve.log" &
+SERVE_PID=$!
+pd_wait_for 20 grep -q "listening on" "$TMP/serve.log" || { cat "$TMP/serve.log" >&2; exit 1; }
+
+bench_lazarus() { # workload compression
+  local w=$1 c=$2 path=lazarus-$2 name="$1-$RANDOM" t json
+  local what="$w $MIB MiB, $path"
+  pd_use "$A"
+  start_workload "$w" $LAZARUS "$name" || fail "$what: the workload did not get ready" || return 1
+  t=$(now)
+  json=$(LAZARUS_CONFIG=$TMP/a.toml pd_lazarus migrate "$name" --to "$ADDR:$PORT" --key "$KEY" \
+    --compress "$c" --rm --json) || fail "$what: lazarus migrate" || return 1
+  pd_use "$B"
+  wait_for 120 restored "$w" "$name" 0 ||
+    fail "$what: the workload migrated to host B was not ready within 120 s" || return 1
+  add "$w/$MIB" "$path" ready "$(since "$t")"
+  add "$w/$MIB" "$path" down "$(f2 "$(jq -r .downtime_seconds <<<"$json")")"
+  r[$w/$MIB,$path,split]="$(jq -r '[.archive_seconds, .transfer_seconds, .restore_seconds]
+    | map(. * 100 | round / 100 | tostring) | join(" + ")' <<<"$json")"
+  add "$w/$MIB" "$path" bytes "$(mib "$(jq -r .archive_bytes <<<"$json")")"
+  pd_docker rm -f "$name" >/dev/null
+}
+
+bench_runc() { # workload: the baseline
+  local w=$1 path=docker-runc name="$1-$RANDOM" t before id_a id_b
+  local what="$w $MIB MiB, $path"
+  pd_use "$A"
+  start_workload "$w" $RUNC "$name" || fail "$what: the workload did not get ready" || return 1
+  id_a=$(pd_docker inspect -f '{{.Id}}' "$name")
+  # Prepared on B before the freeze, as Lazarus prepares: the same container.
+  pd_use "$B"
+  case $w in
+    redis) pd_docker create --runtime $RUNC --name "$name" lazarus-test/redis:latest ;;
+    random) pd_docker create --runtime $RUNC --name "$name" lazarus-test/busybox memhog "$MIB" ;;
+    mixed) pd_docker create --runtime $RUNC --name "$name" --entrypoint python3.11 \
+      lazarus-test/warm:latest -c "$MIXED_FILL" "$MIB" ;;
+  esac >/dev/null || fail "$what: docker create on B" || return 1
+  id_b=$(pd_docker inspect -f '{{.Id}}' "$name")
+  pd_use "$A"
+  t=$(now)
+  pd_docker checkpoint create "$name" cp >/dev/null || fail "$what: docker checkpoint create" || return 1
+  mkdir -p "$B/docker-root/containers/$id_b/checkpoints"
+  cp -a "$A/docker-root/containers/$id_a/checkpoints/cp" "$B/docker-root/containers/$id_b/checkpoints/cp"
+  add "$w/$MIB" "$path" bytes "$(mib "$(du -sb "$B/docker-root/containers/$id_b/checkpoints/cp" | awk '{print $1}')")"
+  pd_docker rm -f "$name" >/dev/null # frees host A's memory, as --rm does
+  pd_use "$B"
+  before=0
+  start_checkpoint cp "$name" || fail "$what: docker start --checkpoint on B" || return 1
+  add "$w/$MIB" "$path" down "$(since "$t")"
+  after_start $RUNC "$name" || fail "$what: ip link set lo up" || return 1
+  wait_for 120 restored "$w" "$name" "$before" ||
+    fail "$what: the restored workload was not ready within 120 s" || return 1
+  add "$w/$MIB" "$path" ready "$(since "$t")"
+  pd_docker rm -f "$name" >/dev/null
+}
+
+for run in $(seq "$RUNS"); do
+  for MIB in $SIZES; do
+    for w in $WORKLOADS; do
+      for path in $PATHS; do
+        pd_log "run $run/$RUNS: $w $MIB MiB, $path"
+        case $path in
+          lazarus-zstd) bench_lazarus "$w" zstd ;;
+          lazarus-none) bench_lazarus "$w" none ;;
+          docker-runc) bench_runc "$w" ;;
+          *) fail "unknown path $path (PATHS)" ;;
+        esac || failed "$w/$MIB" "$path"
+      done
+    done
+  done
+done
+
+printf '\n%s run(s), medians; containerd %s, %s, %s; B behind a veth pair\n\n' \
+  "$RUNS" "$("${CONTAINERD:-/usr/bin/containerd}" --version | awk '{print $3}')" \
+  "$(lazarus version 2>/dev/null | head -1)" "$(date -u +%Y-%m-%dT%H:%MZ)"
+printf '| workload | path | downtime (s) | of which checkpoint+archive + transfer + restore (s) | ready (s) | stream (MiB) | downtime x runc | ready x runc |\n'
+printf '|---|---|---:|---|---:|---:|---:|---:|\n'
+for MIB in $SIZES; do
+  for w in $WORKLOADS; do
+    label="$w $MIB MiB"
+    [ "$w" != redis ] || label="redis $KEYS keys"
+    for path in $PATHS; do
+      split=""
+      # The last run's split (the other columns are medians).
+      [ "$path" = docker-runc ] || split=${r[$w/$MIB,$path,split]:-}
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$path" \
+        "$(med "$w/$MIB" "$path" down)" "$split" "$(med "$w/$MIB" "$path" ready)" \
+        "$(med "$w/$MIB" "$path" bytes)" \
+        "$(ratio "$(med "$w/$MIB" "$path" down)" "$(med "$w/$MIB" docker-runc down)")" \
+        "$(ratio "$(med "$w/$MIB" "$path" ready)" "$(med "$w/$MIB" docker-runc ready)")"
+    done
+  done
+done
+if [ "$failures" -gt 0 ]; then
+  pd_log "$failures measurement(s) failed: see the FAIL lines above"
+  exit 1
+fi
