@@ -67,6 +67,35 @@ pub fn assert_cli_left_nothing(d: &Daemons) {
     );
 }
 
+/// The restored counter `name` on `d` counts on from `last` (its first tick
+/// there within 3 of it), not from 0.
+pub fn assert_counts_on(d: &Daemons, name: &str, last: u64) {
+    let logs = wait_logs(d, name, "ticks after the restore", |l| ticks(l).len() >= 3);
+    let after = ticks(&logs);
+    assert!(
+        after[0] > last && after[0] <= last + 3,
+        "the count must go on from {last}, not start again: {after:?}"
+    );
+}
+
+/// Starts `id` on `d` with `ctr run`: it writes `/made.txt`, then counts in
+/// `/count` every 0.2 s; returns once it counts, with the reader of the
+/// count of `id` on a host (through an exec of the given id).
+pub fn start_ctr_counter(d: &Daemons, id: &str) -> impl Fn(&Daemons, &str) -> u64 {
+    let script =
+        "echo made > /made.txt; i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.2; done";
+    run_detached(d, id, &["sh", "-c", script]);
+    let id = id.to_string();
+    let count = move |d: &Daemons, exec_id: &str| -> u64 {
+        let out = exec(d, &id, exec_id, &["cat", "/count"]);
+        out.stdout.trim().parse().unwrap_or(0)
+    };
+    wait_until("the counter to count", Duration::from_secs(20), || {
+        (count(d, "c0") > 2).then_some(())
+    });
+    count
+}
+
 pub fn docker_names(d: &Daemons) -> Vec<String> {
     let out = d.docker(&["ps", "-a", "--format", "{{.Names}}"]).ok();
     out.stdout.lines().map(str::to_string).collect()
@@ -148,14 +177,7 @@ fn archive_moves_a_counter_and_its_files_to_another_host() {
 
     let restored = lazarus(&b, &["restore", "--import", file_s]).ok();
     assert_eq!(restored.text(), name, "restore prints the container's name");
-    let logs = wait_logs(&b, &name, "ticks after the restore", |l| {
-        ticks(l).len() >= 3
-    });
-    let after = ticks(&logs);
-    assert!(
-        after[0] > last && after[0] <= last + 3,
-        "the count must go on from {last}, not start again: {after:?}"
-    );
+    assert_counts_on(&b, &name, last);
     let files = b
         .docker(&[
             "exec",
@@ -338,16 +360,7 @@ fn archive_moves_a_ctr_container_between_containerd_hosts() {
     let a = Daemons::containerd_only("archive_ctr_a");
     let b = Daemons::containerd_only("archive_ctr_b");
     let id = a.name("c");
-    let script =
-        "echo made > /made.txt; i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.2; done";
-    run_detached(&a, &id, &["sh", "-c", script]);
-    let count = |d: &Daemons, exec_id: &str| -> u64 {
-        let out = exec(d, &id, exec_id, &["cat", "/count"]);
-        out.stdout.trim().parse().unwrap_or(0)
-    };
-    wait_until("the counter to count", Duration::from_secs(20), || {
-        (count(&a, "c0") > 2).then_some(())
-    });
+    let count = start_ctr_counter(&a, &id);
     let file = a.path("c.tar");
     let file_s = file.to_str().unwrap();
     let args = ["checkpoint", "--namespace", &a.id, &id, "--export", file_s];
