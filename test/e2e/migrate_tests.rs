@@ -13,6 +13,7 @@ use crate::archive_tests::{
     start_ctr_counter,
 };
 use crate::cmd::{run, ticks, wait_until, COUNTER};
+use crate::criu_tests::SilentCriu;
 use crate::ctr_tests::{exec, task_status, wait_status};
 use crate::docker_tests::{inspect, run_sh_detached, wait_logs, wait_ticks_past};
 use crate::harness::{Daemons, Setup};
@@ -72,12 +73,16 @@ impl Serve {
     fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Serve {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -375,4 +380,54 @@ fn migrate_failures_leave_the_source_running() {
     assert_cli_left_nothing(&a);
     assert_cli_left_nothing(&b);
     b.docker(&["rm", "-f", &taken]).ok();
+}
+
+/// The receiving agent killed while it restores (B's CRIU is a stand-in
+/// that never answers; the agent is killed as soon as it runs): the sender
+/// loses the connection before any word that the container runs there, so
+/// it restores the source in place, which counts on unbroken. What the dead
+/// agent had half made on B stays there (README, Limits).
+#[test]
+fn migrate_agent_killed_mid_restore_brings_the_source_back() {
+    let stand_in_dir = tempfile::tempdir().unwrap();
+    let silent = SilentCriu::write(stand_in_dir.path());
+    let a = Daemons::with_docker("migrate_kill_a");
+    let b = Daemons::with_docker_with(
+        "migrate_kill_b",
+        &Setup {
+            lazarus_config: Some(silent.config(60)),
+        },
+    );
+    let key = keygen(&a, "migration.key");
+    let name = a.name("counter");
+    run_sh_detached(&a, &name, COUNTER);
+    wait_ticks_past(&a, &name, 3);
+    if !a.is_lazarus() {
+        return assert_runc_refused(&a, &name, &key);
+    }
+    let mut serve = Serve::start(&b, &key);
+    let mut migrate = lazarus_cmd(&a)
+        .args(["migrate", &name, "--to", &serve.addr, "--key", &key])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("B's restore to reach CRIU", Duration::from_secs(60), || {
+        (!silent.pids().is_empty()).then_some(())
+    });
+    serve.kill();
+    let out = wait_until("migrate to give up", Duration::from_secs(120), || {
+        migrate.try_wait().unwrap()
+    });
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(migrate.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!out.success(), "migrate succeeded with its receiver killed");
+    assert!(
+        stderr.contains("closed the connection") && stderr.contains("runs on"),
+        "{stderr}"
+    );
+    assert_eq!(inspect(&a, &name, "{{.State.Running}}"), "true");
+    wait_ticks_past(&a, &name, last_tick(&a, &name) + 2);
+    assert_unbroken(&a, &name);
+    assert_cli_left_nothing(&a);
 }
