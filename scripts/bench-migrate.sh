@@ -51,7 +51,9 @@ scripts/build-test-image.sh
 scripts/build-app-images.sh
 TMP=$(mktemp -d /var/tmp/lazarus-bmig.XXXXXX)
 PD_REMOVE+=("$TMP")
-NS=lzbench-$$ VETH=lzb$$a PEER=lzb$$b ADDR=10.214.0.2 PORT=7470
+# A subnet of this run's own: a namespace left by a killed run cannot answer.
+N=$(($$ % 250 + 1))
+NS=lzbench-$$ VETH=lzb$$a PEER=lzb$$b ADDR=10.214.$N.2 PORT=7470
 SERVE_PID=
 cleanup() {
   [ -z "$SERVE_PID" ] || kill "$SERVE_PID" 2>/dev/null || true
@@ -59,19 +61,19 @@ cleanup() {
   ip link del "$VETH" 2>/dev/null || true
   pd_stop_all
 }
-trap cleanup EXIT
 pd_start "$TMP/a" "${CONTAINERD:-/usr/bin/containerd}"
 A=$PD_DIR
 load_images
 pd_start "$TMP/b" "${CONTAINERD:-/usr/bin/containerd}"
 B=$PD_DIR
 load_images
+trap cleanup EXIT # after pd_start, which sets its own
 
 # Host B's network: a namespace behind a veth pair; its agent listens there.
 ip netns add "$NS"
 ip link add "$VETH" type veth peer name "$PEER"
 ip link set "$PEER" netns "$NS"
-ip addr add 10.214.0.1/30 dev "$VETH"
+ip addr add "10.214.$N.1/30" dev "$VETH"
 ip link set "$VETH" up
 ip netns exec "$NS" ip addr add "$ADDR/30" dev "$PEER"
 ip netns exec "$NS" ip link set "$PEER" up
