@@ -259,32 +259,7 @@ fn redis_held_connection_survives_with_open_tcp() {
         "--annotation",
         &runc_conf,
     ];
-    // The held client is busybox nc reading a fifo that the shell also
-    // holds open for writing (so nc never sees EOF), replies appended to a
-    // file. It must be in the container's init tree, as Redis is: CRIU
-    // dumps that tree, not `docker exec` processes.
-    let script = "redis-server --save '' --appendonly no --protected-mode no --bind 0.0.0.0 & \
-                  until redis-cli -h 127.0.0.1 PING; do sleep 0.1; done; \
-                  mkfifo /tmp/held.in && : > /tmp/held.out && exec 3<>/tmp/held.in && \
-                  nc 127.0.0.1 6379 <&3 >/tmp/held.out & wait";
-    let mut args = vec!["run", "-d", "--runtime", d.runtime(), "--name", &name];
-    args.extend_from_slice(&flags);
-    args.extend_from_slice(&["--entrypoint", "sh", REDIS_IMAGE, "-c", script]);
-    d.docker(&args).ok();
-    wait_until(
-        "the held client to connect",
-        Duration::from_secs(30),
-        || {
-            let list = redis_cli(&d, &name, &["CLIENT", "LIST"]).stdout;
-            (list.lines().count() >= 2).then_some(())
-        },
-    );
-    assert_eq!(held_send(&d, &name, "CLIENT SETNAME held", 1), ["+OK"]);
-    let id = held_send(&d, &name, "CLIENT ID", 1);
-    assert!(id[0].starts_with(':'), "CLIENT ID: {id:?}");
-    assert_eq!(held_send(&d, &name, "SET held before", 1), ["+OK"]);
-    let (pid, client_before) = held_identity(&d, &name);
-    assert_eq!(format!(":{}", client_before["id"]), id[0]);
+    let held = start_redis_with_held_client(&d, &name, &flags);
 
     d.docker(&["checkpoint", "create", &name, "cp"]).ok();
     wait_status(&d, &name, "exited");
@@ -307,36 +282,88 @@ fn redis_held_connection_survives_with_open_tcp() {
     }
     start.ok();
 
+    assert_held_connection_survived(&d, &name, &held);
+}
+
+/// What identifies the held connection before a checkpoint: Redis's
+/// `CLIENT ID` reply, the client's pid, Redis's `CLIENT LIST` fields.
+pub(crate) struct Held {
+    id: String,
+    pid: String,
+    client: BTreeMap<String, String>,
+}
+
+/// Runs Redis as `name` with FLAGS and, in the container's init tree, one
+/// client holding one TCP connection to it over 127.0.0.1 (named `held`,
+/// key `held` set to `before` through it).
+pub(crate) fn start_redis_with_held_client(d: &Daemons, name: &str, flags: &[&str]) -> Held {
+    // The held client is busybox nc reading a fifo that the shell also
+    // holds open for writing (so nc never sees EOF), replies appended to a
+    // file. It must be in the container's init tree, as Redis is: CRIU
+    // dumps that tree, not `docker exec` processes.
+    let script = "redis-server --save '' --appendonly no --protected-mode no --bind 0.0.0.0 & \
+                  until redis-cli -h 127.0.0.1 PING; do sleep 0.1; done; \
+                  mkfifo /tmp/held.in && : > /tmp/held.out && exec 3<>/tmp/held.in && \
+                  nc 127.0.0.1 6379 <&3 >/tmp/held.out & wait";
+    let mut args = vec!["run", "-d", "--runtime", d.runtime(), "--name", name];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--entrypoint", "sh", REDIS_IMAGE, "-c", script]);
+    d.docker(&args).ok();
+    wait_until(
+        "the held client to connect",
+        Duration::from_secs(30),
+        || {
+            let list = redis_cli(d, name, &["CLIENT", "LIST"]).stdout;
+            (list.lines().count() >= 2).then_some(())
+        },
+    );
+    assert_eq!(held_send(d, name, "CLIENT SETNAME held", 1), ["+OK"]);
+    let id = held_send(d, name, "CLIENT ID", 1);
+    assert!(id[0].starts_with(':'), "CLIENT ID: {id:?}");
+    assert_eq!(held_send(d, name, "SET held before", 1), ["+OK"]);
+    let (pid, client) = held_identity(d, name);
+    assert_eq!(format!(":{}", client["id"]), id[0]);
+    Held {
+        id: id[0].clone(),
+        pid,
+        client,
+    }
+}
+
+/// After a restore (on `d`, this host or another): the same client process
+/// uses the same connection (same id, same client port), and its write is
+/// visible to a new client.
+pub(crate) fn assert_held_connection_survived(d: &Daemons, name: &str, held: &Held) {
     // First use after the restore: the held connection itself.
     d.docker(&[
         "exec",
-        &name,
+        name,
         "sh",
         "-c",
         "printf 'CLIENT ID\\r\\n' > /tmp/held.in",
     ])
     .ok();
     let after_id = poll(Duration::from_secs(10), || {
-        let all = held_output(&d, &name);
+        let all = held_output(d, name);
         (all.len() > 3).then(|| all[3].clone())
     });
     assert_eq!(
         after_id.as_deref(),
-        Some(id[0].as_str()),
+        Some(held.id.as_str()),
         "the held connection's CLIENT ID after the restore: {:?}",
-        held_output(&d, &name)
+        held_output(d, name)
     );
-    assert_eq!(held_send(&d, &name, "GET held", 2), ["$6", "before"]);
-    assert_eq!(held_send(&d, &name, "SET held after", 1), ["+OK"]);
-    let (pid_after, client_after) = held_identity(&d, &name);
-    assert_eq!(pid_after, pid, "the held client is the same process");
-    assert_eq!(client_after["id"], client_before["id"]);
+    assert_eq!(held_send(d, name, "GET held", 2), ["$6", "before"]);
+    assert_eq!(held_send(d, name, "SET held after", 1), ["+OK"]);
+    let (pid_after, client_after) = held_identity(d, name);
+    assert_eq!(pid_after, held.pid, "the held client is the same process");
+    assert_eq!(client_after["id"], held.client["id"]);
     assert_eq!(
-        client_after["addr"], client_before["addr"],
+        client_after["addr"], held.client["addr"],
         "the same socket (same client port)"
     );
     assert_eq!(
-        redis_cli(&d, &name, &["GET", "held"]).ok().text(),
+        redis_cli(d, name, &["GET", "held"]).ok().text(),
         "after",
         "the held connection's write is visible to a new client"
     );

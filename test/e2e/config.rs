@@ -144,7 +144,8 @@ fn load() -> Config {
     require_file("docker client (Debian's docker-cli 26)", &docker, hint);
 
     let inherited = env::var("PATH").unwrap_or_default();
-    for tool in ["criu", "tmux", "runc"] {
+    // ip: the migration tests put a "host" in a network namespace.
+    for tool in ["criu", "tmux", "runc", "ip"] {
         if which_in(&inherited, tool).is_none() {
             panic!("prerequisite missing: `{tool}` is not on PATH ({hint})");
         }

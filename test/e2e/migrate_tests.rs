@@ -8,11 +8,16 @@
 //! is left on the receiving host. Under runc there is nothing to migrate:
 //! the CLI refuses by runtime and the container runs on.
 
+use crate::app_tests::{
+    assert_held_connection_survived, load_keys, redis_cli, sample, seed,
+    start_redis_with_held_client, KEYS,
+};
+use crate::apps::{with_docker_and, App};
 use crate::archive_tests::{
     assert_cli_left_nothing, assert_counts_on, docker_names, lazarus, lazarus_cmd,
     start_ctr_counter,
 };
-use crate::cmd::{run, ticks, wait_until, COUNTER};
+use crate::cmd::{poll, run, ticks, wait_until, COUNTER};
 use crate::criu_tests::SilentCriu;
 use crate::ctr_tests::{exec, task_status, wait_status};
 use crate::docker_tests::{inspect, run_sh_detached, wait_logs, wait_ticks_past};
@@ -190,6 +195,12 @@ fn migrate_moves_a_docker_counter_and_its_files() {
     let net = Netns::new(&b);
     let serve = Serve::start_in(&b, &key, &net);
     assert!(serve.addr.starts_with(&net.inside), "{}", serve.addr);
+    // One agent per host (work root).
+    let second = lazarus(&b, &["serve", "--listen", "127.0.0.1:0", "--key", &key]).err();
+    assert!(
+        second.stderr.contains("another `lazarus serve`"),
+        "{second}"
+    );
 
     let out = lazarus(
         &a,
@@ -430,4 +441,52 @@ fn migrate_agent_killed_mid_restore_brings_the_source_back() {
     wait_ticks_past(&a, &name, last_tick(&a, &name) + 2);
     assert_unbroken(&a, &name);
     assert_cli_left_nothing(&a);
+}
+
+/// Redis with 100,000 keys and a client in the container holding one TCP
+/// connection to it (over the container's loopback) moves with
+/// `--tcp-established`: on B every key is there with its value, and the
+/// same client process goes on on the same connection.
+#[test]
+fn migrate_moves_redis_with_its_keys_and_a_held_connection() {
+    let a = with_docker_and("migrate_redis_a", &[App::Redis]);
+    let key = keygen(&a, "migration.key");
+    let name = a.name("redis");
+    let held = start_redis_with_held_client(&a, &name, &[]);
+    let s = seed();
+    load_keys(&a, &name, s);
+    if !a.is_lazarus() {
+        let out = lazarus(
+            &a,
+            &["migrate", &name, "--to", "127.0.0.1:1", "--key", &key],
+        )
+        .err();
+        assert!(out.stderr.contains("not Lazarus"), "{out}");
+        return;
+    }
+    let before = sample(&a, &name, s).ok().stdout;
+    let b = with_docker_and("migrate_redis_b", &[App::Redis]);
+    let serve = Serve::start(&b, &key);
+    let args = [
+        "migrate",
+        &name,
+        "--to",
+        &serve.addr,
+        "--key",
+        &key,
+        "--tcp-established",
+    ];
+    let out = lazarus(&a, &args).ok();
+    eprintln!("{}", out.stdout.trim());
+    let size = poll(Duration::from_secs(30), || {
+        let out = redis_cli(&b, &name, &["DBSIZE"]);
+        (out.code == Some(0)).then(|| out.stdout.trim().to_string())
+    })
+    .unwrap_or_else(|| panic!("the migrated redis does not answer"));
+    // The keys loaded, and the one the held client set.
+    assert_eq!(size, (KEYS + 1).to_string());
+    assert_eq!(sample(&b, &name, s).ok().stdout, before, "values differ");
+    assert_held_connection_survived(&b, &name, &held);
+    assert_cli_left_nothing(&a);
+    assert_cli_left_nothing(&b);
 }

@@ -116,16 +116,22 @@ impl Config {
             .join(format!("{what}.log")))
     }
 
-    /// A new private (0700) scratch directory for one CLI operation, removed
-    /// when the returned guard is dropped.
-    pub fn scratch_dir(&self, what: &str) -> Result<tempfile::TempDir> {
-        let parent = self.work_root.join("work");
-        let context = format!("create a scratch directory in {}", parent.display());
+    /// The CLI's scratch space, `work_root/work` (0700), made if missing.
+    pub fn work_dir(&self) -> Result<PathBuf> {
+        let dir = self.work_root.join("work");
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&parent)
-            .map_err(Error::io(&context))?;
+            .create(&dir)
+            .map_err(Error::io(format!("create {}", dir.display())))?;
+        Ok(dir)
+    }
+
+    /// A new private (0700) scratch directory for one CLI operation, removed
+    /// when the returned guard is dropped.
+    pub fn scratch_dir(&self, what: &str) -> Result<tempfile::TempDir> {
+        let parent = self.work_dir()?;
+        let context = format!("create a scratch directory in {}", parent.display());
         tempfile::Builder::new()
             .prefix(&format!("{what}-"))
             .permissions(std::fs::Permissions::from_mode(0o700))

@@ -45,6 +45,7 @@ pub struct ServeArgs {
 
 pub async fn run(args: &ServeArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
     let key = Key::load(&key_path(args.key.clone()))?;
+    let _only_agent = claim_work_root(config)?;
     let addr = resolve(&args.listen)?;
     let listener =
         TcpListener::bind(addr).map_err(lazarus_core::Error::io(format!("listen on {addr}")))?;
@@ -67,6 +68,37 @@ pub async fn run(args: &ServeArgs, endpoints: &Endpoints, config: &Config) -> Re
             return received.map(drop);
         }
     }
+}
+
+/// One agent per work root: it holds a lock there for as long as it runs,
+/// so what an earlier agent (killed mid-migration) left in the scratch
+/// space is its own to remove.
+fn claim_work_root(config: &Config) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let work = config.work_dir()?;
+    // Beside the scratch space, not in it.
+    let path = config.work_root.join("serve.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(lazarus_core::Error::io(format!("open {}", path.display())))?;
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |_| {
+            Error::Refused(format!(
+                "another `lazarus serve` uses {} (its lock {} is held): one agent per work_root",
+                config.work_root.display(),
+                path.display()
+            ))
+        },
+    )?;
+    for entry in std::fs::read_dir(&work).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("receive-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    Ok(lock)
 }
 
 /// One migration; returns the container's name here.

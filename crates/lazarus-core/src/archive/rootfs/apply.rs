@@ -75,11 +75,14 @@ pub fn apply(diff_tar: &Path, deleted: &[String], rootfs: &Path) -> Result<()> {
         let dir = parents_of(rootfs, parents, true, &refuse)?.expect("created");
         let path = dir.join(last);
         let h = entry.header();
-        use tar::EntryType::{Continuous, Directory, Regular, Symlink};
-        if !matches!(h.entry_type(), Directory | Regular | Continuous | Symlink) {
+        use tar::EntryType::{Continuous, Directory, Fifo, Regular, Symlink};
+        if !matches!(
+            h.entry_type(),
+            Directory | Regular | Continuous | Symlink | Fifo
+        ) {
             return Err(refuse(format!(
                 "entry {name:?} is a {:?}; a root filesystem diff holds only files, \
-                 directories and symlinks",
+                 directories, symlinks and fifos",
                 h.entry_type()
             )));
         }
@@ -129,6 +132,15 @@ pub fn apply(diff_tar: &Path, deleted: &[String], rootfs: &Path) -> Result<()> {
                 remove(&path)?;
                 std::os::unix::fs::symlink(&target, &path).map_err(Error::io(context()))?;
                 lchown(&path, uid, gid).map_err(Error::io(context()))?;
+                set_times(&path, mtime).map_err(Error::sys(context()))?;
+            }
+            Fifo => {
+                remove(&path)?;
+                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                    .map_err(Error::sys(context()))?;
+                lchown(&path, uid, gid).map_err(Error::io(context()))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                    .map_err(Error::io(context()))?;
                 set_times(&path, mtime).map_err(Error::sys(context()))?;
             }
             _ => unreachable!("checked above"),

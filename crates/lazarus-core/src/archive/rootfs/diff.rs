@@ -94,9 +94,14 @@ fn walk(dir: &Path, rel: &Path, tar: &mut Tar, deleted: &mut Vec<String>) -> Res
                 fs::read_link(&path).map_err(Error::io(format!("readlink {}", path.display())))?;
             let mut h = header(&meta, tar::EntryType::Symlink, 0);
             tar.append_link(&mut h, &rel, &target).map_err(io_err)?;
+        } else if kind.is_fifo() {
+            // A process may hold it open (a pipe between two of them): CRIU
+            // reopens it by path at the restore.
+            let mut h = header(&meta, tar::EntryType::Fifo, 0);
+            tar.append_data(&mut h, &rel, io::empty()).map_err(io_err)?;
         } else {
             log::warn!(
-                "root filesystem diff: leaving out {} (not a file, directory or symlink)",
+                "root filesystem diff: leaving out {} (not a file, directory, symlink or fifo)",
                 path.display()
             );
         }

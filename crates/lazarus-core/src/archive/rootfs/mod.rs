@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootfsDiff {
-    /// A plain tar of added and changed files, directories and symlinks,
+    /// A plain tar of added and changed files, directories, symlinks, fifos,
     /// with their modes, owners and modification times.
     pub tar: PathBuf,
     /// Deleted paths, `/`-prefixed, relative to the root filesystem. A

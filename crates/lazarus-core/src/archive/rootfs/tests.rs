@@ -120,7 +120,8 @@ fn diff_of_a_real_overlay_applied_to_the_lower_gives_the_merged_tree() {
         "rm etc/motd && echo new > modme && mkdir -p new/dir && echo f > new/dir/file \
          && chmod 640 new/dir/file && chown 1234:5678 new/dir/file && ln -s /etc/keep newlink \
          && rm -r opq && mkdir opq && echo fresh > opq/fresh && rm -r gone \
-         && chmod 700 usr/bin/tool && chmod 4755 owned && touch -h -d 2001-02-03 lnk modme",
+         && chmod 700 usr/bin/tool && chmod 4755 owned && touch -h -d 2001-02-03 lnk modme \
+         && mkfifo -m 620 new/pipe",
         &merged,
     );
 
@@ -152,6 +153,7 @@ fn diff_of_a_real_overlay_applied_to_the_lower_gives_the_merged_tree() {
     apply(&diff.tar, &diff.deleted, &fresh).unwrap();
     let (want, got) = (tree(&merged), tree(&fresh));
     assert!(want.contains_key("/new/dir/file") && !want.contains_key("/etc/motd"));
+    assert_eq!(want["/new/pipe"].mode, libc::S_IFIFO | 0o620, "a fifo");
     assert_eq!(want["/owned"].mode & 0o7777, 0o4755);
     for key in want.keys().chain(got.keys()) {
         assert_eq!(want.get(key), got.get(key), "{key}");
@@ -229,12 +231,12 @@ fn apply_refuses_paths_out_of_the_rootfs() {
     refused(
         &[(b"dev", tar::EntryType::Char, b"")],
         &[],
-        "holds only files, directories and symlinks",
+        "holds only files, directories, symlinks and fifos",
     );
     refused(
         &[(b"hard", tar::EntryType::Link, b"")],
         &[],
-        "holds only files, directories and symlinks",
+        "holds only files, directories, symlinks and fifos",
     );
 }
 
