@@ -90,49 +90,76 @@ impl Compress {
 }
 
 pub async fn run(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
-    let exported = export(args, endpoints, config).await?;
+    check_destination(&args.export)?;
+    let source = Source::resolve(
+        &args.container,
+        args.namespace.as_deref(),
+        args.from_docker_checkpoint.is_some(),
+        endpoints,
+    )
+    .await?;
+    let report = export(args, &source, config).await?;
     if args.json {
-        println!("{:#}", exported.report);
+        println!("{report:#}");
     } else {
         println!("{}", args.export.display());
         if args.print_stats {
-            print!("{}", report::export_text(&exported.report));
+            print!("{}", report::export_text(&report));
         }
     }
     Ok(())
 }
 
-/// What an export did: the report `--json` prints, and the container it
-/// took, for a caller that may have to bring it back (a failed migration).
-pub struct Exported {
-    pub report: Value,
+/// The container to checkpoint, found and checked: the clients that reach
+/// it, and its containerd record.
+pub struct Source {
     pub target: Target,
     pub docker: Option<Docker>,
+    pub ctr: Containerd,
+    /// None only for a stopped Docker container exported from a checkpoint
+    /// Docker took (`from_docker_checkpoint`).
+    pub container: Option<Container>,
 }
 
-/// Writes the archive; see [`run`].
-pub async fn export(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> Result<Exported> {
-    check_destination(&args.export)?;
-    let (target, docker) =
-        Target::resolve(&args.container, args.namespace.as_deref(), endpoints).await?;
-    let ctr = Containerd::connect(&endpoints.containerd, &target.namespace).await?;
-    let container = match ctr.container(&target.id).await {
-        Ok(c) => Some(c),
-        // A stopped Docker container has no containerd record: its Docker
-        // checkpoint is all there is, and all that is needed.
-        Err(e)
-            if e.is_not_found()
-                && target.docker.is_some()
-                && args.from_docker_checkpoint.is_some() =>
-        {
-            None
+impl Source {
+    /// Finds `name` (as `lazarus checkpoint` does) and refuses a container
+    /// Lazarus does not run.
+    pub async fn resolve(
+        name: &str,
+        namespace: Option<&str>,
+        from_docker_checkpoint: bool,
+        endpoints: &Endpoints,
+    ) -> Result<Source> {
+        let (target, docker) = Target::resolve(name, namespace, endpoints).await?;
+        let ctr = Containerd::connect(&endpoints.containerd, &target.namespace).await?;
+        let container = match ctr.container(&target.id).await {
+            Ok(c) => Some(c),
+            // A stopped Docker container has no containerd record: its Docker
+            // checkpoint is all there is, and all that is needed.
+            Err(e) if e.is_not_found() && target.docker.is_some() && from_docker_checkpoint => None,
+            Err(e) if e.is_not_found() => return Err(not_found(&target, endpoints)),
+            Err(e) => return Err(e),
+        };
+        if let Some(c) = &container {
+            refuse_unless_lazarus(&target, c)?;
         }
-        Err(e) if e.is_not_found() => return Err(not_found(&target, endpoints)),
-        Err(e) => return Err(e),
-    };
-    if let Some(c) = &container {
-        refuse_unless_lazarus(&target, c)?;
+        Ok(Source {
+            target,
+            docker,
+            ctr,
+            container,
+        })
     }
+}
+
+/// Writes the archive of `source`; returns the report `--json` prints.
+pub async fn export(args: &ExportArgs, source: &Source, config: &Config) -> Result<Value> {
+    let Source {
+        target,
+        docker,
+        ctr,
+        container,
+    } = source;
     let scratch = config.scratch_dir("export")?;
     let images = scratch.path().join(archive::CHECKPOINT_DIR);
     let show = progress::wanted(args.json);
@@ -146,7 +173,7 @@ pub async fn export(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -
                         target.name
                     ))
                 })?;
-                copy_docker_checkpoint(docker, &target, name, &images).await?;
+                copy_docker_checkpoint(docker, target, name, &images).await?;
                 if !images.join(image::METADATA_FILE).is_file() {
                     return Err(Error::Refused(format!(
                     "Docker checkpoint {name:?} of {} was not taken by Lazarus (it has no {}): \
@@ -159,7 +186,7 @@ pub async fn export(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -
             }
             None => {
                 let exit = !args.leave_running;
-                refuse_unless_checkpointable(&ctr, &target, exit).await?;
+                refuse_unless_checkpointable(ctr, target, exit).await?;
                 fs::DirBuilder::new().mode(0o700).create(&images).map_err(
                     lazarus_core::Error::io(format!("create {}", images.display())),
                 )?;
@@ -190,16 +217,16 @@ pub async fn export(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -
     let checkpoint_seconds = started.elapsed().as_secs_f64();
     let archived = archive_it(
         args,
-        &target,
+        target,
         container.as_ref(),
-        &ctr,
+        ctr,
         scratch.path(),
         dumped_at,
     )
     .await;
     let (manifest, diff) = match archived {
         Ok(m) => m,
-        Err(e) if stopped => return Err(undo_stop(e, &target, docker.as_ref(), scratch).await),
+        Err(e) if stopped => return Err(undo_stop(e, target, docker.as_ref(), scratch).await),
         Err(e) => return Err(e),
     };
     let total = started.elapsed().as_secs_f64();
@@ -221,11 +248,7 @@ pub async fn export(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -
         "export_seconds": total,
         "stats": stats,
     });
-    Ok(Exported {
-        report: v,
-        target,
-        docker,
-    })
+    Ok(v)
 }
 
 fn not_found(target: &Target, endpoints: &Endpoints) -> Error {
@@ -269,7 +292,7 @@ fn check_destination(dest: &Path) -> Result<()> {
 }
 
 /// Only a container Lazarus runs can be checkpointed by Lazarus.
-pub fn refuse_unless_lazarus(target: &Target, container: &Container) -> Result<()> {
+fn refuse_unless_lazarus(target: &Target, container: &Container) -> Result<()> {
     let runtime = container
         .runtime
         .as_ref()

@@ -20,9 +20,8 @@ use super::{key_path, resolve, Answer, Offer, CONNECT_TIMEOUT, PEER_TIMEOUT, PRO
 use crate::containerd::Containerd;
 use crate::endpoints::Endpoints;
 use crate::error::{Error, Result};
-use crate::export::{self, Compress, ExportArgs, Exported};
+use crate::export::{self, Compress, ExportArgs, Source};
 use crate::progress::{self, Progress};
-use crate::target::Target;
 
 #[derive(clap::Args)]
 pub struct MigrateArgs {
@@ -61,19 +60,13 @@ pub struct MigrateArgs {
 pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
     let key = Key::load(&key_path(args.key.clone()))?;
     let addr = resolve(&args.to)?;
-    let (target, _) =
-        Target::resolve(&args.container, args.namespace.as_deref(), endpoints).await?;
-    let ctr = Containerd::connect(&endpoints.containerd, &target.namespace).await?;
-    // Refused before the receiver is bothered: what export would refuse.
-    let container = ctr.container(&target.id).await.map_err(|e| match e {
-        e if e.is_not_found() => Error::NotFound(format!(
-            "no running container {} (namespace {}): check the name, --namespace, --host",
-            target.name, target.namespace
-        )),
-        e => e,
-    })?;
-    export::refuse_unless_lazarus(&target, &container)?;
-    let (image, image_digest) = export::image_of(&target, Some(&container), &ctr).await?;
+    // Found and checked once, before the receiver is bothered: what export
+    // would refuse is refused here.
+    let source =
+        Source::resolve(&args.container, args.namespace.as_deref(), false, endpoints).await?;
+    let target = &source.target;
+    let (image, image_digest) =
+        export::image_of(target, source.container.as_ref(), &source.ctr).await?;
 
     let started = Instant::now();
     let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| {
@@ -128,20 +121,20 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
     };
     let frozen = Instant::now();
     // A failed export leaves the container running (its own guarantee).
-    let exported = export::export(&export_args, endpoints, config).await?;
+    let exported = export::export(&export_args, &source, config).await?;
     let archived = frozen.elapsed().as_secs_f64();
     let sent = Instant::now();
     let restored = match hand_over(&mut ch, &file, progress::wanted(args.json)) {
         Ok(v) => v,
-        Err(e) => return Err(bring_back(e, &exported, &ctr, scratch).await),
+        Err(e) => return Err(bring_back(e, &source, scratch).await),
     };
     let downtime = frozen.elapsed().as_secs_f64();
     let transfer =
         sent.elapsed().as_secs_f64() - restored["restore_seconds"].as_f64().unwrap_or(0.0);
     if args.rm {
-        let removed = match &exported.docker {
+        let removed = match &source.docker {
             Some(d) => d.remove(&target.id).await,
-            None => remove_containerd(&ctr, &target.id).await,
+            None => remove_containerd(&source.ctr, &target.id).await,
         };
         if let Err(e) = removed {
             eprintln!(
@@ -157,11 +150,11 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
         "restored": restored,
         "source": if args.rm { "removed" } else { "stopped" },
         "downtime_seconds": downtime,
-        "checkpoint_seconds": exported.report["checkpoint_seconds"],
+        "checkpoint_seconds": exported["checkpoint_seconds"],
         "archive_seconds": archived,
         "transfer_seconds": transfer,
         "restore_seconds": restored["restore_seconds"],
-        "archive_bytes": exported.report["archive_bytes"],
+        "archive_bytes": exported["archive_bytes"],
         "total_seconds": started.elapsed().as_secs_f64(),
     });
     if args.json {
@@ -200,13 +193,8 @@ fn hand_over(ch: &mut Channel<TcpStream>, file: &Path, show: bool) -> Result<Val
 
 /// After a failed hand-over: the source, stopped by the checkpoint, is
 /// restored in place from the archive's images.
-async fn bring_back(
-    error: Error,
-    exported: &Exported,
-    ctr: &Containerd,
-    scratch: tempfile::TempDir,
-) -> Error {
-    let name = &exported.target.name;
+async fn bring_back(error: Error, source: &Source, scratch: tempfile::TempDir) -> Error {
+    let name = &source.target.name;
     let archive_file = scratch.path().join("archive.tar");
     let images_root = scratch.path().join("undo");
     let restored = async {
@@ -218,9 +206,9 @@ async fn bring_back(
         )?;
         let images = images_root.join(archive::CHECKPOINT_DIR);
         export::restore_in_place(
-            &exported.target,
-            exported.docker.as_ref(),
-            Some(ctr),
+            &source.target,
+            source.docker.as_ref(),
+            Some(&source.ctr),
             &images,
         )
         .await
