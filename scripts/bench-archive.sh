@@ -50,14 +50,7 @@ PD_NAME=bench-archive
 . scripts/lib/bench-common.sh
 # shellcheck source=lib/bench-workloads.sh
 . scripts/lib/bench-workloads.sh
-[ -n "${SHIM_DIR:-}" ] || cargo build --release --locked --bin lazarus
-pd_use_shim
-[ -x "$PD_SHIM_DIR/lazarus" ] || { pd_log "no lazarus CLI in $PD_SHIM_DIR"; exit 1; }
-PATH=$PD_SHIM_DIR:$PATH # pd_lazarus runs this lazarus
-lazarus checkpoint --help >/dev/null ||
-  { pd_log "$PD_SHIM_DIR/lazarus has no 'checkpoint' command"; exit 1; }
-scripts/build-test-image.sh
-scripts/build-app-images.sh
+bench_use_lazarus checkpoint
 TMP=$(mktemp -d /var/tmp/lazarus-barc.XXXXXX) # archives: GiBs, not for a tmpfs
 PD_REMOVE+=("$TMP")
 trap pd_stop_all EXIT

@@ -42,13 +42,7 @@ PD_NAME=bench-migrate
 . scripts/lib/bench-common.sh
 # shellcheck source=lib/bench-workloads.sh
 . scripts/lib/bench-workloads.sh
-[ -n "${SHIM_DIR:-}" ] || cargo build --release --locked --bin lazarus
-pd_use_shim
-PATH=$PD_SHIM_DIR:$PATH # pd_lazarus runs this lazarus
-lazarus migrate --help >/dev/null ||
-  { pd_log "$PD_SHIM_DIR/lazarus has no 'migrate' command"; exit 1; }
-scripts/build-test-image.sh
-scripts/build-app-images.sh
+bench_use_lazarus migrate
 TMP=$(mktemp -d /var/tmp/lazarus-bmig.XXXXXX)
 PD_REMOVE+=("$TMP")
 # A subnet of this run's own: a namespace left by a killed run cannot answer.

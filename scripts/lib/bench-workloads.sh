@@ -9,7 +9,20 @@
 #   failed W P                   after a failed measurement: cells "fail",
 #                                every container on A and B removed
 #   fail MSG; f2 SECONDS; mib BYTES
+#   bench_use_lazarus COMMAND    the shim and lazarus under test (built into
+#                                target/release unless SHIM_DIR), first on
+#                                PATH and checked to have COMMAND; the images
 IMAGES=${LAZARUS_IMAGE_DIR:-/var/cache/lazarus-test}
+bench_use_lazarus() { # lazarus subcommand the benchmark needs
+  [ -n "${SHIM_DIR:-}" ] || cargo build --release --locked --bin lazarus
+  pd_use_shim
+  [ -x "$PD_SHIM_DIR/lazarus" ] || { pd_log "no lazarus CLI in $PD_SHIM_DIR"; exit 1; }
+  PATH=$PD_SHIM_DIR:$PATH # pd_lazarus runs this lazarus
+  lazarus "$1" --help >/dev/null ||
+    { pd_log "$PD_SHIM_DIR/lazarus has no '$1' command"; exit 1; }
+  scripts/build-test-image.sh
+  scripts/build-app-images.sh
+}
 load_images() {
   local image
   for image in busybox redis warm; do pd_docker load -i "$IMAGES/$image-docker.tar" >/dev/null; done
@@ -39,7 +52,7 @@ start_workload() { # workload runtime name: runs it on the current set, waits un
   case $1 in
     redis)
       pd_docker run -d --runtime "$2" --name "$3" lazarus-test/redis:latest >/dev/null &&
-        wait_for 30 redis_ping "$3" && redis_fill "$3" $KEYS ;;
+        wait_for 30 redis_ping "$3" && redis_fill "$3" "$KEYS" ;;
     random)
       pd_docker run -d --runtime "$2" --name "$3" lazarus-test/busybox memhog "$MIB" >/dev/null &&
         pd_wait_for 300 logged "$3" '^ready' ;;
@@ -51,7 +64,7 @@ start_workload() { # workload runtime name: runs it on the current set, waits un
 }
 restored() { # workload name ticks-before: the restored workload works
   case $1 in
-    redis) redis_ping "$2" && [ "$(redis_keys "$2")" = $KEYS ] ;;
+    redis) redis_ping "$2" && [ "$(redis_keys "$2")" = "$KEYS" ] ;;
     *) [ "$(ticks "$2")" -gt "$3" ] ;;
   esac
 }

@@ -17,7 +17,7 @@ use crate::archive_tests::{
     assert_cli_left_nothing, assert_counts_on, docker_names, lazarus, lazarus_cmd,
     start_ctr_counter,
 };
-use crate::cmd::{poll, run, ticks, wait_until, COUNTER};
+use crate::cmd::{poll, run, ticks, wait_until, Out, COUNTER};
 use crate::criu_tests::SilentCriu;
 use crate::ctr_tests::{exec, task_status, wait_status};
 use crate::docker_tests::{inspect, run_sh_detached, wait_logs, wait_ticks_past};
@@ -153,11 +153,23 @@ fn last_tick(d: &Daemons, name: &str) -> u64 {
         .expect("ticks")
 }
 
+/// `lazarus migrate NAME --to TO --key KEY EXTRA...` on host `a`.
+fn migrate(a: &Daemons, name: &str, to: &str, key: &str, extra: &[&str]) -> Out {
+    let mut args = vec!["migrate", name, "--to", to, "--key", key];
+    args.extend_from_slice(extra);
+    lazarus(a, &args)
+}
+
 /// Under runc: refused by runtime before any connection (the address is
-/// never dialled), and the counter runs on.
-fn assert_runc_refused(a: &Daemons, name: &str, key: &str) {
-    let out = lazarus(a, &["migrate", name, "--to", "127.0.0.1:1", "--key", key]).err();
+/// never dialled).
+fn assert_refused_by_runtime(a: &Daemons, name: &str, key: &str, extra: &[&str]) {
+    let out = migrate(a, name, "127.0.0.1:1", key, extra).err();
     assert!(out.stderr.contains("not Lazarus"), "{out}");
+}
+
+/// Under runc: refused by runtime, and the counter runs on.
+fn assert_runc_refused(a: &Daemons, name: &str, key: &str) {
+    assert_refused_by_runtime(a, name, key, &[]);
     wait_ticks_past(a, name, last_tick(a, name) + 2);
 }
 
@@ -202,19 +214,7 @@ fn migrate_moves_a_docker_counter_and_its_files() {
         "{second}"
     );
 
-    let out = lazarus(
-        &a,
-        &[
-            "migrate",
-            &name,
-            "--to",
-            &serve.addr,
-            "--key",
-            &key,
-            "--json",
-        ],
-    )
-    .ok();
+    let out = migrate(&a, &name, &serve.addr, &key, &["--json"]).ok();
     let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(v["restored"]["name"], name.as_str(), "{v:#}");
     assert_eq!(v["restored"]["engine"], "docker", "{v:#}");
@@ -251,18 +251,7 @@ fn migrate_moves_a_docker_counter_and_its_files() {
     let there = b.name("second-there");
     run_sh_detached(&a, &second, COUNTER);
     wait_ticks_past(&a, &second, 2);
-    let args = [
-        "migrate",
-        &second,
-        "--to",
-        &serve.addr,
-        "--key",
-        &key,
-        "--rm",
-        "--name",
-        &there,
-    ];
-    let out = lazarus(&a, &args).ok();
+    let out = migrate(&a, &second, &serve.addr, &key, &["--rm", "--name", &there]).ok();
     assert!(out.stdout.contains("downtime"), "{out}");
     assert!(
         !docker_names(&a).contains(&second),
@@ -286,26 +275,15 @@ fn migrate_moves_a_containerd_container() {
     let key = keygen(&a, "migration.key");
     let id = a.name("c");
     let count = start_ctr_counter(&a, &id);
-    let mut args = vec![
-        "migrate",
-        "--namespace",
-        &a.id,
-        &id,
-        "--to-namespace",
-        &b.id,
-    ];
-    args.extend(["--key", &key, "--rm"]);
+    let extra = ["--namespace", &a.id, "--to-namespace", &b.id, "--rm"];
     if !a.is_lazarus() {
-        args.extend(["--to", "127.0.0.1:1"]);
-        let out = lazarus(&a, &args).err();
-        assert!(out.stderr.contains("not Lazarus"), "{out}");
+        assert_refused_by_runtime(&a, &id, &key, &extra);
         assert_eq!(task_status(&a, &id).as_deref(), Some("RUNNING"));
         return;
     }
     let serve = Serve::start(&b, &key);
-    args.extend(["--to", &serve.addr]);
     let before = count(&a, "c1");
-    lazarus(&a, &args).ok();
+    migrate(&a, &id, &serve.addr, &key, &extra).ok();
     wait_status(&b, &id, "RUNNING");
     wait_until("the count to go on on B", Duration::from_secs(20), || {
         (count(&b, "b0") > before + 2).then_some(())
@@ -347,11 +325,7 @@ fn migrate_failures_leave_the_source_running() {
 
     // Another key: refused on both sides; nothing stopped.
     let other = keygen(&a, "other.key");
-    let out = lazarus(
-        &a,
-        &["migrate", &name, "--to", &serve.addr, "--key", &other],
-    )
-    .err();
+    let out = migrate(&a, &name, &serve.addr, &other, &[]).err();
     assert!(out.stderr.contains("same key file"), "{out}");
     wait_until(
         "the agent's log of the refusal",
@@ -361,17 +335,7 @@ fn migrate_failures_leave_the_source_running() {
     // A name taken on B: refused before the freeze.
     let taken = b.name("taken");
     run_sh_detached(&b, &taken, "sleep 1000");
-    let args = [
-        "migrate",
-        &name,
-        "--to",
-        &serve.addr,
-        "--key",
-        &key,
-        "--name",
-        &taken,
-    ];
-    let out = lazarus(&a, &args).err();
+    let out = migrate(&a, &name, &serve.addr, &key, &["--name", &taken]).err();
     assert!(
         out.stderr.contains("already exists") && out.stderr.contains("not touched"),
         "{out}"
@@ -379,7 +343,7 @@ fn migrate_failures_leave_the_source_running() {
     assert_eq!(inspect(&a, &name, "{{.State.Running}}"), "true");
 
     // B's restore fails after A's container stopped: A's comes back.
-    let out = lazarus(&a, &["migrate", &name, "--to", &serve.addr, "--key", &key]).err();
+    let out = migrate(&a, &name, &serve.addr, &key, &[]).err();
     assert!(
         out.stderr.contains("could not restore") && out.stderr.contains("runs on"),
         "{out}"
@@ -456,27 +420,12 @@ fn migrate_moves_redis_with_its_keys_and_a_held_connection() {
     let s = seed();
     load_keys(&a, &name, s);
     if !a.is_lazarus() {
-        let out = lazarus(
-            &a,
-            &["migrate", &name, "--to", "127.0.0.1:1", "--key", &key],
-        )
-        .err();
-        assert!(out.stderr.contains("not Lazarus"), "{out}");
-        return;
+        return assert_refused_by_runtime(&a, &name, &key, &[]);
     }
     let before = sample(&a, &name, s).ok().stdout;
     let b = with_docker_and("migrate_redis_b", &[App::Redis]);
     let serve = Serve::start(&b, &key);
-    let args = [
-        "migrate",
-        &name,
-        "--to",
-        &serve.addr,
-        "--key",
-        &key,
-        "--tcp-established",
-    ];
-    let out = lazarus(&a, &args).ok();
+    let out = migrate(&a, &name, &serve.addr, &key, &["--tcp-established"]).ok();
     eprintln!("{}", out.stdout.trim());
     let size = poll(Duration::from_secs(30), || {
         let out = redis_cli(&b, &name, &["DBSIZE"]);
