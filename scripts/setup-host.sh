@@ -3,7 +3,8 @@
 # Installs and verifies: containerd 1.7 (trixie), containerd 2.1 (sid, unpacked
 # beside 1.7 under /opt/lazarus/containerd-2.1), Docker 26 (trixie), runc,
 # CRIU >= 4.2 built from Debian's source tarball, busybox-static, umoci,
-# skopeo and the small tools the tests drive (tmux, iproute2, redis).
+# skopeo and the small tools the tests drive (tmux, iproute2, redis); sets
+# fs.pipe-max-size for post-copy migration.
 # Each step says why it is the way it is.
 set -euo pipefail
 
@@ -163,6 +164,19 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); time.sleep(120)' \
   return $ok
 }
 
+# Post-copy migration: CRIU's lazy dump sizes its page pipes at about
+# 3.3 MB; the kernel's cap is 1 MiB and root here lacks CAP_SYS_RESOURCE
+# to exceed it, so without this a lazy dump fails half-way ("page-pipe:
+# splice: Bad file descriptor"). Not persistent: applied on every set-up.
+PIPE_MAX_SIZE=4194304
+tune_sysctls() {
+  local cur; cur=$(cat /proc/sys/fs/pipe-max-size)
+  if [ "$cur" -lt "$PIPE_MAX_SIZE" ]; then
+    sysctl -qw fs.pipe-max-size="$PIPE_MAX_SIZE" || die "cannot set fs.pipe-max-size"
+  fi
+  log "fs.pipe-max-size $(cat /proc/sys/fs/pipe-max-size)"
+}
+
 verify() {
   log "verifying"
   local fail=0
@@ -174,6 +188,8 @@ verify() {
   command -v containerd-shim-runc-v2 >/dev/null || { echo "containerd-shim-runc-v2 missing" >&2; fail=1; }
   criu_ok || { echo "criu >= 4.2 passing 'criu check' missing" >&2; fail=1; }
   criu_dumps_tcp || { echo "criu cannot dump a process with a TCP socket on this kernel" >&2; fail=1; }
+  criu check --feature uffd-noncoop >/dev/null 2>&1 || { echo "criu/kernel lack uffd-noncoop (post-copy restore)" >&2; fail=1; }
+  [ "$(cat /proc/sys/fs/pipe-max-size)" -ge "$PIPE_MAX_SIZE" ] || { echo "fs.pipe-max-size < $PIPE_MAX_SIZE" >&2; fail=1; }
   for t in busybox umoci skopeo tmux ip redis-server; do
     command -v "$t" >/dev/null || { echo "$t missing" >&2; fail=1; }
   done
@@ -185,5 +201,6 @@ setup_apt
 install_packages
 install_containerd2
 install_criu
+tune_sysctls
 verify
 log "host ready"

@@ -24,7 +24,11 @@ impl SilentCriu {
     /// Writes the stand-in into `dir`.
     pub fn write(dir: &Path) -> SilentCriu {
         let (path, pids) = (dir.join("silent-criu"), dir.join("silent-criu.pids"));
-        let script = format!("#!/bin/sh\necho $$ >> {pids:?}\nexec sleep 1000\n");
+        // `criu check` (a migration agent asking about post-copy) answers;
+        // the RPC (swrk) never does.
+        let script = format!(
+            "#!/bin/sh\n[ \"$1\" = check ] && exit 0\necho $$ >> {pids:?}\nexec sleep 1000\n"
+        );
         fs::write(&path, script).expect("write the CRIU stand-in");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
         SilentCriu { path, pids }

@@ -216,6 +216,9 @@ fn migrate_moves_a_docker_counter_and_its_files() {
 
     let out = migrate(&a, &name, &serve.addr, &key, &["--json"]).ok();
     let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    // Both hosts can: post-copy by default, the memory followed.
+    assert_eq!(v["mode"], "postcopy", "{v:#}");
+    assert!(v["memory_seconds"].as_f64().is_some(), "{v:#}");
     assert_eq!(v["restored"]["name"], name.as_str(), "{v:#}");
     assert_eq!(v["restored"]["engine"], "docker", "{v:#}");
     assert_eq!(v["source"], "stopped", "{v:#}");
@@ -251,7 +254,14 @@ fn migrate_moves_a_docker_counter_and_its_files() {
     let there = b.name("second-there");
     run_sh_detached(&a, &second, COUNTER);
     wait_ticks_past(&a, &second, 2);
-    let out = migrate(&a, &second, &serve.addr, &key, &["--rm", "--name", &there]).ok();
+    let out = migrate(
+        &a,
+        &second,
+        &serve.addr,
+        &key,
+        &["--rm", "--name", &there, "--mode", "stopcopy"],
+    )
+    .ok();
     assert!(out.stdout.contains("downtime"), "{out}");
     assert!(
         !docker_names(&a).contains(&second),
@@ -305,7 +315,13 @@ fn migrate_moves_a_containerd_container() {
 fn migrate_failures_leave_the_source_running() {
     let stand_in_dir = tempfile::tempdir().unwrap();
     let failing = stand_in_dir.path().join("failing-criu");
-    fs::write(&failing, "#!/bin/sh\nexit 1\n").unwrap();
+    // It passes the agent's `criu check` (so post-copy is offered) and
+    // fails everything else.
+    fs::write(
+        &failing,
+        "#!/bin/sh\n[ \"$1\" = check ] && exit 0\nexit 1\n",
+    )
+    .unwrap();
     fs::set_permissions(&failing, fs::Permissions::from_mode(0o755)).unwrap();
     let a = Daemons::with_docker("migrate_fail_a");
     let b = Daemons::with_docker_with(
@@ -342,15 +358,24 @@ fn migrate_failures_leave_the_source_running() {
     );
     assert_eq!(inspect(&a, &name, "{{.State.Running}}"), "true");
 
-    // B's restore fails after A's container stopped: A's comes back.
-    let out = migrate(&a, &name, &serve.addr, &key, &[]).err();
-    assert!(
-        out.stderr.contains("could not restore") && out.stderr.contains("runs on"),
-        "{out}"
-    );
-    assert_eq!(inspect(&a, &name, "{{.State.Running}}"), "true");
-    wait_ticks_past(&a, &name, last_tick(&a, &name) + 2);
-    assert_unbroken(&a, &name);
+    // B's restore fails after A's container was frozen: post-copy calls
+    // the dump off (A's container thaws), stop-copy restores it in place.
+    for (mode, how) in [("postcopy", "called off"), ("stopcopy", "restored here")] {
+        let out = migrate(&a, &name, &serve.addr, &key, &["--mode", mode]).err();
+        assert!(
+            out.stderr.contains("could not restore")
+                && out.stderr.contains("runs on")
+                && out.stderr.contains(how),
+            "{mode}: {out}"
+        );
+        eprintln!(
+            "migrate --mode {mode} failed as it should: {}",
+            out.stderr.trim()
+        );
+        assert_eq!(inspect(&a, &name, "{{.State.Running}}"), "true");
+        wait_ticks_past(&a, &name, last_tick(&a, &name) + 2);
+        assert_unbroken(&a, &name);
+    }
     assert_eq!(docker_names(&b), vec![taken.clone()], "B kept a container");
     assert_cli_left_nothing(&a);
     assert_cli_left_nothing(&b);

@@ -19,7 +19,7 @@ use containerd_client::services::v1::{
 };
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{self, Request};
-use containerd_client::types::v1::Status;
+pub use containerd_client::types::v1::Status;
 use containerd_client::types::Mount;
 use prost::Message;
 use prost_types::Any;

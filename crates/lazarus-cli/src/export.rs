@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::progress::{self, dir_bytes, Progress};
 use crate::target::Target;
 use crate::{docker_config, report};
+use lazarus_core::checkpoint::postcopy::PageServer;
 
 /// The Docker checkpoint a container stopped by a failed export is
 /// restored from.
@@ -72,6 +73,26 @@ pub struct ExportArgs {
     /// `docker checkpoint create`) instead of taking a new one
     #[arg(long, value_name = "NAME", verbatim_doc_comment)]
     pub from_docker_checkpoint: Option<String>,
+    /// Set by `lazarus migrate` only: a post-copy checkpoint (see
+    /// [`Postcopy`]).
+    #[arg(skip)]
+    pub postcopy: Option<Postcopy>,
+}
+
+/// A post-copy checkpoint: the dump stops at the minimal state and serves
+/// the memory from `server`; the checkpoint's answer comes as soon as the
+/// image directory is complete. The caller owns `dir` (the dump goes on
+/// after the export returns, and is called off through it).
+#[derive(Clone)]
+pub struct Postcopy {
+    pub dir: PathBuf,
+    pub server: PageServer,
+}
+
+impl Postcopy {
+    pub fn images(&self) -> PathBuf {
+        self.dir.join(archive::CHECKPOINT_DIR)
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -160,8 +181,12 @@ pub async fn export(args: &ExportArgs, source: &Source, config: &Config) -> Resu
         ctr,
         container,
     } = source;
-    let scratch = config.scratch_dir("export")?;
-    let images = scratch.path().join(archive::CHECKPOINT_DIR);
+    let mut owned_scratch = None;
+    let scratch: &Path = match &args.postcopy {
+        Some(p) => &p.dir,
+        None => owned_scratch.insert(config.scratch_dir("export")?).path(),
+    };
+    let images = scratch.join(archive::CHECKPOINT_DIR);
     let show = progress::wanted(args.json);
     let started = Instant::now();
     let (stopped, dumped_at) =
@@ -190,6 +215,19 @@ pub async fn export(args: &ExportArgs, source: &Source, config: &Config) -> Resu
                 fs::DirBuilder::new().mode(0o700).create(&images).map_err(
                     lazarus_core::Error::io(format!("create {}", images.display())),
                 )?;
+                // CRIU's work files (its log, the TLS files of a post-copy
+                // dump) stay out of the archive.
+                let work = scratch.join("work");
+                let work_path = match &args.postcopy {
+                    Some(p) => {
+                        p.server.write(&images)?;
+                        fs::DirBuilder::new().mode(0o700).create(&work).map_err(
+                            lazarus_core::Error::io(format!("create {}", work.display())),
+                        )?;
+                        work.to_string_lossy().into_owned()
+                    }
+                    None => String::new(),
+                };
                 let options = CheckpointOptions {
                     exit,
                     open_tcp: args.tcp_established,
@@ -197,6 +235,7 @@ pub async fn export(args: &ExportArgs, source: &Source, config: &Config) -> Resu
                     terminal: args.shell_job,
                     file_locks: args.file_locks,
                     image_path: images.to_string_lossy().into_owned(),
+                    work_path,
                     ..Default::default()
                 };
                 let bar = Progress::spinner(show, "checkpoint");
@@ -215,19 +254,14 @@ pub async fn export(args: &ExportArgs, source: &Source, config: &Config) -> Resu
             }
         };
     let checkpoint_seconds = started.elapsed().as_secs_f64();
-    let archived = archive_it(
-        args,
-        target,
-        container.as_ref(),
-        ctr,
-        scratch.path(),
-        dumped_at,
-    )
-    .await;
-    let (manifest, diff) = match archived {
-        Ok(m) => m,
-        Err(e) if stopped => return Err(undo_stop(e, target, docker.as_ref(), scratch).await),
-        Err(e) => return Err(e),
+    let archived = archive_it(args, target, container.as_ref(), ctr, scratch, dumped_at).await;
+    let (manifest, diff) = match (archived, owned_scratch) {
+        (Ok(m), _) => m,
+        // (A post-copy caller calls its dump off instead.)
+        (Err(e), Some(scratch)) if stopped => {
+            return Err(undo_stop(e, target, docker.as_ref(), scratch).await)
+        }
+        (Err(e), _) => return Err(e),
     };
     let total = started.elapsed().as_secs_f64();
     let archive_bytes = fs::metadata(&args.export).map(|m| m.len()).unwrap_or(0);

@@ -101,7 +101,15 @@ impl Task for TaskRpc {
                 Err(crossbeam::channel::TryRecvError::Disconnected)
             )
         };
-        let result = self.0.checkpoint_for(&req, &client_gone);
+        if self.0.postcopy_images(&req).is_some() {
+            let id = req.id.clone();
+            return reply(
+                "checkpoint",
+                &id,
+                self.0.checkpoint_postcopy(req).map(empty),
+            );
+        }
+        let result = self.0.checkpoint_for(&req, &client_gone, None);
         reply("checkpoint", &req.id, result.map(empty))
     }
 }

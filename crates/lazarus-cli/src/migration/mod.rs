@@ -12,8 +12,16 @@
 //!    (and nothing of it is left). Only then does the sender let the
 //!    source go; any failure before brings the source back where it was.
 //!
-//! This is stop-and-copy through an archive (the container is down while
-//! it is dumped, sent and restored); post-copy is not built yet.
+//! Two modes (see [`Mode`]). Stop-and-copy: the archive carries the whole
+//! memory, and the container is down while it is dumped, sent and
+//! restored. Post-copy: the archive carries everything but the memory and
+//! a page server request; the destination resumes the container as soon as
+//! it is restored, and its memory follows from the source's CRIU page
+//! server (mutual TLS with certificates made for this one migration and
+//! sent inside the channel) until every page is there. Until the receiver
+//! confirms the container runs, a failure calls the source's dump off and
+//! it runs on, thawed; after that, the link or the source failing kills the
+//! copy (its missing pages cannot be fetched any more).
 
 pub mod send;
 pub mod serve;
@@ -53,9 +61,24 @@ pub struct Offer {
     pub image_digest: String,
 }
 
+/// How the memory moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Post-copy when both hosts can (a lazy-pages capable CRIU and kernel
+    /// on the receiver, fs.pipe-max-size >= 4 MiB here), else stop-copy
+    Auto,
+    /// Resume on the receiver after the minimal state; memory follows
+    Postcopy,
+    /// Dump, send and restore everything while the container is down
+    Stopcopy,
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Answer {
     pub ok: bool,
+    /// In the ready answer: this receiver can restore post-copy.
+    #[serde(default)]
+    pub postcopy: bool,
     /// Why not, when not ok.
     pub error: Option<String>,
     /// The restore's report (`lazarus restore --json`), once running.
@@ -74,7 +97,7 @@ impl Answer {
         Answer {
             ok: false,
             error: Some(e.to_string()),
-            restored: None,
+            ..Default::default()
         }
     }
 }

@@ -9,19 +9,20 @@ use std::fs::File;
 use std::io::BufReader;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lazarus_core::archive;
 use lazarus_core::channel::{Channel, Key};
 use lazarus_core::config::Config;
 use serde_json::{json, Value};
 
-use super::{key_path, resolve, Answer, Offer, CONNECT_TIMEOUT, PEER_TIMEOUT, PROTOCOL};
-use crate::containerd::Containerd;
+use super::{key_path, resolve, Answer, Mode, Offer, CONNECT_TIMEOUT, PEER_TIMEOUT, PROTOCOL};
+use crate::containerd::{Containerd, Status};
 use crate::endpoints::Endpoints;
 use crate::error::{Error, Result};
-use crate::export::{self, Compress, ExportArgs, Source};
+use crate::export::{self, Compress, ExportArgs, Postcopy, Source};
 use crate::progress::{self, Progress};
+use lazarus_core::checkpoint::postcopy::{self, PageServer};
 
 #[derive(clap::Args)]
 pub struct MigrateArgs {
@@ -49,6 +50,16 @@ pub struct MigrateArgs {
     /// Checkpoint established TCP connections (CRIU --tcp-established)
     #[arg(long)]
     pub tcp_established: bool,
+    /// How the memory moves. postcopy: the container resumes on the
+    /// receiver once its minimal state is there (downtime well under a
+    /// second) and its memory follows over TLS; if the source host or the
+    /// link fails before every page has arrived, the moved container is
+    /// killed (the source was already let go). stopcopy: the container is
+    /// down while all of its memory is dumped, sent and restored; nothing
+    /// depends on the source afterwards. auto: postcopy when both hosts
+    /// can, else stopcopy
+    #[arg(long, value_enum, default_value_t = Mode::Auto, verbatim_doc_comment)]
+    pub mode: Mode,
     /// Compress the stream: zstd (on every core) or none
     #[arg(long, value_enum, default_value_t = Compress::Zstd)]
     pub compress: Compress,
@@ -102,9 +113,33 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
         )));
     }
 
+    let postcopy = match args.mode {
+        Mode::Stopcopy => false,
+        Mode::Auto => ready.postcopy && postcopy::check_pipe_max_size().is_ok(),
+        Mode::Postcopy if !ready.postcopy => {
+            return Err(Error::Refused(format!(
+                "{} cannot restore post-copy (its CRIU or kernel lacks non-cooperative \
+                 userfaultfd: `criu check --feature uffd-noncoop` fails there): migrate with \
+                 --mode stopcopy; {} was not touched",
+                args.to, target.name
+            )))
+        }
+        Mode::Postcopy => {
+            postcopy::check_pipe_max_size()?;
+            true
+        }
+    };
+
     // From here the source is down until it runs there, or here again.
     let scratch = config.scratch_dir("migrate")?;
     let file = scratch.path().join("archive.tar");
+    let postcopy = match postcopy {
+        true => Some(Postcopy {
+            dir: scratch.path().to_path_buf(),
+            server: page_server(ch.stream())?,
+        }),
+        false => None,
+    };
     let export_args = ExportArgs {
         container: args.container.clone(),
         export: file.clone(),
@@ -118,19 +153,34 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
         json: args.json,
         namespace: args.namespace.clone(),
         from_docker_checkpoint: None,
+        postcopy: postcopy.clone(),
     };
     let frozen = Instant::now();
-    // A failed export leaves the container running (its own guarantee).
-    let exported = export::export(&export_args, &source, config).await?;
+    // A failed export leaves the container running (its own guarantee; a
+    // post-copy dump that got as far as serving is called off here).
+    let exported = match export::export(&export_args, &source, config).await {
+        Ok(v) => v,
+        Err(e) => match &postcopy {
+            Some(p) => return Err(call_off(e, &source, p).await),
+            None => return Err(e),
+        },
+    };
     let archived = frozen.elapsed().as_secs_f64();
     let sent = Instant::now();
     let restored = match hand_over(&mut ch, &file, progress::wanted(args.json)) {
         Ok(v) => v,
-        Err(e) => return Err(bring_back(e, &source, scratch).await),
+        Err(e) => match &postcopy {
+            Some(p) => return Err(call_off(e, &source, p).await),
+            None => return Err(bring_back(e, &source, scratch).await),
+        },
     };
     let downtime = frozen.elapsed().as_secs_f64();
     let transfer =
         sent.elapsed().as_secs_f64() - restored["restore_seconds"].as_f64().unwrap_or(0.0);
+    let memory = match &postcopy {
+        Some(p) => Some(memory_followed(&source, p, &name, &args.to, args.json).await?),
+        None => None,
+    };
     if args.rm {
         let removed = match &source.docker {
             Some(d) => d.remove(&target.id).await,
@@ -146,7 +196,7 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
     let report = json!({
         "container": target.name,
         "to": args.to,
-        "mode": "stopcopy",
+        "mode": if postcopy.is_some() { "postcopy" } else { "stopcopy" },
         "restored": restored,
         "source": if args.rm { "removed" } else { "stopped" },
         "downtime_seconds": downtime,
@@ -155,6 +205,8 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
         "transfer_seconds": transfer,
         "restore_seconds": restored["restore_seconds"],
         "archive_bytes": exported["archive_bytes"],
+        "memory_seconds": memory.as_ref().map(|m| m.0),
+        "memory_stats": memory.map(|m| m.1),
         "total_seconds": started.elapsed().as_secs_f64(),
     });
     if args.json {
@@ -189,6 +241,109 @@ fn hand_over(ch: &mut Channel<TcpStream>, file: &Path, show: bool) -> Result<Val
     // Without this word the receiver removes its copy: never two running.
     ch.send_json(&Answer::ready())?;
     Ok(answer.restored.unwrap_or_default())
+}
+
+/// The page server's address and port as the receiver reaches them: this
+/// end's address on the migration's connection, and a port free now (CRIU
+/// listens on it on every address, TLS only).
+fn page_server(stream: &TcpStream) -> Result<PageServer> {
+    let ip = stream
+        .local_addr()
+        .map_err(lazarus_core::Error::io("read the connection's address"))?
+        .ip();
+    let port = std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map_err(lazarus_core::Error::io(
+            "find a free port for the page server",
+        ))?
+        .port();
+    Ok(PageServer::generate(ip, port)?)
+}
+
+/// How long a called-off post-copy dump gets to give the container back:
+/// CRIU is stopped within 100 ms of the request, then the runtime thaws it.
+const CALL_OFF_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// After a post-copy migration failed before the receiver confirmed: the
+/// source's dump (frozen, serving pages) is called off and the container
+/// runs on where it was.
+async fn call_off(error: Error, source: &Source, p: &Postcopy) -> Error {
+    let name = &source.target.name;
+    let images = p.images();
+    if !images.join(postcopy::REQUEST_FILE).is_file() {
+        return error; // refused before any dump began
+    }
+    if let Err(e) = postcopy::cancel(&images) {
+        return error.with_cleanup(Some(format!("calling the dump of {name} off failed: {e}")));
+    }
+    // The runtime says when the dump has ended and the container is thawed.
+    let deadline = Instant::now() + CALL_OFF_TIMEOUT;
+    while postcopy::ended(&images).is_none() {
+        if Instant::now() >= deadline {
+            return error.with_cleanup(Some(format!(
+                "the dump of {name} had not ended {CALL_OFF_TIMEOUT:?} after it was called off"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    match source.ctr.task_status(&source.target.id).await {
+        Ok(Some(Status::Running)) => Error::Refused(format!(
+            "migration failed: {error}\n  {name} runs on here (its post-copy dump was called off)"
+        )),
+        Ok(status) => error.with_cleanup(Some(format!(
+            "{name} is not running after its dump was called off (task status {status:?})"
+        ))),
+        Err(e) => error.with_cleanup(Some(format!("{name}: {e}"))),
+    }
+}
+
+/// Post-copy, once the receiver runs the container: waits for the source's
+/// dump to have served every page (CRIU then ends the source's task).
+/// Returns the seconds that took and CRIU's dump statistics.
+async fn memory_followed(
+    source: &Source,
+    p: &Postcopy,
+    name: &str,
+    to: &str,
+    json: bool,
+) -> Result<(f64, Value)> {
+    let started = Instant::now();
+    let spinner = Progress::spinner(progress::wanted(json), "memory");
+    let deadline = started + PEER_TIMEOUT;
+    let images = p.images();
+    let how = loop {
+        if let Some(how) = postcopy::ended(&images) {
+            break Some(how);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    spinner.finish();
+    let Some(how) = how else {
+        return Err(Error::Refused(format!(
+            "{name} runs on {to}, but its memory was still being sent after {PEER_TIMEOUT:?}: \
+             see the shims' logs on both hosts"
+        )));
+    };
+    if matches!(
+        source.ctr.task_status(&source.target.id).await?,
+        Some(Status::Running)
+    ) {
+        // The dump failed after the receiver resumed: the copy there
+        // cannot get its memory and is killed; the source was thawed.
+        return Err(Error::Refused(format!(
+            "{name} resumed on {to} but its memory stopped arriving ({}): the copy there is \
+             killed, and {name} runs on here from where it was frozen",
+            how.trim()
+        )));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let stats = lazarus_core::checkpoint::image::read_stats(&p.dir.join("work/stats-dump"))
+        .map(|s| serde_json::to_value(s).unwrap_or_default())
+        .unwrap_or_default();
+    Ok((seconds, stats))
 }
 
 /// After a failed hand-over: the source, stopped by the checkpoint, is
@@ -239,13 +394,18 @@ async fn remove_containerd(ctr: &Containerd, id: &str) -> Result<()> {
 
 fn text(r: &Value) -> String {
     let s = |k: &str| r[k].as_f64().unwrap_or(0.0);
+    let memory = match r["memory_seconds"].as_f64() {
+        Some(m) => format!("; its memory followed in {m:.2}s"),
+        None => String::new(),
+    };
     format!(
-        "{} runs on {} as {} (source {}): downtime {:.2}s (checkpoint and archive {:.2}s, \
-         transfer {:.2}s of {}, restore {:.2}s)",
+        "{} runs on {} as {} (source {}, {}): downtime {:.2}s (checkpoint and archive {:.2}s, \
+         transfer {:.2}s of {}, restore {:.2}s){memory}",
         r["container"].as_str().unwrap_or_default(),
         r["to"].as_str().unwrap_or_default(),
         r["restored"]["name"].as_str().unwrap_or_default(),
         r["source"].as_str().unwrap_or_default(),
+        r["mode"].as_str().unwrap_or_default(),
         s("downtime_seconds"),
         s("archive_seconds"),
         s("transfer_seconds"),

@@ -128,7 +128,10 @@ async fn receive(
         let _ = ch.send_json(&Answer::refused(&e));
         return Err(e);
     }
-    ch.send_json(&Answer::ready())?;
+    ch.send_json(&Answer {
+        postcopy: lazy_restore_supported(&config.criu_path),
+        ..Answer::ready()
+    })?;
 
     let scratch = config.scratch_dir("receive")?;
     let path = scratch.path().join("archive.tar");
@@ -162,9 +165,8 @@ async fn receive(
         }
     };
     let answer = Answer {
-        ok: true,
-        error: None,
         restored: Some(restored.clone()),
+        ..Answer::ready()
     };
     // The sender lets its source go only once it has the answer, and says
     // so; without that word it brings the source back, so this copy must go.
@@ -194,6 +196,35 @@ async fn receive(
                 offer.name
             ))
             .with_cleanup(cleanup))
+        }
+    }
+}
+
+/// Whether this host's CRIU and kernel can restore post-copy: the
+/// lazy-pages daemon needs non-cooperative userfaultfd (fork and remap
+/// events), which CRIU checks itself.
+fn lazy_restore_supported(criu: &std::path::Path) -> bool {
+    const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+    let child = std::process::Command::new(criu)
+        .args(["check", "--feature", "uffd-noncoop"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return false;
+    };
+    let deadline = std::time::Instant::now() + CHECK_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
         }
     }
 }

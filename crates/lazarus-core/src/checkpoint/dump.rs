@@ -8,6 +8,7 @@ use oci_spec::runtime::Spec;
 use protobuf::MessageField;
 
 use super::image::{self, Metadata};
+use super::postcopy::{self, PageServer};
 use super::request::{self, CgroupsMode, CheckpointRequest};
 use crate::archive::{rootfs, DELETED_FILES, ROOTFS_DIFF_TAR};
 use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp};
@@ -39,6 +40,12 @@ pub struct DumpPaths<'a> {
     pub cancel: Option<&'a dyn Fn() -> bool>,
     /// Compress the page images once CRIU is done (see [`super::pages`]).
     pub compress_pages: bool,
+    /// Post-copy: CRIU dumps the minimal state, then serves the memory
+    /// from this page server until the destination has all of it.
+    pub page_server: Option<&'a PageServer>,
+    /// Post-copy: called once the image directory is complete (all but the
+    /// memory, which the page server now serves) while CRIU goes on.
+    pub ready: Option<&'a dyn Fn()>,
 }
 
 /// Dumps `target` into `paths.images`. On failure what the dump wrote is
@@ -54,6 +61,9 @@ pub fn dump(
 ) -> Result<Metadata> {
     let (images, work) = (paths.images, paths.work);
     let version = super::check_criu(criu)?;
+    if paths.page_server.is_some() {
+        postcopy::check_pipe_max_size()?;
+    }
     image::create_dir(images)?;
     image::create_dir(work)?;
     let before = image::Listing::take(images, work);
@@ -120,6 +130,11 @@ pub fn dump(
         metadata.external_namespaces.push(kind);
     }
 
+    let _tls = match paths.page_server {
+        Some(server) => Some(lazy_dump_options(&mut opts, server, work)?),
+        None => None,
+    };
+
     let mut req = rpc::Criu_req::new();
     req.set_type(rpc::Criu_req_type::DUMP);
     req.opts = MessageField::some(opts);
@@ -132,7 +147,20 @@ pub fn dump(
         log: Some(&log),
         cancel: paths.cancel,
     };
-    let failure = match criu.call(call, &mut |_, _| Ok(())) {
+    // Post-copy: the image directory is finished (all but the memory) when
+    // CRIU is ready to serve pages, with the container still frozen.
+    let mut finished_early = false;
+    let mut notify = |script: &str, _pid: i32| -> Result<()> {
+        if script == "status-ready" && paths.page_server.is_some() {
+            finish(&mut metadata, &rootfs, paths, &before)?;
+            finished_early = true;
+            if let Some(ready) = paths.ready {
+                ready();
+            }
+        }
+        Ok(())
+    };
+    let failure = match criu.call(call, &mut notify) {
         Ok(o) if o.response.success() => None,
         Ok(o) => Some(CriuError::new(
             CriuOp::Dump,
@@ -160,18 +188,54 @@ pub fn dump(
             images.display()
         );
     }
-    metadata.rootfs_diff = save_rootfs_diff(&rootfs, images, target.id);
-    if paths.compress_pages {
-        metadata.compressed_pages = compress_pages(images, target.id);
+    if !finished_early {
+        finish(&mut metadata, &rootfs, paths, &before)?;
+    }
+    Ok(metadata)
+}
+
+/// What follows CRIU's images: the rootfs diff, compressed pages, the
+/// metadata, and every new file made private.
+fn finish(
+    metadata: &mut Metadata,
+    rootfs: &Path,
+    paths: &DumpPaths,
+    before: &image::Listing,
+) -> Result<()> {
+    let (images, work) = (paths.images, paths.work);
+    metadata.rootfs_diff = save_rootfs_diff(rootfs, images, &metadata.container_id);
+    // Post-copy pages are not in the directory but on their way.
+    if paths.compress_pages && paths.page_server.is_none() {
+        metadata.compressed_pages = compress_pages(images, &metadata.container_id);
     }
     // The .zst files are new names in the image directory, so `before`
     // counts them among what this dump wrote.
     if let Err(e) = metadata.save(images) {
-        before.discard_new(images, work, &log);
+        before.discard_new(images, work, &work.join(image::DUMP_LOG));
         return Err(e);
     }
     before.make_new_private(images, work);
-    Ok(metadata)
+    Ok(())
+}
+
+/// CRIU's lazy-pages dump: it listens on `server.port` (on every address:
+/// over RPC a lazy dump takes no address) and speaks only TLS with the
+/// migration's certificate. Returns the TLS files, to live as long as CRIU.
+fn lazy_dump_options(
+    opts: &mut rpc::Criu_opts,
+    server: &PageServer,
+    work: &Path,
+) -> Result<postcopy::TlsFiles> {
+    let tls = server.tls_files(work)?;
+    opts.set_lazy_pages(true);
+    let mut ps = rpc::Criu_page_server_info::new();
+    ps.set_port(server.port as i32);
+    opts.ps = MessageField::some(ps);
+    opts.set_tls(true);
+    opts.set_tls_cacert(tls.ca.to_string_lossy().into_owned());
+    opts.set_tls_cert(tls.cert.to_string_lossy().into_owned());
+    opts.set_tls_key(tls.key.to_string_lossy().into_owned());
+    Ok(tls)
 }
 
 /// Saves the container's root filesystem changes (its overlay upper

@@ -302,10 +302,11 @@ impl Listing {
         }
     }
 
-    /// Removes what the dump wrote, except its log (kept for the user).
+    /// Removes what the dump wrote, except its log (kept for the user) and
+    /// a post-copy client's control files (its request, its call-off).
     pub fn discard_new(&self, images: &Path, work: &Path, log: &Path) {
         for path in self.both(images, work) {
-            if path == log {
+            if path == log || super::postcopy::is_control_file(&path) {
                 continue;
             }
             let removed = match path.is_dir() && !path.is_symlink() {

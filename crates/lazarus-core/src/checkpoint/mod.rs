@@ -6,6 +6,7 @@ pub mod dump;
 pub mod identity;
 pub mod image;
 pub mod pages;
+pub mod postcopy;
 pub mod request;
 pub mod restore;
 

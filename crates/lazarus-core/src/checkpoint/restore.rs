@@ -9,7 +9,10 @@ use protobuf::MessageField;
 
 use super::identity::{self, ImageIdentity};
 use super::image::{self, Metadata};
-use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp};
+use super::postcopy::PageServer;
+use crate::criu::{
+    self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp, LazyPages, LazyPagesRequest,
+};
 use crate::error::{Error, Result};
 use crate::host::cgroup;
 
@@ -30,6 +33,8 @@ pub struct RestorePlan {
     /// (containerd's unpacked checkpoint image): removed once the restore
     /// succeeded or failed.
     pub temporary: bool,
+    /// Post-copy: the memory is not in the images but served from here.
+    pub page_server: Option<PageServer>,
 }
 
 /// Where a restore under way works, recorded in the bundle so that the
@@ -93,6 +98,10 @@ pub struct Restored {
     pub pid: i32,
     /// The restored terminal's master, when the checkpoint had one.
     pub pts_master: Option<File>,
+    /// Post-copy: the daemon still fetching the memory. The process needs
+    /// it until it exits with 0; if it fails, pages never arrive, and the
+    /// process must be killed rather than left to read zeroes there.
+    pub lazy_pages: Option<Box<dyn LazyPages>>,
 }
 
 impl RestorePlan {
@@ -156,12 +165,14 @@ impl RestorePlan {
             )));
         }
         let work = work.unwrap_or_else(|| images.clone());
+        let page_server = PageServer::read(&images)?;
         Ok(RestorePlan {
             images,
             work,
             metadata,
             descriptors,
             temporary: false,
+            page_server,
         })
     }
 
@@ -261,6 +272,20 @@ impl RestorePlan {
             }
         }
 
+        // Post-copy: the daemon listens before the restore, which hands it
+        // the restored process's userfaultfds through the work directory.
+        let mut lazy_pages = match &self.page_server {
+            Some(server) => {
+                opts.set_lazy_pages(true);
+                Some(criu.lazy_pages(&LazyPagesRequest {
+                    images: readable.path(),
+                    work: &self.work,
+                    server,
+                })?)
+            }
+            None => None,
+        };
+
         let mut req = rpc::Criu_req::new();
         req.set_type(rpc::Criu_req_type::RESTORE);
         req.opts = MessageField::some(opts);
@@ -283,7 +308,10 @@ impl RestorePlan {
             Ok(())
         });
         drop(namespaces);
-        let fail = |failure: CriuFailure| -> Error {
+        let mut fail = |failure: CriuFailure| -> Error {
+            if let Some(daemon) = lazy_pages.as_mut() {
+                daemon.kill();
+            }
             // CRIU killed mid-restore (deadline, log bound) leaves the tasks
             // it was restoring, which may still be looping and writing to
             // its log: stop them before the log is read and copied.
@@ -323,7 +351,11 @@ impl RestorePlan {
                 "CRIU sent no terminal master for a terminal checkpoint".into(),
             )));
         }
-        Ok(Restored { pid, pts_master })
+        Ok(Restored {
+            pid,
+            pts_master,
+            lazy_pages,
+        })
     }
 }
 

@@ -9,6 +9,7 @@
 //! a bound on CRIU's log: a CRIU that hangs or loops is killed and reported.
 
 mod error;
+mod lazy;
 pub mod log;
 mod waiter;
 pub mod yard;
@@ -26,6 +27,7 @@ use protobuf::Message;
 pub use rust_criu::rust_criu_protobuf::rpc;
 
 pub use error::{CriuError, CriuFailure, CriuOp};
+pub use lazy::{LazyPages, LazyPagesRequest, LAZY_PAGES_LOG};
 pub use waiter::{ChildWaiter, DirectWait, ExitWatch};
 
 use crate::error::{Error, Result};
@@ -59,6 +61,14 @@ pub trait Criu: Send + Sync {
     /// how it failed; CRIU's own refusal is an `Ok` response with
     /// `success() == false`, for the caller to explain.
     fn call(&self, call: Call, notify: &mut NotifyFn) -> Result<Outcome>;
+
+    /// Starts CRIU's lazy-pages daemon for a post-copy restore and returns
+    /// once it is ready for the restore (see [`lazy`]).
+    fn lazy_pages(&self, _request: &LazyPagesRequest) -> Result<Box<dyn LazyPages>> {
+        Err(Error::FailedPrecondition(
+            "this CRIU driver cannot run a lazy-pages daemon (post-copy restore)".into(),
+        ))
+    }
 
     /// CRIU's version as (major, minor, sublevel).
     fn version(&self) -> Result<(u32, u32, u32)> {
@@ -118,6 +128,10 @@ pub struct SwrkCriu {
 }
 
 impl Criu for SwrkCriu {
+    fn lazy_pages(&self, request: &LazyPagesRequest) -> Result<Box<dyn LazyPages>> {
+        self.spawn_lazy_pages(request)
+    }
+
     fn call(&self, call: Call, notify: &mut NotifyFn) -> Result<Outcome> {
         let fail = |failure| Error::from(CriuError::new(call.op, failure));
         let (ours, theirs) = socketpair(

@@ -9,6 +9,7 @@ use containerd_shim_protos::events::task::{TaskCheckpointed, TaskStart};
 use super::TaskService;
 use lazarus_core::checkpoint::dump::{self, DumpPaths, DumpTarget};
 use lazarus_core::checkpoint::image;
+use lazarus_core::checkpoint::postcopy;
 use lazarus_core::checkpoint::request::{should_exit, CheckpointRequest};
 use lazarus_core::checkpoint::restore::RestoreTarget;
 use lazarus_core::host::cgroup;
@@ -38,7 +39,54 @@ impl TaskService {
     /// (see `crate::state`): State, Pids, Kill, Connect and exit handling go
     /// on; Delete, Pause, Exec and a second Checkpoint are refused.
     pub fn checkpoint(&self, req: &CheckpointTaskRequest) -> Result<()> {
-        self.checkpoint_for(req, &|| false)
+        self.checkpoint_for(req, &|| false, None)
+    }
+
+    /// The image directory of a post-copy checkpoint request (one whose
+    /// image path holds a page server request), else None.
+    pub fn postcopy_images(&self, req: &CheckpointTaskRequest) -> Option<PathBuf> {
+        let request = crate::options::decode_checkpoint(req.options.as_ref()).ok()?;
+        let images = PathBuf::from(&request.image_path);
+        (!request.image_path.is_empty() && images.join(postcopy::REQUEST_FILE).is_file())
+            .then_some(images)
+    }
+
+    /// A post-copy checkpoint answers once the image directory is complete
+    /// (all but the memory) and CRIU serves the memory; the dump goes on in
+    /// the background until the destination has every page (then, with
+    /// `exit`, the container ends as after any dump) or is called off (then
+    /// it runs on, thawed). The container stays Checkpointing meanwhile.
+    pub fn checkpoint_postcopy(self: &Arc<Self>, req: CheckpointTaskRequest) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel::<Option<Result<()>>>();
+        let service = Arc::clone(self);
+        let images = self.postcopy_images(&req);
+        let ready = tx.clone();
+        std::thread::Builder::new()
+            .name("postcopy-dump".into())
+            .spawn(move || {
+                let ready = move || {
+                    let _ = ready.send(None);
+                };
+                let result = service.checkpoint_for(&req, &|| false, Some(&ready));
+                let how = match &result {
+                    Ok(()) => format!("post-copy dump of {}: every page was sent", req.id),
+                    Err(e) => format!("post-copy dump of {}: {e}; it runs on here", req.id),
+                };
+                match &result {
+                    Ok(()) => log::info!("{how}"),
+                    Err(_) => log::error!("{how}"),
+                }
+                if let Some(images) = images {
+                    postcopy::say_ended(&images, &how);
+                }
+                let _ = tx.send(Some(result));
+            })
+            .map_err(|e| Error::Runtime(format!("start the post-copy dump: {e}")))?;
+        match rx.recv() {
+            Ok(None) => Ok(()),
+            Ok(Some(result)) => result,
+            Err(_) => Err(Error::Runtime("the post-copy dump thread died".into())),
+        }
     }
 
     /// [`Self::checkpoint`] for a client that may go away: `client_gone` is
@@ -49,6 +97,7 @@ impl TaskService {
         &self,
         req: &CheckpointTaskRequest,
         client_gone: &dyn Fn() -> bool,
+        ready: Option<&dyn Fn()>,
     ) -> Result<()> {
         let request = crate::options::decode_checkpoint(req.options.as_ref())?;
         let cell = self.get(&req.id)?;
@@ -67,7 +116,7 @@ impl TaskService {
             terminal,
             paused,
         };
-        let dumped = self.dump(req, request, &target, client_gone);
+        let dumped = self.dump(req, request, &target, client_gone, ready);
         let mut c = cell.lock();
         if let Ok(images) = &dumped {
             // Before the state changes: an exit held meanwhile (the dump's
@@ -91,6 +140,7 @@ impl TaskService {
         mut request: CheckpointRequest,
         c: &Dumped,
         client_gone: &dyn Fn() -> bool,
+        ready: Option<&dyn Fn()>,
     ) -> Result<PathBuf> {
         let spec = container::load_spec(c.bundle)?;
         let annotations = spec.annotations().clone().unwrap_or_default();
@@ -125,12 +175,21 @@ impl TaskService {
         };
         let started = std::time::Instant::now();
         let kept_log = self.settings.kept_log(c.id, image::DUMP_LOG)?;
+        let page_server = postcopy::PageServer::read(&images)?;
+        // A post-copy dump outlives the RPC that asked for it: its client
+        // calls it off with a file, not by going away.
+        let called_off = || postcopy::cancelled(&images);
         let paths = DumpPaths {
             images: &images,
             work: &work,
             keep_failed_log: Some(&kept_log),
-            cancel: Some(client_gone),
+            cancel: Some(match page_server {
+                Some(_) => &called_off,
+                None => client_gone,
+            }),
             compress_pages: self.settings.compress_pages,
+            page_server: page_server.as_ref(),
+            ready,
         };
         let dumped = dump::dump(self.criu.as_ref(), &target, &request, exit, &paths);
         if dumped.is_err() {
@@ -188,7 +247,7 @@ impl TaskService {
                     .restore_network(&id, &bundle, pid)
                     .map_err(|e| lazarus_core::Error::Other(e.to_string()))
             });
-        let restored = match restored {
+        let mut restored = match restored {
             Ok(r) => r,
             Err(e) => {
                 // The core already killed what a failed CRIU left in the new
@@ -204,6 +263,7 @@ impl TaskService {
                 return Err(e.into());
             }
         };
+        let mut lazy_pages = restored.lazy_pages.take();
         let streams = match (pending.io, restored.pts_master) {
             (Some(io), _) => io.connect(),
             (None, Some(master)) => io::console_streams(&stdio, master),
@@ -216,6 +276,9 @@ impl TaskService {
                 nix::unistd::Pid::from_raw(restored.pid),
                 nix::sys::signal::SIGKILL,
             );
+            if let Some(daemon) = lazy_pages.as_mut() {
+                daemon.kill();
+            }
             cell.lock().state.start_failed(None);
             return Err(e);
         }
@@ -244,12 +307,72 @@ impl TaskService {
             "stats-restore",
         ))
         .unwrap_or_default();
-        pending.plan.discard_temporary_images();
         log::info!(
-            "restored {id} (pid {}) in {:?}: {stats:?}",
+            "restored {id} (pid {}) in {:?}{}: {stats:?}",
             restored.pid,
-            started.elapsed()
+            started.elapsed(),
+            if lazy_pages.is_some() {
+                " (post-copy: its memory follows)"
+            } else {
+                ""
+            }
         );
+        match lazy_pages {
+            Some(daemon) => watch_lazy_pages(id, restored.pid, daemon, pending.plan),
+            None => pending.plan.discard_temporary_images(),
+        }
         Ok(restored.pid)
+    }
+}
+
+/// The longest a post-copy restore waits for its memory: CRIU's own
+/// default deadline; a gigabyte takes seconds.
+const LAZY_PAGES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Watches a post-copy restore's lazy-pages daemon to its end. If it fails
+/// (the source or the link died) the pages it had not fetched never will,
+/// and the process would read zeroes there (the kernel drops a dead
+/// daemon's userfaultfd): the container is killed instead, and the log says
+/// why. The images are discarded only then: the daemon reads them.
+fn watch_lazy_pages(
+    id: String,
+    pid: i32,
+    mut daemon: Box<dyn lazarus_core::criu::LazyPages>,
+    plan: lazarus_core::checkpoint::restore::RestorePlan,
+) {
+    let watch = move || {
+        let started = std::time::Instant::now();
+        let status = daemon.wait(LAZY_PAGES_TIMEOUT);
+        if status == Some(0) {
+            log::info!(
+                "post-copy restore of {id}: all of its memory arrived {:?} after it resumed",
+                started.elapsed()
+            );
+        } else {
+            if status.is_none() {
+                daemon.kill();
+            }
+            let excerpt = lazarus_core::criu::log::excerpt(daemon.log(), 10);
+            log::error!(
+                "post-copy restore of {id}: its memory stopped arriving (lazy-pages daemon {}: \
+                 {}; log {}): killing the container (pid {pid}), whose missing pages would \
+                 read as zeroes",
+                match status {
+                    Some(code) => format!("exit status {code}"),
+                    None => format!("still running after {LAZY_PAGES_TIMEOUT:?}"),
+                },
+                excerpt.errors.join("; "),
+                daemon.log().display()
+            );
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
+        plan.discard_temporary_images();
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("lazy-pages".into())
+        .spawn(watch)
+    {
+        log::error!("cannot watch a post-copy restore's memory: {e}");
     }
 }

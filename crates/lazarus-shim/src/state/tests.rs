@@ -21,6 +21,7 @@ fn pending() -> Box<PendingRestore> {
             metadata: Metadata::new("c", (4, 2, 1)),
             descriptors: Vec::new(),
             temporary: false,
+            page_server: None,
         },
         spec: Spec::default(),
         io: None,

@@ -1,0 +1,278 @@
+//! Post-copy (lazy pages): the source's dump sends only the minimal state
+//! and then serves the process's memory from a CRIU page server; the
+//! destination resumes the process at once and a lazy-pages daemon fetches
+//! the memory behind it (on fault through userfaultfd, and in the
+//! background until every page is there).
+//!
+//! A checkpoint asks for it with a [`PageServer`] file in its image
+//! directory, written by `lazarus migrate` before the dump; the same file
+//! travels in the archive and tells the destination's restore where the
+//! memory is. The page stream is CRIU's own protocol under mutual TLS with
+//! a one-time CA made here: CRIU's lazy page server listens on every
+//! address, so a peer without the migration's certificate must get
+//! nothing but a failed handshake.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// In the image directory: where the memory is served from.
+pub const REQUEST_FILE: &str = "lazarus-postcopy.json";
+/// In the image directory: written by the migrating client to call a
+/// post-copy dump off before the destination runs (CRIU is stopped and the
+/// container thawed, running on where it was).
+pub const CANCEL_FILE: &str = "lazarus-postcopy.cancel";
+/// In the image directory: written by the runtime when the post-copy dump
+/// has ended (every page sent, or called off and the container thawed),
+/// holding how it ended; the client waits for it before it lets go.
+pub const ENDED_FILE: &str = "lazarus-postcopy.ended";
+/// CRIU sizes its page pipes at about 3.3 MB; below this cap (the kernel's
+/// default is 1 MiB, and root here lacks CAP_SYS_RESOURCE to exceed it) a
+/// lazy dump fails half-way with "page-pipe: splice: Bad file descriptor".
+pub const MIN_PIPE_MAX_SIZE: u64 = 4 << 20;
+const PIPE_MAX_SIZE: &str = "/proc/sys/fs/pipe-max-size";
+
+/// The source's page server, as the destination reaches it, and the
+/// migration's TLS material (the same certificate serves both ends; it is
+/// signed by a CA that exists for this one migration).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PageServer {
+    pub address: IpAddr,
+    pub port: u16,
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for PageServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        write!(f, "PageServer({}:{})", self.address, self.port)
+    }
+}
+
+/// The TLS files CRIU reads, written private into a work directory and
+/// removed when dropped.
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
+        for f in [&self.ca, &self.cert, &self.key] {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+impl PageServer {
+    /// A page server at `address:port` with fresh TLS material: a CA, and a
+    /// certificate for `address` it signed.
+    pub fn generate(address: IpAddr, port: u16) -> Result<PageServer> {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+            KeyUsagePurpose, SanType,
+        };
+        let tls =
+            |e: rcgen::Error| Error::Other(format!("make the page stream's certificate: {e}"));
+        let ca_key = KeyPair::generate().map_err(tls)?;
+        let mut ca = CertificateParams::default();
+        ca.distinguished_name
+            .push(DnType::CommonName, "lazarus migration CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let ca_cert = ca.self_signed(&ca_key).map_err(tls)?;
+        let key = KeyPair::generate().map_err(tls)?;
+        let mut leaf = CertificateParams::default();
+        leaf.distinguished_name
+            .push(DnType::CommonName, "lazarus migration");
+        leaf.subject_alt_names = vec![SanType::IpAddress(address)];
+        leaf.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let cert = leaf.signed_by(&key, &ca_cert, &ca_key).map_err(tls)?;
+        Ok(PageServer {
+            address,
+            port,
+            ca_pem: ca_cert.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// The request in `images`, if the checkpoint is a post-copy one.
+    pub fn read(images: &Path) -> Result<Option<PageServer>> {
+        let path = images.join(REQUEST_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::InvalidArgument(format!("invalid post-copy request {}: {e}", path.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("read {}", path.display()))(e)),
+        }
+    }
+
+    /// Writes the request into `images` (private: it holds a key).
+    pub fn write(&self, images: &Path) -> Result<()> {
+        write_private(&images.join(REQUEST_FILE), &serde_json::to_vec(self)?)
+    }
+
+    /// Writes the TLS files CRIU needs into `dir`.
+    pub fn tls_files(&self, dir: &Path) -> Result<TlsFiles> {
+        let files = TlsFiles {
+            ca: dir.join("lazarus-tls-ca.pem"),
+            cert: dir.join("lazarus-tls-cert.pem"),
+            key: dir.join("lazarus-tls-key.pem"),
+        };
+        for (path, pem) in [
+            (&files.ca, &self.ca_pem),
+            (&files.cert, &self.cert_pem),
+            (&files.key, &self.key_pem),
+        ] {
+            let _ = std::fs::remove_file(path);
+            write_private(path, pem.as_bytes())?;
+        }
+        Ok(files)
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(Error::io(format!("write {}", path.display())))
+}
+
+/// The client's and the runtime's files above, which a failed dump leaves
+/// where they are.
+pub fn is_control_file(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| {
+        [REQUEST_FILE, CANCEL_FILE, ENDED_FILE]
+            .iter()
+            .any(|f| n == *f)
+    })
+}
+
+/// Calls a post-copy dump off (see [`CANCEL_FILE`]).
+pub fn cancel(images: &Path) -> Result<()> {
+    let path = images.join(CANCEL_FILE);
+    std::fs::write(&path, b"").map_err(Error::io(format!("write {}", path.display())))
+}
+
+pub fn cancelled(images: &Path) -> bool {
+    images.join(CANCEL_FILE).exists()
+}
+
+/// Says the dump has ended (see [`ENDED_FILE`]). Best effort: a client
+/// that went away took the directory with it.
+pub fn say_ended(images: &Path, how: &str) {
+    let _ = std::fs::write(images.join(ENDED_FILE), how);
+}
+
+/// How the dump ended, once it has.
+pub fn ended(images: &Path) -> Option<String> {
+    std::fs::read_to_string(images.join(ENDED_FILE)).ok()
+}
+
+/// Refuses a lazy dump the kernel's pipe size cap would break half-way.
+pub fn check_pipe_max_size() -> Result<()> {
+    let size = std::fs::read_to_string(PIPE_MAX_SIZE)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    pipe_size_ok(size)
+}
+
+fn pipe_size_ok(size: u64) -> Result<()> {
+    if size >= MIN_PIPE_MAX_SIZE {
+        return Ok(());
+    }
+    Err(Error::FailedPrecondition(format!(
+        "post-copy needs fs.pipe-max-size >= {MIN_PIPE_MAX_SIZE} (it is {size}; CRIU's page pipes \
+         are larger and a lazy dump would fail half-way): run `sysctl -w \
+         fs.pipe-max-size={MIN_PIPE_MAX_SIZE}` (scripts/setup-host.sh does), or migrate with \
+         --mode stopcopy"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_request_round_trips_privately_and_hides_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(PageServer::read(dir.path()).unwrap().is_none());
+        let ps = PageServer::generate("10.0.0.1".parse().unwrap(), 27000).unwrap();
+        assert!(ps.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(ps.key_pem.contains("PRIVATE KEY"));
+        ps.write(dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join(REQUEST_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let back = PageServer::read(dir.path()).unwrap().unwrap();
+        assert_eq!((back.address, back.port), (ps.address, 27000));
+        assert_eq!(back.key_pem, ps.key_pem);
+        assert!(!format!("{back:?}").contains("KEY"));
+        let files = back.tls_files(dir.path()).unwrap();
+        let key = files.key.clone();
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        drop(files);
+        assert!(!key.exists(), "TLS files go with their handle");
+    }
+
+    #[test]
+    fn two_migrations_never_share_a_key() {
+        let a = PageServer::generate("10.0.0.1".parse().unwrap(), 1).unwrap();
+        let b = PageServer::generate("10.0.0.1".parse().unwrap(), 1).unwrap();
+        assert_ne!(a.key_pem, b.key_pem);
+        assert_ne!(a.ca_pem, b.ca_pem);
+    }
+
+    #[test]
+    fn a_garbled_request_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(REQUEST_FILE), b"{").unwrap();
+        let e = PageServer::read(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(REQUEST_FILE), "{e}");
+    }
+
+    #[test]
+    fn a_small_pipe_cap_is_refused_with_the_fix() {
+        assert!(pipe_size_ok(MIN_PIPE_MAX_SIZE).is_ok());
+        let e = pipe_size_ok(1 << 20).unwrap_err().to_string();
+        assert!(e.contains("sysctl -w fs.pipe-max-size=4194304"), "{e}");
+        assert!(e.contains("--mode stopcopy"), "{e}");
+    }
+
+    #[test]
+    fn cancel_and_end_are_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!cancelled(dir.path()));
+        cancel(dir.path()).unwrap();
+        assert!(cancelled(dir.path()));
+        assert!(is_control_file(&dir.path().join(CANCEL_FILE)));
+        assert!(!is_control_file(&dir.path().join("pages-1.img")));
+        assert_eq!(ended(dir.path()), None);
+        say_ended(dir.path(), "resumed");
+        assert_eq!(ended(dir.path()).as_deref(), Some("resumed"));
+    }
+}
