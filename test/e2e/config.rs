@@ -145,7 +145,7 @@ fn load() -> Config {
 
     let inherited = env::var("PATH").unwrap_or_default();
     // ip: the migration tests put a "host" in a network namespace.
-    for tool in ["criu", "tmux", "runc", "ip"] {
+    for tool in ["criu", "tmux", "runc", "ip", "tc", "pgrep"] {
         if which_in(&inherited, tool).is_none() {
             panic!("prerequisite missing: `{tool}` is not on PATH ({hint})");
         }

@@ -19,7 +19,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 /// A 1 GiB dump or restore on a loaded 2-core host takes up to a minute.
-const SLOW: Duration = Duration::from_secs(240);
+pub const SLOW: Duration = Duration::from_secs(240);
 
 /// Panics unless `out` failed and says every one of `words` (any case).
 fn assert_fails_saying(out: &Out, words: &[&str]) {
@@ -34,7 +34,7 @@ fn assert_fails_saying(out: &Out, words: &[&str]) {
 }
 
 /// `docker run -d` of memhog with `mib` MiB; waits for its first tick.
-fn start_memhog(d: &Daemons, name: &str, mib: u64) -> Container {
+pub fn start_memhog(d: &Daemons, name: &str, mib: u64) -> Container {
     let mib = mib.to_string();
     let args = docker_run_args(d, &["-d", "--name", name], &["memhog", &mib]);
     d.docker(&args).ok();
@@ -45,7 +45,7 @@ fn start_memhog(d: &Daemons, name: &str, mib: u64) -> Container {
 }
 
 /// memhog's `(tick, checksum)` lines so far.
-fn memhog(d: &Daemons, name: &str) -> Vec<(u64, String)> {
+pub fn memhog(d: &Daemons, name: &str) -> Vec<(u64, String)> {
     memhog_ticks(&d.docker(&["logs", name]).ok().stdout)
 }
 

@@ -24,6 +24,7 @@ mod errors_tests;
 mod fault_tests;
 mod image_dir_tests;
 mod image_path_tests;
+mod migrate_postcopy_tests;
 mod migrate_tests;
 mod pod_tests;
 mod restart_tests;

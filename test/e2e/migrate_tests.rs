@@ -31,15 +31,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// `lazarus serve` on host `d`, killed when dropped.
-struct Serve {
+pub struct Serve {
     child: Child,
     log: PathBuf,
-    addr: String,
+    pub addr: String,
 }
 
 impl Serve {
     /// On a free loopback port.
-    fn start(d: &Daemons, key: &str) -> Serve {
+    pub fn start(d: &Daemons, key: &str) -> Serve {
         // A free port: bound, read, released for the agent to take.
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -50,7 +50,7 @@ impl Serve {
     }
 
     /// In network namespace `ns`, on its address.
-    fn start_in(d: &Daemons, key: &str, ns: &Netns) -> Serve {
+    pub fn start_in(d: &Daemons, key: &str, ns: &Netns) -> Serve {
         let cli = lazarus_cmd(d);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &ns.name])
@@ -93,14 +93,14 @@ impl Drop for Serve {
 
 /// A second "host" network: a namespace joined to this one by a veth pair
 /// (10.213.N.1 here, 10.213.N.2 there), deleted when dropped.
-struct Netns {
+pub struct Netns {
     name: String,
     veth: String,
     inside: String,
 }
 
 impl Netns {
-    fn new(d: &Daemons) -> Netns {
+    pub fn new(d: &Daemons) -> Netns {
         let n = std::process::id() % 250 + 1;
         let (name, veth, peer) = (d.name("ns"), format!("lzm{n}a"), format!("lzm{n}b"));
         let ns = Netns {
@@ -139,7 +139,7 @@ impl Drop for Netns {
 }
 
 /// A new key file on `d`, mode 0600 as `lazarus keygen` makes it.
-fn keygen(d: &Daemons, name: &str) -> String {
+pub fn keygen(d: &Daemons, name: &str) -> String {
     let path = d.path(name);
     lazarus(d, &["keygen", path.to_str().unwrap()]).ok();
     let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -154,7 +154,7 @@ fn last_tick(d: &Daemons, name: &str) -> u64 {
 }
 
 /// `lazarus migrate NAME --to TO --key KEY EXTRA...` on host `a`.
-fn migrate(a: &Daemons, name: &str, to: &str, key: &str, extra: &[&str]) -> Out {
+pub fn migrate(a: &Daemons, name: &str, to: &str, key: &str, extra: &[&str]) -> Out {
     let mut args = vec!["migrate", name, "--to", to, "--key", key];
     args.extend_from_slice(extra);
     lazarus(a, &args)
@@ -162,7 +162,7 @@ fn migrate(a: &Daemons, name: &str, to: &str, key: &str, extra: &[&str]) -> Out 
 
 /// Under runc: refused by runtime before any connection (the address is
 /// never dialled).
-fn assert_refused_by_runtime(a: &Daemons, name: &str, key: &str, extra: &[&str]) {
+pub fn assert_refused_by_runtime(a: &Daemons, name: &str, key: &str, extra: &[&str]) {
     let out = migrate(a, name, "127.0.0.1:1", key, extra).err();
     assert!(out.stderr.contains("not Lazarus"), "{out}");
 }

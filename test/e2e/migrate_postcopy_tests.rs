@@ -1,0 +1,286 @@
+//! Post-copy migration's memory: it all arrives (memhog's checksum of its
+//! whole heap is the same on B), and when the page stream fails the
+//! container is never left running with memory missing. memhog is 1 GiB on
+//! the heavy legs, 256 MiB on the others.
+
+use crate::archive_tests::{assert_cli_left_nothing, docker_names};
+use crate::cmd::{poll, run, wait_until};
+use crate::docker_tests::inspect;
+use crate::fault_tests::{memhog, start_memhog, SLOW};
+use crate::harness::Daemons;
+use crate::leaks::heap_mib;
+use crate::migrate_tests::{assert_refused_by_runtime, keygen, migrate, Netns, Serve};
+use serde_json::Value;
+use std::process::Command;
+use std::time::Duration;
+
+/// memhog moves post-copy to B (its agent behind a veth) and ticks on there
+/// from the next tick with the same checksum of its whole heap: every page
+/// was fetched from A's page server.
+#[test]
+fn migrate_postcopy_moves_a_heap_with_its_checksum() {
+    let a = Daemons::with_docker("migrate_heap_a");
+    let b = Daemons::with_docker("migrate_heap_b");
+    let key = keygen(&a, "migration.key");
+    let name = a.name("memhog");
+    let mib = heap_mib();
+    start_memhog(&a, &name, mib);
+    if !a.is_lazarus() {
+        return assert_refused_by_runtime(&a, &name, &key, &[]);
+    }
+    let sum = memhog(&a, &name)[0].1.clone();
+    let net = Netns::new(&b);
+    let serve = Serve::start_in(&b, &key, &net);
+    let out = migrate(
+        &a,
+        &name,
+        &serve.addr,
+        &key,
+        &["--mode", "postcopy", "--json"],
+    )
+    .ok();
+    let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["mode"], "postcopy", "{v:#}");
+    let (downtime, memory) = (
+        v["downtime_seconds"].as_f64().unwrap(),
+        v["memory_seconds"].as_f64().unwrap(),
+    );
+    eprintln!("migrate postcopy {mib} MiB: downtime {downtime:.3}s, memory followed {memory:.3}s");
+    // The archive carried the minimal state, not the heap.
+    let archive = v["archive_bytes"].as_u64().unwrap();
+    assert!(
+        archive < (mib << 20) / 4,
+        "{archive} bytes sent in the archive: {v:#}"
+    );
+
+    let last = memhog(&a, &name).last().expect("ticks on A").0;
+    let on_b = wait_until("memhog to tick on B", SLOW, || {
+        let t = memhog(&b, &name);
+        (t.len() >= 2).then_some(t)
+    });
+    for (i, (n, s)) in on_b.iter().enumerate() {
+        assert_eq!(
+            *n,
+            last + 1 + i as u64,
+            "ticks on B do not follow A's: {on_b:?}"
+        );
+        assert_eq!(s, &sum, "the heap changed on the way (tick {n}): {on_b:?}");
+    }
+    assert_eq!(inspect(&a, &name, "{{.State.Running}}"), "false");
+    assert_cli_left_nothing(&a);
+    assert_cli_left_nothing(&b);
+    b.docker(&["rm", "-f", &name]).ok();
+}
+
+/// The page stream failing, before and after B resumed the container:
+///
+/// 1. A's CRIU killed as soon as B's lazy-pages daemon starts (B has not
+///    confirmed): the migration fails, A's memhog runs on with its heap,
+///    nothing of it runs on B.
+/// 2. B's lazy-pages daemon killed after B resumed the container, while
+///    the stream is held back by a throttle on the page server's port: B's
+///    copy is killed (its missing pages would read as zeroes), the
+///    migration says so, and A's memhog thaws and runs on from where it was
+///    frozen, with its heap.
+#[test]
+fn migrate_postcopy_stream_failures_never_leave_a_copy_without_memory() {
+    let a = Daemons::with_docker("migrate_cut_a");
+    let b = Daemons::with_docker("migrate_cut_b");
+    let key = keygen(&a, "migration.key");
+    let name = a.name("memhog");
+    start_memhog(&a, &name, heap_mib());
+    if !a.is_lazarus() {
+        return assert_refused_by_runtime(&a, &name, &key, &[]);
+    }
+    let sum = memhog(&a, &name)[0].1.clone();
+    let serve = Serve::start(&b, &key);
+    let args = ["--mode", "postcopy"];
+
+    // 1. The source's CRIU killed before B confirms.
+    let pid = inspect(&a, &name, "{{.State.Pid}}");
+    let mut migration = crate::archive_tests::lazarus_cmd(&a)
+        .args(["migrate", &name, "--to", &serve.addr, "--key", &key])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("B's lazy-pages daemon", SLOW, || lazy_pages_daemon(&b));
+    let dump = wait_until("A's CRIU dump", SLOW, || {
+        pgrep(&format!("criu: dump --rpc -t {pid}"))
+    });
+    run(Command::new("kill").args(["-9", &dump.to_string()])).ok();
+    let out = wait_until("migrate to give up", SLOW, || migration.try_wait().unwrap());
+    let stderr = read_all(migration.stderr.as_mut().unwrap());
+    assert!(
+        !out.success(),
+        "migrate succeeded with A's CRIU killed: {stderr}"
+    );
+    eprintln!("A's CRIU killed: {}", stderr.trim());
+    assert!(stderr.contains("runs on here"), "{stderr}");
+    assert_source_runs_on(&a, &name, &sum);
+    assert_not_running_on(&b, &name);
+    let _ = b.docker(&["rm", "-f", &name]);
+
+    // 2. B's lazy-pages daemon killed after B resumed the container.
+    let mut migration = crate::archive_tests::lazarus_cmd(&a)
+        .args(["migrate", &name, "--to", &serve.addr, "--key", &key])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (daemon, port) = wait_until("B's lazy-pages daemon", SLOW, || lazy_pages_daemon(&b));
+    let throttle = Throttle::on_source_port(port);
+    wait_until("B to run the container", SLOW, || {
+        (inspect_or_empty(&b, &name) == "true").then_some(())
+    });
+    run(Command::new("kill").args(["-9", &daemon.to_string()])).ok();
+    let out = wait_until("migrate to give up", SLOW, || migration.try_wait().unwrap());
+    drop(throttle);
+    let stderr = read_all(migration.stderr.as_mut().unwrap());
+    assert!(
+        !out.success(),
+        "migrate succeeded with its memory cut: {stderr}"
+    );
+    eprintln!("B's lazy-pages daemon killed: {}", stderr.trim());
+    assert!(
+        stderr.contains("memory stopped arriving") && stderr.contains("runs on here"),
+        "{stderr}"
+    );
+    assert_not_running_on(&b, &name);
+    assert_source_runs_on(&a, &name, &sum);
+    assert_cli_left_nothing(&a);
+    for n in docker_names(&b) {
+        b.docker(&["rm", "-f", &n]).ok();
+    }
+}
+
+/// A's memhog runs, its ticks one unbroken run with the checksum `sum`.
+fn assert_source_runs_on(a: &Daemons, name: &str, sum: &str) {
+    assert_eq!(inspect(a, name, "{{.State.Running}}"), "true");
+    let now = memhog(a, name).len();
+    let all = wait_until("memhog to tick on on A", SLOW, || {
+        let all = memhog(a, name);
+        (all.len() >= now + 2).then_some(all)
+    });
+    for (i, (n, s)) in all.iter().enumerate() {
+        assert_eq!(*n, i as u64, "memhog's ticks are not one run: {all:?}");
+        assert_eq!(s, sum, "memhog's heap changed (tick {n}): {all:?}");
+    }
+}
+
+/// Within 30 s nothing named `name` runs on `b` (it may be gone, or exited).
+fn assert_not_running_on(b: &Daemons, name: &str) {
+    let stopped = poll(Duration::from_secs(30), || {
+        (inspect_or_empty(b, name) != "true").then_some(())
+    });
+    assert!(
+        stopped.is_some(),
+        "{name} still runs on B without its memory"
+    );
+}
+
+fn inspect_or_empty(d: &Daemons, name: &str) -> String {
+    d.docker(&["inspect", "-f", "{{.State.Running}}", name])
+        .stdout
+        .trim()
+        .to_string()
+}
+
+/// The pid and page server port of a CRIU lazy-pages daemon working for
+/// host `d` (its work directory is under `d`'s directory).
+fn lazy_pages_daemon(d: &Daemons) -> Option<(i32, u16)> {
+    let root = d.dir.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.get(1).map(String::as_str) != Some("lazy-pages")
+            || !args.iter().any(|a| a.starts_with(&root))
+        {
+            continue;
+        }
+        let port = args
+            .iter()
+            .position(|a| a == "--port")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|p| p.parse().ok())?;
+        return Some((pid, port));
+    }
+    None
+}
+
+/// The first process whose command line contains `pattern`.
+fn pgrep(pattern: &str) -> Option<i32> {
+    let out = Command::new("pgrep").args(["-f", pattern]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+}
+
+fn read_all(r: &mut impl std::io::Read) -> String {
+    let mut s = String::new();
+    r.read_to_string(&mut s).unwrap();
+    s
+}
+
+/// Holds back traffic from one local TCP port on the loopback interface
+/// (B's lazy-pages daemon reaches A's page server there: both "hosts"'
+/// daemons run in this network namespace) to 16 Mbit/s, so that the page
+/// stream outlasts the test's kill; removed when dropped. Only this test
+/// changes lo's queueing, and the suite's legs run one after another.
+struct Throttle;
+
+impl Throttle {
+    fn on_source_port(port: u16) -> Throttle {
+        let tc = |args: &[&str]| run(Command::new("tc").args(args)).ok();
+        let _ = run(Command::new("tc").args(["qdisc", "del", "dev", "lo", "root"]));
+        // htb and u32 are what this kernel has (no prio, no flower).
+        tc(&[
+            "qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "10", "r2q",
+            "100000",
+        ]);
+        tc(&[
+            "class", "add", "dev", "lo", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit",
+        ]);
+        tc(&[
+            "class", "add", "dev", "lo", "parent", "1:", "classid", "1:20", "htb", "rate", "16mbit",
+        ]);
+        tc(&[
+            "filter",
+            "add",
+            "dev",
+            "lo",
+            "parent",
+            "1:",
+            "protocol",
+            "ip",
+            "prio",
+            "1",
+            "u32",
+            "match",
+            "ip",
+            "sport",
+            &port.to_string(),
+            "0xffff",
+            "flowid",
+            "1:20",
+        ]);
+        Throttle
+    }
+}
+
+impl Drop for Throttle {
+    fn drop(&mut self) {
+        let _ = run(Command::new("tc").args(["qdisc", "del", "dev", "lo", "root"]));
+    }
+}
