@@ -10,18 +10,27 @@
 # Workloads (scripts/lib/bench-workloads.sh): random (MIB MiB no compressor
 # shrinks), mixed (MIB MiB, mostly compressible like ordinary heaps), redis.
 # Paths, each on a fresh container:
-#   lazarus-zstd   lazarus migrate NAME --to B --json (stop-and-copy, zstd)
-#   lazarus-none   the same with --compress none
+#   postcopy       lazarus migrate NAME --to B --mode postcopy --json (the
+#                  minimal state in a zstd archive; the memory follows from
+#                  A's CRIU page server under TLS)
+#   stopcopy-zstd  lazarus migrate --mode stopcopy (everything in the archive, zstd)
+#   stopcopy-none  the same with --compress none
 #   docker-runc    the baseline above, runtime runc (its "ready" includes
 #                  the `ip link set lo up` a runc user needs for redis)
 # Columns: downtime = from the checkpoint's start until the container runs
 # on B (Lazarus: its report, i.e. until B said it runs; baseline: until
 # `docker start --checkpoint` returned); ready = until the workload answers
-# on B; of which = Lazarus's report split into checkpoint + archive,
-# transfer, restore; stream = the bytes that crossed; x runc = against
-# the docker-runc row of the same workload and size.
+# on B; total = until `lazarus migrate` returned (post-copy: until the
+# last page arrived; the baseline: its downtime); memory = post-copy's
+# page stream after B resumed; of which = Lazarus's report split into
+# checkpoint + archive, transfer, restore; stream = the bytes that crossed
+# (post-copy: archive + lazy pages); x runc = against the docker-runc row of
+# the same workload and size. In this script and the tests both "hosts"'
+# daemons run in this network namespace, only B's agent behind the veth:
+# the archive crosses the veth, post-copy's page stream (A's page server to
+# B's lazy-pages daemon, TLS) crosses loopback.
 #
-#   SIZES="256 1024"  WORKLOADS="random mixed"  PATHS="lazarus-zstd lazarus-none docker-runc"
+#   SIZES="256 1024"  WORKLOADS="random mixed"  PATHS="postcopy stopcopy-zstd stopcopy-none docker-runc"
 #   RUNS=1    runs per measurement; medians are printed
 #   CONTAINERD=/usr/bin/containerd
 #   SHIM_DIR  where containerd-shim-lazarus-v2 and lazarus are (default: built
@@ -32,7 +41,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"256 1024"}
 WORKLOADS=${WORKLOADS:-"random mixed"}
-PATHS=${PATHS:-"lazarus-zstd lazarus-none docker-runc"}
+PATHS=${PATHS:-"postcopy stopcopy-zstd stopcopy-none docker-runc"}
 RUNS=${RUNS:-1}
 KEYS=100000
 PD_NAME=bench-migrate
@@ -82,22 +91,25 @@ DOCKER_HOST=unix://$B/docker.sock CONTAINERD_ADDRESS=$B/containerd.sock LAZARUS_
 SERVE_PID=$!
 pd_wait_for 20 grep -q "listening on" "$TMP/serve.log" || { cat "$TMP/serve.log" >&2; exit 1; }
 
-bench_lazarus() { # workload compression
-  local w=$1 c=$2 path=lazarus-$2 name="$1-$RANDOM" t json
+bench_lazarus() { # workload mode compression
+  local w=$1 mode=$2 c=$3 path name="$1-$RANDOM" t json
+  path=$mode; [ "$mode" = postcopy ] || path=$mode-$c
   local what="$w $MIB MiB, $path"
   pd_use "$A"
   start_workload "$w" $LAZARUS "$name" || fail "$what: the workload did not get ready" || return 1
   t=$(now)
   json=$(LAZARUS_CONFIG=$TMP/a.toml pd_lazarus migrate "$name" --to "$ADDR:$PORT" --key "$KEY" \
-    --compress "$c" --rm --json) || fail "$what: lazarus migrate" || return 1
+    --mode "$mode" --compress "$c" --rm --json) || fail "$what: lazarus migrate" || return 1
+  add "$w/$MIB" "$path" total "$(since "$t")"
   pd_use "$B"
   wait_for 120 restored "$w" "$name" 0 ||
     fail "$what: the workload migrated to host B was not ready within 120 s" || return 1
   add "$w/$MIB" "$path" ready "$(since "$t")"
   add "$w/$MIB" "$path" down "$(f2 "$(jq -r .downtime_seconds <<<"$json")")"
+  add "$w/$MIB" "$path" memory "$(f2 "$(jq -r '.memory_seconds // 0' <<<"$json")")"
   r[$w/$MIB,$path,split]="$(jq -r '[.archive_seconds, .transfer_seconds, .restore_seconds]
     | map(. * 100 | round / 100 | tostring) | join(" + ")' <<<"$json")"
-  add "$w/$MIB" "$path" bytes "$(mib "$(jq -r .archive_bytes <<<"$json")")"
+  add "$w/$MIB" "$path" bytes "$(mib "$(jq -r '.archive_bytes + (.memory_bytes // 0)' <<<"$json")")"
   pd_docker rm -f "$name" >/dev/null
 }
 
@@ -127,6 +139,7 @@ bench_runc() { # workload: the baseline
   before=0
   start_checkpoint cp "$name" || fail "$what: docker start --checkpoint on B" || return 1
   add "$w/$MIB" "$path" down "$(since "$t")"
+  add "$w/$MIB" "$path" total "$(since "$t")"
   after_start $RUNC "$name" || fail "$what: ip link set lo up" || return 1
   wait_for 120 restored "$w" "$name" "$before" ||
     fail "$what: the restored workload was not ready within 120 s" || return 1
@@ -140,8 +153,9 @@ for run in $(seq "$RUNS"); do
       for path in $PATHS; do
         pd_log "run $run/$RUNS: $w $MIB MiB, $path"
         case $path in
-          lazarus-zstd) bench_lazarus "$w" zstd ;;
-          lazarus-none) bench_lazarus "$w" none ;;
+          postcopy) bench_lazarus "$w" postcopy zstd ;;
+          stopcopy-zstd) bench_lazarus "$w" stopcopy zstd ;;
+          stopcopy-none) bench_lazarus "$w" stopcopy none ;;
           docker-runc) bench_runc "$w" ;;
           *) fail "unknown path $path (PATHS)" ;;
         esac || failed "$w/$MIB" "$path"
@@ -153,8 +167,8 @@ done
 printf '\n%s run(s), medians; containerd %s, %s, %s; B behind a veth pair\n\n' \
   "$RUNS" "$("${CONTAINERD:-/usr/bin/containerd}" --version | awk '{print $3}')" \
   "$(lazarus version 2>/dev/null | head -1)" "$(date -u +%Y-%m-%dT%H:%MZ)"
-printf '| workload | path | downtime (s) | of which checkpoint+archive + transfer + restore (s) | ready (s) | stream (MiB) | downtime x runc | ready x runc |\n'
-printf '|---|---|---:|---|---:|---:|---:|---:|\n'
+printf '| workload | path | downtime (s) | of which checkpoint+archive + transfer + restore (s) | memory (s) | total (s) | ready (s) | stream (MiB) | downtime x runc | total x runc | ready x runc |\n'
+printf '|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n'
 for MIB in $SIZES; do
   for w in $WORKLOADS; do
     label="$w $MIB MiB"
@@ -163,10 +177,12 @@ for MIB in $SIZES; do
       split=""
       # The last run's split (the other columns are medians).
       [ "$path" = docker-runc ] || split=${r[$w/$MIB,$path,split]:-}
-      printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$path" \
-        "$(med "$w/$MIB" "$path" down)" "$split" "$(med "$w/$MIB" "$path" ready)" \
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$path" \
+        "$(med "$w/$MIB" "$path" down)" "$split" "$(med "$w/$MIB" "$path" memory)" \
+        "$(med "$w/$MIB" "$path" total)" "$(med "$w/$MIB" "$path" ready)" \
         "$(med "$w/$MIB" "$path" bytes)" \
         "$(ratio "$(med "$w/$MIB" "$path" down)" "$(med "$w/$MIB" docker-runc down)")" \
+        "$(ratio "$(med "$w/$MIB" "$path" total)" "$(med "$w/$MIB" docker-runc total)")" \
         "$(ratio "$(med "$w/$MIB" "$path" ready)" "$(med "$w/$MIB" docker-runc ready)")"
     done
   done

@@ -206,6 +206,7 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
         "restore_seconds": restored["restore_seconds"],
         "archive_bytes": exported["archive_bytes"],
         "memory_seconds": memory.as_ref().map(|m| m.0),
+        "memory_bytes": memory.as_ref().and_then(|m| m.1["pages_lazy"].as_u64()).map(|p| p * 4096),
         "memory_stats": memory.map(|m| m.1),
         "total_seconds": started.elapsed().as_secs_f64(),
     });
