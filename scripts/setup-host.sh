@@ -190,7 +190,7 @@ verify() {
   criu_dumps_tcp || { echo "criu cannot dump a process with a TCP socket on this kernel" >&2; fail=1; }
   criu check --feature uffd-noncoop >/dev/null 2>&1 || { echo "criu/kernel lack uffd-noncoop (post-copy restore)" >&2; fail=1; }
   [ "$(cat /proc/sys/fs/pipe-max-size)" -ge "$PIPE_MAX_SIZE" ] || { echo "fs.pipe-max-size < $PIPE_MAX_SIZE" >&2; fail=1; }
-  for t in busybox umoci skopeo tmux ip redis-server; do
+  for t in busybox umoci skopeo tmux ip tc pgrep redis-server; do
     command -v "$t" >/dev/null || { echo "$t missing" >&2; fail=1; }
   done
   [ $fail = 0 ] || die "verification failed"

@@ -45,7 +45,17 @@ fn migrate_postcopy_moves_a_heap_with_its_checksum() {
         v["downtime_seconds"].as_f64().unwrap(),
         v["memory_seconds"].as_f64().unwrap(),
     );
-    eprintln!("migrate postcopy {mib} MiB: downtime {downtime:.3}s, memory followed {memory:.3}s");
+    eprintln!(
+        "migrate postcopy {mib} MiB: downtime {downtime:.3}s, {} bytes of memory followed in \
+         {memory:.3}s",
+        v["memory_bytes"]
+    );
+    // The pages the dump left to the page server (its pagemaps' count).
+    let lazy = v["memory_bytes"].as_u64().unwrap_or(0);
+    assert!(
+        lazy >= (mib << 20) * 9 / 10,
+        "{lazy} bytes served lazily: {v:#}"
+    );
     // The archive carried the minimal state, not the heap.
     let archive = v["archive_bytes"].as_u64().unwrap();
     assert!(

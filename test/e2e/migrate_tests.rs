@@ -101,7 +101,11 @@ pub struct Netns {
 
 impl Netns {
     pub fn new(d: &Daemons) -> Netns {
-        let n = std::process::id() % 250 + 1;
+        // Distinct for every namespace this process makes (the tests run in
+        // parallel), and per process (37 and 250 are coprime).
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = (std::process::id() + made * 37) % 250 + 1;
         let (name, veth, peer) = (d.name("ns"), format!("lzm{n}a"), format!("lzm{n}b"));
         let ns = Netns {
             name,
@@ -126,6 +130,14 @@ impl Netns {
         inside(&["link", "set", &peer, "up"]);
         inside(&["link", "set", "lo", "up"]);
         ns
+    }
+}
+
+impl Netns {
+    /// Cuts the link: the host side of the veth pair goes down (no RST, no
+    /// FIN: the peers only stop hearing each other).
+    pub fn cut(&self) {
+        run(Command::new("ip").args(["link", "set", &self.veth, "down"])).ok();
     }
 }
 
@@ -426,6 +438,59 @@ fn migrate_agent_killed_mid_restore_brings_the_source_back() {
         stderr.contains("closed the connection") && stderr.contains("runs on"),
         "{stderr}"
     );
+    assert_eq!(inspect(&a, &name, "{{.State.Running}}"), "true");
+    wait_ticks_past(&a, &name, last_tick(&a, &name) + 2);
+    assert_unbroken(&a, &name);
+    assert_cli_left_nothing(&a);
+}
+
+/// The link cut while B restores (B's CRIU is a stand-in that never
+/// answers; B's agent is behind the veth, which goes down): TCP keepalives
+/// find the dead link, so migrate gives up within a minute rather than
+/// waiting out its 600 s peer timeout, and A's container runs on, unbroken.
+#[test]
+fn migrate_link_cut_mid_restore_leaves_the_source_running() {
+    let stand_in_dir = tempfile::tempdir().unwrap();
+    let silent = SilentCriu::write(stand_in_dir.path());
+    let a = Daemons::with_docker("migrate_cut_link_a");
+    let b = Daemons::with_docker_with(
+        "migrate_cut_link_b",
+        &Setup {
+            lazarus_config: Some(silent.config(120)),
+        },
+    );
+    let key = keygen(&a, "migration.key");
+    let name = a.name("counter");
+    run_sh_detached(&a, &name, COUNTER);
+    wait_ticks_past(&a, &name, 3);
+    if !a.is_lazarus() {
+        return assert_runc_refused(&a, &name, &key);
+    }
+    let net = Netns::new(&b);
+    let serve = Serve::start_in(&b, &key, &net);
+    let mut migrate = lazarus_cmd(&a)
+        .args(["migrate", &name, "--to", &serve.addr, "--key", &key])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("B's restore to reach CRIU", Duration::from_secs(60), || {
+        (!silent.pids().is_empty()).then_some(())
+    });
+    net.cut();
+    let cut = std::time::Instant::now();
+    let out = wait_until("migrate to give up", Duration::from_secs(60), || {
+        migrate.try_wait().unwrap()
+    });
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(migrate.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    eprintln!(
+        "link cut: migrate gave up after {:?}: {}",
+        cut.elapsed(),
+        stderr.trim()
+    );
+    assert!(!out.success(), "migrate succeeded over a cut link");
+    assert!(stderr.contains("runs on"), "{stderr}");
     assert_eq!(inspect(&a, &name, "{{.State.Running}}"), "true");
     wait_ticks_past(&a, &name, last_tick(&a, &name) + 2);
     assert_unbroken(&a, &name);

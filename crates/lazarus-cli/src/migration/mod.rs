@@ -45,6 +45,31 @@ pub const DEFAULT_KEY: &str = "/etc/lazarus/migration.key";
 /// large dump or restore takes on a loaded host, short of forever.
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(600);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A link that stops answering (a cut cable, a host gone) is found by TCP
+/// keepalives within about 5 + 3 x 2 = 11 s, and unacknowledged data fails
+/// after 20 s, however long the peer legitimately stays silent (a large
+/// restore): neither side waits out PEER_TIMEOUT on a dead link.
+const KEEPALIVE_IDLE_SECS: u32 = 5;
+const KEEPALIVE_INTERVAL_SECS: u32 = 2;
+const KEEPALIVE_PROBES: u32 = 3;
+const USER_TIMEOUT_MS: u32 = 20_000;
+
+/// Timeouts and dead-link detection for a migration connection.
+pub fn tune(stream: &std::net::TcpStream, timeout: Duration) -> Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let failed = |e| lazarus_core::Error::sys("set the connection's keepalive")(e);
+    setsockopt(stream, sockopt::KeepAlive, &true).map_err(failed)?;
+    setsockopt(stream, sockopt::TcpKeepIdle, &KEEPALIVE_IDLE_SECS).map_err(failed)?;
+    setsockopt(stream, sockopt::TcpKeepInterval, &KEEPALIVE_INTERVAL_SECS).map_err(failed)?;
+    setsockopt(stream, sockopt::TcpKeepCount, &KEEPALIVE_PROBES).map_err(failed)?;
+    setsockopt(stream, sockopt::TcpUserTimeout, &USER_TIMEOUT_MS).map_err(failed)?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|_| stream.set_write_timeout(Some(timeout)))
+        .map_err(lazarus_core::Error::io("set the connection's timeouts"))?;
+    Ok(())
+}
+
 /// The largest archive a receiver accepts.
 pub const MAX_ARCHIVE: u64 = 1 << 40;
 

@@ -86,10 +86,7 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
             args.to
         ))
     })?;
-    stream
-        .set_read_timeout(Some(PEER_TIMEOUT))
-        .and_then(|_| stream.set_write_timeout(Some(PEER_TIMEOUT)))
-        .map_err(lazarus_core::Error::io("set the connection's timeouts"))?;
+    super::tune(&stream, PEER_TIMEOUT)?;
     let mut ch = Channel::connect(stream, &key)?;
     let name = args.name.clone().unwrap_or_else(|| target.name.clone());
     ch.send_json(&Offer {
@@ -205,9 +202,8 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
         "transfer_seconds": transfer,
         "restore_seconds": restored["restore_seconds"],
         "archive_bytes": exported["archive_bytes"],
-        "memory_seconds": memory.as_ref().map(|m| m.0),
-        "memory_bytes": memory.as_ref().and_then(|m| m.1["pages_lazy"].as_u64()).map(|p| p * 4096),
-        "memory_stats": memory.map(|m| m.1),
+        "memory_seconds": memory.map(|m| m.0),
+        "memory_bytes": memory.map(|m| m.1),
         "total_seconds": started.elapsed().as_secs_f64(),
     });
     if args.json {
@@ -300,14 +296,14 @@ async fn call_off(error: Error, source: &Source, p: &Postcopy) -> Error {
 
 /// Post-copy, once the receiver runs the container: waits for the source's
 /// dump to have served every page (CRIU then ends the source's task).
-/// Returns the seconds that took and CRIU's dump statistics.
+/// Returns the seconds that took and the bytes of memory sent.
 async fn memory_followed(
     source: &Source,
     p: &Postcopy,
     name: &str,
     to: &str,
     json: bool,
-) -> Result<(f64, Value)> {
+) -> Result<(f64, u64)> {
     let started = Instant::now();
     let spinner = Progress::spinner(progress::wanted(json), "memory");
     let deadline = started + PEER_TIMEOUT;
@@ -341,10 +337,11 @@ async fn memory_followed(
         )));
     }
     let seconds = started.elapsed().as_secs_f64();
-    let stats = lazarus_core::checkpoint::image::read_stats(&p.dir.join("work/stats-dump"))
-        .map(|s| serde_json::to_value(s).unwrap_or_default())
-        .unwrap_or_default();
-    Ok((seconds, stats))
+    let bytes = postcopy::lazy_bytes(&images).unwrap_or_else(|e| {
+        eprintln!("lazarus: warning: cannot count the memory sent: {e}");
+        0
+    });
+    Ok((seconds, bytes))
 }
 
 /// After a failed hand-over: the source, stopped by the checkpoint, is

@@ -109,16 +109,11 @@ async fn receive(
     endpoints: &Endpoints,
     config: &Config,
 ) -> Result<String> {
-    let timeouts = |s: &TcpStream, t: Duration| {
-        s.set_read_timeout(Some(t))
-            .and_then(|_| s.set_write_timeout(Some(t)))
-            .map_err(lazarus_core::Error::io("set the connection's timeouts"))
-    };
     // A peer gets a short time to authenticate.
-    timeouts(&stream, CONNECT_TIMEOUT)?;
+    super::tune(&stream, CONNECT_TIMEOUT)?;
     let mut ch = Channel::accept(stream, key)
         .map_err(|e| Error::Refused(format!("refused an unauthenticated peer: {e}")))?;
-    timeouts(ch.stream(), PEER_TIMEOUT)?;
+    super::tune(ch.stream(), PEER_TIMEOUT)?;
     let offer: Offer = ch.recv_json()?;
     eprintln!(
         "lazarus serve: {peer}: offered {} ({} container, image {})",

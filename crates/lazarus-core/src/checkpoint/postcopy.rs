@@ -165,6 +165,43 @@ pub fn is_control_file(path: &Path) -> bool {
     })
 }
 
+/// CRIU's pagemap image magic, and its flag for pages left to the page
+/// server (criu/include/magic.h, pagemap.h).
+const PAGEMAP_MAGIC: u32 = 0x5608_4025;
+const PE_LAZY: u64 = 1 << 1;
+const PAGE_SIZE: u64 = 4096;
+
+/// The memory a post-copy dump left to its page server: the pages its
+/// pagemaps mark lazy. (CRIU's own dump statistics cannot say: its page
+/// server resets them before it writes them.)
+pub fn lazy_bytes(images: &Path) -> Result<u64> {
+    use crate::inspect::criu_images::read_image;
+    let mut pages = 0;
+    let dir = std::fs::read_dir(images).map_err(Error::io(format!("read {}", images.display())))?;
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with("pagemap-") && name.ends_with(".img")) {
+            continue;
+        }
+        let entries = read_image(&entry.path(), PAGEMAP_MAGIC)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        // The first entry is the head (which pages image goes with it).
+        for e in entries.iter().skip(1) {
+            let flags = e.varint(4, "flags").ok().flatten().unwrap_or(0);
+            if flags & PE_LAZY == 0 {
+                continue;
+            }
+            let n = match e.varint(5, "nr_pages").ok().flatten() {
+                Some(n) => n,
+                None => e.varint(2, "compat_nr_pages").ok().flatten().unwrap_or(0),
+            };
+            pages += n;
+        }
+    }
+    Ok(pages * PAGE_SIZE)
+}
+
 /// Calls a post-copy dump off (see [`CANCEL_FILE`]).
 pub fn cancel(images: &Path) -> Result<()> {
     let path = images.join(CANCEL_FILE);
