@@ -9,7 +9,9 @@ use crate::docker_tests::inspect;
 use crate::fault_tests::{memhog, start_memhog, SLOW};
 use crate::harness::Daemons;
 use crate::leaks::heap_mib;
-use crate::migrate_tests::{assert_refused_by_runtime, keygen, migrate, Netns, Serve};
+use crate::migrate_tests::{
+    assert_refused_by_runtime, keygen, migrate, spawn_migrate, wait_failed, Netns, Serve,
+};
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
@@ -108,24 +110,13 @@ fn migrate_postcopy_stream_failures_never_leave_a_copy_without_memory() {
 
     // 1. The source's CRIU killed before B confirms.
     let pid = inspect(&a, &name, "{{.State.Pid}}");
-    let mut migration = crate::archive_tests::lazarus_cmd(&a)
-        .args(["migrate", &name, "--to", &serve.addr, "--key", &key])
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut migration = spawn_migrate(&a, &name, &serve.addr, &key, &args);
     wait_until("B's lazy-pages daemon", SLOW, || lazy_pages_daemon(&b));
     let dump = wait_until("A's CRIU dump", SLOW, || {
         pgrep(&format!("criu: dump --rpc -t {pid}"))
     });
     run(Command::new("kill").args(["-9", &dump.to_string()])).ok();
-    let out = wait_until("migrate to give up", SLOW, || migration.try_wait().unwrap());
-    let stderr = read_all(migration.stderr.as_mut().unwrap());
-    assert!(
-        !out.success(),
-        "migrate succeeded with A's CRIU killed: {stderr}"
-    );
+    let stderr = wait_failed(&mut migration, SLOW);
     eprintln!("A's CRIU killed: {}", stderr.trim());
     assert!(stderr.contains("runs on here"), "{stderr}");
     assert_source_runs_on(&a, &name, &sum);
@@ -133,26 +124,15 @@ fn migrate_postcopy_stream_failures_never_leave_a_copy_without_memory() {
     let _ = b.docker(&["rm", "-f", &name]);
 
     // 2. B's lazy-pages daemon killed after B resumed the container.
-    let mut migration = crate::archive_tests::lazarus_cmd(&a)
-        .args(["migrate", &name, "--to", &serve.addr, "--key", &key])
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut migration = spawn_migrate(&a, &name, &serve.addr, &key, &args);
     let (daemon, port) = wait_until("B's lazy-pages daemon", SLOW, || lazy_pages_daemon(&b));
     let throttle = Throttle::on_source_port(port);
     wait_until("B to run the container", SLOW, || {
         (inspect_or_empty(&b, &name) == "true").then_some(())
     });
     run(Command::new("kill").args(["-9", &daemon.to_string()])).ok();
-    let out = wait_until("migrate to give up", SLOW, || migration.try_wait().unwrap());
+    let stderr = wait_failed(&mut migration, SLOW);
     drop(throttle);
-    let stderr = read_all(migration.stderr.as_mut().unwrap());
-    assert!(
-        !out.success(),
-        "migrate succeeded with its memory cut: {stderr}"
-    );
     eprintln!("B's lazy-pages daemon killed: {}", stderr.trim());
     assert!(
         stderr.contains("memory stopped arriving") && stderr.contains("runs on here"),
@@ -235,12 +215,6 @@ fn pgrep(pattern: &str) -> Option<i32> {
         .lines()
         .next()
         .and_then(|l| l.trim().parse().ok())
-}
-
-fn read_all(r: &mut impl std::io::Read) -> String {
-    let mut s = String::new();
-    r.read_to_string(&mut s).unwrap();
-    s
 }
 
 /// Holds back traffic from one local TCP port on the loopback interface

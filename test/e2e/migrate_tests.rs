@@ -397,51 +397,13 @@ fn migrate_failures_leave_the_source_running() {
 /// The receiving agent killed while it restores (B's CRIU is a stand-in
 /// that never answers; the agent is killed as soon as it runs): the sender
 /// loses the connection before any word that the container runs there, so
-/// it restores the source in place, which counts on unbroken. What the dead
-/// agent had half made on B stays there (README, Limits).
+/// its source runs on, unbroken. What the dead agent had half made on B
+/// stays there (README, Limits).
 #[test]
 fn migrate_agent_killed_mid_restore_brings_the_source_back() {
-    let stand_in_dir = tempfile::tempdir().unwrap();
-    let silent = SilentCriu::write(stand_in_dir.path());
-    let a = Daemons::with_docker("migrate_kill_a");
-    let b = Daemons::with_docker_with(
-        "migrate_kill_b",
-        &Setup {
-            lazarus_config: Some(silent.config(60)),
-        },
-    );
-    let key = keygen(&a, "migration.key");
-    let name = a.name("counter");
-    run_sh_detached(&a, &name, COUNTER);
-    wait_ticks_past(&a, &name, 3);
-    if !a.is_lazarus() {
-        return assert_runc_refused(&a, &name, &key);
+    if let Some(stderr) = lose_the_receiver_mid_restore("migrate_kill", Lost::AgentKilled) {
+        assert!(stderr.contains("closed the connection"), "{stderr}");
     }
-    let mut serve = Serve::start(&b, &key);
-    let mut migrate = lazarus_cmd(&a)
-        .args(["migrate", &name, "--to", &serve.addr, "--key", &key])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until("B's restore to reach CRIU", Duration::from_secs(60), || {
-        (!silent.pids().is_empty()).then_some(())
-    });
-    serve.kill();
-    let out = wait_until("migrate to give up", Duration::from_secs(120), || {
-        migrate.try_wait().unwrap()
-    });
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(migrate.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    assert!(!out.success(), "migrate succeeded with its receiver killed");
-    assert!(
-        stderr.contains("closed the connection") && stderr.contains("runs on"),
-        "{stderr}"
-    );
-    assert_eq!(inspect(&a, &name, "{{.State.Running}}"), "true");
-    wait_ticks_past(&a, &name, last_tick(&a, &name) + 2);
-    assert_unbroken(&a, &name);
-    assert_cli_left_nothing(&a);
 }
 
 /// The link cut while B restores (B's CRIU is a stand-in that never
@@ -450,11 +412,25 @@ fn migrate_agent_killed_mid_restore_brings_the_source_back() {
 /// waiting out its 600 s peer timeout, and A's container runs on, unbroken.
 #[test]
 fn migrate_link_cut_mid_restore_leaves_the_source_running() {
+    lose_the_receiver_mid_restore("migrate_cut_link", Lost::LinkCut);
+}
+
+/// How the receiver is lost while it restores.
+enum Lost {
+    AgentKilled,
+    LinkCut,
+}
+
+/// Migrates a counter to a B whose CRIU never answers and, once B's restore
+/// reaches it, loses B as `lost` says. Asserts that migrate gives up within
+/// its timeout saying the container runs on, and that it does, unbroken;
+/// returns migrate's error (None under runc, where it is refused).
+fn lose_the_receiver_mid_restore(prefix: &str, lost: Lost) -> Option<String> {
     let stand_in_dir = tempfile::tempdir().unwrap();
     let silent = SilentCriu::write(stand_in_dir.path());
-    let a = Daemons::with_docker("migrate_cut_link_a");
+    let a = Daemons::with_docker(&format!("{prefix}_a"));
     let b = Daemons::with_docker_with(
-        "migrate_cut_link_b",
+        &format!("{prefix}_b"),
         &Setup {
             lazarus_config: Some(silent.config(120)),
         },
@@ -464,37 +440,57 @@ fn migrate_link_cut_mid_restore_leaves_the_source_running() {
     run_sh_detached(&a, &name, COUNTER);
     wait_ticks_past(&a, &name, 3);
     if !a.is_lazarus() {
-        return assert_runc_refused(&a, &name, &key);
+        assert_runc_refused(&a, &name, &key);
+        return None;
     }
     let net = Netns::new(&b);
-    let serve = Serve::start_in(&b, &key, &net);
-    let mut migrate = lazarus_cmd(&a)
-        .args(["migrate", &name, "--to", &serve.addr, "--key", &key])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut serve = match lost {
+        Lost::AgentKilled => Serve::start(&b, &key),
+        Lost::LinkCut => Serve::start_in(&b, &key, &net),
+    };
+    let mut migrate = spawn_migrate(&a, &name, &serve.addr, &key, &[]);
     wait_until("B's restore to reach CRIU", Duration::from_secs(60), || {
         (!silent.pids().is_empty()).then_some(())
     });
-    net.cut();
-    let cut = std::time::Instant::now();
-    let out = wait_until("migrate to give up", Duration::from_secs(60), || {
-        migrate.try_wait().unwrap()
-    });
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(migrate.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let lost_at = std::time::Instant::now();
+    match lost {
+        Lost::AgentKilled => serve.kill(),
+        Lost::LinkCut => net.cut(),
+    }
+    let stderr = wait_failed(&mut migrate, Duration::from_secs(60));
     eprintln!(
-        "link cut: migrate gave up after {:?}: {}",
-        cut.elapsed(),
+        "{prefix}: migrate gave up after {:?}: {}",
+        lost_at.elapsed(),
         stderr.trim()
     );
-    assert!(!out.success(), "migrate succeeded over a cut link");
     assert!(stderr.contains("runs on"), "{stderr}");
     assert_eq!(inspect(&a, &name, "{{.State.Running}}"), "true");
     wait_ticks_past(&a, &name, last_tick(&a, &name) + 2);
     assert_unbroken(&a, &name);
     assert_cli_left_nothing(&a);
+    Some(stderr)
+}
+
+/// `lazarus migrate NAME --to TO --key KEY EXTRA...` on host `a`, running.
+pub fn spawn_migrate(a: &Daemons, name: &str, to: &str, key: &str, extra: &[&str]) -> Child {
+    lazarus_cmd(a)
+        .args(["migrate", name, "--to", to, "--key", key])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits at most `timeout` for a spawned migrate to fail; its stderr.
+pub fn wait_failed(migrate: &mut Child, timeout: Duration) -> String {
+    let status = wait_until("migrate to give up", timeout, || {
+        migrate.try_wait().unwrap()
+    });
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(migrate.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "migrate succeeded: {stderr}");
+    stderr
 }
 
 /// Redis with 100,000 keys and a client in the container holding one TCP

@@ -23,6 +23,7 @@
 //! it runs on, thawed; after that, the link or the source failing kills the
 //! copy (its missing pages cannot be fetched any more).
 
+mod postcopy;
 pub mod send;
 pub mod serve;
 

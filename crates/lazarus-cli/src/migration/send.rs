@@ -9,20 +9,21 @@ use std::fs::File;
 use std::io::BufReader;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use lazarus_core::archive;
 use lazarus_core::channel::{Channel, Key};
 use lazarus_core::config::Config;
 use serde_json::{json, Value};
 
+use super::postcopy;
 use super::{key_path, resolve, Answer, Mode, Offer, CONNECT_TIMEOUT, PEER_TIMEOUT, PROTOCOL};
-use crate::containerd::{Containerd, Status};
+use crate::containerd::Containerd;
 use crate::endpoints::Endpoints;
 use crate::error::{Error, Result};
 use crate::export::{self, Compress, ExportArgs, Postcopy, Source};
 use crate::progress::{self, Progress};
-use lazarus_core::checkpoint::postcopy::{self, PageServer};
+use lazarus_core::checkpoint::postcopy as lazy;
 
 #[derive(clap::Args)]
 pub struct MigrateArgs {
@@ -112,7 +113,7 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
 
     let postcopy = match args.mode {
         Mode::Stopcopy => false,
-        Mode::Auto => ready.postcopy && postcopy::check_pipe_max_size().is_ok(),
+        Mode::Auto => ready.postcopy && lazy::check_pipe_max_size().is_ok(),
         Mode::Postcopy if !ready.postcopy => {
             return Err(Error::Refused(format!(
                 "{} cannot restore post-copy (its CRIU or kernel lacks non-cooperative \
@@ -122,7 +123,7 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
             )))
         }
         Mode::Postcopy => {
-            postcopy::check_pipe_max_size()?;
+            lazy::check_pipe_max_size()?;
             true
         }
     };
@@ -133,7 +134,7 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
     let postcopy = match postcopy {
         true => Some(Postcopy {
             dir: scratch.path().to_path_buf(),
-            server: page_server(ch.stream())?,
+            server: postcopy::page_server(ch.stream())?,
         }),
         false => None,
     };
@@ -158,7 +159,7 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
     let exported = match export::export(&export_args, &source, config).await {
         Ok(v) => v,
         Err(e) => match &postcopy {
-            Some(p) => return Err(call_off(e, &source, p).await),
+            Some(p) => return Err(postcopy::call_off(e, &source, p).await),
             None => return Err(e),
         },
     };
@@ -167,7 +168,7 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
     let restored = match hand_over(&mut ch, &file, progress::wanted(args.json)) {
         Ok(v) => v,
         Err(e) => match &postcopy {
-            Some(p) => return Err(call_off(e, &source, p).await),
+            Some(p) => return Err(postcopy::call_off(e, &source, p).await),
             None => return Err(bring_back(e, &source, scratch).await),
         },
     };
@@ -175,7 +176,7 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
     let transfer =
         sent.elapsed().as_secs_f64() - restored["restore_seconds"].as_f64().unwrap_or(0.0);
     let memory = match &postcopy {
-        Some(p) => Some(memory_followed(&source, p, &name, &args.to, args.json).await?),
+        Some(p) => Some(postcopy::memory_followed(&source, p, &name, &args.to, args.json).await?),
         None => None,
     };
     if args.rm {
@@ -238,110 +239,6 @@ fn hand_over(ch: &mut Channel<TcpStream>, file: &Path, show: bool) -> Result<Val
     // Without this word the receiver removes its copy: never two running.
     ch.send_json(&Answer::ready())?;
     Ok(answer.restored.unwrap_or_default())
-}
-
-/// The page server's address and port as the receiver reaches them: this
-/// end's address on the migration's connection, and a port free now (CRIU
-/// listens on it on every address, TLS only).
-fn page_server(stream: &TcpStream) -> Result<PageServer> {
-    let ip = stream
-        .local_addr()
-        .map_err(lazarus_core::Error::io("read the connection's address"))?
-        .ip();
-    let port = std::net::TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map_err(lazarus_core::Error::io(
-            "find a free port for the page server",
-        ))?
-        .port();
-    Ok(PageServer::generate(ip, port)?)
-}
-
-/// How long a called-off post-copy dump gets to give the container back:
-/// CRIU is stopped within 100 ms of the request, then the runtime thaws it.
-const CALL_OFF_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// After a post-copy migration failed before the receiver confirmed: the
-/// source's dump (frozen, serving pages) is called off and the container
-/// runs on where it was.
-async fn call_off(error: Error, source: &Source, p: &Postcopy) -> Error {
-    let name = &source.target.name;
-    let images = p.images();
-    if !images.join(postcopy::REQUEST_FILE).is_file() {
-        return error; // refused before any dump began
-    }
-    if let Err(e) = postcopy::cancel(&images) {
-        return error.with_cleanup(Some(format!("calling the dump of {name} off failed: {e}")));
-    }
-    // The runtime says when the dump has ended and the container is thawed.
-    let deadline = Instant::now() + CALL_OFF_TIMEOUT;
-    while postcopy::ended(&images).is_none() {
-        if Instant::now() >= deadline {
-            return error.with_cleanup(Some(format!(
-                "the dump of {name} had not ended {CALL_OFF_TIMEOUT:?} after it was called off"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    match source.ctr.task_status(&source.target.id).await {
-        Ok(Some(Status::Running)) => Error::Refused(format!(
-            "migration failed: {error}\n  {name} runs on here (its post-copy dump was called off)"
-        )),
-        Ok(status) => error.with_cleanup(Some(format!(
-            "{name} is not running after its dump was called off (task status {status:?})"
-        ))),
-        Err(e) => error.with_cleanup(Some(format!("{name}: {e}"))),
-    }
-}
-
-/// Post-copy, once the receiver runs the container: waits for the source's
-/// dump to have served every page (CRIU then ends the source's task).
-/// Returns the seconds that took and the bytes of memory sent.
-async fn memory_followed(
-    source: &Source,
-    p: &Postcopy,
-    name: &str,
-    to: &str,
-    json: bool,
-) -> Result<(f64, u64)> {
-    let started = Instant::now();
-    let spinner = Progress::spinner(progress::wanted(json), "memory");
-    let deadline = started + PEER_TIMEOUT;
-    let images = p.images();
-    let how = loop {
-        if let Some(how) = postcopy::ended(&images) {
-            break Some(how);
-        }
-        if Instant::now() >= deadline {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    spinner.finish();
-    let Some(how) = how else {
-        return Err(Error::Refused(format!(
-            "{name} runs on {to}, but its memory was still being sent after {PEER_TIMEOUT:?}: \
-             see the shims' logs on both hosts"
-        )));
-    };
-    if matches!(
-        source.ctr.task_status(&source.target.id).await?,
-        Some(Status::Running)
-    ) {
-        // The dump failed after the receiver resumed: the copy there
-        // cannot get its memory and is killed; the source was thawed.
-        return Err(Error::Refused(format!(
-            "{name} resumed on {to} but its memory stopped arriving ({}): the copy there is \
-             killed, and {name} runs on here from where it was frozen",
-            how.trim()
-        )));
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let bytes = postcopy::lazy_bytes(&images).unwrap_or_else(|e| {
-        eprintln!("lazarus: warning: cannot count the memory sent: {e}");
-        0
-    });
-    Ok((seconds, bytes))
 }
 
 /// After a failed hand-over: the source, stopped by the checkpoint, is
