@@ -106,7 +106,7 @@ bench_lazarus() { # workload mode compression
     fail "$what: the workload migrated to host B was not ready within 120 s" || return 1
   add "$w/$MIB" "$path" ready "$(since "$t")"
   add "$w/$MIB" "$path" down "$(f2 "$(jq -r .downtime_seconds <<<"$json")")"
-  add "$w/$MIB" "$path" memory "$(f2 "$(jq -r '.memory_seconds // 0' <<<"$json")")"
+  [ "$mode" != postcopy ] || add "$w/$MIB" "$path" memory "$(f2 "$(jq -r .memory_seconds <<<"$json")")"
   r[$w/$MIB,$path,split]="$(jq -r '[.archive_seconds, .transfer_seconds, .restore_seconds]
     | map(. * 100 | round / 100 | tostring) | join(" + ")' <<<"$json")"
   add "$w/$MIB" "$path" bytes "$(mib "$(jq -r '.archive_bytes + (.memory_bytes // 0)' <<<"$json")")"
@@ -178,7 +178,8 @@ for MIB in $SIZES; do
       # The last run's split (the other columns are medians).
       [ "$path" = docker-runc ] || split=${r[$w/$MIB,$path,split]:-}
       printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$path" \
-        "$(med "$w/$MIB" "$path" down)" "$split" "$(med "$w/$MIB" "$path" memory)" \
+        "$(med "$w/$MIB" "$path" down)" "$split" \
+        "$([ "$path" != postcopy ] || med "$w/$MIB" "$path" memory)" \
         "$(med "$w/$MIB" "$path" total)" "$(med "$w/$MIB" "$path" ready)" \
         "$(med "$w/$MIB" "$path" bytes)" \
         "$(ratio "$(med "$w/$MIB" "$path" down)" "$(med "$w/$MIB" docker-runc down)")" \
