@@ -151,22 +151,28 @@ enum Command {
         #[arg(long, verbatim_doc_comment)]
         json: bool,
     },
-    /// Move a running container to another host (stop-and-copy)
+    /// Move a running container to another host
     ///
     /// The receiving host runs `lazarus serve`; both hold the same key file.
     /// The receiver is asked first and checks what it can before anything
     /// stops (its engine answers, the name is free, the same image is
-    /// there). Then the container is checkpointed (it stops), its archive
-    /// (memory, root filesystem changes, configuration) streamed over an
+    /// there, and whether it can restore post-copy). Then the container is
+    /// checkpointed (frozen), its archive (root filesystem changes,
+    /// configuration and, stop-and-copy, its memory) streamed over an
     /// authenticated, encrypted connection (Noise, keyed by the shared
     /// key), and restored there as an ordinary container of the same
     /// engine, under the same name unless --name.
     ///
-    /// The container is down from the checkpoint until it runs there: the
-    /// downtime grows with its memory (dump, transfer, restore). Until the
-    /// receiver says it runs, any failure (refusal, lost connection, failed
-    /// restore) restores the container here, where it stopped. Afterwards
-    /// the source is left stopped (or removed with --rm).
+    /// Post-copy (the default when both hosts can): the container runs
+    /// there after its minimal state; its memory follows from this host's
+    /// CRIU page server (TLS, one-time certificates) until every page is
+    /// there. If this host or the link fails before then, the copy there
+    /// is killed and the container thaws here. Stop-and-copy: the container
+    /// is down until all of its memory is dumped, sent and restored.
+    /// Either way, until the receiver says it runs, any failure (refusal,
+    /// lost connection, failed restore) leaves the container running here,
+    /// where it stopped. Afterwards the source is left stopped (or removed
+    /// with --rm).
     ///
     /// Not carried: volume and bind-mount contents, and the container's
     /// address on Docker's networks (it gets a new one there).
