@@ -152,6 +152,24 @@ impl Criu for FakeCriu {
                 v.set_sublevel(1);
                 response.version = MessageField::some(v);
             }
+            rpc::Criu_req_type::DUMP if request.opts.lazy_pages() => {
+                // As CRIU's lazy dump does: the images, then "ready", then
+                // it serves pages until the client is done or calls it off.
+                let dir = format!("/proc/self/fd/{}", request.opts.images_dir_fd());
+                std::fs::write(Path::new(&dir).join("inventory.img"), b"").unwrap();
+                notify("status-ready", 0)?;
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while !call.cancel.is_some_and(|called_off| called_off()) {
+                    assert!(std::time::Instant::now() < deadline, "never called off");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                self.requests.lock().unwrap().push(request);
+                return Err(lazarus_core::criu::CriuError::new(
+                    lazarus_core::criu::CriuOp::Dump,
+                    lazarus_core::criu::CriuFailure::Cancelled,
+                )
+                .into());
+            }
             rpc::Criu_req_type::DUMP if self.dump_gate.is_some() => {
                 self.dump_gate.as_ref().unwrap().pass(0);
             }
@@ -196,7 +214,7 @@ impl FakeCriu {
 }
 
 struct Fixture {
-    service: TaskService,
+    service: Arc<TaskService>,
     runtime: Arc<FakeRuntime>,
     criu: Arc<FakeCriu>,
     events: Receiver<TaskEvent>,
@@ -227,13 +245,13 @@ fn fixture_of(runtime: FakeRuntime, criu: FakeCriu, namespace: &str) -> Fixture 
         compress_pages: true,
         restore_scratch: bundle.path().join("work"),
     };
-    let service = TaskService::new(
+    let service = Arc::new(TaskService::new(
         runtime.clone(),
         criu.clone(),
         Arc::new(sink),
         settings,
         Arc::default(),
-    );
+    ));
     Fixture {
         service,
         runtime,
@@ -1024,4 +1042,78 @@ fn restore_refuses_an_image_without_its_inventory_at_create_naming_it() {
         rpc::Criu_req_type::DUMP,
         "no CRIU restore was tried"
     );
+}
+
+/// A post-copy checkpoint (a page server request in its image path)
+/// answers once CRIU is ready to serve pages, with the image directory
+/// complete; the dump goes on with the task Checkpointing; a call-off ends
+/// it, the task running, and the shim says how it ended.
+#[test]
+fn postcopy_checkpoint_answers_when_ready_and_a_call_off_leaves_it_running() {
+    use lazarus_core::checkpoint::postcopy::{self, PageServer};
+    let f = fixture();
+    f.run("c1");
+    let images = tempfile::tempdir().unwrap();
+    let server = PageServer::generate("127.0.0.1".parse().unwrap(), 27000).unwrap();
+    server.write(images.path()).unwrap();
+    let req = CheckpointTaskRequest {
+        id: "c1".into(),
+        options: checkpoint_options(CheckpointOptions {
+            exit: true,
+            image_path: images.path().to_string_lossy().into_owned(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert!(f.service.postcopy_images(&req).is_some());
+    let answered = f.service.checkpoint_postcopy(req.clone());
+    if let Err(e) = postcopy::check_pipe_max_size() {
+        // A host without the set-up's sysctl: refused up front, with the fix.
+        let e = answered.unwrap_err().to_string();
+        assert!(e.contains("fs.pipe-max-size"), "{e}");
+        return;
+    }
+    answered.unwrap();
+    // Complete but for the memory, while CRIU goes on serving it.
+    assert!(images
+        .path()
+        .join(lazarus_core::checkpoint::image::METADATA_FILE)
+        .is_file());
+    assert!(postcopy::ended(images.path()).is_none());
+    let finished = f.criu.requests.lock().unwrap().clone();
+    assert!(
+        finished
+            .iter()
+            .all(|r| r.type_() != rpc::Criu_req_type::DUMP),
+        "the dump was still running"
+    );
+    assert_eq!(
+        code(f.service.checkpoint(&req)),
+        ttrpc::Code::FAILED_PRECONDITION,
+        "one checkpoint at a time"
+    );
+
+    postcopy::cancel(images.path()).unwrap();
+    let how = poll_for(|| postcopy::ended(images.path()));
+    assert!(how.contains("runs on here"), "{how}");
+    let dump = f.criu.last(rpc::Criu_req_type::DUMP);
+    assert!(dump.lazy_pages() && dump.tls(), "{dump:?}");
+    assert_eq!(dump.ps.port(), 27000);
+    assert_eq!(f.status("c1", ""), ApiStatus::RUNNING);
+    assert!(
+        !images.path().join("lazarus-tls-key.pem").exists(),
+        "the TLS files go with the dump"
+    );
+}
+
+/// What `probe` returns within 10 s.
+fn poll_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
