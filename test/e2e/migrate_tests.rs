@@ -401,7 +401,7 @@ fn migrate_failures_leave_the_source_running() {
 /// stays there (README, Limits).
 #[test]
 fn migrate_agent_killed_mid_restore_brings_the_source_back() {
-    if let Some(stderr) = lose_the_receiver_mid_restore("migrate_kill", Lost::AgentKilled) {
+    if let Some(stderr) = lose_a_peer_mid_restore("migrate_kill", Lost::AgentKilled) {
         assert!(stderr.contains("closed the connection"), "{stderr}");
     }
 }
@@ -412,20 +412,32 @@ fn migrate_agent_killed_mid_restore_brings_the_source_back() {
 /// waiting out its 600 s peer timeout, and A's container runs on, unbroken.
 #[test]
 fn migrate_link_cut_mid_restore_leaves_the_source_running() {
-    lose_the_receiver_mid_restore("migrate_cut_link", Lost::LinkCut);
+    lose_a_peer_mid_restore("migrate_cut_link", Lost::LinkCut);
 }
 
-/// How the receiver is lost while it restores.
+/// `lazarus migrate` itself killed while B restores (post-copy: A's
+/// container frozen, its dump serving): nobody renews the dump's lease, so
+/// A's shim calls the dump off within its 30 s and the container thaws and
+/// counts on, unbroken (not frozen for CRIU's whole deadline).
+#[test]
+fn migrate_sender_killed_mid_restore_thaws_the_source() {
+    lose_a_peer_mid_restore("migrate_kill_sender", Lost::SenderKilled);
+}
+
+/// How a peer is lost while the receiver restores.
 enum Lost {
     AgentKilled,
     LinkCut,
+    SenderKilled,
 }
 
 /// Migrates a counter to a B whose CRIU never answers and, once B's restore
-/// reaches it, loses B as `lost` says. Asserts that migrate gives up within
-/// its timeout saying the container runs on, and that it does, unbroken;
-/// returns migrate's error (None under runc, where it is refused).
-fn lose_the_receiver_mid_restore(prefix: &str, lost: Lost) -> Option<String> {
+/// reaches it, loses a peer as `lost` says. Asserts that migrate gives up
+/// within its timeout saying the container runs on (unless it was the one
+/// killed), and that the container does run on here, unbroken; returns
+/// migrate's error (None when it was killed, or under runc, where it is
+/// refused).
+fn lose_a_peer_mid_restore(prefix: &str, lost: Lost) -> Option<String> {
     let stand_in_dir = tempfile::tempdir().unwrap();
     let silent = SilentCriu::write(stand_in_dir.path());
     let a = Daemons::with_docker(&format!("{prefix}_a"));
@@ -445,30 +457,51 @@ fn lose_the_receiver_mid_restore(prefix: &str, lost: Lost) -> Option<String> {
     }
     let net = Netns::new(&b);
     let mut serve = match lost {
-        Lost::AgentKilled => Serve::start(&b, &key),
         Lost::LinkCut => Serve::start_in(&b, &key, &net),
+        _ => Serve::start(&b, &key),
     };
     let mut migrate = spawn_migrate(&a, &name, &serve.addr, &key, &[]);
     wait_until("B's restore to reach CRIU", Duration::from_secs(60), || {
         (!silent.pids().is_empty()).then_some(())
     });
     let lost_at = std::time::Instant::now();
+    let before = last_tick(&a, &name);
     match lost {
         Lost::AgentKilled => serve.kill(),
         Lost::LinkCut => net.cut(),
+        Lost::SenderKilled => {
+            migrate.kill().unwrap();
+            migrate.wait().unwrap();
+        }
     }
-    let stderr = wait_failed(&mut migrate, Duration::from_secs(60));
+    let stderr = match lost {
+        Lost::SenderKilled => None,
+        _ => {
+            let stderr = wait_failed(&mut migrate, Duration::from_secs(60));
+            eprintln!(
+                "{prefix}: migrate gave up after {:?}: {}",
+                lost_at.elapsed(),
+                stderr.trim()
+            );
+            assert!(stderr.contains("runs on"), "{stderr}");
+            Some(stderr)
+        }
+    };
+    // Within the dump's lease (30 s), and then some.
+    wait_until("the source to count on", Duration::from_secs(90), || {
+        (last_tick(&a, &name) >= before + 2).then_some(())
+    });
     eprintln!(
-        "{prefix}: migrate gave up after {:?}: {}",
-        lost_at.elapsed(),
-        stderr.trim()
+        "{prefix}: the source counts on {:?} after",
+        lost_at.elapsed()
     );
-    assert!(stderr.contains("runs on"), "{stderr}");
     assert_eq!(inspect(&a, &name, "{{.State.Running}}"), "true");
-    wait_ticks_past(&a, &name, last_tick(&a, &name) + 2);
     assert_unbroken(&a, &name);
-    assert_cli_left_nothing(&a);
-    Some(stderr)
+    if stderr.is_some() {
+        // (A killed migrate leaves its scratch directory behind.)
+        assert_cli_left_nothing(&a);
+    }
+    stderr
 }
 
 /// `lazarus migrate NAME --to TO --key KEY EXTRA...` on host `a`, running.

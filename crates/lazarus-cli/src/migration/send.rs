@@ -138,6 +138,9 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
         }),
         false => None,
     };
+    // Renewed until this function returns: if this process dies, the
+    // source's dump is called off within 30 s and the container thaws.
+    let _lease = postcopy.as_ref().map(|p| lazy::Lease::hold(&p.images()));
     let export_args = ExportArgs {
         container: args.container.clone(),
         export: file.clone(),

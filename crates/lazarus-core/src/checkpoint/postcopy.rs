@@ -16,6 +16,9 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +34,14 @@ pub const CANCEL_FILE: &str = "lazarus-postcopy.cancel";
 /// has ended (every page sent, or called off and the container thawed),
 /// holding how it ended; the client waits for it before it lets go.
 pub const ENDED_FILE: &str = "lazarus-postcopy.ended";
+/// In the image directory: renewed by the migrating client every
+/// [`LEASE_RENEW`] while the dump may need it. A client that dies (killed
+/// mid-migration) stops renewing it, and a dump whose lease is older than
+/// [`LEASE_TIMEOUT`] is called off: the source does not stay frozen for
+/// CRIU's whole deadline on behalf of nobody.
+pub const LEASE_FILE: &str = "lazarus-postcopy.lease";
+pub const LEASE_RENEW: Duration = Duration::from_secs(2);
+pub const LEASE_TIMEOUT: Duration = Duration::from_secs(30);
 /// CRIU sizes its page pipes at about 3.3 MB; below this cap (the kernel's
 /// default is 1 MiB, and root here lacks CAP_SYS_RESOURCE to exceed it) a
 /// lazy dump fails half-way with "page-pipe: splice: Bad file descriptor".
@@ -159,7 +170,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 /// where they are.
 pub fn is_control_file(path: &Path) -> bool {
     path.file_name().is_some_and(|n| {
-        [REQUEST_FILE, CANCEL_FILE, ENDED_FILE]
+        [REQUEST_FILE, CANCEL_FILE, ENDED_FILE, LEASE_FILE]
             .iter()
             .any(|f| n == *f)
     })
@@ -200,6 +211,70 @@ pub fn lazy_bytes(images: &Path) -> Result<u64> {
         }
     }
     Ok(pages * PAGE_SIZE)
+}
+
+/// The client's lease on a post-copy dump (see [`LEASE_FILE`]), renewed by
+/// a thread of its own until dropped. Taken before the dump starts; the
+/// file appears once the image directory does.
+pub struct Lease {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Lease {
+    pub fn hold(images: &Path) -> Lease {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, path) = (stop.clone(), images.join(LEASE_FILE));
+        let thread = std::thread::spawn(move || {
+            let tick = Duration::from_millis(100);
+            let mut since = LEASE_RENEW;
+            while !flag.load(Ordering::Relaxed) {
+                if since >= LEASE_RENEW {
+                    renew(&path);
+                    since = Duration::ZERO;
+                }
+                std::thread::sleep(tick);
+                since += tick;
+            }
+        });
+        Lease {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Creates the lease or moves its time to now (while its directory does
+/// not exist yet, nothing).
+fn renew(path: &Path) {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path);
+    if let Ok(f) = file {
+        let _ = f.set_modified(SystemTime::now());
+    }
+}
+
+/// The client's lease has lapsed: it was taken and not renewed for
+/// [`LEASE_TIMEOUT`]. (No lease at all is a client that takes none.)
+pub fn lease_lapsed(images: &Path) -> bool {
+    std::fs::metadata(images.join(LEASE_FILE))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > LEASE_TIMEOUT)
 }
 
 /// Calls a post-copy dump off (see [`CANCEL_FILE`]).
@@ -298,6 +373,34 @@ mod tests {
         let e = pipe_size_ok(1 << 20).unwrap_err().to_string();
         assert!(e.contains("sysctl -w fs.pipe-max-size=4194304"), "{e}");
         assert!(e.contains("--mode stopcopy"), "{e}");
+    }
+
+    #[test]
+    fn a_held_lease_is_renewed_and_an_old_one_lapses() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!lease_lapsed(dir.path()), "no lease is not a lapsed one");
+        let lease = Lease::hold(dir.path());
+        let path = dir.path().join(LEASE_FILE);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !path.exists() {
+            assert!(std::time::Instant::now() < deadline, "no lease file");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!lease_lapsed(dir.path()));
+        drop(lease);
+        // As a client dead for longer than the timeout leaves it.
+        let old = SystemTime::now() - LEASE_TIMEOUT - Duration::from_secs(1);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(lease_lapsed(dir.path()));
+        assert!(is_control_file(&path));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

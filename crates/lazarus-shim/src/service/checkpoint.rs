@@ -177,8 +177,8 @@ impl TaskService {
         let kept_log = self.settings.kept_log(c.id, image::DUMP_LOG)?;
         let page_server = postcopy::PageServer::read(&images)?;
         // A post-copy dump outlives the RPC that asked for it: its client
-        // calls it off with a file, not by going away.
-        let called_off = || postcopy::cancelled(&images);
+        // calls it off with a file, or by no longer renewing its lease.
+        let called_off = || postcopy::cancelled(&images) || postcopy::lease_lapsed(&images);
         let paths = DumpPaths {
             images: &images,
             work: &work,
