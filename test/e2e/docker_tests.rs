@@ -406,7 +406,11 @@ fn docker_none_network_has_loopback() {
         out.stdout.contains("127.0.0.1"),
         "lo has no 127.0.0.1: {out}"
     );
-    let script = "nc -l -p 7000 > /tmp/got & sleep 0.3; echo over-lo | nc 127.0.0.1 7000; sleep 0.3; cat /tmp/got";
+    // Retried rather than timed: on a loaded host the listener can take
+    // longer than any fixed sleep to start (seen with runc).
+    let script = "nc -l -p 7000 > /tmp/got & \
+                  for i in $(seq 100); do echo over-lo | nc 127.0.0.1 7000 && break; sleep 0.1; done; \
+                  for i in $(seq 100); do [ -s /tmp/got ] && break; sleep 0.1; done; cat /tmp/got";
     let out = d
         .docker(&docker_run_args(&d, &["--rm"], &["sh", "-c", script]))
         .ok();

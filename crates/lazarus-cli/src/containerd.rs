@@ -13,9 +13,9 @@ use containerd_client::services::v1::snapshots::{
 use containerd_client::services::v1::{
     containers_client::ContainersClient, content_client::ContentClient,
     images_client::ImagesClient, tasks_client::TasksClient, CheckpointTaskRequest, Container,
-    CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest, DeleteTaskRequest,
-    GetContainerRequest, GetImageRequest, GetRequest, KillRequest, ReadContentRequest,
-    StartRequest,
+    CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest, DeleteContentRequest,
+    DeleteTaskRequest, GetContainerRequest, GetImageRequest, GetRequest, KillRequest,
+    ReadContentRequest, StartRequest,
 };
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{self, Request};
@@ -147,9 +147,30 @@ impl Containerd {
             },
             CRIU_TIMEOUT,
         );
-        t.checkpoint(req)
+        let answer = t
+            .checkpoint(req)
             .await
-            .map_err(Error::containerd(format!("checkpoint {id}")))?;
+            .map_err(Error::containerd(format!("checkpoint {id}")))?
+            .into_inner();
+        // containerd 1.7 honours image_path only for runtimes named
+        // io.containerd.runc*: for Lazarus it also committed its own (empty)
+        // temporary checkpoint directory and the container's spec to its
+        // content store. Nothing refers to them, and left there the next
+        // checkpoint of the same container fails ("content ... already
+        // exists") until containerd's garbage collector runs; removed, as
+        // Docker removes what its checkpoints leave there.
+        for blob in answer.descriptors {
+            let mut c = ContentClient::new(self.channel.clone());
+            let req = self.request(
+                DeleteContentRequest {
+                    digest: blob.digest.clone(),
+                },
+                CALL_TIMEOUT,
+            );
+            if let Err(e) = not_found_is_done(c.delete(req).await, "checkpoint content") {
+                eprintln!("lazarus: warning: containerd kept {}: {e}", blob.digest);
+            }
+        }
         Ok(())
     }
 

@@ -221,6 +221,7 @@ pub async fn export(args: &ExportArgs, source: &Source, config: &Config) -> Resu
                 let work_path = match &args.postcopy {
                     Some(p) => {
                         p.server.write(&images)?;
+                        lazarus_core::checkpoint::postcopy::write_lease(&images)?;
                         fs::DirBuilder::new().mode(0o700).create(&work).map_err(
                             lazarus_core::Error::io(format!("create {}", work.display())),
                         )?;

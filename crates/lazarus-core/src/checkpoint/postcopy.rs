@@ -214,8 +214,9 @@ pub fn lazy_bytes(images: &Path) -> Result<u64> {
 }
 
 /// The client's lease on a post-copy dump (see [`LEASE_FILE`]), renewed by
-/// a thread of its own until dropped. Taken before the dump starts; the
-/// file appears once the image directory does.
+/// a thread of its own until dropped. The client also writes it with the
+/// request ([`write_lease`]), so a dump never runs without one; the thread
+/// renews it once the image directory exists.
 pub struct Lease {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -224,13 +225,13 @@ pub struct Lease {
 impl Lease {
     pub fn hold(images: &Path) -> Lease {
         let stop = Arc::new(AtomicBool::new(false));
-        let (flag, path) = (stop.clone(), images.join(LEASE_FILE));
+        let (flag, images) = (stop.clone(), images.to_path_buf());
         let thread = std::thread::spawn(move || {
             let tick = Duration::from_millis(100);
             let mut since = LEASE_RENEW;
             while !flag.load(Ordering::Relaxed) {
                 if since >= LEASE_RENEW {
-                    renew(&path);
+                    let _ = write_lease(&images);
                     since = Duration::ZERO;
                 }
                 std::thread::sleep(tick);
@@ -253,18 +254,17 @@ impl Drop for Lease {
     }
 }
 
-/// Creates the lease or moves its time to now (while its directory does
-/// not exist yet, nothing).
-fn renew(path: &Path) {
-    let file = std::fs::OpenOptions::new()
+/// Creates the lease in `images` or moves its time to now.
+pub fn write_lease(images: &Path) -> Result<()> {
+    let path = images.join(LEASE_FILE);
+    std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
-        .open(path);
-    if let Ok(f) = file {
-        let _ = f.set_modified(SystemTime::now());
-    }
+        .open(&path)
+        .and_then(|f| f.set_modified(SystemTime::now()))
+        .map_err(Error::io(format!("write {}", path.display())))
 }
 
 /// The client's lease has lapsed: it was taken and not renewed for
