@@ -47,14 +47,10 @@ pub async fn call_off(error: Error, source: &Source, p: &Postcopy) -> Error {
         return error.with_cleanup(Some(format!("calling the dump of {name} off failed: {e}")));
     }
     // The runtime says when the dump has ended and the container is thawed.
-    let deadline = Instant::now() + CALL_OFF_TIMEOUT;
-    while postcopy::ended(&images).is_none() {
-        if Instant::now() >= deadline {
-            return error.with_cleanup(Some(format!(
-                "the dump of {name} had not ended {CALL_OFF_TIMEOUT:?} after it was called off"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if wait_ended(&images, CALL_OFF_TIMEOUT).await.is_none() {
+        return error.with_cleanup(Some(format!(
+            "the dump of {name} had not ended {CALL_OFF_TIMEOUT:?} after it was called off"
+        )));
     }
     match source.ctr.task_status(&source.target.id).await {
         Ok(Some(Status::Running)) => Error::Refused(format!(
@@ -64,6 +60,21 @@ pub async fn call_off(error: Error, source: &Source, p: &Postcopy) -> Error {
             "{name} is not running after its dump was called off (task status {status:?})"
         ))),
         Err(e) => error.with_cleanup(Some(format!("{name}: {e}"))),
+    }
+}
+
+/// How the source's dump ended (the runtime's end marker), once it has,
+/// or None after `timeout`.
+async fn wait_ended(images: &std::path::Path, timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(how) = postcopy::ended(images) {
+            return Some(how);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -79,17 +90,8 @@ pub async fn memory_followed(
 ) -> Result<(f64, u64)> {
     let started = Instant::now();
     let spinner = Progress::spinner(progress::wanted(json), "memory");
-    let deadline = started + PEER_TIMEOUT;
     let images = p.images();
-    let how = loop {
-        if let Some(how) = postcopy::ended(&images) {
-            break Some(how);
-        }
-        if Instant::now() >= deadline {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let how = wait_ended(&images, PEER_TIMEOUT).await;
     spinner.finish();
     let Some(how) = how else {
         return Err(Error::Refused(format!(

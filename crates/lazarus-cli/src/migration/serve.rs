@@ -199,6 +199,7 @@ async fn receive(
 /// lazy-pages daemon needs non-cooperative userfaultfd (fork and remap
 /// events), which CRIU checks itself.
 fn lazy_restore_supported(criu: &std::path::Path) -> bool {
+    use lazarus_core::criu::{DirectWait, ExitWatch};
     const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
     let child = std::process::Command::new(criu)
         .args(["check", "--feature", "uffd-noncoop"])
@@ -208,18 +209,12 @@ fn lazy_restore_supported(criu: &std::path::Path) -> bool {
     let Ok(mut child) = child else {
         return false;
     };
-    let deadline = std::time::Instant::now() + CHECK_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status.success(),
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
+    match DirectWait.wait(&mut child, CHECK_TIMEOUT) {
+        Some(code) => code == 0,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            false
         }
     }
 }

@@ -346,15 +346,13 @@ pub fn make_private(path: &Path) -> std::io::Result<()> {
 
 /// CRIU's DumpStatsEntry fields (images/stats.proto): number and name; the
 /// times are in microseconds. Read here and by `inspect`.
-pub const DUMP_STATS: [(u32, &str); 7] = [
+pub const DUMP_STATS: [(u32, &str); 6] = [
     (1, "freezing_time_us"),
     (2, "frozen_time_us"),
     (3, "memdump_time_us"),
     (4, "memwrite_time_us"),
     (5, "pages_scanned"),
     (7, "pages_written"),
-    // Post-copy: the pages left to the page server.
-    (9, "pages_lazy"),
 ];
 
 /// CRIU's statistics (`stats-dump` / `stats-restore`): a CRIU image holding

@@ -56,10 +56,14 @@ impl TaskService {
     /// the background until the destination has every page (then, with
     /// `exit`, the container ends as after any dump) or is called off (then
     /// it runs on, thawed). The container stays Checkpointing meanwhile.
-    pub fn checkpoint_postcopy(self: &Arc<Self>, req: CheckpointTaskRequest) -> Result<()> {
+    /// `images` is the request's image directory ([`Self::postcopy_images`]).
+    pub fn checkpoint_postcopy(
+        self: &Arc<Self>,
+        req: CheckpointTaskRequest,
+        images: PathBuf,
+    ) -> Result<()> {
         let (tx, rx) = std::sync::mpsc::channel::<Option<Result<()>>>();
         let service = Arc::clone(self);
-        let images = self.postcopy_images(&req);
         let ready = tx.clone();
         std::thread::Builder::new()
             .name("postcopy-dump".into())
@@ -69,16 +73,18 @@ impl TaskService {
                 };
                 let result = service.checkpoint_for(&req, &|| false, Some(&ready));
                 let how = match &result {
-                    Ok(()) => format!("post-copy dump of {}: every page was sent", req.id),
-                    Err(e) => format!("post-copy dump of {}: {e}; it runs on here", req.id),
+                    Ok(()) => {
+                        let how = format!("post-copy dump of {}: every page was sent", req.id);
+                        log::info!("{how}");
+                        how
+                    }
+                    Err(e) => {
+                        let how = format!("post-copy dump of {}: {e}; it runs on here", req.id);
+                        log::error!("{how}");
+                        how
+                    }
                 };
-                match &result {
-                    Ok(()) => log::info!("{how}"),
-                    Err(_) => log::error!("{how}"),
-                }
-                if let Some(images) = images {
-                    postcopy::say_ended(&images, &how);
-                }
+                postcopy::say_ended(&images, &how);
                 let _ = tx.send(Some(result));
             })
             .map_err(|e| Error::Runtime(format!("start the post-copy dump: {e}")))?;

@@ -1065,8 +1065,12 @@ fn postcopy_checkpoint_answers_when_ready_and_a_call_off_leaves_it_running() {
         }),
         ..Default::default()
     };
-    assert!(f.service.postcopy_images(&req).is_some());
-    let answered = f.service.checkpoint_postcopy(req.clone());
+    let dir = f
+        .service
+        .postcopy_images(&req)
+        .expect("a post-copy request");
+    assert_eq!(dir, images.path());
+    let answered = f.service.checkpoint_postcopy(req.clone(), dir);
     if postcopy::check_pipe_max_size().is_err() {
         // A host without the set-up's sysctl: refused up front, with the fix.
         let e = answered.unwrap_err().to_string();
