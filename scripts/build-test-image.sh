@@ -6,6 +6,9 @@
 #   busybox-oci.tar     OCI image layout as a tar (`ctr image import`); its
 #                       index names the image docker.io/lazarus-test/busybox:latest
 #   busybox-docker.tar  docker-archive (`docker load`), lazarus-test/busybox:latest
+#   pause-oci.tar       the same root filesystem as docker.io/lazarus-test/pause:3.10,
+#                       running `sleep` for ever: the CRI tests' pod sandbox image
+#                       (containerd's CRI runs one per pod to hold its namespaces)
 #   busybox.stamp       hash of the inputs; the build is skipped when it matches
 #
 # Idempotent: safe to run again (and concurrently: a lock serialises builds).
@@ -18,6 +21,7 @@ NAME=lazarus-test/busybox
 TAG=latest
 OCI_TAR=$OUT_DIR/busybox-oci.tar
 DOCKER_TAR=$OUT_DIR/busybox-docker.tar
+PAUSE_TAR=$OUT_DIR/pause-oci.tar
 STAMP=$OUT_DIR/busybox.stamp
 
 require_tools umoci skopeo tar sha256sum flock gcc
@@ -34,7 +38,7 @@ inputs_hash() {
   cat "$BUSYBOX" "${BASH_SOURCE[0]}" "$IMG_LIB" "$MEMHOG_SRC" "$CRSTATE_SRC" | sha256sum | awk '{print $1}'
 }
 want=$(inputs_hash)
-if [ -s "$OCI_TAR" ] && [ -s "$DOCKER_TAR" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; then
+if [ -s "$OCI_TAR" ] && [ -s "$DOCKER_TAR" ] && [ -s "$PAUSE_TAR" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; then
   log "up to date: $OCI_TAR $DOCKER_TAR"
   exit 0
 fi
@@ -65,6 +69,10 @@ umoci config --image "$layout:$TAG" \
   --config.workingdir / \
   --config.cmd sh \
   --author "lazarus scripts/build-test-image.sh"
+# The pod sandbox image: same layer, a process that only waits.
+umoci config --image "$layout:$TAG" --tag pause \
+  --config.entrypoint sleep --config.cmd 2147483647 \
+  --author "lazarus scripts/build-test-image.sh"
 umoci gc --layout "$layout"
 
 # (a) OCI layout tar for `ctr image import`. skopeo writes the full reference
@@ -77,7 +85,11 @@ skopeo copy --quiet "oci:$layout:$TAG" "oci-archive:$work/oci.tar:docker.io/$NAM
 log "writing $DOCKER_TAR"
 skopeo copy --quiet "oci:$layout:$TAG" "docker-archive:$work/docker.tar:$NAME:$TAG"
 
+# (c) the pause image, an OCI layout tar like (a).
+skopeo copy --quiet "oci:$layout:pause" "oci-archive:$work/pause.tar:docker.io/lazarus-test/pause:3.10"
+
 mv -f "$work/oci.tar" "$OCI_TAR"
+mv -f "$work/pause.tar" "$PAUSE_TAR"
 mv -f "$work/docker.tar" "$DOCKER_TAR"
 printf '%s\n' "$want" >"$STAMP"
-log "done: $OCI_TAR $DOCKER_TAR"
+log "done: $OCI_TAR $DOCKER_TAR $PAUSE_TAR"

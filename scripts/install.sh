@@ -11,7 +11,8 @@ die() { printf '[install] ERROR: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root"
 
 log "building the shim and the CLI (cargo build --release)"
-cargo build --release --locked --workspace --bins
+# The two programs installed (test/cri-client is the test suite's own).
+cargo build --release --locked -p lazarus-shim -p lazarus-cli --bins
 install -D -m 0755 target/release/containerd-shim-lazarus-v2 "$PREFIX/bin/containerd-shim-lazarus-v2"
 install -D -m 0755 target/release/lazarus "$PREFIX/bin/lazarus"
 log "installed $PREFIX/bin/containerd-shim-lazarus-v2 and $PREFIX/bin/lazarus"
@@ -36,6 +37,17 @@ if ! grep -qs 'runtime_type = "io.containerd.lazarus.v2"' "$cfg"; then
   { printf '\n'; cat "$snippet"; } >> "$cfg"
   log "registered runtime 'lazarus' in $cfg"
 fi
+
+# containerd's CRI runs CRIU itself before a Kubernetes checkpoint
+# (CheckpointContainer checks its version), from containerd's own PATH: the
+# PATH systemd gives a service has no /usr/local/sbin on some distributions'
+# units and always lacks a user's additions, so the check below is of the
+# plain system directories, where the set-up puts criu.
+sys_path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+if ! PATH=$sys_path command -v criu >/dev/null; then
+  die "criu is not in $sys_path, where containerd looks for it (run scripts/setup-host.sh)"
+fi
+log "criu for containerd's CRI: $(PATH=$sys_path command -v criu)"
 
 # Docker: merge the runtimes entry and experimental mode into daemon.json.
 mkdir -p /etc/docker

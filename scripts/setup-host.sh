@@ -73,6 +73,7 @@ install_packages() {
     busybox-static umoci skopeo tmux iproute2 procps psmisc util-linux
     iptables gcc libc6-dev make pkg-config xz-utils jq socat curl ca-certificates dpkg-dev
     redis-server redis-tools python3
+    containernetworking-plugins docker-registry
     libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
     python3-protobuf libnl-3-dev libnet1-dev libbsd-dev libcap-dev
     libgnutls28-dev libnftables-dev libaio-dev uuid-dev libseccomp-dev

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# All of Lazarus's checks: formatting, clippy, unit tests, and the end-to-end
+# All of Lazarus's checks: formatting, clippy, unit tests, the migration demo
+# (two network-namespace hosts, the installed lazarus), and the end-to-end
 # suite against Lazarus and runc (the reference) on containerd 1.7 and 2.1.
 # Needs the host set up (scripts/quickstart.sh or scripts/setup-host.sh).
 set -euo pipefail
@@ -11,5 +12,7 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 step "unit tests"
 cargo test --workspace --locked --lib --bins
+step "migration demo: Redis between two network-namespace hosts"
+scripts/demo-migrate.sh
 step "end-to-end suite"
 test/run-e2e.sh

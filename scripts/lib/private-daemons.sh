@@ -14,7 +14,9 @@
 #                                      the repo's target/release (built first)
 # Several sets can run at once (one DIR each): a demo's "host A" and "host B".
 # The shim binary directory given in PD_SHIM_DIR (if set) is put first on the
-# daemons' PATH.
+# daemons' PATH. PD_NETNS (if set when pd_start runs) names a network
+# namespace (scripts/lib/netns-hosts.sh) the set's daemons run in: a host of
+# its own as far as addresses go; pd_lazarus then runs there too.
 
 PD_DIR=""           # the current set
 PD_CTR_BIN=/usr/bin/ctr
@@ -51,6 +53,10 @@ pd_start() {
   # Registered before anything starts, so that a failed start is cleaned up too.
   PD_SETS+=("$PD_DIR")
   echo "$PD_CTR_BIN" > "$PD_DIR/ctr.path"
+  echo "${PD_NETNS:-}" > "$PD_DIR/netns"
+  # nsenter execs the daemon: the pid recorded below is the daemon's.
+  local enter=()
+  [ -z "${PD_NETNS:-}" ] || enter=(nsenter "--net=/run/netns/$PD_NETNS" --)
   trap pd_stop_all EXIT
   local version=2 cri='"io.containerd.grpc.v1.cri"'
   if "$containerd_bin" --version | grep -q ' v\?2\.'; then
@@ -78,12 +84,12 @@ TOML
 JSON
   local path=$PATH
   [ -n "${PD_SHIM_DIR:-}" ] && path=$PD_SHIM_DIR:$PATH
-  PATH=$path setsid "$containerd_bin" --config "$PD_DIR/containerd.toml" \
+  PATH=$path setsid "${enter[@]}" "$containerd_bin" --config "$PD_DIR/containerd.toml" \
     >"$PD_DIR/containerd.log" 2>&1 &
   echo $! > "$PD_DIR/containerd.pid"
   pd_wait_for 30 "$PD_CTR_BIN" -a "$PD_DIR/containerd.sock" version ||
     { tail -20 "$PD_DIR/containerd.log" >&2; pd_log "containerd did not start"; return 1; }
-  PATH=$path setsid /usr/sbin/dockerd --config-file "$PD_DIR/daemon.json" \
+  PATH=$path setsid "${enter[@]}" /usr/sbin/dockerd --config-file "$PD_DIR/daemon.json" \
     --containerd "$PD_DIR/containerd.sock" --data-root "$PD_DIR/docker-root" \
     --exec-root "$PD_DIR/docker-exec" --pidfile "$PD_DIR/dockerd.pid" \
     -H "unix://$PD_DIR/docker.sock" >"$PD_DIR/dockerd.log" 2>&1 &
@@ -99,7 +105,11 @@ pd_use() { # DIR of a started set
 pd_docker() { /usr/bin/docker -H "unix://$PD_DIR/docker.sock" "$@"; }
 pd_ctr() { "$PD_CTR_BIN" -a "$PD_DIR/containerd.sock" "$@"; }
 pd_lazarus() { # `command`: a caller may name its own wrapper function lazarus
-  DOCKER_HOST=unix://$PD_DIR/docker.sock CONTAINERD_ADDRESS=$PD_DIR/containerd.sock command lazarus "$@"
+  local ns enter=()
+  ns=$(cat "$PD_DIR/netns" 2>/dev/null || true)
+  [ -z "$ns" ] || enter=(nsenter "--net=/run/netns/$ns" --)
+  DOCKER_HOST=unix://$PD_DIR/docker.sock CONTAINERD_ADDRESS=$PD_DIR/containerd.sock \
+    "${enter[@]}" "$(type -P lazarus)" "$@"
 }
 
 pd_load_test_image() {

@@ -3,7 +3,7 @@
 //! test's private dockerd on demand.
 
 use crate::cmd::run_timeout;
-use crate::harness::Daemons;
+use crate::harness::{Daemons, Setup};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -35,7 +35,7 @@ impl App {
 
 /// Builds (or confirms up to date) the application image tars, once per
 /// process; returns the directory holding them.
-fn image_dir() -> &'static Path {
+pub fn image_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| crate::config::build_images("build-app-images.sh", Duration::from_secs(600)))
 }
@@ -59,10 +59,15 @@ pub fn load(d: &Daemons, app: App) {
 
 /// containerd and dockerd with the busybox test image and `apps` loaded.
 pub fn with_docker_and(test: &str, apps: &[App]) -> Daemons {
+    with_docker_and_with(test, &Setup::default(), apps)
+}
+
+/// [`with_docker_and`], the set made as `setup` says.
+pub fn with_docker_and_with(test: &str, setup: &Setup, apps: &[App]) -> Daemons {
     // Build before starting daemons, so a first build does not eat into
     // anything timed against them.
     image_dir();
-    let d = Daemons::with_docker(test);
+    let d = Daemons::with_docker_with(test, setup);
     for &app in apps {
         load(&d, app);
     }

@@ -35,13 +35,23 @@ pub fn lazarus(d: &Daemons, args: &[&str]) -> Out {
     run(lazarus_cmd(d).args(args))
 }
 
-/// The CLI, set up to find host `d`'s daemons and use its scratch space.
+/// The CLI, set up to find host `d`'s daemons and use its scratch space,
+/// in `d`'s network when it has one of its own.
 pub fn lazarus_cmd(d: &Daemons) -> Command {
     let config = d.path("cli.toml");
     if !config.exists() {
         fs::write(&config, format!("work_root = {:?}\n", work_root(d))).unwrap();
     }
-    let mut cmd = Command::new(lazarus_cli());
+    let mut cmd = match d.netns() {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={}", ns.path()))
+                .arg("--")
+                .arg(lazarus_cli());
+            c
+        }
+        None => Command::new(lazarus_cli()),
+    };
     cmd.env(
         "DOCKER_HOST",
         format!("unix://{}", d.path("d.sock").display()),
@@ -53,18 +63,30 @@ pub fn lazarus_cmd(d: &Daemons) -> Command {
 
 /// Nothing of the CLI's left on `d`: no scratch directory, no mount.
 pub fn assert_cli_left_nothing(d: &Daemons) {
+    let left = cli_leftovers(d);
+    assert!(left.is_empty(), "left by the CLI: {left:?}");
+}
+
+/// The CLI's scratch directories and mounts under `d`'s work root.
+pub fn cli_leftovers(d: &Daemons) -> Vec<String> {
     let scratch = work_root(d).join("work");
-    let left: Vec<_> = fs::read_dir(&scratch)
-        .map(|r| r.flatten().map(|e| e.path()).collect())
+    let mut left: Vec<String> = fs::read_dir(&scratch)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.path().display().to_string())
+                .collect()
+        })
         .unwrap_or_default();
-    assert!(left.is_empty(), "scratch directories left: {left:?}");
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let root = work_root(d);
     let root = root.to_str().unwrap();
-    assert!(
-        !mounts.lines().any(|l| l.contains(root)),
-        "a mount under {root} was left"
+    left.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(root))
+            .map(|l| format!("mount {l}")),
     );
+    left
 }
 
 /// The restored counter `name` on `d` counts on from `last` (its first tick

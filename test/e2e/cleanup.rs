@@ -235,6 +235,11 @@ pub fn purge(dir: &Path, name: &str) {
     kill_cgroup_processes(name);
     unmount_all_under(dir);
     remove_cgroups(name);
+    // A set's own network namespace (the veth pair goes with it).
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", &crate::netns::netns_name(name)])
+        .stderr(std::process::Stdio::null())
+        .status();
     // A bridge network's interface outlives its dockerd.
     let _ = std::process::Command::new("ip")
         .args(["link", "del", &crate::harness::bridge_name(name)])
@@ -245,23 +250,27 @@ pub fn purge(dir: &Path, name: &str) {
     }
 }
 
+/// Whether `name` is `<prefix><pid>x...`, made by a test process that is
+/// gone: what the tests name after their process is theirs to remove.
+pub fn owner_gone(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .and_then(|r| r.split('x').next())
+        .and_then(|p| p.parse::<i32>().ok())
+        .is_some_and(|pid| !alive(pid))
+}
+
 /// Daemon-set directories are named `lz<pid>x<n>`: purge those whose test
 /// process is gone (a run killed before its clean-up could run).
 pub fn purge_stale(base: &Path) {
+    crate::netns::purge_stale_segments();
     let Ok(entries) = fs::read_dir(base) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let owner = name
-            .strip_prefix("lz")
-            .and_then(|r| r.split('x').next())
-            .and_then(|p| p.parse::<i32>().ok());
-        if let Some(pid) = owner {
-            if !alive(pid) {
-                eprintln!("e2e: purging stale daemon set {}", e.path().display());
-                purge(&e.path(), &name);
-            }
+        if owner_gone(&name, "lz") {
+            eprintln!("e2e: purging stale daemon set {}", e.path().display());
+            purge(&e.path(), &name);
         }
     }
 }

@@ -259,3 +259,28 @@ pub fn ticks(output: &str) -> Vec<u64> {
 
 /// Shell snippet: prints `tick-0`, `tick-1`, ... every 0.2 s, forever.
 pub const COUNTER: &str = "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done";
+
+/// The tail of the CRIU log that runc's shim names in an error ("path= X"
+/// for a dump, "log file: X" for a restore), read while the bundle that
+/// holds it still exists; runc's own message says only "criu failed".
+pub fn criu_log_named_in(error: &str) -> String {
+    let named = ["path= ", "log file: "].iter().find_map(|marker| {
+        let from = error.find(marker)? + marker.len();
+        let path: String = error[from..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != ':' && *c != '"')
+            .collect();
+        (!path.is_empty()).then_some(path)
+    });
+    let Some(path) = named else {
+        return "(no CRIU log named)".into();
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(log) => {
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            format!("tail of {path}:\n{}", tail.join("\n"))
+        }
+        Err(e) => format!("{path}: {e}"),
+    }
+}

@@ -96,6 +96,18 @@ pub fn lazarus_cli() -> PathBuf {
     cli
 }
 
+/// The test tree's CRI client (test/cri-client), built beside the shim by
+/// the same workspace build.
+pub fn cri_client() -> PathBuf {
+    let client = Path::new(LAZARUS_SHIM).with_file_name("cri-client");
+    require_file(
+        "the CRI client",
+        &client,
+        "build the workspace first: cargo build --workspace",
+    );
+    client
+}
+
 /// Runs one of the (idempotent) image build scripts in scripts/; returns
 /// the directory it writes the image tars to.
 pub fn build_images(script: &str, timeout: Duration) -> PathBuf {
@@ -145,7 +157,7 @@ fn load() -> Config {
 
     let inherited = env::var("PATH").unwrap_or_default();
     // ip: the migration tests put a "host" in a network namespace.
-    for tool in ["criu", "tmux", "runc", "ip", "tc", "pgrep"] {
+    for tool in ["criu", "tmux", "runc", "ip", "tc", "pgrep", "iptables"] {
         if which_in(&inherited, tool).is_none() {
             panic!("prerequisite missing: `{tool}` is not on PATH ({hint})");
         }

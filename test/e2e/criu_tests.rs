@@ -62,6 +62,7 @@ fn criu_that_never_answers_is_killed_at_the_deadline() {
     let silent = SilentCriu::write(stand_in_dir.path());
     let setup = Setup {
         lazarus_config: Some(silent.config(DEADLINE)),
+        ..Default::default()
     };
     let d = Daemons::containerd_only_with("criu_deadline", &setup);
     let id = d.name("c");
@@ -70,15 +71,34 @@ fn criu_that_never_answers_is_killed_at_the_deadline() {
         ctr_count(&d, &id).filter(|&n| n > 3)
     });
 
-    let started = Instant::now();
-    let out = d.ctr(&["task", "checkpoint", &id]);
-    let took = started.elapsed();
     if d.runtime() != "io.containerd.lazarus.v2" {
-        // runc reads no Lazarus config: it uses the real CRIU.
-        assert_eq!(out.code, Some(0), "{out}");
+        // runc reads no Lazarus config: it uses the real CRIU. Its dump of
+        // this counter failed in CI, once, then three times in a row in
+        // another run ("criu failed: type NOTIFY errno 0", runc's own error;
+        // the log it names is printed now): retried, a few seconds apart,
+        // since what is asserted here is only which CRIU runc ran.
+        let mut out = d.ctr(&["task", "checkpoint", &id]);
+        for _ in 0..4 {
+            if out.code == Some(0) || !out.stderr.contains("criu failed") {
+                break;
+            }
+            let log = crate::cmd::criu_log_named_in(&out.stderr);
+            eprintln!("runc's checkpoint failed, retried: {out}\n{log}");
+            std::thread::sleep(Duration::from_secs(3));
+            out = d.ctr(&["task", "checkpoint", &id]);
+        }
+        assert_eq!(
+            out.code,
+            Some(0),
+            "{out}\n{}",
+            crate::cmd::criu_log_named_in(&out.stderr)
+        );
         assert!(silent.pids().is_empty(), "runc ran the stand-in");
         return;
     }
+    let started = Instant::now();
+    let out = d.ctr(&["task", "checkpoint", &id]);
+    let took = started.elapsed();
     assert_ne!(out.code, Some(0), "checkpoint with a silent CRIU: {out}");
     let said = format!("did not answer within {DEADLINE}s");
     assert!(

@@ -407,10 +407,17 @@ fn docker_none_network_has_loopback() {
         "lo has no 127.0.0.1: {out}"
     );
     // Retried rather than timed: on a loaded host the listener can take
-    // longer than any fixed sleep to start (seen with runc).
-    let script = "nc -l -p 7000 > /tmp/got & \
-                  for i in $(seq 100); do echo over-lo | nc 127.0.0.1 7000 && break; sleep 0.1; done; \
-                  for i in $(seq 100); do [ -s /tmp/got ] && break; sleep 0.1; done; cat /tmp/got";
+    // longer than any fixed sleep to start (seen with runc), and once a
+    // connection was accepted and its bytes never arrived (CI, Lazarus 1.7
+    // under load): each round is a fresh listener on a fresh port, its
+    // stdin held open so that it cannot take /dev/null's end for the end.
+    // Loopback that is down fails every round.
+    let script = "for p in $(seq 7000 7019); do \
+                    (sleep 3 | nc -l -p $p > /tmp/got) & \
+                    for i in $(seq 30); do echo over-lo | nc 127.0.0.1 $p && break; sleep 0.1; done; \
+                    for i in $(seq 30); do [ -s /tmp/got ] && break; sleep 0.1; done; \
+                    [ -s /tmp/got ] && break; \
+                  done; cat /tmp/got";
     let out = d
         .docker(&docker_run_args(&d, &["--rm"], &["sh", "-c", script]))
         .ok();

@@ -5,6 +5,7 @@
 use crate::cleanup;
 use crate::cmd::{run, Out, Proc};
 use crate::config::{config, Config, IMAGE_CTR};
+use crate::netns::Netns;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,6 +25,13 @@ pub struct Setup {
     /// set's directory and named by `LAZARUS_CONFIG` in containerd's
     /// environment, which shims inherit. runc's shim ignores it.
     pub lazarus_config: Option<String>,
+    /// Makes containerd's CRI plugins' configuration (TOML, for the set's
+    /// containerd version): when set, the CRI plugins are enabled with it
+    /// (every other set runs containerd without CRI).
+    pub cri_config: Option<fn(&Daemons) -> String>,
+    /// Runs the set's daemons (and so its shims, CRIU and containers) in a
+    /// network namespace of its own behind a veth pair: a second "host".
+    pub own_network: bool,
 }
 
 pub struct Daemons {
@@ -36,6 +44,8 @@ pub struct Daemons {
     lazarus_config: Option<PathBuf>,
     containerd: Option<Child>,
     dockerd: Option<Child>,
+    /// Dropped after the daemons (fields drop after `Drop::drop`).
+    netns: Option<Netns>,
 }
 
 fn unique_id() -> String {
@@ -120,16 +130,27 @@ impl Daemons {
             lazarus_config: None,
             containerd: None,
             dockerd: None,
+            netns: None,
         };
+        if setup.own_network {
+            d.netns = Some(Netns::new(&d.id));
+        }
         if let Some(text) = &setup.lazarus_config {
             let path = d.path("lazarus.toml");
             fs::write(&path, text).unwrap();
             d.lazarus_config = Some(path);
         }
-        fs::write(d.path("containerd.toml"), d.containerd_config()).unwrap();
+        let cri = setup.cri_config.map(|make| make(&d));
+        let config = d.containerd_config(cri.as_deref());
+        fs::write(d.path("containerd.toml"), config).unwrap();
         fs::create_dir_all(d.tmp_dir()).unwrap();
         d.start_containerd();
         d
+    }
+
+    /// containerd only, set up as `setup` says, with no image.
+    pub fn bare(test: &str, setup: &Setup) -> Daemons {
+        Daemons::new(test, setup)
     }
 
     /// containerd only, with the test image imported into the namespace.
@@ -169,14 +190,7 @@ impl Daemons {
     /// subnet's first three octets. The host reaches its containers by
     /// their addresses, from the host's network namespace.
     pub fn bridge_network(&self) -> (String, String) {
-        let seq: u32 = self.id.rsplit('x').next().unwrap().parse().unwrap();
-        // A /24 no route on the host uses yet (a leftover bridge with the
-        // same subnet would take the traffic).
-        let routes = run(Command::new("ip").args(["-4", "route"])).ok().stdout;
-        let prefix = (0..250)
-            .map(|i| format!("10.213.{}", (std::process::id() * 7 + seq + i) % 250 + 1))
-            .find(|p| !routes.contains(&format!("{p}.0/24")))
-            .expect("a free 10.213.x.0/24");
+        let prefix = self.free_subnet("10.213");
         let bridge = bridge_name(&self.id);
         self.docker(&[
             "network",
@@ -189,6 +203,18 @@ impl Daemons {
         ])
         .ok();
         ("net".into(), prefix)
+    }
+
+    /// The first three octets of a /24 in `base`.0.0/16 that no route on
+    /// the host uses yet (a leftover bridge with the same subnet would take
+    /// the traffic), chosen from this set's id so concurrent sets differ.
+    pub fn free_subnet(&self, base: &str) -> String {
+        let seq: u32 = self.id.rsplit('x').next().unwrap().parse().unwrap();
+        let routes = run(Command::new("ip").args(["-4", "route"])).ok().stdout;
+        (0..250)
+            .map(|i| format!("{base}.{}", (std::process::id() * 7 + seq + i) % 250 + 1))
+            .find(|p| !routes.contains(&format!("{p}.0/24")))
+            .unwrap_or_else(|| panic!("no free {base}.x.0/24"))
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -218,14 +244,17 @@ impl Daemons {
         self.runtime() == "io.containerd.lazarus.v2"
     }
 
-    fn containerd_config(&self) -> String {
-        let (version, disabled) = match self.cfg.containerd_version.as_str() {
+    fn containerd_config(&self, cri: Option<&str>) -> String {
+        let (version, mut disabled) = match self.cfg.containerd_version.as_str() {
             "1.7" => (2, r#"["io.containerd.grpc.v1.cri"]"#),
             _ => (
                 3,
                 r#"["io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.grpc.v1.cri"]"#,
             ),
         };
+        if cri.is_some() {
+            disabled = "[]";
+        }
         let (root, state, sock) = (
             self.path("root"),
             self.path("state"),
@@ -234,14 +263,28 @@ impl Daemons {
         format!(
             "version = {version}\nroot = {root:?}\nstate = {state:?}\ndisabled_plugins = {disabled}\n\n\
              [grpc]\n  address = {sock:?}\n\n[ttrpc]\n  address = \"{}.ttrpc\"\n\n\
-             [debug]\n  level = \"debug\"\n",
-            sock.display()
+             [debug]\n  level = \"debug\"\n\n{}",
+            sock.display(),
+            cri.unwrap_or_default()
         )
+    }
+
+    /// The set's own network namespace, if it was made with one.
+    pub fn netns(&self) -> Option<&Netns> {
+        self.netns.as_ref()
     }
 
     fn spawn_daemon(&self, program: &Path, args: &[&str], log: &str) -> Child {
         let log = open_log(&self.path(log));
-        let mut cmd = Command::new(program);
+        // nsenter execs the daemon: the child's pid is the daemon's.
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.path())).arg("--").arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
         if let Some(config) = &self.lazarus_config {
             cmd.env("LAZARUS_CONFIG", config);
         }

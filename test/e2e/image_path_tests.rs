@@ -5,7 +5,7 @@
 //! the legacy `containerd.linux.runc.*` option types; 2.x (and 1.7 for runc)
 //! sends runc's `containerd.runc.v1.*`.
 
-use crate::api_tests::{count, Api, COUNTER};
+use crate::api_tests::{count, pause_between_writes, Api, COUNTER};
 use crate::cmd::wait_until;
 use crate::config::IMAGE_CTR;
 use crate::harness::Daemons;
@@ -145,6 +145,7 @@ fn api_checkpoint_into_an_image_path_restores_a_new_container() {
     let before = start_counter(&d, &a, &mut n);
     let api = Api::connect(&d);
     let work = work_dir(&dir);
+    pause_between_writes(&api, &a);
     if let Err(status) = try_checkpoint_into(&api, &d, &a, &dir, Some(&work), true) {
         panic!("Tasks.Checkpoint into {} failed: {status:?}", dir.display());
     }
@@ -166,6 +167,7 @@ fn ctr_checkpoint_into_an_image_path_restores_a_new_container() {
     let before = start_counter(&d, &a, &mut n);
     let api = Api::connect(&d);
     let path = dir.to_str().unwrap();
+    pause_between_writes(&api, &a);
     let out = d.ctr(&["task", "checkpoint", "--exit", "--image-path", path, &a]);
     assert_eq!(out.code, Some(0), "{out}");
     if ctr_passes_image_path(&d) {
@@ -174,8 +176,9 @@ fn ctr_checkpoint_into_an_image_path_restores_a_new_container() {
     }
     // ctr 1.7 and a runtime not named runc: the path (and --exit) never
     // reached the shim. The checkpoint went to the content store, the
-    // task runs on, and a restore from the empty directory says why.
-    assert_eq!(api.status(&a), Status::Running);
+    // task stays as it was (paused), and a restore from the empty
+    // directory says why.
+    assert_eq!(api.status(&a), Status::Paused);
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert!(
         left.is_empty(),
@@ -257,9 +260,13 @@ fn restore_continues(api: &Api, d: &Daemons, a: &str, dir: &Path, before: u64, n
         container_id: b.clone(),
         ..Default::default()
     };
-    let pid = api
-        .call("Tasks.Start", api.tasks().start(api.req(start)))
-        .pid;
+    let pid = match api.try_call("Tasks.Start", api.tasks().start(api.req(start))) {
+        Ok(started) => started.pid,
+        Err(status) => {
+            let log = crate::cmd::criu_log_named_in(status.message());
+            panic!("Tasks.Start failed: {status:?}\n{log}")
+        }
+    };
     assert_ne!(pid, 0, "Tasks.Start returned pid 0");
     // b's rootfs is a new snapshot: its /tmp/count is written by the
     // restored counter only, which goes on from the checkpoint, not from 0.

@@ -10,19 +10,19 @@ use crate::fault_tests::{memhog, start_memhog, SLOW};
 use crate::harness::Daemons;
 use crate::leaks::heap_mib;
 use crate::migrate_tests::{
-    assert_refused_by_runtime, keygen, migrate, spawn_migrate, wait_failed, Netns, Serve,
+    assert_refused_by_runtime, keygen, migrate, spawn_migrate, wait_failed, Serve, B_HOST,
 };
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
 
-/// memhog moves post-copy to B (its agent behind a veth) and ticks on there
+/// memhog moves post-copy to B (its daemons and agent behind a veth) and ticks on there
 /// from the next tick with the same checksum of its whole heap: every page
 /// was fetched from A's page server.
 #[test]
 fn migrate_postcopy_moves_a_heap_with_its_checksum() {
     let a = Daemons::with_docker("migrate_heap_a");
-    let b = Daemons::with_docker("migrate_heap_b");
+    let b = Daemons::with_docker_with("migrate_heap_b", &B_HOST);
     let key = keygen(&a, "migration.key");
     let name = a.name("memhog");
     let mib = heap_mib();
@@ -31,8 +31,7 @@ fn migrate_postcopy_moves_a_heap_with_its_checksum() {
         return assert_refused_by_runtime(&a, &name, &key, &[]);
     }
     let sum = memhog(&a, &name)[0].1.clone();
-    let net = Netns::new(&b);
-    let serve = Serve::start_in(&b, &key, &net);
+    let serve = Serve::start(&b, &key);
     let out = migrate(
         &a,
         &name,
@@ -97,7 +96,7 @@ fn migrate_postcopy_moves_a_heap_with_its_checksum() {
 #[test]
 fn migrate_postcopy_stream_failures_never_leave_a_copy_without_memory() {
     let a = Daemons::with_docker("migrate_cut_a");
-    let b = Daemons::with_docker("migrate_cut_b");
+    let b = Daemons::with_docker_with("migrate_cut_b", &B_HOST);
     let key = keygen(&a, "migration.key");
     let name = a.name("memhog");
     start_memhog(&a, &name, heap_mib());
@@ -126,7 +125,7 @@ fn migrate_postcopy_stream_failures_never_leave_a_copy_without_memory() {
     // 2. B's lazy-pages daemon killed after B resumed the container.
     let mut migration = spawn_migrate(&a, &name, &serve.addr, &key, &args);
     let (daemon, port) = wait_until("B's lazy-pages daemon", SLOW, || lazy_pages_daemon(&b));
-    let throttle = Throttle::on_source_port(port);
+    let throttle = Throttle::on_source_port(b.netns().unwrap().veth(), port);
     wait_until("B to run the container", SLOW, || {
         (inspect_or_empty(&b, &name) == "true").then_some(())
     });
@@ -217,33 +216,32 @@ fn pgrep(pattern: &str) -> Option<i32> {
         .and_then(|l| l.trim().parse().ok())
 }
 
-/// Holds back traffic from one local TCP port on the loopback interface
-/// (B's lazy-pages daemon reaches A's page server there: both "hosts"'
-/// daemons run in this network namespace) to 16 Mbit/s, so that the page
-/// stream outlasts the test's kill; removed when dropped. Only this test
-/// changes lo's queueing, and the suite's legs run one after another.
-struct Throttle;
+/// Holds back traffic from one local TCP port leaving by `dev` (this side
+/// of B's veth pair: A's page server sends B's lazy-pages daemon its pages
+/// across it) to 16 Mbit/s, so that the page stream outlasts the test's
+/// kill; removed when dropped (the veth is this test's alone).
+struct Throttle(String);
 
 impl Throttle {
-    fn on_source_port(port: u16) -> Throttle {
+    fn on_source_port(dev: &str, port: u16) -> Throttle {
         let tc = |args: &[&str]| run(Command::new("tc").args(args)).ok();
-        let _ = run(Command::new("tc").args(["qdisc", "del", "dev", "lo", "root"]));
+        let _ = run(Command::new("tc").args(["qdisc", "del", "dev", dev, "root"]));
         // htb and u32 are what this kernel has (no prio, no flower).
         tc(&[
-            "qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "10", "r2q",
+            "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "10", "r2q",
             "100000",
         ]);
         tc(&[
-            "class", "add", "dev", "lo", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit",
+            "class", "add", "dev", dev, "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit",
         ]);
         tc(&[
-            "class", "add", "dev", "lo", "parent", "1:", "classid", "1:20", "htb", "rate", "16mbit",
+            "class", "add", "dev", dev, "parent", "1:", "classid", "1:20", "htb", "rate", "16mbit",
         ]);
         tc(&[
             "filter",
             "add",
             "dev",
-            "lo",
+            dev,
             "parent",
             "1:",
             "protocol",
@@ -259,12 +257,12 @@ impl Throttle {
             "flowid",
             "1:20",
         ]);
-        Throttle
+        Throttle(dev.to_string())
     }
 }
 
 impl Drop for Throttle {
     fn drop(&mut self) {
-        let _ = run(Command::new("tc").args(["qdisc", "del", "dev", "lo", "root"]));
+        let _ = run(Command::new("tc").args(["qdisc", "del", "dev", &self.0, "root"]));
     }
 }

@@ -12,23 +12,30 @@ use crate::app_tests::{
     assert_held_connection_survived, load_keys, redis_cli, sample, seed,
     start_redis_with_held_client, KEYS,
 };
-use crate::apps::{with_docker_and, App};
+use crate::apps::{with_docker_and, with_docker_and_with, App};
 use crate::archive_tests::{
-    assert_cli_left_nothing, assert_counts_on, docker_names, lazarus, lazarus_cmd,
+    assert_cli_left_nothing, assert_counts_on, cli_leftovers, docker_names, lazarus, lazarus_cmd,
     start_ctr_counter,
 };
-use crate::cmd::{poll, run, ticks, wait_until, Out, COUNTER};
+use crate::cmd::{poll, ticks, wait_until, Out, COUNTER};
 use crate::criu_tests::SilentCriu;
 use crate::ctr_tests::{exec, task_status, wait_status};
 use crate::docker_tests::{inspect, run_sh_detached, wait_logs, wait_ticks_past};
 use crate::harness::{Daemons, Setup};
 use serde_json::Value;
 use std::fs;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// Host B: its daemons (so its shims, CRIU and containers) and its agent
+/// in a network namespace of their own, reached across a veth pair.
+pub const B_HOST: Setup = Setup {
+    lazarus_config: None,
+    cri_config: None,
+    own_network: true,
+};
 
 /// `lazarus serve` on host `d`, killed when dropped.
 pub struct Serve {
@@ -38,25 +45,17 @@ pub struct Serve {
 }
 
 impl Serve {
-    /// On a free loopback port.
+    /// In the network namespace of `d`'s own (a set made with
+    /// `Setup::own_network`), on its address there: the agent, the daemons
+    /// and the shims of host B all behind the veth.
     pub fn start(d: &Daemons, key: &str) -> Serve {
-        // A free port: bound, read, released for the agent to take.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Serve::spawn(d, key, lazarus_cmd(d), &format!("127.0.0.1:{port}"))
+        let ns = d.netns().expect("a daemon set with a network of its own");
+        Serve::start_at(d, key, &format!("{}:7470", ns.inside))
     }
 
-    /// In network namespace `ns`, on its address.
-    pub fn start_in(d: &Daemons, key: &str, ns: &Netns) -> Serve {
-        let cli = lazarus_cmd(d);
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &ns.name])
-            .arg(cli.get_program())
-            .envs(cli.get_envs().filter_map(|(k, v)| Some((k, v?))));
-        Serve::spawn(d, key, cmd, &format!("{}:7470", ns.inside))
+    /// On `addr`, in `d`'s network (`lazarus_cmd` enters it).
+    pub fn start_at(d: &Daemons, key: &str, addr: &str) -> Serve {
+        Serve::spawn(d, key, lazarus_cmd(d), addr)
     }
 
     fn spawn(d: &Daemons, key: &str, mut cmd: Command, addr: &str) -> Serve {
@@ -88,65 +87,6 @@ impl Serve {
 impl Drop for Serve {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// A second "host" network: a namespace joined to this one by a veth pair
-/// (10.213.N.1 here, 10.213.N.2 there), deleted when dropped.
-pub struct Netns {
-    name: String,
-    veth: String,
-    inside: String,
-}
-
-impl Netns {
-    pub fn new(d: &Daemons) -> Netns {
-        // Distinct for every namespace this process makes (the tests run in
-        // parallel), and per process (37 and 250 are coprime).
-        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let n = (std::process::id() + made * 37) % 250 + 1;
-        let (name, veth, peer) = (d.name("ns"), format!("lzm{n}a"), format!("lzm{n}b"));
-        let ns = Netns {
-            name,
-            veth,
-            inside: format!("10.213.{n}.2"),
-        };
-        let _ = run(Command::new("ip").args(["link", "del", &ns.veth]));
-        let ip = |args: &[&str]| run(Command::new("ip").args(args)).ok();
-        let inside = |args: &[&str]| {
-            let mut v = vec!["netns", "exec", &ns.name, "ip"];
-            v.extend(args);
-            run(Command::new("ip").args(&v)).ok()
-        };
-        ip(&["netns", "add", &ns.name]);
-        ip(&[
-            "link", "add", &ns.veth, "type", "veth", "peer", "name", &peer,
-        ]);
-        ip(&["link", "set", &peer, "netns", &ns.name]);
-        ip(&["addr", "add", &format!("10.213.{n}.1/30"), "dev", &ns.veth]);
-        ip(&["link", "set", &ns.veth, "up"]);
-        inside(&["addr", "add", &format!("{}/30", ns.inside), "dev", &peer]);
-        inside(&["link", "set", &peer, "up"]);
-        inside(&["link", "set", "lo", "up"]);
-        ns
-    }
-}
-
-impl Netns {
-    /// Cuts the link: the host side of the veth pair goes down (no RST, no
-    /// FIN: the peers only stop hearing each other).
-    pub fn cut(&self) {
-        run(Command::new("ip").args(["link", "set", &self.veth, "down"])).ok();
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Deleting the namespace deletes the pair's end there, and with it
-        // this one.
-        let _ = run(Command::new("ip").args(["netns", "del", &self.name]));
-        let _ = run(Command::new("ip").args(["link", "del", &self.veth]));
     }
 }
 
@@ -204,7 +144,7 @@ fn assert_unbroken(d: &Daemons, name: &str) {
 #[test]
 fn migrate_moves_a_docker_counter_and_its_files() {
     let a = Daemons::with_docker("migrate_docker_a");
-    let b = Daemons::with_docker("migrate_docker_b");
+    let b = Daemons::with_docker_with("migrate_docker_b", &B_HOST);
     let key = keygen(&a, "migration.key");
     let name = a.name("counter");
     run_sh_detached(
@@ -216,9 +156,12 @@ fn migrate_moves_a_docker_counter_and_its_files() {
     if !a.is_lazarus() {
         return assert_runc_refused(&a, &name, &key);
     }
-    let net = Netns::new(&b);
-    let serve = Serve::start_in(&b, &key, &net);
-    assert!(serve.addr.starts_with(&net.inside), "{}", serve.addr);
+    let serve = Serve::start(&b, &key);
+    assert!(
+        serve.addr.starts_with(&b.netns().unwrap().inside),
+        "{}",
+        serve.addr
+    );
     // One agent per host (work root).
     let second = lazarus(&b, &["serve", "--listen", "127.0.0.1:0", "--key", &key]).err();
     assert!(
@@ -260,6 +203,14 @@ fn migrate_moves_a_docker_counter_and_its_files() {
         "{}",
         serve.log()
     );
+    // B is a host of its own: the shim that restored the container (and
+    // ran CRIU there) lives in B's network namespace.
+    let b_net = b.netns().unwrap();
+    let shims = b.shim_pids();
+    assert!(!shims.is_empty(), "no shim on B");
+    for p in shims {
+        assert!(b_net.holds(p), "B's shim {p} is not in B's network");
+    }
 
     // Again under another name, the source removed.
     let second = a.name("second");
@@ -293,7 +244,7 @@ fn migrate_moves_a_docker_counter_and_its_files() {
 #[test]
 fn migrate_moves_a_containerd_container() {
     let a = Daemons::containerd_only("migrate_ctr_a");
-    let b = Daemons::containerd_only("migrate_ctr_b");
+    let b = Daemons::containerd_only_with("migrate_ctr_b", &B_HOST);
     let key = keygen(&a, "migration.key");
     let id = a.name("c");
     let count = start_ctr_counter(&a, &id);
@@ -340,6 +291,7 @@ fn migrate_failures_leave_the_source_running() {
         "migrate_fail_b",
         &Setup {
             lazarus_config: Some(format!("criu_path = {failing:?}\n")),
+            ..B_HOST
         },
     );
     let key = keygen(&a, "migration.key");
@@ -397,8 +349,8 @@ fn migrate_failures_leave_the_source_running() {
 /// The receiving agent killed while it restores (B's CRIU is a stand-in
 /// that never answers; the agent is killed as soon as it runs): the sender
 /// loses the connection before any word that the container runs there, so
-/// its source runs on, unbroken. What the dead agent had half made on B
-/// stays there (README, Limits).
+/// its source runs on, unbroken; the agent's guard removes what it had half
+/// made on B.
 #[test]
 fn migrate_agent_killed_mid_restore_brings_the_source_back() {
     if let Some(stderr) = lose_a_peer_mid_restore("migrate_kill", Lost::AgentKilled) {
@@ -444,7 +396,12 @@ fn lose_a_peer_mid_restore(prefix: &str, lost: Lost) -> Option<String> {
     let b = Daemons::with_docker_with(
         &format!("{prefix}_b"),
         &Setup {
-            lazarus_config: Some(silent.config(120)),
+            // The agent-killed case waits for B's restore to end.
+            lazarus_config: Some(silent.config(match lost {
+                Lost::AgentKilled => 20,
+                _ => 120,
+            })),
+            ..B_HOST
         },
     );
     let key = keygen(&a, "migration.key");
@@ -455,11 +412,7 @@ fn lose_a_peer_mid_restore(prefix: &str, lost: Lost) -> Option<String> {
         assert_runc_refused(&a, &name, &key);
         return None;
     }
-    let net = Netns::new(&b);
-    let mut serve = match lost {
-        Lost::LinkCut => Serve::start_in(&b, &key, &net),
-        _ => Serve::start(&b, &key),
-    };
+    let mut serve = Serve::start(&b, &key);
     let mut migrate = spawn_migrate(&a, &name, &serve.addr, &key, &[]);
     wait_until("B's restore to reach CRIU", Duration::from_secs(60), || {
         (!silent.pids().is_empty()).then_some(())
@@ -468,7 +421,7 @@ fn lose_a_peer_mid_restore(prefix: &str, lost: Lost) -> Option<String> {
     let before = last_tick(&a, &name);
     match lost {
         Lost::AgentKilled => serve.kill(),
-        Lost::LinkCut => net.cut(),
+        Lost::LinkCut => b.netns().unwrap().cut(),
         Lost::SenderKilled => {
             migrate.kill().unwrap();
             migrate.wait().unwrap();
@@ -500,6 +453,18 @@ fn lose_a_peer_mid_restore(prefix: &str, lost: Lost) -> Option<String> {
     if stderr.is_some() {
         // (A killed migrate leaves its scratch directory behind.)
         assert_cli_left_nothing(&a);
+    }
+    if let Lost::AgentKilled = lost {
+        // The dead agent's guard removes what it had begun on B (the copy
+        // and the received archive), once B's engine lets it (here when
+        // the stand-in's 20 s deadline ends the restore).
+        wait_until(
+            "the dead agent's guard to clean B",
+            Duration::from_secs(120),
+            || (!docker_names(&b).contains(&name) && cli_leftovers(&b).is_empty()).then_some(()),
+        );
+        eprintln!("{prefix}: B clean {:?} after", lost_at.elapsed());
+        assert_cli_left_nothing(&b);
     }
     stderr
 }
@@ -542,7 +507,7 @@ fn migrate_moves_redis_with_its_keys_and_a_held_connection() {
         return assert_refused_by_runtime(&a, &name, &key, &[]);
     }
     let before = sample(&a, &name, s).ok().stdout;
-    let b = with_docker_and("migrate_redis_b", &[App::Redis]);
+    let b = with_docker_and_with("migrate_redis_b", &B_HOST, &[App::Redis]);
     let serve = Serve::start(&b, &key);
     let out = migrate(&a, &name, &serve.addr, &key, &["--tcp-established"]).ok();
     eprintln!("{}", out.stdout.trim());

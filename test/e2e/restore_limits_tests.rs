@@ -48,6 +48,7 @@ fn a_restore_from_a_damaged_image_ends_in_bounded_time() {
         lazarus_config: Some(format!(
             "criu_log_max_mib = {LOG_MAX_MIB}\ncriu_timeout_seconds = 90\ncompress_pages = false\n"
         )),
+        ..Default::default()
     };
     let d = Daemons::with_docker_with("restore_damaged", &setup);
     let name = d.name("c");

@@ -15,10 +15,11 @@ use containerd_client::services::v1::{
     images_client::ImagesClient, tasks_client::TasksClient, CheckpointTaskRequest, Container,
     CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest, DeleteContentRequest,
     DeleteTaskRequest, GetContainerRequest, GetImageRequest, GetRequest, KillRequest,
-    ReadContentRequest, StartRequest,
+    ListContainersRequest, PauseTaskRequest, ReadContentRequest, ResumeTaskRequest, StartRequest,
 };
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{self, Request};
+use containerd_client::types::v1::Process;
 pub use containerd_client::types::v1::Status;
 use containerd_client::types::Mount;
 use prost::Message;
@@ -116,8 +117,31 @@ impl Containerd {
             .ok_or_else(|| Error::NotFound(format!("{what}: not found")))
     }
 
-    /// The task's status, None when the container has no task.
-    pub async fn task_status(&self, id: &str) -> Result<Option<Status>> {
+    /// The containers matching a containerd filter (e.g.
+    /// `labels."k"==v,labels."k2"==v2`), oldest first.
+    pub async fn containers_matching(&self, filter: &str) -> Result<Vec<Container>> {
+        let mut c = ContainersClient::new(self.channel.clone());
+        let req = self.request(
+            ListContainersRequest {
+                filters: vec![filter.into()],
+            },
+            CALL_TIMEOUT,
+        );
+        let mut list = c
+            .list(req)
+            .await
+            .map_err(Error::containerd(format!(
+                "list containers matching {filter}"
+            )))?
+            .into_inner()
+            .containers;
+        list.sort_by_key(|c| c.created_at.as_ref().map(|t| (t.seconds, t.nanos)));
+        Ok(list)
+    }
+
+    /// The task's init process as containerd reports it; None when the
+    /// container has no task.
+    async fn task_process(&self, id: &str) -> Result<Option<Process>> {
         let mut t = TasksClient::new(self.channel.clone());
         let req = self.request(
             GetRequest {
@@ -127,13 +151,27 @@ impl Containerd {
             CALL_TIMEOUT,
         );
         match t.get(req).await {
-            Ok(r) => Ok(r
-                .into_inner()
-                .process
-                .map(|p| Status::try_from(p.status).unwrap_or(Status::Unknown))),
+            Ok(r) => Ok(r.into_inner().process),
             Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
             Err(s) => Err(Error::containerd(format!("task of {id}"))(s)),
         }
+    }
+
+    /// The task's status, None when the container has no task.
+    pub async fn task_status(&self, id: &str) -> Result<Option<Status>> {
+        Ok(self
+            .task_process(id)
+            .await?
+            .map(|p| Status::try_from(p.status).unwrap_or(Status::Unknown)))
+    }
+
+    /// The pid of the task's init (in this host's pid namespace).
+    pub async fn task_pid(&self, id: &str) -> Result<u32> {
+        self.task_process(id)
+            .await?
+            .map(|p| p.pid)
+            .filter(|&pid| pid > 0)
+            .ok_or_else(|| Error::NotFound(format!("{id} has no running task")))
     }
 
     /// Has the shim dump the task's processes into `options.image_path`.
@@ -350,10 +388,40 @@ impl Containerd {
             .pid)
     }
 
-    /// Kills (SIGKILL) and deletes a task; nothing there is not an error.
-    pub async fn remove_task(&self, id: &str) -> Result<()> {
+    /// Freezes the task's processes (the shim's cgroup freezer).
+    pub async fn pause(&self, id: &str) -> Result<()> {
         let mut t = TasksClient::new(self.channel.clone());
-        let kill = self.request(
+        let req = self.request(
+            PauseTaskRequest {
+                container_id: id.into(),
+            },
+            CALL_TIMEOUT,
+        );
+        t.pause(req)
+            .await
+            .map_err(Error::containerd(format!("pause {id}")))?;
+        Ok(())
+    }
+
+    /// Thaws a paused task.
+    pub async fn resume(&self, id: &str) -> Result<()> {
+        let mut t = TasksClient::new(self.channel.clone());
+        let req = self.request(
+            ResumeTaskRequest {
+                container_id: id.into(),
+            },
+            CALL_TIMEOUT,
+        );
+        t.resume(req)
+            .await
+            .map_err(Error::containerd(format!("resume {id}")))?;
+        Ok(())
+    }
+
+    /// Sends SIGKILL to every process of the task.
+    pub async fn kill_all(&self, id: &str) -> Result<()> {
+        let mut t = TasksClient::new(self.channel.clone());
+        let req = self.request(
             KillRequest {
                 container_id: id.into(),
                 exec_id: String::new(),
@@ -362,8 +430,17 @@ impl Containerd {
             },
             CALL_TIMEOUT,
         );
+        t.kill(req)
+            .await
+            .map_err(Error::containerd(format!("kill {id}")))?;
+        Ok(())
+    }
+
+    /// Kills (SIGKILL) and deletes a task; nothing there is not an error.
+    pub async fn remove_task(&self, id: &str) -> Result<()> {
         // A task that is not running cannot be killed; delete it anyway.
-        let _ = t.kill(kill).await;
+        let _ = self.kill_all(id).await;
+        let mut t = TasksClient::new(self.channel.clone());
         let mut last = None;
         for _ in 0..50 {
             let del = self.request(

@@ -55,6 +55,41 @@ impl Docker {
         )
     }
 
+    /// The names of the running containers labelled `key=value`, oldest
+    /// first (`docker ps --filter label=key=value`, by creation time).
+    pub async fn running_with_label(&self, key: &str, value: &str) -> Result<Vec<String>> {
+        let filters = serde_json::json!({ "label": [format!("{key}={value}")] }).to_string();
+        let path = format!("/containers/json?filters={}", escape(&filters));
+        let list = self
+            .json(
+                Method::GET,
+                &path,
+                None,
+                &format!("list containers labelled {key}={value}"),
+            )
+            .await?;
+        // The list's creation times are in seconds; inspect's to the
+        // nanosecond (Compose creates a service's dependencies first, and
+        // restoring servers before their clients spares those clients
+        // retransmissions).
+        let mut found = Vec::new();
+        for id in list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["Id"].as_str())
+        {
+            if let Some(c) = self.container(id).await? {
+                let created = c["Created"].as_str().unwrap_or_default();
+                let created = chrono::DateTime::parse_from_rfc3339(created).ok();
+                let name = c["Name"].as_str().unwrap_or(id).trim_start_matches('/');
+                found.push((created, name.to_string()));
+            }
+        }
+        found.sort();
+        Ok(found.into_iter().map(|(_, n)| n).collect())
+    }
+
     /// `docker image inspect`; None when the image is not on this host.
     pub async fn image(&self, reference: &str) -> Result<Option<Value>> {
         let path = format!("/images/{}/json", escape(reference));

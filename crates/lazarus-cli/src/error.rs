@@ -38,6 +38,14 @@ pub enum Error {
     Refused(String),
     #[error("{0}")]
     NotFound(String),
+    /// A group checkpoint failed at one member; what became of the group
+    /// (every member thawed and running on) is said after.
+    #[error("group checkpoint: {member}: {error}; {outcome}")]
+    Group {
+        member: String,
+        error: Box<Error>,
+        outcome: String,
+    },
     /// The operation failed and so did undoing it: both are reported.
     #[error("{error}\n  and cleaning up failed too: {cleanup}")]
     Cleanup { error: Box<Error>, cleanup: String },

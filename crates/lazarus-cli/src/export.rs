@@ -35,10 +35,24 @@ use lazarus_core::checkpoint::postcopy::PageServer;
 /// restored from.
 const UNDO_CHECKPOINT: &str = "lazarus-export-undo";
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct ExportArgs {
     /// A Docker container's name or id, or a containerd container id
-    pub container: String,
+    #[arg(required_unless_present_any = ["group", "compose", "pod"])]
+    pub container: Option<String>,
+    /// Checkpoint these containers together, at one instant: all are
+    /// frozen before any is dumped; all run on, or all stop (see above)
+    #[arg(long, num_args = 1.., value_name = "CONTAINER", conflicts_with_all = ["container", "compose", "from_docker_checkpoint"], verbatim_doc_comment)]
+    pub group: Vec<String>,
+    /// Checkpoint the running containers of this Docker Compose project
+    /// together, as --group does (label com.docker.compose.project)
+    #[arg(long, value_name = "PROJECT", conflicts_with_all = ["container", "from_docker_checkpoint"], verbatim_doc_comment)]
+    pub compose: Option<String>,
+    /// Checkpoint the running containers of this Kubernetes pod together,
+    /// as --group does (containerd's CRI labels; --namespace defaults to
+    /// k8s.io here). Kubernetes' own checkpoints are per container
+    #[arg(long, value_name = "[K8S_NAMESPACE/]POD", conflicts_with_all = ["container", "compose", "group", "from_docker_checkpoint"], verbatim_doc_comment)]
+    pub pod: Option<String>,
     /// The archive to write
     #[arg(long, short = 'e', value_name = "FILE")]
     pub export: PathBuf,
@@ -112,8 +126,12 @@ impl Compress {
 
 pub async fn run(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
     check_destination(&args.export)?;
+    if !args.group.is_empty() || args.compose.is_some() || args.pod.is_some() {
+        return crate::group::run(args, endpoints, config).await;
+    }
+    let name = args.container.as_deref().expect("clap requires one");
     let source = Source::resolve(
-        &args.container,
+        name,
         args.namespace.as_deref(),
         args.from_docker_checkpoint.is_some(),
         endpoints,
@@ -305,7 +323,7 @@ fn not_found(target: &Target, endpoints: &Endpoints) -> Error {
 
 /// The destination's directory must exist: the archive is written next to
 /// it and renamed into place.
-fn check_destination(dest: &Path) -> Result<()> {
+pub(crate) fn check_destination(dest: &Path) -> Result<()> {
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -343,7 +361,11 @@ fn refuse_unless_lazarus(target: &Target, container: &Container) -> Result<()> {
     Ok(())
 }
 
-async fn refuse_unless_checkpointable(ctr: &Containerd, target: &Target, exit: bool) -> Result<()> {
+pub(crate) async fn refuse_unless_checkpointable(
+    ctr: &Containerd,
+    target: &Target,
+    exit: bool,
+) -> Result<()> {
     match ctr.task_status(&target.id).await? {
         Some(Status::Running | Status::Paused) => {}
         status => {
@@ -595,7 +617,7 @@ async fn undo_stop(
     error: Error,
     target: &Target,
     docker: Option<&Docker>,
-    scratch: tempfile::TempDir,
+    scratch: lazarus_core::scratch::Scratch,
 ) -> Error {
     let kept = scratch.keep();
     let Some(docker) = docker else {

@@ -8,8 +8,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use lazarus_core::archive::{self, ArchiveConfig};
+use lazarus_core::archive::{self, group, ArchiveConfig};
 use lazarus_core::config::Config;
+use lazarus_core::criu::DirectWait;
+use lazarus_core::host::netlock::{self, NetlockRequest};
 use serde_json::{json, Value};
 
 use crate::containerd::{Containerd, NewContainer, LAZARUS_RUNTIME};
@@ -23,6 +25,10 @@ use lazarus_core::host::overlay::OverlayMount;
 /// The name of the Docker checkpoint an import restores from (removed
 /// once the container runs).
 const IMPORT_CHECKPOINT: &str = "lazarus-import";
+/// How long a group restore's network lock may be held before the shims
+/// release it themselves (a group whose restore takes longer loses only
+/// the lock's protection).
+const NETLOCK_EXPIRY_SECONDS: i64 = 300;
 /// The snapshotter a containerd restore prepares the root filesystem with.
 const SNAPSHOTTER: &str = "overlayfs";
 
@@ -44,6 +50,14 @@ pub struct ImportArgs {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+    /// Set by a group restore only: lock the container's network until the
+    /// group is back (lazarus-core's `host::netlock`).
+    #[arg(skip)]
+    pub netlock: Option<NetlockRequest>,
+    /// Set by `serve` only: make the scratch directory in this one (the
+    /// migration's, which its guard removes if the agent dies).
+    #[arg(skip)]
+    pub scratch_in: Option<std::path::PathBuf>,
 }
 
 /// What was restored, for the report.
@@ -55,6 +69,18 @@ struct Restored {
 }
 
 pub async fn run(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
+    if group::is_group(&args.file) {
+        let v = restore_group(args, endpoints, config).await?;
+        match args.json {
+            true => println!("{v:#}"),
+            false => {
+                for m in v["members"].as_array().into_iter().flatten() {
+                    println!("{}", m["name"].as_str().unwrap_or_default());
+                }
+            }
+        }
+        return Ok(());
+    }
     let v = restore(args, endpoints, config).await?;
     if args.json {
         println!("{v:#}");
@@ -64,6 +90,90 @@ pub async fn run(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> R
     Ok(())
 }
 
+/// Restores every member of a group archive (`checkpoint --group`), in the
+/// order they were checkpointed, each as [`restore`] does; if one fails,
+/// the members restored before it are removed again: the group comes back
+/// whole or not at all.
+pub async fn restore_group(
+    args: &ImportArgs,
+    endpoints: &Endpoints,
+    config: &Config,
+) -> Result<Value> {
+    if args.name.is_some() {
+        return Err(Error::Refused(format!(
+            "{} is a group archive: its members keep their names (--name names one container)",
+            args.file.display()
+        )));
+    }
+    let started = Instant::now();
+    let scratch = config.scratch_dir("group-import")?;
+    // Every member is verified against the group's index before any is
+    // restored.
+    let (index, files) = group::extract_group(&args.file, &scratch.path().join("members"))?;
+    // Every member's network stays locked from before its restore until
+    // all are back, so no member meets another half restored (see
+    // host::netlock); the shims release it themselves if this process dies.
+    let netlock = NetlockRequest {
+        expires_at: chrono::Utc::now().timestamp() + NETLOCK_EXPIRY_SECONDS,
+    };
+    let mut restored: Vec<Value> = Vec::with_capacity(files.len());
+    for (member, file) in index.members.iter().zip(files) {
+        let one = ImportArgs {
+            file,
+            name: None,
+            namespace: args.namespace.clone(),
+            runtime: args.runtime.clone(),
+            json: true,
+            netlock: Some(netlock),
+            scratch_in: None,
+        };
+        match restore(&one, endpoints, config).await {
+            Ok(v) => restored.push(v),
+            Err(error) => {
+                let mut failed = Vec::new();
+                for r in &restored {
+                    if let Err(e) = remove(r, endpoints).await {
+                        failed.push(format!("{}: {e}", r["name"].as_str().unwrap_or_default()));
+                    }
+                }
+                let outcome = match failed.is_empty() {
+                    true => "the members restored before it were removed again".to_string(),
+                    false => format!(
+                        "removing the members restored before it failed: {}",
+                        failed.join("; ")
+                    ),
+                };
+                return Err(Error::Group {
+                    member: member.name.clone(),
+                    error: Box::new(error),
+                    outcome,
+                });
+            }
+        }
+    }
+    let locked = Instant::now();
+    let mut unlock_failed = Vec::new();
+    for r in &restored {
+        if let Err(e) = unlock_member(r, endpoints).await {
+            unlock_failed.push(format!("{}: {e}", r["name"].as_str().unwrap_or_default()));
+        }
+    }
+    if !unlock_failed.is_empty() {
+        eprintln!(
+            "lazarus: warning: the network lock of {} (it expires by itself within {} s)",
+            unlock_failed.join("; "),
+            NETLOCK_EXPIRY_SECONDS
+        );
+    }
+    Ok(json!({
+        "group": args.file,
+        "unlock_seconds": locked.elapsed().as_secs_f64(),
+        "frozen_at": index.frozen_at,
+        "members": restored,
+        "restore_seconds": started.elapsed().as_secs_f64(),
+    }))
+}
+
 /// Restores the archive; returns the report `--json` prints.
 pub async fn restore(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> Result<Value> {
     let started = Instant::now();
@@ -71,12 +181,18 @@ pub async fn restore(args: &ImportArgs, endpoints: &Endpoints, config: &Config) 
     // The manifest alone first: a file that is not an archive, or is of a
     // newer format, is refused at once.
     let manifest = archive::read_manifest(&args.file)?;
-    let scratch = config.scratch_dir("import")?;
+    let scratch = match &args.scratch_in {
+        Some(parent) => lazarus_core::scratch::Scratch::new_in(parent, "import")?,
+        None => config.scratch_dir("import")?,
+    };
     let dir = scratch.path().join("archive");
     let bar = Progress::bytes(show, "verify", manifest.total_size());
     let extracted = archive::extract_with(&args.file, &dir, &|_| true, &mut |n| bar.set(n));
     bar.finish();
     extracted?;
+    if let Some(request) = &args.netlock {
+        request.write(&dir.join(archive::CHECKPOINT_DIR))?;
+    }
     let cfg = read_config(&dir)?;
     let recorded = read_engine_config(&dir)?;
     let docker = Docker::new(&endpoints.docker)?;
@@ -348,4 +464,16 @@ pub async fn remove(restored: &Value, endpoints: &Endpoints) -> Result<()> {
             ctr.remove_snapshot(SNAPSHOTTER, id).await
         }
     }
+}
+
+/// Releases a restored group member's network lock, through its init's
+/// namespace.
+async fn unlock_member(restored: &Value, endpoints: &Endpoints) -> Result<()> {
+    let id = restored["id"].as_str().unwrap_or_default();
+    let ns = restored["namespace"].as_str().unwrap_or(DEFAULT_NAMESPACE);
+    let ctr = Containerd::connect(&endpoints.containerd, ns).await?;
+    let pid = ctr.task_pid(id).await?;
+    let netns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
+    netlock::unlock(&netns, &DirectWait)?;
+    Ok(())
 }

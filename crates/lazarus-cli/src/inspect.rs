@@ -23,6 +23,9 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
     if path.is_dir() {
         return show(path, json, None);
     }
+    if archive::group::is_group(path) {
+        return show_group(path, json);
+    }
     // The whole archive is read and checked; only the memory pages are not
     // written out (their sizes are in the manifest).
     let tmp = tempfile::Builder::new()
@@ -215,4 +218,35 @@ fn render_metadata(m: &Metadata) -> String {
         lines.push(("Joined namespaces", m.external_namespaces.join(", ")));
     }
     lines.iter().map(|(k, v)| field(k, v)).collect()
+}
+
+/// A group archive (`checkpoint --group`): its index, every member checked
+/// against it on the way.
+fn show_group(path: &Path, json: bool) -> Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("lazarus-inspect-")
+        .tempdir()
+        .map_err(lazarus_core::Error::io("create a temporary directory"))?;
+    let (index, _) = archive::group::extract_group(path, &tmp.path().join("members"))?;
+    if json {
+        println!("{:#}", json!({ "file": path, "group": index }));
+        return Ok(());
+    }
+    println!("Group archive   {}", path.display());
+    println!("Frozen at       {}", index.frozen_at.to_rfc3339());
+    println!("Left running    {}", index.left_running);
+    println!(
+        "Members         {} (restored in this order)",
+        index.members.len()
+    );
+    for m in &index.members {
+        println!(
+            "  {:<24} {:<10} {:>10}  {}",
+            m.name,
+            m.engine,
+            human(m.size),
+            m.namespace
+        );
+    }
+    Ok(())
 }

@@ -23,6 +23,9 @@ mod docker_config;
 mod endpoints;
 mod error;
 mod export;
+mod group;
+mod group_guard;
+mod guard;
 mod image_chain;
 mod import;
 mod inspect;
@@ -95,11 +98,20 @@ enum Command {
     /// container was stopped, a Docker container is restored in place.
     ///
     /// Not carried: volume and bind-mount contents (they are the host's),
-    /// the container's address on Docker's networks (a new one is given).
+    /// the container's address on Docker's networks (a new one is given,
+    /// unless it was fixed with --ip).
+    ///
+    /// --group A B ... (or --compose PROJECT) checkpoints several
+    /// containers at one instant: all are frozen before any is dumped, each
+    /// is dumped frozen, then all are stopped (SIGKILL, while still frozen)
+    /// or, with --leave-running, thawed. If any member fails, all are
+    /// thawed and run on and nothing is written. FILE then holds every
+    /// member's archive; `restore --import FILE` restores them all.
     #[command(
         verbatim_doc_comment,
         after_help = "Examples:\n  \
         lazarus checkpoint looper --export /backup/looper.tar.zst\n  \
+        lazarus checkpoint --group app redis --tcp-established --export shop.tar\n  \
         lazarus checkpoint --leave-running --print-stats redis --export redis.tar.zst\n  \
         lazarus -a /run/k/containerd.sock checkpoint --namespace default web --export web.tar"
     )]
@@ -174,8 +186,12 @@ enum Command {
     /// where it stopped. Afterwards the source is left stopped (or removed
     /// with --rm).
     ///
-    /// Not carried: volume and bind-mount contents, and the container's
-    /// address on Docker's networks (it gets a new one there).
+    /// Not carried: volume and bind-mount contents. The container's
+    /// address on a Docker network comes from that network on the
+    /// receiver: a fixed one (--ip) on a network both hosts share at layer
+    /// 2 (macvlan on the same segment) moves with it, and with
+    /// --tcp-established connections from outside survive; otherwise it
+    /// gets a new address and outside connections break.
     #[command(
         verbatim_doc_comment,
         after_help = "Examples:\n  \
@@ -197,6 +213,14 @@ enum Command {
         lazarus serve --listen 10.0.0.2"
     )]
     Serve(migration::serve::ServeArgs),
+    /// Internal: the guard `checkpoint --group` starts (thaws and unlocks
+    /// the members if that checkpoint dies)
+    #[command(hide = true)]
+    GroupGuard(group_guard::GuardArgs),
+    /// Internal: the guard `serve` starts for each received container
+    /// (removes it if the agent dies before the sender confirmed it)
+    #[command(hide = true)]
+    ReceiveGuard(migration::receive_guard::ReceiveGuardArgs),
     /// Write a new migration key file (mode 0600) to copy to both hosts
     #[command(verbatim_doc_comment)]
     Keygen {
@@ -224,6 +248,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => {
             with_config(|config| block_on(migration::serve::run(&args, &endpoints, config)))
         }
+        Command::GroupGuard(args) => block_on(group_guard::run(&args, &endpoints.containerd)),
+        Command::ReceiveGuard(args) => block_on(migration::receive_guard::run(&args, &endpoints)),
         Command::Keygen { file } => lazarus_core::channel::Key::create(&file)
             .map(|_| println!("{}", file.display()))
             .map_err(Error::from),

@@ -3,7 +3,7 @@
 //! optional; config/lazarus.toml lists each with its default.
 
 use std::collections::HashMap;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -128,15 +128,10 @@ impl Config {
     }
 
     /// A new private (0700) scratch directory for one CLI operation, removed
-    /// when the returned guard is dropped.
-    pub fn scratch_dir(&self, what: &str) -> Result<tempfile::TempDir> {
-        let parent = self.work_dir()?;
-        let context = format!("create a scratch directory in {}", parent.display());
-        tempfile::Builder::new()
-            .prefix(&format!("{what}-"))
-            .permissions(std::fs::Permissions::from_mode(0o700))
-            .tempdir_in(&parent)
-            .map_err(Error::io(&context))
+    /// when the returned guard is dropped (or, if its operation is killed,
+    /// by a later one: see [`crate::scratch`]).
+    pub fn scratch_dir(&self, what: &str) -> Result<crate::scratch::Scratch> {
+        crate::scratch::Scratch::new_in(&self.work_dir()?, what)
     }
 
     /// Where the shim decompresses the pages of a checkpoint that must stay

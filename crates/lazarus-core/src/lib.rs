@@ -12,6 +12,8 @@
 //!   dump and restore requests built from an OCI spec;
 //! - [`host`]: facts about this machine (cgroup layout, freezer, kernel);
 //! - [`config`]: `/etc/lazarus/config.toml`, read by the shim and the CLI;
+//! - [`scratch`]: the CLI's private scratch directories, and the removal of
+//!   those whose operation was killed;
 //! - [`ids`]: container ids, exec ids and namespaces checked before they
 //!   become path components.
 //!
@@ -28,5 +30,6 @@ pub mod fdpass;
 pub mod host;
 pub mod ids;
 pub mod inspect;
+pub mod scratch;
 
 pub use error::{Error, Result};

@@ -16,6 +16,11 @@ fn main() {
         let request = args.next().unwrap_or_default();
         std::process::exit(lazarus_shim::runtime::helper::main(&request));
     }
+    // glibc gives a thread that meets contention an arena of its own, with
+    // its own touched pages; a shim's score of mostly idle threads needs no
+    // more than two. Measured: private memory per shim 1464 -> 1408 KiB.
+    // SAFETY: called before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     let log_level = lazarus_shim::config::Config::load()
         .map(|c| c.log_level)
         .unwrap_or_else(|_| "info".into());

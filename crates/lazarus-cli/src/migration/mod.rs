@@ -24,6 +24,7 @@
 //! copy (its missing pages cannot be fetched any more).
 
 mod postcopy;
+pub mod receive_guard;
 pub mod send;
 pub mod serve;
 

@@ -142,7 +142,10 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
     // source's dump is called off within 30 s and the container thaws.
     let _lease = postcopy.as_ref().map(|p| lazy::Lease::hold(&p.images()));
     let export_args = ExportArgs {
-        container: args.container.clone(),
+        container: Some(args.container.clone()),
+        group: Vec::new(),
+        compose: None,
+        pod: None,
         export: file.clone(),
         leave_running: false,
         tcp_established: args.tcp_established,
@@ -246,7 +249,11 @@ fn hand_over(ch: &mut Channel<TcpStream>, file: &Path, show: bool) -> Result<Val
 
 /// After a failed hand-over: the source, stopped by the checkpoint, is
 /// restored in place from the archive's images.
-async fn bring_back(error: Error, source: &Source, scratch: tempfile::TempDir) -> Error {
+async fn bring_back(
+    error: Error,
+    source: &Source,
+    scratch: lazarus_core::scratch::Scratch,
+) -> Error {
     let name = &source.target.name;
     let archive_file = scratch.path().join("archive.tar");
     let images_root = scratch.path().join("undo");

@@ -10,12 +10,13 @@ use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lazarus_core::channel::{Channel, Key};
 use lazarus_core::config::Config;
 
+use super::receive_guard::{self, ReceiveGuardArgs};
 use super::{
     key_path, resolve, Answer, Offer, CONNECT_TIMEOUT, MAX_ARCHIVE, PEER_TIMEOUT, PROTOCOL,
 };
@@ -145,12 +146,43 @@ async fn receive(
         .map_err(lazarus_core::Error::io(format!("write {}", path.display())))?;
     drop(file);
 
+    // From here a container exists here that the sender has not confirmed:
+    // the guard removes it if this agent dies before it is settled.
+    let guarded = ReceiveGuardArgs {
+        engine: offer.engine.clone(),
+        namespace: match offer.engine.as_str() {
+            "containerd" => offer.namespace.clone(),
+            _ => String::new(),
+        },
+        name: offer.name.clone(),
+        scratch: scratch.path().to_path_buf(),
+    };
+    let guard = receive_guard::start(endpoints, &guarded)?;
+    let settled =
+        restore_and_confirm(&mut ch, &offer, path, scratch.path(), endpoints, config).await;
+    guard.dismiss();
+    settled
+}
+
+/// Restores the received archive (unpacked within `scratch`, the
+/// migration's scratch directory, which the guard removes) and waits for
+/// the sender's confirmation; an unconfirmed copy is removed.
+async fn restore_and_confirm(
+    ch: &mut Channel<TcpStream>,
+    offer: &Offer,
+    path: PathBuf,
+    scratch: &Path,
+    endpoints: &Endpoints,
+    config: &Config,
+) -> Result<String> {
     let args = ImportArgs {
         file: path,
         name: Some(offer.name.clone()),
         namespace: (offer.engine == "containerd").then(|| offer.namespace.clone()),
         runtime: None,
         json: true,
+        netlock: None,
+        scratch_in: Some(scratch.to_path_buf()),
     };
     let restored = match import::restore(&args, endpoints, config).await {
         Ok(v) => v,
@@ -175,7 +207,7 @@ async fn receive(
         ch.recv_json::<Answer>()
     });
     match confirmed {
-        Ok(ack) if ack.ok => Ok(offer.name),
+        Ok(ack) if ack.ok => Ok(offer.name.clone()),
         unconfirmed => {
             let why = match unconfirmed {
                 Err(e) => e.to_string(),

@@ -55,17 +55,8 @@ pub fn write(
     }
     let manifest = Manifest::new(entries);
 
-    let dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
     let context = format!("write checkpoint archive {}", dest.display());
-    // 0600 from the start; removed on any error below.
-    let tmp = tempfile::Builder::new()
-        .prefix(".lazarus-archive-")
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(Error::io(&context))?;
+    let tmp = temp_beside(dest, ".lazarus-archive-", &context)?;
     let file = tmp.as_file().try_clone().map_err(Error::io(&context))?;
     let out = BufWriter::with_capacity(1 << 20, file);
     let out = match compression {
@@ -99,7 +90,7 @@ pub fn write(
         .map_err(Error::io(&context))?;
     tmp.persist(dest)
         .map_err(|e| Error::io(&context)(e.error))?;
-    File::open(dir)
+    File::open(dir_of(dest))
         .and_then(|d| d.sync_all())
         .map_err(Error::io(&context))?;
     Ok(manifest)
@@ -300,5 +291,27 @@ fn append<W: Write>(
             }
             Ok(())
         }
+    }
+}
+
+/// A temporary file in `dest`'s directory, to be renamed onto `dest`: 0600
+/// from the start (it will hold process memory), removed if dropped.
+pub(super) fn temp_beside(
+    dest: &Path,
+    prefix: &str,
+    context: &str,
+) -> Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir_of(dest))
+        .map_err(Error::io(context))
+}
+
+/// The directory `dest` is in ("." for a bare name).
+pub(super) fn dir_of(dest: &Path) -> &Path {
+    match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
 }

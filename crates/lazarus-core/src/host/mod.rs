@@ -1,9 +1,11 @@
 //! Facts about the machine Lazarus runs on, in one place: where cgroups
 //! are and how a container's cgroup is frozen, thawed, emptied and removed
 //! (cgroup v1, as on this project's hosts, and v2), a container's overlay
-//! mounted for a moment, and the kernel version.
+//! mounted for a moment, a network namespace locked for a group's
+//! checkpoint or restore, and the kernel version.
 
 pub mod cgroup;
+pub mod netlock;
 pub mod overlay;
 
 /// Whether the running kernel is at least `major.minor`.

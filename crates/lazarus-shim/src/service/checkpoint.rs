@@ -13,12 +13,14 @@ use lazarus_core::checkpoint::postcopy;
 use lazarus_core::checkpoint::request::{should_exit, CheckpointRequest};
 use lazarus_core::checkpoint::restore::RestoreTarget;
 use lazarus_core::host::cgroup;
+use lazarus_core::host::netlock::{self, NetlockRequest};
 
 use crate::container::{self, ContainerCell};
 use crate::error::{Error, Result};
 use crate::io;
 
 use crate::process::Status;
+use crate::reaper::ReaperWait;
 use crate::state::PendingRestore;
 
 /// How long the processes a failed restore left get to die.
@@ -222,6 +224,30 @@ impl TaskService {
         Ok(images)
     }
 
+    /// CRIU's restore of the tree; the network namespace CRIU makes is
+    /// configured by the runtime's hooks (and, for a group restore that
+    /// asks, locked first: `lock_into` receives where).
+    fn restore_tree(
+        &self,
+        pending: &PendingRestore,
+        target: &RestoreTarget,
+        mut lock_into: Option<&mut Option<PathBuf>>,
+    ) -> lazarus_core::Result<lazarus_core::checkpoint::restore::Restored> {
+        pending
+            .plan
+            .restore(self.criu.as_ref(), target, &mut |pid| {
+                if let Some(slot) = lock_into.as_mut() {
+                    let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+                    if netlock::lock(&netns, &ReaperWait)? {
+                        **slot = Some(netns);
+                    }
+                }
+                self.runtime
+                    .restore_network(target.id, target.bundle, pid)
+                    .map_err(|e| lazarus_core::Error::Other(e.to_string()))
+            })
+    }
+
     /// Start of a container created from a checkpoint (now Restoring): CRIU
     /// restores its tree as our child; then it is an ordinary running init.
     pub(super) fn start_restored(
@@ -246,16 +272,32 @@ impl TaskService {
         };
         // The restored init may die before its pid is registered.
         let spawn = self.pids.spawn();
-        let restored = pending
-            .plan
-            .restore(self.criu.as_ref(), &target, &mut |pid| {
-                self.runtime
-                    .restore_network(&id, &bundle, pid)
-                    .map_err(|e| lazarus_core::Error::Other(e.to_string()))
-            });
+        // A member of a group restore: its network stays locked until the
+        // whole group is back (the client unlocks it, or the lock expires).
+        let (netlock, restored) = match group_netlock(&pending) {
+            Err(e) => (None, Err(e)),
+            Ok(GroupLock::None) => (None, self.restore_tree(&pending, &target, None)),
+            Ok(GroupLock::Held(request, netns)) => {
+                let restored = self.restore_tree(&pending, &target, None);
+                (Some((request, netns)), restored)
+            }
+            Ok(GroupLock::AtNetworkSetup(request)) => {
+                // The namespace is made by the restore: locked as soon as it
+                // exists, before its address comes up.
+                let mut netns = None;
+                let restored = self.restore_tree(&pending, &target, Some(&mut netns));
+                if netns.is_none() && restored.is_ok() {
+                    log::warn!("group restore of {id}: its network namespace was not locked");
+                }
+                (netns.map(|n| (request, n)), restored)
+            }
+        };
         let mut restored = match restored {
             Ok(r) => r,
             Err(e) => {
+                if let Some((_, netns)) = &netlock {
+                    let _ = netlock::unlock(netns, &ReaperWait);
+                }
                 // The core already killed what a failed CRIU left in the new
                 // cgroup (before reading its log); this is the guard for the
                 // other failures of a restore, and removes the directories.
@@ -307,6 +349,9 @@ impl TaskService {
         }
         self.watch_oom(&id);
         self.register(&spawn, cell, "", restored.pid);
+        if let Some((request, netns)) = netlock {
+            release_at_expiry(id.clone(), request, netns);
+        }
         let stats = image::read_stats(&image::stats_file(
             &pending.plan.images,
             &pending.plan.work,
@@ -380,5 +425,54 @@ fn watch_lazy_pages(
         .spawn(watch)
     {
         log::error!("cannot watch a post-copy restore's memory: {e}");
+    }
+}
+
+/// A group restore's network lock ([`netlock::NETLOCK_FILE`] in the
+/// images), as far as it can be taken before CRIU runs.
+enum GroupLock {
+    /// Not a group restore, or the host's namespace (never locked).
+    None,
+    /// The spec names the namespace: locked now.
+    Held(NetlockRequest, PathBuf),
+    /// The restore makes the namespace (Docker's case): locked when CRIU
+    /// has made it, before the runtime's hooks bring its address up.
+    AtNetworkSetup(NetlockRequest),
+}
+
+fn group_netlock(pending: &PendingRestore) -> lazarus_core::Result<GroupLock> {
+    let Some(request) = NetlockRequest::read(&pending.plan.images)? else {
+        return Ok(GroupLock::None);
+    };
+    let Some(netns) = netlock::spec_netns(&pending.spec) else {
+        return Ok(GroupLock::AtNetworkSetup(request));
+    };
+    Ok(match netlock::lock(&netns, &ReaperWait)? {
+        true => GroupLock::Held(request, netns),
+        false => GroupLock::None,
+    })
+}
+
+/// Releases a group restore's network lock when it expires, if its client
+/// has not (a client that died must not leave the container cut off).
+fn release_at_expiry(id: String, request: NetlockRequest, netns: PathBuf) {
+    let name = id.clone();
+    let spawned = std::thread::Builder::new()
+        .name("netlock-expiry".into())
+        .spawn(move || {
+            let now = chrono::Utc::now().timestamp();
+            let wait = u64::try_from(request.expires_at - now).unwrap_or(0);
+            std::thread::sleep(std::time::Duration::from_secs(wait));
+            match netlock::unlock(&netns, &ReaperWait) {
+                Ok(true) => log::warn!(
+                    "{id}: the group restore's network lock expired before its client \
+                     released it; released now"
+                ),
+                Ok(false) => {}
+                Err(e) => log::error!("{id}: cannot release the expired network lock: {e}"),
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("{name}: no thread to release the network lock at its expiry: {e}");
     }
 }

@@ -1,0 +1,76 @@
+//! Guards: processes of their own that undo what a `lazarus` command left
+//! half done when that command dies first (SIGKILL, the OOM killer, a
+//! closed terminal), since only the command itself would otherwise undo it.
+//!
+//! The command starts its guard (a hidden subcommand of this same binary)
+//! before it changes anything, in a session of its own (a Ctrl-C at the
+//! terminal does not reach it), with a pipe on its stdin. A command that
+//! ends normally writes `done` and closes the pipe, and the guard just
+//! exits. If the pipe closes without `done`, the command died: the guard
+//! does its undoing. Used by `checkpoint --group` (thaw and unlock the
+//! members) and by `serve` (remove an unconfirmed received container).
+
+use std::io::{BufRead, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+use crate::error::Result;
+
+const DONE: &str = "done";
+
+/// A running guard, held by the command it guards.
+pub struct Guard {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Guard {
+    /// Starts this binary with `args` (global flags, the guard's subcommand
+    /// and its arguments) as the guard of `what`.
+    pub fn start(args: &[String], what: &str) -> Result<Guard> {
+        let exe = std::env::current_exe().map_err(lazarus_core::Error::io(format!(
+            "find this program to start the guard of {what}"
+        )))?;
+        let mut cmd = Command::new(exe);
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        // SAFETY: setsid is async-signal-safe and the child execs at once.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid()
+                    .map(|_| ())
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = cmd.spawn().map_err(lazarus_core::Error::io(format!(
+            "start the guard of {what}"
+        )))?;
+        let stdin = child.stdin.take();
+        Ok(Guard { child, stdin })
+    }
+
+    /// The command ended as it should (whatever its outcome): the guard is
+    /// told and waited for.
+    pub fn dismiss(mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = writeln!(stdin, "{DONE}");
+        }
+        let mut watch = lazarus_core::criu::DirectWait;
+        let _ = lazarus_core::criu::ExitWatch::wait(
+            &mut watch,
+            &mut self.child,
+            Duration::from_secs(10),
+        );
+    }
+}
+
+/// In the guard: blocks until the command dismisses it (true) or dies
+/// without doing so (false: its end of the pipe closed).
+pub fn dismissed() -> bool {
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    line.trim() == DONE
+}

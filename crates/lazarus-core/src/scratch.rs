@@ -1,0 +1,177 @@
+//! The CLI's scratch directories: private (0700), removed when the
+//! operation ends, and removed by a later operation when their owner was
+//! killed before it could.
+//!
+//! They hold checkpoint images (process memory, secrets), so one left by a
+//! `lazarus migrate` or `checkpoint --export` killed mid-way must not stay
+//! on disk for good. Each scratch directory holds an `.owner` file that its
+//! operation keeps locked (flock) for as long as it runs; the kernel drops
+//! the lock when the process dies, however it dies. Creating a scratch
+//! directory first removes its siblings whose `.owner` is unlocked and in
+//! which nothing has changed for [`QUIET`]: long enough for a shim still
+//! serving a dump whose migrate died to call it off (its lease is 30 s).
+//! Directories without an `.owner` (the shim's own scratch shares the
+//! parent) are never touched.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::error::{Error, Result};
+
+const OWNER: &str = ".owner";
+/// How long an abandoned scratch directory must have been still.
+pub const QUIET: Duration = Duration::from_secs(120);
+
+/// One operation's scratch directory, held until dropped.
+#[derive(Debug)]
+pub struct Scratch {
+    // Dropped first: the directory goes before its lock is released.
+    dir: tempfile::TempDir,
+    _owner: Flock<File>,
+}
+
+impl Scratch {
+    /// A new `WHAT-XXXXXX` in `parent`, after removing the abandoned ones.
+    pub fn new_in(parent: &Path, what: &str) -> Result<Scratch> {
+        remove_abandoned(parent, QUIET);
+        let context = format!("create a scratch directory in {}", parent.display());
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{what}-"))
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(parent)
+            .map_err(Error::io(&context))?;
+        let owner = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(dir.path().join(OWNER))
+            .map_err(Error::io(&context))?;
+        let owner = Flock::lock(owner, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| Error::io(context)(std::io::Error::from(e)))?;
+        Ok(Scratch { dir, _owner: owner })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Keeps the directory for good (it holds what the user must recover):
+    /// without its `.owner` no later operation removes it.
+    pub fn keep(self) -> PathBuf {
+        let _ = std::fs::remove_file(self.dir.path().join(OWNER));
+        self.dir.keep()
+    }
+}
+
+/// Removes the directories in `parent` whose owner is gone and which have
+/// been still for `quiet`; returns how many.
+pub fn remove_abandoned(parent: &Path, quiet: Duration) -> usize {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        let dir = entry.path();
+        let Ok(owner) = File::open(dir.join(OWNER)) else {
+            continue;
+        };
+        // Held while we look: a live owner keeps it, so this fails.
+        let Ok(_held) = Flock::lock(owner, FlockArg::LockExclusiveNonblock) else {
+            continue;
+        };
+        let still_for = newest_change(&dir, 3)
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .unwrap_or_default();
+        if still_for >= quiet && std::fs::remove_dir_all(&dir).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The latest modification time under `path`, `depth` levels down.
+fn newest_change(path: &Path, depth: usize) -> Option<SystemTime> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let mut newest = meta.modified().ok()?;
+    if meta.is_dir() && depth > 0 {
+        for entry in std::fs::read_dir(path).ok()?.flatten() {
+            if let Some(t) = newest_change(&entry.path(), depth - 1) {
+                newest = newest.max(t);
+            }
+        }
+    }
+    Some(newest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn age(path: &Path, by: Duration) {
+        let then = SystemTime::now() - by;
+        for p in [path.join(OWNER), path.join("images"), path.to_path_buf()] {
+            if p.exists() {
+                File::open(&p).unwrap().set_modified(then).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_scratch_dir_is_private_and_goes_when_dropped() {
+        let parent = tempfile::tempdir().unwrap();
+        let s = Scratch::new_in(parent.path(), "migrate").unwrap();
+        let mode = std::fs::metadata(s.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert!(s.path().join(OWNER).exists());
+        let path = s.path().to_path_buf();
+        drop(s);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_live_owners_dir_is_kept_however_old() {
+        let parent = tempfile::tempdir().unwrap();
+        let s = Scratch::new_in(parent.path(), "migrate").unwrap();
+        age(s.path(), Duration::from_secs(3600));
+        assert_eq!(remove_abandoned(parent.path(), QUIET), 0);
+        assert!(s.path().exists());
+    }
+
+    #[test]
+    fn an_abandoned_dir_goes_once_still_for_the_quiet_time() {
+        let parent = tempfile::tempdir().unwrap();
+        let s = Scratch::new_in(parent.path(), "migrate").unwrap();
+        std::fs::create_dir(s.path().join("images")).unwrap();
+        // As if the owner died: the directory stays, its lock goes.
+        let kept = s.dir.keep();
+        drop(s._owner);
+        assert_eq!(
+            remove_abandoned(parent.path(), QUIET),
+            0,
+            "just abandoned: a shim may still be finishing in it"
+        );
+        age(&kept, QUIET + Duration::from_secs(1));
+        assert_eq!(remove_abandoned(parent.path(), QUIET), 1);
+        assert!(!kept.exists());
+    }
+
+    #[test]
+    fn a_kept_dir_is_never_removed() {
+        let parent = tempfile::tempdir().unwrap();
+        let kept = Scratch::new_in(parent.path(), "migrate").unwrap().keep();
+        age(&kept, Duration::from_secs(3600));
+        assert_eq!(remove_abandoned(parent.path(), QUIET), 0);
+        assert!(kept.exists());
+    }
+
+    #[test]
+    fn a_dir_without_an_owner_file_is_never_touched() {
+        let parent = tempfile::tempdir().unwrap();
+        let other = parent.path().join("restore-shim");
+        std::fs::create_dir(&other).unwrap();
+        age(&other, Duration::from_secs(3600));
+        assert_eq!(remove_abandoned(parent.path(), QUIET), 0);
+        assert!(other.exists());
+    }
+}
