@@ -16,7 +16,7 @@
 #   test/run-e2e.sh docker_
 set -uo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 runtimes=${LAZARUS_E2E_RUNTIMES:-"io.containerd.lazarus.v2 io.containerd.runc.v2"}
 containerds=${LAZARUS_E2E_CONTAINERDS:-"1.7 2.1"}
 threads=${LAZARUS_E2E_THREADS:-2}
@@ -31,6 +31,22 @@ if ! { cargo build --workspace --bins && cargo test --test e2e --no-run; } >"$lo
   exit 2
 fi
 
+# The first panic of test `$2` in log `$1`: its "panicked at" line and up
+# to 8 lines of message after it (cargo prints a failed test's output
+# between "---- NAME stdout ----" and the next such header).
+why_failed() {
+  awk -v name="$2" '
+    $0 == "---- " name " stdout ----" { inside = 1; next }
+    inside && (/^---- .* stdout ----$/ || /^ *stack backtrace:/) { exit }
+    inside && /panicked at/ { shown = 1 }
+    shown && inside { print; if (++n >= 9) exit }
+  ' "$1"
+}
+
+# Space left on the filesystem the daemon sets live on.
+root=${LAZARUS_E2E_DIR:-/var/lib/lazarus-e2e}
+free_space() { df -h --output=avail "$root" 2>/dev/null | tail -n 1 | tr -d ' '; }
+
 summary=()
 failed=0
 for rt in $runtimes; do
@@ -39,10 +55,14 @@ for rt in $runtimes; do
     start=$(date +%s)
     heavy=${LAZARUS_E2E_HEAVY:-$([ "$cd" = 1.7 ] && echo 1 || echo 0)}
     echo "=== runtime $rt, containerd $cd, LAZARUS_E2E_HEAVY=$heavy (log: $log)"
+    # The heavy fault cases dump 1 GiB heaps two at a time, several copies
+    # each: a disk that fills up shows here rather than as a puzzle.
+    free_before=$(free_space)
     LAZARUS_TEST_RUNTIME=$rt LAZARUS_TEST_CONTAINERD=$cd LAZARUS_E2E_HEAVY=$heavy \
       cargo test --test e2e -- --test-threads="$threads" "$@" >"$log" 2>&1
     rc=$?
     secs=$(($(date +%s) - start))
+    free_after=$(free_space)
     result=$(grep -E '^test result:' "$log" | tail -n 1)
     [ -n "$result" ] || result="no test result (rc=$rc)"
     if [ $rc -eq 0 ]; then
@@ -50,8 +70,14 @@ for rt in $runtimes; do
     else
       failed=1
       summary+=("FAIL  $rt  containerd $cd  ${secs}s  $result")
+      summary+=("        free on $root before/after: $free_before / $free_after")
       while read -r name; do
         summary+=("        failed: $name")
+        # Why, in the summary itself: the panic's place and message (the
+        # logs may not outlive the machine that ran them).
+        while IFS= read -r line; do
+          summary+=("          ${line:0:400}")
+        done < <(why_failed "$log" "$name")
       done < <(grep -E '^test .* \.\.\. FAILED$' "$log" | sed -E 's/^test (.*) \.\.\. FAILED$/\1/')
     fi
   done

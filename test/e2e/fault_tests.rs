@@ -11,7 +11,8 @@ use crate::cmd::{poll, ticks, wait_until, Out, Proc, COUNTER};
 use crate::docker_tests::{docker_run_args, inspect, run_sh_detached, wait_ticks_past};
 use crate::harness::Daemons;
 use crate::leaks::{
-    assert_no_leaks, assert_running_unfrozen, containerd_temp_dirs, criu_pids, heap_mib, Container,
+    assert_no_leaks, assert_running_unfrozen, big_heap_turn, containerd_temp_dirs, criu_pids,
+    heap_mib, Container,
 };
 use crate::state_tests::memhog_ticks;
 use std::path::PathBuf;
@@ -251,6 +252,7 @@ fn runc_left_paused_in_name_only(d: &Daemons, name: &str, c: &Container, sum: &s
 #[test]
 fn fault_criu_killed_mid_dump() {
     let started = Instant::now();
+    let _turn = big_heap_turn(heap_mib());
     let d = Daemons::with_docker("fault_criu_killed_dump");
     let name = d.name("mem");
     let c = start_memhog(&d, &name, heap_mib());
@@ -324,9 +326,10 @@ fn clear_restore_leftovers(d: &Daemons, c: &Container) -> bool {
 #[test]
 fn fault_criu_killed_mid_restore() {
     let started = Instant::now();
+    let mib = heap_mib();
+    let _turn = big_heap_turn(mib);
     let d = Daemons::with_docker("fault_criu_killed_restore");
     let (name, fresh) = (d.name("mem"), d.name("fresh"));
-    let mib = heap_mib();
     let c = start_memhog(&d, &name, mib);
     let sum = checkpoint_memhog(&d, &name, "cp");
     let last = memhog(&d, &name).len();
@@ -389,6 +392,7 @@ fn fault_criu_killed_mid_restore() {
 #[test]
 fn fault_shim_killed_mid_restore() {
     let started = Instant::now();
+    let _turn; // released after the daemons' teardown
     let d = Daemons::with_docker("fault_shim_killed_restore");
     let name = d.name("mem");
     // Lazarus: 256 MiB on every leg (the light heap): with 1 GiB the killed
@@ -398,6 +402,7 @@ fn fault_shim_killed_mid_restore() {
     // 1 GiB, since it restored 256 MiB before the kill could land (seen on
     // containerd 2.1).
     let mib = if d.is_lazarus() { 256 } else { 1024 };
+    _turn = big_heap_turn(mib);
     let c = start_memhog(&d, &name, mib);
     checkpoint_memhog(&d, &name, "cp");
     sleep(Duration::from_secs(2)); // past Docker's upload race
@@ -480,6 +485,7 @@ fn views_agree(d: &Daemons, name: &str, c: &Container) -> Views {
 #[test]
 fn fault_shim_killed_mid_checkpoint() {
     let started = Instant::now();
+    let _turn = big_heap_turn(heap_mib());
     let d = Daemons::with_docker("fault_shim_killed");
     let name = d.name("mem");
     let c = start_memhog(&d, &name, heap_mib());
@@ -513,6 +519,7 @@ fn fault_shim_killed_mid_checkpoint() {
 #[test]
 fn fault_containerd_killed_mid_checkpoint() {
     let started = Instant::now();
+    let _turn = big_heap_turn(1024);
     let mut d = Daemons::with_docker("fault_containerd_killed");
     let name = d.name("mem");
     // Always 1 GiB: the dump must still be running when containerd dies (a

@@ -25,6 +25,17 @@ pub fn heavy() -> bool {
     }
 }
 
+/// Held by a case while it runs a heap of `mib` MiB: cases with 1 GiB or
+/// more take turns. Two at once hold several GiB of images on disk (the
+/// dump, containerd's and Docker's copies) and load both cores for a
+/// minute, which turns the kills' timing into luck. Declare it before the
+/// case's daemons, so that it is released after their teardown.
+pub fn big_heap_turn(mib: u64) -> Option<std::sync::MutexGuard<'static, ()>> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A case that panicked while holding it does not stop the others.
+    (mib >= 1024).then(|| TURN.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 /// MiB of touched heap for the kill-mid-dump/restore cases.
 pub fn heap_mib() -> u64 {
     // Not less than 256 MiB: a 64 MiB restore can end before a fault

@@ -8,7 +8,7 @@ use crate::cmd::{poll, run, wait_until};
 use crate::docker_tests::inspect;
 use crate::fault_tests::{memhog, start_memhog, SLOW};
 use crate::harness::Daemons;
-use crate::leaks::heap_mib;
+use crate::leaks::{big_heap_turn, heap_mib};
 use crate::migrate_tests::{
     assert_refused_by_runtime, keygen, migrate, spawn_migrate, wait_failed, Serve, B_HOST,
 };
@@ -21,6 +21,7 @@ use std::time::Duration;
 /// was fetched from A's page server.
 #[test]
 fn migrate_postcopy_moves_a_heap_with_its_checksum() {
+    let _turn = big_heap_turn(heap_mib());
     let a = Daemons::with_docker("migrate_heap_a");
     let b = Daemons::with_docker_with("migrate_heap_b", &B_HOST);
     let key = keygen(&a, "migration.key");
@@ -95,6 +96,7 @@ fn migrate_postcopy_moves_a_heap_with_its_checksum() {
 ///    frozen, with its heap.
 #[test]
 fn migrate_postcopy_stream_failures_never_leave_a_copy_without_memory() {
+    let _turn = big_heap_turn(heap_mib());
     let a = Daemons::with_docker("migrate_cut_a");
     let b = Daemons::with_docker_with("migrate_cut_b", &B_HOST);
     let key = keygen(&a, "migration.key");
