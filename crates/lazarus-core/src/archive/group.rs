@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::hashing::hash_copy;
-use super::write::{dir_of, temp_beside};
+use super::write::{persist_synced, temp_beside};
 use crate::error::{Error, Result};
 
 /// The index's name, and the group format it declares.
@@ -120,15 +120,10 @@ pub fn write_group(
         append(&mut tar, &record.entry, record.size, &mut f).map_err(Error::io(&context))?;
     }
     let out = tar.into_inner().map_err(Error::io(&context))?;
-    let file = out
-        .into_inner()
+    // Flushed into the temporary file (the writer holds a clone of it).
+    out.into_inner()
         .map_err(|e| Error::io(&context)(e.into_error()))?;
-    file.sync_all().map_err(Error::io(&context))?;
-    tmp.persist(dest)
-        .map_err(|e| Error::io(&context)(e.error))?;
-    File::open(dir_of(dest))
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io(&context))?;
+    persist_synced(tmp, dest, &context)?;
     Ok(index)
 }
 

@@ -84,15 +84,10 @@ pub fn write(
     // frame; both explicitly, so that their errors are not lost in a Drop.
     let out = tar.into_inner().map_err(Error::io(&context))?;
     out.finish().map_err(Error::io(&context))?;
-    tmp.as_file().sync_all().map_err(Error::io(&context))?;
     tmp.as_file()
         .set_permissions(fs::Permissions::from_mode(0o600))
         .map_err(Error::io(&context))?;
-    tmp.persist(dest)
-        .map_err(|e| Error::io(&context)(e.error))?;
-    File::open(dir_of(dest))
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io(&context))?;
+    persist_synced(tmp, dest, &context)?;
     Ok(manifest)
 }
 
@@ -305,6 +300,21 @@ pub(super) fn temp_beside(
         .prefix(prefix)
         .permissions(fs::Permissions::from_mode(0o600))
         .tempfile_in(dir_of(dest))
+        .map_err(Error::io(context))
+}
+
+/// Makes the finished temporary file `dest`, durably: its data synced, the
+/// rename onto `dest`, and the directory entry synced (a crash leaves the
+/// old file or the whole new one, never a torn archive).
+pub(super) fn persist_synced(
+    tmp: tempfile::NamedTempFile,
+    dest: &Path,
+    context: &str,
+) -> Result<()> {
+    tmp.as_file().sync_all().map_err(Error::io(context))?;
+    tmp.persist(dest).map_err(|e| Error::io(context)(e.error))?;
+    File::open(dir_of(dest))
+        .and_then(|d| d.sync_all())
         .map_err(Error::io(context))
 }
 
