@@ -1,79 +1,163 @@
 #!/usr/bin/env bash
 # Checkpoint/restore benchmark: Lazarus against runc in one run, on one
 # private containerd + dockerd, with raw `criu dump` / `criu restore` of the
-# same workload as the floor. The workload is test/images/memhog (in the test
-# image): it touches SIZE MiB and ticks once a second; every restore is
-# checked to tick on. The ctr path checkpoints the rw layer too (--rw), since
-# the workload writes its ticks to a file in the container.
-#   SIZES="0 256 1024"  MiB of touched memory
+# same workload as the floor. Workloads (KINDS), each touching SIZE MiB and
+# ticking once a second; every restore is checked to tick on:
+#   random  test/images/memhog: random bytes (nothing compresses them)
+#   mixed   typical application memory (scripts/lib/bench-workloads.sh's
+#           MIXED_FILL, in the warm image's Python): per MiB a quarter
+#           random, a quarter zeros, half repeated text records
+# Paths:
+#   docker  `docker checkpoint create` (the container stops), then `docker
+#           start --checkpoint`
+#   ctr     `ctr container checkpoint --rw --task` into containerd's content
+#           store, the task killed, `ctr container restore --live --rw` as a
+#           new container (the workload writes its ticks into the rw layer)
+#   raw     `criu dump` / `criu restore -d` of the same program on the host
+#           (no container stack at all: the floor)
+#   podman  a reference column beside Docker's rows, when podman is
+#           installed (Debian's: apt-get install podman): `podman container
+#           checkpoint --export F --compress zstd` (the container stops), the
+#           container removed, `podman container restore --import F`; its own
+#           root and run root, network none, runc
+# Per cell: the median of RUNS runs, its spread (min-max), CPU seconds and
+# the image size. CPU: user + system time of everything the benchmark
+# starts (daemons, shims, helpers, CRIU, clients, tar), counted in a cpuacct
+# cgroup of its own that they all inherit; containers get cgroups of their
+# own, so the workloads' ticking is not counted, and other load on the
+# machine is not either.
+#   SIZES="0 256 1024"  KINDS="random mixed"  PATHS="docker ctr raw"  RUNS=3
 #   CONTAINERD=/usr/bin/containerd
-# Prints: seconds per operation and the Lazarus/runc ratio (lower is better).
-# A measurement that fails (a step fails, or a restore never ticks on) logs a
-# FAIL line, shows "fail" in its cells, and makes the script exit 1.
+#   SHIM_DIR  where containerd-shim-lazarus-v2 is (default: target/release)
+# Not run in CI (minutes of 1 GiB checkpoints). A measurement that fails (a
+# step fails, or a restore never ticks on) logs a FAIL line, shows "fail" in
+# its cells, and makes the script exit 1 after the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"0 256 1024"}
+KINDS=${KINDS:-"random mixed"}
+PATHS=${PATHS:-"docker ctr raw podman"}
+RUNS=${RUNS:-3}
 PD_NAME=bench-checkpoint
 # shellcheck source=lib/private-daemons.sh
 . scripts/lib/private-daemons.sh
+# shellcheck source=lib/bench-common.sh
+. scripts/lib/bench-common.sh
+# shellcheck source=lib/bench-workloads.sh
+. scripts/lib/bench-workloads.sh # MIXED_FILL, IMAGES
 pd_use_shim
+CG=/sys/fs/cgroup/cpuacct/lazarus-bench-$$
+if ! { mkdir "$CG" && echo $$ >"$CG/cgroup.procs"; }; then
+  pd_log "cannot make the cpuacct cgroup $CG (cgroup v1's cpuacct, as on this host)"
+  exit 1
+fi
+leave_cgroup() { echo $$ >/sys/fs/cgroup/cpuacct/cgroup.procs; rmdir "$CG" 2>/dev/null || true; }
+trap leave_cgroup EXIT
+scripts/build-test-image.sh >/dev/null
+scripts/build-app-images.sh >/dev/null
 pd_start "$(mktemp -d /tmp/lazarus-bcp.XXXXXX)" "${CONTAINERD:-/usr/bin/containerd}"
-pd_load_test_image
-pd_ctr -n bench image import --all-platforms "${LAZARUS_IMAGE_DIR:-/var/cache/lazarus-test}/busybox-oci.tar" >/dev/null
-IMAGE=lazarus-test/busybox
-CTR_IMAGE=docker.io/lazarus-test/busybox:latest
-RUNTIMES="io.containerd.runc.v2 io.containerd.lazarus.v2"
+# (pd_start sets its own trap; Podman's containers go first, its mounts
+# with the set's directory.)
+trap 'clear_podman; pd_stop_all; leave_cgroup' EXIT
+for image in busybox warm; do
+  pd_docker load -i "$IMAGES/$image-docker.tar" >/dev/null
+  pd_ctr -n bench image import --all-platforms "$IMAGES/$image-oci.tar" >/dev/null
+done
+RUNTIMES="$RUNC $LAZARUS"
+PODMAN=""
+if [[ " $PATHS " == *" podman "* ]]; then
+  if command -v podman >/dev/null; then
+    PODMAN=$(podman --version | awk '{print $3}')
+  else
+    pd_log "podman is not installed: its column says n/a (apt-get install podman adds it)"
+  fi
+fi
+PYTHON=/usr/bin/python3.11 # the warm image's Python is Debian's
 
 # set -e does not apply inside a function called with || (nor in the
 # command substitutions it runs), and the measurements below are called that
 # way so that one failure does not stop the others: every step that matters
 # ends in `|| fail "what went wrong"`, which logs and returns 1.
-fail() { pd_log "FAIL: $*"; return 1; }
-secs() { # command... ; prints elapsed seconds, fails (printing nothing) if it fails
-  local t0 t1
-  t0=$(date +%s.%N); "$@" >/dev/null || return 1; t1=$(date +%s.%N)
-  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
+busy() { cat "$CG/cpuacct.usage"; } # nanoseconds
+# Runs the command (output discarded); sets WALL and CPU in seconds.
+timed() {
+  local t0 c0
+  t0=$(now); c0=$(busy)
+  "$@" >/dev/null || return 1
+  WALL=$(since "$t0")
+  CPU=$(awk -v a="$c0" -v b="$(busy)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
 }
-wait_for() { # seconds, command... (retried until it succeeds)
+wait_ok() { # seconds, command... (retried every 0.2 s until it succeeds)
   local deadline=$((SECONDS + $1)); shift
   until "$@" >/dev/null 2>&1; do
     [ $SECONDS -lt $deadline ] || return 1
     sleep 0.2
   done
 }
-ticks() { grep -c '^tick' || true; }
-docker_ready() { pd_docker logs "$1" 2>&1 | grep -q '^ready'; }
-docker_ticked_after() { [ "$(pd_docker logs "$1" 2>&1 | ticks)" -gt "$2" ]; }
+# (bench-workloads.sh's bookkeeping is for the two-host benchmarks; this
+# one keeps its own, keyed KIND,RUNTIME,PATH,SIZE or KIND,raw,SIZE.)
+declare -A r # r[key,metric] = "value value ..." (one per run)
+add_run() { r[$1]="${r[$1]:-} $2"; }
+record() { add_run "$1,wall" "$WALL"; add_run "$1,cpu" "$CPU"; }
 
-declare -A r
-bench_docker() { # runtime size
-  local name="b-$RANDOM" before what="docker, $1, $2 MiB"
-  pd_docker run -d --runtime "$1" --name "$name" $IMAGE memhog "$2" >/dev/null || fail "$what: docker run" || return 1
-  wait_for 120 docker_ready "$name" || fail "$what: $name not ready within 120 s" || return 1
-  r[$1,docker,$2,cp]=$(secs pd_docker checkpoint create "$name" cp) || fail "$what: checkpoint create" || return 1
-  r[$1,docker,$2,size]=$(du -sm "$PD_DIR/docker-root/containers/$(pd_docker inspect -f '{{.Id}}' "$name")/checkpoints/cp" | awk '{print $1}')
-  before=$(pd_docker logs "$name" 2>&1 | ticks)
+docker_ready() { pd_docker logs "$1" 2>&1 | grep -q '^ready'; }
+docker_ticks() { pd_docker logs "$1" 2>&1 | grep -c '^tick' || true; }
+docker_ticked_after() { [ "$(docker_ticks "$1")" -gt "$2" ]; }
+bench_docker() { # kind runtime size
+  local name="b-$RANDOM" before what="docker, $1, $2, $3 MiB" key="$1,$2,docker,$3"
+  local -a run=(run -d --runtime "$2" --name "$name")
+  case $1 in
+    random) run+=(lazarus-test/busybox memhog "$3") ;;
+    mixed) run+=(--entrypoint python3.11 lazarus-test/warm:latest -c "$MIXED_FILL" "$3") ;;
+  esac
+  pd_docker "${run[@]}" >/dev/null || fail "$what: docker run" || return 1
+  wait_ok 300 docker_ready "$name" || fail "$what: $name not ready within 300 s" || return 1
+  timed pd_docker checkpoint create "$name" cp || fail "$what: checkpoint create" || return 1
+  record "$key,cp"
+  add_run "$key,size" "$(du -sm "$PD_DIR/docker-root/containers/$(pd_docker inspect -f '{{.Id}}' "$name")/checkpoints/cp" | awk '{print $1}')"
+  before=$(docker_ticks "$name")
   sleep 3 # Docker re-uploads the checkpoint blob; too soon fails with "already exists"
-  r[$1,docker,$2,rst]=$(secs pd_docker start --checkpoint cp "$name") || fail "$what: start --checkpoint" || return 1
-  wait_for 60 docker_ticked_after "$name" "$before" ||
+  timed pd_docker start --checkpoint cp "$name" || fail "$what: start --checkpoint" || return 1
+  record "$key,rst"
+  wait_ok 60 docker_ticked_after "$name" "$before" ||
     fail "$what: the restored $name never ticked on (still $before ticks after 60 s)" || return 1
   pd_docker rm -f "$name" >/dev/null
 }
 
-ctr_ticks() { pd_ctr -n bench task exec --exec-id "c$RANDOM" "$1" grep -c tick /tmp/ticks 2>/dev/null || echo 0; }
-ctr_ready() { pd_ctr -n bench task exec --exec-id "c$RANDOM" "$1" grep -q ready /tmp/ticks; }
-ctr_ticked_after() { [ "$(ctr_ticks "$1")" -gt "$2" ]; }
-bench_ctr() { # runtime size
-  local id="b$RANDOM" ref before what="ctr, $1, $2 MiB"
+# ctr: the workload writes its lines to /tmp/ticks in the rw layer, read
+# with the image's own tools (the warm image has Python and no grep).
+ctr_count() { # kind id what: how many lines of /tmp/ticks start with "what"
+  local -a count=(grep -c "^$3" /tmp/ticks)
+  [ "$1" = random ] ||
+    count=(python3.11 -c "print(sum(l.startswith('$3') for l in open('/tmp/ticks')))")
+  local n
+  # One number, 0 if the exec failed (grep -c prints 0 and fails on none).
+  n=$(pd_ctr -n bench task exec --exec-id "c$RANDOM" "$2" "${count[@]}" 2>/dev/null | tail -n 1) || true
+  echo "${n:-0}"
+}
+ctr_ready() { [ "$(ctr_count "$1" "$2" ready)" -gt 0 ]; }
+ctr_ticked_after() { [ "$(ctr_count "$1" "$2" tick)" -gt "$3" ]; }
+bench_ctr() { # kind runtime size
+  local id="b$RANDOM" ref before what="ctr, $1, $2, $3 MiB" key="$1,$2,ctr,$3"
+  local -a run=(-n bench run -d --runtime "$2")
+  case $1 in
+    random) run+=(docker.io/lazarus-test/busybox:latest "$id" sh -c "memhog $3 > /tmp/ticks") ;;
+    mixed) run+=(docker.io/lazarus-test/warm:latest "$id" python3.11 -c \
+      "import sys; sys.stdout = open('/tmp/ticks', 'w', 1); exec(sys.argv.pop(1))" "$MIXED_FILL" "$3") ;;
+  esac
   ref="bench/$id:cp"
-  pd_ctr -n bench run -d --runtime "$1" $CTR_IMAGE "$id" sh -c "memhog $2 > /tmp/ticks" >/dev/null || fail "$what: ctr run" || return 1
-  wait_for 120 ctr_ready "$id" || fail "$what: $id not ready within 120 s" || return 1
-  r[$1,ctr,$2,cp]=$(secs pd_ctr -n bench container checkpoint --rw --task "$id" "$ref") || fail "$what: container checkpoint" || return 1
-  before=$(ctr_ticks "$id")
+  pd_ctr "${run[@]}" >/dev/null || fail "$what: ctr run" || return 1
+  wait_ok 300 ctr_ready "$1" "$id" || fail "$what: $id not ready within 300 s" || return 1
+  timed pd_ctr -n bench container checkpoint --rw --task "$id" "$ref" ||
+    fail "$what: container checkpoint" || return 1
+  record "$key,cp"
+  before=$(ctr_count "$1" "$id" tick)
   pd_ctr -n bench task kill -s KILL "$id" >/dev/null; sleep 1
   pd_ctr -n bench task delete "$id" >/dev/null 2>&1 || true
-  r[$1,ctr,$2,rst]=$(secs pd_ctr -n bench container restore --live --rw "$id-r" "$ref") || fail "$what: container restore" || return 1
-  wait_for 60 ctr_ticked_after "$id-r" "$before" ||
+  timed pd_ctr -n bench container restore --live --rw "$id-r" "$ref" ||
+    fail "$what: container restore" || return 1
+  record "$key,rst"
+  wait_ok 60 ctr_ticked_after "$1" "$id-r" "$before" ||
     fail "$what: the restored $id-r never ticked on (still $before ticks after 60 s)" || return 1
   pd_ctr -n bench task kill -s KILL "$id-r" >/dev/null; sleep 1
   pd_ctr -n bench task delete "$id-r" >/dev/null 2>&1 || true
@@ -81,30 +165,89 @@ bench_ctr() { # runtime size
   pd_ctr -n bench image rm "$ref" >/dev/null 2>&1 || true
 }
 
-file_ticked_after() { [ "$(ticks <"$1")" -gt "$2" ]; }
+# Podman, private to this run: its own storage, no network, cgroupfs.
+podman_() {
+  podman --root "$PD_DIR/podman-root" --runroot "$PD_DIR/podman-run" --tmpdir "$PD_DIR/podman-tmp" \
+    --cgroup-manager cgroupfs --events-backend file --runtime runc "$@"
+}
+podman_ready() { podman_ logs "$1" 2>&1 | grep -q '^ready'; }
+podman_ticks() { podman_ logs "$1" 2>&1 | grep -c '^tick' || true; }
+podman_ticked_after() { [ "$(podman_ticks "$1")" -gt "$2" ]; }
+PODMAN_LOADED=""
+bench_podman() { # kind size
+  local name="b-$RANDOM" before what="podman, $1, $2 MiB" key="$1,podman,$2" file
+  if [ -z "$PODMAN_LOADED" ]; then
+    for image in busybox warm; do
+      podman_ load -i "$IMAGES/$image-docker.tar" >/dev/null || fail "$what: podman load $image" || return 1
+    done
+    PODMAN_LOADED=1
+  fi
+  # Podman raises RLIMIT_NOFILE and RLIMIT_NPROC by default, which root
+  # without CAP_SYS_RESOURCE (these machines) may not: low limits instead
+  # (the workloads open a few files and run one process).
+  local -a run=(run -d --network none --name "$name" --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
+  case $1 in
+    random) run+=(lazarus-test/busybox memhog "$2") ;;
+    mixed) run+=(--entrypoint python3.11 lazarus-test/warm:latest -c "$MIXED_FILL" "$2") ;;
+  esac
+  file=$PD_DIR/$name.tar.zst
+  podman_ "${run[@]}" >/dev/null || fail "$what: podman run" || return 1
+  wait_ok 300 podman_ready "$name" || fail "$what: $name not ready within 300 s" || return 1
+  timed podman_ container checkpoint --export "$file" --compress zstd "$name" ||
+    fail "$what: podman container checkpoint" || return 1
+  record "$key,cp"
+  add_run "$key,size" "$(du -sm "$file" | awk '{print $1}')"
+  before=$(podman_ticks "$name")
+  podman_ rm -f -t 0 "$name" >/dev/null || fail "$what: podman rm" || return 1
+  timed podman_ container restore --import "$file" || fail "$what: podman container restore" || return 1
+  record "$key,rst"
+  wait_ok 60 podman_ticked_after "$name" "$before" ||
+    fail "$what: the restored $name never ticked on (still $before ticks after 60 s)" || return 1
+  podman_ rm -f -t 0 "$name" >/dev/null
+  rm -f "$file"
+}
+
+file_ticks() { grep -c '^tick' "$1" || true; }
+file_ticked_after() { [ "$(file_ticks "$1")" -gt "$2" ]; }
 RAW_DIR=""
-bench_raw_criu() { # size: the floor, no container stack at all
-  local log pid memhog before what="raw criu, $1 MiB"
+bench_raw() { # kind size: the floor, the same program with no container stack
+  local log pid before what="raw criu, $1, $2 MiB" key="$1,raw,$2"
   RAW_DIR=$(mktemp -d /tmp/lazarus-bcp-raw.XXXXXX); log=$RAW_DIR/out
-  memhog=$RAW_DIR/memhog
-  gcc -O2 -static -o "$memhog" test/images/memhog.c || fail "$what: build memhog" || return 1
-  setsid "$memhog" "$1" >"$log" 2>&1 < /dev/null &
+  local -a prog
+  case $1 in
+    random)
+      gcc -O2 -static -o "$RAW_DIR/memhog" test/images/memhog.c || fail "$what: build memhog" || return 1
+      prog=("$RAW_DIR/memhog" "$2") ;;
+    mixed) prog=("$PYTHON" -u -c "$MIXED_FILL" "$2") ;;
+  esac
+  setsid "${prog[@]}" >"$log" 2>&1 </dev/null &
   pid=$!
   disown "$pid"
-  wait_for 120 grep -q '^ready' "$log" || fail "$what: memhog not ready within 120 s" || return 1
+  echo "$pid" >"$RAW_DIR/pid"
+  wait_ok 300 grep -q '^ready' "$log" || fail "$what: not ready within 300 s" || return 1
   mkdir "$RAW_DIR/img"
-  r[raw,$1,cp]=$(secs criu dump -t "$pid" -D "$RAW_DIR/img" -o dump.log) ||
+  timed criu dump -t "$pid" -D "$RAW_DIR/img" -o dump.log ||
     fail "$what: criu dump (log: $RAW_DIR/img/dump.log)" || return 1
-  r[raw,$1,size]=$(du -sm "$RAW_DIR/img" | awk '{print $1}')
-  before=$(ticks <"$log")
-  r[raw,$1,rst]=$(secs criu restore -D "$RAW_DIR/img" -o restore.log -d) ||
+  record "$key,cp"
+  add_run "$key,size" "$(du -sm "$RAW_DIR/img" | awk '{print $1}')"
+  before=$(file_ticks "$log")
+  timed criu restore -D "$RAW_DIR/img" -o restore.log -d ||
     fail "$what: criu restore (log: $RAW_DIR/img/restore.log)" || return 1
-  # The restored memhog (same pid) writes on to the same file.
-  wait_for 60 file_ticked_after "$log" "$before" ||
-    fail "$what: the restored memhog never ticked on (still $before ticks after 60 s)" || return 1
-  pkill -9 -f -- "$memhog" || true
+  record "$key,rst"
+  # The restored program (same pid) writes on to the same file.
+  wait_ok 60 file_ticked_after "$log" "$before" ||
+    fail "$what: the restored program never ticked on (still $before ticks after 60 s)" || return 1
+  kill -9 "$pid" 2>/dev/null || true
   rm -rf "$RAW_DIR"
   RAW_DIR=""
+}
+
+clear_podman() {
+  [ -n "${PODMAN:-}" ] && [ -n "$PD_DIR" ] || return 0
+  local ids
+  ids=$(podman_ ps -aq 2>/dev/null || true)
+  # shellcheck disable=SC2086
+  [ -z "$ids" ] || podman_ rm -f -t 0 $ids >/dev/null 2>&1 || true
 }
 
 # After a failed measurement: whatever it left running goes, so that a
@@ -118,43 +261,96 @@ clear_workloads() {
     pd_ctr -n bench task kill -s KILL "$task" >/dev/null 2>&1 || true
     pd_ctr -n bench task delete -f "$task" >/dev/null 2>&1 || true
   done
+  clear_podman
   if [ -n "$RAW_DIR" ]; then
-    pkill -9 -f -- "$RAW_DIR/memhog" || true
+    [ -f "$RAW_DIR/pid" ] && kill -9 "$(cat "$RAW_DIR/pid")" 2>/dev/null
     rm -rf "$RAW_DIR"
     RAW_DIR=""
   fi
 }
-
-# A measurement that fails (a step fails, or its restore never ticks on) is
-# logged, reported as "fail" in its cells, and makes the script exit 1 after
-# the table; the others still run and print.
 failures=0
-failed() { # key prefix...
-  local k
-  for k in "$@"; do r[$k,cp]=fail; r[$k,rst]=fail; done
+failed_cell() { # key
+  r[$1,fail]=1
   failures=$((failures + 1))
   clear_workloads
 }
-for size in $SIZES; do
-  bench_raw_criu "$size" || failed "raw,$size"
-  for rt in $RUNTIMES; do
-    bench_docker "$rt" "$size" || failed "$rt,docker,$size"
-    bench_ctr "$rt" "$size" || failed "$rt,ctr,$size"
+
+for run in $(seq "$RUNS"); do
+  for size in $SIZES; do
+    for kind in $KINDS; do
+      pd_log "run $run/$RUNS: $kind $size MiB"
+      for path in $PATHS; do
+        case $path in
+          raw) bench_raw "$kind" "$size" || failed_cell "$kind,raw,$size" ;;
+          podman) [ -z "$PODMAN" ] || bench_podman "$kind" "$size" || failed_cell "$kind,podman,$size" ;;
+          docker | ctr)
+            for rt in $RUNTIMES; do
+              "bench_$path" "$kind" "$rt" "$size" || failed_cell "$kind,$rt,$path,$size"
+            done ;;
+          *) pd_log "unknown path $path (PATHS)"; exit 1 ;;
+        esac
+      done
+    done
   done
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
-printf '\n%-34s %9s %9s %7s %10s\n' "seconds ($(basename "${CONTAINERD:-containerd}") $("${CONTAINERD:-/usr/bin/containerd}" --version | awk '{print $3}'))" runc lazarus ratio "raw criu"
+# The median of a cell; "fail" if a run of it failed, "n/a" if not measured.
+cell() { # key metric
+  [ -z "${r[$1,fail]:-}" ] || { echo fail; return; }
+  [ -n "${r[$1,$2]:-}" ] || { echo n/a; return; }
+  # shellcheck disable=SC2086 # one value a word
+  median ${r[$1,$2]}
+}
+spread() { # key metric
+  if [ -n "${r[$1,fail]:-}" ] || [ -z "${r[$1,$2]:-}" ]; then echo -; return; fi
+  # shellcheck disable=SC2086
+  printf '%s\n' ${r[$1,$2]} | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s-%s", lo, hi }'
+}
+sum2() { # a b: their sum, or the first of them that is not a number
+  awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/) print a; else if (b !~ /^[0-9.]+$/) print b; else printf "%.2f", a + b }'
+}
+
+version=$("${CONTAINERD:-/usr/bin/containerd}" --version | awk '{print $3}')
+printf '\n%s run(s) per cell, medians (min-max); containerd %s, Docker %s, Podman %s, %s\n\n' \
+  "$RUNS" "$version" "$(pd_docker version -f '{{.Server.Version}}')" "${PODMAN:-not installed}" \
+  "$(date -u +%Y-%m-%dT%H:%MZ)"
+echo "| workload | operation | runc (s) | lazarus (s) | x runc | raw criu (s) | x raw | podman (s) | runc CPU (s) | lazarus CPU (s) | CPU x runc | image MB runc / lazarus / raw / podman |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 for size in $SIZES; do
-  for path in docker ctr; do
-    for op in cp rst; do
-      label="$path $( [ $op = cp ] && echo checkpoint || echo restore ) ${size} MiB"
-      a=${r[io.containerd.runc.v2,$path,$size,$op]:-fail}; b=${r[io.containerd.lazarus.v2,$path,$size,$op]:-fail}
-      printf '%-34s %9s %9s %7s %10s\n' "$label" "$a" "$b" "$(ratio "$b" "$a")" "${r[raw,$size,$op]:-fail}"
+  for kind in $KINDS; do
+    raw="$kind,raw,$size" pod="$kind,podman,$size"
+    for path in $PATHS; do
+      [ "$path" = docker ] || [ "$path" = ctr ] || continue
+      a="$kind,$RUNC,$path,$size" b="$kind,$LAZARUS,$path,$size"
+      for op in cp rst both; do
+        case $op in
+          cp) label="$path checkpoint" ;;
+          rst) label="$path restore" ;;
+          both) label="$path checkpoint + restore" ;;
+        esac
+        if [ $op = both ]; then
+          aw=$(sum2 "$(cell "$a" cp,wall)" "$(cell "$a" rst,wall)")
+          bw=$(sum2 "$(cell "$b" cp,wall)" "$(cell "$b" rst,wall)")
+          rw=$(sum2 "$(cell "$raw" cp,wall)" "$(cell "$raw" rst,wall)")
+          ac=$(sum2 "$(cell "$a" cp,cpu)" "$(cell "$a" rst,cpu)")
+          bc=$(sum2 "$(cell "$b" cp,cpu)" "$(cell "$b" rst,cpu)")
+          pw=$(sum2 "$(cell "$pod" cp,wall)" "$(cell "$pod" rst,wall)")
+          as="" bs="" sizes=""
+        else
+          aw=$(cell "$a" $op,wall) bw=$(cell "$b" $op,wall) rw=$(cell "$raw" $op,wall)
+          ac=$(cell "$a" $op,cpu) bc=$(cell "$b" $op,cpu) pw=$(cell "$pod" $op,wall)
+          as=" ($(spread "$a" $op,wall))" bs=" ($(spread "$b" $op,wall))" sizes=""
+          if [ $op = cp ] && [ "$path" = docker ]; then
+            sizes="$(cell "$a" size) / $(cell "$b" size) / $(cell "$raw" size) / $(cell "$pod" size)"
+          fi
+        fi
+        [ "$path" = docker ] || pw=""
+        printf '| %s %s MiB | %s | %s%s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+          "$kind" "$size" "$label" "$aw" "$as" "$bw" "$bs" "$(ratio "$bw" "$aw")" "$rw" \
+          "$(ratio "$bw" "$rw")" "$pw" "$ac" "$bc" "$(ratio "$bc" "$ac")" "$sizes"
+      done
     done
   done
-  a=${r[io.containerd.runc.v2,docker,$size,size]:-n/a}; b=${r[io.containerd.lazarus.v2,docker,$size,size]:-n/a}
-  printf '%-34s %9s %9s %7s %10s\n' "image size ${size} MiB (MB, docker)" "$a" "$b" "$(ratio "$b" "$a")" "${r[raw,$size,size]:-n/a}"
 done
 if [ "$failures" -gt 0 ]; then
   pd_log "$failures measurement(s) failed: see the FAIL lines above"
