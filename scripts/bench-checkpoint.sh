@@ -87,12 +87,11 @@ timed() {
   WALL=$(since "$t0")
   CPU=$(awk -v a="$c0" -v b="$(busy)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
 }
-wait_ok() { # seconds, command... (retried every 0.2 s until it succeeds)
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.2
-  done
+# Whether the command prints a number above n (with pd_wait_for: until
+# a restored workload has ticked past what it had).
+more_than() { # n command...
+  local n=$1; shift
+  [ "$("$@")" -gt "$n" ]
 }
 # (bench-workloads.sh's bookkeeping is for the two-host benchmarks; this
 # one keeps its own, keyed KIND,RUNTIME,PATH,SIZE or KIND,raw,SIZE.)
@@ -100,9 +99,7 @@ declare -A r # r[key,metric] = "value value ..." (one per run)
 add_run() { r[$1]="${r[$1]:-} $2"; }
 record() { add_run "$1,wall" "$WALL"; add_run "$1,cpu" "$CPU"; }
 
-docker_ready() { pd_docker logs "$1" 2>&1 | grep -q '^ready'; }
-docker_ticks() { pd_docker logs "$1" 2>&1 | grep -c '^tick' || true; }
-docker_ticked_after() { [ "$(docker_ticks "$1")" -gt "$2" ]; }
+# Docker's workloads are read with bench-workloads.sh's `logged` and `ticks`.
 bench_docker() { # kind runtime size
   local name="b-$RANDOM" before what="docker, $1, $2, $3 MiB" key="$1,$2,docker,$3"
   local -a run=(run -d --runtime "$2" --name "$name")
@@ -111,15 +108,15 @@ bench_docker() { # kind runtime size
     mixed) run+=(--entrypoint python3.11 lazarus-test/warm:latest -c "$MIXED_FILL" "$3") ;;
   esac
   pd_docker "${run[@]}" >/dev/null || fail "$what: docker run" || return 1
-  wait_ok 300 docker_ready "$name" || fail "$what: $name not ready within 300 s" || return 1
+  pd_wait_for 300 logged "$name" '^ready' || fail "$what: $name not ready within 300 s" || return 1
   timed pd_docker checkpoint create "$name" cp || fail "$what: checkpoint create" || return 1
   record "$key,cp"
   add_run "$key,size" "$(du -sm "$PD_DIR/docker-root/containers/$(pd_docker inspect -f '{{.Id}}' "$name")/checkpoints/cp" | awk '{print $1}')"
-  before=$(docker_ticks "$name")
+  before=$(ticks "$name")
   sleep 3 # Docker re-uploads the checkpoint blob; too soon fails with "already exists"
   timed pd_docker start --checkpoint cp "$name" || fail "$what: start --checkpoint" || return 1
   record "$key,rst"
-  wait_ok 60 docker_ticked_after "$name" "$before" ||
+  pd_wait_for 60 more_than "$before" ticks "$name" ||
     fail "$what: the restored $name never ticked on (still $before ticks after 60 s)" || return 1
   pd_docker rm -f "$name" >/dev/null
 }
@@ -136,7 +133,6 @@ ctr_count() { # kind id what: how many lines of /tmp/ticks start with "what"
   echo "${n:-0}"
 }
 ctr_ready() { [ "$(ctr_count "$1" "$2" ready)" -gt 0 ]; }
-ctr_ticked_after() { [ "$(ctr_count "$1" "$2" tick)" -gt "$3" ]; }
 bench_ctr() { # kind runtime size
   local id="b$RANDOM" ref before what="ctr, $1, $2, $3 MiB" key="$1,$2,ctr,$3"
   local -a run=(-n bench run -d --runtime "$2")
@@ -147,7 +143,7 @@ bench_ctr() { # kind runtime size
   esac
   ref="bench/$id:cp"
   pd_ctr "${run[@]}" >/dev/null || fail "$what: ctr run" || return 1
-  wait_ok 300 ctr_ready "$1" "$id" || fail "$what: $id not ready within 300 s" || return 1
+  pd_wait_for 300 ctr_ready "$1" "$id" || fail "$what: $id not ready within 300 s" || return 1
   timed pd_ctr -n bench container checkpoint --rw --task "$id" "$ref" ||
     fail "$what: container checkpoint" || return 1
   record "$key,cp"
@@ -157,7 +153,7 @@ bench_ctr() { # kind runtime size
   timed pd_ctr -n bench container restore --live --rw "$id-r" "$ref" ||
     fail "$what: container restore" || return 1
   record "$key,rst"
-  wait_ok 60 ctr_ticked_after "$1" "$id-r" "$before" ||
+  pd_wait_for 60 more_than "$before" ctr_count "$1" "$id-r" tick ||
     fail "$what: the restored $id-r never ticked on (still $before ticks after 60 s)" || return 1
   pd_ctr -n bench task kill -s KILL "$id-r" >/dev/null; sleep 1
   pd_ctr -n bench task delete "$id-r" >/dev/null 2>&1 || true
@@ -172,7 +168,6 @@ podman_() {
 }
 podman_ready() { podman_ logs "$1" 2>&1 | grep -q '^ready'; }
 podman_ticks() { podman_ logs "$1" 2>&1 | grep -c '^tick' || true; }
-podman_ticked_after() { [ "$(podman_ticks "$1")" -gt "$2" ]; }
 PODMAN_LOADED=""
 bench_podman() { # kind size
   local name="b-$RANDOM" before what="podman, $1, $2 MiB" key="$1,podman,$2" file
@@ -192,7 +187,7 @@ bench_podman() { # kind size
   esac
   file=$PD_DIR/$name.tar.zst
   podman_ "${run[@]}" >/dev/null || fail "$what: podman run" || return 1
-  wait_ok 300 podman_ready "$name" || fail "$what: $name not ready within 300 s" || return 1
+  pd_wait_for 300 podman_ready "$name" || fail "$what: $name not ready within 300 s" || return 1
   timed podman_ container checkpoint --export "$file" --compress zstd "$name" ||
     fail "$what: podman container checkpoint" || return 1
   record "$key,cp"
@@ -201,14 +196,13 @@ bench_podman() { # kind size
   podman_ rm -f -t 0 "$name" >/dev/null || fail "$what: podman rm" || return 1
   timed podman_ container restore --import "$file" || fail "$what: podman container restore" || return 1
   record "$key,rst"
-  wait_ok 60 podman_ticked_after "$name" "$before" ||
+  pd_wait_for 60 more_than "$before" podman_ticks "$name" ||
     fail "$what: the restored $name never ticked on (still $before ticks after 60 s)" || return 1
   podman_ rm -f -t 0 "$name" >/dev/null
   rm -f "$file"
 }
 
 file_ticks() { grep -c '^tick' "$1" || true; }
-file_ticked_after() { [ "$(file_ticks "$1")" -gt "$2" ]; }
 RAW_DIR=""
 bench_raw() { # kind size: the floor, the same program with no container stack
   local log pid before what="raw criu, $1, $2 MiB" key="$1,raw,$2"
@@ -224,7 +218,7 @@ bench_raw() { # kind size: the floor, the same program with no container stack
   pid=$!
   disown "$pid"
   echo "$pid" >"$RAW_DIR/pid"
-  wait_ok 300 grep -q '^ready' "$log" || fail "$what: not ready within 300 s" || return 1
+  pd_wait_for 300 grep -q '^ready' "$log" || fail "$what: not ready within 300 s" || return 1
   mkdir "$RAW_DIR/img"
   timed criu dump -t "$pid" -D "$RAW_DIR/img" -o dump.log ||
     fail "$what: criu dump (log: $RAW_DIR/img/dump.log)" || return 1
@@ -235,7 +229,7 @@ bench_raw() { # kind size: the floor, the same program with no container stack
     fail "$what: criu restore (log: $RAW_DIR/img/restore.log)" || return 1
   record "$key,rst"
   # The restored program (same pid) writes on to the same file.
-  wait_ok 60 file_ticked_after "$log" "$before" ||
+  pd_wait_for 60 more_than "$before" file_ticks "$log" ||
     fail "$what: the restored program never ticked on (still $before ticks after 60 s)" || return 1
   kill -9 "$pid" 2>/dev/null || true
   rm -rf "$RAW_DIR"

@@ -252,10 +252,11 @@ fn runc_left_paused_in_name_only(d: &Daemons, name: &str, c: &Container, sum: &s
 #[test]
 fn fault_criu_killed_mid_dump() {
     let started = Instant::now();
-    let _turn = big_heap_turn(heap_mib());
+    let mib = heap_mib();
+    let _turn = big_heap_turn(mib);
     let d = Daemons::with_docker("fault_criu_killed_dump");
     let name = d.name("mem");
-    let c = start_memhog(&d, &name, heap_mib());
+    let c = start_memhog(&d, &name, mib);
     let sum = memhog(&d, &name)[0].1.clone();
 
     let (client, criu, _) = checkpoint_until_dumping(&d, &name, "cp1");
@@ -485,10 +486,11 @@ fn views_agree(d: &Daemons, name: &str, c: &Container) -> Views {
 #[test]
 fn fault_shim_killed_mid_checkpoint() {
     let started = Instant::now();
-    let _turn = big_heap_turn(heap_mib());
+    let mib = heap_mib();
+    let _turn = big_heap_turn(mib);
     let d = Daemons::with_docker("fault_shim_killed");
     let name = d.name("mem");
-    let c = start_memhog(&d, &name, heap_mib());
+    let c = start_memhog(&d, &name, mib);
     let sum = memhog(&d, &name)[0].1.clone();
     let shims = c.shims(&d);
     assert_eq!(shims.len(), 1, "one shim serves {}: {shims:?}", c.id);

@@ -21,12 +21,12 @@ use std::time::Duration;
 /// was fetched from A's page server.
 #[test]
 fn migrate_postcopy_moves_a_heap_with_its_checksum() {
-    let _turn = big_heap_turn(heap_mib());
+    let mib = heap_mib();
+    let _turn = big_heap_turn(mib);
     let a = Daemons::with_docker("migrate_heap_a");
     let b = Daemons::with_docker_with("migrate_heap_b", &B_HOST);
     let key = keygen(&a, "migration.key");
     let name = a.name("memhog");
-    let mib = heap_mib();
     start_memhog(&a, &name, mib);
     if !a.is_lazarus() {
         return assert_refused_by_runtime(&a, &name, &key, &[]);
@@ -96,12 +96,13 @@ fn migrate_postcopy_moves_a_heap_with_its_checksum() {
 ///    frozen, with its heap.
 #[test]
 fn migrate_postcopy_stream_failures_never_leave_a_copy_without_memory() {
-    let _turn = big_heap_turn(heap_mib());
+    let mib = heap_mib();
+    let _turn = big_heap_turn(mib);
     let a = Daemons::with_docker("migrate_cut_a");
     let b = Daemons::with_docker_with("migrate_cut_b", &B_HOST);
     let key = keygen(&a, "migration.key");
     let name = a.name("memhog");
-    start_memhog(&a, &name, heap_mib());
+    start_memhog(&a, &name, mib);
     if !a.is_lazarus() {
         return assert_refused_by_runtime(&a, &name, &key, &[]);
     }
