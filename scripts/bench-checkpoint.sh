@@ -13,6 +13,17 @@
 #   ctr     `ctr container checkpoint --rw --task` into containerd's content
 #           store, the task killed, `ctr container restore --live --rw` as a
 #           new container (the workload writes its ticks into the rw layer)
+#   direct  the image-path path (Lazarus only): `lazarus checkpoint
+#           --export F --compress none --json` of a ctr container, whose dump
+#           the shim writes straight into an image path (containerd's
+#           CheckpointOptions.image_path, as `ctr task checkpoint
+#           --image-path` sends it), then `lazarus restore --import F
+#           --json`, which restores from the extracted image path
+#           (Options.criu_image_path). Timed from the CLI's report: the
+#           dump (checkpoint_seconds) and the restore after the archive is
+#           extracted (restore_seconds - extract_seconds), so the archive's
+#           own writing and reading are not in the cells; CPU is the whole
+#           commands'. Compared with raw CRIU, not runc
 #   raw     `criu dump` / `criu restore -d` of the same program on the host
 #           (no container stack at all: the floor)
 #   podman  a reference column beside Docker's rows, when podman is
@@ -26,9 +37,10 @@
 # cgroup of its own that they all inherit; containers get cgroups of their
 # own, so the workloads' ticking is not counted, and other load on the
 # machine is not either.
-#   SIZES="0 256 1024"  KINDS="random mixed"  PATHS="docker ctr raw"  RUNS=3
+#   SIZES="0 256 1024"  KINDS="random mixed"  PATHS="docker ctr direct raw podman"  RUNS=3
 #   CONTAINERD=/usr/bin/containerd
-#   SHIM_DIR  where containerd-shim-lazarus-v2 is (default: target/release)
+#   SHIM_DIR  where containerd-shim-lazarus-v2 and lazarus are (default: built
+#             into the repo's target/release)
 # Not run in CI (minutes of 1 GiB checkpoints). A measurement that fails (a
 # step fails, or a restore never ticks on) logs a FAIL line, shows "fail" in
 # its cells, and makes the script exit 1 after the table.
@@ -36,7 +48,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"0 256 1024"}
 KINDS=${KINDS:-"random mixed"}
-PATHS=${PATHS:-"docker ctr raw podman"}
+PATHS=${PATHS:-"docker ctr direct raw podman"}
 RUNS=${RUNS:-3}
 PD_NAME=bench-checkpoint
 # shellcheck source=lib/private-daemons.sh
@@ -45,7 +57,7 @@ PD_NAME=bench-checkpoint
 . scripts/lib/bench-common.sh
 # shellcheck source=lib/bench-workloads.sh
 . scripts/lib/bench-workloads.sh # MIXED_FILL, IMAGES
-pd_use_shim
+bench_use_lazarus restore # the shim and, for the direct path, the CLI
 CG=/sys/fs/cgroup/cpuacct/lazarus-bench-$$
 if ! { mkdir "$CG" && echo $$ >"$CG/cgroup.procs"; }; then
   pd_log "cannot make the cpuacct cgroup $CG (cgroup v1's cpuacct, as on this host)"
@@ -53,8 +65,6 @@ if ! { mkdir "$CG" && echo $$ >"$CG/cgroup.procs"; }; then
 fi
 leave_cgroup() { echo $$ >/sys/fs/cgroup/cpuacct/cgroup.procs; rmdir "$CG" 2>/dev/null || true; }
 trap leave_cgroup EXIT
-scripts/build-test-image.sh >/dev/null
-scripts/build-app-images.sh >/dev/null
 pd_start "$(mktemp -d /tmp/lazarus-bcp.XXXXXX)" "${CONTAINERD:-/usr/bin/containerd}"
 # (pd_start sets its own trap; Podman's containers go first, its mounts
 # with the set's directory.)
@@ -79,11 +89,15 @@ PYTHON=/usr/bin/python3.11 # the warm image's Python is Debian's
 # way so that one failure does not stop the others: every step that matters
 # ends in `|| fail "what went wrong"`, which logs and returns 1.
 busy() { cat "$CG/cpuacct.usage"; } # nanoseconds
-# Runs the command (output discarded); sets WALL and CPU in seconds.
+# Runs the command; sets WALL and CPU in seconds, and OUT to its output.
+# A sync first: the dirty pages of the step before (gigabytes of images
+# and archives) are written back before the clock starts, not during the
+# step, which they slowed by up to 3x in single cells.
 timed() {
   local t0 c0
+  sync
   t0=$(now); c0=$(busy)
-  "$@" >/dev/null || return 1
+  OUT=$("$@") || return 1
   WALL=$(since "$t0")
   CPU=$(awk -v a="$c0" -v b="$(busy)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
 }
@@ -133,16 +147,19 @@ ctr_count() { # kind id what: how many lines of /tmp/ticks start with "what"
   echo "${n:-0}"
 }
 ctr_ready() { [ "$(ctr_count "$1" "$2" ready)" -gt 0 ]; }
-bench_ctr() { # kind runtime size
-  local id="b$RANDOM" ref before what="ctr, $1, $2, $3 MiB" key="$1,$2,ctr,$3"
+ctr_workload() { # kind runtime size id: runs it as a ctr container
   local -a run=(-n bench run -d --runtime "$2")
   case $1 in
-    random) run+=(docker.io/lazarus-test/busybox:latest "$id" sh -c "memhog $3 > /tmp/ticks") ;;
-    mixed) run+=(docker.io/lazarus-test/warm:latest "$id" python3.11 -c \
+    random) run+=(docker.io/lazarus-test/busybox:latest "$4" sh -c "memhog $3 > /tmp/ticks") ;;
+    mixed) run+=(docker.io/lazarus-test/warm:latest "$4" python3.11 -c \
       "import sys; sys.stdout = open('/tmp/ticks', 'w', 1); exec(sys.argv.pop(1))" "$MIXED_FILL" "$3") ;;
   esac
+  pd_ctr "${run[@]}" >/dev/null
+}
+bench_ctr() { # kind runtime size
+  local id="b$RANDOM" ref before what="ctr, $1, $2, $3 MiB" key="$1,$2,ctr,$3"
   ref="bench/$id:cp"
-  pd_ctr "${run[@]}" >/dev/null || fail "$what: ctr run" || return 1
+  ctr_workload "$1" "$2" "$3" "$id" || fail "$what: ctr run" || return 1
   pd_wait_for 300 ctr_ready "$1" "$id" || fail "$what: $id not ready within 300 s" || return 1
   timed pd_ctr -n bench container checkpoint --rw --task "$id" "$ref" ||
     fail "$what: container checkpoint" || return 1
@@ -159,6 +176,32 @@ bench_ctr() { # kind runtime size
   pd_ctr -n bench task delete "$id-r" >/dev/null 2>&1 || true
   pd_ctr -n bench container delete "$id" "$id-r" >/dev/null 2>&1 || true
   pd_ctr -n bench image rm "$ref" >/dev/null 2>&1 || true
+}
+
+# The direct path: a Lazarus ctr container checkpointed and restored by
+# the CLI, timed from its own --json report (see the header).
+bench_direct() { # kind size
+  local id="d$RANDOM" before what="direct, $1, $2 MiB" key="$1,direct,$2" file=$PD_DIR/d$RANDOM.tar
+  ctr_workload "$1" "$LAZARUS" "$2" "$id" || fail "$what: ctr run" || return 1
+  pd_wait_for 300 ctr_ready "$1" "$id" || fail "$what: $id not ready within 300 s" || return 1
+  before=$(ctr_count "$1" "$id" tick)
+  timed pd_lazarus checkpoint -n bench "$id" --export "$file" --compress none --json ||
+    fail "$what: lazarus checkpoint --export" || return 1
+  add_run "$key,cp,wall" "$(f2 "$(jq -r .checkpoint_seconds <<<"$OUT")")"
+  add_run "$key,cp,cpu" "$CPU"
+  # The export stopped the task; the restore makes the container anew.
+  pd_ctr -n bench task delete "$id" >/dev/null 2>&1 || true
+  pd_ctr -n bench container delete "$id" >/dev/null || fail "$what: ctr container delete" || return 1
+  timed pd_lazarus restore -n bench --import "$file" --json ||
+    fail "$what: lazarus restore --import" || return 1
+  add_run "$key,rst,wall" "$(f2 "$(jq -r '.restore_seconds - .extract_seconds' <<<"$OUT")")"
+  add_run "$key,rst,cpu" "$CPU"
+  pd_wait_for 60 more_than "$before" ctr_count "$1" "$id" tick ||
+    fail "$what: the restored $id never ticked on (still $before ticks after 60 s)" || return 1
+  pd_ctr -n bench task kill -s KILL "$id" >/dev/null; sleep 1
+  pd_ctr -n bench task delete "$id" >/dev/null 2>&1 || true
+  pd_ctr -n bench container delete "$id" >/dev/null 2>&1 || true
+  rm -f "$file"
 }
 
 # Podman, private to this run: its own storage, no network, cgroupfs.
@@ -276,6 +319,7 @@ for run in $(seq "$RUNS"); do
       for path in $PATHS; do
         case $path in
           raw) bench_raw "$kind" "$size" || failed_cell "$kind,raw,$size" ;;
+          direct) bench_direct "$kind" "$size" || failed_cell "$kind,direct,$size" ;;
           podman) [ -z "$PODMAN" ] || bench_podman "$kind" "$size" || failed_cell "$kind,podman,$size" ;;
           docker | ctr)
             for rt in $RUNTIMES; do
@@ -346,6 +390,22 @@ for size in $SIZES; do
     done
   done
 done
+if [[ " $PATHS " == *" direct "* ]]; then
+  printf '\nThe direct path (image path, Lazarus only) against raw CRIU:\n\n'
+  echo "| workload | operation | lazarus (s) | raw criu (s) | x raw | lazarus CPU (s), whole command |"
+  echo "|---|---|---:|---:|---:|---:|"
+  for size in $SIZES; do
+    for kind in $KINDS; do
+      d="$kind,direct,$size" raw="$kind,raw,$size"
+      for op in cp rst; do
+        label="direct dump"; [ $op = cp ] || label="direct restore"
+        printf '| %s %s MiB | %s | %s (%s) | %s | %s | %s |\n' "$kind" "$size" "$label" \
+          "$(cell "$d" $op,wall)" "$(spread "$d" $op,wall)" "$(cell "$raw" $op,wall)" \
+          "$(ratio "$(cell "$d" $op,wall)" "$(cell "$raw" $op,wall)")" "$(cell "$d" $op,cpu)"
+      done
+    done
+  done
+fi
 if [ "$failures" -gt 0 ]; then
   pd_log "$failures measurement(s) failed: see the FAIL lines above"
   exit 1

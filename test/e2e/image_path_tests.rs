@@ -153,7 +153,29 @@ fn api_checkpoint_into_an_image_path_restores_a_new_container() {
     // (its log and statistics) is not needed.
     std::fs::remove_dir_all(work_dir(&dir)).unwrap();
     assert_inspectable(&d, &dir);
+    // CRIU's raw pages, written straight there (as runc writes them).
+    let pages = page_images(&dir);
+    assert!(
+        !pages.is_empty() && pages.iter().all(|(name, _)| name.ends_with(".img")),
+        "not raw page images in {}: {pages:?}",
+        dir.display()
+    );
     restore_continues(&api, &d, &a, &dir, before, &mut n);
+}
+
+/// Compresses the page images in `dir` and lists them in lazarus.json, as
+/// the shim does for the checkpoints containerd copies: an image path may
+/// well be such a checkpoint (a Docker checkpoint directory).
+fn compress_pages_in(dir: &Path) {
+    use lazarus_core::checkpoint::{image::Metadata, pages};
+    let mut metadata = Metadata::load(dir).unwrap();
+    metadata.compressed_pages = pages::compress_dir(dir).unwrap();
+    metadata.save(dir).unwrap();
+    let listed = page_images(dir);
+    assert!(
+        listed.iter().any(|(name, _)| name.ends_with(".img.zst")),
+        "the counter's pages did not compress: {listed:?}"
+    );
 }
 
 #[test]
@@ -171,6 +193,9 @@ fn ctr_checkpoint_into_an_image_path_restores_a_new_container() {
     let out = d.ctr(&["task", "checkpoint", "--exit", "--image-path", path, &a]);
     assert_eq!(out.code, Some(0), "{out}");
     if ctr_passes_image_path(&d) {
+        if !d.runtime().starts_with("io.containerd.runc") {
+            compress_pages_in(&dir);
+        }
         restore_continues(&api, &d, &a, &dir, before, &mut n);
         return;
     }
@@ -242,16 +267,9 @@ fn restore_continues(api: &Api, d: &Daemons, a: &str, dir: &Path, before: u64, n
         dir.display()
     );
     api.delete(a);
-    // Lazarus stores the pages compressed; a restore from the user's
-    // directory must decompress them elsewhere, leaving it as it was.
+    // Raw pages are read where they lie, compressed ones decompressed
+    // elsewhere: the user's directory stays as it was.
     let pages = page_images(dir);
-    if !d.runtime().starts_with("io.containerd.runc") {
-        assert!(
-            pages.iter().any(|(name, _)| name.ends_with(".img.zst")),
-            "no compressed page image in {}: {pages:?}",
-            dir.display()
-        );
-    }
     let b = d.name("b");
     if let Err(status) = create_restored(api, d, &b, IMAGE_CTR, dir) {
         panic!("Tasks.Create from {} failed: {status:?}", dir.display());

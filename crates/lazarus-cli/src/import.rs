@@ -190,6 +190,8 @@ pub async fn restore(args: &ImportArgs, endpoints: &Endpoints, config: &Config) 
     let extracted = archive::extract_with(&args.file, &dir, &|_| true, &mut |n| bar.set(n));
     bar.finish();
     extracted?;
+    // What follows is the restore proper, from the extracted image path.
+    let extract_seconds = started.elapsed().as_secs_f64();
     if let Some(request) = &args.netlock {
         request.write(&dir.join(archive::CHECKPOINT_DIR))?;
     }
@@ -225,6 +227,7 @@ pub async fn restore(args: &ImportArgs, endpoints: &Endpoints, config: &Config) 
         "engine": restored.engine,
         "namespace": restored.namespace,
         "from": args.file,
+        "extract_seconds": extract_seconds,
         "restore_seconds": started.elapsed().as_secs_f64(),
     }))
 }

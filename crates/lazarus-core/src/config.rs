@@ -34,9 +34,10 @@ pub struct Config {
     /// are archived, an imported archive until its container has restored.
     /// On disk, not in /run: it holds whole memory images.
     pub work_root: PathBuf,
-    /// Compress CRIU's page images after a dump (zstd, skipped for pages
-    /// that would not shrink): everything containerd and Docker copy of a
-    /// checkpoint gets smaller and faster to copy.
+    /// Compress CRIU's page images after a dump into containerd's own
+    /// directory (zstd, skipped for pages that would not shrink):
+    /// everything containerd and Docker copy of a checkpoint gets smaller
+    /// and faster to copy. Never for a client's image path (read in place).
     pub compress_pages: bool,
 }
 

@@ -195,7 +195,13 @@ impl TaskService {
                 Some(_) => &called_off,
                 None => client_gone,
             }),
-            compress_pages: self.settings.compress_pages,
+            // Compressed pages pay where containerd and Docker copy the
+            // directory (its own temporary one, tarred into the content
+            // store: Docker, ctr, CRI). An image path is the client's own
+            // directory, read where it lies: there CRIU's raw images are
+            // written straight, at raw CRIU's speed, and restore reads
+            // them without decompressing (runc writes the same files).
+            compress_pages: self.settings.compress_pages && request.image_path.is_empty(),
             page_server: page_server.as_ref(),
             ready,
         };

@@ -134,6 +134,8 @@ struct FakeCriu {
     fail_dump: bool,
     /// Held inside a dump.
     dump_gate: Option<Gate>,
+    /// Each dump also writes a page image of this many zero bytes.
+    page_image: Option<usize>,
 }
 
 const RESTORED_PID: i32 = 4242;
@@ -182,6 +184,9 @@ impl Criu for FakeCriu {
                 // refuses an image without one).
                 let dir = format!("/proc/self/fd/{}", request.opts.images_dir_fd());
                 std::fs::write(Path::new(&dir).join("inventory.img"), b"").unwrap();
+                if let Some(bytes) = self.page_image {
+                    std::fs::write(Path::new(&dir).join("pages-1.img"), vec![0u8; bytes]).unwrap();
+                }
             }
             rpc::Criu_req_type::RESTORE => {
                 // As CRIU does: namespaces first, then the rest.
@@ -716,6 +721,58 @@ fn checkpoint_then_restore_reapplies_the_dump_options() {
         ApiStatus::STOPPED,
         "a restored init exits like any other"
     );
+}
+
+/// Pages are compressed where containerd will copy them (its own
+/// directory, `path`), and written raw into a client's image path, which
+/// is read where it lies.
+#[test]
+fn pages_are_compressed_for_containerds_copy_only() {
+    use lazarus_core::checkpoint::image::Metadata;
+    let f = fixture_with(
+        FakeCriu {
+            page_image: Some(1 << 20),
+            ..Default::default()
+        },
+        "default",
+    );
+    f.run("c1");
+    let dirs = tempfile::tempdir().unwrap();
+    let (copied, direct) = (dirs.path().join("copied"), dirs.path().join("direct"));
+    std::fs::create_dir(&direct).unwrap();
+    let leave_running = |image_path: &Path| {
+        checkpoint_options(CheckpointOptions {
+            exit: false,
+            image_path: image_path.to_string_lossy().into_owned(),
+            ..Default::default()
+        })
+    };
+    for (path, options) in [
+        (
+            copied.to_string_lossy().into_owned(),
+            leave_running(Path::new("")),
+        ),
+        (String::new(), leave_running(&direct)),
+    ] {
+        f.service
+            .checkpoint(&CheckpointTaskRequest {
+                id: "c1".into(),
+                path,
+                options,
+                ..Default::default()
+            })
+            .unwrap();
+    }
+    let listed = |dir: &Path| Metadata::load(dir).unwrap().compressed_pages.len();
+    assert_eq!(listed(&copied), 1);
+    assert!(copied.join("pages-1.img.zst").is_file());
+    assert!(!copied.join("pages-1.img").exists());
+    assert_eq!(listed(&direct), 0);
+    assert_eq!(
+        std::fs::metadata(direct.join("pages-1.img")).unwrap().len(),
+        1 << 20
+    );
+    assert!(!direct.join("pages-1.img.zst").exists());
 }
 
 /// containerd unpacks a checkpoint image into `ctrd-checkpoint*` in its
