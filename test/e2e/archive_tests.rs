@@ -211,6 +211,23 @@ fn archive_moves_a_counter_and_its_files_to_another_host() {
         .ok();
     assert_eq!(files.stdout, "made\ndeep\n1\nvi-gone\n", "{files}");
     assert_eq!(inspect(&b, &name, "{{.HostConfig.Runtime}}"), LAZARUS);
+    // Restored at its first plain start from the extracted images, handed
+    // over by annotation: no Docker checkpoint was made for it.
+    let handed = inspect(
+        &b,
+        &name,
+        "{{index .HostConfig.Annotations \"io.lazarus.import.images\"}}",
+    );
+    assert!(
+        handed.starts_with('/'),
+        "no hand-off annotation: {handed:?}"
+    );
+    let listed = b.docker(&["checkpoint", "ls", &name]).ok().stdout;
+    assert_eq!(
+        listed.lines().count(),
+        1,
+        "a Docker checkpoint was made: {listed}"
+    );
 
     // An ordinary container now: checkpointed and restored again by Docker.
     b.docker(&["checkpoint", "create", &name, "again"]).ok();
@@ -218,7 +235,19 @@ fn archive_moves_a_counter_and_its_files_to_another_host() {
         .last()
         .unwrap();
     docker_try_start_checkpoint(&b, &name, "again", &[]).ok();
-    wait_ticks_past(&b, &name, before + 2);
+    let restored_at = wait_ticks_past(&b, &name, before + 2);
+    // Stopped and started plainly, it runs afresh (its spent hand-off
+    // restores nothing), as a container once restored by Docker does.
+    b.docker(&["stop", "-t", "1", &name]).ok();
+    b.docker(&["start", &name]).ok();
+    let fresh = wait_logs(&b, &name, "a fresh count", |l| {
+        let t = ticks(l);
+        t.windows(2).any(|w| w[1] < w[0]) && t.last().is_some_and(|&n| n >= 2)
+    });
+    assert!(
+        *ticks(&fresh).last().unwrap() < restored_at,
+        "not a fresh start: {fresh}"
+    );
 
     // The same archive twice more: independent containers, each counting.
     for n in ["second", "third"] {

@@ -139,7 +139,7 @@ impl Docker {
     pub async fn start_from_checkpoint(&self, id: &str, name: &str) -> Result<()> {
         let deadline = tokio::time::Instant::now() + UPLOAD_RACE_RETRY;
         loop {
-            match self.start_once(id, name).await {
+            match self.start_once(id, Some(name)).await {
                 Err(Error::Docker { message, .. })
                     if is_upload_race(&message) && tokio::time::Instant::now() < deadline =>
                 {
@@ -150,13 +150,27 @@ impl Docker {
         }
     }
 
-    async fn start_once(&self, id: &str, name: &str) -> Result<()> {
-        let path = format!(
-            "/containers/{}/start?checkpoint={}",
-            escape(id),
-            escape(name),
-        );
-        let what = format!("start {} from its checkpoint", short(id));
+    /// `docker start` (a container `lazarus restore --import` made restores
+    /// at its first start: lazarus_core::checkpoint::handoff).
+    pub async fn start(&self, id: &str) -> Result<()> {
+        self.start_once(id, None).await
+    }
+
+    async fn start_once(&self, id: &str, checkpoint: Option<&str>) -> Result<()> {
+        let (path, what) = match checkpoint {
+            Some(name) => (
+                format!(
+                    "/containers/{}/start?checkpoint={}",
+                    escape(id),
+                    escape(name)
+                ),
+                format!("start {} from its checkpoint", short(id)),
+            ),
+            None => (
+                format!("/containers/{}/start", escape(id)),
+                format!("start {}", short(id)),
+            ),
+        };
         let call = self.call(Method::POST, &path, None);
         let (status, body) = tokio::time::timeout(START_TIMEOUT, call)
             .await

@@ -3,6 +3,9 @@
 //! new container is the same container: command, environment, mounts,
 //! labels, network, runtime.
 
+use std::path::Path;
+
+use lazarus_core::checkpoint::handoff;
 use serde_json::{json, Map, Value};
 
 /// The body of `POST /containers/create` that makes the container `inspect`
@@ -68,7 +71,21 @@ pub fn for_import(recorded: &Value, image: &str, runtime: &str) -> Value {
         body["HostConfig"] = json!({});
     }
     body["HostConfig"]["Runtime"] = json!(runtime);
+    // A container restored by an import carries its spent hand-off.
+    if let Some(a) = body["HostConfig"]["Annotations"].as_object_mut() {
+        a.remove(handoff::IMAGES_ANNOTATION);
+    }
     body
+}
+
+/// Makes the container's first start restore from `images` (see
+/// lazarus_core::checkpoint::handoff), for a Lazarus container.
+pub fn hand_off(body: &mut Value, images: &Path) {
+    let host = &mut body["HostConfig"];
+    if !host["Annotations"].is_object() {
+        host["Annotations"] = json!({});
+    }
+    host["Annotations"][handoff::IMAGES_ANNOTATION] = json!(images.to_string_lossy());
 }
 
 /// The runtime the container ran with, as Docker names it.
@@ -121,5 +138,25 @@ mod tests {
         assert_eq!(runtime(&create_body(&inspect())), Some("lazarus"));
         let bare = for_import(&json!({}), "i", "r");
         assert_eq!(bare["HostConfig"]["Runtime"], "r");
+    }
+
+    #[test]
+    fn a_spent_hand_off_is_not_replayed_and_a_new_one_keeps_the_rest() {
+        let mut recorded = create_body(&inspect());
+        recorded["HostConfig"]["Annotations"] =
+            json!({handoff::IMAGES_ANNOTATION: "/old", "mine": "kept"});
+        let mut b = for_import(&recorded, "i", "r");
+        assert_eq!(b["HostConfig"]["Annotations"], json!({"mine": "kept"}));
+        hand_off(&mut b, Path::new("/new/checkpoint"));
+        assert_eq!(
+            b["HostConfig"]["Annotations"],
+            json!({"mine": "kept", handoff::IMAGES_ANNOTATION: "/new/checkpoint"})
+        );
+        let mut bare = for_import(&json!({}), "i", "r");
+        hand_off(&mut bare, Path::new("/n"));
+        assert_eq!(
+            bare["HostConfig"]["Annotations"][handoff::IMAGES_ANNOTATION],
+            "/n"
+        );
     }
 }

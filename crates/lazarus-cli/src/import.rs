@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use lazarus_core::archive::{self, group, ArchiveConfig};
+use lazarus_core::checkpoint::handoff;
 use lazarus_core::config::Config;
 use lazarus_core::criu::DirectWait;
 use lazarus_core::host::netlock::{self, NetlockRequest};
@@ -274,7 +275,16 @@ async fn into_docker(
         .clone()
         .or_else(|| docker_config::runtime(recorded).map(str::to_string))
         .unwrap_or_else(|| LAZARUS_RUNTIME.to_string());
-    let body = docker_config::for_import(recorded, &image, &runtime);
+    let mut body = docker_config::for_import(recorded, &image, &runtime);
+    // Lazarus restores from the extracted images where they lie (see
+    // lazarus_core::checkpoint::handoff); another runtime only through
+    // Docker's own checkpoint, which Docker copies twice before it starts.
+    let images = dir.join(archive::CHECKPOINT_DIR);
+    let hand_off = runtime == LAZARUS_RUNTIME;
+    if hand_off {
+        handoff::offer(&images)?;
+        docker_config::hand_off(&mut body, &images);
+    }
     let id = docker.create(&name, &body).await.map_err(|e| match e {
         Error::Docker { status: 409, .. } => Error::Refused(format!(
             "a container named {name} already exists on this host: give the restored one another \
@@ -292,9 +302,15 @@ async fn into_docker(
             .await?
             .ok_or_else(|| Error::NotFound(format!("Docker lost the new container {name}")))?;
         apply_rootfs_diff(dir, &export::docker_overlay(&v, &name)?)?;
+        if hand_off {
+            let bar = Progress::spinner(show, "restore");
+            let started = docker.start(&id).await;
+            bar.finish();
+            return started;
+        }
         // Docker restores only from its own checkpoint directory.
         let checkpoint = docker.checkpoint_dir(&id, IMPORT_CHECKPOINT).await?;
-        export::move_dir(&dir.join(archive::CHECKPOINT_DIR), &checkpoint)?;
+        export::move_dir(&images, &checkpoint)?;
         let bar = Progress::spinner(show, "restore");
         let started = docker.start_from_checkpoint(&id, IMPORT_CHECKPOINT).await;
         bar.finish();

@@ -3,6 +3,7 @@
 //! and [`restore`], built from the container's OCI spec.
 
 pub mod dump;
+pub mod handoff;
 pub mod identity;
 pub mod image;
 pub mod pages;

@@ -19,6 +19,7 @@ use containerd_shim_protos::api::*;
 use containerd_shim_protos::events::task::*;
 use containerd_shim_protos::protobuf::MessageField;
 
+use lazarus_core::checkpoint::handoff;
 use lazarus_core::checkpoint::restore::RestorePlan;
 use lazarus_core::criu::Criu;
 use lazarus_core::ids::check_component;
@@ -161,11 +162,23 @@ impl TaskService {
         let source = options::restore_source(&req.checkpoint, req.options.as_ref())?;
         let bundle = PathBuf::from(&req.bundle);
         let spec = container::load_spec(&bundle)?;
+        let annotations = spec.annotations().clone().unwrap_or_default();
         // A typo in a Lazarus annotation fails `docker run`, not the first
         // checkpoint days later.
-        lazarus_core::checkpoint::request::validate_annotations(
-            &spec.annotations().clone().unwrap_or_default(),
-        )?;
+        lazarus_core::checkpoint::request::validate_annotations(&annotations)?;
+        // Without a checkpoint: the first start of a container that
+        // `lazarus restore --import` made restores from its images.
+        let source = match source {
+            Some(s) => Some(s),
+            None => handoff::claim(&annotations)?.map(|images| {
+                log::info!("{}: restoring from {}", req.id, images.display());
+                options::RestoreSource {
+                    images: images.to_string_lossy().into_owned(),
+                    work: String::new(),
+                    temporary: false,
+                }
+            }),
+        };
         let terminal = req.terminal
             || spec
                 .process()
