@@ -181,13 +181,9 @@ fn inspect_or_empty(d: &Daemons, name: &str) -> String {
 }
 
 /// The pid and page server port of a CRIU lazy-pages daemon working for
-/// host `d` (its work directory is under `d`'s directory).
+/// host `d` (a descendant of its daemons).
 fn lazy_pages_daemon(d: &Daemons) -> Option<(i32, u16)> {
-    let root = d.dir.to_string_lossy().into_owned();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
+    for pid in d.processes_named("criu") {
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };
@@ -195,9 +191,7 @@ fn lazy_pages_daemon(d: &Daemons) -> Option<(i32, u16)> {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        if args.get(1).map(String::as_str) != Some("lazy-pages")
-            || !args.iter().any(|a| a.starts_with(&root))
-        {
+        if args.get(1).map(String::as_str) != Some("lazy-pages") {
             continue;
         }
         let port = args

@@ -176,6 +176,27 @@ impl RestorePlan {
         })
     }
 
+    /// Post-copy from a directory this restore does not own (an image
+    /// path, an import's scratch directory): the lazy-pages daemon reads
+    /// the images and its TLS files there after the restore has returned,
+    /// while the memory streams, but their owner may remove them as soon
+    /// as the container runs. The images are small (the memory is not in
+    /// them), so they are copied into a private directory under `within`
+    /// (the shim gives the container's bundle) that this restore owns and
+    /// removes (as containerd's copy) once the daemon is done.
+    pub fn own_postcopy_images(&mut self, within: &Path) -> Result<()> {
+        if self.page_server.is_none() || self.temporary {
+            return Ok(());
+        }
+        let copy = super::pages::decompressed_copy(&self.images, &[], within)?.keep();
+        if self.work == self.images {
+            self.work = copy.clone();
+        }
+        self.images = copy;
+        self.temporary = true;
+        Ok(())
+    }
+
     /// Removes the image directory if it is a temporary copy (see
     /// [`RestorePlan::temporary`]); never across a mount point.
     pub fn discard_temporary_images(&self) {
@@ -487,4 +508,45 @@ fn mount_source(spec: &Spec, dest: &str) -> Option<String> {
             .any(|p| p == dest)
             .then(|| "/dev/null".to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(images: &Path, page_server: Option<PageServer>) -> RestorePlan {
+        RestorePlan {
+            images: images.into(),
+            work: images.into(),
+            metadata: Metadata::new("c1", (4, 2, 1)),
+            descriptors: Vec::new(),
+            temporary: false,
+            page_server,
+        }
+    }
+
+    #[test]
+    fn a_postcopy_restore_works_on_its_own_copy_of_anothers_images() {
+        let (images, bundle) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(images.path().join("pstree.img"), b"tree").unwrap();
+        let server = PageServer::generate("10.0.0.1".parse().unwrap(), 27000).unwrap();
+        let mut p = plan(images.path(), Some(server));
+        p.own_postcopy_images(bundle.path()).unwrap();
+        assert!(p.temporary && p.images.starts_with(bundle.path()), "{p:?}");
+        assert_eq!(p.work, p.images, "the daemon works beside the copy");
+        // The owner removes its directory as soon as the container runs.
+        drop(images);
+        assert_eq!(std::fs::read(p.images.join("pstree.img")).unwrap(), b"tree");
+        p.discard_temporary_images();
+        assert!(!p.images.exists(), "removed once the daemon is done");
+    }
+
+    #[test]
+    fn other_restores_read_the_images_where_they_lie() {
+        let (images, bundle) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut p = plan(images.path(), None);
+        p.own_postcopy_images(bundle.path()).unwrap();
+        assert!(!p.temporary && p.images == images.path());
+        assert_eq!(std::fs::read_dir(bundle.path()).unwrap().count(), 0);
+    }
 }

@@ -204,13 +204,25 @@ impl TaskService {
                     // Refused: containerd never removes its unpacked copy.
                     lazarus_core::checkpoint::image::remove_temporary(Path::new(&s.images));
                 }
-                Some(RestorePlan {
+                let mut plan = RestorePlan {
                     temporary: s.temporary,
                     ..prepared?
-                })
+                };
+                // In the bundle: containerd removes it with the container,
+                // even after a shim that died before it could.
+                plan.own_postcopy_images(&bundle)?;
+                Some(plan)
             }
         };
-        let mounted_rootfs = container::mount_rootfs(&bundle, &req.rootfs)?;
+        let mounted_rootfs = match container::mount_rootfs(&bundle, &req.rootfs) {
+            Ok(m) => m,
+            Err(e) => {
+                if let Some(plan) = &plan {
+                    plan.discard_temporary_images();
+                }
+                return Err(e);
+            }
+        };
         let mut init = Process::new("", stdio.clone(), Vec::new());
         let spawn = self.pids.spawn();
         let created = match plan {
