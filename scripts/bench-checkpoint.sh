@@ -23,9 +23,10 @@
 #           dump (checkpoint_seconds) and the restore after the archive is
 #           extracted (restore_seconds - extract_seconds), so the archive's
 #           own writing and reading are not in the cells; CPU is the whole
-#           commands'. Compared with raw CRIU, not runc
+#           commands'. Compared with raw CRIU, not runc. Its images and
+#           raw CRIU's are both in IMAGES_AT (default /dev/shm: memory)
 #   raw     `criu dump` / `criu restore -d` of the same program on the host
-#           (no container stack at all: the floor)
+#           (no container stack at all: the floor), images in IMAGES_AT
 #   podman  a reference column beside Docker's rows, when podman is
 #           installed (Debian's: apt-get install podman): `podman container
 #           checkpoint --export F --compress zstd` (the container stops), the
@@ -38,6 +39,7 @@
 # own, so the workloads' ticking is not counted, and other load on the
 # machine is not either.
 #   SIZES="0 256 1024"  KINDS="random mixed"  PATHS="docker ctr direct raw podman"  RUNS=3
+#   IMAGES_AT=/dev/shm  where the direct and raw paths put their images
 #   CONTAINERD=/usr/bin/containerd
 #   SHIM_DIR  where containerd-shim-lazarus-v2 and lazarus are (default: built
 #             into the repo's target/release)
@@ -74,6 +76,13 @@ for image in busybox warm; do
   pd_ctr -n bench image import --all-platforms "$IMAGES/$image-oci.tar" >/dev/null
 done
 RUNTIMES="$RUNC $LAZARUS"
+# Where the direct and raw paths keep their images: both in the same
+# place, by default memory (tmpfs), so that the shared disk's writeback
+# (of the step before, or of the archive the import just unpacked) does
+# not decide the comparison of the container stack with raw CRIU.
+IMAGES_AT=$(mktemp -d "${IMAGES_AT:-/dev/shm}/lazarus-bcp.XXXXXX")
+PD_REMOVE+=("$IMAGES_AT")
+printf 'work_root = "%s"\n' "$IMAGES_AT/work" >"$IMAGES_AT/direct.toml"
 PODMAN=""
 if [[ " $PATHS " == *" podman "* ]]; then
   if command -v podman >/dev/null; then
@@ -179,20 +188,22 @@ bench_ctr() { # kind runtime size
 }
 
 # The direct path: a Lazarus ctr container checkpointed and restored by
-# the CLI, timed from its own --json report (see the header).
+# the CLI, timed from its own --json report (see the header). Its scratch
+# directory (the image path, the unpacked archive) is in IMAGES_AT.
+direct_lazarus() { LAZARUS_CONFIG=$IMAGES_AT/direct.toml pd_lazarus "$@"; }
 bench_direct() { # kind size
-  local id="d$RANDOM" before what="direct, $1, $2 MiB" key="$1,direct,$2" file=$PD_DIR/d$RANDOM.tar
+  local id="d$RANDOM" before what="direct, $1, $2 MiB" key="$1,direct,$2" file=$IMAGES_AT/d$RANDOM.tar
   ctr_workload "$1" "$LAZARUS" "$2" "$id" || fail "$what: ctr run" || return 1
   pd_wait_for 300 ctr_ready "$1" "$id" || fail "$what: $id not ready within 300 s" || return 1
   before=$(ctr_count "$1" "$id" tick)
-  timed pd_lazarus checkpoint -n bench "$id" --export "$file" --compress none --json ||
+  timed direct_lazarus checkpoint -n bench "$id" --export "$file" --compress none --json ||
     fail "$what: lazarus checkpoint --export" || return 1
   add_run "$key,cp,wall" "$(f2 "$(jq -r .checkpoint_seconds <<<"$OUT")")"
   add_run "$key,cp,cpu" "$CPU"
   # The export stopped the task; the restore makes the container anew.
   pd_ctr -n bench task delete "$id" >/dev/null 2>&1 || true
   pd_ctr -n bench container delete "$id" >/dev/null || fail "$what: ctr container delete" || return 1
-  timed pd_lazarus restore -n bench --import "$file" --json ||
+  timed direct_lazarus restore -n bench --import "$file" --json ||
     fail "$what: lazarus restore --import" || return 1
   add_run "$key,rst,wall" "$(f2 "$(jq -r '.restore_seconds - .extract_seconds' <<<"$OUT")")"
   add_run "$key,rst,cpu" "$CPU"
@@ -249,7 +260,7 @@ file_ticks() { grep -c '^tick' "$1" || true; }
 RAW_DIR=""
 bench_raw() { # kind size: the floor, the same program with no container stack
   local log pid before what="raw criu, $1, $2 MiB" key="$1,raw,$2"
-  RAW_DIR=$(mktemp -d /tmp/lazarus-bcp-raw.XXXXXX); log=$RAW_DIR/out
+  RAW_DIR=$(mktemp -d "$IMAGES_AT/lazarus-bcp-raw.XXXXXX"); log=$RAW_DIR/out
   local -a prog
   case $1 in
     random)
