@@ -211,20 +211,70 @@ fn docker_restore_into_another_container_from_the_same_image() {
 /// Docker refuses --checkpoint-dir on start, so users copy the checkpoint
 /// into the other container's checkpoints directory.
 pub fn copy_checkpoint(d: &Daemons, from: &str, to: &str, cp: &str) {
-    let dir = |n: &str| {
-        d.path("docker")
-            .join("containers")
-            .join(inspect(d, n, "{{.Id}}"))
-            .join("checkpoints")
-    };
-    std::fs::create_dir_all(dir(to)).unwrap();
+    copy_checkpoint_between(d, from, d, to, cp);
+}
+
+/// The same from one daemon set's data root to another's.
+fn copy_checkpoint_between(a: &Daemons, from: &str, b: &Daemons, to: &str, cp: &str) {
+    let dir = |d: &Daemons, n: &str| checkpoints_of(d, n);
+    std::fs::create_dir_all(dir(b, to)).unwrap();
     let status = std::process::Command::new("cp")
         .arg("-a")
-        .arg(dir(from).join(cp))
-        .arg(dir(to))
+        .arg(dir(a, from).join(cp))
+        .arg(dir(b, to))
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// Where Docker keeps container `name`'s checkpoints.
+fn checkpoints_of(d: &Daemons, name: &str) -> std::path::PathBuf {
+    d.path("docker")
+        .join("containers")
+        .join(inspect(d, name, "{{.Id}}"))
+        .join("checkpoints")
+}
+
+/// A Docker checkpoint (Lazarus: its pages compressed, listed in
+/// lazarus.json) copied from one daemon set's data root into a container
+/// of another set restores there and counts on.
+#[test]
+fn docker_checkpoint_copied_to_another_data_root_restores_there() {
+    let a = Daemons::with_docker("docker_cp_root_a");
+    let b = Daemons::with_docker("docker_cp_root_b");
+    let name = a.name("c");
+    let last = counter_checkpointed(&a, &name, COUNTER, 3, "cp");
+    if a.runtime() == "io.containerd.lazarus.v2" {
+        let meta =
+            std::fs::read_to_string(checkpoints_of(&a, &name).join("cp/lazarus.json")).unwrap();
+        let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+        let listed = meta["compressed_pages"].as_array().map_or(0, Vec::len);
+        assert!(
+            listed > 0,
+            "no compressed page image in the checkpoint: {meta:#}"
+        );
+    }
+    b.docker(&[
+        "create",
+        "--runtime",
+        b.runtime(),
+        "--name",
+        &name,
+        crate::config::IMAGE_DOCKER,
+        "sh",
+        "-c",
+        COUNTER,
+    ])
+    .ok();
+    copy_checkpoint_between(&a, &name, &b, &name, "cp");
+    docker_start_checkpoint(&b, &name, "cp", &[]);
+    wait_ticks_past(&b, &name, last + 2);
+    let resumed = ticks(&b.docker(&["logs", &name]).ok().stdout);
+    assert_eq!(
+        resumed.first(),
+        Some(&(last + 1)),
+        "it resumes on the other data root where it stopped: {resumed:?}"
+    );
 }
 
 #[test]
