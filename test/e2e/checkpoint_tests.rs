@@ -3,6 +3,7 @@
 //! checkpoint`, `ctr container checkpoint --task`, `ctr container restore
 //! --live`), against the runtime under test (runc as the reference).
 
+use crate::app_tests::checkpoints_dir;
 use crate::cmd::{poll, ticks, wait_until, COUNTER};
 use crate::docker_tests::{docker_run_args, inspect, run_sh_detached, wait_ticks_past};
 use crate::harness::Daemons;
@@ -184,18 +185,7 @@ fn docker_restore_into_another_container_from_the_same_image() {
     let (a, b) = (d.name("a"), d.name("b"));
     let last = counter_checkpointed(&d, &a, COUNTER, 3, "cp");
 
-    d.docker(&[
-        "create",
-        "--runtime",
-        d.runtime(),
-        "--name",
-        &b,
-        crate::config::IMAGE_DOCKER,
-        "sh",
-        "-c",
-        COUNTER,
-    ])
-    .ok();
+    create_counter(&d, &b);
     copy_checkpoint(&d, &a, &b, "cp");
     docker_start_checkpoint(&d, &b, "cp", &[]);
     wait_ticks_past(&d, &b, last + 2);
@@ -216,23 +206,23 @@ pub fn copy_checkpoint(d: &Daemons, from: &str, to: &str, cp: &str) {
 
 /// The same from one daemon set's data root to another's.
 fn copy_checkpoint_between(a: &Daemons, from: &str, b: &Daemons, to: &str, cp: &str) {
-    let dir = |d: &Daemons, n: &str| checkpoints_of(d, n);
-    std::fs::create_dir_all(dir(b, to)).unwrap();
-    let status = std::process::Command::new("cp")
+    let dest = checkpoints_dir(b, to);
+    std::fs::create_dir_all(&dest).unwrap();
+    let src = checkpoints_dir(a, from).join(cp);
+    let ok = std::process::Command::new("cp")
         .arg("-a")
-        .arg(dir(a, from).join(cp))
-        .arg(dir(b, to))
+        .arg(&src)
+        .arg(&dest)
         .status()
         .unwrap();
-    assert!(status.success());
+    assert!(ok.success(), "cp -a {} {}", src.display(), dest.display());
 }
 
-/// Where Docker keeps container `name`'s checkpoints.
-fn checkpoints_of(d: &Daemons, name: &str) -> std::path::PathBuf {
-    d.path("docker")
-        .join("containers")
-        .join(inspect(d, name, "{{.Id}}"))
-        .join("checkpoints")
+/// `docker create` of a counter `name` (to be started from a checkpoint).
+fn create_counter(d: &Daemons, name: &str) {
+    let mut args = docker_run_args(d, &["--name", name], &["sh", "-c", COUNTER]);
+    args[0] = "create";
+    d.docker(&args).ok();
 }
 
 /// A Docker checkpoint (Lazarus: its pages compressed, listed in
@@ -244,9 +234,9 @@ fn docker_checkpoint_copied_to_another_data_root_restores_there() {
     let b = Daemons::with_docker("docker_cp_root_b");
     let name = a.name("c");
     let last = counter_checkpointed(&a, &name, COUNTER, 3, "cp");
-    if a.runtime() == "io.containerd.lazarus.v2" {
+    if a.is_lazarus() {
         let meta =
-            std::fs::read_to_string(checkpoints_of(&a, &name).join("cp/lazarus.json")).unwrap();
+            std::fs::read_to_string(checkpoints_dir(&a, &name).join("cp/lazarus.json")).unwrap();
         let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
         let listed = meta["compressed_pages"].as_array().map_or(0, Vec::len);
         assert!(
@@ -254,18 +244,7 @@ fn docker_checkpoint_copied_to_another_data_root_restores_there() {
             "no compressed page image in the checkpoint: {meta:#}"
         );
     }
-    b.docker(&[
-        "create",
-        "--runtime",
-        b.runtime(),
-        "--name",
-        &name,
-        crate::config::IMAGE_DOCKER,
-        "sh",
-        "-c",
-        COUNTER,
-    ])
-    .ok();
+    create_counter(&b, &name);
     copy_checkpoint_between(&a, &name, &b, &name, "cp");
     docker_start_checkpoint(&b, &name, "cp", &[]);
     wait_ticks_past(&b, &name, last + 2);

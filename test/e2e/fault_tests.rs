@@ -6,7 +6,7 @@
 //! nothing is left behind (leaks.rs). The heap is 1 GiB with
 //! LAZARUS_E2E_HEAVY=1, 64 MiB otherwise.
 
-use crate::checkpoint_tests::{docker_start_checkpoint, wait_status};
+use crate::checkpoint_tests::{copy_checkpoint, docker_start_checkpoint, wait_status};
 use crate::cmd::{poll, ticks, wait_until, Out, Proc, COUNTER};
 use crate::docker_tests::{docker_run_args, inspect, run_sh_detached, wait_ticks_past};
 use crate::harness::Daemons;
@@ -184,27 +184,6 @@ fn wait_gone(pid: i32, what: &str) {
         crate::cleanup::wait_gone(&[pid], SLOW),
         "{what} {pid} still runs after {SLOW:?}"
     );
-}
-
-/// The checkpoints directory of Docker container `name`.
-fn checkpoints_dir(d: &Daemons, name: &str) -> PathBuf {
-    d.path("docker/containers")
-        .join(inspect(d, name, "{{.Id}}"))
-        .join("checkpoints")
-}
-
-/// `cp -a` of checkpoint `cp` of `from` into `to`'s checkpoints directory.
-fn copy_checkpoint(d: &Daemons, from: &str, to: &str, cp: &str) {
-    let dest = checkpoints_dir(d, to);
-    std::fs::create_dir_all(&dest).unwrap();
-    let src = checkpoints_dir(d, from).join(cp);
-    let ok = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&src)
-        .arg(&dest)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "cp -a {} {}", src.display(), dest.display());
 }
 
 /// `docker create` of memhog (to be started from a checkpoint).
