@@ -185,15 +185,21 @@ fn docker_restore_into_another_container_from_the_same_image() {
     let (a, b) = (d.name("a"), d.name("b"));
     let last = counter_checkpointed(&d, &a, COUNTER, 3, "cp");
 
-    create_counter(&d, &b);
-    copy_checkpoint(&d, &a, &b, "cp");
-    docker_start_checkpoint(&d, &b, "cp", &[]);
-    wait_ticks_past(&d, &b, last + 2);
-    let resumed = ticks(&d.docker(&["logs", &b]).ok().stdout);
+    restored_copy_counts_on(&d, &a, &d, &b, last);
+}
+
+/// A new counter `to` on `b`, started from checkpoint `cp` of counter
+/// `from` on `a` (copied over): its first tick is `from`'s `last` + 1.
+fn restored_copy_counts_on(a: &Daemons, from: &str, b: &Daemons, to: &str, last: u64) {
+    create_counter(b, to);
+    copy_checkpoint_between(a, from, b, to, "cp");
+    docker_start_checkpoint(b, to, "cp", &[]);
+    wait_ticks_past(b, to, last + 2);
+    let resumed = ticks(&b.docker(&["logs", to]).ok().stdout);
     assert_eq!(
         resumed.first(),
         Some(&(last + 1)),
-        "b resumes where a stopped: {resumed:?}"
+        "{to} resumes where {from} stopped: {resumed:?}"
     );
 }
 
@@ -244,16 +250,7 @@ fn docker_checkpoint_copied_to_another_data_root_restores_there() {
             "no compressed page image in the checkpoint: {meta:#}"
         );
     }
-    create_counter(&b, &name);
-    copy_checkpoint_between(&a, &name, &b, &name, "cp");
-    docker_start_checkpoint(&b, &name, "cp", &[]);
-    wait_ticks_past(&b, &name, last + 2);
-    let resumed = ticks(&b.docker(&["logs", &name]).ok().stdout);
-    assert_eq!(
-        resumed.first(),
-        Some(&(last + 1)),
-        "it resumes on the other data root where it stopped: {resumed:?}"
-    );
+    restored_copy_counts_on(&a, &name, &b, &name, last);
 }
 
 #[test]
