@@ -13,8 +13,9 @@
 #   postcopy       lazarus migrate NAME --to B --mode postcopy --json (the
 #                  minimal state in a zstd archive; the memory follows from
 #                  A's CRIU page server under TLS)
-#   stopcopy-zstd  lazarus migrate --mode stopcopy (everything in the archive, zstd)
-#   stopcopy-none  the same with --compress none
+#   stopcopy       lazarus migrate --mode stopcopy (A's dump pushes the
+#                  memory to B's CRIU page server under TLS, into B's memory
+#                  filesystem; the rest in a zstd archive)
 #   docker-runc    the baseline above, runtime runc (its "ready" includes
 #                  the `ip link set lo up` a runc user needs for redis)
 # Columns: downtime = from the checkpoint's start until the container runs
@@ -24,14 +25,15 @@
 # last page arrived; the baseline: its downtime); memory = post-copy's
 # page stream after B resumed; of which = Lazarus's report split into
 # checkpoint + archive, transfer, restore; stream = the bytes that crossed
-# (post-copy: archive + lazy pages); x runc = against the docker-runc row of
+# (archive + memory: post-copy's lazy pages, stop-copy's pushed pages); x runc = against the docker-runc row of
 # the same workload and size; total x link = total against the memory size
 # over the link's raw TCP bandwidth (measured first, below). Host A's
 # daemons run in this network namespace, host B's daemons, shims and agent
-# in B's: the archive and post-copy's page stream (A's page server to B's
-# lazy-pages daemon, TLS) both cross the veth.
+# in B's: the archive and the page streams (post-copy: A's page server to
+# B's lazy-pages daemon; stop-copy: A's dump to B's page server; TLS) cross
+# the veth.
 #
-#   SIZES="256 1024"  WORKLOADS="random mixed"  PATHS="postcopy stopcopy-zstd stopcopy-none docker-runc"
+#   SIZES="256 1024"  WORKLOADS="random mixed"  PATHS="postcopy stopcopy docker-runc"
 #   RUNS=1    runs per measurement; medians are printed
 #   CONTAINERD=/usr/bin/containerd
 #   SHIM_DIR  where containerd-shim-lazarus-v2 and lazarus are (default: built
@@ -42,7 +44,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"256 1024"}
 WORKLOADS=${WORKLOADS:-"random mixed"}
-PATHS=${PATHS:-"postcopy stopcopy-zstd stopcopy-none docker-runc"}
+PATHS=${PATHS:-"postcopy stopcopy docker-runc"}
 RUNS=${RUNS:-1}
 KEYS=100000
 PD_NAME=bench-migrate
@@ -133,8 +135,7 @@ LINK=$(link_mibps) || { pd_log "measuring the link's bandwidth failed"; exit 1; 
 pd_log "link A -> B: $LINK MiB/s of raw TCP"
 
 bench_lazarus() { # workload mode compression
-  local w=$1 mode=$2 c=$3 path name="$1-$RANDOM" t json
-  path=$mode; [ "$mode" = postcopy ] || path=$mode-$c
+  local w=$1 mode=$2 c=$3 path=$2 name="$1-$RANDOM" t json
   local what="$w $MIB MiB, $path"
   pd_use "$A"
   start_workload "$w" $LAZARUS "$name" || fail "$what: the workload did not get ready" || return 1
@@ -195,8 +196,7 @@ for run in $(seq "$RUNS"); do
         pd_log "run $run/$RUNS: $w $MIB MiB, $path"
         case $path in
           postcopy) bench_lazarus "$w" postcopy zstd ;;
-          stopcopy-zstd) bench_lazarus "$w" stopcopy zstd ;;
-          stopcopy-none) bench_lazarus "$w" stopcopy none ;;
+          stopcopy) bench_lazarus "$w" stopcopy zstd ;;
           docker-runc) bench_runc "$w" ;;
           *) fail "unknown path $path (PATHS)" ;;
         esac || failed "$w/$MIB" "$path"

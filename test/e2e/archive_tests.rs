@@ -30,6 +30,26 @@ pub fn work_root(d: &Daemons) -> PathBuf {
     d.path("lazarus-work")
 }
 
+/// Where `lazarus serve` on `d` receives stop-copy memory: the set's own
+/// (on disk here, beside its work root; the default, a memory filesystem,
+/// is what the set-up's config and the migration demo use).
+pub fn receive_root(d: &Daemons) -> PathBuf {
+    d.path("lazarus-receive")
+}
+
+/// The CLI's config on `d`: its own scratch spaces, and `extra` settings.
+pub fn write_cli_config(d: &Daemons, extra: &str) {
+    fs::write(
+        d.path("cli.toml"),
+        format!(
+            "work_root = {:?}\nreceive_root = {:?}\n{extra}",
+            work_root(d),
+            receive_root(d)
+        ),
+    )
+    .unwrap();
+}
+
 /// `lazarus ARGS` against host `d`'s daemons.
 pub fn lazarus(d: &Daemons, args: &[&str]) -> Out {
     run(lazarus_cmd(d).args(args))
@@ -40,7 +60,7 @@ pub fn lazarus(d: &Daemons, args: &[&str]) -> Out {
 pub fn lazarus_cmd(d: &Daemons) -> Command {
     let config = d.path("cli.toml");
     if !config.exists() {
-        fs::write(&config, format!("work_root = {:?}\n", work_root(d))).unwrap();
+        write_cli_config(d, "");
     }
     let mut cmd = match d.netns() {
         Some(ns) => {
@@ -57,7 +77,9 @@ pub fn lazarus_cmd(d: &Daemons) -> Command {
         format!("unix://{}", d.path("d.sock").display()),
     )
     .env("CONTAINERD_ADDRESS", d.containerd_sock())
-    .env("LAZARUS_CONFIG", &config);
+    .env("LAZARUS_CONFIG", &config)
+    // What it starts (an agent's CRIU page server) is the set's.
+    .env(crate::harness::SET_MARKER, &d.id);
     cmd
 }
 
@@ -70,13 +92,12 @@ pub fn assert_cli_left_nothing(d: &Daemons) {
 /// The CLI's scratch directories and mounts under `d`'s work root.
 pub fn cli_leftovers(d: &Daemons) -> Vec<String> {
     let scratch = work_root(d).join("work");
-    let mut left: Vec<String> = fs::read_dir(&scratch)
-        .map(|r| {
-            r.flatten()
-                .map(|e| e.path().display().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut left: Vec<String> = [scratch, receive_root(d)]
+        .iter()
+        .flat_map(|dir| fs::read_dir(dir).into_iter().flatten().flatten())
+        .filter(|e| e.file_name() != "serve.lock")
+        .map(|e| e.path().display().to_string())
+        .collect();
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let root = work_root(d);
     let root = root.to_str().unwrap();

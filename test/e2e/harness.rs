@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// In the daemons' environment, naming the set: every process they start
 /// inherits it, which tells this set's processes from other tests'.
-const SET_MARKER: &str = "LAZARUS_E2E_SET";
+pub const SET_MARKER: &str = "LAZARUS_E2E_SET";
 
 /// How a daemon set differs from the default one.
 #[derive(Debug, Default, Clone)]

@@ -149,7 +149,7 @@ fn migrate_postcopy_stream_failures_never_leave_a_copy_without_memory() {
 }
 
 /// A's memhog runs, its ticks one unbroken run with the checksum `sum`.
-fn assert_source_runs_on(a: &Daemons, name: &str, sum: &str) {
+pub fn assert_source_runs_on(a: &Daemons, name: &str, sum: &str) {
     assert_eq!(inspect(a, name, "{{.State.Running}}"), "true");
     let now = memhog(a, name).len();
     let all = wait_until("memhog to tick on on A", SLOW, || {
@@ -163,7 +163,7 @@ fn assert_source_runs_on(a: &Daemons, name: &str, sum: &str) {
 }
 
 /// Within 30 s nothing named `name` runs on `b` (it may be gone, or exited).
-fn assert_not_running_on(b: &Daemons, name: &str) {
+pub fn assert_not_running_on(b: &Daemons, name: &str) {
     let stopped = poll(Duration::from_secs(30), || {
         (inspect_or_empty(b, name) != "true").then_some(())
     });
@@ -183,7 +183,12 @@ fn inspect_or_empty(d: &Daemons, name: &str) -> String {
 /// The pid and page server port of a CRIU lazy-pages daemon working for
 /// host `d` (a descendant of its daemons).
 fn lazy_pages_daemon(d: &Daemons) -> Option<(i32, u16)> {
-    for pid in d.processes_named("criu") {
+    criu_daemon(d.processes_named("criu"), "lazy-pages")
+}
+
+/// The pid and port of the first of `pids` that is `criu COMMAND`.
+pub fn criu_daemon(pids: Vec<i32>, command: &str) -> Option<(i32, u16)> {
+    for pid in pids {
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };
@@ -191,7 +196,7 @@ fn lazy_pages_daemon(d: &Daemons) -> Option<(i32, u16)> {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        if args.get(1).map(String::as_str) != Some("lazy-pages") {
+        if args.get(1).map(String::as_str) != Some(command) {
             continue;
         }
         let port = args
@@ -205,7 +210,7 @@ fn lazy_pages_daemon(d: &Daemons) -> Option<(i32, u16)> {
 }
 
 /// The first process whose command line contains `pattern`.
-fn pgrep(pattern: &str) -> Option<i32> {
+pub fn pgrep(pattern: &str) -> Option<i32> {
     let out = Command::new("pgrep").args(["-f", pattern]).output().ok()?;
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -213,26 +218,25 @@ fn pgrep(pattern: &str) -> Option<i32> {
         .and_then(|l| l.trim().parse().ok())
 }
 
-/// Holds back traffic from one local TCP port leaving by `dev` (this side
-/// of B's veth pair: A's page server sends B's lazy-pages daemon its pages
-/// across it) to 16 Mbit/s, so that the page stream outlasts the test's
-/// kill; removed when dropped (the veth is this test's alone).
-struct Throttle(String);
+/// Holds back traffic leaving by `dev` (this side of B's veth pair: A's
+/// page server sends B's lazy-pages daemon its pages across it, A's dump
+/// pushes them to B's page server) to 16 Mbit/s, so that the page stream
+/// outlasts the test's kill; removed when dropped (the veth is this test's
+/// alone).
+pub struct Throttle(String);
 
 impl Throttle {
+    /// All traffic to B.
+    pub fn all(dev: &str) -> Throttle {
+        Throttle::htb(dev, "20")
+    }
+
+    /// Traffic from one local TCP port only.
     fn on_source_port(dev: &str, port: u16) -> Throttle {
+        let throttle = Throttle::htb(dev, "10");
         let tc = |args: &[&str]| run(Command::new("tc").args(args)).ok();
-        let _ = run(Command::new("tc").args(["qdisc", "del", "dev", dev, "root"]));
-        // htb and u32 are what this kernel has (no prio, no flower).
-        tc(&[
-            "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "10", "r2q",
-            "100000",
-        ]);
         tc(&[
             "class", "add", "dev", dev, "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit",
-        ]);
-        tc(&[
-            "class", "add", "dev", dev, "parent", "1:", "classid", "1:20", "htb", "rate", "16mbit",
         ]);
         tc(&[
             "filter",
@@ -253,6 +257,22 @@ impl Throttle {
             "0xffff",
             "flowid",
             "1:20",
+        ]);
+        throttle
+    }
+
+    /// An htb root on `dev` whose class 1:20 holds traffic to 16 Mbit/s,
+    /// and `default` the class unfiltered traffic takes. (htb and u32 are
+    /// what this kernel has: no prio, no flower.)
+    fn htb(dev: &str, default: &str) -> Throttle {
+        let tc = |args: &[&str]| run(Command::new("tc").args(args)).ok();
+        let _ = run(Command::new("tc").args(["qdisc", "del", "dev", dev, "root"]));
+        tc(&[
+            "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", default, "r2q",
+            "100000",
+        ]);
+        tc(&[
+            "class", "add", "dev", dev, "parent", "1:", "classid", "1:20", "htb", "rate", "16mbit",
         ]);
         Throttle(dev.to_string())
     }

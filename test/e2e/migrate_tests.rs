@@ -15,7 +15,7 @@ use crate::app_tests::{
 use crate::apps::{with_docker_and, with_docker_and_with, App};
 use crate::archive_tests::{
     assert_cli_left_nothing, assert_counts_on, cli_leftovers, docker_names, lazarus, lazarus_cmd,
-    start_ctr_counter,
+    start_ctr_counter, write_cli_config,
 };
 use crate::cmd::{poll, ticks, wait_until, Out, COUNTER};
 use crate::criu_tests::SilentCriu;
@@ -278,11 +278,17 @@ fn migrate_moves_a_containerd_container() {
 fn migrate_failures_leave_the_source_running() {
     let stand_in_dir = tempfile::tempdir().unwrap();
     let failing = stand_in_dir.path().join("failing-criu");
-    // It passes the agent's `criu check` (so post-copy is offered) and
-    // fails everything else.
+    let no_page_server = stand_in_dir.path().join("no-page-server");
+    // It passes the agent's `criu check` (so post-copy is offered), runs
+    // the real page server (stop-copy's receiving half, unless told not
+    // to) and fails everything else: B's restores.
     fs::write(
         &failing,
-        "#!/bin/sh\n[ \"$1\" = check ] && exit 0\nexit 1\n",
+        format!(
+            "#!/bin/sh\n[ \"$1\" = check ] && exit 0\n\
+             [ \"$1\" = page-server ] && [ ! -e {no_page_server:?} ] && exec criu \"$@\"\n\
+             exit 1\n"
+        ),
     )
     .unwrap();
     fs::set_permissions(&failing, fs::Permissions::from_mode(0o755)).unwrap();
@@ -294,6 +300,8 @@ fn migrate_failures_leave_the_source_running() {
             ..B_HOST
         },
     );
+    // B's agent runs the stand-in too (its page server).
+    write_cli_config(&b, &format!("criu_path = {failing:?}\n"));
     let key = keygen(&a, "migration.key");
     let name = a.name("counter");
     run_sh_detached(&a, &name, COUNTER);
@@ -321,15 +329,26 @@ fn migrate_failures_leave_the_source_running() {
         "{out}"
     );
     assert_eq!(inspect(&a, &name, "{{.State.Running}}"), "true");
+    // B cannot run a page server for stop-copy's memory: refused before
+    // the freeze.
+    fs::write(&no_page_server, "").unwrap();
+    let out = migrate(&a, &name, &serve.addr, &key, &["--mode", "stopcopy"]).err();
+    assert!(
+        out.stderr.contains("could not prepare") && out.stderr.contains("not touched"),
+        "{out}"
+    );
+    assert_eq!(inspect(&a, &name, "{{.State.Running}}"), "true");
+    fs::remove_file(&no_page_server).unwrap();
 
-    // B's restore fails after A's container was frozen: post-copy calls
-    // the dump off (A's container thaws), stop-copy restores it in place.
-    for (mode, how) in [("postcopy", "called off"), ("stopcopy", "restored here")] {
+    // B's restore fails after A's container was frozen (stop-copy: after
+    // its whole memory went to B): the dump is called off and A's
+    // container thaws where it was.
+    for mode in ["postcopy", "stopcopy"] {
         let out = migrate(&a, &name, &serve.addr, &key, &["--mode", mode]).err();
         assert!(
             out.stderr.contains("could not restore")
                 && out.stderr.contains("runs on")
-                && out.stderr.contains(how),
+                && out.stderr.contains("called off"),
             "{mode}: {out}"
         );
         eprintln!(

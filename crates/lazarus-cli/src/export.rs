@@ -87,23 +87,26 @@ pub struct ExportArgs {
     /// `docker checkpoint create`) instead of taking a new one
     #[arg(long, value_name = "NAME", verbatim_doc_comment)]
     pub from_docker_checkpoint: Option<String>,
-    /// Set by `lazarus migrate` only: a post-copy checkpoint (see
-    /// [`Postcopy`]).
+    /// Set by `lazarus migrate` only: a migration's checkpoint (see
+    /// [`MigrationDump`]).
     #[arg(skip)]
-    pub postcopy: Option<Postcopy>,
+    pub migration: Option<MigrationDump>,
 }
 
-/// A post-copy checkpoint: the dump stops at the minimal state and serves
-/// the memory from `server`; the checkpoint's answer comes as soon as the
+/// A migration's checkpoint, whose memory goes through CRIU's page server
+/// (`server.mode`): post-copy, the dump stops at the minimal state and
+/// serves the memory from `server`; stop-and-copy, it pushes every page to
+/// `server` (the receiver's) and keeps the container frozen until released
+/// or called off. Either way the checkpoint's answer comes as soon as the
 /// image directory is complete. The caller owns `dir` (the dump goes on
-/// after the export returns, and is called off through it).
+/// after the export returns, and is released or called off through it).
 #[derive(Clone)]
-pub struct Postcopy {
+pub struct MigrationDump {
     pub dir: PathBuf,
     pub server: PageServer,
 }
 
-impl Postcopy {
+impl MigrationDump {
     pub fn images(&self) -> PathBuf {
         self.dir.join(archive::CHECKPOINT_DIR)
     }
@@ -200,7 +203,7 @@ pub async fn export(args: &ExportArgs, source: &Source, config: &Config) -> Resu
         container,
     } = source;
     let mut owned_scratch = None;
-    let scratch: &Path = match &args.postcopy {
+    let scratch: &Path = match &args.migration {
         Some(p) => &p.dir,
         None => owned_scratch.insert(config.scratch_dir("export")?).path(),
     };
@@ -236,7 +239,7 @@ pub async fn export(args: &ExportArgs, source: &Source, config: &Config) -> Resu
                 // CRIU's work files (its log, the TLS files of a post-copy
                 // dump) stay out of the archive.
                 let work = scratch.join("work");
-                let work_path = match &args.postcopy {
+                let work_path = match &args.migration {
                     Some(p) => {
                         p.server.write(&images)?;
                         lazarus_core::checkpoint::postcopy::write_lease(&images)?;

@@ -229,7 +229,7 @@ async fn freeze_and_dump(
             json: true,
             print_stats: false,
             from_docker_checkpoint: None,
-            postcopy: None,
+            migration: None,
             ..args.clone()
         };
         match export::export(&member, s, config).await {

@@ -59,6 +59,12 @@ pub struct ImportArgs {
     /// migration's, which its guard removes if the agent dies).
     #[arg(skip)]
     pub scratch_in: Option<std::path::PathBuf>,
+    /// Set by `serve` only, for a stop-and-copy migration: the memory
+    /// received before the archive (CRIU's page server wrote its pagemap
+    /// and pages images here), moved in beside the archive's images. On the
+    /// same filesystem as `scratch_in`.
+    #[arg(skip)]
+    pub pages: Option<std::path::PathBuf>,
 }
 
 /// What was restored, for the report.
@@ -127,6 +133,7 @@ pub async fn restore_group(
             json: true,
             netlock: Some(netlock),
             scratch_in: None,
+            pages: None,
         };
         match restore(&one, endpoints, config).await {
             Ok(v) => restored.push(v),
@@ -191,6 +198,10 @@ pub async fn restore(args: &ImportArgs, endpoints: &Endpoints, config: &Config) 
     let extracted = archive::extract_with(&args.file, &dir, &|_| true, &mut |n| bar.set(n));
     bar.finish();
     extracted?;
+    let pages_bytes = match &args.pages {
+        Some(pages) => Some(move_pages(pages, &dir.join(archive::CHECKPOINT_DIR))?),
+        None => None,
+    };
     // What follows is the restore proper, from the extracted image path.
     let extract_seconds = started.elapsed().as_secs_f64();
     if let Some(request) = &args.netlock {
@@ -230,7 +241,33 @@ pub async fn restore(args: &ImportArgs, endpoints: &Endpoints, config: &Config) 
         "from": args.file,
         "extract_seconds": extract_seconds,
         "restore_seconds": started.elapsed().as_secs_f64(),
+        "pages_bytes": pages_bytes,
     }))
+}
+
+/// Moves every file of `pages` (a page server's images directory) into the
+/// extracted `images`, which must not have them already: an archive that
+/// carried its own would be a different dump. Returns the bytes moved.
+fn move_pages(pages: &Path, images: &Path) -> Result<u64> {
+    let read = |e| lazarus_core::Error::io(format!("read {}", pages.display()))(e);
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(pages).map_err(read)? {
+        let entry = entry.map_err(read)?;
+        let to = images.join(entry.file_name());
+        if to.symlink_metadata().is_ok() {
+            return Err(Error::Refused(format!(
+                "the archive has its own {} beside the memory the page server received: not                  one dump",
+                to.display()
+            )));
+        }
+        bytes += entry.metadata().map_err(read)?.len();
+        std::fs::rename(entry.path(), &to).map_err(lazarus_core::Error::io(format!(
+            "move {} into {}",
+            entry.path().display(),
+            images.display()
+        )))?;
+    }
+    Ok(bytes)
 }
 
 fn read_config(dir: &Path) -> Result<ArchiveConfig> {

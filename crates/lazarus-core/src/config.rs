@@ -39,6 +39,12 @@ pub struct Config {
     /// everything containerd and Docker copy of a checkpoint gets smaller
     /// and faster to copy. Never for a client's image path (read in place).
     pub compress_pages: bool,
+    /// Where `lazarus serve` receives a stop-and-copy migration (CRIU's page
+    /// server writes the container's memory there, the restore reads it,
+    /// then it is removed). A memory filesystem by default, so that no page
+    /// touches a disk on either host; a directory on disk for containers
+    /// whose memory would not fit in it.
+    pub receive_root: PathBuf,
 }
 
 impl Default for Config {
@@ -52,6 +58,7 @@ impl Default for Config {
             criu_log_max_mib: 256,
             work_root: PathBuf::from("/var/lib/lazarus"),
             compress_pages: true,
+            receive_root: PathBuf::from("/dev/shm/lazarus"),
         }
     }
 }
@@ -133,6 +140,22 @@ impl Config {
     /// by a later one: see [`crate::scratch`]).
     pub fn scratch_dir(&self, what: &str) -> Result<crate::scratch::Scratch> {
         crate::scratch::Scratch::new_in(&self.work_dir()?, what)
+    }
+
+    /// `receive_root` (0700), made if missing.
+    pub fn receive_dir(&self) -> Result<PathBuf> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.receive_root)
+            .map_err(Error::io(format!("create {}", self.receive_root.display())))?;
+        Ok(self.receive_root.clone())
+    }
+
+    /// A new private scratch directory under `receive_root` (see
+    /// [`Self::scratch_dir`]).
+    pub fn receive_scratch_dir(&self, what: &str) -> Result<crate::scratch::Scratch> {
+        crate::scratch::Scratch::new_in(&self.receive_dir()?, what)
     }
 
     /// Where the shim decompresses the pages of a checkpoint that must stay

@@ -94,6 +94,7 @@ proptest! {
         timeout in setting(),
         log_max in setting(),
         compress_pages in any::<bool>(),
+        receive_root in any::<String>(),
     ) {
         let mut table = toml::Table::new();
         table.insert("root".into(), root.clone().into());
@@ -103,6 +104,7 @@ proptest! {
         table.insert("criu_timeout_seconds".into(), timeout.into());
         table.insert("criu_log_max_mib".into(), log_max.into());
         table.insert("compress_pages".into(), compress_pages.into());
+        table.insert("receive_root".into(), receive_root.clone().into());
         let exits: toml::Table = exit.iter().map(|(k, v)| (k.clone(), (*v).into())).collect();
         table.insert("checkpoint_exit".into(), exits.into());
         let path = config_path();
@@ -116,6 +118,7 @@ proptest! {
             criu_log_max_mib: log_max as u64,
             work_root: work_root.into(),
             compress_pages,
+            receive_root: receive_root.into(),
         };
         prop_assert_eq!(Config::from_file(&path).unwrap(), want.clone());
         // Whatever the values, the limits stay usable: no zero timeout, no

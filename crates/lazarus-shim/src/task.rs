@@ -101,12 +101,12 @@ impl Task for TaskRpc {
                 Err(crossbeam::channel::TryRecvError::Disconnected)
             )
         };
-        if let Some(images) = self.0.postcopy_images(&req) {
+        if let Some(images) = self.0.migration_images(&req) {
             let id = req.id.clone();
             return reply(
                 "checkpoint",
                 &id,
-                self.0.checkpoint_postcopy(req, images).map(empty),
+                self.0.checkpoint_migration(req, images).map(empty),
             );
         }
         let result = self.0.checkpoint_for(&req, &client_gone, None);

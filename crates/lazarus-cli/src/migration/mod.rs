@@ -7,21 +7,27 @@
 //!    checked before the container is frozen is checked here (engine
 //!    reachable, name free, same image present), so a refusal costs the
 //!    source nothing;
-//! 3. sender: the checkpoint archive, streamed as one channel message;
-//! 4. receiver → [`Answer`]: the container runs here, or why it does not
-//!    (and nothing of it is left). Only then does the sender let the
-//!    source go; any failure before brings the source back where it was.
+//! 3. sender → [`Plan`]: the mode; receiver → [`Answer`]: for stop-and-copy,
+//!    the page server it now runs for the memory (address, port, TLS);
+//! 4. sender: its dump (the memory through CRIU's page stream), then the
+//!    checkpoint archive, streamed as one channel message;
+//! 5. receiver → [`Answer`]: the container runs here, or why it does not
+//!    (and nothing of it is left); sender → [`Answer`]: confirmed, once the
+//!    source is let go. Any failure before brings the source back where it
+//!    was, and an unconfirmed copy on the receiver is removed.
 //!
-//! Two modes (see [`Mode`]). Stop-and-copy: the archive carries the whole
-//! memory, and the container is down while it is dumped, sent and
+//! Two modes (see [`Mode`]), both moving the memory with CRIU's page
+//! server under mutual TLS, with certificates made for this one migration
+//! and sent inside the channel. Stop-and-copy: the source's dump pushes
+//! every page to the receiver's page server (memory, not disk, on both
+//! sides), and the container is down while it is dumped, sent and
 //! restored. Post-copy: the archive carries everything but the memory and
-//! a page server request; the destination resumes the container as soon as
-//! it is restored, and its memory follows from the source's CRIU page
-//! server (mutual TLS with certificates made for this one migration and
-//! sent inside the channel) until every page is there. Until the receiver
-//! confirms the container runs, a failure calls the source's dump off and
-//! it runs on, thawed; after that, the link or the source failing kills the
-//! copy (its missing pages cannot be fetched any more).
+//! a page server request; the destination resumes the container as soon
+//! as it is restored, and its memory follows from the source's page server
+//! until every page is there. Until the receiver confirms the container
+//! runs, a failure calls the source's dump off and it runs on, thawed,
+//! where it was; after that, in post-copy, the link or the source failing
+//! kills the copy (its missing pages cannot be fetched any more).
 
 mod postcopy;
 pub mod receive_guard;
@@ -37,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The protocol's version: a receiver refuses an offer of another.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 /// The port `lazarus serve` listens on and `migrate --to HOST` dials when
 /// the address names none.
 pub const DEFAULT_PORT: u16 = 7470;
@@ -100,12 +106,23 @@ pub enum Mode {
     Stopcopy,
 }
 
+/// The sender's choice, once the receiver is ready.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Plan {
+    /// Post-copy, else stop-and-copy.
+    pub postcopy: bool,
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Answer {
     pub ok: bool,
     /// In the ready answer: this receiver can restore post-copy.
     #[serde(default)]
     pub postcopy: bool,
+    /// In the answer to a stop-and-copy [`Plan`]: the receiver's page
+    /// server, where the dump pushes the memory.
+    #[serde(default)]
+    pub pages: Option<lazarus_core::checkpoint::postcopy::PageServer>,
     /// Why not, when not ok.
     pub error: Option<String>,
     /// The restore's report (`lazarus restore --json`), once running.

@@ -1,6 +1,8 @@
-//! Post-copy's sending side, after the offer: the page server's address
-//! and TLS material, calling the dump off when the receiver fails before it
-//! confirms, and waiting for the memory to have followed after it did.
+//! The sending side's hold on its migration dump, after the offer:
+//! post-copy's page server address and TLS material, calling the dump off
+//! when the receiver fails before it confirms (either mode), letting a
+//! stop-and-copy source go once it did, and waiting for a post-copy memory
+//! to have followed.
 
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -10,7 +12,7 @@ use lazarus_core::checkpoint::postcopy::{self, PageServer};
 use super::PEER_TIMEOUT;
 use crate::containerd::Status;
 use crate::error::{Error, Result};
-use crate::export::{Postcopy, Source};
+use crate::export::{MigrationDump, Source};
 use crate::progress::{self, Progress};
 
 /// The page server's address and port as the receiver reaches them: this
@@ -34,10 +36,10 @@ pub fn page_server(stream: &TcpStream) -> Result<PageServer> {
 /// CRIU is stopped within 100 ms of the request, then the runtime thaws it.
 const CALL_OFF_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// After a post-copy migration failed before the receiver confirmed: the
-/// source's dump (frozen, serving pages) is called off and the container
-/// runs on where it was.
-pub async fn call_off(error: Error, source: &Source, p: &Postcopy) -> Error {
+/// After a migration failed before the receiver confirmed: the source's
+/// dump (frozen, serving or sending pages, or waiting to be released) is
+/// called off and the container runs on where it was.
+pub async fn call_off(error: Error, source: &Source, p: &MigrationDump) -> Error {
     let name = &source.target.name;
     let images = p.images();
     if !images.join(postcopy::REQUEST_FILE).is_file() {
@@ -54,7 +56,7 @@ pub async fn call_off(error: Error, source: &Source, p: &Postcopy) -> Error {
     }
     match source.ctr.task_status(&source.target.id).await {
         Ok(Some(Status::Running)) => Error::Refused(format!(
-            "migration failed: {error}\n  {name} runs on here (its post-copy dump was called off)"
+            "migration failed: {error}\n  {name} runs on here (its dump was called off)"
         )),
         Ok(status) => error.with_cleanup(Some(format!(
             "{name} is not running after its dump was called off (task status {status:?})"
@@ -78,12 +80,46 @@ async fn wait_ended(images: &std::path::Path, timeout: Duration) -> Option<Strin
     }
 }
 
+/// How long a released stop-and-copy dump gets to end the source's task.
+const LET_GO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Stop-and-copy, once the receiver runs the container: releases the
+/// source's dump (frozen at CRIU's post-dump notification), which then ends
+/// the source's task, and waits until it has. An error leaves the dump for
+/// [`call_off`].
+pub async fn let_go(source: &Source, p: &MigrationDump) -> Result<()> {
+    let images = p.images();
+    postcopy::release(&images)?;
+    let Some(how) = wait_ended(&images, LET_GO_TIMEOUT).await else {
+        return Err(Error::Refused(format!(
+            "the dump of {} had not ended {LET_GO_TIMEOUT:?} after it was released",
+            source.target.name
+        )));
+    };
+    // The task's exit is reported just after the dump's end.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while matches!(
+        source.ctr.task_status(&source.target.id).await?,
+        Some(Status::Running)
+    ) {
+        if Instant::now() >= deadline {
+            return Err(Error::Refused(format!(
+                "{} still runs here after its released dump ended ({})",
+                source.target.name,
+                how.trim()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 /// Post-copy, once the receiver runs the container: waits for the source's
 /// dump to have served every page (CRIU then ends the source's task).
 /// Returns the seconds that took and the bytes of memory sent.
 pub async fn memory_followed(
     source: &Source,
-    p: &Postcopy,
+    p: &MigrationDump,
     name: &str,
     to: &str,
     json: bool,

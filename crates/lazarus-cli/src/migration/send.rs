@@ -1,9 +1,10 @@
 //! `lazarus migrate CONTAINER --to ADDR`: the sending side. The receiver is
 //! asked first (nothing is frozen until it says ready), then the container
-//! is checkpointed into a private archive, the archive streamed, and the
-//! source let go only when the receiver says the container runs there. Any
-//! failure before that restores the source in place from the same
-//! checkpoint: it runs on here, where it stopped.
+//! is checkpointed (its memory going through CRIU's page stream) into a
+//! private archive, the archive streamed, and the source let go only when
+//! the receiver says the container runs there. Until then the source's
+//! dump holds it frozen; any failure before calls the dump off, and the
+//! source runs on here, thawed, where it stopped.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -11,17 +12,18 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use lazarus_core::archive;
 use lazarus_core::channel::{Channel, Key};
 use lazarus_core::config::Config;
 use serde_json::{json, Value};
 
 use super::postcopy;
-use super::{key_path, resolve, Answer, Mode, Offer, CONNECT_TIMEOUT, PEER_TIMEOUT, PROTOCOL};
+use super::{
+    key_path, resolve, Answer, Mode, Offer, Plan, CONNECT_TIMEOUT, PEER_TIMEOUT, PROTOCOL,
+};
 use crate::containerd::Containerd;
 use crate::endpoints::Endpoints;
 use crate::error::{Error, Result};
-use crate::export::{self, Compress, ExportArgs, Postcopy, Source};
+use crate::export::{self, Compress, ExportArgs, MigrationDump, Source};
 use crate::progress::{self, Progress};
 use lazarus_core::checkpoint::postcopy as lazy;
 
@@ -56,12 +58,14 @@ pub struct MigrateArgs {
     /// second) and its memory follows over TLS; if the source host or the
     /// link fails before every page has arrived, the moved container is
     /// killed (the source was already let go). stopcopy: the container is
-    /// down while all of its memory is dumped, sent and restored; nothing
+    /// down while all of its memory is dumped, sent (over TLS, into the
+    /// receiver's memory, no disk on either side) and restored; nothing
     /// depends on the source afterwards. auto: postcopy when both hosts
     /// can, else stopcopy
     #[arg(long, value_enum, default_value_t = Mode::Auto, verbatim_doc_comment)]
     pub mode: Mode,
-    /// Compress the stream: zstd (on every core) or none
+    /// Compress the archive (the container's file changes and CRIU's
+    /// small images; the memory goes raw): zstd (on every core) or none
     #[arg(long, value_enum, default_value_t = Compress::Zstd)]
     pub compress: Compress,
     /// Print the result as JSON
@@ -128,19 +132,37 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
         }
     };
 
-    // From here the source is down until it runs there, or here again.
+    ch.send_json(&Plan { postcopy })?;
+    let prepared: Answer = ch.recv_json()?;
+    let server = match (postcopy, prepared) {
+        (_, a) if !a.ok => {
+            return Err(Error::Refused(format!(
+                "{} could not prepare the migration: {}; {} was not touched",
+                args.to,
+                a.error.unwrap_or_default(),
+                target.name
+            )))
+        }
+        (true, _) => postcopy::page_server(ch.stream())?,
+        (false, Answer { pages: Some(s), .. }) => s,
+        (false, _) => {
+            return Err(Error::Refused(format!(
+                "{} prepared no page server for the memory; {} was not touched",
+                args.to, target.name
+            )))
+        }
+    };
+
+    // From here the source is frozen until it runs there, or here again.
     let scratch = config.scratch_dir("migrate")?;
     let file = scratch.path().join("archive.tar");
-    let postcopy = match postcopy {
-        true => Some(Postcopy {
-            dir: scratch.path().to_path_buf(),
-            server: postcopy::page_server(ch.stream())?,
-        }),
-        false => None,
+    let dump = MigrationDump {
+        dir: scratch.path().to_path_buf(),
+        server,
     };
     // Renewed until this function returns: if this process dies, the
     // source's dump is called off within 30 s and the container thaws.
-    let _lease = postcopy.as_ref().map(|p| lazy::Lease::hold(&p.images()));
+    let _lease = lazy::Lease::hold(&dump.images());
     let export_args = ExportArgs {
         container: Some(args.container.clone()),
         group: Vec::new(),
@@ -157,33 +179,37 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
         json: args.json,
         namespace: args.namespace.clone(),
         from_docker_checkpoint: None,
-        postcopy: postcopy.clone(),
+        migration: Some(dump.clone()),
     };
     let frozen = Instant::now();
     // A failed export leaves the container running (its own guarantee; a
-    // post-copy dump that got as far as serving is called off here).
+    // dump that got as far as serving or sending pages is called off here).
     let exported = match export::export(&export_args, &source, config).await {
         Ok(v) => v,
-        Err(e) => match &postcopy {
-            Some(p) => return Err(postcopy::call_off(e, &source, p).await),
-            None => return Err(e),
-        },
+        Err(e) => return Err(postcopy::call_off(e, &source, &dump).await),
     };
     let archived = frozen.elapsed().as_secs_f64();
     let sent = Instant::now();
-    let restored = match hand_over(&mut ch, &file, progress::wanted(args.json)) {
+    let show = progress::wanted(args.json);
+    let restored = match hand_over(&mut ch, &file, show) {
         Ok(v) => v,
-        Err(e) => match &postcopy {
-            Some(p) => return Err(postcopy::call_off(e, &source, p).await),
-            None => return Err(bring_back(e, &source, scratch).await),
-        },
+        Err(e) => return Err(postcopy::call_off(e, &source, &dump).await),
     };
     let downtime = frozen.elapsed().as_secs_f64();
     let transfer =
         sent.elapsed().as_secs_f64() - restored["restore_seconds"].as_f64().unwrap_or(0.0);
-    let memory = match &postcopy {
-        Some(p) => Some(postcopy::memory_followed(&source, p, &name, &args.to, args.json).await?),
-        None => None,
+    // Stop-and-copy: the source, frozen at the end of its dump, ends now
+    // (before the receiver keeps its copy: never two running).
+    if !postcopy {
+        if let Err(e) = postcopy::let_go(&source, &dump).await {
+            return Err(postcopy::call_off(e, &source, &dump).await);
+        }
+    }
+    // Without this word the receiver removes its copy.
+    ch.send_json(&Answer::ready())?;
+    let memory = match postcopy {
+        true => Some(postcopy::memory_followed(&source, &dump, &name, &args.to, args.json).await?),
+        false => None,
     };
     if args.rm {
         let removed = match &source.docker {
@@ -200,7 +226,7 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
     let report = json!({
         "container": target.name,
         "to": args.to,
-        "mode": if postcopy.is_some() { "postcopy" } else { "stopcopy" },
+        "mode": if postcopy { "postcopy" } else { "stopcopy" },
         "restored": restored,
         "source": if args.rm { "removed" } else { "stopped" },
         "downtime_seconds": downtime,
@@ -210,7 +236,7 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
         "restore_seconds": restored["restore_seconds"],
         "archive_bytes": exported["archive_bytes"],
         "memory_seconds": memory.map(|m| m.0),
-        "memory_bytes": memory.map(|m| m.1),
+        "memory_bytes": memory.map(|m| m.1).or(restored["pages_bytes"].as_u64()),
         "total_seconds": started.elapsed().as_secs_f64(),
     });
     if args.json {
@@ -221,9 +247,9 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
     Ok(())
 }
 
-/// Streams the archive, waits for the receiver's word that the container
-/// runs there, and confirms having it; returns the receiver's restore
-/// report.
+/// Streams the archive and waits for the receiver's word that the
+/// container runs there; returns the receiver's restore report. (The
+/// caller confirms, once it has let the source go.)
 fn hand_over(ch: &mut Channel<TcpStream>, file: &Path, show: bool) -> Result<Value> {
     let open = |e| lazarus_core::Error::io(format!("read {}", file.display()))(e);
     let len = std::fs::metadata(file).map_err(open)?.len();
@@ -242,52 +268,7 @@ fn hand_over(ch: &mut Channel<TcpStream>, file: &Path, show: bool) -> Result<Val
             answer.error.unwrap_or_default()
         )));
     }
-    // Without this word the receiver removes its copy: never two running.
-    ch.send_json(&Answer::ready())?;
     Ok(answer.restored.unwrap_or_default())
-}
-
-/// After a failed hand-over: the source, stopped by the checkpoint, is
-/// restored in place from the archive's images.
-async fn bring_back(
-    error: Error,
-    source: &Source,
-    scratch: lazarus_core::scratch::Scratch,
-) -> Error {
-    let name = &source.target.name;
-    let archive_file = scratch.path().join("archive.tar");
-    let images_root = scratch.path().join("undo");
-    let restored = async {
-        archive::extract_with(
-            &archive_file,
-            &images_root,
-            &|entry| entry.starts_with(archive::CHECKPOINT_DIR),
-            &mut |_| {},
-        )?;
-        let images = images_root.join(archive::CHECKPOINT_DIR);
-        export::restore_in_place(
-            &source.target,
-            source.docker.as_ref(),
-            Some(&source.ctr),
-            &images,
-        )
-        .await
-    }
-    .await;
-    match restored {
-        Ok(()) => Error::Refused(format!(
-            "migration failed: {error}\n  {name} was restored here from its checkpoint and runs on"
-        )),
-        Err(e) => {
-            let kept = scratch.keep();
-            error.with_cleanup(Some(format!(
-                "restoring {name} here failed too ({e}); its checkpoint is kept in {}: \
-                 lazarus restore --import {}",
-                kept.display(),
-                kept.join("archive.tar").display()
-            )))
-        }
-    }
 }
 
 async fn remove_containerd(ctr: &Containerd, id: &str) -> Result<()> {
@@ -299,9 +280,13 @@ async fn remove_containerd(ctr: &Containerd, id: &str) -> Result<()> {
 
 fn text(r: &Value) -> String {
     let s = |k: &str| r[k].as_f64().unwrap_or(0.0);
+    let human = |k: &str| lazarus_core::inspect::human(r[k].as_u64().unwrap_or(0));
     let memory = match r["memory_seconds"].as_f64() {
-        Some(m) => format!("; its memory followed in {m:.2}s"),
-        None => String::new(),
+        Some(m) => format!(
+            "; its memory ({}) followed in {m:.2}s",
+            human("memory_bytes")
+        ),
+        None => format!("; memory {} through the page stream", human("memory_bytes")),
     };
     format!(
         "{} runs on {} as {} (source {}, {}): downtime {:.2}s (checkpoint and archive {:.2}s, \
@@ -314,7 +299,7 @@ fn text(r: &Value) -> String {
         s("downtime_seconds"),
         s("archive_seconds"),
         s("transfer_seconds"),
-        lazarus_core::inspect::human(r["archive_bytes"].as_u64().unwrap_or(0)),
+        human("archive_bytes"),
         s("restore_seconds"),
     )
 }

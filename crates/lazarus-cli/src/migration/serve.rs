@@ -9,7 +9,7 @@
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,13 +18,15 @@ use lazarus_core::config::Config;
 
 use super::receive_guard::{self, ReceiveGuardArgs};
 use super::{
-    key_path, resolve, Answer, Offer, CONNECT_TIMEOUT, MAX_ARCHIVE, PEER_TIMEOUT, PROTOCOL,
+    key_path, resolve, Answer, Offer, Plan, CONNECT_TIMEOUT, MAX_ARCHIVE, PEER_TIMEOUT, PROTOCOL,
 };
 use crate::containerd::Containerd;
 use crate::docker::Docker;
 use crate::endpoints::Endpoints;
 use crate::error::{Error, Result};
 use crate::import::{self, ImportArgs};
+use lazarus_core::checkpoint::postcopy::{PageMode, PageServer};
+use lazarus_core::criu::{DirectWait, LazyPages, LazyPagesRequest, SwrkCriu};
 
 /// How long a restored container waits for the sender to confirm it took
 /// the answer; without the confirmation the sender brings its source back,
@@ -71,35 +73,44 @@ pub async fn run(args: &ServeArgs, endpoints: &Endpoints, config: &Config) -> Re
     }
 }
 
-/// One agent per work root: it holds a lock there for as long as it runs,
-/// so what an earlier agent (killed mid-migration) left in the scratch
-/// space is its own to remove.
-fn claim_work_root(config: &Config) -> Result<nix::fcntl::Flock<std::fs::File>> {
+/// One agent per work root and per receive root: it holds a lock in each
+/// for as long as it runs, so what an earlier agent (killed mid-migration)
+/// left in their scratch space is its own to remove.
+fn claim_work_root(config: &Config) -> Result<Vec<nix::fcntl::Flock<std::fs::File>>> {
     let work = config.work_dir()?;
-    // Beside the scratch space, not in it.
-    let path = config.work_root.join("serve.lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(lazarus_core::Error::io(format!("open {}", path.display())))?;
-    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
-        |_| {
-            Error::Refused(format!(
-                "another `lazarus serve` uses {} (its lock {} is held): one agent per work_root",
-                config.work_root.display(),
-                path.display()
-            ))
-        },
-    )?;
-    for entry in std::fs::read_dir(&work).into_iter().flatten().flatten() {
-        if entry.file_name().to_string_lossy().starts_with("receive-") {
-            let _ = std::fs::remove_dir_all(entry.path());
+    // The receive root's scratch space is the root itself.
+    let receive = config.receive_dir()?;
+    let mut locks = Vec::new();
+    for (root, scratch, setting) in [
+        (&config.work_root, &work, "work_root"),
+        (&receive, &receive, "receive_root"),
+    ] {
+        // Beside the scratch space, not in it (the work root's).
+        let path = root.join("serve.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(lazarus_core::Error::io(format!("open {}", path.display())))?;
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|_| {
+                Error::Refused(format!(
+                    "another `lazarus serve` uses {} (its lock {} is held): one agent per \
+                     {setting}",
+                    root.display(),
+                    path.display()
+                ))
+            })?;
+        locks.push(lock);
+        for entry in std::fs::read_dir(scratch).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with("receive-") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
         }
     }
-    Ok(lock)
+    Ok(locks)
 }
 
 /// One migration; returns the container's name here.
@@ -129,7 +140,28 @@ async fn receive(
         ..Answer::ready()
     })?;
 
-    let scratch = config.scratch_dir("receive")?;
+    let plan: Plan = ch.recv_json()?;
+    // Stop-and-copy: the memory arrives first, through CRIU's page server,
+    // into memory (receive_root), not onto a disk.
+    let scratch = match plan.postcopy {
+        true => config.scratch_dir("receive")?,
+        false => config.receive_scratch_dir("receive")?,
+    };
+    let receiver = match plan.postcopy {
+        true => None,
+        false => match PageReceiver::start(ch.stream(), scratch.path(), config) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let _ = ch.send_json(&Answer::refused(&e));
+                return Err(e);
+            }
+        },
+    };
+    ch.send_json(&Answer {
+        pages: receiver.as_ref().map(|r| r.server.clone()),
+        ..Answer::ready()
+    })?;
+
     let path = scratch.path().join("archive.tar");
     let file = OpenOptions::new()
         .write(true)
@@ -145,6 +177,16 @@ async fn receive(
     file.flush()
         .map_err(lazarus_core::Error::io(format!("write {}", path.display())))?;
     drop(file);
+    let pages = match receiver {
+        Some(r) => match r.finish() {
+            Ok(pages) => Some(pages),
+            Err(e) => {
+                let _ = ch.send_json(&Answer::refused(&e));
+                return Err(e);
+            }
+        },
+        None => None,
+    };
 
     // From here a container exists here that the sender has not confirmed:
     // the guard removes it if this agent dies before it is settled.
@@ -158,8 +200,16 @@ async fn receive(
         scratch: scratch.path().to_path_buf(),
     };
     let guard = receive_guard::start(endpoints, &guarded)?;
-    let settled =
-        restore_and_confirm(&mut ch, &offer, path, scratch.path(), endpoints, config).await;
+    let settled = restore_and_confirm(
+        &mut ch,
+        &offer,
+        path,
+        scratch.path(),
+        pages,
+        endpoints,
+        config,
+    )
+    .await;
     guard.dismiss();
     settled
 }
@@ -172,6 +222,7 @@ async fn restore_and_confirm(
     offer: &Offer,
     path: PathBuf,
     scratch: &Path,
+    pages: Option<PathBuf>,
     endpoints: &Endpoints,
     config: &Config,
 ) -> Result<String> {
@@ -183,6 +234,7 @@ async fn restore_and_confirm(
         json: true,
         netlock: None,
         scratch_in: Some(scratch.to_path_buf()),
+        pages,
     };
     let restored = match import::restore(&args, endpoints, config).await {
         Ok(v) => v,
@@ -224,6 +276,87 @@ async fn restore_and_confirm(
             ))
             .with_cleanup(cleanup))
         }
+    }
+}
+
+/// How long the page server gets to end once the archive is here: the
+/// sender's dump disconnected from it before the archive was made.
+const PAGE_SERVER_END_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// This host's CRIU page server for one stop-and-copy migration: it listens
+/// on the migration connection's address, TLS only with certificates made
+/// for this migration (sent to the sender inside the channel), and writes
+/// the memory the sender's dump pushes into `scratch/pages`. Killed if the
+/// migration ends before it did.
+struct PageReceiver {
+    server: PageServer,
+    daemon: Box<dyn LazyPages>,
+    images: PathBuf,
+}
+
+impl PageReceiver {
+    fn start(stream: &TcpStream, scratch: &Path, config: &Config) -> Result<PageReceiver> {
+        let ip = stream
+            .local_addr()
+            .map_err(lazarus_core::Error::io("read the connection's address"))?
+            .ip();
+        let port = TcpListener::bind((ip, 0))
+            .and_then(|l| l.local_addr())
+            .map_err(lazarus_core::Error::io(
+                "find a free port for the page server",
+            ))?
+            .port();
+        let mut server = PageServer::generate(ip, port)?;
+        server.mode = PageMode::Push;
+        let images = scratch.join("pages");
+        let work = scratch.join("pages-work");
+        for dir in [&images, &work] {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(dir)
+                .map_err(lazarus_core::Error::io(format!("create {}", dir.display())))?;
+        }
+        let criu = SwrkCriu {
+            binary: config.criu_path.clone(),
+            limits: config.criu_limits(),
+            waiter: Box::new(DirectWait),
+        };
+        let daemon = criu.receive_pages(&LazyPagesRequest {
+            images: &images,
+            work: &work,
+            server: &server,
+        })?;
+        Ok(PageReceiver {
+            server,
+            daemon,
+            images,
+        })
+    }
+
+    /// Once the archive is here: the page server has ended well, and the
+    /// memory is in the returned directory.
+    fn finish(mut self) -> Result<PathBuf> {
+        match self.daemon.wait(PAGE_SERVER_END_TIMEOUT) {
+            Some(0) => Ok(self.images.clone()),
+            status => {
+                let log = lazarus_core::criu::log::excerpt(self.daemon.log(), 10);
+                Err(Error::Refused(format!(
+                    "the page server receiving the memory {} ({}; log {})",
+                    match status {
+                        Some(code) => format!("failed (exit status {code})"),
+                        None => format!("had not ended {PAGE_SERVER_END_TIMEOUT:?} after the dump"),
+                    },
+                    log.errors.join("; "),
+                    self.daemon.log().display()
+                )))
+            }
+        }
+    }
+}
+
+impl Drop for PageReceiver {
+    fn drop(&mut self) {
+        self.daemon.kill();
     }
 }
 

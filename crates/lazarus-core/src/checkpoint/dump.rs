@@ -8,7 +8,7 @@ use oci_spec::runtime::Spec;
 use protobuf::MessageField;
 
 use super::image::{self, Metadata};
-use super::postcopy::{self, PageServer};
+use super::postcopy::{self, PageMode, PageServer};
 use super::request::{self, CgroupsMode, CheckpointRequest};
 use crate::archive::{rootfs, DELETED_FILES, ROOTFS_DIFF_TAR};
 use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp};
@@ -40,11 +40,16 @@ pub struct DumpPaths<'a> {
     pub cancel: Option<&'a dyn Fn() -> bool>,
     /// Compress the page images once CRIU is done (see [`super::pages`]).
     pub compress_pages: bool,
-    /// Post-copy: CRIU dumps the minimal state, then serves the memory
-    /// from this page server until the destination has all of it.
+    /// A migration's dump (see [`postcopy`]). Lazy: CRIU dumps the minimal
+    /// state, then serves the memory from this page server until the
+    /// destination has all of it. Push: CRIU sends every page to this (the
+    /// destination's) page server, then waits at its post-dump notification
+    /// until the client releases the tree (it ends) or calls the dump off
+    /// (`cancel`: CRIU resumes it).
     pub page_server: Option<&'a PageServer>,
-    /// Post-copy: called once the image directory is complete (all but the
-    /// memory, which the page server now serves) while CRIU goes on.
+    /// A migration's dump: called once the image directory is complete
+    /// (lazy: all but the memory, which the page server now serves; push:
+    /// everything, the memory being at the destination) while CRIU goes on.
     pub ready: Option<&'a dyn Fn()>,
 }
 
@@ -61,7 +66,8 @@ pub fn dump(
 ) -> Result<Metadata> {
     let (images, work) = (paths.images, paths.work);
     let version = super::check_criu(criu)?;
-    if paths.page_server.is_some() {
+    let mode = paths.page_server.map(|s| s.mode);
+    if mode == Some(PageMode::Lazy) {
         postcopy::check_pipe_max_size()?;
     }
     image::create_dir(images)?;
@@ -131,7 +137,7 @@ pub fn dump(
     }
 
     let _tls = match paths.page_server {
-        Some(server) => Some(lazy_dump_options(&mut opts, server, work)?),
+        Some(server) => Some(page_server_options(&mut opts, server, work)?),
         None => None,
     };
 
@@ -147,18 +153,30 @@ pub fn dump(
         log: Some(&log),
         cancel: paths.cancel,
     };
-    // Post-copy: the image directory is finished (all but the memory) when
-    // CRIU is ready to serve pages, with the container still frozen.
+    // A migration's image directory is finished, the container still
+    // frozen, when CRIU is ready to serve pages (lazy) or has sent them all
+    // (push: CRIU asks at post-dump whether to end the tree; an error
+    // there makes it resume the tree and fail the dump).
     let mut finished_early = false;
     let mut notify = |script: &str, _pid: i32| -> Result<()> {
-        if script == "status-ready" && paths.page_server.is_some() {
-            finish(&mut metadata, &rootfs, paths, &before)?;
-            finished_early = true;
-            if let Some(ready) = paths.ready {
-                ready();
-            }
+        let finishing = matches!(
+            (script, mode),
+            ("status-ready", Some(PageMode::Lazy)) | ("post-dump", Some(PageMode::Push))
+        );
+        if !finishing {
+            return Ok(());
         }
-        Ok(())
+        finish(&mut metadata, &rootfs, paths, &before)?;
+        finished_early = true;
+        if let Some(ready) = paths.ready {
+            ready();
+        }
+        match mode {
+            Some(PageMode::Push) => {
+                postcopy::await_release(images, paths.cancel.unwrap_or(&|| false))
+            }
+            _ => Ok(()),
+        }
     };
     let failure = match criu.call(call, &mut notify) {
         Ok(o) if o.response.success() => None,
@@ -218,18 +236,22 @@ fn finish(
     Ok(())
 }
 
-/// CRIU's lazy-pages dump: it listens on `server.port` (on every address:
-/// over RPC a lazy dump takes no address) and speaks only TLS with the
-/// migration's certificate. Returns the TLS files, to live as long as CRIU.
-fn lazy_dump_options(
+/// A migration's dump, TLS only with the migration's certificate. Lazy:
+/// CRIU listens on `server.port` (on every address: over RPC a lazy dump
+/// takes no address). Push: CRIU connects to the destination's page server
+/// at `server.address:port`. Returns the TLS files, to live as long as CRIU.
+fn page_server_options(
     opts: &mut rpc::Criu_opts,
     server: &PageServer,
     work: &Path,
 ) -> Result<postcopy::TlsFiles> {
     let tls = server.tls_files(work)?;
-    opts.set_lazy_pages(true);
     let mut ps = rpc::Criu_page_server_info::new();
     ps.set_port(server.port as i32);
+    match server.mode {
+        PageMode::Lazy => opts.set_lazy_pages(true),
+        PageMode::Push => ps.set_address(server.address.to_string()),
+    }
     opts.ps = MessageField::some(ps);
     opts.set_tls(true);
     opts.set_tls_cacert(tls.ca.to_string_lossy().into_owned());

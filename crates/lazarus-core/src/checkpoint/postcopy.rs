@@ -1,16 +1,24 @@
-//! Post-copy (lazy pages): the source's dump sends only the minimal state
-//! and then serves the process's memory from a CRIU page server; the
-//! destination resumes the process at once and a lazy-pages daemon fetches
-//! the memory behind it (on fault through userfaultfd, and in the
-//! background until every page is there).
+//! Migration dumps whose memory moves through CRIU's page server, in one
+//! of two directions ([`PageMode`]):
 //!
-//! A checkpoint asks for it with a [`PageServer`] file in its image
+//! - post-copy (lazy pages): the source's dump sends only the minimal state
+//!   and then serves the process's memory from a CRIU page server; the
+//!   destination resumes the process at once and a lazy-pages daemon
+//!   fetches the memory behind it (on fault through userfaultfd, and in the
+//!   background until every page is there);
+//! - stop-and-copy (push): the source's dump sends every page to the
+//!   destination's page server as it reads it (no page touches the
+//!   source's disk), then waits, frozen, at CRIU's post-dump notification
+//!   for the client's word: released, the tree ends as after any dump;
+//!   called off, CRIU resumes it where it was.
+//!
+//! A checkpoint asks for either with a [`PageServer`] file in its image
 //! directory, written by `lazarus migrate` before the dump; the same file
-//! travels in the archive and tells the destination's restore where the
+//! travels in the archive and tells the destination's restore where a lazy
 //! memory is. The page stream is CRIU's own protocol under mutual TLS with
-//! a one-time CA made here: CRIU's lazy page server listens on every
-//! address, so a peer without the migration's certificate must get
-//! nothing but a failed handshake.
+//! a one-time CA: CRIU's lazy page server listens on every address, so a
+//! peer without the migration's certificate must get nothing but a failed
+//! handshake.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -34,6 +42,10 @@ pub const CANCEL_FILE: &str = "lazarus-postcopy.cancel";
 /// has ended (every page sent, or called off and the container thawed),
 /// holding how it ended; the client waits for it before it lets go.
 pub const ENDED_FILE: &str = "lazarus-postcopy.ended";
+/// In the image directory: written by the migrating client once the
+/// destination runs the container, to let a push dump's source end (until
+/// then it waits frozen, and is resumed if the dump is called off).
+pub const RELEASE_FILE: &str = "lazarus-postcopy.release";
 /// In the image directory: renewed by the migrating client every
 /// [`LEASE_RENEW`] while the dump may need it. A client that dies (killed
 /// mid-migration) stops renewing it, and a dump whose lease is older than
@@ -48,13 +60,28 @@ pub const LEASE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MIN_PIPE_MAX_SIZE: u64 = 4 << 20;
 const PIPE_MAX_SIZE: &str = "/proc/sys/fs/pipe-max-size";
 
-/// The source's page server, as the destination reaches it, and the
-/// migration's TLS material (the same certificate serves both ends; it is
-/// signed by a CA that exists for this one migration).
+/// Which way the memory goes through the page server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PageMode {
+    /// Post-copy: the page server is the source's dump, serving the memory
+    /// to the destination's lazy-pages daemon after the destination resumed.
+    #[default]
+    Lazy,
+    /// Stop-and-copy: the page server is the destination's; the source's
+    /// dump sends it every page before the destination restores.
+    Push,
+}
+
+/// The page server, as its client reaches it, and the migration's TLS
+/// material (the same certificate serves both ends; it is signed by a CA
+/// that exists for this one migration).
 #[derive(Clone, Serialize, Deserialize)]
 pub struct PageServer {
     pub address: IpAddr,
     pub port: u16,
+    #[serde(default)]
+    pub mode: PageMode,
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
@@ -114,6 +141,7 @@ impl PageServer {
         Ok(PageServer {
             address,
             port,
+            mode: PageMode::Lazy,
             ca_pem: ca_cert.pem(),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -170,9 +198,15 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 /// where they are.
 pub fn is_control_file(path: &Path) -> bool {
     path.file_name().is_some_and(|n| {
-        [REQUEST_FILE, CANCEL_FILE, ENDED_FILE, LEASE_FILE]
-            .iter()
-            .any(|f| n == *f)
+        [
+            REQUEST_FILE,
+            CANCEL_FILE,
+            ENDED_FILE,
+            LEASE_FILE,
+            RELEASE_FILE,
+        ]
+        .iter()
+        .any(|f| n == *f)
     })
 }
 
@@ -285,6 +319,38 @@ pub fn cancel(images: &Path) -> Result<()> {
 
 pub fn cancelled(images: &Path) -> bool {
     images.join(CANCEL_FILE).exists()
+}
+
+/// Lets a push dump's source end (see [`RELEASE_FILE`]).
+pub fn release(images: &Path) -> Result<()> {
+    let path = images.join(RELEASE_FILE);
+    std::fs::write(&path, b"").map_err(Error::io(format!("write {}", path.display())))
+}
+
+pub fn released(images: &Path) -> bool {
+    images.join(RELEASE_FILE).exists()
+}
+
+/// How often a push dump, frozen at its post-dump notification, looks for
+/// its client's word.
+const DECISION_POLL: Duration = Duration::from_millis(20);
+
+/// A push dump's wait at CRIU's post-dump notification (every page is at
+/// the destination): Ok once released, an error once called off
+/// (`called_off`: the cancel file, or a lapsed lease). CRIU kills the tree
+/// after Ok and resumes it after an error.
+pub fn await_release(images: &Path, called_off: &dyn Fn() -> bool) -> Result<()> {
+    loop {
+        if released(images) {
+            return Ok(());
+        }
+        if called_off() {
+            return Err(Error::Other(
+                "the migration was called off before the destination ran the container".into(),
+            ));
+        }
+        std::thread::sleep(DECISION_POLL);
+    }
 }
 
 /// Says the dump has ended (see [`ENDED_FILE`]). Best effort: a client
@@ -401,6 +467,34 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_push_dump_waits_for_release_or_call_off() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(await_release(dir.path(), &|| true).is_err());
+        release(dir.path()).unwrap();
+        assert!(is_control_file(&dir.path().join(RELEASE_FILE)));
+        // Released wins over a call-off that came later.
+        assert!(await_release(dir.path(), &|| true).is_ok());
+        let later = tempfile::tempdir().unwrap();
+        let path = later.path().to_path_buf();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            release(&path).unwrap();
+        });
+        assert!(await_release(later.path(), &|| false).is_ok());
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn an_old_request_without_a_mode_is_post_copy() {
+        let ps = PageServer::generate("10.0.0.1".parse().unwrap(), 1).unwrap();
+        let mut v = serde_json::to_value(&ps).unwrap();
+        assert_eq!(v["mode"], "lazy");
+        v.as_object_mut().unwrap().remove("mode");
+        let back: PageServer = serde_json::from_value(v).unwrap();
+        assert_eq!(back.mode, PageMode::Lazy);
     }
 
     #[test]

@@ -165,7 +165,9 @@ impl RestorePlan {
             )));
         }
         let work = work.unwrap_or_else(|| images.clone());
-        let page_server = PageServer::read(&images)?;
+        // A push request came with the images: its memory is here already.
+        let page_server =
+            PageServer::read(&images)?.filter(|s| s.mode == super::postcopy::PageMode::Lazy);
         Ok(RestorePlan {
             images,
             work,

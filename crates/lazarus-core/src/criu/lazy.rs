@@ -3,6 +3,10 @@
 //! work directory, where the restore finds it (`lazy-pages.socket`). It
 //! fetches the memory from the source's page server and exits once every
 //! page is in; the restored process depends on it until then.
+//!
+//! Its counterpart for stop-and-copy is the destination's `criu page-server`
+//! ([`SwrkCriu::receive_pages`]): the source's dump pushes every page to it
+//! before the restore, and it writes them into the images directory.
 
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd};
@@ -17,19 +21,21 @@ use super::{CriuError, CriuFailure, CriuOp, ExitWatch, SwrkCriu};
 use crate::checkpoint::postcopy::{PageServer, TlsFiles};
 use crate::error::{Error, Result};
 
-/// The daemon's log, in the work directory.
+/// The daemons' logs, in the work directory.
 pub const LAZY_PAGES_LOG: &str = "lazy-pages.log";
+pub const PAGE_SERVER_LOG: &str = "page-server.log";
 /// How long the daemon gets to say it is ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What a lazy-pages daemon serves.
+/// What a lazy-pages daemon serves, or where a receiving page server
+/// writes.
 pub struct LazyPagesRequest<'a> {
     pub images: &'a Path,
     pub work: &'a Path,
     pub server: &'a PageServer,
 }
 
-/// A running lazy-pages daemon.
+/// A running CRIU page daemon: lazy-pages, or a receiving page server.
 pub trait LazyPages: Send {
     /// Waits at most `timeout` for it to end: its exit status, or None.
     fn wait(&mut self, timeout: Duration) -> Option<i32>;
@@ -62,13 +68,30 @@ impl LazyPages for Daemon {
 
 impl SwrkCriu {
     pub(super) fn spawn_lazy_pages(&self, req: &LazyPagesRequest) -> Result<Box<dyn LazyPages>> {
+        self.spawn_page_daemon(&["lazy-pages", "--page-server"], LAZY_PAGES_LOG, req)
+    }
+
+    /// Starts CRIU's page server for a push dump (stop-and-copy) at
+    /// `req.server`'s address and port, TLS only; it writes the pages it
+    /// receives into `req.images` and exits once the dump has disconnected.
+    /// Returns once it listens.
+    pub fn receive_pages(&self, req: &LazyPagesRequest) -> Result<Box<dyn LazyPages>> {
+        self.spawn_page_daemon(&["page-server"], PAGE_SERVER_LOG, req)
+    }
+
+    fn spawn_page_daemon(
+        &self,
+        command: &[&str],
+        log_name: &str,
+        req: &LazyPagesRequest,
+    ) -> Result<Box<dyn LazyPages>> {
         let fail = |f| Error::from(CriuError::new(CriuOp::Restore, f));
+        let what = command.join(" ");
         let tls = req.server.tls_files(req.work)?;
         let (ready_r, ready_w) = nix::unistd::pipe().map_err(Error::sys("create a pipe"))?;
         let status_fd = ready_w.as_raw_fd();
         let mut cmd = Command::new(&self.binary);
-        cmd.arg("lazy-pages")
-            .arg("--page-server")
+        cmd.args(command)
             .arg("--address")
             .arg(req.server.address.to_string())
             .arg("--port")
@@ -85,16 +108,16 @@ impl SwrkCriu {
             .arg("--work-dir")
             .arg(req.work)
             .arg("--log-file")
-            .arg(LAZY_PAGES_LOG)
+            .arg(log_name)
             .arg("-v4")
             .arg("--status-fd")
             .arg(status_fd.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // No parent-death signal, unlike swrk: the daemon must outlive the
-        // thread that started it (the restored process faults its memory in
-        // through it), and the shim watches it to the end.
+        // No parent-death signal, unlike swrk: a lazy-pages daemon must
+        // outlive the thread that started it (the restored process faults
+        // its memory in through it), and its owner watches it to the end.
         // SAFETY: only fcntl, async-signal-safe, runs before exec.
         unsafe {
             cmd.pre_exec(move || {
@@ -107,7 +130,7 @@ impl SwrkCriu {
         let watch = self.waiter.watch()?;
         let child = cmd.spawn().map_err(|e| {
             fail(CriuFailure::NotInstalled(format!(
-                "cannot run `{} lazy-pages`: {e}",
+                "cannot run `{} {what}`: {e}",
                 self.binary.display()
             )))
         })?;
@@ -115,14 +138,14 @@ impl SwrkCriu {
         let mut daemon = Daemon {
             child,
             watch,
-            log: req.work.join(LAZY_PAGES_LOG),
+            log: req.work.join(log_name),
             _tls: tls,
         };
         if let Err(why) = wait_ready(ready_r) {
             daemon.kill();
             let log = super::log::excerpt(&daemon.log, 10);
             return Err(fail(CriuFailure::Crashed(format!(
-                "the lazy-pages daemon did not start ({why}): {}",
+                "`criu {what}` did not start ({why}): {}",
                 log.errors.join("; ")
             ))));
         }
@@ -130,8 +153,8 @@ impl SwrkCriu {
     }
 }
 
-/// Waits for the daemon's byte on its status pipe (written once it listens
-/// on `lazy-pages.socket`).
+/// Waits for the daemon's byte on its status pipe (written once it listens:
+/// on `lazy-pages.socket`, or on its TCP port).
 fn wait_ready(pipe: std::os::fd::OwnedFd) -> std::result::Result<(), String> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {

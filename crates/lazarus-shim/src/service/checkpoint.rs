@@ -44,22 +44,25 @@ impl TaskService {
         self.checkpoint_for(req, &|| false, None)
     }
 
-    /// The image directory of a post-copy checkpoint request (one whose
+    /// The image directory of a migration's checkpoint request (one whose
     /// image path holds a page server request), else None.
-    pub fn postcopy_images(&self, req: &CheckpointTaskRequest) -> Option<PathBuf> {
+    pub fn migration_images(&self, req: &CheckpointTaskRequest) -> Option<PathBuf> {
         let request = crate::options::decode_checkpoint(req.options.as_ref()).ok()?;
         let images = PathBuf::from(&request.image_path);
         (!request.image_path.is_empty() && images.join(postcopy::REQUEST_FILE).is_file())
             .then_some(images)
     }
 
-    /// A post-copy checkpoint answers once the image directory is complete
-    /// (all but the memory) and CRIU serves the memory; the dump goes on in
-    /// the background until the destination has every page (then, with
-    /// `exit`, the container ends as after any dump) or is called off (then
-    /// it runs on, thawed). The container stays Checkpointing meanwhile.
-    /// `images` is the request's image directory ([`Self::postcopy_images`]).
-    pub fn checkpoint_postcopy(
+    /// A migration's checkpoint answers once the image directory is
+    /// complete: post-copy, all but the memory, which CRIU now serves;
+    /// stop-and-copy, everything, the memory having been pushed to the
+    /// destination. The dump goes on in the background, the container
+    /// frozen, until the destination has every page (post-copy) or the
+    /// client releases it (stop-and-copy): then, with `exit`, the container
+    /// ends as after any dump. Called off, it runs on, thawed. The container
+    /// stays Checkpointing meanwhile. `images` is the request's image
+    /// directory ([`Self::migration_images`]).
+    pub fn checkpoint_migration(
         self: &Arc<Self>,
         req: CheckpointTaskRequest,
         images: PathBuf,
@@ -68,7 +71,7 @@ impl TaskService {
         let service = Arc::clone(self);
         let ready = tx.clone();
         std::thread::Builder::new()
-            .name("postcopy-dump".into())
+            .name("migration-dump".into())
             .spawn(move || {
                 let ready = move || {
                     let _ = ready.send(None);
@@ -76,12 +79,12 @@ impl TaskService {
                 let result = service.checkpoint_for(&req, &|| false, Some(&ready));
                 let how = match &result {
                     Ok(()) => {
-                        let how = format!("post-copy dump of {}: every page was sent", req.id);
+                        let how = format!("migration dump of {}: every page was sent", req.id);
                         log::info!("{how}");
                         how
                     }
                     Err(e) => {
-                        let how = format!("post-copy dump of {}: {e}; it runs on here", req.id);
+                        let how = format!("migration dump of {}: {e}; it runs on here", req.id);
                         log::error!("{how}");
                         how
                     }
@@ -89,11 +92,11 @@ impl TaskService {
                 postcopy::say_ended(&images, &how);
                 let _ = tx.send(Some(result));
             })
-            .map_err(|e| Error::Runtime(format!("start the post-copy dump: {e}")))?;
+            .map_err(|e| Error::Runtime(format!("start the migration dump: {e}")))?;
         match rx.recv() {
             Ok(None) => Ok(()),
             Ok(Some(result)) => result,
-            Err(_) => Err(Error::Runtime("the post-copy dump thread died".into())),
+            Err(_) => Err(Error::Runtime("the migration dump thread died".into())),
         }
     }
 
@@ -184,7 +187,7 @@ impl TaskService {
         let started = std::time::Instant::now();
         let kept_log = self.settings.kept_log(c.id, image::DUMP_LOG)?;
         let page_server = postcopy::PageServer::read(&images)?;
-        // A post-copy dump outlives the RPC that asked for it: its client
+        // A migration's dump outlives the RPC that asked for it: its client
         // calls it off with a file, or by no longer renewing its lease.
         let called_off = || postcopy::cancelled(&images) || postcopy::lease_lapsed(&images);
         let paths = DumpPaths {

@@ -172,6 +172,18 @@ impl Criu for FakeCriu {
                 )
                 .into());
             }
+            rpc::Criu_req_type::DUMP if request.opts.ps.has_address() => {
+                // As CRIU's dump to a page server does: the images (the
+                // pages went to the server), then it asks at post-dump
+                // whether to end the tree; a failed answer resumes it and
+                // fails the dump.
+                let dir = format!("/proc/self/fd/{}", request.opts.images_dir_fd());
+                std::fs::write(Path::new(&dir).join("inventory.img"), b"").unwrap();
+                if notify("post-dump", 0).is_err() {
+                    response.set_success(false);
+                    response.set_cr_errmsg("RPC client reported script error".into());
+                }
+            }
             rpc::Criu_req_type::DUMP if self.dump_gate.is_some() => {
                 self.dump_gate.as_ref().unwrap().pass(0);
             }
@@ -1124,10 +1136,10 @@ fn postcopy_checkpoint_answers_when_ready_and_a_call_off_leaves_it_running() {
     };
     let dir = f
         .service
-        .postcopy_images(&req)
+        .migration_images(&req)
         .expect("a post-copy request");
     assert_eq!(dir, images.path());
-    let answered = f.service.checkpoint_postcopy(req.clone(), dir);
+    let answered = f.service.checkpoint_migration(req.clone(), dir);
     if postcopy::check_pipe_max_size().is_err() {
         // A host without the set-up's sysctl: refused up front, with the fix.
         let e = answered.unwrap_err().to_string();
@@ -1165,6 +1177,69 @@ fn postcopy_checkpoint_answers_when_ready_and_a_call_off_leaves_it_running() {
         !images.path().join("lazarus-tls-key.pem").exists(),
         "the TLS files go with the dump"
     );
+}
+
+/// A stop-copy checkpoint (a push request in its image path) answers once
+/// CRIU has sent every page and waits at post-dump, the image directory
+/// complete; released, the dump ends well; called off, it fails and the
+/// task runs on.
+#[test]
+fn push_checkpoint_answers_at_post_dump_and_waits_for_release_or_call_off() {
+    use lazarus_core::checkpoint::postcopy::{self, PageMode, PageServer};
+    let f = fixture();
+    for (id, released) in [("c1", true), ("c2", false)] {
+        f.run(id);
+        let images = tempfile::tempdir().unwrap();
+        let mut server = PageServer::generate("127.0.0.1".parse().unwrap(), 27001).unwrap();
+        server.mode = PageMode::Push;
+        server.write(images.path()).unwrap();
+        let req = CheckpointTaskRequest {
+            id: id.into(),
+            options: checkpoint_options(CheckpointOptions {
+                exit: true,
+                image_path: images.path().to_string_lossy().into_owned(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let dir = f.service.migration_images(&req).expect("a push request");
+        let dumps = |f: &Fixture| {
+            f.criu
+                .requests
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.type_() == rpc::Criu_req_type::DUMP)
+                .count()
+        };
+        let before = dumps(&f);
+        f.service.checkpoint_migration(req.clone(), dir).unwrap();
+        assert!(images
+            .path()
+            .join(lazarus_core::checkpoint::image::METADATA_FILE)
+            .is_file());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(
+            postcopy::ended(images.path()).is_none(),
+            "{id}: not waiting"
+        );
+        assert_eq!(dumps(&f), before, "{id}: the dump ended unreleased");
+        match released {
+            true => postcopy::release(images.path()).unwrap(),
+            false => postcopy::cancel(images.path()).unwrap(),
+        }
+        let how = poll_for(|| postcopy::ended(images.path()));
+        let dump = f.criu.last(rpc::Criu_req_type::DUMP);
+        assert!(!dump.lazy_pages() && dump.tls(), "{dump:?}");
+        assert_eq!((dump.ps.address(), dump.ps.port()), ("127.0.0.1", 27001));
+        match released {
+            true => assert!(how.contains("every page was sent"), "{how}"),
+            false => {
+                assert!(how.contains("runs on here"), "{how}");
+                assert_eq!(f.status(id, ""), ApiStatus::RUNNING);
+            }
+        }
+    }
 }
 
 /// What `probe` returns within 10 s.

@@ -1,0 +1,71 @@
+//! Stop-copy migration's page stream: the source's dump pushes the memory
+//! to B's CRIU page server (prepared, listening, before the freeze), and a
+//! failure while it does so leaves the source running, unfrozen, with its
+//! heap, and nothing on B.
+
+use crate::archive_tests::{assert_cli_left_nothing, docker_names};
+use crate::cmd::{run, wait_until};
+use crate::docker_tests::inspect;
+use crate::fault_tests::{memhog, start_memhog, SLOW};
+use crate::harness::Daemons;
+use crate::migrate_postcopy_tests::{
+    assert_not_running_on, assert_source_runs_on, criu_daemon, pgrep, Throttle,
+};
+use crate::migrate_tests::{
+    assert_refused_by_runtime, keygen, spawn_migrate, wait_failed, Serve, B_HOST,
+};
+use std::process::Command;
+
+/// memhog's heap, large enough that its push outlasts the kills below with
+/// the link throttled.
+const HEAP_MIB: u64 = 256;
+
+/// While A's dump pushes memhog's heap to B (the link throttled so that
+/// the push lasts):
+/// 1. B's page server killed: A's dump fails, migrate says the container
+///    runs on here, and it does, unfrozen, with its heap;
+/// 2. A's CRIU killed: the same.
+///
+/// B keeps nothing either time.
+#[test]
+fn migrate_stopcopy_stream_failures_leave_the_source_running() {
+    let a = Daemons::with_docker("migrate_push_a");
+    let b = Daemons::with_docker_with("migrate_push_b", &B_HOST);
+    let key = keygen(&a, "migration.key");
+    let name = a.name("memhog");
+    start_memhog(&a, &name, HEAP_MIB);
+    if !a.is_lazarus() {
+        return assert_refused_by_runtime(&a, &name, &key, &["--mode", "stopcopy"]);
+    }
+    let sum = memhog(&a, &name)[0].1.clone();
+    let serve = Serve::start(&b, &key);
+    let args = ["--mode", "stopcopy"];
+    let pid = inspect(&a, &name, "{{.State.Pid}}");
+    let dump_pattern = format!("criu: dump --rpc -t {pid}");
+    let _throttle = Throttle::all(b.netns().unwrap().veth());
+
+    for killed in ["B's page server", "A's CRIU"] {
+        let mut migration = spawn_migrate(&a, &name, &serve.addr, &key, &args);
+        let (server, _) = wait_until("B's page server", SLOW, || {
+            criu_daemon(b.processes_named("criu"), "page-server")
+        });
+        let dump = wait_until("A's CRIU dump", SLOW, || pgrep(&dump_pattern));
+        let victim = match killed {
+            "A's CRIU" => dump,
+            _ => server,
+        };
+        run(Command::new("kill").args(["-9", &victim.to_string()])).ok();
+        let stderr = wait_failed(&mut migration, SLOW);
+        eprintln!("{killed} killed: {}", stderr.trim());
+        assert!(stderr.contains("runs on here"), "{killed}: {stderr}");
+        assert_source_runs_on(&a, &name, &sum);
+        assert_not_running_on(&b, &name);
+        assert!(docker_names(&b).is_empty(), "B kept a container");
+        assert_cli_left_nothing(&a);
+        wait_until("B's agent to clean up", SLOW, || {
+            crate::archive_tests::cli_leftovers(&b)
+                .is_empty()
+                .then_some(())
+        });
+    }
+}
