@@ -654,7 +654,7 @@ async fn undo_stop(
 /// checkpoint directory, then `start?checkpoint=`), else by replacing its
 /// stopped containerd task with one restored from the images (`ctr` must
 /// be given for that). The images are moved or used up.
-pub async fn restore_in_place(
+async fn restore_in_place(
     target: &Target,
     docker: Option<&Docker>,
     ctr: Option<&Containerd>,
