@@ -35,6 +35,8 @@
 #
 #   SIZES="256 1024"  WORKLOADS="random mixed"  PATHS="postcopy stopcopy docker-runc"
 #   RUNS=1    runs per measurement; medians are printed
+#   KEEP_LOGS=DIR  keep both hosts' daemon logs (with the shims' timings)
+#                  and B's agent log there
 #   CONTAINERD=/usr/bin/containerd
 #   SHIM_DIR  where containerd-shim-lazarus-v2 and lazarus are (default: built
 #             into the repo's target/release)
@@ -63,6 +65,11 @@ NS=lzbench-$$ VETH=lzb$$a PEER=lzb$$b ADDR=10.214.$N.2 PORT=7470
 SERVE_PID=
 cleanup() {
   [ -z "$SERVE_PID" ] || kill "$SERVE_PID" 2>/dev/null || true
+  if [ -n "${KEEP_LOGS:-}" ]; then # the daemons' logs (the shims' lines among them), the agent's
+    mkdir -p "$KEEP_LOGS/a" "$KEEP_LOGS/b"
+    cp "$A"/*.log "$KEEP_LOGS/a/" 2>/dev/null || true
+    cp "${B:-/nonexistent}"/*.log "$TMP/serve.log" "$KEEP_LOGS/b/" 2>/dev/null || true
+  fi
   ip netns del "$NS" 2>/dev/null || true
   ip link del "$VETH" 2>/dev/null || true
   pd_stop_all

@@ -1,7 +1,7 @@
 //! Stop-copy migration's page stream: the source's dump pushes the memory
 //! to B's CRIU page server (prepared, listening, before the freeze), and a
 //! failure while it does so leaves the source running, unfrozen, with its
-//! heap, and nothing on B.
+//! heap, and nothing on B; a heap that moves arrives whole.
 
 use crate::archive_tests::{assert_cli_left_nothing, docker_names};
 use crate::cmd::{run, wait_until};
@@ -9,12 +9,20 @@ use crate::docker_tests::inspect;
 use crate::fault_tests::{memhog, start_memhog, SLOW};
 use crate::harness::Daemons;
 use crate::migrate_postcopy_tests::{
-    assert_not_running_on, assert_source_runs_on, criu_daemon, pgrep, Throttle,
+    assert_a_heap_moves, assert_not_running_on, assert_source_runs_on, criu_daemon, pgrep, Throttle,
 };
 use crate::migrate_tests::{
     assert_refused_by_runtime, keygen, spawn_migrate, wait_failed, Serve, B_HOST,
 };
 use std::process::Command;
+
+/// memhog (1 GiB on the heavy legs) moves stop-copy to B and ticks on
+/// there from the next tick with the same checksum of its whole heap:
+/// every page went from A's dump to B's page server and into the restore.
+#[test]
+fn migrate_stopcopy_moves_a_heap_with_its_checksum() {
+    assert_a_heap_moves("stopcopy", "migrate_push_heap");
+}
 
 /// memhog's heap, large enough that its push outlasts the kills below with
 /// the link throttled.

@@ -256,7 +256,8 @@ fn move_pages(pages: &Path, images: &Path) -> Result<u64> {
         let to = images.join(entry.file_name());
         if to.symlink_metadata().is_ok() {
             return Err(Error::Refused(format!(
-                "the archive has its own {} beside the memory the page server received: not                  one dump",
+                "the archive has its own {} beside the memory the page server received: not \
+                 one dump",
                 to.display()
             )));
         }
@@ -532,4 +533,38 @@ async fn unlock_member(restored: &Value, endpoints: &Endpoints) -> Result<()> {
     let netns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
     netlock::unlock(&netns, &DirectWait)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn received_pages_move_in_beside_the_archives_images() {
+        let pages = tempfile::tempdir().unwrap();
+        let images = tempfile::tempdir().unwrap();
+        std::fs::write(pages.path().join("pagemap-1.img"), [1u8; 10]).unwrap();
+        std::fs::write(pages.path().join("pages-1.img"), [2u8; 4096]).unwrap();
+        std::fs::write(images.path().join("inventory.img"), b"").unwrap();
+        assert_eq!(move_pages(pages.path(), images.path()).unwrap(), 4106);
+        assert!(images.path().join("pages-1.img").is_file());
+        assert!(images.path().join("pagemap-1.img").is_file());
+        assert_eq!(std::fs::read_dir(pages.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_archive_with_pages_of_its_own_is_not_one_dump() {
+        let pages = tempfile::tempdir().unwrap();
+        let images = tempfile::tempdir().unwrap();
+        std::fs::write(pages.path().join("pages-1.img"), b"received").unwrap();
+        std::fs::write(images.path().join("pages-1.img"), b"archived").unwrap();
+        let e = move_pages(pages.path(), images.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not one dump"), "{e}");
+        assert_eq!(
+            std::fs::read(images.path().join("pages-1.img")).unwrap(),
+            b"archived"
+        );
+    }
 }
