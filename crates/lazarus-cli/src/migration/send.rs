@@ -205,8 +205,19 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
             return Err(postcopy::call_off(e, &source, &dump).await);
         }
     }
-    // Without this word the receiver removes its copy.
-    ch.send_json(&Answer::ready())?;
+    // Without this word the receiver removes its copy. Lost after a
+    // stop-and-copy source was let go, so is the container: said plainly.
+    // (A post-copy source, still frozen, runs on once its stream fails.)
+    if let Err(e) = ch.send_json(&Answer::ready()) {
+        return Err(match postcopy {
+            true => e.into(),
+            false => Error::Refused(format!(
+                "{name} ran on {} and was let go here, but the confirmation could not be sent \
+                 ({e}): the receiver removes its unconfirmed copy within 30 s",
+                args.to
+            )),
+        });
+    }
     let memory = match postcopy {
         true => Some(postcopy::memory_followed(&source, &dump, &name, &args.to, args.json).await?),
         false => None,

@@ -48,7 +48,7 @@ pub struct ServeArgs {
 
 pub async fn run(args: &ServeArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
     let key = Key::load(&key_path(args.key.clone()))?;
-    let _only_agent = claim_work_root(config)?;
+    let _only_agent = claim_scratch_roots(config)?;
     let addr = resolve(&args.listen)?;
     let listener =
         TcpListener::bind(addr).map_err(lazarus_core::Error::io(format!("listen on {addr}")))?;
@@ -76,7 +76,7 @@ pub async fn run(args: &ServeArgs, endpoints: &Endpoints, config: &Config) -> Re
 /// One agent per work root and per receive root: it holds a lock in each
 /// for as long as it runs, so what an earlier agent (killed mid-migration)
 /// left in their scratch space is its own to remove.
-fn claim_work_root(config: &Config) -> Result<Vec<nix::fcntl::Flock<std::fs::File>>> {
+fn claim_scratch_roots(config: &Config) -> Result<Vec<nix::fcntl::Flock<std::fs::File>>> {
     let work = config.work_dir()?;
     // The receive root's scratch space is the root itself.
     let receive = config.receive_dir()?;
