@@ -127,11 +127,7 @@ impl Config {
     /// The CLI's scratch space, `work_root/work` (0700), made if missing.
     pub fn work_dir(&self) -> Result<PathBuf> {
         let dir = self.work_root.join("work");
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(Error::io(format!("create {}", dir.display())))?;
+        make_private_dir(&dir)?;
         Ok(dir)
     }
 
@@ -144,11 +140,7 @@ impl Config {
 
     /// `receive_root` (0700), made if missing.
     pub fn receive_dir(&self) -> Result<PathBuf> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.receive_root)
-            .map_err(Error::io(format!("create {}", self.receive_root.display())))?;
+        make_private_dir(&self.receive_root)?;
         Ok(self.receive_root.clone())
     }
 
@@ -169,6 +161,16 @@ impl Config {
     pub fn console_dir(&self) -> PathBuf {
         self.root.join("c")
     }
+}
+
+/// Makes `dir` and its missing parents, new ones 0700 (scratch spaces hold
+/// process memory).
+fn make_private_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(Error::io(format!("create {}", dir.display())))
 }
 
 #[cfg(test)]

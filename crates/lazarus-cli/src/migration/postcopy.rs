@@ -7,7 +7,7 @@
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use lazarus_core::checkpoint::postcopy::{self, PageServer};
+use lazarus_core::checkpoint::postcopy::{self, PageMode, PageServer};
 
 use super::PEER_TIMEOUT;
 use crate::containerd::Status;
@@ -15,10 +15,12 @@ use crate::error::{Error, Result};
 use crate::export::{MigrationDump, Source};
 use crate::progress::{self, Progress};
 
-/// The page server's address and port as the receiver reaches them: this
-/// end's address on the migration's connection, and a port free now (CRIU
-/// listens on it on every address, TLS only).
-pub fn page_server(stream: &TcpStream) -> Result<PageServer> {
+/// A page server on this end of the migration's connection, as the peer
+/// reaches it: this end's address there, a port free now (CRIU listens on
+/// it, TLS only; post-copy's dump on every address), fresh TLS material,
+/// and `mode` (post-copy: the sender's dump serves the memory;
+/// stop-and-copy: the receiver's page server takes the dump's push).
+pub fn page_server(stream: &TcpStream, mode: PageMode) -> Result<PageServer> {
     let ip = stream
         .local_addr()
         .map_err(lazarus_core::Error::io("read the connection's address"))?
@@ -29,7 +31,9 @@ pub fn page_server(stream: &TcpStream) -> Result<PageServer> {
             "find a free port for the page server",
         ))?
         .port();
-    Ok(PageServer::generate(ip, port)?)
+    let mut server = PageServer::generate(ip, port)?;
+    server.mode = mode;
+    Ok(server)
 }
 
 /// How long a called-off post-copy dump gets to give the container back:

@@ -25,7 +25,7 @@ use crate::endpoints::Endpoints;
 use crate::error::{Error, Result};
 use crate::export::{self, Compress, ExportArgs, MigrationDump, Source};
 use crate::progress::{self, Progress};
-use lazarus_core::checkpoint::postcopy as lazy;
+use lazarus_core::checkpoint::postcopy::{self as lazy, PageMode};
 
 #[derive(clap::Args)]
 pub struct MigrateArgs {
@@ -143,7 +143,7 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
                 target.name
             )))
         }
-        (true, _) => postcopy::page_server(ch.stream())?,
+        (true, _) => postcopy::page_server(ch.stream(), PageMode::Lazy)?,
         (false, Answer { pages: Some(s), .. }) => s,
         (false, _) => {
             return Err(Error::Refused(format!(

@@ -296,18 +296,7 @@ struct PageReceiver {
 
 impl PageReceiver {
     fn start(stream: &TcpStream, scratch: &Path, config: &Config) -> Result<PageReceiver> {
-        let ip = stream
-            .local_addr()
-            .map_err(lazarus_core::Error::io("read the connection's address"))?
-            .ip();
-        let port = TcpListener::bind((ip, 0))
-            .and_then(|l| l.local_addr())
-            .map_err(lazarus_core::Error::io(
-                "find a free port for the page server",
-            ))?
-            .port();
-        let mut server = PageServer::generate(ip, port)?;
-        server.mode = PageMode::Push;
+        let server = super::postcopy::page_server(stream, PageMode::Push)?;
         let images = scratch.join("pages");
         let work = scratch.join("pages-work");
         for dir in [&images, &work] {
@@ -339,15 +328,16 @@ impl PageReceiver {
         match self.daemon.wait(PAGE_SERVER_END_TIMEOUT) {
             Some(0) => Ok(self.images.clone()),
             status => {
+                // Its log goes with the migration's scratch directory: its
+                // errors are quoted here instead.
                 let log = lazarus_core::criu::log::excerpt(self.daemon.log(), 10);
                 Err(Error::Refused(format!(
-                    "the page server receiving the memory {} ({}; log {})",
+                    "the page server receiving the memory {} ({})",
                     match status {
                         Some(code) => format!("failed (exit status {code})"),
                         None => format!("had not ended {PAGE_SERVER_END_TIMEOUT:?} after the dump"),
                     },
-                    log.errors.join("; "),
-                    self.daemon.log().display()
+                    log.errors.join("; ")
                 )))
             }
         }
