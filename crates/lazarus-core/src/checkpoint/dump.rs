@@ -172,9 +172,11 @@ pub fn dump(
             ready();
         }
         match mode {
-            Some(PageMode::Push) => {
-                postcopy::await_release(images, paths.cancel.unwrap_or(&|| false))
-            }
+            Some(PageMode::Push) => postcopy::await_release(
+                images,
+                paths.cancel.unwrap_or(&|| false),
+                postcopy::RELEASE_TIMEOUT,
+            ),
             _ => Ok(()),
         }
     };

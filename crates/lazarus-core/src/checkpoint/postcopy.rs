@@ -335,11 +335,22 @@ pub fn released(images: &Path) -> bool {
 /// its client's word.
 const DECISION_POLL: Duration = Duration::from_millis(20);
 
+/// The longest a push dump waits for its client's word at post-dump, as
+/// long as CRIU's own default deadline: a client that keeps its lease but
+/// never says (a receiver's restore taking longer than this) gets its
+/// source back, resumed, rather than a source frozen for ever.
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// A push dump's wait at CRIU's post-dump notification (every page is at
 /// the destination): Ok once released, an error once called off
-/// (`called_off`: the cancel file, or a lapsed lease). CRIU kills the tree
-/// after Ok and resumes it after an error.
-pub fn await_release(images: &Path, called_off: &dyn Fn() -> bool) -> Result<()> {
+/// (`called_off`: the cancel file, or a lapsed lease) or after `timeout`.
+/// CRIU kills the tree after Ok and resumes it after an error.
+pub fn await_release(
+    images: &Path,
+    called_off: &dyn Fn() -> bool,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
     loop {
         if released(images) {
             return Ok(());
@@ -348,6 +359,12 @@ pub fn await_release(images: &Path, called_off: &dyn Fn() -> bool) -> Result<()>
             return Err(Error::Other(
                 "the migration was called off before the destination ran the container".into(),
             ));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Other(format!(
+                "the migration's client neither released nor called off the dump within \
+                 {timeout:?}"
+            )));
         }
         std::thread::sleep(DECISION_POLL);
     }
@@ -472,18 +489,22 @@ mod tests {
     #[test]
     fn a_push_dump_waits_for_release_or_call_off() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(await_release(dir.path(), &|| true).is_err());
+        let e = await_release(dir.path(), &|| true, RELEASE_TIMEOUT).unwrap_err();
+        assert!(e.to_string().contains("called off"), "{e}");
+        // Neither word: not for ever.
+        let e = await_release(dir.path(), &|| false, Duration::from_millis(50)).unwrap_err();
+        assert!(e.to_string().contains("neither released"), "{e}");
         release(dir.path()).unwrap();
         assert!(is_control_file(&dir.path().join(RELEASE_FILE)));
         // Released wins over a call-off that came later.
-        assert!(await_release(dir.path(), &|| true).is_ok());
+        assert!(await_release(dir.path(), &|| true, RELEASE_TIMEOUT).is_ok());
         let later = tempfile::tempdir().unwrap();
         let path = later.path().to_path_buf();
         let t = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(100));
             release(&path).unwrap();
         });
-        assert!(await_release(later.path(), &|| false).is_ok());
+        assert!(await_release(later.path(), &|| false, RELEASE_TIMEOUT).is_ok());
         t.join().unwrap();
     }
 
