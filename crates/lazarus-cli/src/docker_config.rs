@@ -71,6 +71,10 @@ pub fn for_import(recorded: &Value, image: &str, runtime: &str) -> Value {
         body["HostConfig"] = json!({});
     }
     body["HostConfig"]["Runtime"] = json!(runtime);
+    // Never the archive's: it could name another container's cgroup.
+    if let Some(h) = body["HostConfig"].as_object_mut() {
+        h.remove("CgroupParent");
+    }
     // A container restored by an import carries its spent hand-off.
     if let Some(a) = body["HostConfig"]["Annotations"].as_object_mut() {
         a.remove(handoff::IMAGES_ANNOTATION);
@@ -135,6 +139,10 @@ mod tests {
         assert_eq!(b["Image"], "sha256:abc");
         assert_eq!(b["HostConfig"]["Runtime"], "io.containerd.lazarus.v2");
         assert!(b.get("NetworkDisabled").is_none());
+        let mut parent = create_body(&inspect());
+        parent["HostConfig"]["CgroupParent"] = json!("/docker/victim");
+        let b = for_import(&parent, "i", "r");
+        assert!(b["HostConfig"].get("CgroupParent").is_none(), "{b}");
         assert_eq!(runtime(&create_body(&inspect())), Some("lazarus"));
         let bare = for_import(&json!({}), "i", "r");
         assert_eq!(bare["HostConfig"]["Runtime"], "r");

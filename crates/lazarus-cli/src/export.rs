@@ -87,6 +87,10 @@ pub struct ExportArgs {
     /// `docker checkpoint create`) instead of taking a new one
     #[arg(long, value_name = "NAME", verbatim_doc_comment)]
     pub from_docker_checkpoint: Option<String>,
+    /// Sign the archive with this signing key (`lazarus keygen --sign`):
+    /// an import with --require-signed then knows who made it
+    #[arg(long, value_name = "KEY", verbatim_doc_comment)]
+    pub sign: Option<PathBuf>,
     /// Set by `lazarus migrate` only: a migration's checkpoint (see
     /// [`MigrationDump`]).
     #[arg(skip)]
@@ -538,10 +542,16 @@ async fn archive_it(
     };
     let total: u64 = progress::dir_bytes(&images) + diff_bytes;
     let bar = Progress::bytes(progress::wanted(args.json), "export", total);
-    let manifest = archive::write(
+    let signer = args
+        .sign
+        .as_deref()
+        .map(archive::Signer::load)
+        .transpose()?;
+    let manifest = archive::write_signed(
         &input,
         &args.export,
         args.compress.compression(),
+        signer.as_ref(),
         &mut |n| bar.set(n),
     );
     bar.finish();

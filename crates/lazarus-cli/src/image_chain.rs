@@ -84,22 +84,26 @@ pub fn chain_id(diff_ids: &[&str]) -> Option<String> {
     }))
 }
 
-/// The recorded spec for the container `new` in `ns`: a cgroup path that
-/// named the old container (containerd's `/<namespace>/<id>`) names the new
-/// one, so that both can run on one host.
-pub fn respec(spec: &[u8], old: &str, new: &str, ns: &str) -> Result<Vec<u8>> {
-    let mut v: Value = json(spec, "the archive's spec.dump")?;
-    if let Some(path) = v["linux"]["cgroupsPath"].as_str() {
-        if path.ends_with(&format!("/{old}")) || path.ends_with(&format!(":{old}")) {
-            v["linux"]["cgroupsPath"] = Value::from(format!("/{ns}/{new}"));
-        }
+/// The recorded spec for the container `new` in `ns`. Its cgroup path is
+/// always containerd's `/<namespace>/<id>` of the new container, whatever
+/// the archive said: taken from an archive it could name another
+/// container's cgroup and join it. A hand-off annotation (which directory
+/// a first start restores from) is dropped: only this import sets one.
+pub fn respec(mut spec: Value, new: &str, ns: &str) -> Vec<u8> {
+    if !spec["linux"].is_object() {
+        spec["linux"] = Value::Object(Default::default());
     }
-    Ok(serde_json::to_vec(&v).expect("JSON"))
+    spec["linux"]["cgroupsPath"] = Value::from(format!("/{ns}/{new}"));
+    if let Some(a) = spec["annotations"].as_object_mut() {
+        a.remove(lazarus_core::checkpoint::handoff::IMAGES_ANNOTATION);
+    }
+    serde_json::to_vec(&spec).expect("JSON")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn chain_ids_fold_as_oci_says() {
@@ -114,12 +118,19 @@ mod tests {
     }
 
     #[test]
-    fn the_cgroup_path_follows_the_new_name() {
-        let spec = br#"{"linux":{"cgroupsPath":"/default/old"}}"#;
-        let v: Value = serde_json::from_slice(&respec(spec, "old", "new", "ns2").unwrap()).unwrap();
-        assert_eq!(v["linux"]["cgroupsPath"], "/ns2/new");
-        let other = br#"{"linux":{"cgroupsPath":"/custom/place"}}"#;
-        let v: Value = serde_json::from_slice(&respec(other, "old", "new", "ns").unwrap()).unwrap();
-        assert_eq!(v["linux"]["cgroupsPath"], "/custom/place");
+    fn the_cgroup_path_is_always_the_new_containers() {
+        for spec in [
+            json!({"linux": {"cgroupsPath": "/default/old"}}),
+            json!({"linux": {"cgroupsPath": "/default/victim"}}),
+            json!({"linux": {"cgroupsPath": "/custom/place"}}),
+            json!({}),
+        ] {
+            let v: Value = serde_json::from_slice(&respec(spec, "new", "ns2")).unwrap();
+            assert_eq!(v["linux"]["cgroupsPath"], "/ns2/new");
+        }
+        let handoff = lazarus_core::checkpoint::handoff::IMAGES_ANNOTATION;
+        let spec = json!({"annotations": {handoff: "/elsewhere", "mine": "kept"}});
+        let v: Value = serde_json::from_slice(&respec(spec, "new", "ns")).unwrap();
+        assert_eq!(v["annotations"], json!({"mine": "kept"}));
     }
 }

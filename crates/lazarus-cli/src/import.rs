@@ -13,12 +13,14 @@ use lazarus_core::checkpoint::handoff;
 use lazarus_core::config::Config;
 use lazarus_core::criu::DirectWait;
 use lazarus_core::host::netlock::{self, NetlockRequest};
+use lazarus_core::security::authority;
 use serde_json::{json, Value};
 
 use crate::containerd::{Containerd, NewContainer, LAZARUS_RUNTIME};
 use crate::docker::Docker;
 use crate::endpoints::{Endpoints, DEFAULT_NAMESPACE, DOCKER_NAMESPACE};
 use crate::error::{Error, Result};
+use crate::grants::GrantArgs;
 use crate::progress::{self, Progress};
 use crate::{docker_config, export, image_chain};
 use lazarus_core::host::overlay::OverlayMount;
@@ -51,6 +53,8 @@ pub struct ImportArgs {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub grants: GrantArgs,
     /// Set by a group restore only: lock the container's network until the
     /// group is back (lazarus-core's `host::netlock`).
     #[arg(skip)]
@@ -131,6 +135,7 @@ pub async fn restore_group(
             namespace: args.namespace.clone(),
             runtime: args.runtime.clone(),
             json: true,
+            grants: args.grants.clone(),
             netlock: Some(netlock),
             scratch_in: None,
             pages: None,
@@ -189,13 +194,16 @@ pub async fn restore(args: &ImportArgs, endpoints: &Endpoints, config: &Config) 
     // The manifest alone first: a file that is not an archive, or is of a
     // newer format, is refused at once.
     let manifest = archive::read_manifest(&args.file)?;
+    args.grants.check_signature(config, &manifest, &args.file)?;
     let scratch = match &args.scratch_in {
         Some(parent) => lazarus_core::scratch::Scratch::new_in(parent, "import")?,
         None => config.scratch_dir("import")?,
     };
     let dir = scratch.path().join("archive");
     let bar = Progress::bytes(show, "verify", manifest.total_size());
-    let extracted = archive::extract_with(&args.file, &dir, &|_| true, &mut |n| bar.set(n));
+    let limits = config.import.limits();
+    let extracted =
+        archive::extract_with(&args.file, &dir, &limits, &|_| true, &mut |n| bar.set(n));
     bar.finish();
     extracted?;
     let pages_bytes = match &args.pages {
@@ -209,6 +217,14 @@ pub async fn restore(args: &ImportArgs, endpoints: &Endpoints, config: &Config) 
     }
     let cfg = read_config(&dir)?;
     let recorded = read_engine_config(&dir)?;
+    // What the archive asks of this host, from the configuration this
+    // restore will replay: Docker's create request, or the OCI spec.
+    let asked = match (&args.namespace, &recorded) {
+        (None, Some(body)) => authority::of_docker(body),
+        _ => authority::of_oci_spec(&read_spec(&dir)?),
+    };
+    let what = format!("checkpoint archive {}", args.file.display());
+    args.grants.policy(config).check(&what, &asked)?;
     let docker = Docker::new(&endpoints.docker)?;
     let restored = match (&args.namespace, recorded) {
         (None, Some(recorded)) => {
@@ -279,6 +295,19 @@ fn read_config(dir: &Path) -> Result<ArchiveConfig> {
         Error::Refused(format!(
             "the archive's {} is not what Lazarus writes: {e}",
             archive::CONFIG_DUMP
+        ))
+    })
+}
+
+/// The archive's OCI spec, as JSON (its shape is checked where used).
+fn read_spec(dir: &Path) -> Result<Value> {
+    let bytes = std::fs::read(dir.join(archive::SPEC_DUMP)).map_err(lazarus_core::Error::io(
+        format!("read {}", archive::SPEC_DUMP),
+    ))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Refused(format!(
+            "the archive's {} is not JSON: {e}",
+            archive::SPEC_DUMP
         ))
     })
 }
@@ -446,15 +475,7 @@ async fn into_containerd(
     }
     let chain = image_chain::snapshot_parent(&ctr, cfg).await?;
     let snapshotter = SNAPSHOTTER;
-    let spec = image_chain::respec(
-        &std::fs::read(dir.join(archive::SPEC_DUMP)).map_err(lazarus_core::Error::io(format!(
-            "read {}",
-            archive::SPEC_DUMP
-        )))?,
-        &cfg.name,
-        &id,
-        ns,
-    )?;
+    let spec = image_chain::respec(read_spec(dir)?, &id, ns);
     let mut created = Vec::new();
     let restored = async {
         let mounts = ctr.prepare(snapshotter, &id, &chain).await?;

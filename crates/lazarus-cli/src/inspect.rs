@@ -6,7 +6,9 @@ use std::path::Path;
 
 use lazarus_core::archive::{self, ArchiveConfig};
 use lazarus_core::checkpoint::image::{Metadata, METADATA_FILE};
+use lazarus_core::config::Config;
 use lazarus_core::inspect::{field, render_text, summarize};
+use lazarus_core::security::{authority, caps::CapSet, creds};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
@@ -36,8 +38,13 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
     let manifest = archive::read_manifest(path)?;
     let bar = Progress::bytes(progress::wanted(json), "verify", manifest.total_size());
     let pages = format!("{}/pages-", archive::CHECKPOINT_DIR);
+    // The config's limits where there is a config; the defaults otherwise
+    // (inspect is what a user runs on an archive before trusting it).
+    let limits = Config::load().unwrap_or_default().import.limits();
     let extracted =
-        archive::extract_with(path, &dir, &|n| !n.starts_with(&pages), &mut |n| bar.set(n));
+        archive::extract_with(path, &dir, &limits, &|n| !n.starts_with(&pages), &mut |n| {
+            bar.set(n)
+        });
     bar.finish();
     let manifest = extracted?;
     let config: Option<ArchiveConfig> = std::fs::read(dir.join(archive::CONFIG_DUMP))
@@ -69,6 +76,8 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
         "rootfs_diff_bytes": size(archive::ROOTFS_DIFF_TAR),
         "deleted_files": deleted,
         "entries": manifest.entries.len(),
+        "signed_by": manifest.signer()?,
+        "asks_for": asks_for(&dir),
     });
     show(&dir.join(archive::CHECKPOINT_DIR), json, Some(info))
 }
@@ -91,8 +100,9 @@ fn show(dir: &Path, json: bool, archive: Option<Value>) -> Result<()> {
         true => Some(Metadata::load(dir)?),
         false => None,
     };
+    let credentials = creds::read_creds(dir)?;
     if json {
-        let mut v = json!({ "lazarus": metadata, "criu": summary });
+        let mut v = json!({ "lazarus": metadata, "criu": summary, "credentials": credentials });
         if let Some(a) = archive {
             v["archive"] = a;
         }
@@ -121,7 +131,59 @@ fn show(dir: &Path, json: bool, archive: Option<Value>) -> Result<()> {
         ),
     }
     print!("{}", render_text(&summary));
+    print!("{}", render_credentials(&credentials));
     Ok(())
+}
+
+/// What the archive's recorded configuration asks of the host that
+/// imports it (see lazarus_core::security::authority): `engine.dump`'s
+/// items for a Docker archive, `spec.dump`'s for the rest, as `restore
+/// --import` checks them (and the spec's for both under "oci").
+fn asks_for(dir: &Path) -> Value {
+    let read = |name: &str| -> Option<Value> {
+        serde_json::from_slice(&std::fs::read(dir.join(name)).ok()?).ok()
+    };
+    let docker = read(archive::ENGINE_DUMP).map(|b| authority::of_docker(&b));
+    let oci = read(archive::SPEC_DUMP).map(|s| authority::of_oci_spec(&s));
+    json!({ "docker": docker, "oci": oci })
+}
+
+/// Each thread's credentials, as CRIU would restore them: what goes
+/// beyond a default container is named.
+fn render_credentials(threads: &[creds::ThreadCreds]) -> String {
+    if threads.is_empty() {
+        return String::new();
+    }
+    let default = CapSet::default_set();
+    let mut out =
+        String::from("\nCredentials (restored as recorded; checked against the new container)\n");
+    out.push_str(&format!(
+        "  {:<8} {:<16} {:<6} {:<8} {:<4} {}\n",
+        "TID", "COMM", "UID", "SECCOMP", "NNP", "CAPABILITIES BEYOND DEFAULT"
+    ));
+    for t in threads {
+        let beyond = t.bounding.minus(default);
+        let seccomp = match t.seccomp_mode {
+            0 => "off",
+            1 => "strict",
+            2 => "filter",
+            _ => "?",
+        };
+        out.push_str(&format!(
+            "  {:<8} {:<16} {:<6} {:<8} {:<4} {}\n",
+            t.tid,
+            t.comm,
+            t.uids[1],
+            seccomp,
+            if t.no_new_privs { "yes" } else { "no" },
+            if beyond.is_empty() {
+                "none".to_string()
+            } else {
+                beyond.to_string()
+            }
+        ));
+    }
+    out
 }
 
 /// The archive's own lines: where from, and its sizes.
@@ -161,6 +223,32 @@ fn render_archive(a: &Value) -> String {
             ("Checkpointed", s("checkpointedTime")),
         ]);
     }
+    let signer = match a["signed_by"].as_str() {
+        Some(key) => format!("{key} (signature verified)"),
+        None => "unsigned".to_string(),
+    };
+    lines.push(("Signed by", signer));
+    // The items restore --import checks: Docker's for a Docker archive.
+    let asked = match &a["asks_for"]["docker"] {
+        Value::Null => &a["asks_for"]["oci"],
+        docker => docker,
+    };
+    let items: Vec<String> = asked
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            let flag = format!("--allow-{}", i["grant"].as_str().unwrap_or("?"));
+            format!("{} ({flag})", i["what"].as_str().unwrap_or("?"))
+        })
+        .collect();
+    lines.push((
+        "Asks for",
+        match items.is_empty() {
+            true => "nothing beyond a plain container".to_string(),
+            false => items.join("\n                   "),
+        },
+    ));
     lines.extend([
         ("Size", ratio(n("archive_bytes"), n("content_bytes"))),
         (

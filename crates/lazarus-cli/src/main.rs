@@ -23,6 +23,7 @@ mod docker_config;
 mod endpoints;
 mod error;
 mod export;
+mod grants;
 mod group;
 mod group_guard;
 mod guard;
@@ -221,12 +222,23 @@ enum Command {
     /// (removes it if the agent dies before the sender confirmed it)
     #[command(hide = true)]
     ReceiveGuard(migration::receive_guard::ReceiveGuardArgs),
-    /// Write a new migration key file (mode 0600) to copy to both hosts
+    /// Write a new migration key file (mode 0600) to copy to both hosts,
+    /// or with --sign a signing key for archives
+    ///
+    /// --sign writes an ed25519 signing key to FILE (mode 0600; default
+    /// /etc/lazarus/signing.key) and its public key to FILE.pub: sign
+    /// exports with `checkpoint --export F --sign FILE`, and give FILE.pub
+    /// to the hosts that import them (`restore --import F --require-signed
+    /// FILE.pub`, or the trusted_keys setting).
     #[command(verbatim_doc_comment)]
     Keygen {
-        /// Where to write it (never overwritten)
-        #[arg(default_value = migration::DEFAULT_KEY)]
-        file: PathBuf,
+        /// Where to write it (never overwritten; default
+        /// /etc/lazarus/migration.key, with --sign /etc/lazarus/signing.key)
+        #[arg(verbatim_doc_comment)]
+        file: Option<PathBuf>,
+        /// Make a signing key for archives instead of a migration key
+        #[arg(long)]
+        sign: bool,
     },
 }
 
@@ -250,9 +262,7 @@ fn main() -> ExitCode {
         }
         Command::GroupGuard(args) => block_on(group_guard::run(&args, &endpoints.containerd)),
         Command::ReceiveGuard(args) => block_on(migration::receive_guard::run(&args, &endpoints)),
-        Command::Keygen { file } => lazarus_core::channel::Key::create(&file)
-            .map(|_| println!("{}", file.display()))
-            .map_err(Error::from),
+        Command::Keygen { file, sign } => keygen(file, sign),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -261,6 +271,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The default signing key file.
+const DEFAULT_SIGNING_KEY: &str = "/etc/lazarus/signing.key";
+
+fn keygen(file: Option<PathBuf>, sign: bool) -> Result<()> {
+    if !sign {
+        let file = file.unwrap_or_else(|| PathBuf::from(migration::DEFAULT_KEY));
+        lazarus_core::channel::Key::create(&file)?;
+        println!("{}", file.display());
+        return Ok(());
+    }
+    let file = file.unwrap_or_else(|| PathBuf::from(DEFAULT_SIGNING_KEY));
+    let (signer, public) = lazarus_core::archive::Signer::create(&file)?;
+    println!("signing key  {} (secret: keep it here)", file.display());
+    println!(
+        "public key   {} ({}): give it to importing hosts",
+        public.display(),
+        signer.public_hex()
+    );
+    Ok(())
 }
 
 fn with_config(f: impl FnOnce(&Config) -> Result<()>) -> Result<()> {

@@ -45,6 +45,55 @@ pub struct Config {
     /// touches a disk on either host; a directory on disk for containers
     /// whose memory would not fit in it.
     pub receive_root: PathBuf,
+    /// What an imported archive (`restore --import`, a migration `serve`
+    /// receives) may ask for and how big it may be.
+    pub import: ImportSettings,
+}
+
+/// `[import]`: the operator's side of the import policy (see
+/// [`crate::security`]). Flags of `restore --import` add to `allow`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImportSettings {
+    /// What every import may ask for without a flag: hooks, privileged,
+    /// capabilities, host-namespaces, host-mounts, devices,
+    /// security-options, sysctls. None by default.
+    pub allow: Vec<crate::security::Grant>,
+    /// The most entries an archive (and its root filesystem diff) may hold.
+    pub max_entries: u64,
+    /// The most bytes an archive may unpack to per byte of its file.
+    pub max_ratio: u64,
+    /// Free space an extraction must leave on its file system, in MiB.
+    pub free_margin_mib: u64,
+    /// A file of trusted signers' public keys (one hex ed25519 key a line,
+    /// `lazarus keygen --sign` writes them): when set, only archives signed
+    /// by one of them are imported.
+    pub trusted_keys: Option<PathBuf>,
+}
+
+impl Default for ImportSettings {
+    fn default() -> Self {
+        ImportSettings {
+            allow: Vec::new(),
+            max_entries: 100_000,
+            // A GiB of zero pages compresses about 33,000-fold: legitimate
+            // archives of idle memory come close to that.
+            max_ratio: 50_000,
+            free_margin_mib: 256,
+            trusted_keys: None,
+        }
+    }
+}
+
+impl ImportSettings {
+    /// The archive limits these settings set.
+    pub fn limits(&self) -> crate::archive::Limits {
+        crate::archive::Limits {
+            max_entries: self.max_entries,
+            max_ratio: self.max_ratio,
+            free_margin_bytes: self.free_margin_mib.saturating_mul(1 << 20),
+        }
+    }
 }
 
 impl Default for Config {
@@ -59,6 +108,7 @@ impl Default for Config {
             work_root: PathBuf::from("/var/lib/lazarus"),
             compress_pages: true,
             receive_root: PathBuf::from("/dev/shm/lazarus"),
+            import: ImportSettings::default(),
         }
     }
 }
@@ -193,6 +243,7 @@ mod tests {
             "work_root",
             "compress_pages",
             "[checkpoint_exit]",
+            "[import]",
         ] {
             assert!(
                 text.contains(&format!("\n{key}")),

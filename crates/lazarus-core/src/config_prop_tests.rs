@@ -119,6 +119,7 @@ proptest! {
             work_root: work_root.into(),
             compress_pages,
             receive_root: receive_root.into(),
+            import: Default::default(),
         };
         prop_assert_eq!(Config::from_file(&path).unwrap(), want.clone());
         // Whatever the values, the limits stay usable: no zero timeout, no

@@ -19,6 +19,10 @@ pub enum Error {
     /// missing or too old, a bundle that cannot host the checkpoint).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The input asks for more than the user granted (an archive's hooks
+    /// or privileges, a checkpoint's credentials beyond its container's).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// CRIU ran and failed, crashed or timed out.
     #[error(transparent)]
     Criu(#[from] Box<CriuError>),
@@ -45,6 +49,7 @@ pub enum ErrorKind {
     NotFound,
     InvalidArgument,
     FailedPrecondition,
+    PermissionDenied,
     /// CRIU refused (its own error), crashed, or broke the protocol.
     CriuFailed,
     /// A deadline ran out (CRIU or a peer stopped answering).
@@ -68,6 +73,7 @@ impl Error {
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
+            Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
             Error::Criu(e) => e.kind(),
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ErrorKind::NotFound

@@ -14,6 +14,9 @@
 //! - [`config`]: `/etc/lazarus/config.toml`, read by the shim and the CLI;
 //! - [`scratch`]: the CLI's private scratch directories, and the removal of
 //!   those whose operation was killed;
+//! - [`security`]: what an archive or a checkpoint's images ask for
+//!   (hooks, privileges, host namespaces and mounts, credentials) against
+//!   what the user granted;
 //! - [`ids`]: container ids, exec ids and namespaces checked before they
 //!   become path components.
 //!
@@ -31,5 +34,6 @@ pub mod host;
 pub mod ids;
 pub mod inspect;
 pub mod scratch;
+pub mod security;
 
 pub use error::{Error, Result};

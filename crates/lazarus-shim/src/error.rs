@@ -77,6 +77,7 @@ impl Error {
                 ErrorKind::NotFound => Code::NOT_FOUND,
                 ErrorKind::InvalidArgument => Code::INVALID_ARGUMENT,
                 ErrorKind::FailedPrecondition => Code::FAILED_PRECONDITION,
+                ErrorKind::PermissionDenied => Code::PERMISSION_DENIED,
                 ErrorKind::DeadlineExceeded => Code::DEADLINE_EXCEEDED,
                 ErrorKind::CriuFailed | ErrorKind::Internal => Code::INTERNAL,
             },
@@ -144,6 +145,10 @@ mod tests {
             (
                 lazarus_core::Error::FailedPrecondition("no criu".into()).into(),
                 Code::FAILED_PRECONDITION,
+            ),
+            (
+                lazarus_core::Error::PermissionDenied("capabilities".into()).into(),
+                Code::PERMISSION_DENIED,
             ),
             (
                 lazarus_core::Error::from(CriuError::new(

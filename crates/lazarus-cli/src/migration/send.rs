@@ -179,6 +179,8 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
         json: args.json,
         namespace: args.namespace.clone(),
         from_docker_checkpoint: None,
+        // The channel authenticates the sender already.
+        sign: None,
         migration: Some(dump.clone()),
     };
     let frozen = Instant::now();

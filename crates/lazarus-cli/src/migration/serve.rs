@@ -232,6 +232,9 @@ async fn restore_and_confirm(
         namespace: (offer.engine == "containerd").then(|| offer.namespace.clone()),
         runtime: None,
         json: true,
+        // What the sender may ask for is the config's [import] section's
+        // (nothing by default), as for any import.
+        grants: Default::default(),
         netlock: None,
         scratch_in: Some(scratch.to_path_buf()),
         pages,

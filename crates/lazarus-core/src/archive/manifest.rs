@@ -21,6 +21,9 @@ pub struct Manifest {
     pub format: u32,
     pub lazarus_version: String,
     pub entries: Vec<ManifestEntry>,
+    /// Who signed it (see [`super::signature`]); older readers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<super::signature::ManifestSignature>,
 }
 
 /// One entry: a directory, or a file with its size and sha256 (lower-case
@@ -62,6 +65,7 @@ impl Manifest {
             format: FORMAT,
             lazarus_version: env!("CARGO_PKG_VERSION").into(),
             entries,
+            signature: None,
         }
     }
 
@@ -95,6 +99,9 @@ impl Manifest {
         }
         let manifest: Manifest = serde_json::from_slice(bytes).map_err(invalid)?;
         manifest.check()?;
+        // A signature that does not hold is a changed archive, whoever
+        // reads it: refused even where no signature is required.
+        manifest.signer()?;
         Ok(manifest)
     }
 

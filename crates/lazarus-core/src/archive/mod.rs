@@ -26,6 +26,7 @@ mod hashing;
 mod manifest;
 mod read;
 pub mod rootfs;
+pub mod signature;
 mod sink;
 mod write;
 
@@ -42,9 +43,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use manifest::{Manifest, ManifestEntry, FORMAT};
-pub use read::{extract, extract_with, read_manifest, verify, verify_with};
+pub use read::{check_limits, extract, extract_with, read_manifest, verify, verify_with};
 pub use rootfs::RootfsDiff;
-pub use write::write;
+pub use signature::{Signer, TrustedKeys};
+pub use write::{write, write_signed};
 
 pub const MANIFEST_FILE: &str = "lazarus-manifest.json";
 pub const CHECKPOINT_DIR: &str = "checkpoint";
@@ -109,6 +111,25 @@ pub struct ArchiveInput<'a> {
     /// again (for Docker: the body of `POST /containers/create`). The OCI
     /// spec alone is not: Docker makes its own from its own config.
     pub engine_config: Option<&'a [u8]>,
+}
+
+/// How big an archive may unpack: checked against its manifest before
+/// anything is written (its entries are then held to the manifest's sizes
+/// as they stream by), so a small file cannot fill a disk or an inode
+/// table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_entries: u64,
+    /// Unpacked bytes per byte of the archive file.
+    pub max_ratio: u64,
+    /// Free space the extraction must leave on the destination's file system.
+    pub free_margin_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        crate::config::ImportSettings::default().limits()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use std::path::Path;
 use super::hashing::hash_copy;
 use super::manifest::{is_safe_name, MAX_MANIFEST_BYTES};
 use super::sink::{Discard, Output, Sink, ToDir};
-use super::{Manifest, ManifestEntry, MANIFEST_FILE};
+use super::{Limits, Manifest, ManifestEntry, MANIFEST_FILE};
 use crate::error::{Error, Result};
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -39,7 +39,7 @@ pub fn verify_with(path: &Path, progress: &mut dyn FnMut(u64)) -> Result<Manifes
 /// any error nothing is left behind: not `dest`, not the temp directory.
 /// Files are 0600 and directories 0700 whatever the archive says.
 pub fn extract(path: &Path, dest: &Path) -> Result<Manifest> {
-    extract_with(path, dest, &|_| true, &mut |_| {})
+    extract_with(path, dest, &Limits::default(), &|_| true, &mut |_| {})
 }
 
 /// [`extract`] of only the entries `wanted` names (the others are still
@@ -49,6 +49,7 @@ pub fn extract(path: &Path, dest: &Path) -> Result<Manifest> {
 pub fn extract_with(
     path: &Path,
     dest: &Path,
+    limits: &Limits,
     wanted: &dyn Fn(&str) -> bool,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Manifest> {
@@ -62,6 +63,7 @@ pub fn extract_with(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    check_limits(path, &read_manifest(path)?, parent, limits, wanted)?;
     let context = format!("extract {} to {}", path.display(), dest.display());
     // 0700, and removed with everything in it when dropped on an error.
     let tmp = tempfile::Builder::new()
@@ -89,6 +91,78 @@ pub fn extract_with(
         .and_then(|d| d.sync_all())
         .map_err(Error::io(&context))?;
     Ok(manifest)
+}
+
+/// Refuses, before anything is unpacked, an archive whose manifest lists
+/// more entries than `limits` allow, unpacks to more bytes per byte of its
+/// file than they allow, or whose `wanted` entries would leave less than
+/// the margin free on the file system of `parent`.
+pub fn check_limits(
+    path: &Path,
+    manifest: &Manifest,
+    parent: &Path,
+    limits: &Limits,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<()> {
+    let entries = manifest.entries.len() as u64;
+    if entries > limits.max_entries {
+        return Err(refuse(
+            path,
+            format!(
+                "it lists {entries} entries, more than the {} allowed (max_entries in the \
+                 [import] section of the config)",
+                limits.max_entries
+            ),
+        ));
+    }
+    let unpacked = manifest.total_size();
+    let packed = fs::metadata(path)
+        .map_err(Error::io(format!("stat {}", path.display())))?
+        .len()
+        .max(1);
+    if unpacked > packed.saturating_mul(limits.max_ratio) {
+        return Err(refuse(
+            path,
+            format!(
+                "its {packed} bytes unpack to {unpacked}, more than {} times as many \
+                 (max_ratio in the [import] section of the config)",
+                limits.max_ratio
+            ),
+        ));
+    }
+    let needed: u64 = manifest
+        .entries
+        .iter()
+        .filter(|e| wanted(&e.name))
+        .map(|e| e.size)
+        .sum();
+    let stat = nix::sys::statvfs::statvfs(parent)
+        .map_err(Error::sys(format!("statfs {}", parent.display())))?;
+    let free = stat.blocks_available().saturating_mul(stat.fragment_size());
+    if needed.saturating_add(limits.free_margin_bytes) > free {
+        return Err(Error::FailedPrecondition(format!(
+            "not enough space to unpack checkpoint archive {}: it needs {} MiB in {}, which has \
+             {} MiB free and must keep {} MiB (free_margin_mib); free some space there or point \
+             work_root (TMPDIR for inspect) at a larger file system",
+            path.display(),
+            needed >> 20,
+            parent.display(),
+            free >> 20,
+            limits.free_margin_bytes >> 20
+        )));
+    }
+    Ok(())
+}
+
+/// A full disk while unpacking, said as such (not as a corrupt archive).
+fn disk_full(e: &io::Error, name: &str, path: &Path) -> Option<Error> {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)).then(|| {
+        Error::FailedPrecondition(format!(
+            "no space left to unpack {name} of {}: {e}; free some space (work_root, or TMPDIR \
+             for inspect) and try again",
+            path.display()
+        ))
+    })
 }
 
 fn corrupt(path: &Path) -> impl Fn(io::Error) -> Error + '_ {
@@ -242,7 +316,10 @@ fn walk(path: &Path, sink: &mut dyn Sink, progress: &mut dyn FnMut(u64)) -> Resu
             return Err(refuse(path, format!("entry {name:?} {why}")));
         };
         let kind = entry.header().entry_type();
-        let io = |e: io::Error| Error::io(format!("extract {name} from {}", path.display()))(e);
+        let io = |e: io::Error| match disk_full(&e, &name, path) {
+            Some(full) => full,
+            None => Error::io(format!("extract {name} from {}", path.display()))(e),
+        };
         match (kind, listed.dir) {
             (tar::EntryType::Directory, true) => sink.dir(&name).map_err(io)?,
             (tar::EntryType::Regular | tar::EntryType::Continuous, false) => {
@@ -258,7 +335,9 @@ fn walk(path: &Path, sink: &mut dyn Sink, progress: &mut dyn FnMut(u64)) -> Resu
                 }
                 let mut out = sink.file(&name).map_err(io)?;
                 let (size, digest) = hash_copy(&mut entry, &mut out, &mut |n| progress(done + n))
-                    .map_err(corrupt(path))?;
+                    .map_err(|e| {
+                    disk_full(&e, &name, path).unwrap_or_else(|| corrupt(path)(e))
+                })?;
                 done += size;
                 if size != listed.size {
                     return Err(corrupt(path)(io::Error::new(

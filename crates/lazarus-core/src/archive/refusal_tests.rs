@@ -191,3 +191,57 @@ fn extract_refuses_an_existing_destination() {
     let err = extract(&dest, &out).unwrap_err().to_string();
     assert!(err.contains("already exists"), "{err}");
 }
+
+/// The limits refuse before anything is written, each naming its setting.
+#[test]
+fn oversized_archives_are_refused_before_unpacking() {
+    let f = fixture();
+    let zstd = Compression::Zstd {
+        level: 3,
+        threads: 0,
+    };
+    let archive = f.write(zstd);
+    let defaults = Limits::default();
+    let cases = [
+        (
+            Limits {
+                max_entries: 3,
+                ..defaults
+            },
+            "max_entries",
+        ),
+        (
+            Limits {
+                max_ratio: 0,
+                ..defaults
+            },
+            "max_ratio",
+        ),
+        (
+            Limits {
+                free_margin_bytes: u64::MAX / 2,
+                ..defaults
+            },
+            "not enough space",
+        ),
+    ];
+    for (limits, needle) in cases {
+        let parent = tempfile::tempdir().unwrap();
+        let dest = parent.path().join("dest");
+        let err = extract_with(&archive, &dest, &limits, &|_| true, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{needle}: {err}");
+        assert!(listing(parent.path()).is_empty(), "{needle}: left behind");
+    }
+    // Within the defaults the same archive unpacks.
+    let parent = tempfile::tempdir().unwrap();
+    extract_with(
+        &archive,
+        &parent.path().join("d"),
+        &defaults,
+        &|_| true,
+        &mut |_| {},
+    )
+    .unwrap();
+}

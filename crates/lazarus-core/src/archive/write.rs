@@ -37,6 +37,17 @@ pub fn write(
     compression: Compression,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Manifest> {
+    write_signed(input, dest, compression, None, progress)
+}
+
+/// [`write`], the manifest signed by `signer` when one is given.
+pub fn write_signed(
+    input: &ArchiveInput,
+    dest: &Path,
+    compression: Compression,
+    signer: Option<&signature::Signer>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Manifest> {
     let sources = sources(input)?;
     let mut entries = Vec::with_capacity(sources.len());
     for s in &sources {
@@ -53,7 +64,10 @@ pub fn write(
             }
         });
     }
-    let manifest = Manifest::new(entries);
+    let mut manifest = Manifest::new(entries);
+    if let Some(signer) = signer {
+        signer.sign(&mut manifest);
+    }
 
     let context = format!("write checkpoint archive {}", dest.display());
     let tmp = temp_beside(dest, ".lazarus-archive-", &context)?;

@@ -24,15 +24,13 @@ impl Key {
     /// overwritten.
     pub fn create(path: &Path) -> Result<Key> {
         let key = Key::generate()?;
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(Error::io(format!("create key file {}", path.display())))?;
-        writeln!(f, "{}", hex::encode(key.0))
-            .map_err(Error::io(format!("write key file {}", path.display())))?;
+        write_secret(path, &key.0)?;
         Ok(key)
+    }
+
+    /// The key's bytes, for a key of another kind made from them.
+    pub(crate) fn into_bytes(self) -> [u8; 32] {
+        self.0
     }
 
     /// Reads the key in `path`, refusing a file others may read.
@@ -44,8 +42,9 @@ impl Key {
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(Error::InvalidArgument(format!(
-                "key file {} has mode {mode:o}: it opens migration streams, so only its owner \
-                 may read it (chmod 600 {})",
+                "key file {} has mode {mode:o}: it is a secret (a migration key opens \
+                 migration streams, a signing key signs archives), so only its owner may read \
+                 it (chmod 600 {})",
                 path.display(),
                 path.display()
             )));
@@ -71,6 +70,19 @@ impl Key {
     pub(super) fn bytes(&self) -> &[u8; 32] {
         &self.0
     }
+}
+
+/// Writes `secret` as hex to a new file `path` (mode 0600); an existing
+/// file is never overwritten.
+pub(crate) fn write_secret(path: &Path, secret: &[u8]) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(Error::io(format!("create key file {}", path.display())))?;
+    writeln!(f, "{}", hex::encode(secret))
+        .map_err(Error::io(format!("write key file {}", path.display())))
 }
 
 impl std::fmt::Debug for Key {

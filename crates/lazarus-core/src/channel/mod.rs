@@ -19,6 +19,7 @@ mod key;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use key::write_secret;
 pub use key::Key;
 
 use std::io::{self, Read, Write};

@@ -79,6 +79,36 @@ pub fn clean_after_dead_shim(bundle: &Path) {
     }
 }
 
+/// The cgroup v1 mounts a restore binds from the host's hierarchies
+/// (`/sys/fs/cgroup/<hierarchy>/<root>`) must name a hierarchy and a
+/// cgroup, nothing that climbs out of `/sys/fs/cgroup`: lazarus.json comes
+/// with the images, from wherever they came.
+fn check_cgroup_mounts(images: &Path, metadata: &Metadata) -> Result<()> {
+    use std::path::Component;
+    for m in &metadata.cgroup_mounts {
+        let hierarchy = Path::new(&m.mountpoint).file_name();
+        let plain = |p: &str| {
+            Path::new(p)
+                .components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        };
+        if hierarchy.is_none()
+            || !plain(&m.mountpoint)
+            || !m.root.starts_with('/')
+            || !plain(&m.root)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "checkpoint {}: cgroup mount {:?} of {:?} is not a cgroup hierarchy's directory: \
+                 refusing a lazarus.json that was not written by Lazarus",
+                images.display(),
+                m.mountpoint,
+                m.root
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The new container a checkpoint is restored into.
 pub struct RestoreTarget<'a> {
     pub id: &'a str,
@@ -130,6 +160,14 @@ impl RestorePlan {
             )));
         }
         let descriptors = image::load_descriptors(&images)?;
+        check_cgroup_mounts(&images, &metadata)?;
+        // CRIU gives the processes the credentials and mounts of its
+        // images, not those of this container: they may come from anywhere
+        // (an imported archive), so they must not exceed what it grants.
+        let bound_mounts: Vec<String> = (metadata.external_mounts.iter().cloned())
+            .chain(metadata.cgroup_mounts.iter().map(|m| m.mountpoint.clone()))
+            .collect();
+        crate::security::creds::check_restore(&images, spec, &bound_mounts)?;
         for dest in &metadata.external_mounts {
             if mount_source(spec, dest).is_none() {
                 return Err(Error::InvalidArgument(format!(
@@ -550,5 +588,37 @@ mod tests {
         p.own_postcopy_images(bundle.path()).unwrap();
         assert!(!p.temporary && p.images == images.path());
         assert_eq!(std::fs::read_dir(bundle.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_cgroup_mount_outside_the_hierarchies_is_refused() {
+        let mut m = Metadata::new("c1", (4, 2, 1));
+        let at = Path::new("/cp");
+        for (mountpoint, root) in [
+            ("/sys/fs/cgroup/memory", "/default/c1"),
+            ("/sys/fs/cgroup/systemd", "/"),
+        ] {
+            m.cgroup_mounts = vec![image::CgroupMount {
+                mountpoint: mountpoint.into(),
+                root: root.into(),
+            }];
+            check_cgroup_mounts(at, &m).unwrap();
+        }
+        for (mountpoint, root) in [
+            ("/sys/fs/cgroup/memory", "/../../../etc"),
+            ("/sys/fs/cgroup/..", "/"),
+            ("/sys/fs/cgroup/memory", "etc"),
+            ("/", "/"),
+        ] {
+            m.cgroup_mounts = vec![image::CgroupMount {
+                mountpoint: mountpoint.into(),
+                root: root.into(),
+            }];
+            let e = check_cgroup_mounts(at, &m).unwrap_err().to_string();
+            assert!(
+                e.contains("not a cgroup hierarchy"),
+                "{mountpoint} {root}: {e}"
+            );
+        }
     }
 }
