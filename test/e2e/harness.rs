@@ -383,6 +383,11 @@ impl Daemons {
         run(&mut self.ctr_cmd(args))
     }
 
+    /// Whether the set runs a dockerd (else containerd only).
+    pub fn has_docker(&self) -> bool {
+        self.dockerd.is_some()
+    }
+
     pub fn docker(&self, args: &[&str]) -> Out {
         run(&mut self.docker_cmd(args))
     }

@@ -36,4 +36,5 @@ mod pod_tests;
 mod restart_tests;
 mod restore_image_tests;
 mod restore_limits_tests;
+mod security_tests;
 mod state_tests;

@@ -71,7 +71,10 @@ impl Manifest {
 
     /// Total bytes of all files (the work a verify or extract does).
     pub fn total_size(&self) -> u64 {
-        self.entries.iter().map(|e| e.size).sum()
+        // Saturating: the sizes are an archive's word, and may be anything.
+        self.entries
+            .iter()
+            .fold(0u64, |sum, e| sum.saturating_add(e.size))
     }
 
     /// Parses and checks a manifest. The version is read on its own first,

@@ -115,27 +115,11 @@ pub fn check_limits(
             ),
         ));
     }
-    let unpacked = manifest.total_size();
-    let packed = fs::metadata(path)
-        .map_err(Error::io(format!("stat {}", path.display())))?
-        .len()
-        .max(1);
-    if unpacked > packed.saturating_mul(limits.max_ratio) {
-        return Err(refuse(
-            path,
-            format!(
-                "its {packed} bytes unpack to {unpacked}, more than {} times as many \
-                 (max_ratio in the [import] section of the config)",
-                limits.max_ratio
-            ),
-        ));
-    }
     let needed: u64 = manifest
         .entries
         .iter()
         .filter(|e| wanted(&e.name))
-        .map(|e| e.size)
-        .sum();
+        .fold(0u64, |sum, e| sum.saturating_add(e.size));
     let stat = nix::sys::statvfs::statvfs(parent)
         .map_err(Error::sys(format!("statfs {}", parent.display())))?;
     let free = stat.blocks_available().saturating_mul(stat.fragment_size());
@@ -150,6 +134,21 @@ pub fn check_limits(
             free >> 20,
             limits.free_margin_bytes >> 20
         )));
+    }
+    let unpacked = manifest.total_size();
+    let packed = fs::metadata(path)
+        .map_err(Error::io(format!("stat {}", path.display())))?
+        .len()
+        .max(1);
+    if unpacked > packed.saturating_mul(limits.max_ratio) {
+        return Err(refuse(
+            path,
+            format!(
+                "its {packed} bytes unpack to {unpacked}, more than {} times as many \
+                 (max_ratio in the [import] section of the config)",
+                limits.max_ratio
+            ),
+        ));
     }
     Ok(())
 }

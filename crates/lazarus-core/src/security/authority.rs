@@ -267,7 +267,8 @@ pub fn of_docker(body: &Value) -> Vec<Item> {
         ("UTSMode", "uts"),
         ("NetworkMode", "network"),
         ("UsernsMode", "user"),
-        ("CgroupnsMode", "cgroup"),
+        // Not CgroupnsMode: "host" is Docker's default on cgroup v1 hosts,
+        // and a cgroup namespace only changes how cgroup paths look.
     ] {
         let mode = host[field].as_str().unwrap_or_default();
         if mode == "host" {

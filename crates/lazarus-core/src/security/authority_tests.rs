@@ -89,6 +89,7 @@ fn a_plain_docker_run_asks_for_nothing() {
     let body = json!({
         "Image": "busybox", "Cmd": ["sh"],
         "HostConfig": {"Binds": ["data:/data"], "NetworkMode": "bridge", "IpcMode": "private",
+            "CgroupnsMode": "host",
             "CapAdd": null, "CapDrop": ["NET_RAW"], "SecurityOpt": null,
             "MaskedPaths": ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys",
                             "/proc/timer_list"],
