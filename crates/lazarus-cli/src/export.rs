@@ -27,6 +27,7 @@ use crate::docker::Docker;
 use crate::endpoints::Endpoints;
 use crate::error::{Error, Result};
 use crate::progress::{self, dir_bytes, Progress};
+use crate::seal;
 use crate::target::Target;
 use crate::{docker_config, report};
 use lazarus_core::checkpoint::postcopy::PageServer;
@@ -91,6 +92,11 @@ pub struct ExportArgs {
     /// an import with --require-signed then knows who made it
     #[arg(long, value_name = "KEY", verbatim_doc_comment)]
     pub sign: Option<PathBuf>,
+    /// Encrypt the archive (age's format) to the recipients in FILE
+    /// (`lazarus keygen --age` writes one; `age1...` keys, one a line):
+    /// only their keys open it (`restore --import --identity KEY`)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["group", "compose", "pod"], verbatim_doc_comment)]
+    pub encrypt: Option<PathBuf>,
     /// Set by `lazarus migrate` only: a migration's checkpoint (see
     /// [`MigrationDump`]).
     #[arg(skip)]
@@ -144,7 +150,10 @@ pub async fn run(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> R
         endpoints,
     )
     .await?;
-    let report = export(args, &source, config).await?;
+    let report = match &args.encrypt {
+        None => export(args, &source, config).await?,
+        Some(recipients) => sealed_export(args, recipients, &source, config).await?,
+    };
     if args.json {
         println!("{report:#}");
     } else {
@@ -154,6 +163,39 @@ pub async fn run(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> R
         }
     }
     Ok(())
+}
+
+/// `--encrypt`: the archive is written into a private scratch directory
+/// (where the checkpoint's plain images are anyway), then encrypted into
+/// the destination. If encryption fails after the container was stopped,
+/// the plain archive is kept there, and the error says where: the
+/// checkpoint is never lost.
+async fn sealed_export(
+    args: &ExportArgs,
+    recipients: &Path,
+    source: &Source,
+    config: &Config,
+) -> Result<Value> {
+    seal::recipients(recipients)?;
+    let scratch = config.scratch_dir("seal")?;
+    let plain = ExportArgs {
+        export: scratch.path().join("archive.tar"),
+        encrypt: None,
+        ..args.clone()
+    };
+    let mut report = export(&plain, source, config).await?;
+    if let Err(e) = seal::encrypt(&plain.export, &args.export, recipients) {
+        let kept = scratch.keep();
+        return Err(Error::Refused(format!(
+            "{e}; the checkpoint is kept unencrypted in {} (import it from there, or encrypt it \
+             with age by hand, then remove it)",
+            kept.join("archive.tar").display()
+        )));
+    }
+    report["archive"] = json!(args.export);
+    report["encrypted"] = json!(true);
+    report["archive_bytes"] = json!(fs::metadata(&args.export).map(|m| m.len()).unwrap_or(0));
+    Ok(report)
 }
 
 /// The container to checkpoint, found and checked: the clients that reach

@@ -22,6 +22,7 @@ use crate::endpoints::{Endpoints, DEFAULT_NAMESPACE, DOCKER_NAMESPACE};
 use crate::error::{Error, Result};
 use crate::grants::GrantArgs;
 use crate::progress::{self, Progress};
+use crate::seal;
 use crate::{docker_config, export, image_chain};
 use lazarus_core::host::overlay::OverlayMount;
 
@@ -35,7 +36,7 @@ const NETLOCK_EXPIRY_SECONDS: i64 = 300;
 /// The snapshotter a containerd restore prepares the root filesystem with.
 const SNAPSHOTTER: &str = "overlayfs";
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct ImportArgs {
     /// The archive to restore
     #[arg(long = "import", short = 'i', value_name = "FILE")]
@@ -55,6 +56,10 @@ pub struct ImportArgs {
     pub json: bool,
     #[command(flatten)]
     pub grants: GrantArgs,
+    /// The age identity an encrypted archive is opened with (`lazarus
+    /// keygen --age` writes one)
+    #[arg(long, value_name = "FILE", verbatim_doc_comment)]
+    pub identity: Option<std::path::PathBuf>,
     /// Set by a group restore only: lock the container's network until the
     /// group is back (lazarus-core's `host::netlock`).
     #[arg(skip)]
@@ -80,6 +85,24 @@ struct Restored {
 }
 
 pub async fn run(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
+    // An encrypted archive is decrypted into a private scratch directory
+    // (held until the import ends) and imported from there.
+    let _decrypted;
+    let decrypted_args;
+    let args = match seal::is_encrypted(&args.file) {
+        false => args,
+        true => {
+            let scratch = config.scratch_dir("decrypt")?;
+            let plain = scratch.path().join("archive.tar");
+            seal::decrypt(&args.file, &plain, args.identity.as_deref())?;
+            _decrypted = scratch;
+            decrypted_args = ImportArgs {
+                file: plain,
+                ..args.clone()
+            };
+            &decrypted_args
+        }
+    };
     if group::is_group(&args.file) {
         let v = restore_group(args, endpoints, config).await?;
         match args.json {
@@ -136,6 +159,7 @@ pub async fn restore_group(
             runtime: args.runtime.clone(),
             json: true,
             grants: args.grants.clone(),
+            identity: None,
             netlock: Some(netlock),
             scratch_in: None,
             pages: None,

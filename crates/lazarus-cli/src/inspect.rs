@@ -14,13 +14,21 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use crate::progress::{self, Progress};
 use crate::report::{human, pages_bytes, ratio};
+use crate::seal;
 
-pub fn run(path: &Path, json: bool) -> Result<()> {
+pub fn run(path: &Path, json: bool, identity: Option<&Path>) -> Result<()> {
     if !path.exists() {
         return Err(Error::NotFound(format!(
             "{} does not exist: give a checkpoint archive or directory",
             path.display()
         )));
+    }
+    if seal::is_encrypted(path) {
+        // Decrypted into a private directory, removed when done.
+        let tmp = private_tempdir()?;
+        let plain = tmp.path().join("archive.tar");
+        seal::decrypt(path, &plain, identity)?;
+        return run(&plain, json, None);
     }
     if path.is_dir() {
         return show(path, json, None);
@@ -30,10 +38,7 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
     }
     // The whole archive is read and checked; only the memory pages are not
     // written out (their sizes are in the manifest).
-    let tmp = tempfile::Builder::new()
-        .prefix("lazarus-inspect-")
-        .tempdir()
-        .map_err(lazarus_core::Error::io("create a temporary directory"))?;
+    let tmp = private_tempdir()?;
     let dir = tmp.path().join("archive");
     let manifest = archive::read_manifest(path)?;
     let bar = Progress::bytes(progress::wanted(json), "verify", manifest.total_size());
@@ -80,6 +85,15 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
         "asks_for": asks_for(&dir),
     });
     show(&dir.join(archive::CHECKPOINT_DIR), json, Some(info))
+}
+
+/// A private (0700) temporary directory in TMPDIR, removed when dropped.
+fn private_tempdir() -> Result<tempfile::TempDir> {
+    Ok(tempfile::Builder::new()
+        .prefix("lazarus-inspect-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .map_err(lazarus_core::Error::io("create a temporary directory"))?)
 }
 
 /// The summary of the images in `dir`; `archive` is what the archive says
@@ -158,19 +172,21 @@ fn render_credentials(threads: &[creds::ThreadCreds]) -> String {
     let mut out =
         String::from("\nCredentials (restored as recorded; checked against the new container)\n");
     out.push_str(&format!(
-        "  {:<8} {:<16} {:<6} {:<8} {:<4} {}\n",
+        "  {:<8} {:<16} {:<6} {:<9} {:<4} {}\n",
         "TID", "COMM", "UID", "SECCOMP", "NNP", "CAPABILITIES BEYOND DEFAULT"
     ));
     for t in threads {
         let beyond = t.bounding.minus(default);
         let seccomp = match t.seccomp_mode {
+            // CRIU keeps the mode with the process's first thread only.
+            _ if !t.leader => "(process)",
             0 => "off",
             1 => "strict",
             2 => "filter",
             _ => "?",
         };
         out.push_str(&format!(
-            "  {:<8} {:<16} {:<6} {:<8} {:<4} {}\n",
+            "  {:<8} {:<16} {:<6} {:<9} {:<4} {}\n",
             t.tid,
             t.comm,
             t.uids[1],
@@ -311,10 +327,7 @@ fn render_metadata(m: &Metadata) -> String {
 /// A group archive (`checkpoint --group`): its index, every member checked
 /// against it on the way.
 fn show_group(path: &Path, json: bool) -> Result<()> {
-    let tmp = tempfile::Builder::new()
-        .prefix("lazarus-inspect-")
-        .tempdir()
-        .map_err(lazarus_core::Error::io("create a temporary directory"))?;
+    let tmp = private_tempdir()?;
     let (index, _) = archive::group::extract_group(path, &tmp.path().join("members"))?;
     if json {
         println!("{:#}", json!({ "file": path, "group": index }));

@@ -33,6 +33,7 @@ mod inspect;
 mod migration;
 mod progress;
 mod report;
+mod seal;
 mod target;
 
 /// Checkpoint Lazarus containers into portable archives, restore them
@@ -160,9 +161,14 @@ enum Command {
         path: PathBuf,
         /// Print JSON instead of text:
         /// {"lazarus": lazarus.json or null, "criu": CRIU's images summarised,
-        ///  "archive": for an archive, its config.dump and sizes}
+        ///  "credentials": each thread's as CRIU would restore them,
+        ///  "archive": for an archive, its config.dump, sizes, signer and
+        ///  what it asks for}
         #[arg(long, verbatim_doc_comment)]
         json: bool,
+        /// The age identity an encrypted archive is opened with
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
     },
     /// Move a running container to another host
     ///
@@ -237,8 +243,12 @@ enum Command {
         #[arg(verbatim_doc_comment)]
         file: Option<PathBuf>,
         /// Make a signing key for archives instead of a migration key
-        #[arg(long)]
+        #[arg(long, conflicts_with = "age")]
         sign: bool,
+        /// Make an age key for encrypted archives (FILE, and the recipient
+        /// to encrypt to in FILE.pub) instead of a migration key
+        #[arg(long, verbatim_doc_comment)]
+        age: bool,
     },
 }
 
@@ -247,7 +257,11 @@ fn main() -> ExitCode {
     let endpoints = Endpoints::resolve(cli.host, cli.address);
     let result = match cli.command {
         Command::Version { json } => version(json).map_err(Error::from),
-        Command::Inspect { path, json } => inspect::run(&path, json),
+        Command::Inspect {
+            path,
+            json,
+            identity,
+        } => inspect::run(&path, json, identity.as_deref()),
         Command::Checkpoint(args) => {
             with_config(|config| block_on(export::run(&args, &endpoints, config)))
         }
@@ -262,7 +276,7 @@ fn main() -> ExitCode {
         }
         Command::GroupGuard(args) => block_on(group_guard::run(&args, &endpoints.containerd)),
         Command::ReceiveGuard(args) => block_on(migration::receive_guard::run(&args, &endpoints)),
-        Command::Keygen { file, sign } => keygen(file, sign),
+        Command::Keygen { file, sign, age } => keygen(file, sign, age),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -276,7 +290,24 @@ fn main() -> ExitCode {
 /// The default signing key file.
 const DEFAULT_SIGNING_KEY: &str = "/etc/lazarus/signing.key";
 
-fn keygen(file: Option<PathBuf>, sign: bool) -> Result<()> {
+/// The default age identity file.
+const DEFAULT_AGE_KEY: &str = "/etc/lazarus/archive.age";
+
+fn keygen(file: Option<PathBuf>, sign: bool, age: bool) -> Result<()> {
+    if age {
+        let file = file.unwrap_or_else(|| PathBuf::from(DEFAULT_AGE_KEY));
+        let (recipient, public) = seal::keygen(&file)?;
+        println!(
+            "identity     {} (secret: opens the archives)",
+            file.display()
+        );
+        println!(
+            "recipient    {} ({recipient}): export with --encrypt {}",
+            public.display(),
+            public.display()
+        );
+        return Ok(());
+    }
     if !sign {
         let file = file.unwrap_or_else(|| PathBuf::from(migration::DEFAULT_KEY));
         lazarus_core::channel::Key::create(&file)?;

@@ -181,6 +181,7 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
         from_docker_checkpoint: None,
         // The channel authenticates the sender already.
         sign: None,
+        encrypt: None,
         migration: Some(dump.clone()),
     };
     let frozen = Instant::now();

@@ -235,6 +235,7 @@ async fn restore_and_confirm(
         // What the sender may ask for is the config's [import] section's
         // (nothing by default), as for any import.
         grants: Default::default(),
+        identity: None,
         netlock: None,
         scratch_in: Some(scratch.to_path_buf()),
         pages,

@@ -152,3 +152,59 @@ fn garbage_is_read_as_nothing_rather_than_a_panic() {
         let _ = of_oci_spec(&v);
     }
 }
+
+mod props {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::super::*;
+    use crate::security::ImportPolicy;
+
+    /// Any JSON, nested a few levels, with the keys the checks read among
+    /// the random ones so that they meet every shape there.
+    fn json() -> impl Strategy<Value = Value> {
+        let key = prop_oneof![
+            Just("hooks".to_string()),
+            Just("HostConfig".to_string()),
+            Just("process".to_string()),
+            Just("linux".to_string()),
+            Just("capabilities".to_string()),
+            Just("namespaces".to_string()),
+            Just("mounts".to_string()),
+            Just("Binds".to_string()),
+            Just("Mounts".to_string()),
+            Just("SecurityOpt".to_string()),
+            Just("devices".to_string()),
+            Just("resources".to_string()),
+            Just("type".to_string()),
+            Just("path".to_string()),
+            "[a-zA-Z]{1,8}",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(5, 64, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map(key.clone(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Whatever an archive holds, reading its authority never panics,
+        /// and the default policy refuses exactly when there is an item.
+        #[test]
+        fn any_configuration_is_read_without_a_panic(v in json()) {
+            for items in [of_docker(&v), of_oci_spec(&v)] {
+                let refused = ImportPolicy::default().check("a", &items).is_err();
+                prop_assert_eq!(refused, !items.is_empty());
+                prop_assert!(ImportPolicy::trust_all().check("a", &items).is_ok());
+            }
+        }
+    }
+}

@@ -39,6 +39,10 @@ pub struct ThreadCreds {
     #[serde(serialize_with = "names")]
     pub ambient: CapSet,
     pub no_new_privs: bool,
+    /// A process's main thread (its image has the task's core): CRIU
+    /// records the seccomp mode there; its other threads carry none and
+    /// are restored with the process's.
+    pub leader: bool,
     /// 0 disabled, 1 strict, 2 filter (the kernel's SECCOMP_MODE_*).
     pub seccomp_mode: u32,
 }
@@ -117,6 +121,7 @@ fn thread_creds(tid: u32, core: &Entry) -> img::Result<ThreadCreds> {
         bounding: set(12, "cap_bnd")?,
         ambient: set(19, "cap_amb")?,
         no_new_privs: creds.varint(18, "no_new_privs")?.unwrap_or(0) != 0,
+        leader: tc.is_some(),
         seccomp_mode: u32::try_from(seccomp_mode).unwrap_or(u32::MAX),
     })
 }
@@ -221,7 +226,7 @@ impl Grant {
                 ));
             }
         }
-        if self.seccomp && t.seccomp_mode == 0 {
+        if self.seccomp && t.leader && t.seccomp_mode == 0 {
             out.push("no seccomp filter, where this container has one".into());
         }
         if self.no_new_privs && !t.no_new_privs {

@@ -12,6 +12,7 @@ struct Thread {
     caps: u64,
     nnp: bool,
     seccomp: u64,
+    leader: bool,
 }
 
 /// A core image as CRIU writes it: tc with the comm, thread_core with
@@ -29,12 +30,18 @@ fn core_image(t: &Thread) -> Vec<u8> {
     varint(&mut creds, 18, u64::from(t.nnp));
     let mut thread = msg();
     sub(&mut thread, 10, &creds);
-    varint(&mut thread, 11, t.seccomp);
-    let mut tc = msg();
-    bytes(&mut tc, 6, b"app");
+    // As CRIU writes it: the mode only where there is a filter.
+    if t.seccomp != 0 {
+        varint(&mut thread, 11, t.seccomp);
+    }
+    bytes(&mut thread, 13, b"app");
     let mut core = msg();
     varint(&mut core, 1, 1);
-    sub(&mut core, 3, &tc);
+    if t.leader {
+        let mut tc = msg();
+        bytes(&mut tc, 6, b"app");
+        sub(&mut core, 3, &tc);
+    }
     sub(&mut core, 5, &thread);
     image(Some(IMG_COMMON_MAGIC), CORE_MAGIC, &[core])
 }
@@ -95,13 +102,24 @@ fn ordinary(tid: u32) -> Thread {
         caps: DEFAULT_CAPS,
         nnp: false,
         seccomp: 2,
+        leader: true,
+    }
+}
+
+/// A thread that is not its process's first: CRIU records no seccomp
+/// mode for it (it gets the process's at restore).
+fn other_thread(tid: u32) -> Thread {
+    Thread {
+        seccomp: 0,
+        leader: false,
+        ..ordinary(tid)
     }
 }
 
 #[test]
 fn an_ordinary_containers_images_restore_into_the_same_configuration() {
     let dir = images(
-        &[ordinary(1), ordinary(7)],
+        &[ordinary(1), other_thread(7)],
         &[("/proc", PROC, 0), ("/sys", SYSFS, 1)],
     );
     check_restore(dir.path(), &docker_spec(""), &[]).unwrap();
@@ -218,5 +236,26 @@ fn a_real_dumps_credentials_decode() {
         assert_eq!(t.uids, [0; 4]);
         assert_eq!(t.seccomp_mode, 0);
         assert!(t.bounding.0 & (1 << 21) != 0, "{:?}", t.bounding);
+    }
+}
+
+proptest::proptest! {
+    /// Whatever bytes a core or mount image holds, the check answers (an
+    /// error naming the file, or a verdict) and never panics.
+    #[test]
+    fn any_image_bytes_are_an_answer_not_a_panic(
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        magic in 0usize..3,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = match magic {
+            0 => Vec::new(),
+            1 => [IMG_COMMON_MAGIC, CORE_MAGIC].iter().flat_map(|m| m.to_le_bytes()).collect(),
+            _ => [IMG_COMMON_MAGIC, MNTS_MAGIC].iter().flat_map(|m| m.to_le_bytes()).collect(),
+        };
+        bytes.extend(body);
+        let name = if magic == 2 { "mountpoints-1.img" } else { "core-1.img" };
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+        let _ = check_restore(dir.path(), &docker_spec(""), &[]);
     }
 }
