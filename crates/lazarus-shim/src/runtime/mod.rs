@@ -6,6 +6,7 @@
 //! short-lived, single-threaded helper: the shim binary re-executed with
 //! `helper` as its first argument (see [`helper`]).
 
+mod confinement;
 mod executor;
 pub mod helper;
 mod leftovers;
