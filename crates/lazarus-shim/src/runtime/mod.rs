@@ -13,6 +13,7 @@ mod leftovers;
 mod libcontainer;
 mod loopback;
 mod metrics;
+mod private;
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::PathBuf;
