@@ -170,7 +170,32 @@ fn ctr_task_exec() {
     })
     .ok();
     assert_eq!(out.stdout, "via-exec-stdin\n", "{out}");
+    assert_private_state(&d, &id);
     remove_task(&d, &id);
+}
+
+/// The runtime's state is root's alone: runc writes its state.json 0600;
+/// Lazarus's directory is 0700 and both of libcontainer's files 0600.
+fn assert_private_state(d: &Daemons, id: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let c = crate::leaks::Container {
+        ns: d.id.clone(),
+        id: id.to_string(),
+        rootfs: None,
+    };
+    let dir = c.state_dir(d);
+    let mode = |p: &std::path::Path| {
+        let meta = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        meta.permissions().mode() & 0o777
+    };
+    let mut files = vec!["state.json"];
+    if d.is_lazarus() {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        files.push("youki_config.json");
+    }
+    for file in files {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file} in {}", dir.display());
+    }
 }
 
 /// Whether a CRIU started (directly or through runc) by one of this daemon

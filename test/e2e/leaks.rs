@@ -110,7 +110,7 @@ impl Container {
     }
 
     /// The runtime's own state directory for the container.
-    fn state_dir(&self, d: &Daemons) -> PathBuf {
+    pub fn state_dir(&self, d: &Daemons) -> PathBuf {
         let root = match d.runtime() {
             LAZARUS => "/run/lazarus",
             _ => "/run/containerd/runc",

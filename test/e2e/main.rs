@@ -24,6 +24,7 @@ mod criu_tests;
 mod ctr_tests;
 mod docker_tests;
 mod errors_tests;
+mod exec_confinement_tests;
 mod fault_tests;
 mod group_tests;
 mod image_dir_tests;

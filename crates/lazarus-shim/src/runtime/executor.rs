@@ -5,7 +5,9 @@
 //! into exit codes ("executable file not found" and "no such file or
 //! directory" are 127, "permission denied" 126), so this executor checks
 //! the command as runc does, with runc's wording, then lets libcontainer's
-//! default executor run it.
+//! default executor run it. For an exec it first puts the process under the
+//! container's seccomp filter, which libcontainer leaves out (see
+//! `confinement.rs`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -14,11 +16,19 @@ use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 
+use super::confinement::Confinement;
+
 #[derive(Clone, Default)]
-pub struct RuncCompatibleExecutor;
+pub struct RuncCompatibleExecutor {
+    /// What an exec'd process still needs just before execve.
+    pub confinement: Option<Confinement>,
+}
 
 impl Executor for RuncCompatibleExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        if let Some(confinement) = &self.confinement {
+            confinement.apply().map_err(ExecutorError::Other)?;
+        }
         DefaultExecutor {}.exec(spec)
     }
 

@@ -14,9 +14,11 @@ use std::path::{Path, PathBuf};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus, State};
 use libcontainer::hooks;
-use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::oci_spec::runtime::{Process, Spec};
 use libcontainer::syscall::syscall::SyscallType;
 use serde::{Deserialize, Serialize};
+
+use super::executor::RuncCompatibleExecutor;
 
 /// fds 3, 4 and 5 of the helper carry the new process's stdin/out/err.
 pub const STDIO_FDS: [i32; 3] = [3, 4, 5];
@@ -99,7 +101,7 @@ fn run(req: &HelperRequest) -> Result<Option<i32>, String> {
     let container_dir = req.root.join(&req.id);
     match &req.operation {
         Operation::Create { bundle } => {
-            let container = builder(req)?
+            let container = builder(req, RuncCompatibleExecutor::default())?
                 .validate_id()
                 .map_err(describe)?
                 .as_init(bundle)
@@ -121,7 +123,8 @@ fn run(req: &HelperRequest) -> Result<Option<i32>, String> {
             Ok(container.pid().map(|p| p.as_raw()))
         }
         Operation::Exec { process_json } => {
-            let pid = builder(req)?
+            let executor = confine_exec(&container_dir, process_json)?;
+            let pid = builder(req, executor)?
                 .as_tenant()
                 .with_process(Some(process_json))
                 .with_detach(true)
@@ -160,9 +163,33 @@ fn run(req: &HelperRequest) -> Result<Option<i32>, String> {
     }
 }
 
+/// Completes the exec's process spec (rewritten in place) from the
+/// container's spec, which libcontainer reads from the bundle its state
+/// names (a restored container's too), and returns the executor that puts
+/// the process under the container's seccomp filter.
+fn confine_exec(
+    container_dir: &Path,
+    process_json: &Path,
+) -> Result<RuncCompatibleExecutor, String> {
+    let container = Container::load(container_dir.to_path_buf()).map_err(describe)?;
+    let spec = Spec::load(container.bundle().join("config.json")).map_err(describe)?;
+    let text = std::fs::read(process_json).map_err(|e| format!("read exec process spec: {e}"))?;
+    let process: Process =
+        serde_json::from_slice(&text).map_err(|e| format!("invalid exec process spec: {e}"))?;
+    let plan = super::confinement::plan(&spec, process)?;
+    let text = serde_json::to_vec(&plan.process).map_err(|e| e.to_string())?;
+    std::fs::write(process_json, text).map_err(|e| format!("write exec process spec: {e}"))?;
+    Ok(RuncCompatibleExecutor {
+        confinement: plan.confinement,
+    })
+}
+
 /// What create and exec share: the container, the state root, the new
 /// process's stdio or console, and how its command is checked and run.
-fn builder(req: &HelperRequest) -> Result<ContainerBuilder, String> {
+fn builder(
+    req: &HelperRequest,
+    executor: RuncCompatibleExecutor,
+) -> Result<ContainerBuilder, String> {
     let mut builder = ContainerBuilder::new(req.id.clone(), SyscallType::default())
         .with_root_path(&req.root)
         .map_err(describe)?;
@@ -174,7 +201,7 @@ fn builder(req: &HelperRequest) -> Result<ContainerBuilder, String> {
     }
     Ok(builder
         .with_console_socket(req.console_socket.as_ref())
-        .with_executor(super::executor::RuncCompatibleExecutor))
+        .with_executor(executor))
 }
 
 /// libcontainer's errors nest their causes; show the whole chain.

@@ -22,6 +22,7 @@ use libcontainer::signal::Signal;
 use oci_spec::runtime::LinuxResources;
 
 use super::helper::{HelperReply, HelperRequest, Operation, STDIO_FDS};
+use super::private;
 use super::{metrics, CreateOptions, ExecOptions, ProcessIo, Runtime};
 use crate::error::{Error, Result};
 
@@ -38,10 +39,8 @@ pub struct LibcontainerRuntime {
 
 impl LibcontainerRuntime {
     pub fn new(root: PathBuf, log_level: String) -> Result<Self> {
-        std::fs::create_dir_all(root.join(".helper")).map_err(Error::io(format!(
-            "create runtime state root {}",
-            root.display()
-        )))?;
+        private::private_dir(&root)?;
+        private::private_dir(&root.join(".helper"))?;
         let helper_exe = std::env::current_exe().map_err(Error::io("find the shim binary"))?;
         Ok(LibcontainerRuntime {
             root,
@@ -215,6 +214,7 @@ impl Runtime for LibcontainerRuntime {
                 bundle: opts.bundle.clone(),
             },
         )?;
+        private::restrict(&self.state_dir(opts.id)?)?;
         reply
             .pid
             .ok_or_else(|| Error::Runtime(format!("create {}: no init pid", opts.id)))
@@ -232,8 +232,7 @@ impl Runtime for LibcontainerRuntime {
         let process_json = unique_path(process_json);
         let terminal = matches!(opts.io, ProcessIo::Console(_));
         let json = with_terminal(opts.process_json, terminal)?;
-        std::fs::write(&process_json, json)
-            .map_err(Error::io(format!("write {}", process_json.display())))?;
+        private::write_file(&process_json, &json)?;
         let result = self.run_helper(
             opts.id,
             &opts.bundle,
@@ -321,7 +320,8 @@ impl Runtime for LibcontainerRuntime {
         let mut container = Container::new(id, ContainerStatus::Running, Some(pid), bundle, &dir)
             .map_err(|e| fail("state", &e))?;
         container.set_annotations(spec.annotations().clone());
-        container.save().map_err(|e| fail("save state", &e))
+        container.save().map_err(|e| fail("save state", &e))?;
+        private::restrict(&dir)
     }
 
     fn restore_network(&self, id: &str, bundle: &Path, pid: i32) -> Result<()> {
@@ -422,6 +422,28 @@ mod tests {
         let err = with_terminal(b"[1]", true).unwrap_err();
         assert!(err.to_string().contains("not a JSON object"), "{err}");
         assert!(with_terminal(b"{nope", true).is_err());
+    }
+
+    /// What libcontainer writes for a container (state.json and
+    /// youki_config.json, under the umask) ends up readable by root alone.
+    #[test]
+    fn adopted_state_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("ns");
+        let rt = LibcontainerRuntime::new(root.clone(), "info".into()).unwrap();
+        let bundle = tmp.path().join("bundle");
+        std::fs::create_dir(&bundle).unwrap();
+        let spec = oci_spec::runtime::Spec::default();
+        spec.save(bundle.join("config.json")).unwrap();
+        rt.adopt("c1", &bundle, 1).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join(".helper")), 0o700);
+        assert_eq!(mode(&root.join("c1")), 0o700);
+        for file in ["state.json", "youki_config.json"] {
+            assert_eq!(mode(&root.join("c1").join(file)), 0o600, "{file}");
+        }
     }
 
     /// The runtime refuses ids that would leave its root on its own (the

@@ -6,12 +6,14 @@
 //! short-lived, single-threaded helper: the shim binary re-executed with
 //! `helper` as its first argument (see [`helper`]).
 
+mod confinement;
 mod executor;
 pub mod helper;
 mod leftovers;
 mod libcontainer;
 mod loopback;
 mod metrics;
+mod private;
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::PathBuf;
