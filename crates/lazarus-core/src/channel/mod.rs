@@ -17,6 +17,8 @@
 
 mod key;
 #[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod tests;
 
 pub use key::Key;
@@ -117,6 +119,19 @@ impl<S: Read + Write> Channel<S> {
         &self.stream
     }
 
+    /// The same channel over `f(stream)`, which must carry the same bytes
+    /// (e.g. the bare connection once a wrapper that bounded the handshake
+    /// is no longer wanted). Nothing is buffered here between frames, so
+    /// the swap loses nothing.
+    pub fn map_stream<T>(self, f: impl FnOnce(S) -> T) -> Channel<T> {
+        Channel {
+            stream: f(self.stream),
+            noise: self.noise,
+            wire: self.wire,
+            plain: self.plain,
+        }
+    }
+
     fn send_frame(&mut self, plain: &[u8]) -> Result<()> {
         let n = self
             .noise
@@ -180,7 +195,9 @@ impl<S: Read + Write> Channel<S> {
     /// Receives one message of at most `limit` bytes.
     pub fn recv(&mut self, limit: u64) -> Result<Vec<u8>> {
         let len = self.recv_len(limit)?;
-        let mut out = Vec::with_capacity(len as usize);
+        // The length is the peer's word: room for one frame at first, the
+        // rest as frames arrive (a claimed 2^63 bytes must not allocate).
+        let mut out = Vec::with_capacity(len.min(MAX_FRAME as u64) as usize);
         self.recv_rest(len, &mut out, &mut |_| {})?;
         Ok(out)
     }
