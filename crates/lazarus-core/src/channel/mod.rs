@@ -80,9 +80,14 @@ impl<S: Read + Write> Channel<S> {
         let n = hs.write_message(&[], &mut wire).map_err(noise_setup)?;
         write_frame(&mut stream, &wire[..n]).map_err(io("sending the handshake"))?;
         let got = read_frame(&mut stream, &mut wire).map_err(|e| match e.kind() {
-            // A listener with another key drops the connection.
+            // A listener with another key drops the connection; so does
+            // one at its limit of connections not yet authenticated.
             io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
-                ChannelError::NotAuthenticated("the listener closed the connection".into())
+                ChannelError::NotAuthenticated(
+                    "the listener closed the connection; with the same key, its limits on \
+                     unauthenticated connections may have dropped it (see its log)"
+                        .into(),
+                )
             }
             _ => io("reading the handshake")(e),
         })?;
