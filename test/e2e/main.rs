@@ -31,6 +31,7 @@ mod image_dir_tests;
 mod image_path_tests;
 mod migrate_address_tests;
 mod migrate_postcopy_tests;
+mod migrate_serve_tests;
 mod migrate_stopcopy_tests;
 mod migrate_tests;
 mod pod_tests;

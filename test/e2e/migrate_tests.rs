@@ -74,8 +74,13 @@ impl Serve {
         serve
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the agent still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     fn kill(&mut self) {
@@ -99,7 +104,7 @@ pub fn keygen(d: &Daemons, name: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
-fn last_tick(d: &Daemons, name: &str) -> u64 {
+pub fn last_tick(d: &Daemons, name: &str) -> u64 {
     *ticks(&d.docker(&["logs", name]).ok().stdout)
         .last()
         .expect("ticks")

@@ -17,6 +17,7 @@ use containerd_client::services::v1::{
     DeleteTaskRequest, GetContainerRequest, GetImageRequest, GetRequest, KillRequest,
     ListContainersRequest, PauseTaskRequest, ReadContentRequest, ResumeTaskRequest, StartRequest,
 };
+use containerd_client::tonic::metadata::{Ascii, MetadataValue};
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{self, Request};
 use containerd_client::types::v1::Process;
@@ -69,13 +70,29 @@ struct RuncOptions {
     criu_work_path: String,
 }
 
+/// `namespace` as gRPC metadata, once containerd's rule holds.
+fn namespace_header(namespace: &str) -> Result<MetadataValue<Ascii>> {
+    lazarus_core::ids::check_identifier("containerd namespace", namespace)?;
+    namespace.parse().map_err(|_| {
+        Error::Refused(format!(
+            "containerd namespace {namespace:?} cannot be sent as gRPC metadata"
+        ))
+    })
+}
+
 pub struct Containerd {
     channel: Channel,
     namespace: String,
+    /// The namespace as every request's metadata carries it.
+    namespace_header: MetadataValue<Ascii>,
 }
 
 impl Containerd {
+    /// Connects for calls in `namespace`, which must be a name containerd
+    /// accepts (it comes from users, archives and migration peers, and
+    /// gRPC metadata holds visible ASCII only).
     pub async fn connect(address: &str, namespace: &str) -> Result<Containerd> {
+        let namespace_header = namespace_header(namespace)?;
         let unreachable = |why: String| Error::ContainerdUnreachable {
             address: address.to_string(),
             why,
@@ -90,6 +107,7 @@ impl Containerd {
         Ok(Containerd {
             channel,
             namespace: namespace.to_string(),
+            namespace_header,
         })
     }
 
@@ -100,8 +118,8 @@ impl Containerd {
     fn request<T>(&self, message: T, timeout: Duration) -> Request<T> {
         let mut r = Request::new(message);
         r.set_timeout(timeout);
-        let ns = self.namespace.parse().expect("namespace names are ASCII");
-        r.metadata_mut().insert("containerd-namespace", ns);
+        r.metadata_mut()
+            .insert("containerd-namespace", self.namespace_header.clone());
         r
     }
 
@@ -506,6 +524,33 @@ pub fn upper_of(mounts: &[Mount]) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Once `request` put any namespace into gRPC metadata with an
+    /// `expect`: a non-ASCII or control character panicked the CLI (and
+    /// `serve`, for a namespace offered by a peer). Now it is refused
+    /// before anything is dialled, saying why.
+    #[tokio::test]
+    async fn a_namespace_containerd_cannot_take_is_a_clear_error() {
+        for ns in ["é", "ns\nx", "tab\tx", "a b", "-x", "", "a/b", "\u{7f}"] {
+            let err = Containerd::connect("/nonexistent/containerd.sock", ns)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{ns:?} was accepted"));
+            let text = err.to_string();
+            assert!(
+                matches!(&err, Error::Core(e) if e.kind() == lazarus_core::error::ErrorKind::InvalidArgument),
+                "{ns:?}: {text}"
+            );
+            assert!(text.contains("invalid containerd namespace"), "{text}");
+        }
+        // A good name gets as far as the (missing) socket.
+        let err = Containerd::connect("/nonexistent/containerd.sock", "k8s.io")
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, Error::ContainerdUnreachable { .. }), "{err}");
+        assert!(namespace_header("default").is_ok());
+    }
 
     #[test]
     fn the_upper_directory_comes_from_the_overlay_options() {

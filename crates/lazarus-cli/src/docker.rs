@@ -320,14 +320,22 @@ fn escape(s: &str) -> String {
     out
 }
 
-/// Docker's 12-character form of an id.
+/// Docker's 12-character form of an id (a name, which may come from a
+/// migration peer, as it is if byte 12 is inside a character).
 pub fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
+    id.get(..12).unwrap_or(id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_shortened_without_splitting_a_character() {
+        assert_eq!(short("0123456789abcdef"), "0123456789ab");
+        assert_eq!(short("abc"), "abc");
+        assert_eq!(short("0123456789aé-bc"), "0123456789aé-bc");
+    }
 
     #[test]
     fn names_and_paths_are_escaped_for_urls() {

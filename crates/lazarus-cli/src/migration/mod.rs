@@ -29,6 +29,7 @@
 //! where it was; after that, in post-copy, the link or the source failing
 //! kills the copy (its missing pages cannot be fetched any more).
 
+mod gate;
 mod postcopy;
 pub mod receive_guard;
 pub mod send;
@@ -52,6 +53,8 @@ pub const DEFAULT_KEY: &str = "/etc/lazarus/migration.key";
 /// How long either side waits for the other's next bytes: longer than a
 /// large dump or restore takes on a loaded host, short of forever.
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a sender waits to connect, and a receiver for a peer's whole
+/// handshake and offer (`serve`'s door, gate/mod.rs).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A link that stops answering (a cut cable, a host gone) is found by TCP
 /// keepalives within about 5 + 3 x 2 = 11 s, and unacknowledged data fails

@@ -4,11 +4,13 @@
 //! engine it came from), restored as `lazarus restore --import` restores.
 //!
 //! One migration at a time on purpose: a restore is disk- and CPU-bound,
-//! and two at once would only lengthen both downtimes.
+//! and two at once would only lengthen both downtimes. Connections are
+//! taken, authenticated and bounded by [`gate`] on threads of their own;
+//! this module runs the migrations they admit.
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,10 +18,9 @@ use std::time::Duration;
 use lazarus_core::channel::{Channel, Key};
 use lazarus_core::config::Config;
 
+use super::gate::{self, Admitted};
 use super::receive_guard::{self, ReceiveGuardArgs};
-use super::{
-    key_path, resolve, Answer, Offer, Plan, CONNECT_TIMEOUT, MAX_ARCHIVE, PEER_TIMEOUT, PROTOCOL,
-};
+use super::{key_path, resolve, Answer, Offer, Plan, MAX_ARCHIVE, PEER_TIMEOUT, PROTOCOL};
 use crate::containerd::Containerd;
 use crate::docker::Docker;
 use crate::endpoints::Endpoints;
@@ -41,7 +42,8 @@ pub struct ServeArgs {
     /// The key file both hosts hold (default /etc/lazarus/migration.key)
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
-    /// Receive one migration, then exit (its status is the migration's)
+    /// Receive one migration from a peer holding the key, then exit (its
+    /// status is the migration's)
     #[arg(long)]
     pub once: bool,
 }
@@ -52,17 +54,24 @@ pub async fn run(args: &ServeArgs, endpoints: &Endpoints, config: &Config) -> Re
     let addr = resolve(&args.listen)?;
     let listener =
         TcpListener::bind(addr).map_err(lazarus_core::Error::io(format!("listen on {addr}")))?;
+    let limits = gate::LIMITS;
+    let migrations = gate::open(listener, key, limits, gate::stderr())?;
     eprintln!(
-        "lazarus serve: listening on {addr}; Docker at {}, containerd at {}",
-        endpoints.docker, endpoints.containerd
+        "lazarus serve: listening on {addr} (handshakes: {} s each, {} at once, {} per \
+         address; one migration at a time); Docker at {}, containerd at {}",
+        limits.deadline.as_secs(),
+        limits.handshakes,
+        limits.per_address,
+        endpoints.docker,
+        endpoints.containerd
     );
-    loop {
-        // Nothing else runs on this thread: a blocking accept is all there
-        // is to wait for.
-        let (stream, peer) = listener
-            .accept()
-            .map_err(lazarus_core::Error::io(format!("accept on {addr}")))?;
-        let received = receive(stream, peer, &key, endpoints, config).await;
+    // Nothing else runs on this thread: between migrations, waiting for
+    // the next authenticated sender is all there is to do.
+    for mut admitted in migrations.iter() {
+        let peer = admitted.peer;
+        let received = receive(&mut admitted, endpoints, config).await;
+        // The slot is free for the next sender from here.
+        drop(admitted);
         match &received {
             Ok(name) => eprintln!("lazarus serve: {peer}: {name} runs here"),
             Err(e) => eprintln!("lazarus serve: {peer}: {e}"),
@@ -71,6 +80,9 @@ pub async fn run(args: &ServeArgs, endpoints: &Endpoints, config: &Config) -> Re
             return received.map(drop);
         }
     }
+    Err(Error::Refused(format!(
+        "lazarus serve: no longer accepting connections on {addr}"
+    )))
 }
 
 /// One agent per work root and per receive root: it holds a lock in each
@@ -113,25 +125,20 @@ fn claim_scratch_roots(config: &Config) -> Result<Vec<nix::fcntl::Flock<std::fs:
     Ok(locks)
 }
 
-/// One migration; returns the container's name here.
+/// One authenticated sender's migration; returns the container's name
+/// here.
 async fn receive(
-    stream: TcpStream,
-    peer: SocketAddr,
-    key: &Key,
+    admitted: &mut Admitted,
     endpoints: &Endpoints,
     config: &Config,
 ) -> Result<String> {
-    // A peer gets a short time to authenticate.
-    super::tune(&stream, CONNECT_TIMEOUT)?;
-    let mut ch = Channel::accept(stream, key)
-        .map_err(|e| Error::Refused(format!("refused an unauthenticated peer: {e}")))?;
+    let (ch, offer, peer) = (&mut admitted.ch, &admitted.offer, admitted.peer);
     super::tune(ch.stream(), PEER_TIMEOUT)?;
-    let offer: Offer = ch.recv_json()?;
     eprintln!(
         "lazarus serve: {peer}: offered {} ({} container, image {})",
         offer.name, offer.engine, offer.image
     );
-    if let Err(e) = check(&offer, endpoints).await {
+    if let Err(e) = check(offer, endpoints).await {
         let _ = ch.send_json(&Answer::refused(&e));
         return Err(e);
     }
@@ -200,16 +207,8 @@ async fn receive(
         scratch: scratch.path().to_path_buf(),
     };
     let guard = receive_guard::start(endpoints, &guarded)?;
-    let settled = restore_and_confirm(
-        &mut ch,
-        &offer,
-        path,
-        scratch.path(),
-        pages,
-        endpoints,
-        config,
-    )
-    .await;
+    let settled =
+        restore_and_confirm(ch, offer, path, scratch.path(), pages, endpoints, config).await;
     guard.dismiss();
     settled
 }
@@ -388,6 +387,9 @@ async fn check(offer: &Offer, endpoints: &Endpoints) -> Result<()> {
             offer.protocol
         )));
     }
+    // Checked before the name reaches an engine, a URL or the guard's
+    // command line.
+    lazarus_core::ids::check_name("container name", &offer.name)?;
     let name = &offer.name;
     match offer.engine.as_str() {
         "docker" => {
@@ -409,7 +411,7 @@ async fn check(offer: &Offer, endpoints: &Endpoints) -> Result<()> {
         }
         "containerd" => {
             let ns = &offer.namespace;
-            lazarus_core::ids::check_component("containerd namespace", ns)?;
+            lazarus_core::ids::check_identifier("containerd namespace", ns)?;
             let ctr = Containerd::connect(&endpoints.containerd, ns).await?;
             match ctr.container(name).await {
                 Ok(_) => {

@@ -17,6 +17,8 @@
 
 mod key;
 #[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod tests;
 
 pub(crate) use key::write_secret;
@@ -79,9 +81,14 @@ impl<S: Read + Write> Channel<S> {
         let n = hs.write_message(&[], &mut wire).map_err(noise_setup)?;
         write_frame(&mut stream, &wire[..n]).map_err(io("sending the handshake"))?;
         let got = read_frame(&mut stream, &mut wire).map_err(|e| match e.kind() {
-            // A listener with another key drops the connection.
+            // A listener with another key drops the connection; so does
+            // one at its limit of connections not yet authenticated.
             io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
-                ChannelError::NotAuthenticated("the listener closed the connection".into())
+                ChannelError::NotAuthenticated(
+                    "the listener closed the connection; with the same key, its limits on \
+                     unauthenticated connections may have dropped it (see its log)"
+                        .into(),
+                )
             }
             _ => io("reading the handshake")(e),
         })?;
@@ -116,6 +123,19 @@ impl<S: Read + Write> Channel<S> {
     /// The underlying stream (e.g. to set its timeouts).
     pub fn stream(&self) -> &S {
         &self.stream
+    }
+
+    /// The same channel over `f(stream)`, which must carry the same bytes
+    /// (e.g. the bare connection once a wrapper that bounded the handshake
+    /// is no longer wanted). Nothing is buffered here between frames, so
+    /// the swap loses nothing.
+    pub fn map_stream<T>(self, f: impl FnOnce(S) -> T) -> Channel<T> {
+        Channel {
+            stream: f(self.stream),
+            noise: self.noise,
+            wire: self.wire,
+            plain: self.plain,
+        }
     }
 
     fn send_frame(&mut self, plain: &[u8]) -> Result<()> {
@@ -181,7 +201,9 @@ impl<S: Read + Write> Channel<S> {
     /// Receives one message of at most `limit` bytes.
     pub fn recv(&mut self, limit: u64) -> Result<Vec<u8>> {
         let len = self.recv_len(limit)?;
-        let mut out = Vec::with_capacity(len as usize);
+        // The length is the peer's word: room for one frame at first, the
+        // rest as frames arrive (a claimed 2^63 bytes must not allocate).
+        let mut out = Vec::with_capacity(len.min(MAX_FRAME as u64) as usize);
         self.recv_rest(len, &mut out, &mut |_| {})?;
         Ok(out)
     }
