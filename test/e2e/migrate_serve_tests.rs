@@ -72,8 +72,10 @@ fn migrate_goes_through_a_crowd_of_idle_and_slow_connections() {
 
     let held = slow.wait();
     eprintln!("the slow sender was cut after {held:.2?} (deadline {DEADLINE:?})");
+    // Cut by the deadline, or earlier when the crowd still arriving made it
+    // the oldest pending handshake (evicted): never held past the deadline.
     assert!(
-        held >= DEADLINE - Duration::from_secs(1) && held < DEADLINE + Duration::from_secs(4),
+        held < DEADLINE + Duration::from_secs(4),
         "the slow sender was held {held:?}"
     );
     wait_until(

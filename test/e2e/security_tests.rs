@@ -496,6 +496,72 @@ fn security_signatures_and_archive_limits() {
     lazarus(&b, &ok.iter().map(String::as_str).collect::<Vec<_>>()).ok();
     wait_status(&b, "trusted", "RUNNING");
 
+    // Encrypted at rest: only the recipient's identity opens it.
+    let (age_key, other_age) = (a.path("archive.age"), a.path("other.age"));
+    for k in [&age_key, &other_age] {
+        lazarus(&a, &["keygen", "--age", k.to_str().unwrap()]).ok();
+    }
+    let sealed = a.path("sealed.tar.age");
+    lazarus(
+        &a,
+        &[
+            "checkpoint",
+            "--namespace",
+            &a.id,
+            &id,
+            "--export",
+            sealed.to_str().unwrap(),
+            "--leave-running",
+            "--encrypt",
+            public(&age_key).to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let head = fs::read(&sealed).unwrap();
+    assert!(
+        head.starts_with(b"age-encryption.org/v1"),
+        "not an age file"
+    );
+    assert!(
+        !head.windows(9).any(|w| w == b"spec.dump"),
+        "plain entry names in the file"
+    );
+    let s = sealed.to_str().unwrap();
+    let out = lazarus(&b, &["inspect", s]).err();
+    assert!(out.stderr.contains("--identity"), "{out}");
+    let text = lazarus(&b, &["inspect", s, "--identity", age_key.to_str().unwrap()])
+        .ok()
+        .stdout;
+    assert!(text.contains("Asks for"), "{text}");
+    let wrong = [
+        "restore",
+        "--import",
+        s,
+        "--namespace",
+        &ns,
+        "--name",
+        "x4",
+        "--identity",
+        other_age.to_str().unwrap(),
+    ];
+    let out = lazarus(&b, &wrong).err();
+    assert!(out.stderr.contains("another key"), "{out}");
+    assert_cli_left_nothing(&b);
+    let right = [
+        "restore",
+        "--import",
+        s,
+        "--namespace",
+        &ns,
+        "--name",
+        "opened",
+        "--identity",
+        age_key.to_str().unwrap(),
+    ];
+    lazarus(&b, &right).ok();
+    wait_status(&b, "opened", "RUNNING");
+    assert_cli_left_nothing(&b);
+
     // Limits, each on an archive that is only a manifest (plus zeros).
     let craft = |name: &str, entries: Value, zeros: u64| -> PathBuf {
         let dir = b.path(&format!("{name}.d"));
