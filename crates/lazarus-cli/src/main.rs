@@ -130,11 +130,23 @@ enum Command {
     /// anything fails, the new container is removed again.
     ///
     /// The same archive can be restored several times (use --name).
+    ///
+    /// An archive is trusted with no more than a plain container: one
+    /// whose recorded configuration asks for hooks, privileged mode,
+    /// capabilities beyond the default, host namespaces, host paths,
+    /// devices, weakened security options or sysctls is refused before
+    /// anything is created, naming each item and the --allow-* flag that
+    /// grants it (or the [import] section of the settings). Its cgroup
+    /// path is never used. At the restore, no process may come back with
+    /// capabilities, seccomp, no_new_privs or uid beyond the new container's.
+    /// `lazarus inspect FILE` shows what an archive asks for.
     #[command(
         verbatim_doc_comment,
         after_help = "Examples:\n  \
         lazarus restore --import /backup/looper.tar.zst\n  \
-        lazarus restore --import looper.tar.zst --name looper2"
+        lazarus restore --import looper.tar.zst --name looper2\n  \
+        lazarus restore --import web.tar.zst --require-signed /etc/lazarus/signers.pub\n  \
+        lazarus restore --import web.tar.age --identity /etc/lazarus/archive.age"
     )]
     Restore(import::ImportArgs),
     /// Show what a checkpoint archive or directory holds
@@ -212,7 +224,10 @@ enum Command {
     /// else is refused and logged. Each migration becomes a container of
     /// this host's Docker (when it came from Docker) or containerd, found
     /// as --host/DOCKER_HOST and --address/CONTAINERD_ADDRESS say. One
-    /// migration at a time; a log line per peer on stderr.
+    /// migration at a time; a log line per peer on stderr. What a sender's
+    /// container may ask of this host is the [import] section of the
+    /// settings (nothing beyond a plain container by default), as for
+    /// `restore --import`.
     #[command(
         verbatim_doc_comment,
         after_help = "Examples:\n  \
