@@ -115,6 +115,31 @@ fn export_docker(a: &Daemons, name: &str, extra: &[&str]) -> Option<PathBuf> {
     Some(file)
 }
 
+/// Exports the ctr container `id` from `a` uncompressed into `file`, with
+/// `extra` flags; false under runc, after checking that the CLI refused it
+/// and left it running.
+fn export_ctr(a: &Daemons, id: &str, file: &Path, extra: &[&str]) -> bool {
+    let mut args = vec![
+        "checkpoint",
+        "--namespace",
+        &a.id,
+        id,
+        "--export",
+        file.to_str().unwrap(),
+        "--compress",
+        "none",
+    ];
+    args.extend_from_slice(extra);
+    if a.runtime() != LAZARUS {
+        let out = lazarus(a, &args).err();
+        assert!(out.stderr.contains("not Lazarus"), "{out}");
+        assert_eq!(task_status(a, id).as_deref(), Some("RUNNING"));
+        return false;
+    }
+    lazarus(a, &args).ok();
+    true
+}
+
 /// The Docker create request an attacker writes into engine.dump: each
 /// refused by name, and a host path that does not exist is not created.
 #[test]
@@ -291,23 +316,9 @@ fn security_crafted_spec_hooks_and_cgroup_paths() {
     let id = a.name("c");
     let _count = start_ctr_counter(&a, &id);
     let file = a.path("c.tar");
-    let args = [
-        "checkpoint",
-        "--namespace",
-        &a.id,
-        &id,
-        "--export",
-        file.to_str().unwrap(),
-        "--compress",
-        "none",
-    ];
-    if a.runtime() != LAZARUS {
-        let out = lazarus(&a, &args).err();
-        assert!(out.stderr.contains("not Lazarus"), "{out}");
-        assert_eq!(task_status(&a, &id).as_deref(), Some("RUNNING"));
+    if !export_ctr(&a, &id, &file, &[]) {
         return;
     }
-    lazarus(&a, &args).ok();
     let marker = b.path("hook-ran");
     let hooked = b.path("hooked.tar");
     recraft(&file, &hooked, |dir| {
@@ -397,25 +408,10 @@ fn security_signatures_and_archive_limits() {
         .unwrap()
         .trim()
         .to_string();
-    let args = [
-        "checkpoint",
-        "--namespace",
-        &a.id,
-        &id,
-        "--export",
-        file.to_str().unwrap(),
-        "--compress",
-        "none",
-        "--leave-running",
-        "--sign",
-        mine.to_str().unwrap(),
-    ];
-    if a.runtime() != LAZARUS {
-        let out = lazarus(&a, &args).err();
-        assert!(out.stderr.contains("not Lazarus"), "{out}");
+    let signed = ["--leave-running", "--sign", mine.to_str().unwrap()];
+    if !export_ctr(&a, &id, &file, &signed) {
         return;
     }
-    lazarus(&a, &args).ok();
     let text = lazarus(&b, &["inspect", file.to_str().unwrap()])
         .ok()
         .stdout;
@@ -451,21 +447,7 @@ fn security_signatures_and_archive_limits() {
         &format!("signed by {key_hex}"),
     );
     let unsigned = a.path("unsigned.tar");
-    lazarus(
-        &a,
-        &[
-            "checkpoint",
-            "--namespace",
-            &a.id,
-            &id,
-            "--export",
-            unsigned.to_str().unwrap(),
-            "--compress",
-            "none",
-            "--leave-running",
-        ],
-    )
-    .ok();
+    assert!(export_ctr(&a, &id, &unsigned, &["--leave-running"]));
     refused(import(&unsigned, &public(&mine), "x2"), "is not signed");
     let tampered = b.path("tampered.tar");
     recraft(&file, &tampered, |dir| {
