@@ -23,8 +23,10 @@ threads=${LAZARUS_E2E_THREADS:-2}
 logs=${LAZARUS_E2E_LOGS:-/var/lib/lazarus-e2e/runs/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$logs"
 
-# Build once up front (the shim and the CLI the suite drives, and the suite)
-# so that a compile error is reported as such.
+# Build once up front (the shim, the CLI and cri-client the suite drives, and
+# the suite) so that a compile error is reported as such. `cargo test --test
+# e2e` builds only the suite (the lazarus-e2e package, test/e2e), not the
+# binaries: the first command is what keeps them current.
 if ! { cargo build --workspace --bins && cargo test --test e2e --no-run; } >"$logs/build.log" 2>&1; then
   tail -n 40 "$logs/build.log" >&2
   echo "run-e2e: build failed (log: $logs/build.log)" >&2

@@ -13,8 +13,35 @@ use std::time::Duration;
 pub const IMAGE_CTR: &str = "docker.io/lazarus-test/busybox:latest";
 pub const IMAGE_DOCKER: &str = "lazarus-test/busybox:latest";
 
-/// The Lazarus shim, built by Cargo for this test target.
-const LAZARUS_SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-lazarus-v2");
+/// A binary of the workspace the suite drives. None is a Cargo dependency of
+/// this package (a test target sees only its own package's binaries, and the
+/// suite is a package of its own): `cargo build --workspace --bins` builds
+/// them (test/run-e2e.sh does), and each is looked for where `var` names it,
+/// else in the target directory this test binary was built in.
+struct Bin {
+    /// Names the binary's path, overriding the target directory.
+    var: &'static str,
+    /// Its file name in the target directory.
+    name: &'static str,
+    what: &'static str,
+}
+
+/// The Lazarus shim: its directory comes first on the daemons' PATH.
+const SHIM: Bin = Bin {
+    var: "LAZARUS_SHIM_BIN",
+    name: "containerd-shim-lazarus-v2",
+    what: "the Lazarus shim",
+};
+const CLI: Bin = Bin {
+    var: "LAZARUS_CLI_BIN",
+    name: "lazarus",
+    what: "the lazarus CLI",
+};
+const CRI_CLIENT: Bin = Bin {
+    var: "LAZARUS_CRI_CLIENT_BIN",
+    name: "cri-client",
+    what: "the CRI client (test/cri-client)",
+};
 
 pub struct Config {
     /// Runtime under test, e.g. `io.containerd.lazarus.v2`.
@@ -79,33 +106,74 @@ fn check_version(binary: &Path, want: &str) {
     }
 }
 
-/// The repository: the e2e suite is a test of crates/lazarus-shim.
+/// The repository: the e2e suite is the package in test/e2e.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The `lazarus` CLI, built by Cargo beside the shim (test/run-e2e.sh
-/// builds the whole workspace first).
-pub fn lazarus_cli() -> PathBuf {
-    let cli = Path::new(LAZARUS_SHIM).with_file_name("lazarus");
-    require_file(
-        "the lazarus CLI",
-        &cli,
-        "build the workspace first: cargo build --workspace",
-    );
-    cli
+/// Where Cargo put the workspace's binaries: the profile directory of this
+/// test binary (`<target>/<profile>/deps/e2e-<hash>` -> `<target>/<profile>`,
+/// whatever the target directory, profile or target triple), or, for a test
+/// binary run from elsewhere, `$CARGO_TARGET_DIR` (else `<workspace>/target`)
+/// `/debug`.
+fn profile_dir() -> PathBuf {
+    let exe = env::current_exe().ok();
+    if let Some(deps) = exe.as_deref().and_then(Path::parent) {
+        if deps.file_name().is_some_and(|n| n == "deps") {
+            if let Some(profile) = deps.parent() {
+                return profile.to_path_buf();
+            }
+        }
+    }
+    let target = env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty());
+    let target = target.map_or_else(|| repo_root().join("target"), |t| repo_root().join(t));
+    target.join("debug")
 }
 
-/// The test tree's CRI client (test/cri-client), built beside the shim by
-/// the same workspace build.
+/// `bin`'s path, checked: a missing binary fails the test saying what to
+/// build. A relative path in `bin.var` is taken from the workspace root
+/// (Cargo runs the suite in test/e2e).
+fn binary(bin: &Bin) -> PathBuf {
+    let (path, hint) = match env::var_os(bin.var).filter(|v| !v.is_empty()) {
+        Some(path) => (repo_root().join(path), format!("named by {}", bin.var)),
+        None => (
+            profile_dir().join(bin.name),
+            format!(
+                "build the workspace's binaries first: cargo build --workspace --bins; \
+                 or name it in {}",
+                bin.var
+            ),
+        ),
+    };
+    require_file(bin.what, &path, &hint);
+    path
+}
+
+/// The Lazarus shim, `containerd-shim-lazarus-v2` (so that containerd finds
+/// it for `io.containerd.lazarus.v2` in its directory).
+fn lazarus_shim() -> PathBuf {
+    let shim = binary(&SHIM);
+    if shim.file_name().is_none_or(|n| n != SHIM.name) {
+        panic!(
+            "prerequisite: {} names {}, not a `{}`: containerd looks the shim up by that name",
+            SHIM.var,
+            shim.display(),
+            SHIM.name
+        );
+    }
+    shim
+}
+
+/// The `lazarus` CLI (test/run-e2e.sh builds the workspace's binaries
+/// first).
+pub fn lazarus_cli() -> PathBuf {
+    binary(&CLI)
+}
+
+/// The test tree's CRI client (test/cri-client), built by the same
+/// workspace build.
 pub fn cri_client() -> PathBuf {
-    let client = Path::new(LAZARUS_SHIM).with_file_name("cri-client");
-    require_file(
-        "the CRI client",
-        &client,
-        "build the workspace first: cargo build --workspace",
-    );
-    client
+    binary(&CRI_CLIENT)
 }
 
 /// Runs one of the (idempotent) image build scripts in scripts/; returns
@@ -137,6 +205,11 @@ fn build_image() -> (PathBuf, PathBuf) {
 }
 
 fn load() -> Config {
+    // The workspace's binaries, all checked here so that a missing one
+    // fails every test the same way, whichever it needs.
+    let lazarus_shim = lazarus_shim();
+    lazarus_cli();
+    cri_client();
     let runtime = env_or("LAZARUS_TEST_RUNTIME", "io.containerd.lazarus.v2");
     let containerd_version = env_or("LAZARUS_TEST_CONTAINERD", "1.7");
     let bin_dir = match containerd_version.as_str() {
@@ -169,7 +242,7 @@ fn load() -> Config {
         "prerequisite: criu does not run: {criu}"
     );
 
-    let shim_dir = Path::new(LAZARUS_SHIM).parent().unwrap();
+    let shim_dir = lazarus_shim.parent().unwrap();
     let daemon_path = format!("{}:{}:{inherited}", shim_dir.display(), bin_dir.display());
     let shim = shim_binary_name(&runtime);
     if which_in(&daemon_path, &shim).is_none() {
