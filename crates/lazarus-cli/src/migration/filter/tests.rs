@@ -1,11 +1,14 @@
 use super::*;
 use std::sync::{Arc, Mutex};
 
+/// One call: the family's tool and its arguments.
+type Call = (Family, Vec<String>);
+
 /// A stand-in for iptables: records every call, answers `-S` with a
 /// listing per family and fails what `fail` names.
 #[derive(Clone, Default)]
 struct Fake {
-    calls: Arc<Mutex<Vec<(Family, Vec<String>)>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
     v4: String,
     v6: String,
     fail: Option<&'static str>,
@@ -26,7 +29,7 @@ impl Tables for Fake {
 }
 
 impl Fake {
-    fn calls(&self) -> Vec<(Family, Vec<String>)> {
+    fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
 }
