@@ -30,6 +30,7 @@ mod group_tests;
 mod image_dir_tests;
 mod image_path_tests;
 mod migrate_address_tests;
+mod migrate_filter_tests;
 mod migrate_postcopy_tests;
 mod migrate_serve_tests;
 mod migrate_stopcopy_tests;

@@ -204,7 +204,7 @@ fn migrate_serve_drops_garbage_and_says_why() {
 
 /// Runs `f` on a thread inside network namespace `ns`: the sockets it
 /// opens stay in `ns` (the rest of the test stays where it is).
-fn inside<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
+pub fn inside<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
     let path = ns.path();
     std::thread::scope(|s| {
         s.spawn(|| {

@@ -243,6 +243,10 @@ enum Command {
     /// (removes it if the agent dies before the sender confirmed it)
     #[command(hide = true)]
     ReceiveGuard(migration::receive_guard::ReceiveGuardArgs),
+    /// Internal: the guard of a page server's packet filter rule (removes
+    /// it if the migration's process dies first)
+    #[command(hide = true)]
+    FilterGuard(migration::filter::FilterGuardArgs),
     /// Write a new migration key file (mode 0600) to copy to both hosts,
     /// or with --sign a signing key for archives
     ///
@@ -291,6 +295,7 @@ fn main() -> ExitCode {
         }
         Command::GroupGuard(args) => block_on(group_guard::run(&args, &endpoints.containerd)),
         Command::ReceiveGuard(args) => block_on(migration::receive_guard::run(&args, &endpoints)),
+        Command::FilterGuard(args) => migration::filter::run_guard(&args),
         Command::Keygen { file, sign, age } => keygen(file, sign, age),
     };
     match result {

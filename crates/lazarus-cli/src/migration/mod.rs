@@ -29,6 +29,7 @@
 //! where it was; after that, in post-copy, the link or the source failing
 //! kills the copy (its missing pages cannot be fetched any more).
 
+pub mod filter;
 mod gate;
 mod postcopy;
 pub mod receive_guard;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use lazarus_core::checkpoint::postcopy::{self, PageMode, PageServer};
 
+use super::filter::{Family, PortFilter, Rule};
 use super::PEER_TIMEOUT;
 use crate::containerd::Status;
 use crate::error::{Error, Result};
@@ -34,6 +35,27 @@ pub fn page_server(stream: &TcpStream, mode: PageMode) -> Result<PageServer> {
     let mut server = PageServer::generate(ip, port)?;
     server.mode = mode;
     Ok(server)
+}
+
+/// The rule that lets only the migration's peer (the other end of
+/// `stream`, the authenticated connection) reach `server`'s port, in
+/// place before the page server listens (see [`super::filter`]). The
+/// family is the listener's: post-copy's lazy dump listens on every IPv4
+/// address whatever `server.address` says (CRIU binds INADDR_ANY without
+/// an address, and its RPC takes none), the stop-copy page server on
+/// `server.address`.
+pub fn filter(stream: &TcpStream, server: &PageServer) -> Result<PortFilter> {
+    let peer = stream
+        .peer_addr()
+        .map_err(lazarus_core::Error::io(
+            "read the connection's peer address",
+        ))?
+        .ip();
+    let family = match (server.mode, server.address) {
+        (PageMode::Lazy, _) | (PageMode::Push, std::net::IpAddr::V4(_)) => Family::V4,
+        (PageMode::Push, std::net::IpAddr::V6(_)) => Family::V6,
+    };
+    PortFilter::insert(Rule::new(family, server.port, peer)?)
 }
 
 /// How long a called-off post-copy dump gets to give the container back:

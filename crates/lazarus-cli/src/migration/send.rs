@@ -84,6 +84,8 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
     let (image, image_digest) =
         export::image_of(target, source.container.as_ref(), &source.ctr).await?;
 
+    // Rules a killed migration of this host left (its guard killed too).
+    super::filter::sweep_stale();
     let started = Instant::now();
     let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| {
         Error::Refused(format!(
@@ -151,6 +153,18 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
                 args.to, target.name
             )))
         }
+    };
+
+    // Post-copy: the source's page server (CRIU's lazy dump, in this
+    // host's shim) takes the first connection to its port, on every
+    // address: only the receiver may make it. Held until the dump has
+    // served the memory (or was called off), when this function returns.
+    let _filter = match postcopy {
+        true => Some(
+            postcopy::filter(ch.stream(), &server)
+                .map_err(|e| Error::Refused(format!("{e}; {} was not touched", target.name)))?,
+        ),
+        false => None,
     };
 
     // From here the source is frozen until it runs there, or here again.

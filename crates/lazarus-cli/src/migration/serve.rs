@@ -18,6 +18,7 @@ use std::time::Duration;
 use lazarus_core::channel::{Channel, Key};
 use lazarus_core::config::Config;
 
+use super::filter::PortFilter;
 use super::gate::{self, Admitted};
 use super::receive_guard::{self, ReceiveGuardArgs};
 use super::{key_path, resolve, Answer, Offer, Plan, MAX_ARCHIVE, PEER_TIMEOUT, PROTOCOL};
@@ -51,6 +52,8 @@ pub struct ServeArgs {
 pub async fn run(args: &ServeArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
     let key = Key::load(&key_path(args.key.clone()))?;
     let _only_agent = claim_scratch_roots(config)?;
+    // Rules a killed agent of this host left (its guard killed too).
+    super::filter::sweep_stale();
     let addr = resolve(&args.listen)?;
     let listener =
         TcpListener::bind(addr).map_err(lazarus_core::Error::io(format!("listen on {addr}")))?;
@@ -295,11 +298,17 @@ struct PageReceiver {
     server: PageServer,
     daemon: Box<dyn LazyPages>,
     images: PathBuf,
+    /// Only the sender reaches the page server's port; removed after the
+    /// daemon (a field declared later drops later).
+    _filter: PortFilter,
 }
 
 impl PageReceiver {
     fn start(stream: &TcpStream, scratch: &Path, config: &Config) -> Result<PageReceiver> {
         let server = super::postcopy::page_server(stream, PageMode::Push)?;
+        // In place before CRIU listens: its first connection must be the
+        // sender's dump.
+        let filter = super::postcopy::filter(stream, &server)?;
         let images = scratch.join("pages");
         let work = scratch.join("pages-work");
         for dir in [&images, &work] {
@@ -322,6 +331,7 @@ impl PageReceiver {
             server,
             daemon,
             images,
+            _filter: filter,
         })
     }
 
