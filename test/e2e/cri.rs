@@ -121,7 +121,20 @@ impl CriHost {
     /// Creates (not starts) container `name` in `pod` from `image` (an
     /// image reference, or a checkpoint archive's path to restore).
     pub fn create(&self, pod: &str, name: &str, image: &str, cmd: &[&str]) -> String {
+        self.create_with(pod, name, image, &[], cmd)
+    }
+
+    /// [`Self::create`] with more of cri-client's `create` flags.
+    pub fn create_with(
+        &self,
+        pod: &str,
+        name: &str,
+        image: &str,
+        flags: &[&str],
+        cmd: &[&str],
+    ) -> String {
         let mut args = vec!["create", pod, "--name", name, "--image", image];
+        args.extend(flags);
         if !cmd.is_empty() {
             args.push("--");
             args.extend(cmd);

@@ -97,6 +97,32 @@ fn assert_archive(h: &CriHost, archive: &Path) {
     }
 }
 
+/// The pod spec's RuntimeDefault seccomp profile reaches processes started
+/// by ExecSync, as cri-tools' critest seccomp specs check: the exec'd
+/// process has a filter (`Seccomp: 2`, as the container's own) and
+/// `unshare -U`, which the default profile blocks, fails; on Lazarus as on
+/// runc.
+#[test]
+fn cri_exec_runs_under_the_runtime_default_seccomp_profile() {
+    let h = CriHost::start("cri_seccomp");
+    let pod = h.run_pod("seccomp");
+    let flags = ["--seccomp", "runtime/default"];
+    let c = h.create_with(&pod, "sec", &h.image("busybox"), &flags, &["sleep", "600"]);
+    h.start_container(&c);
+    let status = h.exec(&c, &["grep", "Seccomp:", "/proc/self/status"]).ok();
+    assert_eq!(
+        status.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["Seccomp:", "2"],
+        "the exec'd process has no seccomp filter: {status}"
+    );
+    let unshare = h.exec(&c, &["unshare", "-U", "true"]);
+    assert_ne!(
+        unshare.code,
+        Some(0),
+        "unshare -U succeeded in an exec'd process under runtime/default: {unshare}"
+    );
+}
+
 #[test]
 fn cri_checkpoint_and_restore_a_counter_into_a_new_pod() {
     let h = CriHost::start("cri_counter");

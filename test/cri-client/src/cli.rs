@@ -190,6 +190,11 @@ pub struct CreateArgs {
     /// runtime's verbose pod status does not say it
     #[arg(long, value_name = "DIR", verbatim_doc_comment)]
     pub pod_log_dir: Option<String>,
+    /// The container's seccomp profile: runtime/default (the runtime's
+    /// default profile, as critest's seccomp specs ask) or unconfined
+    /// [default: none given, which Kubernetes reads as unconfined]
+    #[arg(long, value_name = "PROFILE", value_parser = ["runtime/default", "unconfined"], verbatim_doc_comment)]
+    pub seccomp: Option<String>,
     /// Command and arguments, after `--` [default: the image's]
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<String>,

@@ -8,10 +8,12 @@ use serde_json::Value;
 use super::{out, pods, print_json, secs};
 use crate::cli::CreateArgs;
 use crate::connect::{call, request, Cri};
+use crate::cri::security_profile;
 use crate::cri::{
     ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ContainerStateValue,
     ContainerStatus, ContainerStatusRequest, CreateContainerRequest, ImageSpec, KeyValue,
-    ListContainersRequest, RemoveContainerRequest, StartContainerRequest, StopContainerRequest,
+    LinuxContainerConfig, LinuxContainerSecurityContext, ListContainersRequest,
+    RemoveContainerRequest, SecurityProfile, StartContainerRequest, StopContainerRequest,
 };
 use crate::error::{Error, Result};
 use crate::kv::to_map;
@@ -49,6 +51,7 @@ pub async fn create(cri: &mut Cri, args: CreateArgs) -> Result<u8> {
         labels: to_map(&args.labels),
         annotations: to_map(&args.annotations),
         log_path: args.log_path.unwrap_or(format!("{}.log", args.name)),
+        linux: args.seccomp.as_deref().map(linux_seccomp),
         ..Default::default()
     };
     let message = CreateContainerRequest {
@@ -65,6 +68,24 @@ pub async fn create(cri: &mut Cri, args: CreateArgs) -> Result<u8> {
     .await?;
     out(&answer.container_id);
     Ok(0)
+}
+
+/// The container's Linux config with only a seccomp profile in it.
+fn linux_seccomp(profile: &str) -> LinuxContainerConfig {
+    let profile_type = match profile {
+        "unconfined" => security_profile::ProfileType::Unconfined,
+        _ => security_profile::ProfileType::RuntimeDefault,
+    };
+    LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            seccomp: Some(SecurityProfile {
+                profile_type: profile_type as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 pub async fn start(cri: &mut Cri, id: String) -> Result<u8> {
