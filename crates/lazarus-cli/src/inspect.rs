@@ -43,9 +43,9 @@ pub fn run(path: &Path, json: bool, identity: Option<&Path>) -> Result<()> {
     let manifest = archive::read_manifest(path)?;
     let bar = Progress::bytes(progress::wanted(json), "verify", manifest.total_size());
     let pages = format!("{}/pages-", archive::CHECKPOINT_DIR);
-    // The config's limits where there is a config; the defaults otherwise
-    // (inspect is what a user runs on an archive before trusting it).
-    let limits = Config::load().unwrap_or_default().import.limits();
+    // The same limits as an import's: inspect is what a user runs on an
+    // archive before trusting it.
+    let limits = Config::load()?.import.limits();
     let extracted =
         archive::extract_with(path, &dir, &limits, &|n| !n.starts_with(&pages), &mut |n| {
             bar.set(n)
