@@ -93,51 +93,37 @@ fn assert_import_refused(b: &Daemons, file: &Path, args: &[&str], wants: &[&str]
     out.stderr
 }
 
-/// Exports `name` (Docker) from `a` uncompressed; None under runc, after
-/// checking that the CLI refused it.
-fn export_docker(a: &Daemons, name: &str, extra: &[&str]) -> Option<PathBuf> {
-    let file = a.path(&format!("{name}.tar"));
-    let mut args = vec![
-        "checkpoint",
-        name,
-        "--export",
-        file.to_str().unwrap(),
-        "--compress",
-        "none",
-    ];
+/// `lazarus checkpoint TARGET --export FILE --compress none EXTRA` on `a`:
+/// true once written; under runc false, after checking that the CLI
+/// refused the container by its runtime.
+fn export(a: &Daemons, target: &[&str], file: &Path, extra: &[&str]) -> bool {
+    let mut args = vec!["checkpoint"];
+    args.extend_from_slice(target);
+    args.extend(["--export", file.to_str().unwrap(), "--compress", "none"]);
     args.extend_from_slice(extra);
     if a.runtime() != LAZARUS {
         let out = lazarus(a, &args).err();
         assert!(out.stderr.contains("not Lazarus"), "{out}");
-        return None;
-    }
-    lazarus(a, &args).ok();
-    Some(file)
-}
-
-/// Exports the ctr container `id` from `a` uncompressed into `file`, with
-/// `extra` flags; false under runc, after checking that the CLI refused it
-/// and left it running.
-fn export_ctr(a: &Daemons, id: &str, file: &Path, extra: &[&str]) -> bool {
-    let mut args = vec![
-        "checkpoint",
-        "--namespace",
-        &a.id,
-        id,
-        "--export",
-        file.to_str().unwrap(),
-        "--compress",
-        "none",
-    ];
-    args.extend_from_slice(extra);
-    if a.runtime() != LAZARUS {
-        let out = lazarus(a, &args).err();
-        assert!(out.stderr.contains("not Lazarus"), "{out}");
-        assert_eq!(task_status(a, id).as_deref(), Some("RUNNING"));
         return false;
     }
     lazarus(a, &args).ok();
     true
+}
+
+/// Exports the Docker container `name` from `a` (see [`export`]).
+fn export_docker(a: &Daemons, name: &str, extra: &[&str]) -> Option<PathBuf> {
+    let file = a.path(&format!("{name}.tar"));
+    export(a, &[name], &file, extra).then_some(file)
+}
+
+/// Exports the ctr container `id` from `a` into `file` (see [`export`]);
+/// under runc it is left running.
+fn export_ctr(a: &Daemons, id: &str, file: &Path, extra: &[&str]) -> bool {
+    let written = export(a, &["--namespace", &a.id, id], file, extra);
+    if !written {
+        assert_eq!(task_status(a, id).as_deref(), Some("RUNNING"));
+    }
+    written
 }
 
 /// The Docker create request an attacker writes into engine.dump: each
