@@ -130,15 +130,7 @@ const DEFAULT_DEVICES: [(&str, i64, i64); 11] = [
 /// among them: an import always replaces it with the new container's own.
 pub fn of_oci_spec(spec: &Value) -> Vec<Item> {
     let mut out = Vec::new();
-    if let Some(hooks) = spec["hooks"].as_object() {
-        for (kind, list) in hooks {
-            for h in list.as_array().into_iter().flatten() {
-                let args = strings(&h["args"]).join(" ");
-                let path = h["path"].as_str().unwrap_or("?");
-                out.push(item(Grant::Hooks, format!("{kind} hook: {path} ({args})")));
-            }
-        }
-    }
+    oci_hooks(spec, &mut out);
     let process = &spec["process"];
     let mut caps = Vec::new();
     for set in [
@@ -152,6 +144,38 @@ pub fn of_oci_spec(spec: &Value) -> Vec<Item> {
     }
     capabilities(&caps, &mut out);
     let linux = &spec["linux"];
+    oci_namespaces(linux, &mut out);
+    oci_mounts(spec, &mut out);
+    oci_devices(linux, &mut out);
+    if process["noNewPrivileges"].as_bool() != Some(true) {
+        out.push(item(Grant::SecurityOptions, "no_new_privileges off"));
+    }
+    if process["apparmorProfile"].as_str() == Some("unconfined") {
+        out.push(item(Grant::SecurityOptions, "AppArmor unconfined"));
+    }
+    // containerd's default spec masks them: a spec without the list has
+    // had it taken out.
+    let masked = match &linux["maskedPaths"] {
+        Value::Null => Value::Array(Vec::new()),
+        list => list.clone(),
+    };
+    masked_paths(&masked, &mut out);
+    sysctls(&linux["sysctl"], &mut out);
+    out
+}
+
+fn oci_hooks(spec: &Value, out: &mut Vec<Item>) {
+    for (kind, list) in spec["hooks"].as_object().into_iter().flatten() {
+        for h in list.as_array().into_iter().flatten() {
+            let args = strings(&h["args"]).join(" ");
+            let path = h["path"].as_str().unwrap_or("?");
+            out.push(item(Grant::Hooks, format!("{kind} hook: {path} ({args})")));
+        }
+    }
+}
+
+/// The container's own namespaces it lacks, and those it joins by path.
+fn oci_namespaces(linux: &Value, out: &mut Vec<Item>) {
     let namespaces = linux["namespaces"].as_array().cloned().unwrap_or_default();
     let kind_of = |n: &Value| n["type"].as_str().unwrap_or_default().to_string();
     for own in OWN_NAMESPACES {
@@ -170,6 +194,9 @@ pub fn of_oci_spec(spec: &Value) -> Vec<Item> {
             ));
         }
     }
+}
+
+fn oci_mounts(spec: &Value, out: &mut Vec<Item>) {
     for m in spec["mounts"].as_array().into_iter().flatten() {
         let kind = m["type"].as_str().unwrap_or_default();
         let options = strings(&m["options"]);
@@ -187,6 +214,10 @@ pub fn of_oci_spec(spec: &Value) -> Vec<Item> {
             ));
         }
     }
+}
+
+/// Device nodes, and device access rules beyond the default ones.
+fn oci_devices(linux: &Value, out: &mut Vec<Item>) {
     for d in linux["devices"].as_array().into_iter().flatten() {
         out.push(item(
             Grant::Devices,
@@ -199,11 +230,8 @@ pub fn of_oci_spec(spec: &Value) -> Vec<Item> {
             ),
         ));
     }
-    for rule in linux["resources"]["devices"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
+    let rules = linux["resources"]["devices"].as_array();
+    for rule in rules.into_iter().flatten() {
         if rule["allow"].as_bool() != Some(true) {
             continue;
         }
@@ -214,8 +242,7 @@ pub fn of_oci_spec(spec: &Value) -> Vec<Item> {
         let listed = DEFAULT_DEVICES
             .iter()
             .any(|(t, ma, mi)| *t == kind && Some(*ma) == major && *mi == minor.unwrap_or(-1));
-        let default = mknod_any || listed;
-        if !default {
+        if !(mknod_any || listed) {
             let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
             out.push(item(
                 Grant::Devices,
@@ -227,28 +254,16 @@ pub fn of_oci_spec(spec: &Value) -> Vec<Item> {
             ));
         }
     }
-    if process["noNewPrivileges"].as_bool() != Some(true) {
-        out.push(item(Grant::SecurityOptions, "no_new_privileges off"));
+}
+
+/// A sysctl map (the spec's `sysctl`, Docker's `Sysctls`).
+fn sysctls(map: &Value, out: &mut Vec<Item>) {
+    for (k, v) in map.as_object().into_iter().flatten() {
+        out.push(item(
+            Grant::Sysctls,
+            format!("sysctl {k}={}", v.as_str().unwrap_or("?")),
+        ));
     }
-    if process["apparmorProfile"].as_str() == Some("unconfined") {
-        out.push(item(Grant::SecurityOptions, "AppArmor unconfined"));
-    }
-    // containerd's default spec masks them: a spec without the list has
-    // had it taken out.
-    let masked = match &linux["maskedPaths"] {
-        Value::Null => Value::Array(Vec::new()),
-        list => list.clone(),
-    };
-    masked_paths(&masked, &mut out);
-    if let Some(sysctls) = linux["sysctl"].as_object() {
-        for (k, v) in sysctls {
-            out.push(item(
-                Grant::Sysctls,
-                format!("sysctl {k}={}", v.as_str().unwrap_or("?")),
-            ));
-        }
-    }
-    out
 }
 
 /// What a Docker create request (an archive's `engine.dump`) asks for
@@ -261,6 +276,37 @@ pub fn of_docker(body: &Value) -> Vec<Item> {
         out.push(item(Grant::Privileged, "privileged mode"));
     }
     capabilities(&strings(&host["CapAdd"]), &mut out);
+    docker_namespaces(host, &mut out);
+    docker_mounts(host, &mut out);
+    for d in host["Devices"].as_array().into_iter().flatten() {
+        out.push(item(
+            Grant::Devices,
+            format!("device {}", d["PathOnHost"].as_str().unwrap_or("?")),
+        ));
+    }
+    for rule in strings(&host["DeviceCgroupRules"]) {
+        out.push(item(Grant::Devices, format!("device access {rule}")));
+    }
+    if non_empty(&host["DeviceRequests"]) {
+        out.push(item(
+            Grant::Devices,
+            format!("device requests {}", host["DeviceRequests"]),
+        ));
+    }
+    for opt in strings(&host["SecurityOpt"]) {
+        if let Some(what) = weakened(opt) {
+            out.push(item(Grant::SecurityOptions, what));
+        }
+    }
+    if host["Privileged"].as_bool() != Some(true) {
+        masked_paths(&host["MaskedPaths"], &mut out);
+    }
+    sysctls(&host["Sysctls"], &mut out);
+    out
+}
+
+/// The host's namespaces, or another container's, in Docker's modes.
+fn docker_namespaces(host: &Value, out: &mut Vec<Item>) {
     for (field, kind) in [
         ("PidMode", "pid"),
         ("IpcMode", "ipc"),
@@ -283,6 +329,10 @@ pub fn of_docker(body: &Value) -> Vec<Item> {
             ));
         }
     }
+}
+
+/// Host paths, other containers' volumes, volumes with driver options.
+fn docker_mounts(host: &Value, out: &mut Vec<Item>) {
     for bind in strings(&host["Binds"]) {
         // "/host/path:/in/container[:opts]"; a named volume has no slash.
         if bind.starts_with('/') {
@@ -315,38 +365,6 @@ pub fn of_docker(body: &Value) -> Vec<Item> {
             format!("the volumes of container {from}"),
         ));
     }
-    for d in host["Devices"].as_array().into_iter().flatten() {
-        out.push(item(
-            Grant::Devices,
-            format!("device {}", d["PathOnHost"].as_str().unwrap_or("?")),
-        ));
-    }
-    for rule in strings(&host["DeviceCgroupRules"]) {
-        out.push(item(Grant::Devices, format!("device access {rule}")));
-    }
-    if non_empty(&host["DeviceRequests"]) {
-        out.push(item(
-            Grant::Devices,
-            format!("device requests {}", host["DeviceRequests"]),
-        ));
-    }
-    for opt in strings(&host["SecurityOpt"]) {
-        if let Some(what) = weakened(opt) {
-            out.push(item(Grant::SecurityOptions, what));
-        }
-    }
-    if host["Privileged"].as_bool() != Some(true) {
-        masked_paths(&host["MaskedPaths"], &mut out);
-    }
-    if let Some(sysctls) = host["Sysctls"].as_object() {
-        for (k, v) in sysctls {
-            out.push(item(
-                Grant::Sysctls,
-                format!("sysctl {k}={}", v.as_str().unwrap_or("?")),
-            ));
-        }
-    }
-    out
 }
 
 /// A Docker `--security-opt` that loosens the default, in words.
