@@ -247,9 +247,14 @@ fn docker_external_unix_socket() {
     run_detached(&d, &name, &flags, &["crstate", "unix-dgram", path]);
     let receive = || {
         let mut buf = [0u8; 64];
-        let n = listener
-            .recv(&mut buf)
-            .expect("a datagram from the container");
+        // A read with a timeout is not restarted after a signal (signal(7)):
+        // EINTR is a retry, not a missing datagram.
+        let n = loop {
+            match listener.recv(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r.expect("a datagram from the container"),
+            }
+        };
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
     for i in 0..3 {
