@@ -20,9 +20,9 @@ use crate::archive_tests::{
     assert_cli_left_nothing, assert_counts_on, docker_names, lazarus, start_ctr_counter,
     write_cli_config,
 };
-use crate::cmd::{run, ticks, COUNTER};
+use crate::cmd::{run, COUNTER};
 use crate::ctr_tests::{task_status, wait_status};
-use crate::docker_tests::{docker_run_args, wait_ticks_past};
+use crate::docker_tests::{docker_run_args, last_tick, run_sh_detached, wait_ticks_past};
 use crate::harness::Daemons;
 
 const LAZARUS: &str = "io.containerd.lazarus.v2";
@@ -133,19 +133,12 @@ fn security_crafted_docker_archives_are_refused_by_name() {
     let a = Daemons::with_docker("sec_docker_a");
     let b = Daemons::with_docker("sec_docker_b");
     let name = a.name("counter");
-    a.docker(&docker_run_args(
-        &a,
-        &["-d", "--name", &name],
-        &["sh", "-c", COUNTER],
-    ))
-    .ok();
+    run_sh_detached(&a, &name, COUNTER);
     wait_ticks_past(&a, &name, 2);
     let Some(base) = export_docker(&a, &name, &[]) else {
         return;
     };
-    let last = *ticks(&a.docker(&["logs", &name]).ok().stdout)
-        .last()
-        .unwrap();
+    let last = last_tick(&a, &name);
     let missing = format!("/var/tmp/lazarus-e2e-never-made-{}", b.id);
     let cases: Vec<(&str, Value, Vec<&str>)> = vec![
         (
@@ -251,9 +244,7 @@ fn security_credentials_beyond_the_new_container_are_refused() {
     let Some(base) = export_docker(&a, &name, &[]) else {
         return;
     };
-    let last = *ticks(&a.docker(&["logs", &name]).ok().stdout)
-        .last()
-        .unwrap();
+    let last = last_tick(&a, &name);
     let text = lazarus(&b, &["inspect", base.to_str().unwrap()])
         .ok()
         .stdout;
