@@ -210,6 +210,81 @@ fn counter_on(a: &Daemons) -> String {
     name
 }
 
+/// A counter moving from A to B (where `serve` runs): the hosts, and the
+/// pid of the `migrate` moving it.
+struct Move {
+    a: Daemons,
+    b: Daemons,
+    name: String,
+    _serve: Serve,
+    owner: u32,
+}
+
+/// Starts the move of a counter from a new host A to a new host B in
+/// `mode` (`migrate --json`, spawned); under runc, None after checking
+/// that migrate refuses the container.
+fn start_move(test: &str, mode: &str) -> Option<(Move, Child)> {
+    let a = Daemons::with_docker(&format!("{test}_a"));
+    let b = Daemons::with_docker_with(&format!("{test}_b"), &B_HOST);
+    let key = keygen(&a, "migration.key");
+    let name = counter_on(&a);
+    if !a.is_lazarus() {
+        assert_refused_by_runtime(&a, &name, &key, &["--mode", mode]);
+        return None;
+    }
+    let serve = Serve::start(&b, &key);
+    let migration = spawn_migrate(&a, &name, &serve.addr, &key, &["--mode", mode, "--json"]);
+    let owner = migration.id();
+    let moving = Move {
+        a,
+        b,
+        name,
+        _serve: serve,
+        owner,
+    };
+    Some((moving, migration))
+}
+
+impl Move {
+    /// After the strangers tried (`rules` and `reset` read meanwhile on the
+    /// page server's host): exactly one rule, for `port`, reset at least
+    /// `strangers` packets; the migration went through in `mode`, the
+    /// counter ticks on on B, and no rule is left on either host.
+    fn finish(
+        self,
+        migration: Child,
+        port: u16,
+        rules: &[String],
+        reset: Option<u64>,
+        strangers: u64,
+        mode: &str,
+    ) {
+        let out = wait_output(migration, SLOW);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(rules.len(), 1, "the rule for port {port}: {rules:?}");
+        assert!(rules[0].contains(&format!("--dport {port} ")), "{rules:?}");
+        assert!(
+            reset >= Some(strangers),
+            "the rule reset {reset:?} packets, not the {strangers} strangers'"
+        );
+        assert!(out.status.success(), "migrate failed: {stderr}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["mode"], mode, "{report:#}");
+        wait_ticks_past(&self.b, &self.name, last_tick(&self.a, &self.name));
+        assert_eq!(
+            rules_of(None, self.owner),
+            Vec::<String>::new(),
+            "A kept a rule"
+        );
+        assert_eq!(
+            filter_rules(self.b.netns()),
+            Vec::<String>::new(),
+            "B kept a rule"
+        );
+        self.b.docker(&["rm", "-f", &self.name]).ok();
+    }
+}
+
 /// Post-copy: A's CRIU dump listens for B's lazy-pages daemon on every
 /// address of A. Strangers on A (from 127.0.0.1, and from A's own address
 /// on the link) connect as soon as it listens: both are reset by the rule
@@ -217,45 +292,18 @@ fn counter_on(a: &Daemons) -> String {
 /// counter ticks on on B, and no rule is left on either host.
 #[test]
 fn migrate_postcopy_page_server_refuses_a_stranger_first() {
-    let a = Daemons::with_docker("migrate_filter_pc_a");
-    let b = Daemons::with_docker_with("migrate_filter_pc_b", &B_HOST);
-    let key = keygen(&a, "migration.key");
-    let name = counter_on(&a);
-    if !a.is_lazarus() {
-        return assert_refused_by_runtime(&a, &name, &key, &["--mode", "postcopy"]);
-    }
-    let serve = Serve::start(&b, &key);
-    let ns = b.netns().unwrap();
-    let migration = spawn_migrate(
-        &a,
-        &name,
-        &serve.addr,
-        &key,
-        &["--mode", "postcopy", "--json"],
-    );
-    let owner = migration.id();
+    let Some((m, migration)) = start_move("migrate_filter_pc", "postcopy") else {
+        return;
+    };
+    let ns = m.b.netns().unwrap();
     let (dump, port) = wait_tight("A's page server to listen", SLOW, || {
-        first_listening(a.processes_named("criu"))
+        first_listening(m.a.processes_named("criu"))
     });
     let held = strangers_try(None, &["127.0.0.1".into(), outside(ns)], port, dump);
-    let rules = rules_of(None, owner);
+    let rules = rules_of(None, m.owner);
     let reset = rejected(None, port);
     let migration = assert_none_held(&held, migration, "A");
-    let out = wait_output(migration, SLOW);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(rules.len(), 1, "migrate's rule for port {port}: {rules:?}");
-    assert!(rules[0].contains(&format!("--dport {port} ")), "{rules:?}");
-    assert!(
-        reset >= Some(2),
-        "the rule reset {reset:?} packets, not both strangers'"
-    );
-    assert!(out.status.success(), "migrate failed: {stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["mode"], "postcopy", "{report:#}");
-    wait_ticks_past(&b, &name, last_tick(&a, &name));
-    assert_eq!(rules_of(None, owner), Vec::<String>::new(), "A kept a rule");
-    assert_eq!(filter_rules(Some(ns)), Vec::<String>::new(), "B has a rule");
-    b.docker(&["rm", "-f", &name]).ok();
+    m.finish(migration, port, &rules, reset, 2, "postcopy");
 }
 
 /// Stop-copy: B's `criu page-server` listens on B's address for A's dump.
@@ -264,25 +312,12 @@ fn migrate_postcopy_page_server_refuses_a_stranger_first() {
 /// through, the counter ticks on on B, and no rule is left on either host.
 #[test]
 fn migrate_stopcopy_page_server_refuses_a_stranger_first() {
-    let a = Daemons::with_docker("migrate_filter_sc_a");
-    let b = Daemons::with_docker_with("migrate_filter_sc_b", &B_HOST);
-    let key = keygen(&a, "migration.key");
-    let name = counter_on(&a);
-    if !a.is_lazarus() {
-        return assert_refused_by_runtime(&a, &name, &key, &["--mode", "stopcopy"]);
-    }
-    let serve = Serve::start(&b, &key);
-    let ns = b.netns().unwrap();
-    let migration = spawn_migrate(
-        &a,
-        &name,
-        &serve.addr,
-        &key,
-        &["--mode", "stopcopy", "--json"],
-    );
-    let owner = migration.id();
+    let Some((m, migration)) = start_move("migrate_filter_sc", "stopcopy") else {
+        return;
+    };
+    let ns = m.b.netns().unwrap();
     let (server, port) = wait_tight("B's page server", SLOW, || {
-        criu_daemon(b.processes_named("criu"), "page-server")
+        criu_daemon(m.b.processes_named("criu"), "page-server")
     });
     wait_tight("B's page server to listen", SLOW, || {
         listening_ports(server).contains(&port).then_some(())
@@ -291,25 +326,7 @@ fn migrate_stopcopy_page_server_refuses_a_stranger_first() {
     let rules = filter_rules(Some(ns));
     let reset = rejected(Some(ns), port);
     let migration = assert_none_held(&held, migration, "B");
-    let out = wait_output(migration, SLOW);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(rules.len(), 1, "serve's rule for port {port}: {rules:?}");
-    assert!(rules[0].contains(&format!("--dport {port} ")), "{rules:?}");
-    assert!(
-        reset >= Some(1),
-        "the rule reset {reset:?} packets, not the stranger's"
-    );
-    assert!(out.status.success(), "migrate failed: {stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["mode"], "stopcopy", "{report:#}");
-    wait_ticks_past(&b, &name, last_tick(&a, &name));
-    assert_eq!(
-        filter_rules(Some(ns)),
-        Vec::<String>::new(),
-        "B kept a rule"
-    );
-    assert_eq!(rules_of(None, owner), Vec::<String>::new(), "A has a rule");
-    b.docker(&["rm", "-f", &name]).ok();
+    m.finish(migration, port, &rules, reset, 1, "stopcopy");
 }
 
 /// migrate killed (SIGKILL) as soon as its post-copy rule is in:
