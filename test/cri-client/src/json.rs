@@ -68,7 +68,7 @@ pub fn version(v: &VersionResponse) -> Value {
 /// A runtime handler and its features (all false when the runtime did not
 /// say: containerd found no features document for it).
 pub fn handler(h: &RuntimeHandler) -> Value {
-    let features = h.features.clone().unwrap_or_default();
+    let features = h.features.unwrap_or_default();
     json!({
         "name": h.name,
         "recursive_read_only_mounts": features.recursive_read_only_mounts,
