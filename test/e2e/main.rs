@@ -12,6 +12,7 @@ mod leaks;
 mod netns;
 mod tty;
 
+mod api_options_tests;
 mod api_tests;
 mod app_tests;
 mod archive_tests;
