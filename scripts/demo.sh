@@ -81,18 +81,10 @@ last=$(numbers looper | tail -1)
 sleep 2
 [ "$(numbers looper | wc -l)" = "$before" ] || die "the looper printed on after its checkpoint"
 printf 'status: %s; 2 s later the logs still end at %s\n' "$(status looper)" "$last"
-# Docker may re-upload a checkpoint blob that containerd has not collected
-# yet and fail with "already exists" (its own race, see test/README.md):
-# retried, at most 10 times a second apart.
-prompt docker start --checkpoint cp1 looper
-for attempt in $(seq 10); do
-  out=$(docker start --checkpoint cp1 looper 2>&1) && break
-  if ! grep -q "already exists" <<<"$out" || [ "$attempt" = 10 ]; then
-    die "docker start --checkpoint (attempt $attempt): $out"
-  fi
-  sleep 1
-done
-[ -z "$out" ] || printf '%s\n' "$out"
+# Typed straight after the checkpoint, as a user would: Lazarus's copy of the
+# checkpoint differs from the one Docker uploads back (moby#42900 is the race
+# runc's containers still meet), so this succeeds on the first try.
+show docker start --checkpoint cp1 looper
 pd_wait_for 30 counted looper $((before + 2)) || die "the restored looper did not count on within 30 s"
 first=$(numbers looper | sed -n "$((before + 1))p")
 show docker logs --tail 4 looper

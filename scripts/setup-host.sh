@@ -3,8 +3,8 @@
 # Installs and verifies: containerd 1.7 (trixie), containerd 2.1 (sid, unpacked
 # beside 1.7 under /opt/lazarus/containerd-2.1), Docker 26 (trixie), runc,
 # CRIU >= 4.2 built from Debian's source tarball, busybox-static, umoci,
-# skopeo and the small tools the tests drive (tmux, iproute2, redis); sets
-# fs.pipe-max-size for post-copy migration.
+# skopeo, Rust >= 1.85 (unless one is here) and the small tools the tests
+# drive (tmux, iproute2, redis); sets fs.pipe-max-size for post-copy migration.
 # Each step says why it is the way it is.
 set -euo pipefail
 
@@ -66,6 +66,28 @@ PIN
   fi
   log "apt-get update"
   apt-get update -qq
+}
+
+# --- Rust >= 1.85 (the workspace's rust-version) ----------------------------
+# A machine that has cargo and rustc >= 1.85 (rustup's, say) keeps them;
+# otherwise Debian's own from trixie (1.85), pinned low above so nothing else
+# moves. Debian 12's own rustc (1.63) is too old for the workspace.
+RUST_MIN=1.85
+rust_ok() {
+  command -v cargo >/dev/null && command -v rustc >/dev/null || return 1
+  local v; v=$(rustc --version | awk '{print $2}')
+  dpkg --compare-versions "$v" ge "$RUST_MIN"
+}
+
+install_rust() {
+  if rust_ok; then
+    log "rust $(rustc --version | awk '{print $2}') (>= $RUST_MIN) already here"
+    return
+  fi
+  log "installing rustc and cargo >= $RUST_MIN from Debian trixie"
+  apt-get install -y -qq -t trixie rustc cargo >/dev/null
+  hash -r
+  rust_ok || die "rustc >= $RUST_MIN still missing after installing trixie's rustc and cargo"
 }
 
 install_packages() {
@@ -191,6 +213,7 @@ verify() {
   criu_dumps_tcp || { echo "criu cannot dump a process with a TCP socket on this kernel" >&2; fail=1; }
   criu check --feature uffd-noncoop >/dev/null 2>&1 || { echo "criu/kernel lack uffd-noncoop (post-copy restore)" >&2; fail=1; }
   [ "$(cat /proc/sys/fs/pipe-max-size)" -ge "$PIPE_MAX_SIZE" ] || { echo "fs.pipe-max-size < $PIPE_MAX_SIZE" >&2; fail=1; }
+  rust_ok || { echo "cargo and rustc >= $RUST_MIN missing" >&2; fail=1; }
   for t in busybox umoci skopeo tmux ip tc pgrep redis-server; do
     command -v "$t" >/dev/null || { echo "$t missing" >&2; fail=1; }
   done
@@ -200,6 +223,7 @@ verify() {
 
 setup_apt
 install_packages
+install_rust
 install_containerd2
 install_criu
 tune_sysctls

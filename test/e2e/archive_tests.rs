@@ -58,6 +58,11 @@ pub fn lazarus(d: &Daemons, args: &[&str]) -> Out {
 /// The CLI, set up to find host `d`'s daemons and use its scratch space,
 /// in `d`'s network when it has one of its own.
 pub fn lazarus_cmd(d: &Daemons) -> Command {
+    lazarus_cmd_of(d, &lazarus_cli())
+}
+
+/// [`lazarus_cmd`] with another copy of the CLI binary.
+pub fn lazarus_cmd_of(d: &Daemons, cli: &Path) -> Command {
     let config = d.path("cli.toml");
     if !config.exists() {
         write_cli_config(d, "");
@@ -65,12 +70,10 @@ pub fn lazarus_cmd(d: &Daemons) -> Command {
     let mut cmd = match d.netns() {
         Some(ns) => {
             let mut c = Command::new("nsenter");
-            c.arg(format!("--net={}", ns.path()))
-                .arg("--")
-                .arg(lazarus_cli());
+            c.arg(format!("--net={}", ns.path())).arg("--").arg(cli);
             c
         }
-        None => Command::new(lazarus_cli()),
+        None => Command::new(cli),
     };
     cmd.env(
         "DOCKER_HOST",

@@ -151,7 +151,7 @@ fn binary(bin: &Bin) -> PathBuf {
 
 /// The Lazarus shim, `containerd-shim-lazarus-v2` (so that containerd finds
 /// it for `io.containerd.lazarus.v2` in its directory).
-fn lazarus_shim() -> PathBuf {
+pub fn lazarus_shim() -> PathBuf {
     let shim = binary(&SHIM);
     if shim.file_name().is_none_or(|n| n != SHIM.name) {
         panic!(

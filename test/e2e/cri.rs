@@ -27,6 +27,9 @@ const SANDBOX_IMAGE: &str = "docker.io/lazarus-test/pause:3.10";
 /// containerd's CRI keeps its containers and images in this namespace.
 pub const CRI_NAMESPACE: &str = "k8s.io";
 const CNI_BIN_DIR: &str = "/usr/lib/cni";
+/// The handler that runs Lazarus's shim under runc's runtime type (see
+/// `cri_config`).
+pub const RUNC_TYPED: &str = "lazarus-runc-type";
 /// A CRI call's deadline here; the client applies its own below it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(330);
 
@@ -101,6 +104,11 @@ impl CriHost {
     /// A pod sandbox with the runtime under test; its cgroups under the
     /// set's parent, so the set's clean-up finds every process.
     pub fn run_pod(&self, name: &str) -> String {
+        self.run_pod_on(name, self.handler())
+    }
+
+    /// [`Self::run_pod`] with another runtime handler.
+    pub fn run_pod_on(&self, name: &str, handler: &str) -> String {
         let logs = self.d.path(&format!("pods/{name}"));
         fs::create_dir_all(&logs).unwrap();
         let parent = format!("/{}", self.d.id);
@@ -109,7 +117,7 @@ impl CriHost {
             "--name",
             name,
             "--runtime",
-            self.handler(),
+            handler,
             "--log-dir",
             logs.to_str().unwrap(),
             "--cgroup-parent",
@@ -230,11 +238,19 @@ fn cri_config(d: &Daemons) -> String {
     });
     fs::write(cni.join("10-lazarus.conflist"), conflist.to_string()).unwrap();
     let conf_dir = cni.display();
+    // `lazarus-runc-type` is Lazarus's shim under runc's runtime type, by
+    // path: the one way containerd 2.1's CRI asks a runtime other than
+    // runc for its features (it introspects type io.containerd.runc.v2
+    // only; 2.4 asks every runtime). docs/integration.md explains it.
+    let shim = crate::config::lazarus_shim();
     let runtimes = |p: &str| {
         format!(
             "[{p}.containerd]\n  default_runtime_name = \"runc\"\n\
              [{p}.containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\
-             [{p}.containerd.runtimes.lazarus]\n  runtime_type = \"io.containerd.lazarus.v2\"\n"
+             [{p}.containerd.runtimes.lazarus]\n  runtime_type = \"io.containerd.lazarus.v2\"\n\
+             [{p}.containerd.runtimes.{RUNC_TYPED}]\n  runtime_type = \"io.containerd.runc.v2\"\n  \
+             runtime_path = \"{}\"\n",
+            shim.display()
         )
     };
     // Root here lacks CAP_SYS_RESOURCE, so no process may lower its OOM

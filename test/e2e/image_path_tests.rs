@@ -163,6 +163,41 @@ fn api_checkpoint_into_an_image_path_restores_a_new_container() {
     restore_continues(&api, &d, &a, &dir, before, &mut n);
 }
 
+/// containerd's own client suite (TestCheckpointRestoreWithImagePath): a
+/// checkpoint that leaves the task running, into a directory that does not
+/// exist yet; then Kill, Delete, and a new container restored from the
+/// path. The task's deletion must not take the checkpoint's record with it.
+#[test]
+fn api_image_path_checkpoint_outlives_the_deleted_task() {
+    let d = Daemons::containerd_only("api_image_path_kept");
+    let a = d.name("a");
+    let dir = d.path("cr");
+    let mut n = 0;
+    let before = start_counter(&d, &a, &mut n);
+    let api = Api::connect(&d);
+    pause_between_writes(&api, &a);
+    if let Err(status) = try_checkpoint_into(&api, &d, &a, &dir, None, false) {
+        panic!("Tasks.Checkpoint into {} failed: {status:?}", dir.display());
+    }
+    assert_eq!(
+        api.status(&a),
+        Status::Paused,
+        "the checkpoint left it as it was"
+    );
+    // The Go client's Checkpoint pauses the task and resumes it after.
+    let resume = containerd_client::services::v1::ResumeTaskRequest {
+        container_id: a.clone(),
+    };
+    api.call("Tasks.Resume", api.tasks().resume(api.req(resume)));
+    let kill = containerd_client::services::v1::KillRequest {
+        container_id: a.clone(),
+        signal: libc::SIGKILL as u32,
+        ..Default::default()
+    };
+    api.call("Tasks.Kill", api.tasks().kill(api.req(kill)));
+    restore_continues(&api, &d, &a, &dir, before, &mut n);
+}
+
 /// Compresses the page images in `dir` and lists them in lazarus.json, as
 /// the shim does for the checkpoints containerd copies: an image path may
 /// well be such a checkpoint (a Docker checkpoint directory).

@@ -12,6 +12,7 @@ mod leaks;
 mod netns;
 mod tty;
 
+mod api_options_tests;
 mod api_tests;
 mod app_tests;
 mod archive_tests;
@@ -19,6 +20,7 @@ mod checkpoint_tests;
 mod cli_tests;
 mod concurrency_tests;
 mod corrupt_tests;
+mod cri_mounts_tests;
 mod cri_tests;
 mod criu_tests;
 mod ctr_tests;

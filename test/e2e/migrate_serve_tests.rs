@@ -310,3 +310,40 @@ impl Trickle {
             .expect("the agent never closed the slow sender's connection")
     }
 }
+
+/// `serve` keeps working after its own binary is replaced (what every
+/// scripts/install.sh does under a running agent): each migration starts
+/// its guard from the running program, not from the path it came from.
+#[test]
+fn migrate_to_a_serve_whose_binary_was_replaced() {
+    let a = Daemons::with_docker("migrate_upgraded_a");
+    let b = Daemons::with_docker_with("migrate_upgraded_b", &B_HOST);
+    let key = keygen(&a, "migration.key");
+    let name = a.name("counter");
+    run_sh_detached(&a, &name, COUNTER);
+    wait_ticks_past(&a, &name, 3);
+    if !a.is_lazarus() {
+        return assert_refused_by_runtime(&a, &name, &key, &[]);
+    }
+    let cli = b.path("bin/lazarus");
+    std::fs::create_dir_all(cli.parent().unwrap()).unwrap();
+    std::fs::copy(crate::config::lazarus_cli(), &cli).unwrap();
+    let serve = Serve::start_from(&b, &key, &cli);
+    // The upgrade: a new file renamed over the old one, as install(1) does.
+    let new = b.path("bin/lazarus.new");
+    std::fs::write(
+        &new,
+        "#!/bin/sh\necho 'not the running agent' >&2; exit 97\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&new, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&new, &cli).unwrap();
+    let out = migrate(&a, &name, &serve.addr, &key, &[]).ok();
+    assert_counts_on(&b, &name, last_tick(&a, &name));
+    assert!(
+        !serve.log().contains("not the running agent"),
+        "{}\n{out}",
+        serve.log()
+    );
+    assert_cli_left_nothing(&b);
+}

@@ -53,6 +53,13 @@ impl Serve {
         Serve::start_at(d, key, &format!("{}:7470", ns.inside))
     }
 
+    /// [`Serve::start`], running the CLI binary at `cli`.
+    pub fn start_from(d: &Daemons, key: &str, cli: &std::path::Path) -> Serve {
+        let ns = d.netns().expect("a daemon set with a network of its own");
+        let cmd = crate::archive_tests::lazarus_cmd_of(d, cli);
+        Serve::spawn(d, key, cmd, &format!("{}:7470", ns.inside))
+    }
+
     /// On `addr`, in `d`'s network (`lazarus_cmd` enters it).
     pub fn start_at(d: &Daemons, key: &str, addr: &str) -> Serve {
         Serve::spawn(d, key, lazarus_cmd(d), addr)

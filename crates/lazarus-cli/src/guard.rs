@@ -29,11 +29,13 @@ impl Guard {
     /// Starts this binary with `args` (global flags, the guard's subcommand
     /// and its arguments) as the guard of `what`.
     pub fn start(args: &[String], what: &str) -> Result<Guard> {
-        let exe = std::env::current_exe().map_err(lazarus_core::Error::io(format!(
-            "find this program to start the guard of {what}"
-        )))?;
-        let mut cmd = Command::new(exe);
-        cmd.args(args)
+        // This very program, even after its file was replaced (every
+        // scripts/install.sh does that under a long-running `serve`): the
+        // kernel's link to the running executable still reaches the old
+        // inode, where the path would name the new file, or nothing.
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg0("lazarus")
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

@@ -147,8 +147,9 @@ pub fn load_spec(bundle: &Path) -> Result<Spec> {
     }
     // serde_json's own error names the field and the bad value.
     let text = std::fs::read(&path).map_err(Error::io(format!("read {}", path.display())))?;
-    let spec: Spec = serde_json::from_slice(&text)
+    let mut spec: Spec = serde_json::from_slice(&text)
         .map_err(|e| Error::InvalidArgument(format!("invalid OCI spec {}: {e}", path.display())))?;
+    spell_propagation_for_libcontainer(&path, &text, &mut spec)?;
     let process = spec.process().as_ref().ok_or_else(|| {
         Error::InvalidArgument(format!("OCI spec {} has no process", path.display()))
     })?;
@@ -165,6 +166,44 @@ pub fn load_spec(bundle: &Path) -> Result<Spec> {
         )));
     }
     Ok(spec)
+}
+
+/// runc reads `linux.rootfsPropagation` as a mount flag name, recursive
+/// or not, and containerd's CRI writes `rshared` (Bidirectional volumes)
+/// and `rslave` (HostToContainer); libcontainer 0.7 knows only `shared`,
+/// `slave`, `private` and `unbindable`, which it always applies to `/`
+/// recursively. The recursive spellings mean the same there, so the
+/// bundle's config.json (which libcontainer reads) gets libcontainer's
+/// word: only that one field is rewritten, the rest of the file is kept
+/// byte for byte in meaning.
+fn spell_propagation_for_libcontainer(path: &Path, text: &[u8], spec: &mut Spec) -> Result<()> {
+    let given = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone());
+    let Some(word) = given.as_deref().and_then(libcontainer_propagation) else {
+        return Ok(());
+    };
+    let mut doc: serde_json::Value = serde_json::from_slice(text)
+        .map_err(|e| Error::InvalidArgument(format!("invalid OCI spec {}: {e}", path.display())))?;
+    doc["linux"]["rootfsPropagation"] = serde_json::Value::from(word);
+    let bytes = serde_json::to_vec(&doc).map_err(|e| Error::Other(e.to_string()))?;
+    std::fs::write(path, bytes).map_err(Error::io(format!("rewrite {}", path.display())))?;
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_rootfs_propagation(Some(word.to_string()));
+    }
+    Ok(())
+}
+
+/// libcontainer's name for a recursive rootfs propagation, if it differs.
+fn libcontainer_propagation(given: &str) -> Option<&'static str> {
+    match given {
+        "rshared" => Some("shared"),
+        "rslave" => Some("slave"),
+        "rprivate" => Some("private"),
+        "runbindable" => Some("unbindable"),
+        _ => None,
+    }
 }
 
 /// Mounts containerd's rootfs mounts (usually one overlay) on
@@ -197,5 +236,55 @@ pub fn mount_rootfs(bundle: &Path, mounts: &[Mount]) -> Result<Option<PathBuf>> 
 pub fn unmount_rootfs(target: &Path) {
     if let Err(e) = containerd_shim::mount::umount_recursive(target.to_str(), libc::MNT_DETACH) {
         log::warn!("unmount {}: {e}", target.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle_with(propagation: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": { "args": ["sh"], "cwd": "/", "user": { "uid": 0, "gid": 0 } },
+            "root": { "path": "rootfs" },
+            "linux": { "rootfsPropagation": propagation, "x-unknown": 7 },
+        });
+        std::fs::write(dir.path().join("config.json"), spec.to_string()).unwrap();
+        dir
+    }
+
+    fn on_disk(dir: &Path) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn recursive_rootfs_propagation_is_spelled_as_libcontainer_reads_it() {
+        for (given, want) in [
+            ("rshared", "shared"),
+            ("rslave", "slave"),
+            ("rprivate", "private"),
+            ("runbindable", "unbindable"),
+        ] {
+            let dir = bundle_with(given);
+            let spec = load_spec(dir.path()).unwrap();
+            let got = spec.linux().as_ref().unwrap().rootfs_propagation().clone();
+            assert_eq!(got.as_deref(), Some(want));
+            let file = on_disk(dir.path());
+            assert_eq!(file["linux"]["rootfsPropagation"], want);
+            assert_eq!(file["linux"]["x-unknown"], 7, "other fields are kept");
+        }
+    }
+
+    #[test]
+    fn libcontainers_own_words_are_left_alone() {
+        for word in ["shared", "slave", "private", "unbindable"] {
+            let dir = bundle_with(word);
+            let before = std::fs::read(dir.path().join("config.json")).unwrap();
+            load_spec(dir.path()).unwrap();
+            let after = std::fs::read(dir.path().join("config.json")).unwrap();
+            assert_eq!(before, after, "{word}: the file is not rewritten");
+        }
     }
 }

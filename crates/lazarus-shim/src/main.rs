@@ -11,6 +11,10 @@ fn main() {
         );
         return;
     }
+    if first.as_deref() == Some("-info") {
+        // containerd's runtime introspection (see lazarus_shim::info).
+        std::process::exit(lazarus_shim::info::main(lazarus_shim::shim::RUNTIME_ID));
+    }
     if first.as_deref() == Some("helper") {
         // Must stay the first thing main does: no thread may exist yet.
         let request = args.next().unwrap_or_default();

@@ -18,8 +18,10 @@ const RUNC_V1_CHECKPOINT: &str = "containerd.runc.v1.CheckpointOptions";
 const LEGACY_CHECKPOINT: &str = "containerd.linux.runc.CheckpointOptions";
 const RUNC_V1_OPTIONS: &str = "containerd.runc.v1.Options";
 const LEGACY_CREATE_OPTIONS: &str = "containerd.linux.runc.CreateOptions";
-/// In the legacy CreateOptions, criu_work_path and criu_image_path are
-/// fields 12 and 13 (runc.v1's Options numbers them differently).
+/// In the legacy CreateOptions, shim_cgroup, criu_work_path and
+/// criu_image_path are fields 9, 12 and 13 (runc.v1's Options numbers them
+/// differently).
+const LEGACY_SHIM_CGROUP: u32 = 9;
 const LEGACY_CRIU_WORK_PATH: u32 = 12;
 const LEGACY_CRIU_IMAGE_PATH: u32 = 13;
 
@@ -102,19 +104,41 @@ fn is_containerd_copy(dir: &Path) -> bool {
     named && dir.parent() == Some(parent.as_path())
 }
 
+/// What Lazarus reads of a Create's runtime options (runc.v1's Options, or
+/// the legacy CreateOptions containerd 1.x's client sends a runtime not
+/// named runc); empty strings where a field is not set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateOptions {
+    pub criu_image_path: String,
+    pub criu_work_path: String,
+    /// The cgroup the client wants the shim process in
+    /// (`WithShimCgroup`); a path relative to each hierarchy's root.
+    pub shim_cgroup: String,
+}
+
 /// Where a Create's options say to restore from, if anywhere:
 /// (criu_image_path, criu_work_path).
 fn restore_paths(options: Option<&Any>) -> Result<(String, String)> {
+    let o = decode_create(options)?;
+    Ok((o.criu_image_path, o.criu_work_path))
+}
+
+/// Decodes a Create's (or `shim start`'s) runtime options.
+pub fn decode_create(options: Option<&Any>) -> Result<CreateOptions> {
     let Some(any) = options.filter(|a| !a.type_url.is_empty()) else {
         return Ok(Default::default());
     };
     match type_name(any) {
         RUNC_V1_OPTIONS => {
             let o: Options = parse(any, "runtime options")?;
-            Ok((o.criu_image_path.clone(), o.criu_work_path.clone()))
+            Ok(CreateOptions {
+                criu_image_path: o.criu_image_path.clone(),
+                criu_work_path: o.criu_work_path.clone(),
+                shim_cgroup: o.shim_cgroup.clone(),
+            })
         }
         LEGACY_CREATE_OPTIONS => {
-            // No generated type for the legacy message: read its two path
+            // No generated type for the legacy message: read its string
             // fields from protobuf's unknown-field set, checked as the
             // generated code would (a string, and UTF-8).
             let e: Empty = parse(any, "runtime options")?;
@@ -131,16 +155,35 @@ fn restore_paths(options: Option<&Any>) -> Result<(String, String)> {
                     "{LEGACY_CREATE_OPTIONS} field {n} ({name}) is not a string"
                 ))),
             };
-            Ok((
-                field(LEGACY_CRIU_IMAGE_PATH, "criu_image_path")?,
-                field(LEGACY_CRIU_WORK_PATH, "criu_work_path")?,
-            ))
+            Ok(CreateOptions {
+                criu_image_path: field(LEGACY_CRIU_IMAGE_PATH, "criu_image_path")?,
+                criu_work_path: field(LEGACY_CRIU_WORK_PATH, "criu_work_path")?,
+                shim_cgroup: field(LEGACY_SHIM_CGROUP, "shim_cgroup")?,
+            })
         }
         _ => Err(Error::InvalidArgument(format!(
             "unsupported runtime options type {:?}: send {RUNC_V1_OPTIONS} (or none)",
             any.type_url
         ))),
     }
+}
+
+/// The runtime options containerd writes on `shim start`'s stdin (1.7 and
+/// 2.1: the task's options as a protobuf Any, or nothing). At most 1 MiB is
+/// read; a terminal is never read from.
+pub fn read_start_options(stdin: impl std::io::Read) -> Result<Option<Any>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    stdin
+        .take(1 << 20)
+        .read_to_end(&mut bytes)
+        .map_err(Error::io("read the runtime options on stdin"))?;
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    Any::parse_from_bytes(&bytes)
+        .map(Some)
+        .map_err(|e| Error::InvalidArgument(format!("runtime options on stdin: {e}")))
 }
 
 /// containerd's typeurl writes bare names; protobuf's Any::pack adds a host.
@@ -232,9 +275,29 @@ mod tests {
             .mut_unknown_fields()
             .add_length_delimited(LEGACY_CRIU_WORK_PATH, b"/ow".to_vec());
         legacy.special_fields.mut_unknown_fields().add_varint(1, 1); // no_pivot_root
+        legacy
+            .special_fields
+            .mut_unknown_fields()
+            .add_length_delimited(LEGACY_SHIM_CGROUP, b"/shims".to_vec());
         let got = restore_paths(Some(&any(LEGACY_CREATE_OPTIONS, &legacy))).unwrap();
         assert_eq!(got, ("/old".into(), "/ow".into()));
+        let got = decode_create(Some(&any(LEGACY_CREATE_OPTIONS, &legacy))).unwrap();
+        assert_eq!(got.shim_cgroup, "/shims");
         assert_eq!(restore_paths(None).unwrap(), (String::new(), String::new()));
+    }
+
+    #[test]
+    fn the_shim_cgroup_comes_from_either_options_type_on_stdin() {
+        let o = Options {
+            shim_cgroup: "/def".into(),
+            ..Default::default()
+        };
+        let bytes = any(RUNC_V1_OPTIONS, &o).write_to_bytes().unwrap();
+        let read = read_start_options(bytes.as_slice()).unwrap();
+        assert_eq!(decode_create(read.as_ref()).unwrap().shim_cgroup, "/def");
+        assert_eq!(read_start_options(&b""[..]).unwrap(), None);
+        let err = read_start_options(&b"\xff\xff"[..]).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
     }
 
     #[test]

@@ -73,11 +73,13 @@ impl containerd_shim::Shim for LazarusShim {
             lazarus_core::ids::check_component(kind, value)
                 .map_err(|e| containerd_shim::Error::InvalidArgument(e.to_string()))?;
         }
+        let shim_cgroup = shim_cgroup_from_stdin()?;
         // One shim per group: a pod's containers (CRI's sandbox id) share
         // one, as runc's shim does; any other container gets its own.
         let Some(group) = grouping_key(Path::new("config.json")) else {
             let id = opts.id.clone();
-            let (_pid, address) = containerd_shim::spawn(opts, &id, Vec::new())?;
+            let (pid, address) = containerd_shim::spawn(opts, &id, Vec::new())?;
+            place_in_cgroup(pid, shim_cgroup.as_deref())?;
             containerd_shim::util::write_address(&address)?;
             return Ok(address);
         };
@@ -92,7 +94,8 @@ impl containerd_shim::Shim for LazarusShim {
             containerd_shim::util::write_address(&address)?;
             return Ok(address);
         }
-        let (_pid, address) = containerd_shim::spawn(opts, &group, Vec::new())?;
+        let (pid, address) = containerd_shim::spawn(opts, &group, Vec::new())?;
+        place_in_cgroup(pid, shim_cgroup.as_deref())?;
         containerd_shim::util::write_address(&address)?;
         Ok(address)
     }
@@ -287,6 +290,48 @@ fn grouping_key(spec: &Path) -> Option<String> {
         .iter()
         .find_map(|k| spec["annotations"][k].as_str().filter(|v| !v.is_empty()))
         .map(str::to_string)
+}
+
+/// The shim cgroup a client asked for (`WithShimCgroup`: runc.v1's
+/// `shim_cgroup`, or the legacy CreateOptions' for runtimes not named
+/// runc), from the options containerd writes on `shim start`'s stdin.
+/// Checked before anything is spawned, so a missing cgroup costs nothing.
+fn shim_cgroup_from_stdin() -> containerd_shim::Result<Option<String>> {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(None);
+    }
+    let invalid = |e: crate::error::Error| containerd_shim::Error::InvalidArgument(e.to_string());
+    let options = crate::options::read_start_options(stdin.lock()).map_err(invalid)?;
+    let cgroup = crate::options::decode_create(options.as_ref())
+        .map_err(invalid)?
+        .shim_cgroup;
+    if cgroup.is_empty() {
+        return Ok(None);
+    }
+    if !lazarus_core::host::cgroup::exists(&cgroup) {
+        return Err(containerd_shim::Error::InvalidArgument(format!(
+            "shim cgroup {cgroup} does not exist: create it before starting the task"
+        )));
+    }
+    Ok(Some(cgroup))
+}
+
+/// Moves the new shim process into the client's shim cgroup, as runc's
+/// shim does; a shim that cannot be placed is killed rather than left
+/// running where the client did not want it.
+fn place_in_cgroup(pid: u32, cgroup: Option<&str>) -> containerd_shim::Result<()> {
+    let Some(cgroup) = cgroup else {
+        return Ok(());
+    };
+    lazarus_core::host::cgroup::join(cgroup, pid as i32).map_err(|e| {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::SIGKILL,
+        );
+        containerd_shim::Error::Other(format!("join shim cgroup {cgroup}: {e}"))
+    })
 }
 
 #[cfg(test)]

@@ -37,6 +37,11 @@ pub struct Cli {
 pub enum Command {
     /// The runtime's name and versions (RuntimeService.Version), as JSON
     Version,
+    /// The runtime handlers and the features each supports
+    /// (RuntimeService.Status), as JSON: [{name, recursive_read_only_mounts,
+    /// user_namespaces}]
+    #[command(verbatim_doc_comment)]
+    Handlers,
     /// Pull an image (ImageService.PullImage); prints the image reference
     Pull {
         /// The image, e.g. docker.io/library/busybox:latest
@@ -195,7 +200,76 @@ pub struct CreateArgs {
     /// [default: none given, which Kubernetes reads as unconfined]
     #[arg(long, value_name = "PROFILE", value_parser = ["runtime/default", "unconfined"], verbatim_doc_comment)]
     pub seccomp: Option<String>,
+    /// A host path mounted into the container (repeatable):
+    /// HOST:CONTAINER[:OPTION,...] with options ro, rro (recursively
+    /// read-only; implies ro), private, host-to-container, bidirectional
+    /// (the mount's propagation)
+    #[arg(long = "mount", value_name = "HOST:CONTAINER[:OPTS]", value_parser = parse_mount, verbatim_doc_comment)]
+    pub mounts: Vec<MountArg>,
     /// Command and arguments, after `--` [default: the image's]
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<String>,
+}
+
+/// One `--mount`, as the CRI's Mount wants it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountArg {
+    pub host: String,
+    pub container: String,
+    pub readonly: bool,
+    pub recursive_read_only: bool,
+    /// CRI's MountPropagation: 0 private, 1 host-to-container, 2 bidirectional.
+    pub propagation: i32,
+}
+
+fn parse_mount(text: &str) -> Result<MountArg, String> {
+    let mut parts = text.splitn(3, ':');
+    let (Some(host), Some(container)) = (parts.next(), parts.next()) else {
+        return Err(format!("{text:?}: want HOST:CONTAINER[:OPTS]"));
+    };
+    if host.is_empty() || container.is_empty() {
+        return Err(format!("{text:?}: want HOST:CONTAINER[:OPTS]"));
+    }
+    let mut mount = MountArg {
+        host: host.into(),
+        container: container.into(),
+        readonly: false,
+        recursive_read_only: false,
+        propagation: 0,
+    };
+    for option in parts.next().into_iter().flat_map(|o| o.split(',')) {
+        match option {
+            "ro" => mount.readonly = true,
+            "rro" => (mount.readonly, mount.recursive_read_only) = (true, true),
+            "private" => mount.propagation = 0,
+            "host-to-container" => mount.propagation = 1,
+            "bidirectional" => mount.propagation = 2,
+            other => {
+                return Err(format!(
+                    "unknown mount option {other:?}: use ro, rro, private, host-to-container or bidirectional"
+                ))
+            }
+        }
+    }
+    Ok(mount)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_parse_with_their_options() {
+        let m = parse_mount("/h:/c").unwrap();
+        assert_eq!((m.host.as_str(), m.container.as_str()), ("/h", "/c"));
+        assert!(!m.readonly && !m.recursive_read_only && m.propagation == 0);
+        let m = parse_mount("/h:/c:rro,host-to-container").unwrap();
+        assert!(m.readonly && m.recursive_read_only);
+        assert_eq!(m.propagation, 1);
+        assert_eq!(parse_mount("/h:/c:bidirectional").unwrap().propagation, 2);
+        assert!(parse_mount("/h").is_err());
+        assert!(parse_mount(":/c").is_err());
+        let err = parse_mount("/h:/c:rw").unwrap_err();
+        assert!(err.contains("\"rw\""), "{err}");
+    }
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use crate::cri::{
     Container, ContainerState, ContainerStatus, Image, PodSandbox, PodSandboxState,
-    PodSandboxStatus, VersionResponse,
+    PodSandboxStatus, RuntimeHandler, VersionResponse,
 };
 
 /// A ContainerState as its proto name ("CONTAINER_RUNNING"); a value this
@@ -62,6 +62,17 @@ pub fn version(v: &VersionResponse) -> Value {
         "runtime_name": v.runtime_name,
         "runtime_version": v.runtime_version,
         "runtime_api_version": v.runtime_api_version,
+    })
+}
+
+/// A runtime handler and its features (all false when the runtime did not
+/// say: containerd found no features document for it).
+pub fn handler(h: &RuntimeHandler) -> Value {
+    let features = h.features.unwrap_or_default();
+    json!({
+        "name": h.name,
+        "recursive_read_only_mounts": features.recursive_read_only_mounts,
+        "user_namespaces": features.user_namespaces,
     })
 }
 

@@ -72,6 +72,7 @@ async fn run(cli: Cli) -> Result<u8> {
     let cri = &mut cri;
     match cli.command {
         Command::Version => commands::version(cri).await,
+        Command::Handlers => commands::handlers(cri).await,
         Command::Pull { image } => commands::pull(cri, image).await,
         Command::Images => commands::images(cri).await,
         Command::Runp(args) => pods::runp(cri, args).await,

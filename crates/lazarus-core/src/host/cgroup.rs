@@ -220,6 +220,32 @@ pub fn kill_all(cgroup_path: &str, timeout: Duration) -> Vec<i32> {
     }
 }
 
+/// Whether the cgroup exists in any hierarchy (never true for the root).
+pub fn exists(cgroup_path: &str) -> bool {
+    !dirs(cgroup_path).is_empty()
+}
+
+/// Moves process `pid` (all its threads) into the cgroup, in every
+/// hierarchy where the cgroup exists, as containerd's runc shim places
+/// itself in a client's shim cgroup. The cgroup must already exist: the
+/// client made it and will look for the process there.
+pub fn join(cgroup_path: &str, pid: i32) -> std::io::Result<()> {
+    let dirs = dirs(cgroup_path);
+    if dirs.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("cgroup {cgroup_path} does not exist under {ROOT}: create it first"),
+        ));
+    }
+    for dir in dirs {
+        let procs = dir.join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string()).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("write {pid} to {}: {e}", procs.display()))
+        })?;
+    }
+    Ok(())
+}
+
 /// Kills every process in the cgroup, then removes its directories: what
 /// a failed restore leaves (CRIU killed mid-restore leaves the processes it
 /// had already restored, and a cgroup holding them cannot be removed).
@@ -285,5 +311,17 @@ mod tests {
     fn the_root_cgroup_is_never_touched() {
         assert!(dirs("/").is_empty());
         assert!(dirs("").is_empty());
+        let err = join("/", 1).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+    }
+
+    #[test]
+    fn joining_a_missing_cgroup_says_which() {
+        let err = join("/lazarus-test-no-such-cgroup/x", 1).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        assert!(
+            err.to_string().contains("/lazarus-test-no-such-cgroup/x"),
+            "{err}"
+        );
     }
 }

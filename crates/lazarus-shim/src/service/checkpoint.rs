@@ -221,6 +221,9 @@ impl TaskService {
             }
         }
         dumped?;
+        if request.image_path.is_empty() && self.settings.namespace == DOCKER_NAMESPACE {
+            mark_as_containerds_copy(&images)?;
+        }
         let stats =
             image::read_stats(&image::stats_file(&images, &work, "stats-dump")).unwrap_or_default();
         log::info!(
@@ -484,4 +487,34 @@ fn release_at_expiry(id: String, request: NetlockRequest, netns: PathBuf) {
     if let Err(e) = spawned {
         log::error!("{name}: no thread to release the network lock at its expiry: {e}");
     }
+}
+
+/// Docker's containerd namespace.
+const DOCKER_NAMESPACE: &str = "moby";
+
+/// A file that only containerd's copy of a Docker checkpoint carries.
+///
+/// `docker checkpoint create` copies the checkpoint out of containerd's
+/// content store (where containerd tarred this directory) and deletes it;
+/// `docker start --checkpoint` tars Docker's copy and uploads it again.
+/// Until containerd's collector has removed its own blob, an identical
+/// upload fails to commit with "already exists" (moby#42900), which is
+/// what typing the two commands back to back meets. Docker extracts with
+/// containerd's archive code, which reads a `.wh.` name as a whiteout and
+/// never writes it: Docker's copy lacks this file, so its upload is
+/// another blob and always commits.
+const CONTAINERDS_COPY_MARKER: &str = ".wh.lazarus-content-store-copy";
+
+fn mark_as_containerds_copy(images: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = images.join(CONTAINERDS_COPY_MARKER);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(b"containerd's copy of a Lazarus checkpoint (see the shim's service/checkpoint.rs)\n"))
+        .map_err(Error::io(format!("write {}", path.display())))
 }

@@ -6,13 +6,13 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{out, pods, print_json, secs};
-use crate::cli::CreateArgs;
+use crate::cli::{CreateArgs, MountArg};
 use crate::connect::{call, request, Cri};
 use crate::cri::security_profile;
 use crate::cri::{
     ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ContainerStateValue,
     ContainerStatus, ContainerStatusRequest, CreateContainerRequest, ImageSpec, KeyValue,
-    LinuxContainerConfig, LinuxContainerSecurityContext, ListContainersRequest,
+    LinuxContainerConfig, LinuxContainerSecurityContext, ListContainersRequest, Mount,
     RemoveContainerRequest, SecurityProfile, StartContainerRequest, StopContainerRequest,
 };
 use crate::error::{Error, Result};
@@ -52,6 +52,7 @@ pub async fn create(cri: &mut Cri, args: CreateArgs) -> Result<u8> {
         annotations: to_map(&args.annotations),
         log_path: args.log_path.unwrap_or(format!("{}.log", args.name)),
         linux: args.seccomp.as_deref().map(linux_seccomp),
+        mounts: args.mounts.iter().map(mount).collect(),
         ..Default::default()
     };
     let message = CreateContainerRequest {
@@ -68,6 +69,17 @@ pub async fn create(cri: &mut Cri, args: CreateArgs) -> Result<u8> {
     .await?;
     out(&answer.container_id);
     Ok(0)
+}
+
+fn mount(m: &MountArg) -> Mount {
+    Mount {
+        container_path: m.container.clone(),
+        host_path: m.host.clone(),
+        readonly: m.readonly,
+        recursive_read_only: m.recursive_read_only,
+        propagation: m.propagation,
+        ..Default::default()
+    }
 }
 
 /// The container's Linux config with only a seccomp profile in it.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::connect::{call, request, Cri};
-use crate::cri::{ImageSpec, ListImagesRequest, PullImageRequest, VersionRequest};
+use crate::cri::{ImageSpec, ListImagesRequest, PullImageRequest, StatusRequest, VersionRequest};
 use crate::error::Result;
 use crate::json;
 
@@ -41,6 +41,15 @@ pub async fn version(cri: &mut Cri) -> Result<u8> {
     };
     let answer = call("Version", d, cri.runtime.version(request(message, d))).await?;
     print_json(&json::version(&answer));
+    Ok(0)
+}
+
+pub async fn handlers(cri: &mut Cri) -> Result<u8> {
+    let d = cri.deadline;
+    let message = StatusRequest { verbose: false };
+    let answer = call("Status", d, cri.runtime.status(request(message, d))).await?;
+    let list = answer.runtime_handlers.iter().map(json::handler).collect();
+    print_json(&Value::Array(list));
     Ok(0)
 }
 
