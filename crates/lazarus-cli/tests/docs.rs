@@ -29,7 +29,10 @@ fn repo_root() -> PathBuf {
 /// A path as the repository names it, for messages.
 fn shown(path: &Path) -> String {
     let root = repo_root();
-    path.strip_prefix(&root).unwrap_or(path).display().to_string()
+    path.strip_prefix(&root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// The documents whose links are checked: README.md, test/README.md and
@@ -235,13 +238,12 @@ fn generated_reference() -> String {
     let mut pending: Vec<Vec<String>> = vec![Vec::new()];
     while let Some(command) = pending.pop() {
         let text = help(&command);
-        let title = ["lazarus".to_string()]
-            .iter()
-            .chain(&command)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(" ");
-        out.push_str(&format!("\n## {title}\n\n```text\n{}\n```\n", text.trim_end()));
+        let title = format!("lazarus {}", command.join(" "));
+        let title = title.trim_end();
+        out.push_str(&format!(
+            "\n## {title}\n\n```text\n{}\n```\n",
+            text.trim_end()
+        ));
         for sub in listed_subcommands(&text).into_iter().rev() {
             let mut path = command.clone();
             path.push(sub);
@@ -280,7 +282,10 @@ fn cli_reference_matches_the_binary_help() {
 #[test]
 fn slugs_are_made_as_github_makes_them() {
     assert_eq!(slug("Migration's page streams"), "migrations-page-streams");
-    assert_eq!(slug("`lazarus checkpoint --export`"), "lazarus-checkpoint---export");
+    assert_eq!(
+        slug("`lazarus checkpoint --export`"),
+        "lazarus-checkpoint---export"
+    );
     assert_eq!(slug("Limits (honest list)"), "limits-honest-list");
     assert_eq!(slug("See [the CLI](cli.md) now"), "see-the-cli-now");
     assert_eq!(slug("cgroup v1/v2"), "cgroup-v1v2");
