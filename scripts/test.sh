@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# All of Lazarus's checks: formatting, clippy, unit tests, the migration demo
+# All of Lazarus's checks: formatting, clippy, unit tests, the docs' tests
+# (crates/lazarus-cli/tests/docs.rs: links resolve, docs/cli.md matches
+# every command's --help), the migration demo
 # (two network-namespace hosts, the installed lazarus), and the end-to-end
 # suite against Lazarus and runc (the reference) on containerd 1.7 and 2.1.
 # Needs the host set up (scripts/quickstart.sh or scripts/setup-host.sh).
@@ -10,8 +12,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-step "unit tests"
-cargo test --workspace --locked --lib --bins
+step "unit tests, and the docs' tests (links, the CLI reference against --help)"
+cargo test --workspace --locked --lib --bins --test docs
 step "migration demo: Redis between two network-namespace hosts"
 scripts/demo-migrate.sh
 step "end-to-end suite"
