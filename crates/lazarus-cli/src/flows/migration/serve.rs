@@ -22,11 +22,11 @@ use super::filter::PortFilter;
 use super::gate::{self, Admitted};
 use super::receive_guard::{self, ReceiveGuardArgs};
 use super::{key_path, resolve, Answer, Offer, Plan, MAX_ARCHIVE, PEER_TIMEOUT, PROTOCOL};
-use crate::containerd::Containerd;
-use crate::docker::Docker;
-use crate::endpoints::Endpoints;
+use crate::engine::containerd::Containerd;
+use crate::engine::docker::Docker;
+use crate::engine::endpoints::Endpoints;
 use crate::error::{Error, Result};
-use crate::import::{self, ImportArgs};
+use crate::flows::import::{self, ImportArgs};
 use lazarus_core::checkpoint::postcopy::{PageMode, PageServer};
 use lazarus_core::criu::{DirectWait, LazyPages, LazyPagesRequest, SwrkCriu};
 
@@ -271,10 +271,15 @@ async fn restore_and_confirm(
                 Err(e) => e.to_string(),
                 Ok(_) => "the sender took its container back".into(),
             };
-            let cleanup = import::remove(&restored, endpoints)
-                .await
-                .err()
-                .map(|e| e.to_string());
+            let cleanup = import::remove(
+                &restored.engine,
+                &restored.id,
+                &restored.namespace,
+                endpoints,
+            )
+            .await
+            .err()
+            .map(|e| e.to_string());
             Err(Error::Refused(format!(
                 "{} was restored but the sender never confirmed ({why}): removed here, the \
                  source keeps it",

@@ -14,16 +14,18 @@ use lazarus_core::config::Config;
 use lazarus_core::criu::DirectWait;
 use lazarus_core::host::netlock::{self, NetlockRequest};
 use lazarus_core::security::authority;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::containerd::{Containerd, NewContainer, LAZARUS_RUNTIME};
-use crate::docker::Docker;
-use crate::endpoints::{Endpoints, DEFAULT_NAMESPACE, DOCKER_NAMESPACE};
+use crate::engine::containerd::{Containerd, NewContainer, LAZARUS_RUNTIME};
+use crate::engine::docker::{self, Docker};
+use crate::engine::endpoints::{Endpoints, DEFAULT_NAMESPACE, DOCKER_NAMESPACE};
+use crate::engine::{docker_config, image_chain};
 use crate::error::{Error, Result};
+use crate::fs_tree;
 use crate::grants::GrantArgs;
 use crate::progress::{self, Progress};
+use crate::report::{GroupImportReport, ImportReport, Imported};
 use crate::seal;
-use crate::{docker_config, export, image_chain};
 use lazarus_core::host::overlay::OverlayMount;
 
 /// The name of the Docker checkpoint an import restores from (removed
@@ -84,7 +86,9 @@ struct Restored {
     namespace: String,
 }
 
-pub async fn run(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
+/// Restores the archive: every member of a group archive, else the one
+/// container.
+pub async fn run(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> Result<Imported> {
     // An encrypted archive is decrypted into a private scratch directory
     // (held until the import ends) and imported from there.
     let _decrypted;
@@ -103,25 +107,12 @@ pub async fn run(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> R
             &decrypted_args
         }
     };
-    if group::is_group(&args.file) {
-        let v = restore_group(args, endpoints, config).await?;
-        match args.json {
-            true => println!("{v:#}"),
-            false => {
-                for m in v["members"].as_array().into_iter().flatten() {
-                    println!("{}", m["name"].as_str().unwrap_or_default());
-                }
-            }
-        }
-        return Ok(());
+    match group::is_group(&args.file) {
+        true => Ok(Imported::Group(
+            restore_group(args, endpoints, config).await?,
+        )),
+        false => Ok(Imported::One(restore(args, endpoints, config).await?)),
     }
-    let v = restore(args, endpoints, config).await?;
-    if args.json {
-        println!("{v:#}");
-    } else {
-        println!("{}", v["name"].as_str().unwrap_or_default());
-    }
-    Ok(())
 }
 
 /// Restores every member of a group archive (`checkpoint --group`), in the
@@ -132,7 +123,7 @@ pub async fn restore_group(
     args: &ImportArgs,
     endpoints: &Endpoints,
     config: &Config,
-) -> Result<Value> {
+) -> Result<GroupImportReport> {
     if args.name.is_some() {
         return Err(Error::Refused(format!(
             "{} is a group archive: its members keep their names (--name names one container)",
@@ -150,7 +141,7 @@ pub async fn restore_group(
     let netlock = NetlockRequest {
         expires_at: chrono::Utc::now().timestamp() + NETLOCK_EXPIRY_SECONDS,
     };
-    let mut restored: Vec<Value> = Vec::with_capacity(files.len());
+    let mut restored: Vec<ImportReport> = Vec::with_capacity(files.len());
     for (member, file) in index.members.iter().zip(files) {
         let one = ImportArgs {
             file,
@@ -169,8 +160,8 @@ pub async fn restore_group(
             Err(error) => {
                 let mut failed = Vec::new();
                 for r in &restored {
-                    if let Err(e) = remove(r, endpoints).await {
-                        failed.push(format!("{}: {e}", r["name"].as_str().unwrap_or_default()));
+                    if let Err(e) = remove(&r.engine, &r.id, &r.namespace, endpoints).await {
+                        failed.push(format!("{}: {e}", r.name));
                     }
                 }
                 let outcome = match failed.is_empty() {
@@ -192,7 +183,7 @@ pub async fn restore_group(
     let mut unlock_failed = Vec::new();
     for r in &restored {
         if let Err(e) = unlock_member(r, endpoints).await {
-            unlock_failed.push(format!("{}: {e}", r["name"].as_str().unwrap_or_default()));
+            unlock_failed.push(format!("{}: {e}", r.name));
         }
     }
     if !unlock_failed.is_empty() {
@@ -202,17 +193,21 @@ pub async fn restore_group(
             NETLOCK_EXPIRY_SECONDS
         );
     }
-    Ok(json!({
-        "group": args.file,
-        "unlock_seconds": locked.elapsed().as_secs_f64(),
-        "frozen_at": index.frozen_at,
-        "members": restored,
-        "restore_seconds": started.elapsed().as_secs_f64(),
-    }))
+    Ok(GroupImportReport {
+        group: args.file.clone(),
+        unlock_seconds: locked.elapsed().as_secs_f64(),
+        frozen_at: index.frozen_at,
+        members: restored,
+        restore_seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Restores the archive; returns the report `--json` prints.
-pub async fn restore(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> Result<Value> {
+pub async fn restore(
+    args: &ImportArgs,
+    endpoints: &Endpoints,
+    config: &Config,
+) -> Result<ImportReport> {
     let started = Instant::now();
     let show = progress::wanted(args.json);
     // The manifest alone first: a file that is not an archive, or is of a
@@ -273,16 +268,16 @@ pub async fn restore(args: &ImportArgs, endpoints: &Endpoints, config: &Config) 
             into_containerd(args, endpoints, &ns, &cfg, &dir, show).await?
         }
     };
-    Ok(json!({
-        "name": restored.name,
-        "id": restored.id,
-        "engine": restored.engine,
-        "namespace": restored.namespace,
-        "from": args.file,
-        "extract_seconds": extract_seconds,
-        "restore_seconds": started.elapsed().as_secs_f64(),
-        "pages_bytes": pages_bytes,
-    }))
+    Ok(ImportReport {
+        name: restored.name,
+        id: restored.id,
+        engine: restored.engine.into(),
+        namespace: restored.namespace,
+        from: args.file.clone(),
+        extract_seconds,
+        restore_seconds: started.elapsed().as_secs_f64(),
+        pages_bytes,
+    })
 }
 
 /// Moves every file of `pages` (a page server's images directory) into the
@@ -392,7 +387,7 @@ async fn into_docker(
             .container(&id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("Docker lost the new container {name}")))?;
-        apply_rootfs_diff(dir, &export::docker_overlay(&v, &name)?)?;
+        apply_rootfs_diff(dir, &docker::overlay_options(&v, &name)?)?;
         if hand_off {
             let bar = Progress::spinner(show, "restore");
             let started = docker.start(&id).await;
@@ -401,7 +396,7 @@ async fn into_docker(
         }
         // Docker restores only from its own checkpoint directory.
         let checkpoint = docker.checkpoint_dir(&id, IMPORT_CHECKPOINT).await?;
-        export::move_dir(&images, &checkpoint)?;
+        fs_tree::move_dir(&images, &checkpoint)?;
         let bar = Progress::spinner(show, "restore");
         let started = docker.start_from_checkpoint(&id, IMPORT_CHECKPOINT).await;
         bar.finish();
@@ -554,12 +549,14 @@ async fn into_containerd(
 
 /// Removes a container [`restore`] made (its report names it): a
 /// migration whose sender never confirmed must not leave a second copy.
-pub async fn remove(restored: &Value, endpoints: &Endpoints) -> Result<()> {
-    let id = restored["id"].as_str().unwrap_or_default();
-    match restored["engine"].as_str() {
-        Some("docker") => Docker::new(&endpoints.docker)?.remove(id).await,
+pub async fn remove(engine: &str, id: &str, namespace: &str, endpoints: &Endpoints) -> Result<()> {
+    match engine {
+        "docker" => Docker::new(&endpoints.docker)?.remove(id).await,
         _ => {
-            let ns = restored["namespace"].as_str().unwrap_or(DEFAULT_NAMESPACE);
+            let ns = match namespace {
+                "" => DEFAULT_NAMESPACE,
+                ns => ns,
+            };
             let ctr = Containerd::connect(&endpoints.containerd, ns).await?;
             ctr.remove_task(id).await?;
             ctr.remove_container(id).await?;
@@ -570,11 +567,9 @@ pub async fn remove(restored: &Value, endpoints: &Endpoints) -> Result<()> {
 
 /// Releases a restored group member's network lock, through its init's
 /// namespace.
-async fn unlock_member(restored: &Value, endpoints: &Endpoints) -> Result<()> {
-    let id = restored["id"].as_str().unwrap_or_default();
-    let ns = restored["namespace"].as_str().unwrap_or(DEFAULT_NAMESPACE);
-    let ctr = Containerd::connect(&endpoints.containerd, ns).await?;
-    let pid = ctr.task_pid(id).await?;
+async fn unlock_member(restored: &ImportReport, endpoints: &Endpoints) -> Result<()> {
+    let ctr = Containerd::connect(&endpoints.containerd, &restored.namespace).await?;
+    let pid = ctr.task_pid(&restored.id).await?;
     let netns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
     netlock::unlock(&netns, &DirectWait)?;
     Ok(())

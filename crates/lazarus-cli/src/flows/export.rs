@@ -20,16 +20,17 @@ use containerd_client::types::v1::Status;
 use lazarus_core::archive::{self, ArchiveConfig, ArchiveInput, Compression, RootfsDiff};
 use lazarus_core::checkpoint::image;
 use lazarus_core::config::Config;
-use serde_json::{json, Value};
 
-use crate::containerd::{CheckpointOptions, Containerd, LAZARUS_RUNTIME};
-use crate::docker::Docker;
-use crate::endpoints::Endpoints;
+use crate::engine::containerd::{CheckpointOptions, Containerd, LAZARUS_RUNTIME};
+use crate::engine::docker::{self, Docker};
+use crate::engine::docker_config;
+use crate::engine::endpoints::Endpoints;
+use crate::engine::target::Target;
 use crate::error::{Error, Result};
+use crate::fs_tree;
 use crate::progress::{self, dir_bytes, Progress};
+use crate::report::{self, DumpStats, ExportReport};
 use crate::seal;
-use crate::target::Target;
-use crate::{docker_config, report};
 use lazarus_core::checkpoint::postcopy::PageServer;
 
 /// The Docker checkpoint a container stopped by a failed export is
@@ -137,12 +138,17 @@ impl Compress {
     }
 }
 
-pub async fn run(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
+/// Checkpoints one container into `args.export` (the command sends
+/// `--group`, `--compose` and `--pod` to [`crate::flows::group`]).
+pub async fn run(
+    args: &ExportArgs,
+    endpoints: &Endpoints,
+    config: &Config,
+) -> Result<ExportReport> {
     check_destination(&args.export)?;
-    if !args.group.is_empty() || args.compose.is_some() || args.pod.is_some() {
-        return crate::group::run(args, endpoints, config).await;
-    }
-    let name = args.container.as_deref().expect("clap requires one");
+    let name = args.container.as_deref().ok_or_else(|| {
+        Error::Refused("name the container to checkpoint (or --group, --compose, --pod)".into())
+    })?;
     let source = Source::resolve(
         name,
         args.namespace.as_deref(),
@@ -150,19 +156,17 @@ pub async fn run(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> R
         endpoints,
     )
     .await?;
-    let report = match &args.encrypt {
-        None => export(args, &source, config).await?,
-        Some(recipients) => sealed_export(args, recipients, &source, config).await?,
-    };
-    if args.json {
-        println!("{report:#}");
-    } else {
-        println!("{}", args.export.display());
-        if args.print_stats {
-            print!("{}", report::export_text(&report));
-        }
+    match &args.encrypt {
+        None => export(args, &source, config).await,
+        Some(recipients) => sealed_export(args, recipients, &source, config).await,
     }
-    Ok(())
+}
+
+impl ExportArgs {
+    /// Several containers at one instant: `--group`, `--compose` or `--pod`.
+    pub fn is_group(&self) -> bool {
+        !self.group.is_empty() || self.compose.is_some() || self.pod.is_some()
+    }
 }
 
 /// `--encrypt`: the archive is written into a private scratch directory
@@ -175,7 +179,7 @@ async fn sealed_export(
     recipients: &Path,
     source: &Source,
     config: &Config,
-) -> Result<Value> {
+) -> Result<ExportReport> {
     seal::recipients(recipients)?;
     let scratch = config.scratch_dir("seal")?;
     let plain = ExportArgs {
@@ -192,9 +196,9 @@ async fn sealed_export(
             kept.join("archive.tar").display()
         )));
     }
-    report["archive"] = json!(args.export);
-    report["encrypted"] = json!(true);
-    report["archive_bytes"] = json!(fs::metadata(&args.export).map(|m| m.len()).unwrap_or(0));
+    report.archive = args.export.clone();
+    report.encrypted = true;
+    report.archive_bytes = fs::metadata(&args.export).map(|m| m.len()).unwrap_or(0);
     Ok(report)
 }
 
@@ -241,7 +245,7 @@ impl Source {
 }
 
 /// Writes the archive of `source`; returns the report `--json` prints.
-pub async fn export(args: &ExportArgs, source: &Source, config: &Config) -> Result<Value> {
+pub async fn export(args: &ExportArgs, source: &Source, config: &Config) -> Result<ExportReport> {
     let Source {
         target,
         docker,
@@ -334,23 +338,23 @@ pub async fn export(args: &ExportArgs, source: &Source, config: &Config) -> Resu
     let total = started.elapsed().as_secs_f64();
     let archive_bytes = fs::metadata(&args.export).map(|m| m.len()).unwrap_or(0);
     let stats = image::read_stats(&images.join("stats-dump")).unwrap_or_default();
-    let v = json!({
-        "archive": args.export,
-        "container": target.name,
-        "id": target.id,
-        "engine": target.engine(),
-        "namespace": target.namespace,
-        "stopped": stopped,
-        "archive_bytes": archive_bytes,
-        "content_bytes": manifest.total_size(),
-        "pages_bytes": report::pages_bytes(&manifest, &compressed_pages(&images)),
-        "rootfs_diff_bytes": diff.map(|d| d.1).unwrap_or(0),
-        "deleted_files": diff.map(|d| d.0).unwrap_or(0),
-        "checkpoint_seconds": checkpoint_seconds,
-        "export_seconds": total,
-        "stats": stats,
-    });
-    Ok(v)
+    Ok(ExportReport {
+        archive: args.export.clone(),
+        container: target.name.clone(),
+        id: target.id.clone(),
+        engine: target.engine().into(),
+        namespace: target.namespace.clone(),
+        stopped,
+        encrypted: false,
+        archive_bytes,
+        content_bytes: manifest.total_size(),
+        pages_bytes: report::pages_bytes(&manifest, &compressed_pages(&images)),
+        rootfs_diff_bytes: diff.map(|d| d.1).unwrap_or(0),
+        deleted_files: diff.map(|d| d.0).unwrap_or(0),
+        checkpoint_seconds,
+        export_seconds: total,
+        stats: DumpStats::from_image(&stats),
+    })
 }
 
 fn not_found(target: &Target, endpoints: &Endpoints) -> Error {
@@ -465,52 +469,7 @@ async fn copy_docker_checkpoint(
             target.name
         )));
     }
-    copy_dir(&dir, images)
-}
-
-/// Moves (or, across file systems, copies) the images in `from` to `to`,
-/// a new directory.
-pub fn move_dir(from: &Path, to: &Path) -> Result<()> {
-    if let Some(parent) = to.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .map_err(lazarus_core::Error::io(format!(
-                "create {}",
-                parent.display()
-            )))?;
-    }
-    match fs::rename(from, to) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => copy_dir(from, to),
-        Err(e) => {
-            Err(
-                lazarus_core::Error::io(format!("move {} to {}", from.display(), to.display()))(e)
-                    .into(),
-            )
-        }
-    }
-}
-
-pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    let io = |what: &Path| lazarus_core::Error::io(format!("copy {}", what.display()));
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(to)
-        .map_err(io(to))?;
-    for entry in fs::read_dir(from).map_err(io(from))? {
-        let entry = entry.map_err(io(from))?;
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        let kind = entry.file_type().map_err(io(&src))?;
-        if kind.is_dir() {
-            copy_dir(&src, &dst)?;
-        } else if kind.is_file() {
-            fs::copy(&src, &dst).map_err(io(&src))?;
-            lazarus_core::checkpoint::image::make_private(&dst).map_err(io(&dst))?;
-        }
-    }
-    Ok(())
+    fs_tree::copy_dir(&dir, images)
 }
 
 /// Root filesystem diff, configuration and archive. Returns the manifest and
@@ -530,7 +489,7 @@ async fn archive_it(
         Some(diff) => diff,
         None => {
             let upper = match &target.docker {
-                Some(v) => docker_upper(v, &target.name)?,
+                Some(v) => docker::upper_dir(v, &target.name)?,
                 None => {
                     let c = container.expect("a containerd target has a container");
                     ctr.upper_dir(&c.snapshotter, &c.snapshot_key).await?
@@ -642,30 +601,6 @@ fn saved_rootfs_diff(images: &Path, scratch: &Path) -> Result<Option<RootfsDiff>
     }))
 }
 
-/// Docker's overlay2 record of the container as overlay mount options.
-pub fn docker_overlay(inspect: &Value, name: &str) -> Result<Vec<String>> {
-    let data = &inspect["GraphDriver"]["Data"];
-    let field = |k: &str| data[k].as_str().unwrap_or("");
-    docker_upper(inspect, name)?;
-    Ok(lazarus_core::host::overlay::docker_overlay_options(
-        field("LowerDir"),
-        field("UpperDir"),
-        field("WorkDir"),
-    ))
-}
-
-/// Docker's overlay2 upper directory of the container.
-pub fn docker_upper(inspect: &Value, name: &str) -> Result<PathBuf> {
-    let driver = inspect["GraphDriver"]["Name"].as_str().unwrap_or("");
-    match inspect["GraphDriver"]["Data"]["UpperDir"].as_str() {
-        Some(upper) if driver == "overlay2" => Ok(PathBuf::from(upper)),
-        _ => Err(Error::Refused(format!(
-            "{name} uses Docker's {driver:?} storage driver: Lazarus carries root filesystem \
-             changes from overlay2 only"
-        ))),
-    }
-}
-
 /// The dump stopped the container and the archive failed: bring a Docker
 /// container back from the images; otherwise keep them and say where.
 async fn undo_stop(
@@ -714,7 +649,7 @@ async fn restore_in_place(
 ) -> Result<()> {
     if let Some(docker) = docker {
         let dir = docker.checkpoint_dir(&target.id, UNDO_CHECKPOINT).await?;
-        move_dir(images, &dir)?;
+        fs_tree::move_dir(images, &dir)?;
         docker
             .start_from_checkpoint(&target.id, UNDO_CHECKPOINT)
             .await?;

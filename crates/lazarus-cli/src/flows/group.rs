@@ -25,14 +25,15 @@ use lazarus_core::archive::group::{self, MemberArchive};
 use lazarus_core::config::Config;
 use lazarus_core::criu::DirectWait;
 use lazarus_core::host::netlock;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::containerd::{Containerd, Status};
-use crate::docker::Docker;
-use crate::endpoints::Endpoints;
+use crate::engine::containerd::{Containerd, Status};
+use crate::engine::docker::Docker;
+use crate::engine::endpoints::Endpoints;
 use crate::error::{Error, Result};
-use crate::export::{self, ExportArgs, Source};
-use crate::group_guard;
+use crate::flows::export::{self, ExportArgs, Source};
+use crate::flows::group_guard;
+use crate::report::GroupExportReport;
 
 /// Docker Compose's project label.
 const COMPOSE_PROJECT: &str = "com.docker.compose.project";
@@ -43,16 +44,6 @@ const CRI_KIND: &str = "io.cri-containerd.kind";
 /// Annotations containerd's CRI writes into every container's spec.
 const SANDBOX_NAME: &str = "io.kubernetes.cri.sandbox-name";
 const SANDBOX_NAMESPACE: &str = "io.kubernetes.cri.sandbox-namespace";
-
-pub async fn run(args: &ExportArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
-    let report = checkpoint(args, endpoints, config).await?;
-    if args.json {
-        println!("{report:#}");
-    } else {
-        println!("{}", args.export.display());
-    }
-    Ok(())
-}
 
 /// The members' names: `--group`'s, the Compose project's running
 /// containers, or the pod's.
@@ -152,7 +143,8 @@ pub async fn checkpoint(
     args: &ExportArgs,
     endpoints: &Endpoints,
     config: &Config,
-) -> Result<Value> {
+) -> Result<GroupExportReport> {
+    export::check_destination(&args.export)?;
     let names = members(args, endpoints).await?;
     // Everything is found and checked before anything is frozen.
     let mut sources = Vec::with_capacity(names.len());
@@ -189,7 +181,7 @@ async fn freeze_and_dump(
     config: &Config,
     sources: &[Source],
     namespaces: &[PathBuf],
-) -> Result<Value> {
+) -> Result<GroupExportReport> {
     let scratch = config.scratch_dir("group")?;
     let started = Instant::now();
     let frozen_at = Utc::now();
@@ -262,13 +254,13 @@ async fn freeze_and_dump(
         // The archive is whole; what went wrong afterwards is reported.
         eprintln!("lazarus: warning: after the group checkpoint: {problems}");
     }
-    Ok(json!({
-        "archive": args.export,
-        "members": reports,
-        "stopped": !args.leave_running,
-        "freeze_seconds": freeze_seconds,
-        "frozen_seconds": frozen_seconds,
-    }))
+    Ok(GroupExportReport {
+        archive: args.export.clone(),
+        members: reports,
+        stopped: !args.leave_running,
+        freeze_seconds,
+        frozen_seconds,
+    })
 }
 
 /// A member as the group holds it: its network lock (None: its namespace

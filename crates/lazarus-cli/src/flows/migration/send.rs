@@ -14,17 +14,17 @@ use std::time::Instant;
 
 use lazarus_core::channel::{Channel, Key};
 use lazarus_core::config::Config;
-use serde_json::{json, Value};
 
 use super::postcopy;
 use super::{
     key_path, resolve, Answer, Mode, Offer, Plan, CONNECT_TIMEOUT, PEER_TIMEOUT, PROTOCOL,
 };
-use crate::containerd::Containerd;
-use crate::endpoints::Endpoints;
+use crate::engine::containerd::Containerd;
+use crate::engine::endpoints::Endpoints;
 use crate::error::{Error, Result};
-use crate::export::{self, Compress, ExportArgs, MigrationDump, Source};
+use crate::flows::export::{self, Compress, ExportArgs, MigrationDump, Source};
 use crate::progress::{self, Progress};
+use crate::report::{ImportReport, MigrationReport};
 use lazarus_core::checkpoint::postcopy::{self as lazy, PageMode};
 
 #[derive(clap::Args)]
@@ -73,7 +73,11 @@ pub struct MigrateArgs {
     pub json: bool,
 }
 
-pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> Result<()> {
+pub async fn run(
+    args: &MigrateArgs,
+    endpoints: &Endpoints,
+    config: &Config,
+) -> Result<MigrationReport> {
     let key = Key::load(&key_path(args.key.clone()))?;
     let addr = resolve(&args.to)?;
     // Found and checked once, before the receiver is bothered: what export
@@ -213,8 +217,8 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
         Err(e) => return Err(postcopy::call_off(e, &source, &dump).await),
     };
     let downtime = frozen.elapsed().as_secs_f64();
-    let transfer =
-        sent.elapsed().as_secs_f64() - restored["restore_seconds"].as_f64().unwrap_or(0.0);
+    let restore_seconds = restored.as_ref().map(|r| r.restore_seconds);
+    let transfer = sent.elapsed().as_secs_f64() - restore_seconds.unwrap_or(0.0);
     // Stop-and-copy: the source, frozen at the end of its dump, ends now
     // (before the receiver keeps its copy: never two running).
     if !postcopy {
@@ -251,34 +255,30 @@ pub async fn run(args: &MigrateArgs, endpoints: &Endpoints, config: &Config) -> 
             );
         }
     }
-    let report = json!({
-        "container": target.name,
-        "to": args.to,
-        "mode": if postcopy { "postcopy" } else { "stopcopy" },
-        "restored": restored,
-        "source": if args.rm { "removed" } else { "stopped" },
-        "downtime_seconds": downtime,
-        "checkpoint_seconds": exported["checkpoint_seconds"],
-        "archive_seconds": archived,
-        "transfer_seconds": transfer,
-        "restore_seconds": restored["restore_seconds"],
-        "archive_bytes": exported["archive_bytes"],
-        "memory_seconds": memory.map(|m| m.0),
-        "memory_bytes": memory.map(|m| m.1).or(restored["pages_bytes"].as_u64()),
-        "total_seconds": started.elapsed().as_secs_f64(),
-    });
-    if args.json {
-        println!("{report:#}");
-    } else {
-        println!("{}", text(&report));
-    }
-    Ok(())
+    Ok(MigrationReport {
+        container: target.name.clone(),
+        to: args.to.clone(),
+        mode: if postcopy { "postcopy" } else { "stopcopy" }.into(),
+        memory_bytes: memory
+            .map(|m| m.1)
+            .or(restored.as_ref().and_then(|r| r.pages_bytes)),
+        restored,
+        source: if args.rm { "removed" } else { "stopped" }.into(),
+        downtime_seconds: downtime,
+        checkpoint_seconds: exported.checkpoint_seconds,
+        archive_seconds: archived,
+        transfer_seconds: transfer,
+        restore_seconds,
+        archive_bytes: exported.archive_bytes,
+        memory_seconds: memory.map(|m| m.0),
+        total_seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Streams the archive and waits for the receiver's word that the
 /// container runs there; returns the receiver's restore report. (The
 /// caller confirms, once it has let the source go.)
-fn hand_over(ch: &mut Channel<TcpStream>, file: &Path, show: bool) -> Result<Value> {
+fn hand_over(ch: &mut Channel<TcpStream>, file: &Path, show: bool) -> Result<Option<ImportReport>> {
     let open = |e| lazarus_core::Error::io(format!("read {}", file.display()))(e);
     let len = std::fs::metadata(file).map_err(open)?.len();
     let mut reader = BufReader::with_capacity(1 << 20, File::open(file).map_err(open)?);
@@ -296,7 +296,7 @@ fn hand_over(ch: &mut Channel<TcpStream>, file: &Path, show: bool) -> Result<Val
             answer.error.unwrap_or_default()
         )));
     }
-    Ok(answer.restored.unwrap_or_default())
+    Ok(answer.restored)
 }
 
 async fn remove_containerd(ctr: &Containerd, id: &str) -> Result<()> {
@@ -304,30 +304,4 @@ async fn remove_containerd(ctr: &Containerd, id: &str) -> Result<()> {
     ctr.remove_task(id).await?;
     ctr.remove_container(id).await?;
     ctr.remove_snapshot(&c.snapshotter, &c.snapshot_key).await
-}
-
-fn text(r: &Value) -> String {
-    let s = |k: &str| r[k].as_f64().unwrap_or(0.0);
-    let human = |k: &str| lazarus_core::inspect::human(r[k].as_u64().unwrap_or(0));
-    let memory = match r["memory_seconds"].as_f64() {
-        Some(m) => format!(
-            "; its memory ({}) followed in {m:.2}s",
-            human("memory_bytes")
-        ),
-        None => format!("; memory {} through the page stream", human("memory_bytes")),
-    };
-    format!(
-        "{} runs on {} as {} (source {}, {}): downtime {:.2}s (checkpoint and archive {:.2}s, \
-         transfer {:.2}s of {}, restore {:.2}s){memory}",
-        r["container"].as_str().unwrap_or_default(),
-        r["to"].as_str().unwrap_or_default(),
-        r["restored"]["name"].as_str().unwrap_or_default(),
-        r["source"].as_str().unwrap_or_default(),
-        r["mode"].as_str().unwrap_or_default(),
-        s("downtime_seconds"),
-        s("archive_seconds"),
-        s("transfer_seconds"),
-        human("archive_bytes"),
-        s("restore_seconds"),
-    )
 }
