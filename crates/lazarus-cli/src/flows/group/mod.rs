@@ -18,13 +18,8 @@
 //! restores every member, or none.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use lazarus_core::archive::group::{self, MemberArchive};
 use lazarus_core::config::Config;
-use lazarus_core::criu::DirectWait;
-use lazarus_core::host::netlock;
 use serde_json::Value;
 
 use crate::engine::containerd::{Containerd, Status};
@@ -34,6 +29,11 @@ use crate::error::{Error, Result};
 use crate::flows::export::{self, ExportArgs, Source};
 use crate::flows::group_guard;
 use crate::report::GroupExportReport;
+
+mod freeze;
+mod live;
+
+use live::Live;
 
 /// Docker Compose's project label.
 const COMPOSE_PROJECT: &str = "com.docker.compose.project";
@@ -169,181 +169,15 @@ pub async fn checkpoint(
         .map(|(s, ns)| format!("{}/{}={}", s.target.namespace, s.target.id, ns.display()))
         .collect();
     let guard = group_guard::start(&endpoints.containerd, &guarded)?;
-    let result = freeze_and_dump(args, config, &sources, &namespaces).await;
+    let scratch = config.scratch_dir("group")?;
+    let live = Live {
+        args,
+        config,
+        sources: &sources,
+        namespaces: &namespaces,
+        scratch: scratch.path(),
+    };
+    let result = freeze::freeze_and_dump(&live, args.leave_running, &args.export).await;
     guard.dismiss();
     result
-}
-
-/// The group checkpoint proper, under the guard: lock, freeze, dump, then
-/// stop or thaw (and unlock) every member; any failure thaws them all.
-async fn freeze_and_dump(
-    args: &ExportArgs,
-    config: &Config,
-    sources: &[Source],
-    namespaces: &[PathBuf],
-) -> Result<GroupExportReport> {
-    let scratch = config.scratch_dir("group")?;
-    let started = Instant::now();
-    let frozen_at = Utc::now();
-    // Locked first, so that from the first freeze to the last dump no
-    // packet passes between members (host::netlock); then frozen.
-    let mut frozen: Vec<Member> = Vec::with_capacity(sources.len());
-    for (s, netns) in sources.iter().zip(namespaces) {
-        frozen.push(Member {
-            source: s,
-            netns: None,
-            paused: false,
-        });
-        match netlock::lock(netns, &DirectWait) {
-            Ok(locked) => frozen.last_mut().expect("pushed").netns = locked.then(|| netns.clone()),
-            Err(e) => return Err(thaw_after(&s.target.name, e.into(), &frozen).await),
-        }
-    }
-    for m in frozen.iter_mut() {
-        if let Err(e) = m.source.ctr.pause(&m.source.target.id).await {
-            let name = m.source.target.name.clone();
-            return Err(thaw_after(&name, e, &frozen).await);
-        }
-        m.paused = true;
-    }
-    let freeze_seconds = started.elapsed().as_secs_f64();
-    let mut files: Vec<PathBuf> = Vec::with_capacity(sources.len());
-    let mut reports = Vec::with_capacity(sources.len());
-    for (n, s) in sources.iter().enumerate() {
-        let member = ExportArgs {
-            container: Some(s.target.name.clone()),
-            group: Vec::new(),
-            compose: None,
-            pod: None,
-            export: scratch.path().join(format!("{n}.tar")),
-            // Left frozen: the group decides below.
-            leave_running: true,
-            json: true,
-            print_stats: false,
-            from_docker_checkpoint: None,
-            migration: None,
-            ..args.clone()
-        };
-        match export::export(&member, s, config).await {
-            Ok(r) => reports.push(r),
-            Err(e) => return Err(thaw_after(&s.target.name, e, &frozen).await),
-        }
-        files.push(member.export);
-    }
-    let archives: Vec<MemberArchive> = sources
-        .iter()
-        .zip(&files)
-        .map(|(s, f)| MemberArchive {
-            name: &s.target.name,
-            id: &s.target.id,
-            engine: s.target.engine(),
-            namespace: &s.target.namespace,
-            archive: f,
-        })
-        .collect();
-    let written = group::write_group(&archives, frozen_at, args.leave_running, &args.export);
-    if let Err(e) = written {
-        return Err(thaw_after("writing the group archive", e.into(), &frozen).await);
-    }
-    let frozen_seconds = started.elapsed().as_secs_f64();
-    let outcome = match args.leave_running {
-        true => thaw(&frozen).await,
-        false => stop(&frozen).await,
-    };
-    if let Some(problems) = outcome {
-        // The archive is whole; what went wrong afterwards is reported.
-        eprintln!("lazarus: warning: after the group checkpoint: {problems}");
-    }
-    Ok(GroupExportReport {
-        archive: args.export.clone(),
-        members: reports,
-        stopped: !args.leave_running,
-        freeze_seconds,
-        frozen_seconds,
-    })
-}
-
-/// A member as the group holds it: its network lock (None: its namespace
-/// is the host's, or not locked yet) and whether it was paused.
-struct Member<'a> {
-    source: &'a Source,
-    netns: Option<PathBuf>,
-    paused: bool,
-}
-
-/// Releases every member's network lock; the failures as text.
-fn unlock(frozen: &[Member], failed: &mut Vec<String>) {
-    for m in frozen {
-        if let Some(netns) = &m.netns {
-            if let Err(e) = netlock::unlock(netns, &DirectWait) {
-                failed.push(format!("{}: network lock: {e}", m.source.target.name));
-            }
-        }
-    }
-}
-
-/// The member `member` failed with `error`: thaws every frozen member and
-/// says so, keeping any thaw failure beside the original error.
-async fn thaw_after(member: &str, error: Error, frozen: &[Member<'_>]) -> Error {
-    let outcome = match thaw(frozen).await {
-        None => "every member was thawed and runs on; no archive was written".to_string(),
-        Some(p) => format!("thawing the others failed too: {p}"),
-    };
-    Error::Group {
-        member: member.to_string(),
-        error: Box::new(error),
-        outcome,
-    }
-}
-
-/// Unlocks and thaws every member; the failures, if any, as one line.
-async fn thaw(frozen: &[Member<'_>]) -> Option<String> {
-    let mut failed = Vec::new();
-    unlock(frozen, &mut failed);
-    for m in frozen.iter().filter(|m| m.paused) {
-        let s = m.source;
-        if let Err(e) = s.ctr.resume(&s.target.id).await {
-            failed.push(format!("{}: {e}", s.target.name));
-        }
-    }
-    (!failed.is_empty()).then(|| failed.join("; "))
-}
-
-/// Stops every member: SIGKILL while frozen, then thawed so the signal
-/// lands, then waits (10 s each) until containerd reports it stopped.
-async fn stop(frozen: &[Member<'_>]) -> Option<String> {
-    let mut failed = Vec::new();
-    for s in frozen.iter().map(|m| m.source) {
-        if let Err(e) = s.ctr.kill_all(&s.target.id).await {
-            failed.push(format!("{}: {e}", s.target.name));
-            continue;
-        }
-        // The kernel may end a frozen task on SIGKILL by itself (it did on
-        // these hosts); only a task still frozen needs the thaw.
-        if let Err(e) = s.ctr.resume(&s.target.id).await {
-            if !matches!(
-                s.ctr.task_status(&s.target.id).await,
-                Ok(None | Some(Status::Stopped))
-            ) {
-                failed.push(format!("{}: {e}", s.target.name));
-            }
-        }
-    }
-    // A namespace that outlives its container (a pod's) must not stay
-    // locked.
-    unlock(frozen, &mut failed);
-    for s in frozen.iter().map(|m| m.source) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match s.ctr.task_status(&s.target.id).await {
-                Ok(None | Some(Status::Stopped)) => break,
-                _ if Instant::now() >= deadline => {
-                    failed.push(format!("{} did not stop within 10 s", s.target.name));
-                    break;
-                }
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    }
-    (!failed.is_empty()).then(|| failed.join("; "))
 }
