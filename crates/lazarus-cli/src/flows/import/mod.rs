@@ -8,35 +8,33 @@
 use std::path::Path;
 use std::time::Instant;
 
-use lazarus_core::archive::{self, group, ArchiveConfig};
+use lazarus_core::archive::{self, ArchiveConfig};
 use lazarus_core::checkpoint::handoff;
 use lazarus_core::config::Config;
-use lazarus_core::criu::DirectWait;
-use lazarus_core::host::netlock::{self, NetlockRequest};
+use lazarus_core::host::netlock::NetlockRequest;
 use lazarus_core::security::authority;
 use serde_json::Value;
 
-use crate::engine::containerd::{Containerd, NewContainer, LAZARUS_RUNTIME};
+use crate::engine::containerd::{Containerd, LAZARUS_RUNTIME};
 use crate::engine::docker::{self, Docker};
+use crate::engine::docker_config;
 use crate::engine::endpoints::{Endpoints, DEFAULT_NAMESPACE, DOCKER_NAMESPACE};
-use crate::engine::{docker_config, image_chain};
 use crate::error::{Error, Result};
 use crate::fs_tree;
 use crate::grants::GrantArgs;
 use crate::progress::{self, Progress};
-use crate::report::{GroupImportReport, ImportReport, Imported};
+use crate::report::{ImportReport, Imported};
 use crate::seal;
 use lazarus_core::host::overlay::OverlayMount;
+
+mod containerd;
+mod group;
 
 /// The name of the Docker checkpoint an import restores from (removed
 /// once the container runs).
 const IMPORT_CHECKPOINT: &str = "lazarus-import";
-/// How long a group restore's network lock may be held before the shims
-/// release it themselves (a group whose restore takes longer loses only
-/// the lock's protection).
-const NETLOCK_EXPIRY_SECONDS: i64 = 300;
 /// The snapshotter a containerd restore prepares the root filesystem with.
-const SNAPSHOTTER: &str = "overlayfs";
+pub(crate) const SNAPSHOTTER: &str = "overlayfs";
 
 #[derive(clap::Args, Clone)]
 pub struct ImportArgs {
@@ -79,7 +77,7 @@ pub struct ImportArgs {
 }
 
 /// What was restored, for the report.
-struct Restored {
+pub(crate) struct Restored {
     name: String,
     id: String,
     engine: &'static str,
@@ -107,99 +105,12 @@ pub async fn run(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> R
             &decrypted_args
         }
     };
-    match group::is_group(&args.file) {
+    match archive::group::is_group(&args.file) {
         true => Ok(Imported::Group(
-            restore_group(args, endpoints, config).await?,
+            group::restore_group(args, endpoints, config).await?,
         )),
         false => Ok(Imported::One(restore(args, endpoints, config).await?)),
     }
-}
-
-/// Restores every member of a group archive (`checkpoint --group`), in the
-/// order they were checkpointed, each as [`restore`] does; if one fails,
-/// the members restored before it are removed again: the group comes back
-/// whole or not at all.
-pub async fn restore_group(
-    args: &ImportArgs,
-    endpoints: &Endpoints,
-    config: &Config,
-) -> Result<GroupImportReport> {
-    if args.name.is_some() {
-        return Err(Error::Refused(format!(
-            "{} is a group archive: its members keep their names (--name names one container)",
-            args.file.display()
-        )));
-    }
-    let started = Instant::now();
-    let scratch = config.scratch_dir("group-import")?;
-    // Every member is verified against the group's index before any is
-    // restored.
-    let (index, files) = group::extract_group(&args.file, &scratch.path().join("members"))?;
-    // Every member's network stays locked from before its restore until
-    // all are back, so no member meets another half restored (see
-    // host::netlock); the shims release it themselves if this process dies.
-    let netlock = NetlockRequest {
-        expires_at: chrono::Utc::now().timestamp() + NETLOCK_EXPIRY_SECONDS,
-    };
-    let mut restored: Vec<ImportReport> = Vec::with_capacity(files.len());
-    for (member, file) in index.members.iter().zip(files) {
-        let one = ImportArgs {
-            file,
-            name: None,
-            namespace: args.namespace.clone(),
-            runtime: args.runtime.clone(),
-            json: true,
-            grants: args.grants.clone(),
-            identity: None,
-            netlock: Some(netlock),
-            scratch_in: None,
-            pages: None,
-        };
-        match restore(&one, endpoints, config).await {
-            Ok(v) => restored.push(v),
-            Err(error) => {
-                let mut failed = Vec::new();
-                for r in &restored {
-                    if let Err(e) = remove(&r.engine, &r.id, &r.namespace, endpoints).await {
-                        failed.push(format!("{}: {e}", r.name));
-                    }
-                }
-                let outcome = match failed.is_empty() {
-                    true => "the members restored before it were removed again".to_string(),
-                    false => format!(
-                        "removing the members restored before it failed: {}",
-                        failed.join("; ")
-                    ),
-                };
-                return Err(Error::Group {
-                    member: member.name.clone(),
-                    error: Box::new(error),
-                    outcome,
-                });
-            }
-        }
-    }
-    let locked = Instant::now();
-    let mut unlock_failed = Vec::new();
-    for r in &restored {
-        if let Err(e) = unlock_member(r, endpoints).await {
-            unlock_failed.push(format!("{}: {e}", r.name));
-        }
-    }
-    if !unlock_failed.is_empty() {
-        eprintln!(
-            "lazarus: warning: the network lock of {} (it expires by itself within {} s)",
-            unlock_failed.join("; "),
-            NETLOCK_EXPIRY_SECONDS
-        );
-    }
-    Ok(GroupImportReport {
-        group: args.file.clone(),
-        unlock_seconds: locked.elapsed().as_secs_f64(),
-        frozen_at: index.frozen_at,
-        members: restored,
-        restore_seconds: started.elapsed().as_secs_f64(),
-    })
 }
 
 /// Restores the archive; returns the report `--json` prints.
@@ -265,7 +176,7 @@ pub async fn restore(
                     "" | DOCKER_NAMESPACE => DEFAULT_NAMESPACE.to_string(),
                     ns => ns.to_string(),
                 });
-            into_containerd(args, endpoints, &ns, &cfg, &dir, show).await?
+            containerd::into_containerd(args, endpoints, &ns, &cfg, &dir, show).await?
         }
     };
     Ok(ImportReport {
@@ -471,82 +382,6 @@ fn apply_rootfs_diff(dir: &Path, overlay: &[String]) -> Result<()> {
     Ok(())
 }
 
-async fn into_containerd(
-    args: &ImportArgs,
-    endpoints: &Endpoints,
-    ns: &str,
-    cfg: &ArchiveConfig,
-    dir: &Path,
-    show: bool,
-) -> Result<Restored> {
-    let ctr = Containerd::connect(&endpoints.containerd, ns).await?;
-    let id = args.name.clone().unwrap_or_else(|| cfg.name.clone());
-    lazarus_core::ids::check_component("container name", &id)?;
-    match ctr.container(&id).await {
-        Ok(_) => {
-            return Err(Error::Refused(format!(
-                "a container {id} already exists in namespace {ns}: give the restored one another \
-                 name with --name"
-            )))
-        }
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(e),
-    }
-    let chain = image_chain::snapshot_parent(&ctr, cfg).await?;
-    let snapshotter = SNAPSHOTTER;
-    let spec = image_chain::respec(read_spec(dir)?, &id, ns);
-    let mut created = Vec::new();
-    let restored = async {
-        let mounts = ctr.prepare(snapshotter, &id, &chain).await?;
-        created.push("snapshot");
-        let overlay = mounts
-            .iter()
-            .find(|m| m.r#type == "overlay")
-            .ok_or_else(|| {
-                Error::Refused(format!("snapshot of {id} is not an overlay: {mounts:?}"))
-            })?;
-        apply_rootfs_diff(dir, &overlay.options)?;
-        let labels = Default::default();
-        ctr.create_container(NewContainer {
-            id: &id,
-            image: &cfg.image_name,
-            spec: &spec,
-            snapshotter,
-            labels: &labels,
-        })
-        .await?;
-        created.push("container");
-        ctr.create_restoring_task(&id, mounts, &dir.join(archive::CHECKPOINT_DIR))
-            .await?;
-        created.push("task");
-        let bar = Progress::spinner(show, "restore");
-        let pid = ctr.start_task(&id).await;
-        bar.finish();
-        pid
-    }
-    .await;
-    if let Err(e) = restored {
-        let mut failed = Vec::new();
-        for what in created.iter().rev() {
-            let undone = match *what {
-                "task" => ctr.remove_task(&id).await,
-                "container" => ctr.remove_container(&id).await,
-                _ => ctr.remove_snapshot(snapshotter, &id).await,
-            };
-            if let Err(c) = undone {
-                failed.push(c.to_string());
-            }
-        }
-        return Err(e.with_cleanup((!failed.is_empty()).then(|| failed.join("; "))));
-    }
-    Ok(Restored {
-        name: id.clone(),
-        id,
-        engine: "containerd",
-        namespace: ns.into(),
-    })
-}
-
 /// Removes a container [`restore`] made (its report names it): a
 /// migration whose sender never confirmed must not leave a second copy.
 pub async fn remove(engine: &str, id: &str, namespace: &str, endpoints: &Endpoints) -> Result<()> {
@@ -563,16 +398,6 @@ pub async fn remove(engine: &str, id: &str, namespace: &str, endpoints: &Endpoin
             ctr.remove_snapshot(SNAPSHOTTER, id).await
         }
     }
-}
-
-/// Releases a restored group member's network lock, through its init's
-/// namespace.
-async fn unlock_member(restored: &ImportReport, endpoints: &Endpoints) -> Result<()> {
-    let ctr = Containerd::connect(&endpoints.containerd, &restored.namespace).await?;
-    let pid = ctr.task_pid(&restored.id).await?;
-    let netns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
-    netlock::unlock(&netns, &DirectWait)?;
-    Ok(())
 }
 
 #[cfg(test)]
