@@ -152,7 +152,7 @@ pub async fn checkpoint(
         let namespace = args.pod.as_ref().map(|_| pod_namespace(args));
         let namespace = namespace.as_deref().or(args.namespace.as_deref());
         let s = Source::resolve(name, namespace, false, endpoints).await?;
-        export::refuse_unless_checkpointable(&s.ctr, &s.target, !args.leave_running).await?;
+        export::checkpointable(&s.ctr, &s.target, !args.leave_running).await?;
         sources.push(s);
     }
     // Each member's network namespace, through its init.
