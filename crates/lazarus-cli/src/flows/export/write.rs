@@ -32,22 +32,7 @@ pub(super) async fn archive_it(
     checkpointed: DateTime<Utc>,
 ) -> Result<Archived> {
     let images = scratch.join(archive::CHECKPOINT_DIR);
-    let diff = match saved_rootfs_diff(&images, scratch)? {
-        // The shim saved it as the dump ended (and Docker's checkpoint has
-        // the one of its own time).
-        Some(diff) => diff,
-        None => {
-            let upper = match &target.docker {
-                Some(v) => docker::upper_dir(v, &target.name)?,
-                None => {
-                    let c = container.expect("a containerd target has a container");
-                    ctr.upper_dir(&c.snapshotter, &c.snapshot_key).await?
-                }
-            };
-            let tar = scratch.join(archive::ROOTFS_DIFF_TAR);
-            archive::rootfs::diff_from_overlay_upper(&upper, &tar)?
-        }
-    };
+    let diff = rootfs_diff(target, container, ctr, scratch).await?;
     let diff_bytes = fs::metadata(&diff.tar).map(|m| m.len()).unwrap_or(0);
     // Without a containerd record (a stopped Docker container) there is no
     // OCI spec to carry: Docker makes a new one from engine.dump.
@@ -55,30 +40,13 @@ pub(super) async fn archive_it(
         .and_then(|c| c.spec.as_ref())
         .map(|s| s.value.clone())
         .unwrap_or_else(|| b"{}".to_vec());
-    let (image_name, image_digest) = image_of(target, container, ctr).await?;
+    let config = archive_config(target, container, ctr, checkpointed).await?;
     let (engine_config, network) = match &target.docker {
         Some(v) => (
             Some(serde_json::to_vec_pretty(&docker_config::create_body(v)).expect("JSON")),
             Some(serde_json::to_vec_pretty(&v["NetworkSettings"]).expect("JSON")),
         ),
         None => (None, None),
-    };
-    let created = match &target.docker {
-        Some(v) => v["Created"].as_str().and_then(|c| c.parse().ok()),
-        None => container
-            .and_then(|c| c.created_at.as_ref())
-            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos as u32)),
-    };
-    let config = ArchiveConfig {
-        id: target.id.clone(),
-        name: target.name.clone(),
-        image_name,
-        image_digest,
-        runtime: LAZARUS_RUNTIME.into(),
-        created: created.unwrap_or(checkpointed),
-        checkpointed,
-        engine: target.engine().into(),
-        namespace: target.namespace.clone(),
     };
     let dump_log = images.join(image::DUMP_LOG);
     let input = ArchiveInput {
@@ -106,6 +74,61 @@ pub(super) async fn archive_it(
     );
     bar.finish();
     Ok((manifest?, Some((diff.deleted.len(), diff_bytes))))
+}
+
+/// The root filesystem's changes: the diff the shim saved as the dump
+/// ended (or Docker's checkpoint holds, of its own time), else taken now
+/// from the container's overlay upper directory.
+async fn rootfs_diff(
+    target: &Target,
+    container: Option<&Container>,
+    ctr: &Containerd,
+    scratch: &Path,
+) -> Result<RootfsDiff> {
+    let images = scratch.join(archive::CHECKPOINT_DIR);
+    if let Some(diff) = saved_rootfs_diff(&images, scratch)? {
+        return Ok(diff);
+    }
+    let upper = match (&target.docker, container) {
+        (Some(v), _) => docker::upper_dir(v, &target.name)?,
+        (None, Some(c)) => ctr.upper_dir(&c.snapshotter, &c.snapshot_key).await?,
+        (None, None) => {
+            return Err(Error::NotFound(format!(
+                "no containerd container {}",
+                target.name
+            )))
+        }
+    };
+    let tar = scratch.join(archive::ROOTFS_DIFF_TAR);
+    Ok(archive::rootfs::diff_from_overlay_upper(&upper, &tar)?)
+}
+
+/// The archive's config.dump: who the container is, its image, when it
+/// was made and checkpointed.
+async fn archive_config(
+    target: &Target,
+    container: Option<&Container>,
+    ctr: &Containerd,
+    checkpointed: DateTime<Utc>,
+) -> Result<ArchiveConfig> {
+    let (image_name, image_digest) = image_of(target, container, ctr).await?;
+    let created = match &target.docker {
+        Some(v) => v["Created"].as_str().and_then(|c| c.parse().ok()),
+        None => container
+            .and_then(|c| c.created_at.as_ref())
+            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos as u32)),
+    };
+    Ok(ArchiveConfig {
+        id: target.id.clone(),
+        name: target.name.clone(),
+        image_name,
+        image_digest,
+        runtime: LAZARUS_RUNTIME.into(),
+        created: created.unwrap_or(checkpointed),
+        checkpointed,
+        engine: target.engine().into(),
+        namespace: target.namespace.clone(),
+    })
 }
 
 /// The container's image: its name and the digest that identifies it

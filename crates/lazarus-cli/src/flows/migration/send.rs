@@ -21,11 +21,12 @@ use super::{
 };
 use crate::engine::containerd::Containerd;
 use crate::engine::endpoints::Endpoints;
+use crate::engine::target::Target;
 use crate::error::{Error, Result};
 use crate::flows::export::{self, Compress, ExportArgs, MigrationDump, Source};
 use crate::progress::{self, Progress};
 use crate::report::{ImportReport, MigrationReport};
-use lazarus_core::checkpoint::postcopy::{self as lazy, PageMode};
+use lazarus_core::checkpoint::postcopy::{self as lazy, PageMode, PageServer};
 
 #[derive(clap::Args)]
 pub struct MigrateArgs {
@@ -84,10 +85,7 @@ pub async fn run(
     // would refuse is refused here.
     let source =
         Source::resolve(&args.container, args.namespace.as_deref(), false, endpoints).await?;
-    let target = &source.target;
-    let (image, image_digest) =
-        export::image_of(target, source.container.as_ref(), &source.ctr).await?;
-
+    let image = export::image_of(&source.target, source.container.as_ref(), &source.ctr).await?;
     // Rules a killed migration of this host left (its guard killed too).
     super::filter::sweep_stale();
     let started = Instant::now();
@@ -99,11 +97,53 @@ pub async fn run(
     })?;
     super::tune(&stream, PEER_TIMEOUT)?;
     let mut ch = Channel::connect(stream, &key)?;
-    let name = args.name.clone().unwrap_or_else(|| target.name.clone());
+    let receiver_postcopy = offer(&mut ch, args, &source.target, image)?;
+    let postcopy = choose_mode(args, receiver_postcopy, &source.target.name)?;
+    let server = plan(&mut ch, args, postcopy, &source.target.name)?;
+    // Post-copy: the source's page server (CRIU's lazy dump, in this
+    // host's shim) takes the first connection to its port, on every
+    // address: only the receiver may make it. Held until the dump has
+    // served the memory (or was called off), when this function returns.
+    let _filter =
+        match postcopy {
+            true => Some(postcopy::filter(ch.stream(), &server).map_err(|e| {
+                Error::Refused(format!("{e}; {} was not touched", source.target.name))
+            })?),
+            false => None,
+        };
+    // From here the source is frozen until it runs there, or here again.
+    let scratch = config.scratch_dir("migrate")?;
+    let dump = MigrationDump {
+        dir: scratch.path().to_path_buf(),
+        server,
+    };
+    // Renewed until this function returns: if this process dies, the
+    // source's dump is called off within 30 s and the container thaws.
+    let _lease = lazy::Lease::hold(&dump.images());
+    let moved = Move {
+        args,
+        source: &source,
+        dump: &dump,
+        postcopy,
+    };
+    let mut report = moved.run(&mut ch, config).await?;
+    report.total_seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Offers the container (with its image's name and digest); the
+/// receiver's answer: whether it can restore post-copy, or why it refuses
+/// (nothing was touched).
+fn offer(
+    ch: &mut Channel<TcpStream>,
+    args: &MigrateArgs,
+    target: &Target,
+    (image, image_digest): (String, String),
+) -> Result<bool> {
     ch.send_json(&Offer {
         protocol: PROTOCOL,
         engine: target.engine().into(),
-        name: name.clone(),
+        name: args.name.clone().unwrap_or_else(|| target.name.clone()),
         namespace: args
             .to_namespace
             .clone()
@@ -120,159 +160,188 @@ pub async fn run(
             target.name
         )));
     }
+    Ok(ready.postcopy)
+}
 
-    let postcopy = match args.mode {
-        Mode::Stopcopy => false,
-        Mode::Auto => ready.postcopy && lazy::check_pipe_max_size().is_ok(),
-        Mode::Postcopy if !ready.postcopy => {
-            return Err(Error::Refused(format!(
-                "{} cannot restore post-copy (its CRIU or kernel lacks non-cooperative \
-                 userfaultfd: `criu check --feature uffd-noncoop` fails there): migrate with \
-                 --mode stopcopy; {} was not touched",
-                args.to, target.name
-            )))
-        }
+/// Post-copy or stop-and-copy, as asked and as both hosts can.
+fn choose_mode(args: &MigrateArgs, receiver_postcopy: bool, name: &str) -> Result<bool> {
+    match args.mode {
+        Mode::Stopcopy => Ok(false),
+        Mode::Auto => Ok(receiver_postcopy && lazy::check_pipe_max_size().is_ok()),
+        Mode::Postcopy if !receiver_postcopy => Err(Error::Refused(format!(
+            "{} cannot restore post-copy (its CRIU or kernel lacks non-cooperative \
+             userfaultfd: `criu check --feature uffd-noncoop` fails there): migrate with \
+             --mode stopcopy; {name} was not touched",
+            args.to
+        ))),
         Mode::Postcopy => {
             lazy::check_pipe_max_size()?;
-            true
+            Ok(true)
         }
-    };
+    }
+}
 
+/// Sends the plan; the page server the memory goes through: this host's
+/// (post-copy) or the receiver's (stop-and-copy).
+fn plan(
+    ch: &mut Channel<TcpStream>,
+    args: &MigrateArgs,
+    postcopy: bool,
+    name: &str,
+) -> Result<PageServer> {
     ch.send_json(&Plan { postcopy })?;
     let prepared: Answer = ch.recv_json()?;
-    let server = match (postcopy, prepared) {
-        (_, a) if !a.ok => {
-            return Err(Error::Refused(format!(
-                "{} could not prepare the migration: {}; {} was not touched",
-                args.to,
-                a.error.unwrap_or_default(),
-                target.name
-            )))
-        }
-        (true, _) => postcopy::page_server(ch.stream(), PageMode::Lazy)?,
-        (false, Answer { pages: Some(s), .. }) => s,
-        (false, _) => {
-            return Err(Error::Refused(format!(
-                "{} prepared no page server for the memory; {} was not touched",
-                args.to, target.name
-            )))
-        }
-    };
+    match (postcopy, prepared) {
+        (_, a) if !a.ok => Err(Error::Refused(format!(
+            "{} could not prepare the migration: {}; {name} was not touched",
+            args.to,
+            a.error.unwrap_or_default(),
+        ))),
+        (true, _) => postcopy::page_server(ch.stream(), PageMode::Lazy),
+        (false, Answer { pages: Some(s), .. }) => Ok(s),
+        (false, _) => Err(Error::Refused(format!(
+            "{} prepared no page server for the memory; {name} was not touched",
+            args.to
+        ))),
+    }
+}
 
-    // Post-copy: the source's page server (CRIU's lazy dump, in this
-    // host's shim) takes the first connection to its port, on every
-    // address: only the receiver may make it. Held until the dump has
-    // served the memory (or was called off), when this function returns.
-    let _filter = match postcopy {
-        true => Some(
-            postcopy::filter(ch.stream(), &server)
-                .map_err(|e| Error::Refused(format!("{e}; {} was not touched", target.name)))?,
-        ),
-        false => None,
-    };
+/// The move proper, the source frozen from its dump on: any failure until
+/// the receiver says it runs calls the dump off (the source runs on here).
+struct Move<'a> {
+    args: &'a MigrateArgs,
+    source: &'a Source,
+    dump: &'a MigrationDump,
+    postcopy: bool,
+}
 
-    // From here the source is frozen until it runs there, or here again.
-    let scratch = config.scratch_dir("migrate")?;
-    let file = scratch.path().join("archive.tar");
-    let dump = MigrationDump {
-        dir: scratch.path().to_path_buf(),
-        server,
-    };
-    // Renewed until this function returns: if this process dies, the
-    // source's dump is called off within 30 s and the container thaws.
-    let _lease = lazy::Lease::hold(&dump.images());
-    let export_args = ExportArgs {
-        container: Some(args.container.clone()),
-        group: Vec::new(),
-        compose: None,
-        pod: None,
-        export: file.clone(),
-        leave_running: false,
-        tcp_established: args.tcp_established,
-        ext_unix_sk: false,
-        shell_job: false,
-        file_locks: false,
-        compress: args.compress,
-        print_stats: false,
-        json: args.json,
-        namespace: args.namespace.clone(),
-        from_docker_checkpoint: None,
-        // The channel authenticates the sender already.
-        sign: None,
-        encrypt: None,
-        migration: Some(dump.clone()),
-    };
-    let frozen = Instant::now();
-    // A failed export leaves the container running (its own guarantee; a
-    // dump that got as far as serving or sending pages is called off here).
-    let exported = match export::export(&export_args, &source, config).await {
-        Ok(v) => v,
-        Err(e) => return Err(postcopy::call_off(e, &source, &dump).await),
-    };
-    let archived = frozen.elapsed().as_secs_f64();
-    let sent = Instant::now();
-    let show = progress::wanted(args.json);
-    let restored = match hand_over(&mut ch, &file, show) {
-        Ok(v) => v,
-        Err(e) => return Err(postcopy::call_off(e, &source, &dump).await),
-    };
-    let downtime = frozen.elapsed().as_secs_f64();
-    let restore_seconds = restored.as_ref().map(|r| r.restore_seconds);
-    let transfer = sent.elapsed().as_secs_f64() - restore_seconds.unwrap_or(0.0);
-    // Stop-and-copy: the source, frozen at the end of its dump, ends now
-    // (before the receiver keeps its copy: never two running).
-    if !postcopy {
-        if let Err(e) = postcopy::let_go(&source, &dump).await {
-            return Err(postcopy::call_off(e, &source, &dump).await);
+impl Move<'_> {
+    async fn run(&self, ch: &mut Channel<TcpStream>, config: &Config) -> Result<MigrationReport> {
+        let (args, source, dump) = (self.args, self.source, self.dump);
+        let file = dump.dir.join("archive.tar");
+        let frozen = Instant::now();
+        // A failed export leaves the container running (its own guarantee;
+        // a dump that got as far as serving or sending pages is called off
+        // here).
+        let exported = match export::export(&self.export_args(&file), source, config).await {
+            Ok(v) => v,
+            Err(e) => return Err(postcopy::call_off(e, source, dump).await),
+        };
+        let archived = frozen.elapsed().as_secs_f64();
+        let sent = Instant::now();
+        let restored = match hand_over(ch, &file, progress::wanted(args.json)) {
+            Ok(v) => v,
+            Err(e) => return Err(postcopy::call_off(e, source, dump).await),
+        };
+        let downtime = frozen.elapsed().as_secs_f64();
+        let restore_seconds = restored.as_ref().map(|r| r.restore_seconds);
+        let transfer = sent.elapsed().as_secs_f64() - restore_seconds.unwrap_or(0.0);
+        let memory = self.let_go(ch).await?;
+        if args.rm {
+            self.remove_source().await;
+        }
+        Ok(MigrationReport {
+            container: source.target.name.clone(),
+            to: args.to.clone(),
+            mode: if self.postcopy {
+                "postcopy"
+            } else {
+                "stopcopy"
+            }
+            .into(),
+            memory_bytes: memory
+                .map(|m| m.1)
+                .or(restored.as_ref().and_then(|r| r.pages_bytes)),
+            restored,
+            source: if args.rm { "removed" } else { "stopped" }.into(),
+            downtime_seconds: downtime,
+            checkpoint_seconds: exported.checkpoint_seconds,
+            archive_seconds: archived,
+            transfer_seconds: transfer,
+            restore_seconds,
+            archive_bytes: exported.archive_bytes,
+            memory_seconds: memory.map(|m| m.0),
+            // The caller's, from the connection on.
+            total_seconds: 0.0,
+        })
+    }
+
+    /// The archive's export: the container stopped, its memory through
+    /// the migration's page server.
+    fn export_args(&self, file: &Path) -> ExportArgs {
+        let args = self.args;
+        ExportArgs {
+            container: Some(args.container.clone()),
+            group: Vec::new(),
+            compose: None,
+            pod: None,
+            export: file.to_path_buf(),
+            leave_running: false,
+            tcp_established: args.tcp_established,
+            ext_unix_sk: false,
+            shell_job: false,
+            file_locks: false,
+            compress: args.compress,
+            print_stats: false,
+            json: args.json,
+            namespace: args.namespace.clone(),
+            from_docker_checkpoint: None,
+            // The channel authenticates the sender already.
+            sign: None,
+            encrypt: None,
+            migration: Some(self.dump.clone()),
         }
     }
-    // Without this word the receiver removes its copy. Lost after a
-    // stop-and-copy source was let go, so is the container: said plainly.
-    // (A post-copy source, still frozen, runs on once its stream fails.)
-    if let Err(e) = ch.send_json(&Answer::ready()) {
-        return Err(match postcopy {
-            true => e.into(),
-            false => Error::Refused(format!(
-                "{name} ran on {} and was let go here, but the confirmation could not be sent \
-                 ({e}): the receiver removes its unconfirmed copy within 30 s",
-                args.to
+
+    /// The container runs there: lets the source go and confirms; then,
+    /// post-copy, waits for its memory to follow (seconds, bytes).
+    async fn let_go(&self, ch: &mut Channel<TcpStream>) -> Result<Option<(f64, u64)>> {
+        let (args, source, dump) = (self.args, self.source, self.dump);
+        let name = args.name.as_deref().unwrap_or(&source.target.name);
+        // Stop-and-copy: the source, frozen at the end of its dump, ends now
+        // (before the receiver keeps its copy: never two running).
+        if !self.postcopy {
+            if let Err(e) = postcopy::let_go(source, dump).await {
+                return Err(postcopy::call_off(e, source, dump).await);
+            }
+        }
+        // Without this word the receiver removes its copy. Lost after a
+        // stop-and-copy source was let go, so is the container: said plainly.
+        // (A post-copy source, still frozen, runs on once its stream fails.)
+        if let Err(e) = ch.send_json(&Answer::ready()) {
+            return Err(match self.postcopy {
+                true => e.into(),
+                false => Error::Refused(format!(
+                    "{name} ran on {} and was let go here, but the confirmation could not be \
+                     sent ({e}): the receiver removes its unconfirmed copy within 30 s",
+                    args.to
+                )),
+            });
+        }
+        match self.postcopy {
+            true => Ok(Some(
+                postcopy::memory_followed(source, dump, name, &args.to, args.json).await?,
             )),
-        });
+            false => Ok(None),
+        }
     }
-    let memory = match postcopy {
-        true => Some(postcopy::memory_followed(&source, &dump, &name, &args.to, args.json).await?),
-        false => None,
-    };
-    if args.rm {
+
+    /// `--rm`: the source goes once it runs there (a failure is a warning:
+    /// the container runs).
+    async fn remove_source(&self) {
+        let (source, id) = (self.source, &self.source.target.id);
         let removed = match &source.docker {
-            Some(d) => d.remove(&target.id).await,
-            None => remove_containerd(&source.ctr, &target.id).await,
+            Some(d) => d.remove(id).await,
+            None => remove_containerd(&source.ctr, id).await,
         };
         if let Err(e) = removed {
+            let name = self.args.name.as_deref().unwrap_or(&source.target.name);
             eprintln!(
-                "lazarus: warning: {} runs on {} but removing it here failed: {e}",
-                name, args.to
+                "lazarus: warning: {name} runs on {} but removing it here failed: {e}",
+                self.args.to
             );
         }
     }
-    Ok(MigrationReport {
-        container: target.name.clone(),
-        to: args.to.clone(),
-        mode: if postcopy { "postcopy" } else { "stopcopy" }.into(),
-        memory_bytes: memory
-            .map(|m| m.1)
-            .or(restored.as_ref().and_then(|r| r.pages_bytes)),
-        restored,
-        source: if args.rm { "removed" } else { "stopped" }.into(),
-        downtime_seconds: downtime,
-        checkpoint_seconds: exported.checkpoint_seconds,
-        archive_seconds: archived,
-        transfer_seconds: transfer,
-        restore_seconds,
-        archive_bytes: exported.archive_bytes,
-        memory_seconds: memory.map(|m| m.0),
-        total_seconds: started.elapsed().as_secs_f64(),
-    })
 }
 
 /// Streams the archive and waits for the receiver's word that the
