@@ -394,3 +394,63 @@ fn man_pages(dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_people_use_has_a_man_page_and_the_internal_ones_none() {
+        let dir = tempfile::tempdir().unwrap();
+        man_pages(dir.path()).unwrap();
+        let mut pages: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        pages.sort();
+        assert_eq!(
+            pages,
+            [
+                "lazarus-checkpoint.1",
+                "lazarus-completion.1",
+                "lazarus-inspect.1",
+                "lazarus-keygen.1",
+                "lazarus-migrate.1",
+                "lazarus-restore.1",
+                "lazarus-serve.1",
+                "lazarus-version.1",
+                "lazarus.1",
+            ]
+        );
+        let checkpoint = std::fs::read_to_string(dir.path().join("lazarus-checkpoint.1")).unwrap();
+        assert!(checkpoint.contains("lazarus\\-checkpoint"), "{checkpoint}");
+        assert!(checkpoint.contains("leave\\-running"), "{checkpoint}");
+    }
+
+    #[test]
+    fn completion_scripts_know_the_commands_and_their_flags() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "lazarus", &mut script);
+            let script = String::from_utf8(script).unwrap();
+            for word in [
+                "checkpoint",
+                "restore",
+                "migrate",
+                "--leave-running",
+                "--import",
+            ] {
+                assert!(script.contains(word), "{shell}: no {word}");
+            }
+        }
+    }
+}

@@ -348,4 +348,104 @@ mod tests {
         assert_eq!(human(3 << 30), "3.0 GiB");
         assert_eq!(ratio(50, 100), "0.50 of its content (100 B in 50 B)");
     }
+
+    fn exported() -> ExportReport {
+        ExportReport {
+            archive: "/b/web.tar.zst".into(),
+            container: "web".into(),
+            id: "0123".into(),
+            engine: "docker".into(),
+            namespace: "moby".into(),
+            stopped: true,
+            encrypted: false,
+            archive_bytes: 512,
+            content_bytes: 1024,
+            pages_bytes: 8192,
+            rootfs_diff_bytes: 2048,
+            deleted_files: 3,
+            checkpoint_seconds: 1.25,
+            export_seconds: 2.5,
+            stats: DumpStats {
+                freezing_time_us: Some(1500),
+                frozen_time_us: Some(42_000),
+                memdump_time_us: Some(2000),
+                memwrite_time_us: Some(3000),
+                pages_scanned: Some(77),
+                pages_written: Some(66),
+            },
+        }
+    }
+
+    /// `--print-stats` once printed zeros: it read a report by string keys
+    /// with silent defaults. Every number comes from a typed field now.
+    #[test]
+    fn print_stats_shows_the_reports_numbers() {
+        let text = export_text(&exported());
+        for shown in [
+            "web (docker)",
+            "0.50 of its content (1.0 KiB in 512 B)",
+            "8.0 KiB",
+            "2.0 KiB, 3 deleted",
+            "42.0 ms (freezing 1.5 ms, memory dump 2.0 ms, memory write 3.0 ms)",
+            "77 scanned, 66 written",
+            "1.25 s checkpoint, 2.50 s in all",
+        ] {
+            assert!(text.contains(shown), "{shown:?} not in:\n{text}");
+        }
+    }
+
+    /// `--json` keeps the keys it had: scripts read them.
+    #[test]
+    fn the_json_reports_keep_their_keys() {
+        let v = serde_json::to_value(exported()).unwrap();
+        let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "archive",
+                "archive_bytes",
+                "checkpoint_seconds",
+                "container",
+                "content_bytes",
+                "deleted_files",
+                "engine",
+                "export_seconds",
+                "id",
+                "namespace",
+                "pages_bytes",
+                "rootfs_diff_bytes",
+                "stats",
+                "stopped",
+            ],
+            "encrypted only when it is"
+        );
+        assert_eq!(v["stats"]["frozen_time_us"], 42_000);
+        // Statistics CRIU did not write are absent, not zero.
+        let bare = ExportReport {
+            stats: DumpStats::default(),
+            encrypted: true,
+            ..exported()
+        };
+        let v = serde_json::to_value(bare).unwrap();
+        assert_eq!(v["stats"], serde_json::json!({}));
+        assert_eq!(v["encrypted"], true);
+    }
+
+    /// The receiver's restore report crosses the migration channel.
+    #[test]
+    fn an_import_report_reads_back_as_it_was_sent() {
+        let r = ImportReport {
+            name: "web".into(),
+            id: "0123".into(),
+            engine: "containerd".into(),
+            namespace: "default".into(),
+            from: "/r/archive.tar".into(),
+            extract_seconds: 0.5,
+            restore_seconds: 1.5,
+            pages_bytes: Some(4096),
+        };
+        let back: ImportReport = serde_json::from_str(&json(&r)).unwrap();
+        assert_eq!(back, r);
+    }
 }
