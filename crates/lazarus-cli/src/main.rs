@@ -446,8 +446,8 @@ mod tests {
                 "checkpoint",
                 "restore",
                 "migrate",
-                "--leave-running",
-                "--import",
+                "leave-running",
+                "import",
             ] {
                 assert!(script.contains(word), "{shell}: no {word}");
             }
