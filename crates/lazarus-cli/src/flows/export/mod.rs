@@ -8,6 +8,12 @@
 //! and the archive then cannot be written, a Docker container is restored
 //! in place from the images, and otherwise the images are kept and the
 //! error says where.
+//!
+//! Here: the arguments, finding the container ([`Source`]) and `--encrypt`;
+//! the flow itself in `flow.rs` (against [`Steps`], unit-tested on a
+//! fake), what it refuses in `checks.rs`, the archive's contents in
+//! `write.rs`, Docker's checkpoint copy and restore in place in `undo.rs`,
+//! the real steps in `live.rs`. `--group` is [`crate::flows::group`]'s.
 
 use std::fs;
 use std::path::{Path, PathBuf};

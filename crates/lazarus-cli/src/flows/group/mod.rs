@@ -7,8 +7,8 @@
 //! whole group: a message one member sent another is in the sender's past
 //! and in the receiver's (its socket buffers), never in only one of them,
 //! and no retransmission crosses between two members' dumps. Each member is
-//! then dumped by its own shim while frozen, leaving it frozen. Only when every dump and the group archive
-//! succeeded are the members stopped (SIGKILL while still frozen, so none
+//! then dumped by its own shim while frozen, leaving it frozen. Only when
+//! every dump and the group archive succeeded are the members stopped (SIGKILL while still frozen, so none
 //! runs a step past the checkpoint) or, with --leave-running, thawed; the
 //! locks are released either way. If anything fails, every member is
 //! unlocked and thawed and runs on, and no archive is written.
@@ -16,6 +16,11 @@
 //! The archive is one file holding each member's ordinary archive
 //! (lazarus-core's `archive::group`); `lazarus restore --import` of it
 //! restores every member, or none.
+//!
+//! Here: finding the members (`--group`, `--compose`, `--pod`) and checking
+//! them before anything is frozen; the freeze itself in `freeze.rs`
+//! (against its `Steps`, unit-tested on a fake group), the real steps in
+//! `live.rs`.
 
 use std::path::PathBuf;
 

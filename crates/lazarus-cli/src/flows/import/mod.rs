@@ -4,23 +4,29 @@
 //! Docker, else through containerd), its root filesystem changes applied,
 //! and it is started from the checkpoint. A failure after the container was
 //! created removes it again: nothing is left behind.
+//!
+//! Here: the arguments, decryption, verification, extraction and the
+//! import policy (all before any engine is asked to make anything); the
+//! engines' restores in `docker.rs` and `containerd.rs`, a group
+//! archive's in `group.rs`, each against its own steps, unit-tested on a
+//! fake.
 
 use std::path::Path;
 use std::time::Instant;
 
 use lazarus_core::archive::{self, ArchiveConfig};
-use lazarus_core::checkpoint::handoff;
+
 use lazarus_core::config::Config;
 use lazarus_core::host::netlock::NetlockRequest;
 use lazarus_core::security::authority;
 use serde_json::Value;
 
-use crate::engine::containerd::{Containerd, LAZARUS_RUNTIME};
-use crate::engine::docker::{self, Docker};
-use crate::engine::docker_config;
+use crate::engine::containerd::Containerd;
+use crate::engine::docker::Docker;
+
 use crate::engine::endpoints::{Endpoints, DEFAULT_NAMESPACE, DOCKER_NAMESPACE};
 use crate::error::{Error, Result};
-use crate::fs_tree;
+
 use crate::grants::GrantArgs;
 use crate::progress::{self, Progress};
 use crate::report::{ImportReport, Imported};
@@ -28,11 +34,14 @@ use crate::seal;
 use lazarus_core::host::overlay::OverlayMount;
 
 mod containerd;
+mod docker;
 mod group;
+
+pub use docker::docker_image;
 
 /// The name of the Docker checkpoint an import restores from (removed
 /// once the container runs).
-const IMPORT_CHECKPOINT: &str = "lazarus-import";
+pub(crate) const IMPORT_CHECKPOINT: &str = "lazarus-import";
 /// The snapshotter a containerd restore prepares the root filesystem with.
 pub(crate) const SNAPSHOTTER: &str = "overlayfs";
 
@@ -167,7 +176,7 @@ pub async fn restore(
                     ),
                 });
             }
-            into_docker(args, &docker, &cfg, &recorded, &dir, show).await?
+            docker::into_docker(args, &docker, &cfg, &recorded, &dir, show).await?
         }
         (namespace, _) => {
             let ns = namespace
@@ -257,118 +266,6 @@ fn read_engine_config(dir: &Path) -> Result<Option<Value>> {
     })
 }
 
-async fn into_docker(
-    args: &ImportArgs,
-    docker: &Docker,
-    cfg: &ArchiveConfig,
-    recorded: &Value,
-    dir: &Path,
-    show: bool,
-) -> Result<Restored> {
-    let image = docker_image(docker, &cfg.image_name, &cfg.image_digest).await?;
-    let name = args.name.clone().unwrap_or_else(|| cfg.name.clone());
-    let runtime = args
-        .runtime
-        .clone()
-        .or_else(|| docker_config::runtime(recorded).map(str::to_string))
-        .unwrap_or_else(|| LAZARUS_RUNTIME.to_string());
-    let mut body = docker_config::for_import(recorded, &image, &runtime);
-    // Lazarus restores from the extracted images where they lie (see
-    // lazarus_core::checkpoint::handoff); another runtime only through
-    // Docker's own checkpoint, which Docker copies twice before it starts.
-    let images = dir.join(archive::CHECKPOINT_DIR);
-    let hand_off = runtime == LAZARUS_RUNTIME;
-    if hand_off {
-        handoff::offer(&images)?;
-        docker_config::hand_off(&mut body, &images);
-    }
-    let id = docker.create(&name, &body).await.map_err(|e| match e {
-        Error::Docker { status: 409, .. } => Error::Refused(format!(
-            "a container named {name} already exists on this host: give the restored one another \
-             name with --name"
-        )),
-        Error::Docker { message, .. } if message.contains("runtime") => Error::Refused(format!(
-            "Docker here does not know the runtime {runtime:?} ({message}): register it in \
-             daemon.json, or give --runtime {LAZARUS_RUNTIME}"
-        )),
-        e => e,
-    })?;
-    let restored = async {
-        let v = docker
-            .container(&id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("Docker lost the new container {name}")))?;
-        apply_rootfs_diff(dir, &docker::overlay_options(&v, &name)?)?;
-        if hand_off {
-            let bar = Progress::spinner(show, "restore");
-            let started = docker.start(&id).await;
-            bar.finish();
-            return started;
-        }
-        // Docker restores only from its own checkpoint directory.
-        let checkpoint = docker.checkpoint_dir(&id, IMPORT_CHECKPOINT).await?;
-        fs_tree::move_dir(&images, &checkpoint)?;
-        let bar = Progress::spinner(show, "restore");
-        let started = docker.start_from_checkpoint(&id, IMPORT_CHECKPOINT).await;
-        bar.finish();
-        started?;
-        // Docker copied it for containerd; its own copy is not needed again.
-        if let Err(e) = docker.remove_checkpoint(&id, IMPORT_CHECKPOINT).await {
-            eprintln!("lazarus: warning: {e}");
-        }
-        Ok::<(), Error>(())
-    }
-    .await;
-    if let Err(e) = restored {
-        let cleanup = docker.remove(&id).await.err().map(|c| c.to_string());
-        return Err(e.with_cleanup(cleanup));
-    }
-    Ok(Restored {
-        name,
-        id,
-        engine: "docker",
-        namespace: DOCKER_NAMESPACE.into(),
-    })
-}
-
-/// How this host's Docker names the archive's image: by its name when that
-/// is the same image, else by its id. Missing or different: an error naming
-/// both, before anything is created.
-pub async fn docker_image(docker: &Docker, image_name: &str, want: &str) -> Result<String> {
-    let by_name = match image_name.is_empty() {
-        true => None,
-        false => docker.image(image_name).await?,
-    };
-    let name_id = by_name
-        .as_ref()
-        .and_then(|v| v["Id"].as_str())
-        .unwrap_or("");
-    if want.is_empty() || name_id == want {
-        if by_name.is_some() {
-            return Ok(image_name.to_string());
-        }
-    } else if docker.image(want).await?.is_some() {
-        return Ok(want.to_string());
-    }
-    if by_name.is_some() {
-        return Err(Error::Refused(format!(
-            "image {} on this host is {name_id}, but the checkpoint was taken on {want}: load the \
-             same image (docker save on the source, docker load here), then import again",
-            image_name
-        )));
-    }
-    Err(Error::NotFound(format!(
-        "image {} ({}) is not on this host: docker pull {} (or docker load it), then import again",
-        image_name,
-        if want.is_empty() {
-            "no digest recorded"
-        } else {
-            want
-        },
-        image_name
-    )))
-}
-
 /// Applies the archive's root filesystem changes to the new container's
 /// root filesystem, mounted for this at a private directory.
 fn apply_rootfs_diff(dir: &Path, overlay: &[String]) -> Result<()> {
@@ -431,5 +328,94 @@ mod tests {
             std::fs::read(images.path().join("pages-1.img")).unwrap(),
             b"archived"
         );
+    }
+
+    /// An archive whose spec asks for an OCI hook (refused by default),
+    /// written as export writes one.
+    fn archive_asking_for_a_hook(dir: &Path) -> std::path::PathBuf {
+        let images = dir.join("images");
+        std::fs::create_dir(&images).unwrap();
+        std::fs::write(images.join("inventory.img"), b"x").unwrap();
+        let now = chrono::Utc::now();
+        let config = ArchiveConfig {
+            id: "web".into(),
+            name: "web".into(),
+            image_name: "docker.io/library/busybox:latest".into(),
+            image_digest: String::new(),
+            runtime: crate::engine::containerd::LAZARUS_RUNTIME.into(),
+            created: now,
+            checkpointed: now,
+            engine: "containerd".into(),
+            namespace: "default".into(),
+        };
+        let input = archive::ArchiveInput {
+            images_dir: &images,
+            spec_json: br#"{"ociVersion":"1.0.2","hooks":{"prestart":[{"path":"/bin/true"}]},
+                "linux":{"namespaces":[{"type":"pid"},{"type":"ipc"},{"type":"uts"},
+                {"type":"mount"},{"type":"network"}]}}"#,
+            config: &config,
+            rootfs_diff: None,
+            dump_log: None,
+            network_status: None,
+            engine_config: None,
+        };
+        let file = dir.join("web.tar");
+        archive::write(&input, &file, archive::Compression::None, &mut |_| {}).unwrap();
+        file
+    }
+
+    /// The policy is checked on the extracted archive before any engine is
+    /// asked for anything: here there are none (the sockets do not exist),
+    /// and the error is the policy's, naming the flag that would grant it.
+    #[test]
+    fn an_import_the_policy_refuses_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = archive_asking_for_a_hook(dir.path());
+        let config = Config {
+            work_root: dir.path().join("lib"),
+            ..Default::default()
+        };
+        let endpoints = Endpoints {
+            docker: "unix:///nonexistent/docker.sock".into(),
+            containerd: "/nonexistent/containerd.sock".into(),
+        };
+        let mut args = ImportArgs {
+            file,
+            name: None,
+            namespace: Some("default".into()),
+            runtime: None,
+            json: true,
+            // What a bare spec asks beyond the hook is not the point here.
+            grants: GrantArgs {
+                allow_security_options: true,
+                ..Default::default()
+            },
+            identity: None,
+            netlock: None,
+            scratch_in: None,
+            pages: None,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt
+            .block_on(restore(&args, &endpoints, &config))
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("prestart hook: /bin/true"), "{text}");
+        assert!(text.contains("Nothing was created"), "{text}");
+        let work = dir.path().join("lib/work");
+        assert_eq!(
+            std::fs::read_dir(&work).unwrap().count(),
+            0,
+            "scratch removed"
+        );
+        // Granted, it goes on to containerd (absent here).
+        args.grants.allow_hooks = true;
+        let e = rt
+            .block_on(restore(&args, &endpoints, &config))
+            .unwrap_err();
+        assert!(matches!(e, Error::ContainerdUnreachable { .. }), "{e}");
     }
 }
