@@ -306,7 +306,7 @@ fn run(command: Command, endpoints: &Endpoints) -> Result<()> {
             let config = Config::load()?;
             let report = match args.is_group() {
                 true => Exported::Group(block_on(group::checkpoint(&args, endpoints, &config))?),
-                false => Exported::One(block_on(export::run(&args, endpoints, &config))?),
+                false => Exported::One(Box::new(block_on(export::run(&args, endpoints, &config))?)),
             };
             print(&report, args.json);
             if let (Exported::One(r), true, false) = (&report, args.print_stats, args.json) {

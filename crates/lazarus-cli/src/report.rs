@@ -158,7 +158,7 @@ pub enum Imported {
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Exported {
-    One(ExportReport),
+    One(Box<ExportReport>),
     Group(GroupExportReport),
 }
 
