@@ -1,40 +1,23 @@
 //! `lazarus`: the command line over Lazarus's core.
 //!
-//! A thin front door: parsing (clap), the containerd and Docker clients
-//! and printing here; archives, CRIU images and host facts in lazarus-core.
-//! A checkpoint is always taken by the container's shim, asked through
-//! containerd; the only CRIU run here is `lazarus version`'s, waited for
-//! directly ([`DirectWait`]): this is an ordinary process that reaps its
-//! own children.
+//! Only the front door: the arguments (clap), the call into the library
+//! (`lazarus_cli`, whose flows do the work and return typed reports), and
+//! the printing of those reports, as text or with `--json` as JSON.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use lazarus_core::config::Config;
-use lazarus_core::criu::{Criu, DirectWait, SwrkCriu};
+use serde::Serialize;
 
-use endpoints::Endpoints;
-use error::{Error, Result};
-
-mod containerd;
-mod docker;
-mod docker_config;
-mod endpoints;
-mod error;
-mod export;
-mod grants;
-mod group;
-mod group_guard;
-mod guard;
-mod image_chain;
-mod import;
-mod inspect;
-mod migration;
-mod progress;
-mod report;
-mod seal;
-mod target;
+use lazarus_cli::engine::endpoints::Endpoints;
+use lazarus_cli::flows::keys::{self, KeyKind};
+use lazarus_cli::flows::migration::{filter, receive_guard, send, serve};
+use lazarus_cli::flows::{export, group, group_guard, import, inspect, version};
+use lazarus_cli::report::{self, Exported, Summary};
+use lazarus_cli::{block_on, Result};
 
 /// Checkpoint Lazarus containers into portable archives, restore them
 /// anywhere, migrate them between hosts, inspect checkpoints
@@ -217,7 +200,7 @@ enum Command {
         lazarus migrate redis --to 10.0.0.2\n  \
         lazarus migrate --rm --key /etc/lazarus/k looper --to hostb:7470 --name looper2"
     )]
-    Migrate(migration::send::MigrateArgs),
+    Migrate(send::MigrateArgs),
     /// Receive migrations from other hosts (`lazarus migrate`)
     ///
     /// Listens on ADDR and accepts peers holding the same key file; anyone
@@ -234,7 +217,7 @@ enum Command {
         lazarus keygen /etc/lazarus/migration.key   # then copy it to the other host\n  \
         lazarus serve --listen 10.0.0.2"
     )]
-    Serve(migration::serve::ServeArgs),
+    Serve(serve::ServeArgs),
     /// Internal: the guard `checkpoint --group` starts (thaws and unlocks
     /// the members if that checkpoint dies)
     #[command(hide = true)]
@@ -242,11 +225,11 @@ enum Command {
     /// Internal: the guard `serve` starts for each received container
     /// (removes it if the agent dies before the sender confirmed it)
     #[command(hide = true)]
-    ReceiveGuard(migration::receive_guard::ReceiveGuardArgs),
+    ReceiveGuard(receive_guard::ReceiveGuardArgs),
     /// Internal: the guard of a page server's packet filter rule (removes
     /// it if the migration's process dies first)
     #[command(hide = true)]
-    FilterGuard(migration::filter::FilterGuardArgs),
+    FilterGuard(filter::FilterGuardArgs),
     /// Write a new migration key file (mode 0600) to copy to both hosts,
     /// or with --sign a signing key for archives
     ///
@@ -269,36 +252,36 @@ enum Command {
         #[arg(long, verbatim_doc_comment)]
         age: bool,
     },
+    /// Print a shell completion script (bash, zsh or fish) on stdout
+    ///
+    /// scripts/install.sh installs them; by hand, e.g.
+    /// `lazarus completion bash > /usr/share/bash-completion/completions/lazarus`.
+    #[command(verbatim_doc_comment)]
+    Completion {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Internal: write the man pages (lazarus.1, and lazarus-COMMAND.1 for
+    /// each command) into DIR, as scripts/install.sh does
+    #[command(hide = true)]
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// The shells `completion` writes for.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let endpoints = Endpoints::resolve(cli.host, cli.address);
-    let result = match cli.command {
-        Command::Version { json } => version(json).map_err(Error::from),
-        Command::Inspect {
-            path,
-            json,
-            identity,
-        } => inspect::run(&path, json, identity.as_deref()),
-        Command::Checkpoint(args) => {
-            with_config(|config| block_on(export::run(&args, &endpoints, config)))
-        }
-        Command::Restore(args) => {
-            with_config(|config| block_on(import::run(&args, &endpoints, config)))
-        }
-        Command::Migrate(args) => {
-            with_config(|config| block_on(migration::send::run(&args, &endpoints, config)))
-        }
-        Command::Serve(args) => {
-            with_config(|config| block_on(migration::serve::run(&args, &endpoints, config)))
-        }
-        Command::GroupGuard(args) => block_on(group_guard::run(&args, &endpoints.containerd)),
-        Command::ReceiveGuard(args) => block_on(migration::receive_guard::run(&args, &endpoints)),
-        Command::FilterGuard(args) => migration::filter::run_guard(&args),
-        Command::Keygen { file, sign, age } => keygen(file, sign, age),
-    };
-    match result {
+    match run(cli.command, &endpoints) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lazarus: {e}");
@@ -307,77 +290,167 @@ fn main() -> ExitCode {
     }
 }
 
-/// The default signing key file.
-const DEFAULT_SIGNING_KEY: &str = "/etc/lazarus/signing.key";
-
-/// The default age identity file.
-const DEFAULT_AGE_KEY: &str = "/etc/lazarus/archive.age";
-
-fn keygen(file: Option<PathBuf>, sign: bool, age: bool) -> Result<()> {
-    if age {
-        let file = file.unwrap_or_else(|| PathBuf::from(DEFAULT_AGE_KEY));
-        let (recipient, public) = seal::keygen(&file)?;
-        println!(
-            "identity     {} (secret: opens the archives)",
-            file.display()
-        );
-        println!(
-            "recipient    {} ({recipient}): export with --encrypt {}",
-            public.display(),
-            public.display()
-        );
-        return Ok(());
+fn run(command: Command, endpoints: &Endpoints) -> Result<()> {
+    match command {
+        Command::Version { json } => {
+            let (report, criu_error) = version::version()?;
+            print(&report, json);
+            criu_error.map_or(Ok(()), |e| Err(e.into()))
+        }
+        Command::Inspect {
+            path,
+            json,
+            identity,
+        } => inspect::run(&path, json, identity.as_deref()),
+        Command::Checkpoint(args) => {
+            let config = Config::load()?;
+            let report = match args.is_group() {
+                true => Exported::Group(block_on(group::checkpoint(&args, endpoints, &config))?),
+                false => Exported::One(Box::new(block_on(export::run(&args, endpoints, &config))?)),
+            };
+            print(&report, args.json);
+            if let (Exported::One(r), true, false) = (&report, args.print_stats, args.json) {
+                print!("{}", report::export_text(r));
+            }
+            Ok(())
+        }
+        Command::Restore(args) => {
+            let config = Config::load()?;
+            print(
+                &block_on(import::run(&args, endpoints, &config))?,
+                args.json,
+            );
+            Ok(())
+        }
+        Command::Migrate(args) => {
+            let config = Config::load()?;
+            print(&block_on(send::run(&args, endpoints, &config))?, args.json);
+            Ok(())
+        }
+        Command::Serve(args) => block_on(serve::run(&args, endpoints, &Config::load()?)),
+        Command::GroupGuard(args) => block_on(group_guard::run(&args, &endpoints.containerd)),
+        Command::ReceiveGuard(args) => block_on(receive_guard::run(&args, endpoints)),
+        Command::FilterGuard(args) => filter::run_guard(&args),
+        Command::Keygen { file, sign, age } => {
+            let kind = match (sign, age) {
+                (true, _) => KeyKind::Signing,
+                (_, true) => KeyKind::Age,
+                _ => KeyKind::Migration,
+            };
+            println!("{}", keys::keygen(file, kind)?.summary());
+            Ok(())
+        }
+        Command::Completion { shell } => completion(shell),
+        Command::Man { dir } => man_pages(&dir),
     }
-    if !sign {
-        let file = file.unwrap_or_else(|| PathBuf::from(migration::DEFAULT_KEY));
-        lazarus_core::channel::Key::create(&file)?;
-        println!("{}", file.display());
-        return Ok(());
+}
+
+/// A report as JSON (`--json`), else its line for people.
+fn print<R: Serialize + Summary>(report: &R, json: bool) {
+    match json {
+        true => println!("{}", report::json(report)),
+        false => println!("{}", report.summary()),
     }
-    let file = file.unwrap_or_else(|| PathBuf::from(DEFAULT_SIGNING_KEY));
-    let (signer, public) = lazarus_core::archive::Signer::create(&file)?;
-    println!("signing key  {} (secret: keep it here)", file.display());
-    println!(
-        "public key   {} ({}): give it to importing hosts",
-        public.display(),
-        signer.public_hex()
-    );
+}
+
+/// The script is made in memory first: clap_complete panics on a write
+/// error (a closed pipe), this says it.
+fn completion(shell: Shell) -> Result<()> {
+    let shell = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "lazarus", &mut script);
+    let mut out = std::io::stdout().lock();
+    out.write_all(&script)
+        .and_then(|()| out.flush())
+        .map_err(lazarus_core::Error::io("write the completion script"))?;
     Ok(())
 }
 
-fn with_config(f: impl FnOnce(&Config) -> Result<()>) -> Result<()> {
-    f(&Config::load()?)
-}
-
-/// One thread: the CLI does one thing at a time, and zstd has its own.
-fn block_on<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<()> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Core(lazarus_core::Error::io("start the async runtime")(e)))?
-        .block_on(f)
-}
-
-/// Prints both versions; a CRIU that cannot be asked is printed as
-/// unavailable and makes the exit status 1, with CRIU's error on stderr.
-fn version(json: bool) -> lazarus_core::Result<()> {
-    let config = Config::load()?;
-    let criu = SwrkCriu {
-        binary: config.criu_path.clone(),
-        limits: config.criu_limits(),
-        waiter: Box::new(DirectWait),
-    };
-    let asked = criu.version();
-    let criu_version = match &asked {
-        Ok((a, b, c)) => format!("{a}.{b}.{c}"),
-        Err(_) => "unavailable".to_string(),
-    };
-    let lazarus = env!("CARGO_PKG_VERSION");
-    if json {
-        let v = serde_json::json!({ "lazarus": lazarus, "criu": criu_version });
-        println!("{v:#}");
-    } else {
-        println!("lazarus {lazarus}\ncriu    {criu_version}");
+/// lazarus.1, and lazarus-COMMAND.1 for every command people use (the
+/// hidden internal ones have none).
+fn man_pages(dir: &Path) -> Result<()> {
+    let io = |what: &Path| lazarus_core::Error::io(format!("write {}", what.display()));
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let mut cli = Cli::command();
+    cli.build();
+    let mut pages = vec![("lazarus".to_string(), cli.clone())];
+    let documented = |s: &&clap::Command| !s.is_hide_set() && s.get_name() != "help";
+    for sub in cli.get_subcommands().filter(documented) {
+        let name = format!("lazarus-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().display_name(name)));
     }
-    asked.map(drop)
+    for (name, command) in pages {
+        let path = dir.join(format!("{name}.1"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command)
+            .render(&mut page)
+            .map_err(io(&path))?;
+        std::fs::write(&path, page).map_err(io(&path))?;
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_people_use_has_a_man_page_and_the_internal_ones_none() {
+        let dir = tempfile::tempdir().unwrap();
+        man_pages(dir.path()).unwrap();
+        let mut pages: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        pages.sort();
+        assert_eq!(
+            pages,
+            [
+                "lazarus-checkpoint.1",
+                "lazarus-completion.1",
+                "lazarus-inspect.1",
+                "lazarus-keygen.1",
+                "lazarus-migrate.1",
+                "lazarus-restore.1",
+                "lazarus-serve.1",
+                "lazarus-version.1",
+                "lazarus.1",
+            ]
+        );
+        let checkpoint = std::fs::read_to_string(dir.path().join("lazarus-checkpoint.1")).unwrap();
+        assert!(checkpoint.contains("lazarus\\-checkpoint"), "{checkpoint}");
+        assert!(checkpoint.contains("leave\\-running"), "{checkpoint}");
+    }
+
+    #[test]
+    fn completion_scripts_know_the_commands_and_their_flags() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "lazarus", &mut script);
+            let script = String::from_utf8(script).unwrap();
+            for word in [
+                "checkpoint",
+                "restore",
+                "migrate",
+                "leave-running",
+                "import",
+            ] {
+                assert!(script.contains(word), "{shell}: no {word}");
+            }
+        }
+    }
 }

@@ -1,11 +1,16 @@
-//! What the archive commands print for people (`--print-stats`, inspect of
-//! an archive); `--json` prints the same numbers as they are.
+//! What the commands report: typed reports, serialised once for `--json`,
+//! and their text for people (`--print-stats`, inspect of an archive)
+//! made from the same fields.
 
 use lazarus_core::archive::{Manifest, CHECKPOINT_DIR};
 use lazarus_core::checkpoint::pages::{self, is_pages_image, CompressedFile};
 use lazarus_core::inspect::field;
 pub use lazarus_core::inspect::human;
-use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 /// The bytes of CRIU's memory pages in an archive (its
 /// `checkpoint/pages-*.img` entries), raw: a page image stored compressed
@@ -44,54 +49,265 @@ pub fn ratio(archive: u64, content: u64) -> String {
     )
 }
 
-/// The `--print-stats` lines of an export.
-pub fn export_text(v: &Value) -> String {
-    let n = |k: &str| v[k].as_u64().unwrap_or(0);
-    let s = |k: &str| v["stats"][k].as_u64().unwrap_or(0);
-    let ms = |us: u64| format!("{:.1} ms", us as f64 / 1000.0);
-    [
-        (
-            "Container",
-            format!(
-                "{} ({})",
-                v["container"].as_str().unwrap_or(""),
-                v["engine"].as_str().unwrap_or("")
+/// What `checkpoint --export` did, as `--json` prints it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportReport {
+    pub archive: PathBuf,
+    pub container: String,
+    pub id: String,
+    pub engine: String,
+    pub namespace: String,
+    /// The checkpoint stopped the container (no --leave-running).
+    pub stopped: bool,
+    /// Encrypted to age recipients (`--encrypt`); absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
+    pub archive_bytes: u64,
+    /// What the archive holds, uncompressed.
+    pub content_bytes: u64,
+    pub pages_bytes: u64,
+    pub rootfs_diff_bytes: u64,
+    pub deleted_files: usize,
+    pub checkpoint_seconds: f64,
+    pub export_seconds: f64,
+    pub stats: DumpStats,
+}
+
+/// CRIU's dump statistics (its `stats-dump` image; times in µs). A field
+/// CRIU did not write is absent from the JSON and 0 in the text.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DumpStats {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freezing_time_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_time_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memdump_time_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memwrite_time_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages_scanned: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages_written: Option<u64>,
+}
+
+impl DumpStats {
+    /// From lazarus-core's reading of `stats-dump` (names as in
+    /// [`lazarus_core::checkpoint::image::DUMP_STATS`]).
+    pub fn from_image(stats: &BTreeMap<&'static str, u64>) -> DumpStats {
+        let get = |name: &str| stats.get(name).copied();
+        DumpStats {
+            freezing_time_us: get("freezing_time_us"),
+            frozen_time_us: get("frozen_time_us"),
+            memdump_time_us: get("memdump_time_us"),
+            memwrite_time_us: get("memwrite_time_us"),
+            pages_scanned: get("pages_scanned"),
+            pages_written: get("pages_written"),
+        }
+    }
+}
+
+/// What `checkpoint --group` did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupExportReport {
+    pub archive: PathBuf,
+    pub members: Vec<ExportReport>,
+    pub stopped: bool,
+    /// From the first lock to the last member frozen.
+    pub freeze_seconds: f64,
+    /// From the first lock until the group archive was written.
+    pub frozen_seconds: f64,
+}
+
+/// What `restore --import` made: the new container, and where from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub name: String,
+    pub id: String,
+    /// "docker" or "containerd".
+    pub engine: String,
+    pub namespace: String,
+    pub from: PathBuf,
+    pub extract_seconds: f64,
+    pub restore_seconds: f64,
+    /// A stop-and-copy migration's memory, received before the archive.
+    #[serde(default)]
+    pub pages_bytes: Option<u64>,
+}
+
+/// What `restore --import` of a group archive made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupImportReport {
+    pub group: PathBuf,
+    /// How long the members' network stayed locked after the last restore.
+    pub unlock_seconds: f64,
+    pub frozen_at: DateTime<Utc>,
+    pub members: Vec<ImportReport>,
+    pub restore_seconds: f64,
+}
+
+/// Either kind of import, as the command found the archive.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Imported {
+    One(ImportReport),
+    Group(GroupImportReport),
+}
+
+/// Either kind of checkpoint, as the command was asked.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Exported {
+    One(Box<ExportReport>),
+    Group(GroupExportReport),
+}
+
+/// What `lazarus migrate` did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MigrationReport {
+    pub container: String,
+    pub to: String,
+    /// "postcopy" or "stopcopy".
+    pub mode: String,
+    /// The receiver's restore, as it reported it.
+    pub restored: Option<ImportReport>,
+    /// "removed" (--rm) or "stopped".
+    pub source: String,
+    pub downtime_seconds: f64,
+    pub checkpoint_seconds: f64,
+    pub archive_seconds: f64,
+    pub transfer_seconds: f64,
+    pub restore_seconds: Option<f64>,
+    pub archive_bytes: u64,
+    /// Post-copy: how long the memory took to follow.
+    pub memory_seconds: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    pub total_seconds: f64,
+}
+
+/// `lazarus version`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionReport {
+    pub lazarus: String,
+    /// CRIU's version, or "unavailable".
+    pub criu: String,
+}
+
+/// The one line a report prints for people without `--json`.
+pub trait Summary {
+    fn summary(&self) -> String;
+}
+
+impl Summary for ExportReport {
+    fn summary(&self) -> String {
+        self.archive.display().to_string()
+    }
+}
+
+impl Summary for Exported {
+    fn summary(&self) -> String {
+        match self {
+            Exported::One(r) => r.summary(),
+            Exported::Group(g) => g.archive.display().to_string(),
+        }
+    }
+}
+
+impl Summary for Imported {
+    fn summary(&self) -> String {
+        match self {
+            Imported::One(r) => r.name.clone(),
+            Imported::Group(g) => g
+                .members
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+impl Summary for VersionReport {
+    fn summary(&self) -> String {
+        format!("lazarus {}\ncriu    {}", self.lazarus, self.criu)
+    }
+}
+
+impl Summary for MigrationReport {
+    fn summary(&self) -> String {
+        let human = |n: Option<u64>| human(n.unwrap_or(0));
+        let memory = match self.memory_seconds {
+            Some(m) => format!(
+                "; its memory ({}) followed in {m:.2}s",
+                human(self.memory_bytes)
             ),
-        ),
-        ("Archive", ratio(n("archive_bytes"), n("content_bytes"))),
-        ("Memory pages", human(n("pages_bytes"))),
+            None => format!(
+                "; memory {} through the page stream",
+                human(self.memory_bytes)
+            ),
+        };
+        let restored_as = self.restored.as_ref().map_or("", |r| r.name.as_str());
+        format!(
+            "{} runs on {} as {restored_as} (source {}, {}): downtime {:.2}s (checkpoint and \
+             archive {:.2}s, transfer {:.2}s of {}, restore {:.2}s){memory}",
+            self.container,
+            self.to,
+            self.source,
+            self.mode,
+            self.downtime_seconds,
+            self.archive_seconds,
+            self.transfer_seconds,
+            human(Some(self.archive_bytes)),
+            self.restore_seconds.unwrap_or(0.0),
+        )
+    }
+}
+
+/// Pretty JSON, as every `--json` prints it.
+pub fn json(report: &impl Serialize) -> String {
+    serde_json::to_string_pretty(report).expect("a report is plain data")
+}
+
+/// The `--print-stats` lines of an export.
+pub fn export_text(r: &ExportReport) -> String {
+    let ms = |us: Option<u64>| format!("{:.1} ms", us.unwrap_or(0) as f64 / 1000.0);
+    let n = |v: Option<u64>| v.unwrap_or(0);
+    let s = &r.stats;
+    [
+        ("Container", format!("{} ({})", r.container, r.engine)),
+        ("Archive", ratio(r.archive_bytes, r.content_bytes)),
+        ("Memory pages", human(r.pages_bytes)),
         (
             "Rootfs diff",
             format!(
                 "{}, {} deleted",
-                human(n("rootfs_diff_bytes")),
-                n("deleted_files")
+                human(r.rootfs_diff_bytes),
+                r.deleted_files
             ),
         ),
         (
             "Frozen",
             format!(
                 "{} (freezing {}, memory dump {}, memory write {})",
-                ms(s("frozen_time_us")),
-                ms(s("freezing_time_us")),
-                ms(s("memdump_time_us")),
-                ms(s("memwrite_time_us"))
+                ms(s.frozen_time_us),
+                ms(s.freezing_time_us),
+                ms(s.memdump_time_us),
+                ms(s.memwrite_time_us)
             ),
         ),
         (
             "Pages",
             format!(
                 "{} scanned, {} written",
-                s("pages_scanned"),
-                s("pages_written")
+                n(s.pages_scanned),
+                n(s.pages_written)
             ),
         ),
         (
             "Took",
             format!(
                 "{:.2} s checkpoint, {:.2} s in all",
-                v["checkpoint_seconds"].as_f64().unwrap_or(0.0),
-                v["export_seconds"].as_f64().unwrap_or(0.0)
+                r.checkpoint_seconds, r.export_seconds
             ),
         ),
     ]
@@ -131,5 +347,105 @@ mod tests {
         assert_eq!(human(1536), "1.5 KiB");
         assert_eq!(human(3 << 30), "3.0 GiB");
         assert_eq!(ratio(50, 100), "0.50 of its content (100 B in 50 B)");
+    }
+
+    fn exported() -> ExportReport {
+        ExportReport {
+            archive: "/b/web.tar.zst".into(),
+            container: "web".into(),
+            id: "0123".into(),
+            engine: "docker".into(),
+            namespace: "moby".into(),
+            stopped: true,
+            encrypted: false,
+            archive_bytes: 512,
+            content_bytes: 1024,
+            pages_bytes: 8192,
+            rootfs_diff_bytes: 2048,
+            deleted_files: 3,
+            checkpoint_seconds: 1.25,
+            export_seconds: 2.5,
+            stats: DumpStats {
+                freezing_time_us: Some(1500),
+                frozen_time_us: Some(42_000),
+                memdump_time_us: Some(2000),
+                memwrite_time_us: Some(3000),
+                pages_scanned: Some(77),
+                pages_written: Some(66),
+            },
+        }
+    }
+
+    /// `--print-stats` once printed zeros: it read a report by string keys
+    /// with silent defaults. Every number comes from a typed field now.
+    #[test]
+    fn print_stats_shows_the_reports_numbers() {
+        let text = export_text(&exported());
+        for shown in [
+            "web (docker)",
+            "0.50 of its content (1.0 KiB in 512 B)",
+            "8.0 KiB",
+            "2.0 KiB, 3 deleted",
+            "42.0 ms (freezing 1.5 ms, memory dump 2.0 ms, memory write 3.0 ms)",
+            "77 scanned, 66 written",
+            "1.25 s checkpoint, 2.50 s in all",
+        ] {
+            assert!(text.contains(shown), "{shown:?} not in:\n{text}");
+        }
+    }
+
+    /// `--json` keeps the keys it had: scripts read them.
+    #[test]
+    fn the_json_reports_keep_their_keys() {
+        let v = serde_json::to_value(exported()).unwrap();
+        let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "archive",
+                "archive_bytes",
+                "checkpoint_seconds",
+                "container",
+                "content_bytes",
+                "deleted_files",
+                "engine",
+                "export_seconds",
+                "id",
+                "namespace",
+                "pages_bytes",
+                "rootfs_diff_bytes",
+                "stats",
+                "stopped",
+            ],
+            "encrypted only when it is"
+        );
+        assert_eq!(v["stats"]["frozen_time_us"], 42_000);
+        // Statistics CRIU did not write are absent, not zero.
+        let bare = ExportReport {
+            stats: DumpStats::default(),
+            encrypted: true,
+            ..exported()
+        };
+        let v = serde_json::to_value(bare).unwrap();
+        assert_eq!(v["stats"], serde_json::json!({}));
+        assert_eq!(v["encrypted"], true);
+    }
+
+    /// The receiver's restore report crosses the migration channel.
+    #[test]
+    fn an_import_report_reads_back_as_it_was_sent() {
+        let r = ImportReport {
+            name: "web".into(),
+            id: "0123".into(),
+            engine: "containerd".into(),
+            namespace: "default".into(),
+            from: "/r/archive.tar".into(),
+            extract_seconds: 0.5,
+            restore_seconds: 1.5,
+            pages_bytes: Some(4096),
+        };
+        let back: ImportReport = serde_json::from_str(&json(&r)).unwrap();
+        assert_eq!(back, r);
     }
 }

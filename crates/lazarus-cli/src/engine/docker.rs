@@ -326,6 +326,30 @@ pub fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
+/// Docker's overlay2 record of the container as overlay mount options.
+pub fn overlay_options(inspect: &Value, name: &str) -> Result<Vec<String>> {
+    let data = &inspect["GraphDriver"]["Data"];
+    let field = |k: &str| data[k].as_str().unwrap_or("");
+    upper_dir(inspect, name)?;
+    Ok(lazarus_core::host::overlay::docker_overlay_options(
+        field("LowerDir"),
+        field("UpperDir"),
+        field("WorkDir"),
+    ))
+}
+
+/// Docker's overlay2 upper directory of the container.
+pub fn upper_dir(inspect: &Value, name: &str) -> Result<PathBuf> {
+    let driver = inspect["GraphDriver"]["Name"].as_str().unwrap_or("");
+    match inspect["GraphDriver"]["Data"]["UpperDir"].as_str() {
+        Some(upper) if driver == "overlay2" => Ok(PathBuf::from(upper)),
+        _ => Err(Error::Refused(format!(
+            "{name} uses Docker's {driver:?} storage driver: Lazarus carries root filesystem \
+             changes from overlay2 only"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -130,7 +130,7 @@ pub struct Answer {
     /// Why not, when not ok.
     pub error: Option<String>,
     /// The restore's report (`lazarus restore --json`), once running.
-    pub restored: Option<serde_json::Value>,
+    pub restored: Option<crate::report::ImportReport>,
 }
 
 impl Answer {

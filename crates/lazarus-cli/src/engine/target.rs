@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
-use crate::docker::Docker;
-use crate::endpoints::{Endpoints, DEFAULT_NAMESPACE, DOCKER_NAMESPACE};
+use crate::engine::docker::Docker;
+use crate::engine::endpoints::{Endpoints, DEFAULT_NAMESPACE, DOCKER_NAMESPACE};
 use crate::error::Result;
 
 pub struct Target {

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
 
 use super::*;
-use crate::migration::PROTOCOL;
+use crate::flows::migration::PROTOCOL;
 
 fn key(byte: u8) -> Key {
     Key::parse(&format!("{byte:02x}").repeat(32)).unwrap()

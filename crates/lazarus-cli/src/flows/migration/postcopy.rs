@@ -11,9 +11,9 @@ use lazarus_core::checkpoint::postcopy::{self, PageMode, PageServer};
 
 use super::filter::{Family, PortFilter, Rule};
 use super::PEER_TIMEOUT;
-use crate::containerd::Status;
+use crate::engine::containerd::Status;
 use crate::error::{Error, Result};
-use crate::export::{MigrationDump, Source};
+use crate::flows::export::{MigrationDump, Source};
 use crate::progress::{self, Progress};
 
 /// A page server on this end of the migration's connection, as the peer

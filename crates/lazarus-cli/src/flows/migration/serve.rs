@@ -22,11 +22,11 @@ use super::filter::PortFilter;
 use super::gate::{self, Admitted};
 use super::receive_guard::{self, ReceiveGuardArgs};
 use super::{key_path, resolve, Answer, Offer, Plan, MAX_ARCHIVE, PEER_TIMEOUT, PROTOCOL};
-use crate::containerd::Containerd;
-use crate::docker::Docker;
-use crate::endpoints::Endpoints;
+use crate::engine::containerd::Containerd;
+use crate::engine::docker::Docker;
+use crate::engine::endpoints::Endpoints;
 use crate::error::{Error, Result};
-use crate::import::{self, ImportArgs};
+use crate::flows::import::{self, ImportArgs};
 use lazarus_core::checkpoint::postcopy::{PageMode, PageServer};
 use lazarus_core::criu::{DirectWait, LazyPages, LazyPagesRequest, SwrkCriu};
 
@@ -141,10 +141,7 @@ async fn receive(
         "lazarus serve: {peer}: offered {} ({} container, image {})",
         offer.name, offer.engine, offer.image
     );
-    if let Err(e) = check(offer, endpoints).await {
-        let _ = ch.send_json(&Answer::refused(&e));
-        return Err(e);
-    }
+    told(ch, check(offer, endpoints).await)?;
     ch.send_json(&Answer {
         postcopy: lazy_restore_supported(&config.criu_path),
         ..Answer::ready()
@@ -159,13 +156,10 @@ async fn receive(
     };
     let receiver = match plan.postcopy {
         true => None,
-        false => match PageReceiver::start(ch.stream(), scratch.path(), config) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                let _ = ch.send_json(&Answer::refused(&e));
-                return Err(e);
-            }
-        },
+        false => {
+            let started = PageReceiver::start(ch.stream(), scratch.path(), config);
+            Some(told(ch, started)?)
+        }
     };
     ch.send_json(&Answer {
         pages: receiver.as_ref().map(|r| r.server.clone()),
@@ -173,28 +167,9 @@ async fn receive(
     })?;
 
     let path = scratch.path().join("archive.tar");
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(lazarus_core::Error::io(format!(
-            "create {}",
-            path.display()
-        )))?;
-    let mut file = BufWriter::with_capacity(1 << 20, file);
-    ch.recv_into(&mut file, MAX_ARCHIVE, &mut |_| {})?;
-    file.flush()
-        .map_err(lazarus_core::Error::io(format!("write {}", path.display())))?;
-    drop(file);
+    receive_archive(ch, &path)?;
     let pages = match receiver {
-        Some(r) => match r.finish() {
-            Ok(pages) => Some(pages),
-            Err(e) => {
-                let _ = ch.send_json(&Answer::refused(&e));
-                return Err(e);
-            }
-        },
+        Some(r) => Some(told(ch, r.finish())?),
         None => None,
     };
 
@@ -214,6 +189,33 @@ async fn receive(
         restore_and_confirm(ch, offer, path, scratch.path(), pages, endpoints, config).await;
     guard.dismiss();
     settled
+}
+
+/// A failure the sender is told of (as its refusal) before it is returned.
+fn told<T>(ch: &mut Channel<TcpStream>, result: Result<T>) -> Result<T> {
+    if let Err(e) = &result {
+        let _ = ch.send_json(&Answer::refused(e));
+    }
+    result
+}
+
+/// Receives the archive into `path` (a new file, 0600), at most
+/// [`MAX_ARCHIVE`] bytes.
+fn receive_archive(ch: &mut Channel<TcpStream>, path: &Path) -> Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(lazarus_core::Error::io(format!(
+            "create {}",
+            path.display()
+        )))?;
+    let mut file = BufWriter::with_capacity(1 << 20, file);
+    ch.recv_into(&mut file, MAX_ARCHIVE, &mut |_| {})?;
+    file.flush()
+        .map_err(lazarus_core::Error::io(format!("write {}", path.display())))?;
+    Ok(())
 }
 
 /// Restores the received archive (unpacked within `scratch`, the
@@ -271,10 +273,15 @@ async fn restore_and_confirm(
                 Err(e) => e.to_string(),
                 Ok(_) => "the sender took its container back".into(),
             };
-            let cleanup = import::remove(&restored, endpoints)
-                .await
-                .err()
-                .map(|e| e.to_string());
+            let cleanup = import::remove(
+                &restored.engine,
+                &restored.id,
+                &restored.namespace,
+                endpoints,
+            )
+            .await
+            .err()
+            .map(|e| e.to_string());
             Err(Error::Refused(format!(
                 "{} was restored but the sender never confirmed ({why}): removed here, the \
                  source keeps it",

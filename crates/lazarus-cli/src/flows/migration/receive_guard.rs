@@ -13,14 +13,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
-use crate::containerd::Containerd;
-use crate::docker::Docker;
-use crate::endpoints::Endpoints;
+use crate::engine::containerd::Containerd;
+use crate::engine::docker::Docker;
+use crate::engine::endpoints::Endpoints;
 use crate::error::Result;
+use crate::flows::import;
 use crate::guard::{self, Guard};
-use crate::import;
 
 const REMOVE_FOR: Duration = Duration::from_secs(300);
 
@@ -74,7 +72,6 @@ pub async fn run(args: &ReceiveGuardArgs, endpoints: &Endpoints) -> Result<()> {
         "lazarus receive-guard: the agent ended before the sender confirmed {name}; removing it \
          here (the sender keeps its source)"
     );
-    let restored = json!({ "id": name, "engine": args.engine, "namespace": args.namespace });
     let deadline = Instant::now() + REMOVE_FOR;
     loop {
         match exists(args, endpoints).await {
@@ -85,7 +82,8 @@ pub async fn run(args: &ReceiveGuardArgs, endpoints: &Endpoints) -> Result<()> {
                 return Ok(());
             }
             Ok(true) => {
-                if let Err(e) = import::remove(&restored, endpoints).await {
+                if let Err(e) = import::remove(&args.engine, name, &args.namespace, endpoints).await
+                {
                     eprintln!("lazarus receive-guard: {name}: {e} (retrying)");
                 }
             }

@@ -5,7 +5,7 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::containerd::Containerd;
+use crate::engine::containerd::Containerd;
 use crate::error::{Error, Result};
 use lazarus_core::archive::ArchiveConfig;
 

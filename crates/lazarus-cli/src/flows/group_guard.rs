@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use lazarus_core::criu::DirectWait;
 use lazarus_core::host::netlock;
 
-use crate::containerd::{Containerd, Status};
+use crate::engine::containerd::{Containerd, Status};
 use crate::error::{Error, Result};
 use crate::guard::{self, Guard};
 const RESCUE_FOR: Duration = Duration::from_secs(120);

@@ -1,0 +1,116 @@
+//! What export refuses, and why, before anything is stopped: a
+//! destination that cannot be written, a container Lazarus does not run,
+//! one not running, one Docker would restart afresh.
+
+use std::path::Path;
+
+use containerd_client::services::v1::Container;
+use containerd_client::types::v1::Status;
+
+use crate::engine::containerd::{Containerd, LAZARUS_RUNTIME};
+use crate::engine::endpoints::Endpoints;
+use crate::engine::target::Target;
+use crate::error::{Error, Result};
+
+pub(super) fn not_found(target: &Target, endpoints: &Endpoints) -> Error {
+    match target.docker {
+        Some(_) => Error::NotFound(format!(
+            "Docker knows {} but the containerd at {} has no container {} in namespace {}: \
+             is it running? (a checkpoint Docker took of it: --from-docker-checkpoint NAME); \
+             otherwise give the socket of the containerd dockerd uses (--address or \
+             CONTAINERD_ADDRESS)",
+            target.name, endpoints.containerd, target.id, target.namespace
+        )),
+        None => Error::NotFound(format!(
+            "no container {} in containerd namespace {} (at {}), and Docker at {} knows no such \
+             name: check the name, --namespace, --address, --host",
+            target.id, target.namespace, endpoints.containerd, endpoints.docker
+        )),
+    }
+}
+
+/// The destination's directory must exist: the archive is written next to
+/// it and renamed into place.
+pub(crate) fn check_destination(dest: &Path) -> Result<()> {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::NotFound(format!(
+            "{} does not exist: the archive's directory must exist",
+            dir.display()
+        )));
+    }
+    if dest.is_dir() {
+        return Err(Error::Refused(format!(
+            "{} is a directory: give the archive's file name (e.g. {}/checkpoint.tar.zst)",
+            dest.display(),
+            dest.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Only a container Lazarus runs can be checkpointed by Lazarus.
+pub(super) fn refuse_unless_lazarus(target: &Target, container: &Container) -> Result<()> {
+    let runtime = container
+        .runtime
+        .as_ref()
+        .map(|r| r.name.as_str())
+        .unwrap_or("");
+    if runtime != LAZARUS_RUNTIME {
+        return Err(Error::Refused(format!(
+            "{} runs {runtime:?}, not Lazarus ({LAZARUS_RUNTIME}): lazarus exports and migrates \
+             only containers that run Lazarus (run it with --runtime lazarus)",
+            target.name
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a container whose task (as containerd reports it) is not
+/// running or paused; and, when the checkpoint is to stop it (`exit`), a
+/// Docker container with a restart policy.
+pub fn refuse_unless_checkpointable(
+    target: &Target,
+    status: Option<Status>,
+    exit: bool,
+) -> Result<()> {
+    match status {
+        Some(Status::Running | Status::Paused) => {}
+        status => {
+            let status = status.map_or("not started".to_string(), |s| {
+                format!("{s:?}").to_lowercase()
+            });
+            let hint = match target.docker {
+                Some(_) => " (a checkpoint Docker already took: --from-docker-checkpoint NAME)",
+                None => "",
+            };
+            return Err(Error::Refused(format!(
+                "{} is {status}: only a running container can be checkpointed{hint}",
+                target.name
+            )));
+        }
+    }
+    // Docker restarts a container with a restart policy when it exits, which
+    // a checkpoint that stops it does: the restart would be a fresh start.
+    if let (true, Some(v)) = (exit, &target.docker) {
+        let policy = v["HostConfig"]["RestartPolicy"]["Name"]
+            .as_str()
+            .unwrap_or("");
+        if !matches!(policy, "" | "no") {
+            return Err(Error::Refused(format!(
+                "{} has restart policy {policy:?}: Docker would start it afresh after the \
+                 checkpoint stops it; use --leave-running, or `docker update --restart=no {}` first",
+                target.name, target.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// [`refuse_unless_checkpointable`], asking containerd for the task.
+pub(crate) async fn checkpointable(ctr: &Containerd, target: &Target, exit: bool) -> Result<()> {
+    refuse_unless_checkpointable(target, ctr.task_status(&target.id).await?, exit)
+}

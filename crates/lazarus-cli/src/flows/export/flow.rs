@@ -1,0 +1,201 @@
+//! The export proper, once the container is found: refuse what cannot be
+//! checkpointed, take the checkpoint (or copy Docker's), write the
+//! archive; if the archive fails after the checkpoint stopped the
+//! container, bring a Docker container back from the images, else keep
+//! them and say where. A checkpoint that fails leaves the container
+//! running (the shim's guarantee), and nothing is written.
+//!
+//! Written against [`Steps`], so that the refusals, the order and the undo
+//! are unit-tested on a fake container (the real steps, [`super::Live`],
+//! need root and a containerd).
+
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use containerd_client::types::v1::Status;
+use lazarus_core::archive;
+use lazarus_core::checkpoint::image;
+use lazarus_core::config::Config;
+
+use super::checks::refuse_unless_checkpointable;
+use super::undo::UNDO_CHECKPOINT;
+use super::write::{compressed_pages, Archived};
+use super::ExportArgs;
+use crate::engine::containerd::CheckpointOptions;
+use crate::engine::target::Target;
+use crate::error::{Error, Result};
+use crate::report::{self, DumpStats, ExportReport};
+
+/// What an export does to its container, one step at a time.
+#[allow(async_fn_in_trait)] // Not a public API; one thread, no Send needed.
+pub trait Steps {
+    fn target(&self) -> &Target;
+    async fn task_status(&self) -> Result<Option<Status>>;
+    /// Copies Docker's checkpoint `name` of the container into `images`.
+    async fn copy_docker_checkpoint(&self, name: &str, images: &Path) -> Result<()>;
+    /// The shim's checkpoint, asked through containerd's Task API.
+    async fn checkpoint(&self, options: &CheckpointOptions, images: &Path) -> Result<()>;
+    /// Writes `args.export` from the checkpoint in `scratch`.
+    async fn archive(
+        &self,
+        args: &ExportArgs,
+        scratch: &Path,
+        dumped_at: DateTime<Utc>,
+    ) -> Result<Archived>;
+    /// Starts the (Docker) container the checkpoint stopped again, from
+    /// its images.
+    async fn restore_in_place(&self, images: &Path) -> Result<()>;
+}
+
+/// Writes the archive of the container `steps` reach; returns the report.
+pub async fn export(
+    steps: &impl Steps,
+    args: &ExportArgs,
+    config: &Config,
+) -> Result<ExportReport> {
+    let mut owned_scratch = None;
+    let scratch: &Path = match &args.migration {
+        Some(p) => &p.dir,
+        None => owned_scratch.insert(config.scratch_dir("export")?).path(),
+    };
+    let images = scratch.join(archive::CHECKPOINT_DIR);
+    let started = Instant::now();
+    let stopped = match &args.from_docker_checkpoint {
+        Some(name) => copy_docker_checkpoint(steps, name, &images).await?,
+        None => take_checkpoint(steps, args, scratch, &images).await?,
+    };
+    let dumped_at = Utc::now();
+    let checkpoint_seconds = started.elapsed().as_secs_f64();
+    let archived = steps.archive(args, scratch, dumped_at).await;
+    let (manifest, diff) = match (archived, owned_scratch) {
+        (Ok(m), _) => m,
+        // (A migration calls its dump off instead.)
+        (Err(e), Some(scratch)) if stopped => return Err(undo_stop(steps, e, scratch).await),
+        (Err(e), _) => return Err(e),
+    };
+    let target = steps.target();
+    let stats = image::read_stats(&images.join("stats-dump")).unwrap_or_default();
+    Ok(ExportReport {
+        archive: args.export.clone(),
+        container: target.name.clone(),
+        id: target.id.clone(),
+        engine: target.engine().into(),
+        namespace: target.namespace.clone(),
+        stopped,
+        encrypted: false,
+        archive_bytes: fs::metadata(&args.export).map(|m| m.len()).unwrap_or(0),
+        content_bytes: manifest.total_size(),
+        pages_bytes: report::pages_bytes(&manifest, &compressed_pages(&images)),
+        rootfs_diff_bytes: diff.map(|d| d.1).unwrap_or(0),
+        deleted_files: diff.map(|d| d.0).unwrap_or(0),
+        checkpoint_seconds,
+        export_seconds: started.elapsed().as_secs_f64(),
+        stats: DumpStats::from_image(&stats),
+    })
+}
+
+/// `--from-docker-checkpoint`: Docker's checkpoint of a Docker container,
+/// which must be Lazarus's. The container is not stopped by this.
+async fn copy_docker_checkpoint(steps: &impl Steps, name: &str, images: &Path) -> Result<bool> {
+    let target = steps.target();
+    if target.docker.is_none() {
+        return Err(Error::Refused(format!(
+            "--from-docker-checkpoint: {} is not a Docker container",
+            target.name
+        )));
+    }
+    steps.copy_docker_checkpoint(name, images).await?;
+    if !images.join(image::METADATA_FILE).is_file() {
+        return Err(Error::Refused(format!(
+            "Docker checkpoint {name:?} of {} was not taken by Lazarus (it has no {}): only \
+             Lazarus checkpoints are exported",
+            target.name,
+            image::METADATA_FILE
+        )));
+    }
+    Ok(false)
+}
+
+/// The shim's checkpoint into `images`; whether it stopped the container.
+async fn take_checkpoint(
+    steps: &impl Steps,
+    args: &ExportArgs,
+    scratch: &Path,
+    images: &Path,
+) -> Result<bool> {
+    let exit = !args.leave_running;
+    refuse_unless_checkpointable(steps.target(), steps.task_status().await?, exit)?;
+    private_dir(images)?;
+    // CRIU's work files (its log, the TLS files of a post-copy dump) stay
+    // out of the archive.
+    let work_path = match &args.migration {
+        Some(p) => {
+            p.server.write(images)?;
+            lazarus_core::checkpoint::postcopy::write_lease(images)?;
+            let work = scratch.join("work");
+            private_dir(&work)?;
+            work.to_string_lossy().into_owned()
+        }
+        None => String::new(),
+    };
+    let options = CheckpointOptions {
+        exit,
+        open_tcp: args.tcp_established,
+        external_unix_sockets: args.ext_unix_sk,
+        terminal: args.shell_job,
+        file_locks: args.file_locks,
+        image_path: images.to_string_lossy().into_owned(),
+        work_path,
+        ..Default::default()
+    };
+    steps.checkpoint(&options, images).await?;
+    Ok(exit)
+}
+
+fn private_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(lazarus_core::Error::io(format!("create {}", dir.display())))?;
+    Ok(())
+}
+
+/// The checkpoint stopped the container and the archive failed: bring a
+/// Docker container back from the images; otherwise keep them and say
+/// where.
+async fn undo_stop(
+    steps: &impl Steps,
+    error: Error,
+    scratch: lazarus_core::scratch::Scratch,
+) -> Error {
+    let kept = scratch.keep();
+    let name = &steps.target().name;
+    if steps.target().docker.is_none() {
+        return Error::Refused(format!(
+            "{error}\n  {name} was stopped by the checkpoint; its images are kept in {}",
+            kept.display()
+        ));
+    }
+    match steps
+        .restore_in_place(&kept.join(archive::CHECKPOINT_DIR))
+        .await
+    {
+        Ok(()) => {
+            let _ = fs::remove_dir_all(&kept);
+            Error::Refused(format!(
+                "{error}\n  {name} was restored from its checkpoint and runs on"
+            ))
+        }
+        Err(e) => error.with_cleanup(Some(format!(
+            "restoring {name} in place failed ({e}); its images are kept as Docker checkpoint \
+             {UNDO_CHECKPOINT} (or in {}): docker start --checkpoint {UNDO_CHECKPOINT} {name}",
+            kept.display(),
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests;

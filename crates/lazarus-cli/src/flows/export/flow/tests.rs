@@ -1,0 +1,256 @@
+//! The export's refusals, order and undo, on a fake container.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde_json::json;
+
+use super::*;
+
+/// A container named "web": a Docker one when `restart` is given (its
+/// restart policy); every step is logged; the steps in `fail` fail.
+struct Fake {
+    target: Target,
+    status: Option<Status>,
+    fail: Vec<&'static str>,
+    log: RefCell<Vec<String>>,
+}
+
+fn fake(docker_restart: Option<&str>) -> Fake {
+    Fake {
+        target: Target {
+            id: "0123".into(),
+            name: "web".into(),
+            namespace: "default".into(),
+            docker: docker_restart.map(|p| json!({"HostConfig": {"RestartPolicy": {"Name": p}}})),
+        },
+        status: Some(Status::Running),
+        fail: Vec::new(),
+        log: RefCell::default(),
+    }
+}
+
+impl Fake {
+    fn step(&self, step: &str) -> Result<()> {
+        self.log.borrow_mut().push(step.to_string());
+        match self.fail.contains(&step) {
+            true => Err(Error::Refused(format!("{step} failed"))),
+            false => Ok(()),
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.borrow().join(", ")
+    }
+}
+
+impl Steps for Fake {
+    fn target(&self) -> &Target {
+        &self.target
+    }
+    async fn task_status(&self) -> Result<Option<Status>> {
+        self.step("status")?;
+        Ok(self.status)
+    }
+    async fn copy_docker_checkpoint(&self, name: &str, images: &Path) -> Result<()> {
+        self.step(&format!("copy {name}"))?;
+        fs::create_dir(images).unwrap();
+        if name == "lazarus-made" {
+            fs::write(images.join(image::METADATA_FILE), b"{}").unwrap();
+        }
+        Ok(())
+    }
+    async fn checkpoint(&self, options: &CheckpointOptions, images: &Path) -> Result<()> {
+        assert!(images.is_dir(), "the images' directory is made first");
+        assert_eq!(options.image_path, images.to_string_lossy());
+        self.step(&format!("checkpoint exit={}", options.exit))
+    }
+    async fn archive(&self, args: &ExportArgs, _: &Path, _: DateTime<Utc>) -> Result<Archived> {
+        self.step("archive")?;
+        fs::write(&args.export, b"archive").unwrap();
+        Ok((archive::Manifest::new(Vec::new()), Some((2, 100))))
+    }
+    async fn restore_in_place(&self, images: &Path) -> Result<()> {
+        assert!(images.is_dir(), "the images are kept for it");
+        self.step("restore in place")
+    }
+}
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: ExportArgs,
+}
+
+/// Runs the export with these arguments (after `CONTAINER --export FILE`)
+/// in a private work root; returns the result and the work root.
+fn run(f: &Fake, flags: &[&str]) -> (Result<ExportReport>, tempfile::TempDir) {
+    let root = tempfile::tempdir().unwrap();
+    let dest = root.path().join("web.tar");
+    let mut argv = vec!["t", "web", "--export", dest.to_str().unwrap()];
+    argv.extend(flags);
+    let args = Cli::try_parse_from(argv).unwrap().args;
+    let config = Config {
+        work_root: root.path().join("lib"),
+        ..Default::default()
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(export(f, &args, &config));
+    (result, root)
+}
+
+/// What is left in the work root's scratch directories.
+fn left_in(root: &Path) -> Vec<PathBuf> {
+    match fs::read_dir(root.join("lib/work")) {
+        Ok(d) => d.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn a_checkpoint_that_stops_the_container_then_the_archive() {
+    let f = fake(None);
+    let (r, root) = run(&f, &[]);
+    let r = r.unwrap();
+    assert_eq!(f.log(), "status, checkpoint exit=true, archive");
+    assert!(r.stopped);
+    assert_eq!(
+        (r.container.as_str(), r.engine.as_str()),
+        ("web", "containerd")
+    );
+    assert_eq!(
+        (r.archive_bytes, r.rootfs_diff_bytes, r.deleted_files),
+        (7, 100, 2)
+    );
+    assert_eq!(r.stats, DumpStats::default(), "no stats-dump: none made up");
+    assert!(left_in(root.path()).is_empty(), "the scratch is removed");
+}
+
+#[test]
+fn leave_running_asks_for_a_checkpoint_that_does_not_stop_it() {
+    let f = fake(None);
+    let r = run(&f, &["--leave-running"]).0.unwrap();
+    assert_eq!(f.log(), "status, checkpoint exit=false, archive");
+    assert!(!r.stopped);
+}
+
+#[test]
+fn a_container_not_running_is_refused_before_any_checkpoint() {
+    for (status, word) in [(None, "not started"), (Some(Status::Stopped), "stopped")] {
+        let mut f = fake(Some("no"));
+        f.status = status;
+        let e = run(&f, &[]).0.unwrap_err().to_string();
+        assert_eq!(f.log(), "status");
+        assert!(
+            e.contains(&format!("web is {word}: only a running container")),
+            "{e}"
+        );
+        assert!(e.contains("--from-docker-checkpoint"), "a Docker hint: {e}");
+    }
+}
+
+#[test]
+fn a_docker_restart_policy_is_refused_unless_the_container_keeps_running() {
+    let f = fake(Some("always"));
+    let e = run(&f, &[]).0.unwrap_err().to_string();
+    assert_eq!(f.log(), "status");
+    assert!(e.contains("restart policy \"always\""), "{e}");
+    let f = fake(Some("always"));
+    run(&f, &["--leave-running"]).0.unwrap();
+    let f = fake(Some("no"));
+    run(&f, &[]).0.unwrap();
+}
+
+#[test]
+fn a_failed_checkpoint_writes_nothing_and_undoes_nothing() {
+    let mut f = fake(Some("no"));
+    f.fail = vec!["checkpoint exit=true"];
+    let (r, root) = run(&f, &[]);
+    let e = r.unwrap_err().to_string();
+    assert_eq!(e, "checkpoint exit=true failed");
+    assert_eq!(f.log(), "status, checkpoint exit=true");
+    assert!(!root.path().join("web.tar").exists());
+    assert!(left_in(root.path()).is_empty(), "the scratch is removed");
+}
+
+#[test]
+fn a_docker_container_the_checkpoint_stopped_is_restored_when_the_archive_fails() {
+    let mut f = fake(Some("no"));
+    f.fail = vec!["archive"];
+    let (r, root) = run(&f, &[]);
+    let e = r.unwrap_err().to_string();
+    assert_eq!(
+        f.log(),
+        "status, checkpoint exit=true, archive, restore in place"
+    );
+    assert!(
+        e.contains("web was restored from its checkpoint and runs on"),
+        "{e}"
+    );
+    assert!(left_in(root.path()).is_empty(), "nothing kept once it runs");
+}
+
+#[test]
+fn when_the_undo_fails_too_the_images_are_kept_and_named() {
+    let mut f = fake(Some("no"));
+    f.fail = vec!["archive", "restore in place"];
+    let (r, root) = run(&f, &[]);
+    let e = r.unwrap_err();
+    assert!(matches!(e, Error::Cleanup { .. }), "{e}");
+    let kept = left_in(root.path());
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        e.to_string().contains(&kept[0].display().to_string()),
+        "{e}"
+    );
+    assert!(kept[0].join(archive::CHECKPOINT_DIR).is_dir());
+}
+
+#[test]
+fn a_containerd_container_keeps_its_images_when_the_archive_fails() {
+    let mut f = fake(None);
+    f.fail = vec!["archive"];
+    let (r, root) = run(&f, &[]);
+    let e = r.unwrap_err().to_string();
+    assert_eq!(f.log(), "status, checkpoint exit=true, archive");
+    let kept = left_in(root.path());
+    assert_eq!(kept.len(), 1);
+    assert!(
+        e.contains("web was stopped by the checkpoint; its images are kept in"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_archive_failing_after_leave_running_needs_no_undo() {
+    let mut f = fake(Some("no"));
+    f.fail = vec!["archive"];
+    let (r, root) = run(&f, &["--leave-running"]);
+    assert_eq!(r.unwrap_err().to_string(), "archive failed");
+    assert_eq!(f.log(), "status, checkpoint exit=false, archive");
+    assert!(left_in(root.path()).is_empty());
+}
+
+#[test]
+fn only_a_lazarus_checkpoint_docker_took_is_exported() {
+    let f = fake(Some("always"));
+    let r = run(&f, &["--from-docker-checkpoint", "lazarus-made"])
+        .0
+        .unwrap();
+    // Not stopped, so its restart policy does not matter; no checkpoint.
+    assert_eq!(f.log(), "copy lazarus-made, archive");
+    assert!(!r.stopped);
+    let f = fake(Some("no"));
+    let e = run(&f, &["--from-docker-checkpoint", "runc-made"])
+        .0
+        .unwrap_err();
+    assert!(e.to_string().contains("was not taken by Lazarus"), "{e}");
+    let f = fake(None);
+    let e = run(&f, &["--from-docker-checkpoint", "x"]).0.unwrap_err();
+    assert!(e.to_string().contains("is not a Docker container"), "{e}");
+    assert_eq!(f.log(), "");
+}

@@ -1,0 +1,421 @@
+//! `lazarus restore --import FILE`: the archive is verified whole and
+//! extracted to a private scratch directory before anything is created;
+//! then a new container is made from it (through Docker when it came from
+//! Docker, else through containerd), its root filesystem changes applied,
+//! and it is started from the checkpoint. A failure after the container was
+//! created removes it again: nothing is left behind.
+//!
+//! Here: the arguments, decryption, verification, extraction and the
+//! import policy (all before any engine is asked to make anything); the
+//! engines' restores in `docker.rs` and `containerd.rs`, a group
+//! archive's in `group.rs`, each against its own steps, unit-tested on a
+//! fake.
+
+use std::path::Path;
+use std::time::Instant;
+
+use lazarus_core::archive::{self, ArchiveConfig};
+
+use lazarus_core::config::Config;
+use lazarus_core::host::netlock::NetlockRequest;
+use lazarus_core::security::authority;
+use serde_json::Value;
+
+use crate::engine::containerd::Containerd;
+use crate::engine::docker::Docker;
+
+use crate::engine::endpoints::{Endpoints, DEFAULT_NAMESPACE, DOCKER_NAMESPACE};
+use crate::error::{Error, Result};
+
+use crate::grants::GrantArgs;
+use crate::progress::{self, Progress};
+use crate::report::{ImportReport, Imported};
+use crate::seal;
+use lazarus_core::host::overlay::OverlayMount;
+
+mod containerd;
+mod docker;
+mod group;
+
+pub use docker::docker_image;
+
+/// The name of the Docker checkpoint an import restores from (removed
+/// once the container runs).
+pub(crate) const IMPORT_CHECKPOINT: &str = "lazarus-import";
+/// The snapshotter a containerd restore prepares the root filesystem with.
+pub(crate) const SNAPSHOTTER: &str = "overlayfs";
+
+#[derive(clap::Args, Clone)]
+pub struct ImportArgs {
+    /// The archive to restore
+    #[arg(long = "import", short = 'i', value_name = "FILE")]
+    pub file: std::path::PathBuf,
+    /// The new container's name (default: the checkpointed one's)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Restore through containerd into this namespace (not Docker)
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Docker runtime name for the new container (default: the one
+    /// recorded, e.g. lazarus)
+    #[arg(long, verbatim_doc_comment)]
+    pub runtime: Option<String>,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub grants: GrantArgs,
+    /// The age identity an encrypted archive is opened with (`lazarus
+    /// keygen --age` writes one)
+    #[arg(long, value_name = "FILE", verbatim_doc_comment)]
+    pub identity: Option<std::path::PathBuf>,
+    /// Set by a group restore only: lock the container's network until the
+    /// group is back (lazarus-core's `host::netlock`).
+    #[arg(skip)]
+    pub netlock: Option<NetlockRequest>,
+    /// Set by `serve` only: make the scratch directory in this one (the
+    /// migration's, which its guard removes if the agent dies).
+    #[arg(skip)]
+    pub scratch_in: Option<std::path::PathBuf>,
+    /// Set by `serve` only, for a stop-and-copy migration: the memory
+    /// received before the archive (CRIU's page server wrote its pagemap
+    /// and pages images here), moved in beside the archive's images. On the
+    /// same filesystem as `scratch_in`.
+    #[arg(skip)]
+    pub pages: Option<std::path::PathBuf>,
+}
+
+/// What was restored, for the report.
+pub(crate) struct Restored {
+    name: String,
+    id: String,
+    engine: &'static str,
+    namespace: String,
+}
+
+/// Restores the archive: every member of a group archive, else the one
+/// container.
+pub async fn run(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> Result<Imported> {
+    // An encrypted archive is decrypted into a private scratch directory
+    // (held until the import ends) and imported from there.
+    let _decrypted;
+    let decrypted_args;
+    let args = match seal::is_encrypted(&args.file) {
+        false => args,
+        true => {
+            let scratch = config.scratch_dir("decrypt")?;
+            let plain = scratch.path().join("archive.tar");
+            seal::decrypt(&args.file, &plain, args.identity.as_deref())?;
+            _decrypted = scratch;
+            decrypted_args = ImportArgs {
+                file: plain,
+                ..args.clone()
+            };
+            &decrypted_args
+        }
+    };
+    match archive::group::is_group(&args.file) {
+        true => Ok(Imported::Group(
+            group::restore_group(args, endpoints, config).await?,
+        )),
+        false => Ok(Imported::One(restore(args, endpoints, config).await?)),
+    }
+}
+
+/// Restores the archive; returns the report `--json` prints.
+pub async fn restore(
+    args: &ImportArgs,
+    endpoints: &Endpoints,
+    config: &Config,
+) -> Result<ImportReport> {
+    let started = Instant::now();
+    let show = progress::wanted(args.json);
+    // The manifest alone first: a file that is not an archive, or is of a
+    // newer format, is refused at once.
+    let manifest = archive::read_manifest(&args.file)?;
+    args.grants.check_signature(config, &manifest, &args.file)?;
+    let scratch = match &args.scratch_in {
+        Some(parent) => lazarus_core::scratch::Scratch::new_in(parent, "import")?,
+        None => config.scratch_dir("import")?,
+    };
+    let dir = scratch.path().join("archive");
+    let bar = Progress::bytes(show, "verify", manifest.total_size());
+    let limits = config.import.limits();
+    let extracted =
+        archive::extract_with(&args.file, &dir, &limits, &|_| true, &mut |n| bar.set(n));
+    bar.finish();
+    extracted?;
+    let pages_bytes = match &args.pages {
+        Some(pages) => Some(move_pages(pages, &dir.join(archive::CHECKPOINT_DIR))?),
+        None => None,
+    };
+    // What follows is the restore proper, from the extracted image path.
+    let extract_seconds = started.elapsed().as_secs_f64();
+    if let Some(request) = &args.netlock {
+        request.write(&dir.join(archive::CHECKPOINT_DIR))?;
+    }
+    let cfg = read_config(&dir)?;
+    let recorded = read_engine_config(&dir)?;
+    // What the archive asks of this host, from the configuration this
+    // restore will replay: Docker's create request, or the OCI spec.
+    let asked = match (&args.namespace, &recorded) {
+        (None, Some(body)) => authority::of_docker(body),
+        _ => authority::of_oci_spec(&read_spec(&dir)?),
+    };
+    let what = format!("checkpoint archive {}", args.file.display());
+    args.grants.policy(config).check(&what, &asked)?;
+    let docker = Docker::new(&endpoints.docker)?;
+    let restored = match (&args.namespace, recorded) {
+        (None, Some(recorded)) => {
+            if !docker.reachable().await {
+                return Err(Error::DockerUnreachable {
+                    address: endpoints.docker.clone(),
+                    why: format!(
+                        "{} came from Docker; to restore it without Docker give --namespace",
+                        args.file.display()
+                    ),
+                });
+            }
+            docker::into_docker(args, &docker, &cfg, &recorded, &dir, show).await?
+        }
+        (namespace, _) => {
+            let ns = namespace
+                .clone()
+                .unwrap_or_else(|| match cfg.namespace.as_str() {
+                    "" | DOCKER_NAMESPACE => DEFAULT_NAMESPACE.to_string(),
+                    ns => ns.to_string(),
+                });
+            containerd::into_containerd(args, endpoints, &ns, &cfg, &dir, show).await?
+        }
+    };
+    Ok(ImportReport {
+        name: restored.name,
+        id: restored.id,
+        engine: restored.engine.into(),
+        namespace: restored.namespace,
+        from: args.file.clone(),
+        extract_seconds,
+        restore_seconds: started.elapsed().as_secs_f64(),
+        pages_bytes,
+    })
+}
+
+/// Moves every file of `pages` (a page server's images directory) into the
+/// extracted `images`, which must not have them already: an archive that
+/// carried its own would be a different dump. Returns the bytes moved.
+fn move_pages(pages: &Path, images: &Path) -> Result<u64> {
+    let read = |e| lazarus_core::Error::io(format!("read {}", pages.display()))(e);
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(pages).map_err(read)? {
+        let entry = entry.map_err(read)?;
+        let to = images.join(entry.file_name());
+        if to.symlink_metadata().is_ok() {
+            return Err(Error::Refused(format!(
+                "the archive has its own {} beside the memory the page server received: not \
+                 one dump",
+                to.display()
+            )));
+        }
+        bytes += entry.metadata().map_err(read)?.len();
+        std::fs::rename(entry.path(), &to).map_err(lazarus_core::Error::io(format!(
+            "move {} into {}",
+            entry.path().display(),
+            images.display()
+        )))?;
+    }
+    Ok(bytes)
+}
+
+fn read_config(dir: &Path) -> Result<ArchiveConfig> {
+    let path = dir.join(archive::CONFIG_DUMP);
+    let bytes = std::fs::read(&path)
+        .map_err(lazarus_core::Error::io(format!("read {}", path.display())))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Refused(format!(
+            "the archive's {} is not what Lazarus writes: {e}",
+            archive::CONFIG_DUMP
+        ))
+    })
+}
+
+/// The archive's OCI spec, as JSON (its shape is checked where used).
+fn read_spec(dir: &Path) -> Result<Value> {
+    let bytes = std::fs::read(dir.join(archive::SPEC_DUMP)).map_err(lazarus_core::Error::io(
+        format!("read {}", archive::SPEC_DUMP),
+    ))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Refused(format!(
+            "the archive's {} is not JSON: {e}",
+            archive::SPEC_DUMP
+        ))
+    })
+}
+
+fn read_engine_config(dir: &Path) -> Result<Option<Value>> {
+    let path = dir.join(archive::ENGINE_DUMP);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path)
+        .map_err(lazarus_core::Error::io(format!("read {}", path.display())))?;
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        Error::Refused(format!(
+            "the archive's {} is not JSON: {e}",
+            archive::ENGINE_DUMP
+        ))
+    })
+}
+
+/// Applies the archive's root filesystem changes to the new container's
+/// root filesystem, mounted for this at a private directory.
+fn apply_rootfs_diff(dir: &Path, overlay: &[String]) -> Result<()> {
+    let merged = dir.join("rootfs");
+    std::fs::create_dir(&merged).map_err(lazarus_core::Error::io(format!(
+        "create {}",
+        merged.display()
+    )))?;
+    let mounted = OverlayMount::mount(overlay, &merged)?;
+    archive::rootfs::apply_extracted(dir, mounted.path())?;
+    Ok(())
+}
+
+/// Removes a container [`restore`] made (its report names it): a
+/// migration whose sender never confirmed must not leave a second copy.
+pub async fn remove(engine: &str, id: &str, namespace: &str, endpoints: &Endpoints) -> Result<()> {
+    match engine {
+        "docker" => Docker::new(&endpoints.docker)?.remove(id).await,
+        _ => {
+            let ns = match namespace {
+                "" => DEFAULT_NAMESPACE,
+                ns => ns,
+            };
+            let ctr = Containerd::connect(&endpoints.containerd, ns).await?;
+            ctr.remove_task(id).await?;
+            ctr.remove_container(id).await?;
+            ctr.remove_snapshot(SNAPSHOTTER, id).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn received_pages_move_in_beside_the_archives_images() {
+        let pages = tempfile::tempdir().unwrap();
+        let images = tempfile::tempdir().unwrap();
+        std::fs::write(pages.path().join("pagemap-1.img"), [1u8; 10]).unwrap();
+        std::fs::write(pages.path().join("pages-1.img"), [2u8; 4096]).unwrap();
+        std::fs::write(images.path().join("inventory.img"), b"").unwrap();
+        assert_eq!(move_pages(pages.path(), images.path()).unwrap(), 4106);
+        assert!(images.path().join("pages-1.img").is_file());
+        assert!(images.path().join("pagemap-1.img").is_file());
+        assert_eq!(std::fs::read_dir(pages.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_archive_with_pages_of_its_own_is_not_one_dump() {
+        let pages = tempfile::tempdir().unwrap();
+        let images = tempfile::tempdir().unwrap();
+        std::fs::write(pages.path().join("pages-1.img"), b"received").unwrap();
+        std::fs::write(images.path().join("pages-1.img"), b"archived").unwrap();
+        let e = move_pages(pages.path(), images.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not one dump"), "{e}");
+        assert_eq!(
+            std::fs::read(images.path().join("pages-1.img")).unwrap(),
+            b"archived"
+        );
+    }
+
+    /// An archive whose spec asks for an OCI hook (refused by default),
+    /// written as export writes one.
+    fn archive_asking_for_a_hook(dir: &Path) -> std::path::PathBuf {
+        let images = dir.join("images");
+        std::fs::create_dir(&images).unwrap();
+        std::fs::write(images.join("inventory.img"), b"x").unwrap();
+        let now = chrono::Utc::now();
+        let config = ArchiveConfig {
+            id: "web".into(),
+            name: "web".into(),
+            image_name: "docker.io/library/busybox:latest".into(),
+            image_digest: String::new(),
+            runtime: crate::engine::containerd::LAZARUS_RUNTIME.into(),
+            created: now,
+            checkpointed: now,
+            engine: "containerd".into(),
+            namespace: "default".into(),
+        };
+        let input = archive::ArchiveInput {
+            images_dir: &images,
+            spec_json: br#"{"ociVersion":"1.0.2","hooks":{"prestart":[{"path":"/bin/true"}]},
+                "linux":{"namespaces":[{"type":"pid"},{"type":"ipc"},{"type":"uts"},
+                {"type":"mount"},{"type":"network"}]}}"#,
+            config: &config,
+            rootfs_diff: None,
+            dump_log: None,
+            network_status: None,
+            engine_config: None,
+        };
+        let file = dir.join("web.tar");
+        archive::write(&input, &file, archive::Compression::None, &mut |_| {}).unwrap();
+        file
+    }
+
+    /// The policy is checked on the extracted archive before any engine is
+    /// asked for anything: here there are none (the sockets do not exist),
+    /// and the error is the policy's, naming the flag that would grant it.
+    #[test]
+    fn an_import_the_policy_refuses_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = archive_asking_for_a_hook(dir.path());
+        let config = Config {
+            work_root: dir.path().join("lib"),
+            ..Default::default()
+        };
+        let endpoints = Endpoints {
+            docker: "unix:///nonexistent/docker.sock".into(),
+            containerd: "/nonexistent/containerd.sock".into(),
+        };
+        let mut args = ImportArgs {
+            file,
+            name: None,
+            namespace: Some("default".into()),
+            runtime: None,
+            json: true,
+            // What a bare spec asks beyond the hook is not the point here.
+            grants: GrantArgs {
+                allow_security_options: true,
+                ..Default::default()
+            },
+            identity: None,
+            netlock: None,
+            scratch_in: None,
+            pages: None,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt
+            .block_on(restore(&args, &endpoints, &config))
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("prestart hook: /bin/true"), "{text}");
+        assert!(text.contains("Nothing was created"), "{text}");
+        let work = dir.path().join("lib/work");
+        assert_eq!(
+            std::fs::read_dir(&work).unwrap().count(),
+            0,
+            "scratch removed"
+        );
+        // Granted, it goes on to containerd (absent here).
+        args.grants.allow_hooks = true;
+        let e = rt
+            .block_on(restore(&args, &endpoints, &config))
+            .unwrap_err();
+        assert!(matches!(e, Error::ContainerdUnreachable { .. }), "{e}");
+    }
+}

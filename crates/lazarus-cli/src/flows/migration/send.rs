@@ -1,0 +1,376 @@
+//! `lazarus migrate CONTAINER --to ADDR`: the sending side. The receiver is
+//! asked first (nothing is frozen until it says ready), then the container
+//! is checkpointed (its memory going through CRIU's page stream) into a
+//! private archive, the archive streamed, and the source let go only when
+//! the receiver says the container runs there. Until then the source's
+//! dump holds it frozen; any failure before calls the dump off, and the
+//! source runs on here, thawed, where it stopped.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use lazarus_core::channel::{Channel, Key};
+use lazarus_core::config::Config;
+
+use super::postcopy;
+use super::{
+    key_path, resolve, Answer, Mode, Offer, Plan, CONNECT_TIMEOUT, PEER_TIMEOUT, PROTOCOL,
+};
+use crate::engine::containerd::Containerd;
+use crate::engine::endpoints::Endpoints;
+use crate::engine::target::Target;
+use crate::error::{Error, Result};
+use crate::flows::export::{self, Compress, ExportArgs, MigrationDump, Source};
+use crate::progress::{self, Progress};
+use crate::report::{ImportReport, MigrationReport};
+use lazarus_core::checkpoint::postcopy::{self as lazy, PageMode, PageServer};
+
+#[derive(clap::Args)]
+pub struct MigrateArgs {
+    /// A Docker container's name or id, or a containerd container id
+    pub container: String,
+    /// The receiving host's `lazarus serve`: HOST[:PORT] (port 7470 if none)
+    #[arg(long, value_name = "ADDR")]
+    pub to: String,
+    /// The key file both hosts hold (default /etc/lazarus/migration.key)
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// The container's name on the receiving host (default: the same)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A containerd namespace: CONTAINER is a containerd container there
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// The containerd namespace on the receiving host (default: the same)
+    #[arg(long, value_name = "NAMESPACE")]
+    pub to_namespace: Option<String>,
+    /// Remove the source container once it runs on the receiving host
+    /// (default: leave it stopped)
+    #[arg(long, verbatim_doc_comment)]
+    pub rm: bool,
+    /// Checkpoint established TCP connections (CRIU --tcp-established)
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// How the memory moves. postcopy: the container resumes on the
+    /// receiver once its minimal state is there (downtime well under a
+    /// second) and its memory follows over TLS; if the source host or the
+    /// link fails before every page has arrived, the moved container is
+    /// killed (the source was already let go). stopcopy: the container is
+    /// down while all of its memory is dumped, sent (over TLS, into the
+    /// receiver's memory, no disk on either side) and restored; nothing
+    /// depends on the source afterwards. auto: postcopy when both hosts
+    /// can, else stopcopy
+    #[arg(long, value_enum, default_value_t = Mode::Auto, verbatim_doc_comment)]
+    pub mode: Mode,
+    /// Compress the archive (the container's file changes and CRIU's
+    /// small images; the memory goes raw): zstd (on every core) or none
+    #[arg(long, value_enum, default_value_t = Compress::Zstd)]
+    pub compress: Compress,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(
+    args: &MigrateArgs,
+    endpoints: &Endpoints,
+    config: &Config,
+) -> Result<MigrationReport> {
+    let key = Key::load(&key_path(args.key.clone()))?;
+    let addr = resolve(&args.to)?;
+    // Found and checked once, before the receiver is bothered: what export
+    // would refuse is refused here.
+    let source =
+        Source::resolve(&args.container, args.namespace.as_deref(), false, endpoints).await?;
+    let image = export::image_of(&source.target, source.container.as_ref(), &source.ctr).await?;
+    // Rules a killed migration of this host left (its guard killed too).
+    super::filter::sweep_stale();
+    let started = Instant::now();
+    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| {
+        Error::Refused(format!(
+            "cannot reach {} ({addr}): {e}; is `lazarus serve` running there?",
+            args.to
+        ))
+    })?;
+    super::tune(&stream, PEER_TIMEOUT)?;
+    let mut ch = Channel::connect(stream, &key)?;
+    let receiver_postcopy = offer(&mut ch, args, &source.target, image)?;
+    let postcopy = choose_mode(args, receiver_postcopy, &source.target.name)?;
+    let server = plan(&mut ch, args, postcopy, &source.target.name)?;
+    // Post-copy: the source's page server (CRIU's lazy dump, in this
+    // host's shim) takes the first connection to its port, on every
+    // address: only the receiver may make it. Held until the dump has
+    // served the memory (or was called off), when this function returns.
+    let _filter =
+        match postcopy {
+            true => Some(postcopy::filter(ch.stream(), &server).map_err(|e| {
+                Error::Refused(format!("{e}; {} was not touched", source.target.name))
+            })?),
+            false => None,
+        };
+    // From here the source is frozen until it runs there, or here again.
+    let scratch = config.scratch_dir("migrate")?;
+    let dump = MigrationDump {
+        dir: scratch.path().to_path_buf(),
+        server,
+    };
+    // Renewed until this function returns: if this process dies, the
+    // source's dump is called off within 30 s and the container thaws.
+    let _lease = lazy::Lease::hold(&dump.images());
+    let moved = Move {
+        args,
+        source: &source,
+        dump: &dump,
+        postcopy,
+    };
+    let mut report = moved.run(&mut ch, config).await?;
+    report.total_seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Offers the container (with its image's name and digest); the
+/// receiver's answer: whether it can restore post-copy, or why it refuses
+/// (nothing was touched).
+fn offer(
+    ch: &mut Channel<TcpStream>,
+    args: &MigrateArgs,
+    target: &Target,
+    (image, image_digest): (String, String),
+) -> Result<bool> {
+    ch.send_json(&Offer {
+        protocol: PROTOCOL,
+        engine: target.engine().into(),
+        name: args.name.clone().unwrap_or_else(|| target.name.clone()),
+        namespace: args
+            .to_namespace
+            .clone()
+            .unwrap_or_else(|| target.namespace.clone()),
+        image,
+        image_digest,
+    })?;
+    let ready: Answer = ch.recv_json()?;
+    if !ready.ok {
+        return Err(Error::Refused(format!(
+            "{} refused the migration: {}; {} was not touched",
+            args.to,
+            ready.error.unwrap_or_default(),
+            target.name
+        )));
+    }
+    Ok(ready.postcopy)
+}
+
+/// Post-copy or stop-and-copy, as asked and as both hosts can.
+fn choose_mode(args: &MigrateArgs, receiver_postcopy: bool, name: &str) -> Result<bool> {
+    match args.mode {
+        Mode::Stopcopy => Ok(false),
+        Mode::Auto => Ok(receiver_postcopy && lazy::check_pipe_max_size().is_ok()),
+        Mode::Postcopy if !receiver_postcopy => Err(Error::Refused(format!(
+            "{} cannot restore post-copy (its CRIU or kernel lacks non-cooperative \
+             userfaultfd: `criu check --feature uffd-noncoop` fails there): migrate with \
+             --mode stopcopy; {name} was not touched",
+            args.to
+        ))),
+        Mode::Postcopy => {
+            lazy::check_pipe_max_size()?;
+            Ok(true)
+        }
+    }
+}
+
+/// Sends the plan; the page server the memory goes through: this host's
+/// (post-copy) or the receiver's (stop-and-copy).
+fn plan(
+    ch: &mut Channel<TcpStream>,
+    args: &MigrateArgs,
+    postcopy: bool,
+    name: &str,
+) -> Result<PageServer> {
+    ch.send_json(&Plan { postcopy })?;
+    let prepared: Answer = ch.recv_json()?;
+    match (postcopy, prepared) {
+        (_, a) if !a.ok => Err(Error::Refused(format!(
+            "{} could not prepare the migration: {}; {name} was not touched",
+            args.to,
+            a.error.unwrap_or_default(),
+        ))),
+        (true, _) => postcopy::page_server(ch.stream(), PageMode::Lazy),
+        (false, Answer { pages: Some(s), .. }) => Ok(s),
+        (false, _) => Err(Error::Refused(format!(
+            "{} prepared no page server for the memory; {name} was not touched",
+            args.to
+        ))),
+    }
+}
+
+/// The move proper, the source frozen from its dump on: any failure until
+/// the receiver says it runs calls the dump off (the source runs on here).
+struct Move<'a> {
+    args: &'a MigrateArgs,
+    source: &'a Source,
+    dump: &'a MigrationDump,
+    postcopy: bool,
+}
+
+impl Move<'_> {
+    async fn run(&self, ch: &mut Channel<TcpStream>, config: &Config) -> Result<MigrationReport> {
+        let (args, source, dump) = (self.args, self.source, self.dump);
+        let file = dump.dir.join("archive.tar");
+        let frozen = Instant::now();
+        // A failed export leaves the container running (its own guarantee;
+        // a dump that got as far as serving or sending pages is called off
+        // here).
+        let exported = match export::export(&self.export_args(&file), source, config).await {
+            Ok(v) => v,
+            Err(e) => return Err(postcopy::call_off(e, source, dump).await),
+        };
+        let archived = frozen.elapsed().as_secs_f64();
+        let sent = Instant::now();
+        let restored = match hand_over(ch, &file, progress::wanted(args.json)) {
+            Ok(v) => v,
+            Err(e) => return Err(postcopy::call_off(e, source, dump).await),
+        };
+        let downtime = frozen.elapsed().as_secs_f64();
+        let restore_seconds = restored.as_ref().map(|r| r.restore_seconds);
+        let transfer = sent.elapsed().as_secs_f64() - restore_seconds.unwrap_or(0.0);
+        let memory = self.let_go(ch).await?;
+        if args.rm {
+            self.remove_source().await;
+        }
+        Ok(MigrationReport {
+            container: source.target.name.clone(),
+            to: args.to.clone(),
+            mode: if self.postcopy {
+                "postcopy"
+            } else {
+                "stopcopy"
+            }
+            .into(),
+            memory_bytes: memory
+                .map(|m| m.1)
+                .or(restored.as_ref().and_then(|r| r.pages_bytes)),
+            restored,
+            source: if args.rm { "removed" } else { "stopped" }.into(),
+            downtime_seconds: downtime,
+            checkpoint_seconds: exported.checkpoint_seconds,
+            archive_seconds: archived,
+            transfer_seconds: transfer,
+            restore_seconds,
+            archive_bytes: exported.archive_bytes,
+            memory_seconds: memory.map(|m| m.0),
+            // The caller's, from the connection on.
+            total_seconds: 0.0,
+        })
+    }
+
+    /// The archive's export: the container stopped, its memory through
+    /// the migration's page server.
+    fn export_args(&self, file: &Path) -> ExportArgs {
+        let args = self.args;
+        ExportArgs {
+            container: Some(args.container.clone()),
+            group: Vec::new(),
+            compose: None,
+            pod: None,
+            export: file.to_path_buf(),
+            leave_running: false,
+            tcp_established: args.tcp_established,
+            ext_unix_sk: false,
+            shell_job: false,
+            file_locks: false,
+            compress: args.compress,
+            print_stats: false,
+            json: args.json,
+            namespace: args.namespace.clone(),
+            from_docker_checkpoint: None,
+            // The channel authenticates the sender already.
+            sign: None,
+            encrypt: None,
+            migration: Some(self.dump.clone()),
+        }
+    }
+
+    /// The container runs there: lets the source go and confirms; then,
+    /// post-copy, waits for its memory to follow (seconds, bytes).
+    async fn let_go(&self, ch: &mut Channel<TcpStream>) -> Result<Option<(f64, u64)>> {
+        let (args, source, dump) = (self.args, self.source, self.dump);
+        let name = args.name.as_deref().unwrap_or(&source.target.name);
+        // Stop-and-copy: the source, frozen at the end of its dump, ends now
+        // (before the receiver keeps its copy: never two running).
+        if !self.postcopy {
+            if let Err(e) = postcopy::let_go(source, dump).await {
+                return Err(postcopy::call_off(e, source, dump).await);
+            }
+        }
+        // Without this word the receiver removes its copy. Lost after a
+        // stop-and-copy source was let go, so is the container: said plainly.
+        // (A post-copy source, still frozen, runs on once its stream fails.)
+        if let Err(e) = ch.send_json(&Answer::ready()) {
+            return Err(match self.postcopy {
+                true => e.into(),
+                false => Error::Refused(format!(
+                    "{name} ran on {} and was let go here, but the confirmation could not be \
+                     sent ({e}): the receiver removes its unconfirmed copy within 30 s",
+                    args.to
+                )),
+            });
+        }
+        match self.postcopy {
+            true => Ok(Some(
+                postcopy::memory_followed(source, dump, name, &args.to, args.json).await?,
+            )),
+            false => Ok(None),
+        }
+    }
+
+    /// `--rm`: the source goes once it runs there (a failure is a warning:
+    /// the container runs).
+    async fn remove_source(&self) {
+        let (source, id) = (self.source, &self.source.target.id);
+        let removed = match &source.docker {
+            Some(d) => d.remove(id).await,
+            None => remove_containerd(&source.ctr, id).await,
+        };
+        if let Err(e) = removed {
+            let name = self.args.name.as_deref().unwrap_or(&source.target.name);
+            eprintln!(
+                "lazarus: warning: {name} runs on {} but removing it here failed: {e}",
+                self.args.to
+            );
+        }
+    }
+}
+
+/// Streams the archive and waits for the receiver's word that the
+/// container runs there; returns the receiver's restore report. (The
+/// caller confirms, once it has let the source go.)
+fn hand_over(ch: &mut Channel<TcpStream>, file: &Path, show: bool) -> Result<Option<ImportReport>> {
+    let open = |e| lazarus_core::Error::io(format!("read {}", file.display()))(e);
+    let len = std::fs::metadata(file).map_err(open)?.len();
+    let mut reader = BufReader::with_capacity(1 << 20, File::open(file).map_err(open)?);
+    let bar = Progress::bytes(show, "send", len);
+    let sent = ch.send_from(&mut reader, len, &mut |n| bar.set(n));
+    bar.finish();
+    sent?;
+    let spinner = Progress::spinner(show, "restore there");
+    let answer = ch.recv_json::<Answer>();
+    spinner.finish();
+    let answer = answer?;
+    if !answer.ok {
+        return Err(Error::Refused(format!(
+            "the receiving host could not restore it: {}",
+            answer.error.unwrap_or_default()
+        )));
+    }
+    Ok(answer.restored)
+}
+
+async fn remove_containerd(ctr: &Containerd, id: &str) -> Result<()> {
+    let c = ctr.container(id).await?;
+    ctr.remove_task(id).await?;
+    ctr.remove_container(id).await?;
+    ctr.remove_snapshot(&c.snapshotter, &c.snapshot_key).await
+}

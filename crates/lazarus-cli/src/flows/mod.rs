@@ -1,0 +1,22 @@
+//! What each command does, once its arguments are parsed:
+//!
+//! - [`export`]: `checkpoint CONTAINER --export FILE`;
+//! - [`group`]: `checkpoint --group|--compose|--pod --export FILE` (one
+//!   instant of several containers; its guard is [`group_guard`]);
+//! - [`import`]: `restore --import FILE` (one container, or a group);
+//! - [`inspect`]: `inspect FILE|DIR`;
+//! - [`migration`]: `migrate` (the sender) and `serve` (the receiver);
+//! - [`keys`]: `keygen`; [`version`]: `version`.
+//!
+//! The command decides between a single and a group checkpoint
+//! ([`export::ExportArgs::is_group`]); [`group`] uses [`export`] for each
+//! member, never the other way round.
+
+pub mod export;
+pub mod group;
+pub mod group_guard;
+pub mod import;
+pub mod inspect;
+pub mod keys;
+pub mod migration;
+pub mod version;
