@@ -288,7 +288,7 @@ pub async fn export(args: &ExportArgs, source: &Source, config: &Config) -> Resu
                 let work_path = match &args.migration {
                     Some(p) => {
                         p.server.write(&images)?;
-                        lazarus_core::checkpoint::postcopy::write_lease(&images)?;
+                        lazarus_core::checkpoint::control::write_lease(&images)?;
                         fs::DirBuilder::new().mode(0o700).create(&work).map_err(
                             lazarus_core::Error::io(format!("create {}", work.display())),
                         )?;
@@ -537,7 +537,7 @@ async fn archive_it(
                 }
             };
             let tar = scratch.join(archive::ROOTFS_DIFF_TAR);
-            archive::rootfs::diff_from_overlay_upper(&upper, &tar)?
+            lazarus_core::checkpoint::rootfs::diff_from_overlay_upper(&upper, &tar)?
         }
     };
     let diff_bytes = fs::metadata(&diff.tar).map(|m| m.len()).unwrap_or(0);
@@ -634,7 +634,7 @@ fn saved_rootfs_diff(images: &Path, scratch: &Path) -> Result<Option<RootfsDiff>
     let io = |p: &Path| lazarus_core::Error::io(format!("move {}", p.display()));
     let moved_tar = scratch.join(archive::ROOTFS_DIFF_TAR);
     fs::rename(&tar, &moved_tar).map_err(io(&tar))?;
-    let deleted_list = archive::rootfs::read_deleted(&deleted)?;
+    let deleted_list = lazarus_core::checkpoint::rootfs::read_deleted(&deleted)?;
     fs::remove_file(&deleted).map_err(io(&deleted))?;
     Ok(Some(RootfsDiff {
         tar: moved_tar,

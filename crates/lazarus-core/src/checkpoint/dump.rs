@@ -7,11 +7,12 @@ use std::path::Path;
 use oci_spec::runtime::Spec;
 use protobuf::MessageField;
 
+use super::control;
 use super::image::{self, Metadata};
 use super::postcopy::{self, PageMode, PageServer};
 use super::request::{self, CgroupsMode, CheckpointRequest};
-use crate::archive::{rootfs, DELETED_FILES, ROOTFS_DIFF_TAR};
-use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp};
+use super::rootfs::{self, DELETED_FILES, ROOTFS_DIFF_TAR};
+use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp, TlsFiles};
 use crate::error::{Error, Result};
 use crate::host::cgroup;
 
@@ -93,7 +94,7 @@ pub fn dump(
         metadata.options.empty_namespaces.push("network".into());
     }
     metadata.terminal = target.terminal;
-    let rootfs = super::rootfs(target.spec, target.bundle);
+    let rootfs = super::rootfs_path(target.spec, target.bundle);
     metadata.image = Some(super::identity::ImageIdentity::of_rootfs(&rootfs));
     metadata.cgroup_path = cgroup::path_of(target.spec, target.id);
 
@@ -172,10 +173,10 @@ pub fn dump(
             ready();
         }
         match mode {
-            Some(PageMode::Push) => postcopy::await_release(
+            Some(PageMode::Push) => control::await_release(
                 images,
                 paths.cancel.unwrap_or(&|| false),
-                postcopy::RELEASE_TIMEOUT,
+                control::RELEASE_TIMEOUT,
             ),
             _ => Ok(()),
         }
@@ -246,7 +247,7 @@ fn page_server_options(
     opts: &mut rpc::Criu_opts,
     server: &PageServer,
     work: &Path,
-) -> Result<postcopy::TlsFiles> {
+) -> Result<TlsFiles> {
     let tls = server.tls_files(work)?;
     let mut ps = rpc::Criu_page_server_info::new();
     ps.set_port(server.port as i32);

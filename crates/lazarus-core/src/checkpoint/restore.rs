@@ -10,9 +10,7 @@ use protobuf::MessageField;
 use super::identity::{self, ImageIdentity};
 use super::image::{self, Metadata};
 use super::postcopy::PageServer;
-use crate::criu::{
-    self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp, LazyPages, LazyPagesRequest,
-};
+use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp, LazyPages};
 use crate::error::{Error, Result};
 use crate::host::cgroup;
 
@@ -273,7 +271,11 @@ impl RestorePlan {
         opts.set_work_dir_fd(work_dir.as_raw_fd());
         opts.set_log_file(image::RESTORE_LOG.into());
         opts.set_log_level(4);
-        opts.set_root(super::rootfs(spec, bundle).to_string_lossy().into_owned());
+        opts.set_root(
+            super::rootfs_path(spec, bundle)
+                .to_string_lossy()
+                .into_owned(),
+        );
         opts.set_rst_sibling(true);
         opts.set_notify_scripts(true);
         super::apply_dump_options(&mut opts, &self.metadata.options)?;
@@ -338,11 +340,7 @@ impl RestorePlan {
         let mut lazy_pages = match &self.page_server {
             Some(server) => {
                 opts.set_lazy_pages(true);
-                Some(criu.lazy_pages(&LazyPagesRequest {
-                    images: readable.path(),
-                    work: &self.work,
-                    server,
-                })?)
+                Some(criu.lazy_pages(&server.daemon_request(readable.path(), &self.work))?)
             }
             None => None,
         };
@@ -489,7 +487,7 @@ impl RestorePlan {
             );
             return Ok(());
         }
-        let now = ImageIdentity::of_rootfs(&super::rootfs(spec, bundle));
+        let now = ImageIdentity::of_rootfs(&super::rootfs_path(spec, bundle));
         recorded.check(&now, &self.images)
     }
 }
@@ -500,14 +498,13 @@ impl RestorePlan {
     /// first gets the checkpointed container's root filesystem changes,
     /// when the dump saved them. The same container still has them.
     fn apply_rootfs_diff(&self, id: &str, spec: &Spec, bundle: &Path) -> Result<()> {
-        let tar = self.images.join(crate::archive::ROOTFS_DIFF_TAR);
+        let tar = self.images.join(super::rootfs::ROOTFS_DIFF_TAR);
         if !self.metadata.rootfs_diff || self.metadata.container_id == id || !tar.is_file() {
             return Ok(());
         }
-        let deleted =
-            crate::archive::rootfs::read_deleted(&self.images.join(crate::archive::DELETED_FILES))?;
-        let rootfs = super::rootfs(spec, bundle);
-        crate::archive::rootfs::apply(&tar, &deleted, &rootfs)?;
+        let deleted = super::rootfs::read_deleted(&self.images.join(super::rootfs::DELETED_FILES))?;
+        let rootfs = super::rootfs_path(spec, bundle);
+        super::rootfs::apply(&tar, &deleted, &rootfs)?;
         ::log::info!(
             "restore of {id}: applied {}'s root filesystem changes ({} deleted paths)",
             self.metadata.container_id,
@@ -569,7 +566,8 @@ mod tests {
     fn a_postcopy_restore_works_on_its_own_copy_of_anothers_images() {
         let (images, bundle) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         std::fs::write(images.path().join("pstree.img"), b"tree").unwrap();
-        let server = PageServer::generate("10.0.0.1".parse().unwrap(), 27000).unwrap();
+        let server =
+            super::super::postcopy::stand_in(27000, super::super::postcopy::PageMode::Lazy);
         let mut p = plan(images.path(), Some(server));
         p.own_postcopy_images(bundle.path()).unwrap();
         assert!(p.temporary && p.images.starts_with(bundle.path()), "{p:?}");

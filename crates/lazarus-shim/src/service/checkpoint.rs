@@ -9,9 +9,9 @@ use containerd_shim_protos::events::task::{TaskCheckpointed, TaskStart};
 use super::TaskService;
 use lazarus_core::checkpoint::dump::{self, DumpPaths, DumpTarget};
 use lazarus_core::checkpoint::image;
-use lazarus_core::checkpoint::postcopy;
 use lazarus_core::checkpoint::request::{should_exit, CheckpointRequest};
 use lazarus_core::checkpoint::restore::RestoreTarget;
+use lazarus_core::checkpoint::{control, postcopy};
 use lazarus_core::host::cgroup;
 use lazarus_core::host::netlock::{self, NetlockRequest};
 
@@ -49,8 +49,7 @@ impl TaskService {
     pub fn migration_images(&self, req: &CheckpointTaskRequest) -> Option<PathBuf> {
         let request = crate::options::decode_checkpoint(req.options.as_ref()).ok()?;
         let images = PathBuf::from(&request.image_path);
-        (!request.image_path.is_empty() && images.join(postcopy::REQUEST_FILE).is_file())
-            .then_some(images)
+        (!request.image_path.is_empty() && control::is_requested(&images)).then_some(images)
     }
 
     /// A migration's checkpoint answers once the image directory is
@@ -89,7 +88,7 @@ impl TaskService {
                         how
                     }
                 };
-                postcopy::say_ended(&images, &how);
+                control::say_ended(&images, &how);
                 let _ = tx.send(Some(result));
             })
             .map_err(|e| Error::Runtime(format!("start the migration dump: {e}")))?;
@@ -189,7 +188,7 @@ impl TaskService {
         let page_server = postcopy::PageServer::read(&images)?;
         // A migration's dump outlives the RPC that asked for it: its client
         // calls it off with a file, or by no longer renewing its lease.
-        let called_off = || postcopy::cancelled(&images) || postcopy::lease_lapsed(&images);
+        let called_off = || control::called_off(&images);
         let paths = DumpPaths {
             images: &images,
             work: &work,
