@@ -71,6 +71,7 @@ pub struct ImportSettings {
     pub trusted_keys: Option<PathBuf>,
 }
 
+/// The same numbers as `archive::Limits::DEFAULT` (a test keeps them so).
 impl Default for ImportSettings {
     fn default() -> Self {
         ImportSettings {
@@ -85,6 +86,7 @@ impl Default for ImportSettings {
     }
 }
 
+#[cfg(feature = "archive")]
 impl ImportSettings {
     /// The archive limits these settings set.
     pub fn limits(&self) -> crate::archive::Limits {
@@ -250,6 +252,17 @@ mod tests {
                 "config/lazarus.toml does not list {key}"
             );
         }
+    }
+
+    /// The `[import]` defaults are the archive's own (kept apart so that the
+    /// configuration builds without the archive, as in the shim).
+    #[cfg(feature = "archive")]
+    #[test]
+    fn the_import_defaults_are_the_archives() {
+        assert_eq!(
+            ImportSettings::default().limits(),
+            crate::archive::Limits::DEFAULT
+        );
     }
 
     #[test]

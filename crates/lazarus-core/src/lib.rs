@@ -1,15 +1,20 @@
 //! Lazarus's core: everything about checkpoints that is not containerd.
 //!
-//! - [`archive`]: the portable checkpoint archive (Podman's layout, so
-//!   checkpointctl reads it) with a manifest checked before extraction, and
-//!   the root filesystem diff it carries;
-//! - [`channel`]: the authenticated, encrypted stream a migration crosses
-//!   the network on (Noise, keyed by the hosts' shared key);
+//! - `archive` (feature `archive`): the portable checkpoint archive
+//!   (Podman's layout, so checkpointctl reads it) with a manifest checked
+//!   before extraction;
+//! - `channel` (feature `channel`): the authenticated, encrypted stream a
+//!   migration crosses the network on (Noise, keyed by the hosts' shared
+//!   key);
 //! - [`criu`]: CRIU over its RPC interface (`criu swrk`), with a deadline on
 //!   every conversation and the wait for CRIU's exit passed in by the caller
-//!   (the shim routes it through its reaper; the CLI waits directly);
-//! - [`checkpoint`]: the image directory (metadata, descriptors) and the
-//!   dump and restore requests built from an OCI spec;
+//!   (the shim routes it through its reaper; the CLI waits directly); CRIU's
+//!   page daemons; CRIU's image files read without its schema;
+//! - [`checkpoint`]: the image directory (metadata, descriptors, the root
+//!   filesystem diff), the dump and restore requests built from an OCI
+//!   spec, and a migration's dump (its page server, and the control files
+//!   the migrating client and the runtime talk through);
+//! - [`inspect`]: what an image directory holds, for `lazarus inspect`;
 //! - [`host`]: facts about this machine (cgroup layout, freezer, kernel);
 //! - [`config`]: `/etc/lazarus/config.toml`, read by the shim and the CLI;
 //! - [`scratch`]: the CLI's private scratch directories, and the removal of
@@ -22,8 +27,15 @@
 //!
 //! No ttrpc, no containerd-shim, no reaper: the shim and the CLI are thin
 //! front doors over this crate.
+//!
+//! The modules are layered, each using only those below it (a test,
+//! `layering_tests.rs`, fails on a circle): `error`; then `ids`, `fdpass`,
+//! `scratch`, `channel`; `criu`; `host`, `security`; `checkpoint`;
+//! `inspect`, `archive`; `config` on top.
 
+#[cfg(feature = "archive")]
 pub mod archive;
+#[cfg(feature = "channel")]
 pub mod channel;
 pub mod checkpoint;
 pub mod config;
@@ -37,3 +49,6 @@ pub mod scratch;
 pub mod security;
 
 pub use error::{Error, Result};
+
+#[cfg(test)]
+mod layering_tests;

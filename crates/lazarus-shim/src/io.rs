@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -194,6 +194,17 @@ pub fn console_streams(paths: &StdioPaths, master: File) -> Result<ProcessStream
     })
 }
 
+/// Sets the size of the terminal `console` is a side of (TIOCSWINSZ).
+fn set_window_size(console: BorrowedFd<'_>, size: &libc::winsize) -> std::io::Result<()> {
+    // SAFETY: TIOCSWINSZ reads one winsize through the pointer, which points
+    // to a live winsize for the whole call; the fd is borrowed, so open.
+    let rc = unsafe { libc::ioctl(console.as_raw_fd(), libc::TIOCSWINSZ, size) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 impl ProcessStreams {
     /// Closes the process's stdin (CloseIO).
     pub fn close_stdin(&self) {
@@ -212,12 +223,7 @@ impl ProcessStreams {
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
-        // SAFETY: TIOCSWINSZ reads one winsize from the pointer we pass.
-        let rc = unsafe { libc::ioctl(console.as_raw_fd(), libc::TIOCSWINSZ, &size) };
-        if rc < 0 {
-            return Err(Error::io("resize terminal")(std::io::Error::last_os_error()));
-        }
-        Ok(())
+        set_window_size(console.as_fd(), &size).map_err(Error::io("resize terminal"))
     }
 
     /// Waits (bounded) until the process's output has reached containerd, so

@@ -24,13 +24,7 @@ pub fn watch_v1(dir: PathBuf, on_oom: impl Fn() + Send + 'static) {
 fn watch(dir: &std::path::Path, on_oom: impl Fn()) -> std::io::Result<()> {
     let control_path = dir.join("memory.oom_control");
     let control = File::open(&control_path)?;
-    // SAFETY: eventfd returns a new fd or -1.
-    let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-    if efd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: efd is a fresh fd we own.
-    let mut event = unsafe { File::from_raw_fd(efd) };
+    let mut event = new_eventfd()?;
     std::fs::write(
         dir.join("cgroup.event_control"),
         format!("{} {}", event.as_raw_fd(), control.as_raw_fd()),
@@ -44,4 +38,15 @@ fn watch(dir: &std::path::Path, on_oom: impl Fn()) -> std::io::Result<()> {
         }
         on_oom();
     }
+}
+
+/// A new eventfd (counter 0, close-on-exec), owned by the File returned.
+fn new_eventfd() -> std::io::Result<File> {
+    // SAFETY: eventfd takes no pointer; it returns a new fd or -1.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened here and nothing else owns it.
+    Ok(unsafe { File::from_raw_fd(fd) })
 }

@@ -63,9 +63,11 @@ pub fn run(path: &Path, json: bool, identity: Option<&Path>) -> Result<()> {
             .find(|e| e.name == name)
             .map_or(0, |e| e.size)
     };
-    let deleted = archive::rootfs::read_deleted(&dir.join(archive::DELETED_FILES))
-        .map(|d| d.len())
-        .unwrap_or(0);
+    let deleted = lazarus_core::checkpoint::rootfs::read_deleted(
+        &dir.join(lazarus_core::checkpoint::rootfs::DELETED_FILES),
+    )
+    .map(|d| d.len())
+    .unwrap_or(0);
     let compressed_pages = Metadata::load(&dir.join(archive::CHECKPOINT_DIR))
         .map(|m| m.compressed_pages)
         .unwrap_or_default();

@@ -25,7 +25,6 @@ pub mod group;
 mod hashing;
 mod manifest;
 mod read;
-pub mod rootfs;
 pub mod signature;
 mod sink;
 mod write;
@@ -42,9 +41,9 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::checkpoint::rootfs::{RootfsDiff, DELETED_FILES, ROOTFS_DIFF_TAR};
 pub use manifest::{Manifest, ManifestEntry, FORMAT};
 pub use read::{check_limits, extract, extract_with, read_manifest, verify, verify_with};
-pub use rootfs::RootfsDiff;
 pub use signature::{Signer, TrustedKeys};
 pub use write::{write, write_signed};
 
@@ -52,8 +51,6 @@ pub const MANIFEST_FILE: &str = "lazarus-manifest.json";
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 pub const SPEC_DUMP: &str = "spec.dump";
 pub const CONFIG_DUMP: &str = "config.dump";
-pub const ROOTFS_DIFF_TAR: &str = "rootfs-diff.tar";
-pub const DELETED_FILES: &str = "deleted.files";
 pub const STATS_DUMP: &str = "stats-dump";
 pub const NETWORK_STATUS: &str = "network.status";
 pub const DUMP_LOG: &str = "dump.log";
@@ -126,9 +123,22 @@ pub struct Limits {
     pub free_margin_bytes: u64,
 }
 
+impl Limits {
+    /// What an import allows unless configured otherwise (the `[import]`
+    /// section of the configuration starts from the same numbers; a test
+    /// there keeps the two equal).
+    pub const DEFAULT: Limits = Limits {
+        max_entries: 100_000,
+        // A GiB of zero pages compresses about 33,000-fold: legitimate
+        // archives of idle memory come close to that.
+        max_ratio: 50_000,
+        free_margin_bytes: 256 << 20,
+    };
+}
+
 impl Default for Limits {
     fn default() -> Self {
-        crate::config::ImportSettings::default().limits()
+        Limits::DEFAULT
     }
 }
 

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::hex;
 use super::*;
+pub(super) use crate::checkpoint::rootfs::tests::{craft, listing};
 
 pub(super) const PAGE_MARKER: &[u8] = b"PAGE-FILE-START";
 
@@ -91,16 +92,6 @@ impl Fixture {
 
 fn mode(p: &Path) -> u32 {
     fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
-}
-
-/// What is in `dir`, sorted, for "nothing left behind" checks.
-pub(super) fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 fn round_trip(compression: Compression) {
@@ -259,26 +250,6 @@ fn write_refuses_a_symlink_in_the_images() {
 }
 
 /// A tar made by hand: raw names, any entry type.
-pub(super) fn craft(entries: &[(&[u8], tar::EntryType, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, kind, data) in entries {
-        let mut h = tar::Header::new_gnu();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name);
-        h.set_entry_type(*kind);
-        h.set_size(data.len() as u64);
-        h.set_mode(0o600);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        if *kind == tar::EntryType::Symlink || *kind == tar::EntryType::Link {
-            h.set_link_name("../../etc/passwd").unwrap();
-        }
-        h.set_cksum();
-        b.append(&h, *data).unwrap();
-    }
-    b.into_inner().unwrap()
-}
-
 pub(super) fn manifest_for(files: &[(&str, &[u8])]) -> Vec<u8> {
     let entries = files
         .iter()

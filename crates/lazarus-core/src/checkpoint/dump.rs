@@ -1,17 +1,18 @@
 //! Checkpoint: one container's process tree into an image directory.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use oci_spec::runtime::Spec;
 use protobuf::MessageField;
 
+use super::control;
 use super::image::{self, Metadata};
 use super::postcopy::{self, PageMode, PageServer};
 use super::request::{self, CgroupsMode, CheckpointRequest};
-use crate::archive::{rootfs, DELETED_FILES, ROOTFS_DIFF_TAR};
-use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp};
+use super::rootfs::{self, DELETED_FILES, ROOTFS_DIFF_TAR};
+use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp, TlsFiles};
 use crate::error::{Error, Result};
 use crate::host::cgroup;
 
@@ -78,63 +79,11 @@ pub fn dump(
     let images_dir = criu::open_dir(images)?;
     let work_dir = criu::open_dir(work)?;
 
-    let mut metadata = Metadata::new(target.id, version);
-    metadata.options = image::DumpOptions {
-        tcp_established: request.tcp_established,
-        ext_unix_sk: request.ext_unix_sk,
-        shell_job: request.shell_job || target.terminal,
-        file_locks: request.file_locks,
-        cgroups_mode: request.cgroups_mode,
-        empty_namespaces: request.empty_namespaces.clone(),
-    };
-    if super::network_set_up_by_hooks(target.spec)
-        && !super::empties_network(&metadata.options.empty_namespaces)
-    {
-        metadata.options.empty_namespaces.push("network".into());
-    }
-    metadata.terminal = target.terminal;
-    let rootfs = super::rootfs(target.spec, target.bundle);
-    metadata.image = Some(super::identity::ImageIdentity::of_rootfs(&rootfs));
-    metadata.cgroup_path = cgroup::path_of(target.spec, target.id);
-
-    let mut opts = rpc::Criu_opts::new();
-    opts.set_images_dir_fd(images_dir.as_raw_fd());
-    opts.set_work_dir_fd(work_dir.as_raw_fd());
-    opts.set_log_file(image::DUMP_LOG.into());
-    opts.set_log_level(LOG_LEVEL);
-    opts.set_pid(target.pid);
-    opts.set_root(rootfs.to_string_lossy().into_owned());
-    opts.set_leave_running(!exit);
-    opts.set_notify_scripts(true);
-    // A terminal's master lives in the shim, outside the dumped tree: let
-    // CRIU dump the slave as an orphan (restore hands back a new master).
-    opts.set_orphan_pts_master(true);
-    super::apply_dump_options(&mut opts, &metadata.options)?;
-    if let Some(freezer) = cgroup::freezer_dir(&metadata.cgroup_path) {
-        opts.set_freeze_cgroup(freezer.to_string_lossy().into_owned());
-    }
-    opts.cgroup_dump_controller = owned_controllers(target.pid, &metadata.cgroup_path)?;
-
-    for dest in external_mounts(target.spec, target.pid) {
-        opts.ext_mnt.push(super::ext_mount(&dest, &dest));
-        metadata.external_mounts.push(dest);
-    }
-    for mount in cgroup_mounts(target.spec, target.pid)? {
-        opts.ext_mnt
-            .push(super::ext_mount(&mount.mountpoint, &mount.mountpoint));
-        metadata.cgroup_mounts.push(mount);
-    }
-    for (kind, path) in super::namespace_paths(target.spec) {
-        let ino = std::fs::metadata(&path)
-            .map_err(Error::io(format!("stat namespace {path}")))?
-            .ino();
-        let criu_name = super::criu_ns_name(&kind);
-        opts.external.push(format!(
-            "{criu_name}[{ino}]:{}",
-            rust_criu::criu_ns_to_key(criu_name)
-        ));
-        metadata.external_namespaces.push(kind);
-    }
+    let rootfs = super::rootfs_path(target.spec, target.bundle);
+    let mut metadata = new_metadata(target, request, version, &rootfs);
+    let dirs = [images_dir.as_raw_fd(), work_dir.as_raw_fd()];
+    let mut opts = dump_options(target, exit, &rootfs, dirs, &metadata)?;
+    declare_externals(&mut opts, &mut metadata, target)?;
 
     let _tls = match paths.page_server {
         Some(server) => Some(page_server_options(&mut opts, server, work)?),
@@ -144,12 +93,11 @@ pub fn dump(
     let mut req = rpc::Criu_req::new();
     req.set_type(rpc::Criu_req_type::DUMP);
     req.opts = MessageField::some(opts);
-    let fds = [images_dir.as_raw_fd(), work_dir.as_raw_fd()];
     let log = work.join(image::DUMP_LOG);
     let call = Call {
         op: CriuOp::Dump,
         request: req,
-        inherited: &fds,
+        inherited: &dirs,
         log: Some(&log),
         cancel: paths.cancel,
     };
@@ -172,27 +120,15 @@ pub fn dump(
             ready();
         }
         match mode {
-            Some(PageMode::Push) => postcopy::await_release(
+            Some(PageMode::Push) => control::await_release(
                 images,
                 paths.cancel.unwrap_or(&|| false),
-                postcopy::RELEASE_TIMEOUT,
+                control::RELEASE_TIMEOUT,
             ),
             _ => Ok(()),
         }
     };
-    let failure = match criu.call(call, &mut notify) {
-        Ok(o) if o.response.success() => None,
-        Ok(o) => Some(CriuError::new(
-            CriuOp::Dump,
-            CriuFailure::Refused {
-                errno: o.response.cr_errno(),
-                message: o.response.cr_errmsg().to_string(),
-            },
-        )),
-        Err(Error::Criu(e)) => Some(*e),
-        Err(e) => return Err(e),
-    };
-    if let Some(mut err) = failure {
+    if let Some(mut err) = criu_failure(criu.call(call, &mut notify))? {
         before.discard_new(images, work, &log);
         err.subject = format!("checkpoint of {}", target.id);
         explain(&mut err, &log, paths.keep_failed_log, &OPTION_ADVICE);
@@ -212,6 +148,110 @@ pub fn dump(
         finish(&mut metadata, &rootfs, paths, &before)?;
     }
     Ok(metadata)
+}
+
+/// CRIU's options for dumping `target` into the directories `dirs` (images,
+/// work) with the options `metadata` records.
+fn dump_options(
+    target: &DumpTarget,
+    exit: bool,
+    rootfs: &Path,
+    dirs: [RawFd; 2],
+    metadata: &Metadata,
+) -> Result<rpc::Criu_opts> {
+    let mut opts = rpc::Criu_opts::new();
+    opts.set_images_dir_fd(dirs[0]);
+    opts.set_work_dir_fd(dirs[1]);
+    opts.set_log_file(image::DUMP_LOG.into());
+    opts.set_log_level(LOG_LEVEL);
+    opts.set_pid(target.pid);
+    opts.set_root(rootfs.to_string_lossy().into_owned());
+    opts.set_leave_running(!exit);
+    opts.set_notify_scripts(true);
+    // A terminal's master lives in the shim, outside the dumped tree: let
+    // CRIU dump the slave as an orphan (restore hands back a new master).
+    opts.set_orphan_pts_master(true);
+    super::apply_dump_options(&mut opts, &metadata.options)?;
+    if let Some(freezer) = cgroup::freezer_dir(&metadata.cgroup_path) {
+        opts.set_freeze_cgroup(freezer.to_string_lossy().into_owned());
+    }
+    opts.cgroup_dump_controller = owned_controllers(target.pid, &metadata.cgroup_path)?;
+    Ok(opts)
+}
+
+/// The checkpoint's metadata as far as it is known before CRIU runs.
+fn new_metadata(
+    target: &DumpTarget,
+    request: &CheckpointRequest,
+    version: (u32, u32, u32),
+    rootfs: &Path,
+) -> Metadata {
+    let mut metadata = Metadata::new(target.id, version);
+    metadata.options = image::DumpOptions {
+        tcp_established: request.tcp_established,
+        ext_unix_sk: request.ext_unix_sk,
+        shell_job: request.shell_job || target.terminal,
+        file_locks: request.file_locks,
+        cgroups_mode: request.cgroups_mode,
+        empty_namespaces: request.empty_namespaces.clone(),
+    };
+    if super::network_set_up_by_hooks(target.spec)
+        && !super::empties_network(&metadata.options.empty_namespaces)
+    {
+        metadata.options.empty_namespaces.push("network".into());
+    }
+    metadata.terminal = target.terminal;
+    metadata.image = Some(super::identity::ImageIdentity::of_rootfs(rootfs));
+    metadata.cgroup_path = cgroup::path_of(target.spec, target.id);
+    metadata
+}
+
+/// Tells CRIU what the tree uses but does not own (bind mounts, cgroup
+/// mounts, namespaces joined from elsewhere), and records each in the
+/// metadata for the restore to supply again.
+fn declare_externals(
+    opts: &mut rpc::Criu_opts,
+    metadata: &mut Metadata,
+    target: &DumpTarget,
+) -> Result<()> {
+    for dest in external_mounts(target.spec, target.pid) {
+        opts.ext_mnt.push(super::ext_mount(&dest, &dest));
+        metadata.external_mounts.push(dest);
+    }
+    for mount in cgroup_mounts(target.spec, target.pid)? {
+        opts.ext_mnt
+            .push(super::ext_mount(&mount.mountpoint, &mount.mountpoint));
+        metadata.cgroup_mounts.push(mount);
+    }
+    for (kind, path) in super::namespace_paths(target.spec) {
+        let ino = std::fs::metadata(&path)
+            .map_err(Error::io(format!("stat namespace {path}")))?
+            .ino();
+        let criu_name = super::criu_ns_name(&kind);
+        opts.external.push(format!(
+            "{criu_name}[{ino}]:{}",
+            rust_criu::criu_ns_to_key(criu_name)
+        ));
+        metadata.external_namespaces.push(kind);
+    }
+    Ok(())
+}
+
+/// CRIU's failure, if the call was one: its own refusal, or what the
+/// driver saw (crash, deadline). Other errors are returned as they are.
+fn criu_failure(called: Result<criu::Outcome>) -> Result<Option<CriuError>> {
+    match called {
+        Ok(o) if o.response.success() => Ok(None),
+        Ok(o) => Ok(Some(CriuError::new(
+            CriuOp::Dump,
+            CriuFailure::Refused {
+                errno: o.response.cr_errno(),
+                message: o.response.cr_errmsg().to_string(),
+            },
+        ))),
+        Err(Error::Criu(e)) => Ok(Some(*e)),
+        Err(e) => Err(e),
+    }
 }
 
 /// What follows CRIU's images: the rootfs diff, compressed pages, the
@@ -246,7 +286,7 @@ fn page_server_options(
     opts: &mut rpc::Criu_opts,
     server: &PageServer,
     work: &Path,
-) -> Result<postcopy::TlsFiles> {
+) -> Result<TlsFiles> {
     let tls = server.tls_files(work)?;
     let mut ps = rpc::Criu_page_server_info::new();
     ps.set_port(server.port as i32);

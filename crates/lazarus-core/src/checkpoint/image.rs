@@ -306,7 +306,7 @@ impl Listing {
     /// a post-copy client's control files (its request, its call-off).
     pub fn discard_new(&self, images: &Path, work: &Path, log: &Path) {
         for path in self.both(images, work) {
-            if path == log || super::postcopy::is_control_file(&path) {
+            if path == log || super::control::is_control_file(&path) {
                 continue;
             }
             let removed = match path.is_dir() && !path.is_symlink() {

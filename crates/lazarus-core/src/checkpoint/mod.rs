@@ -1,7 +1,10 @@
 //! Checkpoint and restore: what a request means ([`request`]), what the
 //! image directory holds ([`image`]), and the CRIU requests for [`dump`]
-//! and [`restore`], built from the container's OCI spec.
+//! and [`restore`], built from the container's OCI spec; the root
+//! filesystem's changes saved beside the images and applied before a
+//! restore ([`rootfs`]).
 
+pub mod control;
 pub mod dump;
 pub mod handoff;
 pub mod identity;
@@ -10,6 +13,7 @@ pub mod pages;
 pub mod postcopy;
 pub mod request;
 pub mod restore;
+pub mod rootfs;
 
 use std::path::{Path, PathBuf};
 
@@ -103,7 +107,7 @@ fn is_bind(m: &Mount) -> bool {
 }
 
 /// The container's rootfs as the host sees it.
-fn rootfs(spec: &Spec, bundle: &Path) -> PathBuf {
+fn rootfs_path(spec: &Spec, bundle: &Path) -> PathBuf {
     let root = spec
         .root()
         .as_ref()

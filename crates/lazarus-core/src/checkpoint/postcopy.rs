@@ -13,47 +13,23 @@
 //!   called off, CRIU resumes it where it was.
 //!
 //! A checkpoint asks for either with a [`PageServer`] file in its image
-//! directory, written by `lazarus migrate` before the dump; the same file
+//! directory, written by `lazarus migrate` before the dump (the first word
+//! of the protocol in [`super::control`]); the same file
 //! travels in the archive and tells the destination's restore where a lazy
 //! memory is. The page stream is CRIU's own protocol under mutual TLS with
 //! a one-time CA: CRIU's lazy page server listens on every address, so a
 //! peer without the migration's certificate must get nothing but a failed
 //! handshake.
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::control;
+use crate::criu::{write_private, PageDaemonRequest, TlsFiles, TlsPem};
 use crate::error::{Error, Result};
 
-/// In the image directory: where the memory is served from.
-pub const REQUEST_FILE: &str = "lazarus-postcopy.json";
-/// In the image directory: written by the migrating client to call a
-/// post-copy dump off before the destination runs (CRIU is stopped and the
-/// container thawed, running on where it was).
-pub const CANCEL_FILE: &str = "lazarus-postcopy.cancel";
-/// In the image directory: written by the runtime when the post-copy dump
-/// has ended (every page sent, or called off and the container thawed),
-/// holding how it ended; the client waits for it before it lets go.
-pub const ENDED_FILE: &str = "lazarus-postcopy.ended";
-/// In the image directory: written by the migrating client once the
-/// destination runs the container, to let a push dump's source end (until
-/// then it waits frozen, and is resumed if the dump is called off).
-pub const RELEASE_FILE: &str = "lazarus-postcopy.release";
-/// In the image directory: renewed by the migrating client every
-/// [`LEASE_RENEW`] while the dump may need it. A client that dies (killed
-/// mid-migration) stops renewing it, and a dump whose lease is older than
-/// [`LEASE_TIMEOUT`] is called off: the source does not stay frozen for
-/// CRIU's whole deadline on behalf of nobody.
-pub const LEASE_FILE: &str = "lazarus-postcopy.lease";
-pub const LEASE_RENEW: Duration = Duration::from_secs(2);
-pub const LEASE_TIMEOUT: Duration = Duration::from_secs(30);
 /// CRIU sizes its page pipes at about 3.3 MB; below this cap (the kernel's
 /// default is 1 MiB, and root here lacks CAP_SYS_RESOURCE to exceed it) a
 /// lazy dump fails half-way with "page-pipe: splice: Bad file descriptor".
@@ -94,25 +70,10 @@ impl std::fmt::Debug for PageServer {
     }
 }
 
-/// The TLS files CRIU reads, written private into a work directory and
-/// removed when dropped.
-pub struct TlsFiles {
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-impl Drop for TlsFiles {
-    fn drop(&mut self) {
-        for f in [&self.ca, &self.cert, &self.key] {
-            let _ = std::fs::remove_file(f);
-        }
-    }
-}
-
 impl PageServer {
     /// A page server at `address:port` with fresh TLS material: a CA, and a
     /// certificate for `address` it signed.
+    #[cfg(feature = "migration")]
     pub fn generate(address: IpAddr, port: u16) -> Result<PageServer> {
         use rcgen::{
             BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -150,7 +111,7 @@ impl PageServer {
 
     /// The request in `images`, if the checkpoint is a post-copy one.
     pub fn read(images: &Path) -> Result<Option<PageServer>> {
-        let path = images.join(REQUEST_FILE);
+        let path = control::request_path(images);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
                 Error::InvalidArgument(format!("invalid post-copy request {}: {e}", path.display()))
@@ -162,52 +123,33 @@ impl PageServer {
 
     /// Writes the request into `images` (private: it holds a key).
     pub fn write(&self, images: &Path) -> Result<()> {
-        write_private(&images.join(REQUEST_FILE), &serde_json::to_vec(self)?)
+        write_private(&control::request_path(images), &serde_json::to_vec(self)?)
     }
 
     /// Writes the TLS files CRIU needs into `dir`.
     pub fn tls_files(&self, dir: &Path) -> Result<TlsFiles> {
-        let files = TlsFiles {
-            ca: dir.join("lazarus-tls-ca.pem"),
-            cert: dir.join("lazarus-tls-cert.pem"),
-            key: dir.join("lazarus-tls-key.pem"),
-        };
-        for (path, pem) in [
-            (&files.ca, &self.ca_pem),
-            (&files.cert, &self.cert_pem),
-            (&files.key, &self.key_pem),
-        ] {
-            let _ = std::fs::remove_file(path);
-            write_private(path, pem.as_bytes())?;
-        }
-        Ok(files)
+        TlsFiles::write(dir, &self.tls_pem())
     }
-}
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .map_err(Error::io(format!("write {}", path.display())))
-}
+    /// The request for the CRIU page daemon at this migration's end of the
+    /// page stream: its images in `images`, its sockets and logs in `work`.
+    pub fn daemon_request<'a>(&'a self, images: &'a Path, work: &'a Path) -> PageDaemonRequest<'a> {
+        PageDaemonRequest {
+            images,
+            work,
+            address: self.address,
+            port: self.port,
+            tls: self.tls_pem(),
+        }
+    }
 
-/// The client's and the runtime's files above, which a failed dump leaves
-/// where they are.
-pub fn is_control_file(path: &Path) -> bool {
-    path.file_name().is_some_and(|n| {
-        [
-            REQUEST_FILE,
-            CANCEL_FILE,
-            ENDED_FILE,
-            LEASE_FILE,
-            RELEASE_FILE,
-        ]
-        .iter()
-        .any(|f| n == *f)
-    })
+    fn tls_pem(&self) -> TlsPem<'_> {
+        TlsPem {
+            ca: &self.ca_pem,
+            cert: &self.cert_pem,
+            key: &self.key_pem,
+        }
+    }
 }
 
 /// CRIU's pagemap image magic, and its flag for pages left to the page
@@ -220,7 +162,7 @@ const PAGE_SIZE: u64 = 4096;
 /// pagemaps mark lazy. (CRIU's own dump statistics cannot say: its page
 /// server resets them before it writes them.)
 pub fn lazy_bytes(images: &Path) -> Result<u64> {
-    use crate::inspect::criu_images::read_image;
+    use crate::criu::images::read_image;
     let mut pages = 0;
     let dir = std::fs::read_dir(images).map_err(Error::io(format!("read {}", images.display())))?;
     for entry in dir.flatten() {
@@ -247,140 +189,6 @@ pub fn lazy_bytes(images: &Path) -> Result<u64> {
     Ok(pages * PAGE_SIZE)
 }
 
-/// The client's lease on a post-copy dump (see [`LEASE_FILE`]), renewed by
-/// a thread of its own until dropped. The client also writes it with the
-/// request ([`write_lease`]), so a dump never runs without one; the thread
-/// renews it once the image directory exists.
-pub struct Lease {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Lease {
-    pub fn hold(images: &Path) -> Lease {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (flag, images) = (stop.clone(), images.to_path_buf());
-        let thread = std::thread::spawn(move || {
-            let tick = Duration::from_millis(100);
-            let mut since = LEASE_RENEW;
-            while !flag.load(Ordering::Relaxed) {
-                if since >= LEASE_RENEW {
-                    let _ = write_lease(&images);
-                    since = Duration::ZERO;
-                }
-                std::thread::sleep(tick);
-                since += tick;
-            }
-        });
-        Lease {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Creates the lease in `images` or moves its time to now.
-pub fn write_lease(images: &Path) -> Result<()> {
-    let path = images.join(LEASE_FILE);
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .and_then(|f| f.set_modified(SystemTime::now()))
-        .map_err(Error::io(format!("write {}", path.display())))
-}
-
-/// The client's lease has lapsed: it was taken and not renewed for
-/// [`LEASE_TIMEOUT`]. (No lease at all is a client that takes none.)
-pub fn lease_lapsed(images: &Path) -> bool {
-    std::fs::metadata(images.join(LEASE_FILE))
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age > LEASE_TIMEOUT)
-}
-
-/// Calls a post-copy dump off (see [`CANCEL_FILE`]).
-pub fn cancel(images: &Path) -> Result<()> {
-    let path = images.join(CANCEL_FILE);
-    std::fs::write(&path, b"").map_err(Error::io(format!("write {}", path.display())))
-}
-
-pub fn cancelled(images: &Path) -> bool {
-    images.join(CANCEL_FILE).exists()
-}
-
-/// Lets a push dump's source end (see [`RELEASE_FILE`]).
-pub fn release(images: &Path) -> Result<()> {
-    let path = images.join(RELEASE_FILE);
-    std::fs::write(&path, b"").map_err(Error::io(format!("write {}", path.display())))
-}
-
-pub fn released(images: &Path) -> bool {
-    images.join(RELEASE_FILE).exists()
-}
-
-/// How often a push dump, frozen at its post-dump notification, looks for
-/// its client's word.
-const DECISION_POLL: Duration = Duration::from_millis(20);
-
-/// The longest a push dump waits for its client's word at post-dump, as
-/// long as CRIU's own default deadline: a client that keeps its lease but
-/// never says (a receiver's restore taking longer than this) gets its
-/// source back, resumed, rather than a source frozen for ever.
-pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// A push dump's wait at CRIU's post-dump notification (every page is at
-/// the destination): Ok once released, an error once called off
-/// (`called_off`: the cancel file, or a lapsed lease) or after `timeout`.
-/// CRIU kills the tree after Ok and resumes it after an error.
-pub fn await_release(
-    images: &Path,
-    called_off: &dyn Fn() -> bool,
-    timeout: Duration,
-) -> Result<()> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if released(images) {
-            return Ok(());
-        }
-        if called_off() {
-            return Err(Error::Other(
-                "the migration was called off before the destination ran the container".into(),
-            ));
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(Error::Other(format!(
-                "the migration's client neither released nor called off the dump within \
-                 {timeout:?}"
-            )));
-        }
-        std::thread::sleep(DECISION_POLL);
-    }
-}
-
-/// Says the dump has ended (see [`ENDED_FILE`]). Best effort: a client
-/// that went away took the directory with it.
-pub fn say_ended(images: &Path, how: &str) {
-    let _ = std::fs::write(images.join(ENDED_FILE), how);
-}
-
-/// How the dump ended, once it has.
-pub fn ended(images: &Path) -> Option<String> {
-    std::fs::read_to_string(images.join(ENDED_FILE)).ok()
-}
-
 /// Refuses a lazy dump the kernel's pipe size cap would break half-way.
 pub fn check_pipe_max_size() -> Result<()> {
     let size = std::fs::read_to_string(PIPE_MAX_SIZE)
@@ -402,6 +210,20 @@ fn pipe_size_ok(size: u64) -> Result<()> {
     )))
 }
 
+/// A request whose TLS material is a stand-in, for tests of what is not
+/// the certificates (which need the `migration` feature to be made).
+#[cfg(test)]
+pub(crate) fn stand_in(port: u16, mode: PageMode) -> PageServer {
+    PageServer {
+        address: "10.0.0.1".parse().unwrap(),
+        port,
+        mode,
+        ca_pem: "-----BEGIN CERTIFICATE-----\nca".into(),
+        cert_pem: "-----BEGIN CERTIFICATE-----\ncert".into(),
+        key_pem: "-----BEGIN PRIVATE KEY-----\nKEY".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,11 +233,9 @@ mod tests {
     fn the_request_round_trips_privately_and_hides_its_key() {
         let dir = tempfile::tempdir().unwrap();
         assert!(PageServer::read(dir.path()).unwrap().is_none());
-        let ps = PageServer::generate("10.0.0.1".parse().unwrap(), 27000).unwrap();
-        assert!(ps.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
-        assert!(ps.key_pem.contains("PRIVATE KEY"));
+        let ps = stand_in(27000, PageMode::Lazy);
         ps.write(dir.path()).unwrap();
-        let mode = std::fs::metadata(dir.path().join(REQUEST_FILE))
+        let mode = std::fs::metadata(control::request_path(dir.path()))
             .unwrap()
             .permissions()
             .mode();
@@ -434,6 +254,17 @@ mod tests {
         assert!(!key.exists(), "TLS files go with their handle");
     }
 
+    #[cfg(feature = "migration")]
+    #[test]
+    fn a_generated_server_has_a_certificate_and_a_key() {
+        let ps = PageServer::generate("10.0.0.1".parse().unwrap(), 27000).unwrap();
+        assert!(ps.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(ps.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(ps.key_pem.contains("PRIVATE KEY"));
+        assert_eq!((ps.port, ps.mode), (27000, PageMode::Lazy));
+    }
+
+    #[cfg(feature = "migration")]
     #[test]
     fn two_migrations_never_share_a_key() {
         let a = PageServer::generate("10.0.0.1".parse().unwrap(), 1).unwrap();
@@ -445,9 +276,9 @@ mod tests {
     #[test]
     fn a_garbled_request_is_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(REQUEST_FILE), b"{").unwrap();
+        std::fs::write(control::request_path(dir.path()), b"{").unwrap();
         let e = PageServer::read(dir.path()).unwrap_err().to_string();
-        assert!(e.contains(REQUEST_FILE), "{e}");
+        assert!(e.contains("lazarus-postcopy.json"), "{e}");
     }
 
     #[test]
@@ -459,75 +290,12 @@ mod tests {
     }
 
     #[test]
-    fn a_held_lease_is_renewed_and_an_old_one_lapses() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(!lease_lapsed(dir.path()), "no lease is not a lapsed one");
-        let lease = Lease::hold(dir.path());
-        let path = dir.path().join(LEASE_FILE);
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !path.exists() {
-            assert!(std::time::Instant::now() < deadline, "no lease file");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(!lease_lapsed(dir.path()));
-        drop(lease);
-        // As a client dead for longer than the timeout leaves it.
-        let old = SystemTime::now() - LEASE_TIMEOUT - Duration::from_secs(1);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
-        assert!(lease_lapsed(dir.path()));
-        assert!(is_control_file(&path));
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
-
-    #[test]
-    fn a_push_dump_waits_for_release_or_call_off() {
-        let dir = tempfile::tempdir().unwrap();
-        let e = await_release(dir.path(), &|| true, RELEASE_TIMEOUT).unwrap_err();
-        assert!(e.to_string().contains("called off"), "{e}");
-        // Neither word: not for ever.
-        let e = await_release(dir.path(), &|| false, Duration::from_millis(50)).unwrap_err();
-        assert!(e.to_string().contains("neither released"), "{e}");
-        release(dir.path()).unwrap();
-        assert!(is_control_file(&dir.path().join(RELEASE_FILE)));
-        // Released wins over a call-off that came later.
-        assert!(await_release(dir.path(), &|| true, RELEASE_TIMEOUT).is_ok());
-        let later = tempfile::tempdir().unwrap();
-        let path = later.path().to_path_buf();
-        let t = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(100));
-            release(&path).unwrap();
-        });
-        assert!(await_release(later.path(), &|| false, RELEASE_TIMEOUT).is_ok());
-        t.join().unwrap();
-    }
-
-    #[test]
     fn an_old_request_without_a_mode_is_post_copy() {
-        let ps = PageServer::generate("10.0.0.1".parse().unwrap(), 1).unwrap();
+        let ps = stand_in(1, PageMode::Lazy);
         let mut v = serde_json::to_value(&ps).unwrap();
         assert_eq!(v["mode"], "lazy");
         v.as_object_mut().unwrap().remove("mode");
         let back: PageServer = serde_json::from_value(v).unwrap();
         assert_eq!(back.mode, PageMode::Lazy);
-    }
-
-    #[test]
-    fn cancel_and_end_are_seen() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(!cancelled(dir.path()));
-        cancel(dir.path()).unwrap();
-        assert!(cancelled(dir.path()));
-        assert!(is_control_file(&dir.path().join(CANCEL_FILE)));
-        assert!(!is_control_file(&dir.path().join("pages-1.img")));
-        assert_eq!(ended(dir.path()), None);
-        say_ended(dir.path(), "resumed");
-        assert_eq!(ended(dir.path()).as_deref(), Some("resumed"));
     }
 }

@@ -10,9 +10,7 @@ use protobuf::MessageField;
 use super::identity::{self, ImageIdentity};
 use super::image::{self, Metadata};
 use super::postcopy::PageServer;
-use crate::criu::{
-    self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp, LazyPages, LazyPagesRequest,
-};
+use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp, LazyPages};
 use crate::error::{Error, Result};
 use crate::host::cgroup;
 
@@ -245,6 +243,104 @@ impl RestorePlan {
         }
     }
 
+    /// CRIU's options for restoring from the directories `dirs` (images,
+    /// work) into the new container's cgroup, with the options the dump
+    /// recorded.
+    fn restore_options(
+        &self,
+        spec: &Spec,
+        bundle: &Path,
+        dirs: [RawFd; 2],
+        new_cgroup: &str,
+    ) -> Result<rpc::Criu_opts> {
+        let mut opts = rpc::Criu_opts::new();
+        opts.set_images_dir_fd(dirs[0]);
+        opts.set_work_dir_fd(dirs[1]);
+        opts.set_log_file(image::RESTORE_LOG.into());
+        opts.set_log_level(4);
+        opts.set_root(
+            super::rootfs_path(spec, bundle)
+                .to_string_lossy()
+                .into_owned(),
+        );
+        opts.set_rst_sibling(true);
+        opts.set_notify_scripts(true);
+        super::apply_dump_options(&mut opts, &self.metadata.options)?;
+        opts.set_orphan_pts_master(self.metadata.terminal);
+        cgroup::prepare_cpuset_parents(new_cgroup).map_err(Error::io(format!(
+            "prepare the cpuset cgroups above {new_cgroup}"
+        )))?;
+        let mut root = rpc::Cgroup_root::new();
+        root.set_path(new_cgroup.to_string());
+
+        opts.cg_root.push(root);
+        Ok(opts)
+    }
+
+    /// The mounts the dump left external, and where each comes from now.
+    fn declare_mounts(&self, opts: &mut rpc::Criu_opts, spec: &Spec, new_cgroup: &str) {
+        for dest in &self.metadata.external_mounts {
+            let source = mount_source(spec, dest).expect("checked at Create");
+            opts.ext_mnt.push(super::ext_mount(dest, &source));
+        }
+        for mount in &self.metadata.cgroup_mounts {
+            // The container's own cgroup becomes the new container's (CRIU
+            // creates it before binding it); a shared one (a hierarchy the
+            // runtime leaves alone) stays what it was.
+            let root = if mount.root == self.metadata.cgroup_path {
+                new_cgroup
+            } else {
+                &mount.root
+            };
+            let hierarchy = Path::new(&mount.mountpoint).file_name().unwrap_or_default();
+            let source = Path::new("/sys/fs/cgroup")
+                .join(hierarchy)
+                .join(root.trim_start_matches('/'));
+            opts.ext_mnt.push(super::ext_mount(
+                &mount.mountpoint,
+                &source.to_string_lossy(),
+            ));
+        }
+    }
+
+    /// The namespaces the dump left external, opened from the new spec and
+    /// handed to CRIU (`keep`: fds CRIU inherits). The files must stay open
+    /// until CRIU is done.
+    fn inherit_namespaces(
+        &self,
+        opts: &mut rpc::Criu_opts,
+        spec: &Spec,
+        keep: &mut Vec<RawFd>,
+    ) -> Result<Vec<File>> {
+        let mut namespaces: Vec<File> = Vec::new();
+        for (kind, path) in super::namespace_paths(spec) {
+            if !self.metadata.external_namespaces.contains(&kind) {
+                continue;
+            }
+            let ns = File::open(&path).map_err(Error::io(format!("open namespace {path}")))?;
+            opts.inherit_fd.push(inherit(
+                ns.as_raw_fd(),
+                &rust_criu::criu_ns_to_key(super::criu_ns_name(&kind)),
+            ));
+            keep.push(ns.as_raw_fd());
+            namespaces.push(ns);
+        }
+        Ok(namespaces)
+    }
+
+    /// The new process's stdio pipes in place of the dumped ones (each
+    /// dumped pipe once).
+    fn inherit_stdio(&self, opts: &mut rpc::Criu_opts, fds: [RawFd; 3], keep: &mut Vec<RawFd>) {
+        let mut seen = Vec::new();
+        for (desc, fd) in self.descriptors.iter().zip(fds) {
+            if desc.starts_with("pipe:") && !seen.contains(desc) {
+                opts.inherit_fd.push(inherit(fd, desc));
+                keep.push(fd);
+                seen.push(desc.clone());
+            }
+        }
+    }
+
     /// Restores the process tree as a child of this process (rst_sibling).
     /// When the network namespace was dumped empty, CRIU creates a fresh one
     /// and `setup_network(pid)` configures it before sockets are restored
@@ -267,70 +363,12 @@ impl RestorePlan {
         let images_dir = criu::open_dir(readable.path())?;
         let work_dir = criu::open_dir(&self.work)?;
         let mut keep = vec![images_dir.as_raw_fd(), work_dir.as_raw_fd()];
-
-        let mut opts = rpc::Criu_opts::new();
-        opts.set_images_dir_fd(images_dir.as_raw_fd());
-        opts.set_work_dir_fd(work_dir.as_raw_fd());
-        opts.set_log_file(image::RESTORE_LOG.into());
-        opts.set_log_level(4);
-        opts.set_root(super::rootfs(spec, bundle).to_string_lossy().into_owned());
-        opts.set_rst_sibling(true);
-        opts.set_notify_scripts(true);
-        super::apply_dump_options(&mut opts, &self.metadata.options)?;
-        opts.set_orphan_pts_master(self.metadata.terminal);
         let new_cgroup = cgroup::path_of(spec, id);
-        cgroup::prepare_cpuset_parents(&new_cgroup).map_err(Error::io(format!(
-            "prepare the cpuset cgroups above {new_cgroup}"
-        )))?;
-        let mut root = rpc::Cgroup_root::new();
-        root.set_path(new_cgroup.clone());
-
-        opts.cg_root.push(root);
-
-        for dest in &self.metadata.external_mounts {
-            let source = mount_source(spec, dest).expect("checked at Create");
-            opts.ext_mnt.push(super::ext_mount(dest, &source));
-        }
-        for mount in &self.metadata.cgroup_mounts {
-            // The container's own cgroup becomes the new container's (CRIU
-            // creates it before binding it); a shared one (a hierarchy the
-            // runtime leaves alone) stays what it was.
-            let root = if mount.root == self.metadata.cgroup_path {
-                new_cgroup.as_str()
-            } else {
-                &mount.root
-            };
-            let hierarchy = Path::new(&mount.mountpoint).file_name().unwrap_or_default();
-            let source = Path::new("/sys/fs/cgroup")
-                .join(hierarchy)
-                .join(root.trim_start_matches('/'));
-            opts.ext_mnt.push(super::ext_mount(
-                &mount.mountpoint,
-                &source.to_string_lossy(),
-            ));
-        }
-        let mut namespaces: Vec<File> = Vec::new();
-        for (kind, path) in super::namespace_paths(spec) {
-            if !self.metadata.external_namespaces.contains(&kind) {
-                continue;
-            }
-            let ns = File::open(&path).map_err(Error::io(format!("open namespace {path}")))?;
-            opts.inherit_fd.push(inherit(
-                ns.as_raw_fd(),
-                &rust_criu::criu_ns_to_key(super::criu_ns_name(&kind)),
-            ));
-            keep.push(ns.as_raw_fd());
-            namespaces.push(ns);
-        }
+        let mut opts = self.restore_options(spec, bundle, [keep[0], keep[1]], &new_cgroup)?;
+        self.declare_mounts(&mut opts, spec, &new_cgroup);
+        let namespaces = self.inherit_namespaces(&mut opts, spec, &mut keep)?;
         if let Some(fds) = stdio {
-            let mut seen = Vec::new();
-            for (desc, fd) in self.descriptors.iter().zip(fds) {
-                if desc.starts_with("pipe:") && !seen.contains(desc) {
-                    opts.inherit_fd.push(inherit(fd, desc));
-                    keep.push(fd);
-                    seen.push(desc.clone());
-                }
-            }
+            self.inherit_stdio(&mut opts, fds, &mut keep);
         }
 
         // Post-copy: the daemon listens before the restore, which hands it
@@ -338,11 +376,7 @@ impl RestorePlan {
         let mut lazy_pages = match &self.page_server {
             Some(server) => {
                 opts.set_lazy_pages(true);
-                Some(criu.lazy_pages(&LazyPagesRequest {
-                    images: readable.path(),
-                    work: &self.work,
-                    server,
-                })?)
+                Some(criu.lazy_pages(&server.daemon_request(readable.path(), &self.work))?)
             }
             None => None,
         };
@@ -369,54 +403,66 @@ impl RestorePlan {
             Ok(())
         });
         drop(namespaces);
-        let mut fail = |failure: CriuFailure| -> Error {
-            if let Some(daemon) = lazy_pages.as_mut() {
-                daemon.kill();
-            }
-            // CRIU killed mid-restore (deadline, log bound) leaves the tasks
-            // it was restoring, which may still be looping and writing to
-            // its log: stop them before the log is read and copied.
-            let left = cgroup::kill_all(&new_cgroup, FAILED_RESTORE_KILL_TIMEOUT);
-            if !left.is_empty() {
-                ::log::error!("failed restore of {id}: pids {left:?} would not die");
-            }
-            criu::yard::remove_left_yard(&self.work);
-            let mut err = CriuError::new(CriuOp::Restore, failure);
-            err.subject = format!("restore of {id} from {}", self.images.display());
-            super::dump::explain(&mut err, &log, keep_failed_log, &[]);
-            err.into()
-        };
-        let outcome = match outcome {
-            Ok(o) if o.response.success() => o,
-            Ok(o) => {
-                return Err(fail(CriuFailure::Refused {
-                    errno: o.response.cr_errno(),
-                    message: o.response.cr_errmsg().to_string(),
-                }))
-            }
-            Err(Error::Criu(e)) => return Err(fail(e.failure)),
+        let failure = match outcome {
+            Ok(o) => match self.restored_tree(o, notified_pid) {
+                Ok((pid, pts_master)) => {
+                    return Ok(Restored {
+                        pid,
+                        pts_master,
+                        lazy_pages,
+                    })
+                }
+                Err(failure) => failure,
+            },
+            Err(Error::Criu(e)) => e.failure,
             Err(e) => return Err(e),
         };
+        if let Some(daemon) = lazy_pages.as_mut() {
+            daemon.kill();
+        }
+        // CRIU killed mid-restore (deadline, log bound) leaves the tasks it
+        // was restoring, which may still be looping and writing to its log:
+        // stop them before the log is read and copied.
+        let left = cgroup::kill_all(&new_cgroup, FAILED_RESTORE_KILL_TIMEOUT);
+        if !left.is_empty() {
+            ::log::error!("failed restore of {id}: pids {left:?} would not die");
+        }
+        criu::yard::remove_left_yard(&self.work);
+        let mut err = CriuError::new(CriuOp::Restore, failure);
+        err.subject = format!("restore of {id} from {}", self.images.display());
+        super::dump::explain(&mut err, &log, keep_failed_log, &[]);
+        Err(err.into())
+    }
+
+    /// The restored tree's pid and terminal master from CRIU's answer, or
+    /// why the answer is a failure.
+    fn restored_tree(
+        &self,
+        outcome: criu::Outcome,
+        notified_pid: i32,
+    ) -> std::result::Result<(i32, Option<File>), CriuFailure> {
+        if !outcome.response.success() {
+            return Err(CriuFailure::Refused {
+                errno: outcome.response.cr_errno(),
+                message: outcome.response.cr_errmsg().to_string(),
+            });
+        }
         let pid = match outcome.response.restore.pid() {
             0 => notified_pid,
             pid => pid,
         };
         if pid <= 0 {
-            return Err(fail(CriuFailure::Protocol(
+            return Err(CriuFailure::Protocol(
                 "CRIU reported no restored pid".into(),
-            )));
+            ));
         }
         let pts_master = outcome.received_fd.map(File::from);
         if self.metadata.terminal && pts_master.is_none() {
-            return Err(fail(CriuFailure::Protocol(
+            return Err(CriuFailure::Protocol(
                 "CRIU sent no terminal master for a terminal checkpoint".into(),
-            )));
+            ));
         }
-        Ok(Restored {
-            pid,
-            pts_master,
-            lazy_pages,
-        })
+        Ok((pid, pts_master))
     }
 }
 
@@ -489,7 +535,7 @@ impl RestorePlan {
             );
             return Ok(());
         }
-        let now = ImageIdentity::of_rootfs(&super::rootfs(spec, bundle));
+        let now = ImageIdentity::of_rootfs(&super::rootfs_path(spec, bundle));
         recorded.check(&now, &self.images)
     }
 }
@@ -500,14 +546,13 @@ impl RestorePlan {
     /// first gets the checkpointed container's root filesystem changes,
     /// when the dump saved them. The same container still has them.
     fn apply_rootfs_diff(&self, id: &str, spec: &Spec, bundle: &Path) -> Result<()> {
-        let tar = self.images.join(crate::archive::ROOTFS_DIFF_TAR);
+        let tar = self.images.join(super::rootfs::ROOTFS_DIFF_TAR);
         if !self.metadata.rootfs_diff || self.metadata.container_id == id || !tar.is_file() {
             return Ok(());
         }
-        let deleted =
-            crate::archive::rootfs::read_deleted(&self.images.join(crate::archive::DELETED_FILES))?;
-        let rootfs = super::rootfs(spec, bundle);
-        crate::archive::rootfs::apply(&tar, &deleted, &rootfs)?;
+        let deleted = super::rootfs::read_deleted(&self.images.join(super::rootfs::DELETED_FILES))?;
+        let rootfs = super::rootfs_path(spec, bundle);
+        super::rootfs::apply(&tar, &deleted, &rootfs)?;
         ::log::info!(
             "restore of {id}: applied {}'s root filesystem changes ({} deleted paths)",
             self.metadata.container_id,
@@ -569,7 +614,8 @@ mod tests {
     fn a_postcopy_restore_works_on_its_own_copy_of_anothers_images() {
         let (images, bundle) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         std::fs::write(images.path().join("pstree.img"), b"tree").unwrap();
-        let server = PageServer::generate("10.0.0.1".parse().unwrap(), 27000).unwrap();
+        let server =
+            super::super::postcopy::stand_in(27000, super::super::postcopy::PageMode::Lazy);
         let mut p = plan(images.path(), Some(server));
         p.own_postcopy_images(bundle.path()).unwrap();
         assert!(p.temporary && p.images.starts_with(bundle.path()), "{p:?}");

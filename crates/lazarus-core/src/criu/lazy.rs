@@ -7,9 +7,15 @@
 //! Its counterpart for stop-and-copy is the destination's `criu page-server`
 //! ([`SwrkCriu::receive_pages`]): the source's dump pushes every page to it
 //! before the restore, and it writes them into the images directory.
+//!
+//! The driver knows nothing of migrations: it is told where the page stream
+//! is and with which TLS material ([`PageDaemonRequest`]); the migration
+//! layer (`checkpoint::postcopy`, above) translates its request into one.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,7 +24,6 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::{CriuError, CriuFailure, CriuOp, ExitWatch, SwrkCriu};
-use crate::checkpoint::postcopy::{PageServer, TlsFiles};
 use crate::error::{Error, Result};
 
 /// The daemons' logs, in the work directory.
@@ -28,11 +33,72 @@ pub const PAGE_SERVER_LOG: &str = "page-server.log";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a lazy-pages daemon serves, or where a receiving page server
-/// writes.
-pub struct LazyPagesRequest<'a> {
+/// writes, and the page stream it takes part in.
+pub struct PageDaemonRequest<'a> {
     pub images: &'a Path,
     pub work: &'a Path,
-    pub server: &'a PageServer,
+    /// The page server's address and port: the source's, for lazy-pages;
+    /// its own, for a receiving page server.
+    pub address: IpAddr,
+    pub port: u16,
+    pub tls: TlsPem<'a>,
+}
+
+/// A page stream's TLS material, in PEM: the CA both ends trust, and the
+/// certificate and key both ends present.
+#[derive(Clone, Copy)]
+pub struct TlsPem<'a> {
+    pub ca: &'a str,
+    pub cert: &'a str,
+    pub key: &'a str,
+}
+
+/// The TLS files CRIU reads, written private into a work directory and
+/// removed when dropped.
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Writes `pem` into `dir` for CRIU's `--tls-*` options.
+    pub fn write(dir: &Path, pem: &TlsPem) -> Result<TlsFiles> {
+        let files = TlsFiles {
+            ca: dir.join("lazarus-tls-ca.pem"),
+            cert: dir.join("lazarus-tls-cert.pem"),
+            key: dir.join("lazarus-tls-key.pem"),
+        };
+        for (path, pem) in [
+            (&files.ca, pem.ca),
+            (&files.cert, pem.cert),
+            (&files.key, pem.key),
+        ] {
+            let _ = std::fs::remove_file(path);
+            write_private(path, pem.as_bytes())?;
+        }
+        Ok(files)
+    }
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
+        for f in [&self.ca, &self.cert, &self.key] {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// Creates `path` readable by its owner only (it holds a key) and writes
+/// `bytes` into it; an existing file is an error.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(Error::io(format!("write {}", path.display())))
 }
 
 /// A running CRIU page daemon: lazy-pages, or a receiving page server.
@@ -67,7 +133,7 @@ impl LazyPages for Daemon {
 }
 
 impl SwrkCriu {
-    pub(super) fn spawn_lazy_pages(&self, req: &LazyPagesRequest) -> Result<Box<dyn LazyPages>> {
+    pub(super) fn spawn_lazy_pages(&self, req: &PageDaemonRequest) -> Result<Box<dyn LazyPages>> {
         self.spawn_page_daemon(&["lazy-pages", "--page-server"], LAZY_PAGES_LOG, req)
     }
 
@@ -75,7 +141,7 @@ impl SwrkCriu {
     /// `req.server`'s address and port, TLS only; it writes the pages it
     /// receives into `req.images` and exits once the dump has disconnected.
     /// Returns once it listens.
-    pub fn receive_pages(&self, req: &LazyPagesRequest) -> Result<Box<dyn LazyPages>> {
+    pub fn receive_pages(&self, req: &PageDaemonRequest) -> Result<Box<dyn LazyPages>> {
         self.spawn_page_daemon(&["page-server"], PAGE_SERVER_LOG, req)
     }
 
@@ -83,19 +149,19 @@ impl SwrkCriu {
         &self,
         command: &[&str],
         log_name: &str,
-        req: &LazyPagesRequest,
+        req: &PageDaemonRequest,
     ) -> Result<Box<dyn LazyPages>> {
         let fail = |f| Error::from(CriuError::new(CriuOp::Restore, f));
         let what = command.join(" ");
-        let tls = req.server.tls_files(req.work)?;
+        let tls = TlsFiles::write(req.work, &req.tls)?;
         let (ready_r, ready_w) = nix::unistd::pipe().map_err(Error::sys("create a pipe"))?;
         let status_fd = ready_w.as_raw_fd();
         let mut cmd = Command::new(&self.binary);
         cmd.args(command)
             .arg("--address")
-            .arg(req.server.address.to_string())
+            .arg(req.address.to_string())
             .arg("--port")
-            .arg(req.server.port.to_string())
+            .arg(req.port.to_string())
             .arg("--tls")
             .arg("--tls-cacert")
             .arg(&tls.ca)

@@ -8,7 +8,7 @@
 //! waited for ([`ChildWaiter`]), and every conversation has a deadline and
 //! a bound on CRIU's log: a CRIU that hangs or loops is killed and reported.
 
-mod error;
+pub mod images;
 mod lazy;
 pub mod log;
 mod waiter;
@@ -26,8 +26,8 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use protobuf::Message;
 pub use rust_criu::rust_criu_protobuf::rpc;
 
-pub use error::{CriuError, CriuFailure, CriuOp};
-pub use lazy::{LazyPages, LazyPagesRequest, LAZY_PAGES_LOG};
+pub use crate::error::{CriuError, CriuFailure, CriuOp};
+pub use lazy::{write_private, LazyPages, PageDaemonRequest, TlsFiles, TlsPem, LAZY_PAGES_LOG};
 pub use waiter::{ChildWaiter, DirectWait, ExitWatch};
 
 use crate::error::{Error, Result};
@@ -64,7 +64,7 @@ pub trait Criu: Send + Sync {
 
     /// Starts CRIU's lazy-pages daemon for a post-copy restore and returns
     /// once it is ready for the restore (see [`lazy`]).
-    fn lazy_pages(&self, _request: &LazyPagesRequest) -> Result<Box<dyn LazyPages>> {
+    fn lazy_pages(&self, _request: &PageDaemonRequest) -> Result<Box<dyn LazyPages>> {
         Err(Error::FailedPrecondition(
             "this CRIU driver cannot run a lazy-pages daemon (post-copy restore)".into(),
         ))
@@ -128,7 +128,7 @@ pub struct SwrkCriu {
 }
 
 impl Criu for SwrkCriu {
-    fn lazy_pages(&self, request: &LazyPagesRequest) -> Result<Box<dyn LazyPages>> {
+    fn lazy_pages(&self, request: &PageDaemonRequest) -> Result<Box<dyn LazyPages>> {
         self.spawn_lazy_pages(request)
     }
 

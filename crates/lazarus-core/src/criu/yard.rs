@@ -4,8 +4,6 @@
 //! mid-restore (deadline, log bound) cannot: the mounts stay on the host
 //! and pin the work directory.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 const PREFIX: &str = ".criu.cgyard.";
@@ -17,16 +15,8 @@ pub fn remove_left_yard(work: &Path) {
     // Deepest first: the hierarchies inside, then the tmpfs.
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for point in &points {
-        let Ok(c) = CString::new(point.as_os_str().as_bytes()) else {
-            continue;
-        };
-        // SAFETY: a plain syscall on a NUL-terminated path.
-        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-            log::warn!(
-                "unmount CRIU's cgroup yard {}: {}",
-                point.display(),
-                std::io::Error::last_os_error()
-            );
+        if let Err(e) = detach(point) {
+            log::warn!("unmount CRIU's cgroup yard {}: {e}", point.display());
         }
     }
     for entry in std::fs::read_dir(&work).into_iter().flatten().flatten() {
@@ -37,6 +27,12 @@ pub fn remove_left_yard(work: &Path) {
             }
         }
     }
+}
+
+/// Lazily unmounts `point` (MNT_DETACH): gone from the tree now, freed once
+/// nothing uses it.
+fn detach(point: &Path) -> nix::Result<()> {
+    nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH)
 }
 
 fn is_yard(name: &std::ffi::OsStr) -> bool {

@@ -4,25 +4,12 @@
 //! field access and CRIU's field numbers, so no CRIU schema is compiled in;
 //! damaged input is an error naming the file, never a panic.
 
-pub mod criu_images;
 mod summary;
 
-pub use criu_images::Error;
+pub use crate::criu::images::Error;
 pub use summary::{
     field, human, render_text, summarize, ImageSummary, MountInfo, ProcessInfo, SocketInfo,
 };
-
-impl From<Error> for crate::Error {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::Io { path, source } => crate::Error::Io {
-                context: format!("read {}", path.display()),
-                source,
-            },
-            other => crate::Error::InvalidArgument(other.to_string()),
-        }
-    }
-}
 
 #[cfg(test)]
 mod real_dump_tests {

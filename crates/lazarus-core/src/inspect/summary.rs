@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::criu_images::{self as img, io, malformed, Entry, Error, Result};
 use crate::checkpoint::pages::{self, is_pages_image};
+use crate::criu::images::{self as img, io, malformed, Entry, Error, Result};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ProcessInfo {

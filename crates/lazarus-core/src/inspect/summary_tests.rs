@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use super::super::criu_images::tests::build::{bytes, image, msg, sub, varint};
-use super::super::criu_images::*;
 use super::*;
+use crate::criu::images::tests::build::{bytes, image, msg, sub, varint};
+use crate::criu::images::*;
 
 fn write(dir: &Path, name: &str, data: &[u8]) {
     std::fs::write(dir.join(name), data).unwrap();

@@ -18,8 +18,8 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde::Serialize;
 
 use super::caps::CapSet;
+use crate::criu::images::{self as img, Entry};
 use crate::error::{Error, Result};
-use crate::inspect::criu_images::{self as img, Entry};
 
 /// One thread's credentials as its image records them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -3,8 +3,8 @@ use std::path::Path;
 use oci_spec::runtime::Spec;
 
 use super::*;
-use crate::inspect::criu_images::tests::build::*;
-use crate::inspect::criu_images::{CORE_MAGIC, IMG_COMMON_MAGIC, MNTS_MAGIC};
+use crate::criu::images::tests::build::*;
+use crate::criu::images::{CORE_MAGIC, IMG_COMMON_MAGIC, MNTS_MAGIC};
 
 struct Thread {
     tid: u32,

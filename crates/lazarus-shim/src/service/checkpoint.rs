@@ -9,9 +9,9 @@ use containerd_shim_protos::events::task::{TaskCheckpointed, TaskStart};
 use super::TaskService;
 use lazarus_core::checkpoint::dump::{self, DumpPaths, DumpTarget};
 use lazarus_core::checkpoint::image;
-use lazarus_core::checkpoint::postcopy;
 use lazarus_core::checkpoint::request::{should_exit, CheckpointRequest};
 use lazarus_core::checkpoint::restore::RestoreTarget;
+use lazarus_core::checkpoint::{control, postcopy};
 use lazarus_core::host::cgroup;
 use lazarus_core::host::netlock::{self, NetlockRequest};
 
@@ -49,8 +49,7 @@ impl TaskService {
     pub fn migration_images(&self, req: &CheckpointTaskRequest) -> Option<PathBuf> {
         let request = crate::options::decode_checkpoint(req.options.as_ref()).ok()?;
         let images = PathBuf::from(&request.image_path);
-        (!request.image_path.is_empty() && images.join(postcopy::REQUEST_FILE).is_file())
-            .then_some(images)
+        (!request.image_path.is_empty() && control::is_requested(&images)).then_some(images)
     }
 
     /// A migration's checkpoint answers once the image directory is
@@ -89,7 +88,7 @@ impl TaskService {
                         how
                     }
                 };
-                postcopy::say_ended(&images, &how);
+                control::say_ended(&images, &how);
                 let _ = tx.send(Some(result));
             })
             .map_err(|e| Error::Runtime(format!("start the migration dump: {e}")))?;
@@ -162,21 +161,7 @@ impl TaskService {
             &self.settings.checkpoint_exit,
             &self.settings.namespace,
         )?;
-        let images = PathBuf::from(if request.image_path.is_empty() {
-            &req.path
-        } else {
-            &request.image_path
-        });
-        if images.as_os_str().is_empty() {
-            return Err(Error::InvalidArgument(
-                "checkpoint without a path or image_path".into(),
-            ));
-        }
-        let work = if request.work_path.is_empty() {
-            images.clone()
-        } else {
-            PathBuf::from(&request.work_path)
-        };
+        let (images, work) = dump_dirs(req, &request)?;
         let target = DumpTarget {
             id: c.id,
             pid: c.pid,
@@ -189,7 +174,7 @@ impl TaskService {
         let page_server = postcopy::PageServer::read(&images)?;
         // A migration's dump outlives the RPC that asked for it: its client
         // calls it off with a file, or by no longer renewing its lease.
-        let called_off = || postcopy::cancelled(&images) || postcopy::lease_lapsed(&images);
+        let called_off = || control::called_off(&images);
         let paths = DumpPaths {
             images: &images,
             work: &work,
@@ -260,6 +245,40 @@ impl TaskService {
             })
     }
 
+    /// CRIU's restore, for a member of a group restore with its network
+    /// locked (it stays locked until the whole group is back: the client
+    /// unlocks it, or the lock expires). Returns the lock taken, if any.
+    fn restore_in_group(
+        &self,
+        pending: &PendingRestore,
+        target: &RestoreTarget,
+    ) -> (
+        Option<(NetlockRequest, PathBuf)>,
+        lazarus_core::Result<lazarus_core::checkpoint::restore::Restored>,
+    ) {
+        match group_netlock(pending) {
+            Err(e) => (None, Err(e)),
+            Ok(GroupLock::None) => (None, self.restore_tree(pending, target, None)),
+            Ok(GroupLock::Held(request, netns)) => {
+                let restored = self.restore_tree(pending, target, None);
+                (Some((request, netns)), restored)
+            }
+            Ok(GroupLock::AtNetworkSetup(request)) => {
+                // The namespace is made by the restore: locked as soon as it
+                // exists, before its address comes up.
+                let mut netns = None;
+                let restored = self.restore_tree(pending, target, Some(&mut netns));
+                if netns.is_none() && restored.is_ok() {
+                    log::warn!(
+                        "group restore of {}: its network namespace was not locked",
+                        target.id
+                    );
+                }
+                (netns.map(|n| (request, n)), restored)
+            }
+        }
+    }
+
     /// Start of a container created from a checkpoint (now Restoring): CRIU
     /// restores its tree as our child; then it is an ordinary running init.
     pub(super) fn start_restored(
@@ -284,42 +303,11 @@ impl TaskService {
         };
         // The restored init may die before its pid is registered.
         let spawn = self.pids.spawn();
-        // A member of a group restore: its network stays locked until the
-        // whole group is back (the client unlocks it, or the lock expires).
-        let (netlock, restored) = match group_netlock(&pending) {
-            Err(e) => (None, Err(e)),
-            Ok(GroupLock::None) => (None, self.restore_tree(&pending, &target, None)),
-            Ok(GroupLock::Held(request, netns)) => {
-                let restored = self.restore_tree(&pending, &target, None);
-                (Some((request, netns)), restored)
-            }
-            Ok(GroupLock::AtNetworkSetup(request)) => {
-                // The namespace is made by the restore: locked as soon as it
-                // exists, before its address comes up.
-                let mut netns = None;
-                let restored = self.restore_tree(&pending, &target, Some(&mut netns));
-                if netns.is_none() && restored.is_ok() {
-                    log::warn!("group restore of {id}: its network namespace was not locked");
-                }
-                (netns.map(|n| (request, n)), restored)
-            }
-        };
+        let (netlock, restored) = self.restore_in_group(&pending, &target);
         let mut restored = match restored {
             Ok(r) => r,
             Err(e) => {
-                if let Some((_, netns)) = &netlock {
-                    let _ = netlock::unlock(netns, &ReaperWait);
-                }
-                // The core already killed what a failed CRIU left in the new
-                // cgroup (before reading its log); this is the guard for the
-                // other failures of a restore, and removes the directories.
-                let cgroup = cgroup::path_of(&pending.spec, &id);
-                let left = cgroup::destroy(&cgroup, RESTORE_CLEANUP_TIMEOUT);
-                if !left.is_empty() {
-                    log::error!("failed restore of {id}: pids {left:?} would not die");
-                }
-                pending.plan.discard_temporary_images();
-                cell.lock().state.start_failed(Some(Box::new(pending)));
+                undo_failed_restore(cell, pending, netlock.as_ref().map(|(_, n)| n.as_path()));
                 return Err(e.into());
             }
         };
@@ -364,21 +352,12 @@ impl TaskService {
         if let Some((request, netns)) = netlock {
             release_at_expiry(id.clone(), request, netns);
         }
-        let stats = image::read_stats(&image::stats_file(
-            &pending.plan.images,
-            &pending.plan.work,
-            "stats-restore",
-        ))
-        .unwrap_or_default();
-        log::info!(
-            "restored {id} (pid {}) in {:?}{}: {stats:?}",
+        log_restored(
+            &id,
             restored.pid,
-            started.elapsed(),
-            if lazy_pages.is_some() {
-                " (post-copy: its memory follows)"
-            } else {
-                ""
-            }
+            started,
+            &pending.plan,
+            lazy_pages.is_some(),
         );
         match lazy_pages {
             Some(daemon) => watch_lazy_pages(id, restored.pid, daemon, pending.plan),
@@ -386,6 +365,76 @@ impl TaskService {
         }
         Ok(restored.pid)
     }
+}
+
+/// Where a dump writes its images (the request's image path, else the
+/// task's checkpoint path), and CRIU's work directory (the images' unless
+/// the request names one).
+fn dump_dirs(
+    req: &CheckpointTaskRequest,
+    request: &CheckpointRequest,
+) -> Result<(PathBuf, PathBuf)> {
+    let images = PathBuf::from(if request.image_path.is_empty() {
+        &req.path
+    } else {
+        &request.image_path
+    });
+    if images.as_os_str().is_empty() {
+        return Err(Error::InvalidArgument(
+            "checkpoint without a path or image_path".into(),
+        ));
+    }
+    let work = if request.work_path.is_empty() {
+        images.clone()
+    } else {
+        PathBuf::from(&request.work_path)
+    };
+    Ok((images, work))
+}
+
+/// After a failed restore: the group's lock released, the new cgroup
+/// emptied and removed, the temporary images discarded, and the container
+/// back to Created with its restore still pending.
+fn undo_failed_restore(cell: &ContainerCell, pending: PendingRestore, netns: Option<&Path>) {
+    if let Some(netns) = netns {
+        let _ = netlock::unlock(netns, &ReaperWait);
+    }
+    let id = cell.lock().id.clone();
+    // The core already killed what a failed CRIU left in the new cgroup
+    // (before reading its log); this is the guard for the other failures
+    // of a restore, and removes the directories.
+    let cgroup = cgroup::path_of(&pending.spec, &id);
+    let left = cgroup::destroy(&cgroup, RESTORE_CLEANUP_TIMEOUT);
+    if !left.is_empty() {
+        log::error!("failed restore of {id}: pids {left:?} would not die");
+    }
+    pending.plan.discard_temporary_images();
+    cell.lock().state.start_failed(Some(Box::new(pending)));
+}
+
+/// The restore's line in the log, with CRIU's statistics.
+fn log_restored(
+    id: &str,
+    pid: i32,
+    started: std::time::Instant,
+    plan: &lazarus_core::checkpoint::restore::RestorePlan,
+    post_copy: bool,
+) {
+    let stats = image::read_stats(&image::stats_file(
+        &plan.images,
+        &plan.work,
+        "stats-restore",
+    ))
+    .unwrap_or_default();
+    log::info!(
+        "restored {id} (pid {pid}) in {:?}{}: {stats:?}",
+        started.elapsed(),
+        if post_copy {
+            " (post-copy: its memory follows)"
+        } else {
+            ""
+        }
+    );
 }
 
 /// The longest a post-copy restore waits for its memory: CRIU's own

@@ -166,53 +166,15 @@ impl TaskService {
         // A typo in a Lazarus annotation fails `docker run`, not the first
         // checkpoint days later.
         lazarus_core::checkpoint::request::validate_annotations(&annotations)?;
-        // Without a checkpoint: the first start of a container that
-        // `lazarus restore --import` made restores from its images.
         let source = match source {
             Some(s) => Some(s),
-            None => handoff::claim(&annotations)?.map(|images| {
-                log::info!("{}: restoring from {}", req.id, images.display());
-                options::RestoreSource {
-                    images: images.to_string_lossy().into_owned(),
-                    work: String::new(),
-                    temporary: false,
-                }
-            }),
+            None => handed_off_source(&req.id, &annotations)?,
         };
-        let terminal = req.terminal
-            || spec
-                .process()
-                .as_ref()
-                .is_some_and(|p| p.terminal().unwrap_or(false));
-        let stdio = StdioPaths {
-            stdin: req.stdin.clone(),
-            stdout: req.stdout.clone(),
-            stderr: req.stderr.clone(),
-            terminal,
-        };
+        let stdio = stdio_paths(req, &spec);
         // A restore is checked against the bundle before anything is set up.
         let plan = match &source {
             None => None,
-            Some(s) => {
-                let prepared = RestorePlan::prepare(
-                    s.images.clone().into(),
-                    (!s.work.is_empty()).then(|| s.work.clone().into()),
-                    &spec,
-                    terminal,
-                );
-                if prepared.is_err() && s.temporary {
-                    // Refused: containerd never removes its unpacked copy.
-                    lazarus_core::checkpoint::image::remove_temporary(Path::new(&s.images));
-                }
-                let mut plan = RestorePlan {
-                    temporary: s.temporary,
-                    ..prepared?
-                };
-                // In the bundle: containerd removes it with the container,
-                // even after a shim that died before it could.
-                plan.own_postcopy_images(&bundle)?;
-                Some(plan)
-            }
+            Some(s) => Some(restore_plan(s, &spec, stdio.terminal, &bundle)?),
         };
         let mounted_rootfs = match container::mount_rootfs(&bundle, &req.rootfs) {
             Ok(m) => m,
@@ -262,21 +224,7 @@ impl TaskService {
         if !restoring {
             self.watch_oom(&req.id);
         }
-        self.publish(TaskCreate {
-            container_id: req.id.clone(),
-            bundle: req.bundle.clone(),
-            rootfs: req.rootfs.clone(),
-            io: MessageField::some(TaskIO {
-                stdin: stdio.stdin,
-                stdout: stdio.stdout,
-                stderr: stdio.stderr,
-                terminal: stdio.terminal,
-                ..Default::default()
-            }),
-            checkpoint: source.map(|s| s.images).unwrap_or_default(),
-            pid: pid as u32,
-            ..Default::default()
-        });
+        self.publish(task_create(req, stdio, source, pid));
         // The created init is a live process waiting for Start: a Kill
         // before Start must end in its exit like any other.
         if !restoring {
@@ -698,6 +646,89 @@ impl TaskService {
             exited_at: MessageField::some(timestamp(exit.at)),
             ..Default::default()
         });
+    }
+}
+
+/// Without a checkpoint: the first start of a container that `lazarus
+/// restore --import` made restores from its images (see `handoff`).
+fn handed_off_source(
+    id: &str,
+    annotations: &std::collections::HashMap<String, String>,
+) -> Result<Option<options::RestoreSource>> {
+    Ok(handoff::claim(annotations)?.map(|images| {
+        log::info!("{id}: restoring from {}", images.display());
+        options::RestoreSource {
+            images: images.to_string_lossy().into_owned(),
+            work: String::new(),
+            temporary: false,
+        }
+    }))
+}
+
+/// The init's stdio as asked, with a terminal if the request or the spec
+/// asks for one.
+fn stdio_paths(req: &CreateTaskRequest, spec: &oci_spec::runtime::Spec) -> StdioPaths {
+    let terminal = req.terminal
+        || spec
+            .process()
+            .as_ref()
+            .is_some_and(|p| p.terminal().unwrap_or(false));
+    StdioPaths {
+        stdin: req.stdin.clone(),
+        stdout: req.stdout.clone(),
+        stderr: req.stderr.clone(),
+        terminal,
+    }
+}
+
+/// The restore from `source`, checked against the bundle's spec; a refused
+/// temporary copy is removed (containerd never removes its unpacked copy).
+fn restore_plan(
+    source: &options::RestoreSource,
+    spec: &oci_spec::runtime::Spec,
+    terminal: bool,
+    bundle: &Path,
+) -> Result<RestorePlan> {
+    let prepared = RestorePlan::prepare(
+        source.images.clone().into(),
+        (!source.work.is_empty()).then(|| source.work.clone().into()),
+        spec,
+        terminal,
+    );
+    if prepared.is_err() && source.temporary {
+        lazarus_core::checkpoint::image::remove_temporary(Path::new(&source.images));
+    }
+    let mut plan = RestorePlan {
+        temporary: source.temporary,
+        ..prepared?
+    };
+    // In the bundle: containerd removes it with the container, even after a
+    // shim that died before it could.
+    plan.own_postcopy_images(bundle)?;
+    Ok(plan)
+}
+
+/// The TaskCreate event of a created container.
+fn task_create(
+    req: &CreateTaskRequest,
+    stdio: StdioPaths,
+    source: Option<options::RestoreSource>,
+    pid: i32,
+) -> TaskCreate {
+    TaskCreate {
+        container_id: req.id.clone(),
+        bundle: req.bundle.clone(),
+        rootfs: req.rootfs.clone(),
+        io: MessageField::some(TaskIO {
+            stdin: stdio.stdin,
+            stdout: stdio.stdout,
+            stderr: stdio.stderr,
+            terminal: stdio.terminal,
+            ..Default::default()
+        }),
+        checkpoint: source.map(|s| s.images).unwrap_or_default(),
+        pid: pid as u32,
+        ..Default::default()
     }
 }
 

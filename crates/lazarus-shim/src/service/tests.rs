@@ -11,6 +11,7 @@ use super::*;
 use crate::events::ChannelSink;
 use crate::runtime::ProcessIo;
 use containerd_shim_protos::shim::oci::CheckpointOptions;
+use lazarus_core::checkpoint::postcopy::{PageMode, PageServer};
 use lazarus_core::criu::{rpc, Call, Criu, NotifyFn, Outcome};
 
 /// Lets a test act while a runtime helper or CRIU "runs": the fake says
@@ -1113,17 +1114,30 @@ fn restore_refuses_an_image_without_its_inventory_at_create_naming_it() {
     );
 }
 
+/// A migration's page server request. The fake CRIU reads no certificate,
+/// so the TLS material is a stand-in (the shim only hands it to CRIU).
+fn page_server(port: u16, mode: PageMode) -> PageServer {
+    PageServer {
+        address: "127.0.0.1".parse().unwrap(),
+        port,
+        mode,
+        ca_pem: "ca".into(),
+        cert_pem: "cert".into(),
+        key_pem: "key".into(),
+    }
+}
+
 /// A post-copy checkpoint (a page server request in its image path)
 /// answers once CRIU is ready to serve pages, with the image directory
 /// complete; the dump goes on with the task Checkpointing; a call-off ends
 /// it, the task running, and the shim says how it ended.
 #[test]
 fn postcopy_checkpoint_answers_when_ready_and_a_call_off_leaves_it_running() {
-    use lazarus_core::checkpoint::postcopy::{self, PageServer};
+    use lazarus_core::checkpoint::{control, postcopy};
     let f = fixture();
     f.run("c1");
     let images = tempfile::tempdir().unwrap();
-    let server = PageServer::generate("127.0.0.1".parse().unwrap(), 27000).unwrap();
+    let server = page_server(27000, PageMode::Lazy);
     server.write(images.path()).unwrap();
     let req = CheckpointTaskRequest {
         id: "c1".into(),
@@ -1152,7 +1166,7 @@ fn postcopy_checkpoint_answers_when_ready_and_a_call_off_leaves_it_running() {
         .path()
         .join(lazarus_core::checkpoint::image::METADATA_FILE)
         .is_file());
-    assert!(postcopy::ended(images.path()).is_none());
+    assert!(control::ended(images.path()).is_none());
     let finished = f.criu.requests.lock().unwrap().clone();
     assert!(
         finished
@@ -1166,8 +1180,8 @@ fn postcopy_checkpoint_answers_when_ready_and_a_call_off_leaves_it_running() {
         "one checkpoint at a time"
     );
 
-    postcopy::cancel(images.path()).unwrap();
-    let how = poll_for(|| postcopy::ended(images.path()));
+    control::cancel(images.path()).unwrap();
+    let how = poll_for(|| control::ended(images.path()));
     assert!(how.contains("runs on here"), "{how}");
     let dump = f.criu.last(rpc::Criu_req_type::DUMP);
     assert!(dump.lazy_pages() && dump.tls(), "{dump:?}");
@@ -1185,13 +1199,12 @@ fn postcopy_checkpoint_answers_when_ready_and_a_call_off_leaves_it_running() {
 /// task runs on.
 #[test]
 fn push_checkpoint_answers_at_post_dump_and_waits_for_release_or_call_off() {
-    use lazarus_core::checkpoint::postcopy::{self, PageMode, PageServer};
+    use lazarus_core::checkpoint::control;
     let f = fixture();
     for (id, released) in [("c1", true), ("c2", false)] {
         f.run(id);
         let images = tempfile::tempdir().unwrap();
-        let mut server = PageServer::generate("127.0.0.1".parse().unwrap(), 27001).unwrap();
-        server.mode = PageMode::Push;
+        let server = page_server(27001, PageMode::Push);
         server.write(images.path()).unwrap();
         let req = CheckpointTaskRequest {
             id: id.into(),
@@ -1219,16 +1232,13 @@ fn push_checkpoint_answers_at_post_dump_and_waits_for_release_or_call_off() {
             .join(lazarus_core::checkpoint::image::METADATA_FILE)
             .is_file());
         std::thread::sleep(std::time::Duration::from_millis(100));
-        assert!(
-            postcopy::ended(images.path()).is_none(),
-            "{id}: not waiting"
-        );
+        assert!(control::ended(images.path()).is_none(), "{id}: not waiting");
         assert_eq!(dumps(&f), before, "{id}: the dump ended unreleased");
         match released {
-            true => postcopy::release(images.path()).unwrap(),
-            false => postcopy::cancel(images.path()).unwrap(),
+            true => control::release(images.path()).unwrap(),
+            false => control::cancel(images.path()).unwrap(),
         }
-        let how = poll_for(|| postcopy::ended(images.path()));
+        let how = poll_for(|| control::ended(images.path()));
         let dump = f.criu.last(rpc::Criu_req_type::DUMP);
         assert!(!dump.lazy_pages() && dump.tls(), "{dump:?}");
         assert_eq!((dump.ps.address(), dump.ps.port()), ("127.0.0.1", 27001));

@@ -134,7 +134,7 @@ async fn take_checkpoint(
     let work_path = match &args.migration {
         Some(p) => {
             p.server.write(images)?;
-            lazarus_core::checkpoint::postcopy::write_lease(images)?;
+            lazarus_core::checkpoint::control::write_lease(images)?;
             let work = scratch.join("work");
             private_dir(&work)?;
             work.to_string_lossy().into_owned()

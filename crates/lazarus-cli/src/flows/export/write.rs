@@ -100,7 +100,7 @@ async fn rootfs_diff(
         }
     };
     let tar = scratch.join(archive::ROOTFS_DIFF_TAR);
-    Ok(archive::rootfs::diff_from_overlay_upper(&upper, &tar)?)
+    Ok(lazarus_core::checkpoint::rootfs::diff_from_overlay_upper(&upper, &tar)?)
 }
 
 /// The archive's config.dump: who the container is, its image, when it
@@ -165,7 +165,7 @@ pub(super) fn saved_rootfs_diff(images: &Path, scratch: &Path) -> Result<Option<
     let io = |p: &Path| lazarus_core::Error::io(format!("move {}", p.display()));
     let moved_tar = scratch.join(archive::ROOTFS_DIFF_TAR);
     fs::rename(&tar, &moved_tar).map_err(io(&tar))?;
-    let deleted_list = archive::rootfs::read_deleted(&deleted)?;
+    let deleted_list = lazarus_core::checkpoint::rootfs::read_deleted(&deleted)?;
     fs::remove_file(&deleted).map_err(io(&deleted))?;
     Ok(Some(RootfsDiff {
         tar: moved_tar,

@@ -275,7 +275,7 @@ fn apply_rootfs_diff(dir: &Path, overlay: &[String]) -> Result<()> {
         merged.display()
     )))?;
     let mounted = OverlayMount::mount(overlay, &merged)?;
-    archive::rootfs::apply_extracted(dir, mounted.path())?;
+    lazarus_core::checkpoint::rootfs::apply_extracted(dir, mounted.path())?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use lazarus_core::checkpoint::control;
 use lazarus_core::checkpoint::postcopy::{self, PageMode, PageServer};
 
 use super::filter::{Family, PortFilter, Rule};
@@ -68,10 +69,10 @@ const CALL_OFF_TIMEOUT: Duration = Duration::from_secs(60);
 pub async fn call_off(error: Error, source: &Source, p: &MigrationDump) -> Error {
     let name = &source.target.name;
     let images = p.images();
-    if !images.join(postcopy::REQUEST_FILE).is_file() {
+    if !control::is_requested(&images) {
         return error; // refused before any dump began
     }
-    if let Err(e) = postcopy::cancel(&images) {
+    if let Err(e) = control::cancel(&images) {
         return error.with_cleanup(Some(format!("calling the dump of {name} off failed: {e}")));
     }
     // The runtime says when the dump has ended and the container is thawed.
@@ -96,7 +97,7 @@ pub async fn call_off(error: Error, source: &Source, p: &MigrationDump) -> Error
 async fn wait_ended(images: &std::path::Path, timeout: Duration) -> Option<String> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(how) = postcopy::ended(images) {
+        if let Some(how) = control::ended(images) {
             return Some(how);
         }
         if Instant::now() >= deadline {
@@ -115,7 +116,7 @@ const LET_GO_TIMEOUT: Duration = Duration::from_secs(60);
 /// [`call_off`].
 pub async fn let_go(source: &Source, p: &MigrationDump) -> Result<()> {
     let images = p.images();
-    postcopy::release(&images)?;
+    control::release(&images)?;
     let Some(how) = wait_ended(&images, LET_GO_TIMEOUT).await else {
         return Err(Error::Refused(format!(
             "the dump of {} had not ended {LET_GO_TIMEOUT:?} after it was released",

@@ -119,7 +119,7 @@ pub async fn run(
     };
     // Renewed until this function returns: if this process dies, the
     // source's dump is called off within 30 s and the container thaws.
-    let _lease = lazy::Lease::hold(&dump.images());
+    let _lease = lazarus_core::checkpoint::control::Lease::hold(&dump.images());
     let moved = Move {
         args,
         source: &source,

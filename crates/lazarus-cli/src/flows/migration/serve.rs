@@ -28,7 +28,7 @@ use crate::engine::endpoints::Endpoints;
 use crate::error::{Error, Result};
 use crate::flows::import::{self, ImportArgs};
 use lazarus_core::checkpoint::postcopy::{PageMode, PageServer};
-use lazarus_core::criu::{DirectWait, LazyPages, LazyPagesRequest, SwrkCriu};
+use lazarus_core::criu::{DirectWait, LazyPages, SwrkCriu};
 
 /// How long a restored container waits for the sender to confirm it took
 /// the answer; without the confirmation the sender brings its source back,
@@ -329,11 +329,7 @@ impl PageReceiver {
             limits: config.criu_limits(),
             waiter: Box::new(DirectWait),
         };
-        let daemon = criu.receive_pages(&LazyPagesRequest {
-            images: &images,
-            work: &work,
-            server: &server,
-        })?;
+        let daemon = criu.receive_pages(&server.daemon_request(&images, &work))?;
         Ok(PageReceiver {
             server,
             daemon,

@@ -3,7 +3,9 @@
 //! CLI to exit codes) and a caller can tell "an option is missing" from
 //! "CRIU crashed" from "CRIU did not answer in time".
 
-pub use crate::criu::CriuError;
+mod criu;
+
+pub use criu::{CriuError, CriuFailure, CriuOp};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

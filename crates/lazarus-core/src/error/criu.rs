@@ -1,11 +1,16 @@
 //! A CRIU failure as data: which operation, what went wrong, CRIU's own
 //! error lines, where its log is, and what to do about it.
+//!
+//! Here rather than in the CRIU driver (`criu`), which re-exports it: the crate's
+//! [`Error`](super::Error) carries it, and the CRIU driver returns that
+//! `Error`, so keeping it beside `Error` keeps the driver a layer above
+//! the errors instead of a circle with them.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::error::ErrorKind;
+use super::ErrorKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CriuOp {

@@ -41,16 +41,27 @@ pub fn apply(diff_tar: &Path, deleted: &[String], rootfs: &Path) -> Result<()> {
     };
     // Deletions first: a directory both deleted and in the tar was replaced
     // by a new one (overlayfs' opaque directory).
+    delete(deleted, rootfs, &refuse)?;
+    extract(diff_tar, rootfs, &refuse)
+}
+
+/// Removes each of `deleted` under `rootfs`; a missing one is fine.
+fn delete(deleted: &[String], rootfs: &Path, refuse: &dyn Fn(String) -> Error) -> Result<()> {
     for name in deleted {
         let parts = components(name, true)
             .filter(|p| !p.is_empty())
             .ok_or_else(|| refuse(format!("deleted file {name:?} is not a path inside it")))?;
         let (last, parents) = parts.split_last().expect("not empty");
-        if let Some(dir) = parents_of(rootfs, parents, false, &refuse)? {
+        if let Some(dir) = parents_of(rootfs, parents, false, refuse)? {
             remove(&dir.join(last))?;
         }
     }
+    Ok(())
+}
 
+/// Extracts every entry of `diff_tar` into `rootfs`, then sets the
+/// directories' times (creating their children changed them).
+fn extract(diff_tar: &Path, rootfs: &Path, refuse: &dyn Fn(String) -> Error) -> Result<()> {
     let file = File::open(diff_tar).map_err(Error::io(format!("open {}", diff_tar.display())))?;
     let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, file));
     let corrupt = |e: io::Error| {
@@ -59,7 +70,6 @@ pub fn apply(diff_tar: &Path, deleted: &[String], rootfs: &Path) -> Result<()> {
             diff_tar.display()
         ))
     };
-    // Directory times are set last: creating their children changes them.
     let mut dir_times = Vec::new();
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
@@ -72,77 +82,32 @@ pub fn apply(diff_tar: &Path, deleted: &[String], rootfs: &Path) -> Result<()> {
         let Some((last, parents)) = parts.split_last() else {
             continue; // the root itself: it is the fresh root filesystem's
         };
-        let dir = parents_of(rootfs, parents, true, &refuse)?.expect("created");
-        let path = dir.join(last);
-        let h = entry.header();
+        let dir = parents_of(rootfs, parents, true, refuse)?.expect("created");
         use tar::EntryType::{Continuous, Directory, Fifo, Regular, Symlink};
-        if !matches!(
-            h.entry_type(),
-            Directory | Regular | Continuous | Symlink | Fifo
-        ) {
+        let kind = entry.header().entry_type();
+        if !matches!(kind, Directory | Regular | Continuous | Symlink | Fifo) {
             return Err(refuse(format!(
-                "entry {name:?} is a {:?}; a root filesystem diff holds only files, \
-                 directories, symlinks and fifos",
-                h.entry_type()
+                "entry {name:?} is a {kind:?}; a root filesystem diff holds only files, \
+                 directories, symlinks and fifos"
             )));
         }
-        let (mode, uid, gid) = (
-            h.mode().map_err(corrupt)? & 0o7777,
-            h.uid().map_err(corrupt)?,
-            h.gid().map_err(corrupt)?,
-        );
-        let (uid, gid) = (u32::try_from(uid).ok(), u32::try_from(gid).ok());
-        let mtime = TimeSpec::new(i64::try_from(h.mtime().map_err(corrupt)?).unwrap_or(0), 0);
+        let attrs = Attrs::of(entry.header(), &corrupt)?;
         let context = || format!("apply {name} to {}", rootfs.display());
-        match h.entry_type() {
+        let path = dir.join(last);
+        match kind {
             Directory => {
-                if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-                    remove(&path)?;
-                    DirBuilder::new()
-                        .mode(0o700)
-                        .create(&path)
-                        .map_err(Error::io(context()))?;
-                }
-                lchown(&path, uid, gid).map_err(Error::io(context()))?;
-                fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                    .map_err(Error::io(context()))?;
-                dir_times.push((path, mtime));
+                make_dir(&path, &attrs, &context)?;
+                dir_times.push((path, attrs.mtime));
             }
-            Regular | Continuous => {
-                remove(&path)?;
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&path)
-                    .map_err(Error::io(context()))?;
-                io::copy(&mut entry, &mut f).map_err(corrupt)?;
-                // Owner before mode: chown clears set-user-ID bits.
-                fchown(&f, uid, gid).map_err(Error::io(context()))?;
-                f.set_permissions(fs::Permissions::from_mode(mode))
-                    .map_err(Error::io(context()))?;
-                futimens(f.as_raw_fd(), &mtime, &mtime).map_err(Error::sys(context()))?;
-            }
+            Regular | Continuous => write_file(&mut entry, &path, &attrs, &corrupt, &context)?,
             Symlink => {
                 let target = entry
                     .link_name()
                     .map_err(corrupt)?
                     .ok_or_else(|| refuse(format!("symlink {name:?} has no target")))?;
-                remove(&path)?;
-                std::os::unix::fs::symlink(&target, &path).map_err(Error::io(context()))?;
-                lchown(&path, uid, gid).map_err(Error::io(context()))?;
-                set_times(&path, mtime).map_err(Error::sys(context()))?;
+                make_symlink(&target, &path, &attrs, &context)?;
             }
-            Fifo => {
-                remove(&path)?;
-                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-                    .map_err(Error::sys(context()))?;
-                lchown(&path, uid, gid).map_err(Error::io(context()))?;
-                fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                    .map_err(Error::io(context()))?;
-                set_times(&path, mtime).map_err(Error::sys(context()))?;
-            }
+            Fifo => make_fifo(&path, &attrs, &context)?,
             _ => unreachable!("checked above"),
         }
     }
@@ -150,6 +115,87 @@ pub fn apply(diff_tar: &Path, deleted: &[String], rootfs: &Path) -> Result<()> {
         set_times(path, *mtime).map_err(Error::sys(format!("set times of {}", path.display())))?;
     }
     Ok(())
+}
+
+/// What an entry records about its file besides its content.
+struct Attrs {
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    mtime: TimeSpec,
+}
+
+impl Attrs {
+    fn of(h: &tar::Header, corrupt: &dyn Fn(io::Error) -> Error) -> Result<Attrs> {
+        Ok(Attrs {
+            mode: h.mode().map_err(corrupt)? & 0o7777,
+            uid: u32::try_from(h.uid().map_err(corrupt)?).ok(),
+            gid: u32::try_from(h.gid().map_err(corrupt)?).ok(),
+            mtime: TimeSpec::new(i64::try_from(h.mtime().map_err(corrupt)?).unwrap_or(0), 0),
+        })
+    }
+}
+
+/// A directory at `path` (kept if one is there), with `attrs` but its
+/// times, which the caller sets once its children are in.
+fn make_dir(path: &Path, attrs: &Attrs, context: &dyn Fn() -> String) -> Result<()> {
+    if !fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        remove(path)?;
+        DirBuilder::new()
+            .mode(0o700)
+            .create(path)
+            .map_err(Error::io(context()))?;
+    }
+    lchown(path, attrs.uid, attrs.gid).map_err(Error::io(context()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(attrs.mode)).map_err(Error::io(context()))
+}
+
+/// Replaces whatever is at `path` with a file holding the entry's content.
+fn write_file(
+    entry: &mut impl io::Read,
+    path: &Path,
+    attrs: &Attrs,
+    corrupt: &dyn Fn(io::Error) -> Error,
+    context: &dyn Fn() -> String,
+) -> Result<()> {
+    remove(path)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(Error::io(context()))?;
+    io::copy(entry, &mut f).map_err(corrupt)?;
+    // Owner before mode: chown clears set-user-ID bits.
+    fchown(&f, attrs.uid, attrs.gid).map_err(Error::io(context()))?;
+    f.set_permissions(fs::Permissions::from_mode(attrs.mode))
+        .map_err(Error::io(context()))?;
+    futimens(f.as_raw_fd(), &attrs.mtime, &attrs.mtime).map_err(Error::sys(context()))
+}
+
+/// Replaces whatever is at `path` with a symlink to `target`.
+fn make_symlink(
+    target: &Path,
+    path: &Path,
+    attrs: &Attrs,
+    context: &dyn Fn() -> String,
+) -> Result<()> {
+    remove(path)?;
+    std::os::unix::fs::symlink(target, path).map_err(Error::io(context()))?;
+    lchown(path, attrs.uid, attrs.gid).map_err(Error::io(context()))?;
+    set_times(path, attrs.mtime).map_err(Error::sys(context()))
+}
+
+/// Replaces whatever is at `path` with a fifo.
+fn make_fifo(path: &Path, attrs: &Attrs, context: &dyn Fn() -> String) -> Result<()> {
+    remove(path)?;
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(Error::sys(context()))?;
+    lchown(path, attrs.uid, attrs.gid).map_err(Error::io(context()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(attrs.mode))
+        .map_err(Error::io(context()))?;
+    set_times(path, attrs.mtime).map_err(Error::sys(context()))
 }
 
 /// The directory `rootfs/parents…`, walked without following any symlink.

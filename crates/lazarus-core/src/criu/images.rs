@@ -280,6 +280,20 @@ pub fn fstype_name(code: u32) -> String {
     }
 }
 
+/// A damaged image is the request's input at fault; an unreadable one is
+/// this host's.
+impl From<Error> for crate::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Io { path, source } => crate::Error::Io {
+                context: format!("read {}", path.display()),
+                source,
+            },
+            other => crate::Error::InvalidArgument(other.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
-#[path = "criu_images_tests.rs"]
+#[path = "images_tests.rs"]
 pub(crate) mod tests;

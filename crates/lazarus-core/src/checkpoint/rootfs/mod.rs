@@ -13,15 +13,20 @@ mod apply;
 mod diff;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::path::{Path, PathBuf};
 
 pub use apply::apply;
 pub use diff::diff_from_overlay_upper;
 
-use super::{DELETED_FILES, ROOTFS_DIFF_TAR};
 use crate::error::{Error, Result};
+
+/// Beside the images (and in the archive, at its top): the tar of added and
+/// changed files.
+pub const ROOTFS_DIFF_TAR: &str = "rootfs-diff.tar";
+/// Beside the images (and in the archive, at its top): the deleted paths.
+pub const DELETED_FILES: &str = "deleted.files";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootfsDiff {
