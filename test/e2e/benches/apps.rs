@@ -27,7 +27,7 @@ mod support;
 use common::report::{Chart, Conditions, Report, Series, Table};
 use common::workload::{
     after_start, checkpoints_dir, docker, du_bytes, mib, redis_keys, redis_ping, remove_all, start,
-    start_checkpoint, within, Kind, KEYS,
+    start_checkpoint, unique, within, Kind, KEYS,
 };
 use common::{cell, ratio, since, timed, Opts, Samples, LAZARUS, RUNC};
 use std::process::Command;
@@ -51,7 +51,7 @@ fn main() {
 }
 
 fn redis(d: &Daemons, rt: &str, s: &mut Samples) {
-    let name = format!("redis-{}", std::process::id());
+    let name = unique("redis");
     start(d, Kind::Redis, rt, &name, 0);
     let (cp, _) = timed(|| docker(d, &["checkpoint", "create", &name, "cp"]));
     s.add(&format!("{rt}/redis/cp"), cp);
@@ -80,7 +80,7 @@ fn warm_nonce(d: &Daemons, name: &str) -> Option<String> {
 }
 
 fn warm(d: &Daemons, rt: &str, s: &mut Samples) {
-    let orig = format!("warm-{}", std::process::id());
+    let orig = unique("warm");
     let t = Instant::now();
     docker(
         d,

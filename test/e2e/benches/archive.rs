@@ -25,7 +25,7 @@ mod support;
 
 use common::report::{Chart, Conditions, Report, Series, Table};
 use common::workload::{
-    after_start, checkpoints_dir, docker, du_bytes, mib, start, start_checkpoint, ticks,
+    after_start, checkpoints_dir, docker, du_bytes, mib, start, start_checkpoint, ticks, unique,
     wait_works, Kind,
 };
 use common::{cell, ratio, since, timed, Opts, Samples, LAZARUS, RUNC};
@@ -83,7 +83,7 @@ fn lazarus(
     key: &str,
     s: &mut Samples,
 ) {
-    let name = format!("{}-{}", w.name(), std::process::id());
+    let name = unique(w.name());
     let suffix = if compress == "zstd" {
         ".tar.zst"
     } else {
@@ -131,7 +131,7 @@ fn lazarus(
 }
 
 fn with_docker(a: &Daemons, w: Kind, rt: &str, size: u64, key: &str, s: &mut Samples) {
-    let name = format!("{}-{}", w.name(), std::process::id());
+    let name = unique(w.name());
     start(a, w, rt, &name, size);
     let (cp, _) = timed(|| docker(a, &["checkpoint", "create", &name, "cp"]));
     s.add(&format!("{key}/cp"), cp);

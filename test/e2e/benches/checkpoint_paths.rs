@@ -73,11 +73,9 @@ impl<'a> Bench<'a> {
             format!("work_root = {:?}\n", images_at.join("work")),
         )
         .unwrap();
-        let image_dir = image_dir();
-        for tar in ["warm-oci.tar"] {
-            d.ctr(&["image", "import", image_dir.join(tar).to_str().unwrap()])
-                .ok();
-        }
+        // The images, for ctr: the busybox test image and the warm image's Python.
+        let warm = image_dir().join("warm-oci.tar");
+        d.ctr(&["image", "import", warm.to_str().unwrap()]).ok();
         d.ctr(&["image", "import", d.cfg.image_oci_tar.to_str().unwrap()])
             .ok();
         let memhog = images_at.join("memhog");
@@ -132,7 +130,7 @@ impl<'a> Bench<'a> {
 
     fn docker(&self, kind: Kind, rt: &str, size: u64, key: &str, s: &mut Samples) {
         let d = self.d;
-        let name = format!("b-{}", std::process::id());
+        let name = workload::unique("b");
         workload::start(d, kind, rt, &name, size);
         self.timed(s, &format!("{key}/cp"), || {
             docker(d, &["checkpoint", "create", &name, "cp"])
@@ -150,7 +148,7 @@ impl<'a> Bench<'a> {
 
     fn ctr(&self, kind: Kind, rt: &str, size: u64, key: &str, s: &mut Samples) {
         let d = self.d;
-        let id = format!("b{}", std::process::id());
+        let id = workload::unique("c");
         let (restored, image) = (format!("{id}-r"), format!("bench/{id}:cp"));
         self.ctr_workload(kind, rt, size, &id);
         self.timed(s, &format!("{key}/cp"), || {
@@ -165,13 +163,13 @@ impl<'a> Bench<'a> {
         });
         self.wait_ctr_ticks(kind, &restored, before);
         self.remove_ctr(&restored);
-        let _ = d.ctr(&["container", "delete", &id]);
+        let _ = d.ctr(&["container", "delete", &id, &restored]);
         let _ = d.ctr(&["image", "rm", &image]);
     }
 
     fn direct(&self, kind: Kind, size: u64, key: &str, s: &mut Samples) {
         let d = self.d;
-        let id = format!("d{}", std::process::id());
+        let id = workload::unique("d");
         let file = self.images_at.join(format!("{id}.tar"));
         let file = file.to_str().unwrap();
         self.ctr_workload(kind, LAZARUS, size, &id);

@@ -30,7 +30,8 @@ mod support;
 
 use common::report::{Chart, Conditions, Report, Series, Table};
 use common::workload::{
-    after_start, checkpoints_dir, docker, du_bytes, mib, start, start_checkpoint, wait_works, Kind,
+    after_start, checkpoints_dir, docker, du_bytes, mib, start, start_checkpoint, unique,
+    wait_works, Kind,
 };
 use common::{cell, ratio, since, Opts, Samples, LAZARUS, RUNC};
 use std::fs::{self, File};
@@ -147,7 +148,7 @@ fn link_mibps(b: &Daemons) -> f64 {
 }
 
 fn with_lazarus(h: &Hosts, w: Kind, mode: &str, size: u64, key: &str, s: &mut Samples) {
-    let name = format!("{}-{}", w.name(), std::process::id());
+    let name = unique(w.name());
     start(&h.a, w, LAZARUS, &name, size);
     let t = Instant::now();
     let args = [
@@ -192,7 +193,7 @@ fn with_lazarus(h: &Hosts, w: Kind, mode: &str, size: u64, key: &str, s: &mut Sa
 
 fn with_runc(h: &Hosts, w: Kind, size: u64, key: &str, s: &mut Samples) {
     let (a, b) = (&h.a, &h.b);
-    let name = format!("{}-{}", w.name(), std::process::id());
+    let name = unique(w.name());
     start(a, w, RUNC, &name, size);
     // Prepared on B before the freeze, as Lazarus prepares: the same container.
     let mut create = vec!["create", "--runtime", RUNC, "--name", &name];

@@ -117,7 +117,7 @@ fn report(s: &Samples, n: u64, conditions: Conditions) -> Report {
         name: "memory".into(),
         title: format!("Shim memory for {n} containers, Lazarus against runc (runc = 1)"),
         y_label: "x runc".into(),
-        groups: LAYOUTS.iter().map(|l| format!("{l}")).collect(),
+        groups: LAYOUTS.iter().map(|l| l.to_string()).collect(),
         series: vec![
             Series {
                 label: "RSS".into(),

@@ -126,12 +126,10 @@ fn report(s: &Samples, many: u64, conditions: Conditions) -> Report {
             s.median(&format!("{RUNC}/{key}")),
             s.median(&format!("{LAZARUS}/{key}")),
         );
-        let na = |v: Option<f64>| {
-            if key == "create" || key == "start" {
-                v.map_or("-".into(), |v| format!("{v:.1}"))
-            } else {
-                cell(v)
-            }
+        let na = |v: Option<f64>| match key {
+            "create" | "start" => v.map_or("-".into(), |v| format!("{v:.1}")),
+            "latency" => cell(v),
+            _ => v.map_or("fail".into(), |v| format!("{v:.0}")),
         };
         table.row(vec![
             label.into(),

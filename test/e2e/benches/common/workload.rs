@@ -7,6 +7,7 @@ use crate::support::config::IMAGE_DOCKER;
 use crate::support::harness::Daemons;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -247,6 +248,17 @@ pub fn remove_all(d: &Daemons) {
         args.extend(ids);
         let _ = d.docker(&args);
     }
+}
+
+/// A container name no other measurement of this run has used: names are
+/// not reused, so nothing a failed measurement left can collide.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    format!(
+        "{prefix}-{}x{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Waits until `probe` holds, at most `secs`; whether it did.
