@@ -13,7 +13,7 @@
 #                            on the others)
 #   CARGO_TARGET_DIR         as usual for cargo
 # Arguments are passed to the test binary, e.g. a name filter:
-#   test/run-e2e.sh docker_
+#   test/run-e2e.sh docker::        (a folder of test/e2e; faults::kills:: a file)
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2

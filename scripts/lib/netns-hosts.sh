@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# "Hosts" as network namespaces on this machine, for demos and benchmarks
-# (the e2e suite has its own, test/e2e/netns.rs). Source this file, then:
+# "Hosts" as network namespaces on this machine, for the migration demo
+# (the e2e suite and the benchmarks have their own,
+# test/e2e/support/netns.rs). Source this file, then:
 #   nh_add NS                        a network namespace with lo up
 #   nh_link NS1 ADDR1 NS2 ADDR2      a veth pair between NS1 and NS2 with
 #                                    ADDR1/30 and ADDR2/30 ("" names this,

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Private containerd + dockerd for demos and benchmarks (the Rust e2e suite
-# has its own harness). Source this file, then:
+# Private containerd + dockerd for the demos (scripts/demo.sh,
+# demo-migrate.sh); the e2e suite and the benchmarks have their own harness
+# in Rust (test/e2e/support). Source this file, then:
 #   pd_start DIR [containerd-binary]   start both, own sockets/roots under DIR;
 #                                      DIR becomes the current set
 #   pd_use DIR                         make an already started set the current one
@@ -10,8 +11,6 @@
 #   pd_stop                            stop the current set and clean up
 #   pd_stop_all                        stop every started set (run on EXIT),
 #                                      then remove the paths in PD_REMOVE
-#   pd_use_shim                        the shim to measure: $SHIM_DIR if set, else
-#                                      the repo's target/release (built first)
 # Several sets can run at once (one DIR each): a demo's "host A" and "host B".
 # The shim binary directory given in PD_SHIM_DIR (if set) is put first on the
 # daemons' PATH. PD_NETNS (if set when pd_start runs) names a network
@@ -31,18 +30,6 @@ pd_wait_for() { # seconds, command...
     [ $SECONDS -lt $deadline ] || return 1
     sleep 0.2
   done
-}
-
-pd_use_shim() {
-  if [ -z "${SHIM_DIR:-}" ]; then
-    SHIM_DIR=$PWD/target/release
-    cargo build --release --locked --bin containerd-shim-lazarus-v2
-  fi
-  [ -x "$SHIM_DIR/containerd-shim-lazarus-v2" ] || {
-    pd_log "no containerd-shim-lazarus-v2 in $SHIM_DIR"
-    return 1
-  }
-  PD_SHIM_DIR=$SHIM_DIR
 }
 
 pd_start() {

@@ -29,6 +29,7 @@ impl Key {
     }
 
     /// The key's bytes, for a key of another kind made from them.
+    #[cfg(feature = "archive")]
     pub(crate) fn into_bytes(self) -> [u8; 32] {
         self.0
     }

@@ -21,6 +21,7 @@ mod prop_tests;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "archive")]
 pub(crate) use key::write_secret;
 pub use key::Key;
 

@@ -151,7 +151,8 @@ impl TaskService {
         let took = std::time::Instant::now();
         let created = self.create_reserved(req);
         self.containers().creating.remove(&req.id);
-        // The shim's share of a `docker run` (scripts/bench.sh reads it).
+        // The shim's share of a `docker run` (the startup benchmark,
+        // test/e2e/benches/startup.rs, reads it).
         if let Ok(c) = &created {
             log::info!("created {} (pid {}) in {}", req.id, c.pid, millis(took));
         }
@@ -750,7 +751,8 @@ fn describe(id: &str, exec_id: &str) -> String {
     }
 }
 
-/// "12.3 ms": how long since `t`, in the form scripts/bench.sh parses.
+/// "12.3 ms": how long since `t`, in the form the startup benchmark
+/// (test/e2e/benches/startup.rs) parses.
 fn millis(t: std::time::Instant) -> String {
     format!("{:.1} ms", t.elapsed().as_secs_f64() * 1000.0)
 }

@@ -1,0 +1,4 @@
+//! The `lazarus` CLI's own commands: inspect of real and non-checkpoints,
+//! version.
+
+pub mod inspect;

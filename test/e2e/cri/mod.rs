@@ -1,0 +1,6 @@
+//! Kubernetes' path: checkpoint and restore through CRI (test/cri-client),
+//! one shim per pod.
+
+pub mod checkpoint;
+pub mod mounts;
+pub mod pod;

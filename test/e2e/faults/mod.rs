@@ -1,0 +1,10 @@
+//! Faults: CRIU, the shim or containerd killed mid-checkpoint or
+//! mid-restore, containerd restarting, damaged checkpoints, a CRIU that
+//! never answers, bounded restores, many containers at once.
+
+pub mod concurrency;
+pub mod corrupt;
+pub mod criu_deadline;
+pub mod kills;
+pub mod restart;
+pub mod restore_limits;

@@ -1,0 +1,3 @@
+//! `lazarus checkpoint --group/--compose`: one instant, all or none.
+
+pub mod checkpoint;
