@@ -31,7 +31,7 @@ use crate::io::{PendingIo, StdioPaths};
 use crate::options;
 use crate::process::{timestamp, Exit, Process};
 use crate::runtime::{CreateOptions, ExecOptions, Runtime};
-use crate::state::{ExecState, InitState, PendingRestore, Removal, StartWork};
+use crate::state::{ExecState, InitState, KillTarget, PendingRestore, Removal, StartWork};
 
 mod checkpoint;
 mod pids;
@@ -349,7 +349,7 @@ impl TaskService {
             let mut c = cell.lock();
             (c.state.start(&req.id)?, c.bundle.clone())
         };
-        let pending = match work {
+        let (pending, abort) = match work {
             StartWork::Run => {
                 let took = std::time::Instant::now();
                 let started = self.runtime.start(&req.id, &bundle);
@@ -377,11 +377,11 @@ impl TaskService {
                     ..Default::default()
                 });
             }
-            StartWork::Restore(pending) => pending,
+            StartWork::Restore(pending, abort) => (pending, abort),
         };
         // Restoring keeps other lifecycle calls out while CRIU works.
         drop(ops);
-        let pid = self.start_restored(&cell, *pending)?;
+        let pid = self.start_restored(&cell, *pending, abort)?;
         Ok(StartResponse {
             pid: pid as u32,
             ..Default::default()
@@ -487,7 +487,14 @@ impl TaskService {
             let c = cell.lock();
             if req.exec_id.is_empty() {
                 c.process("")?;
-                c.state.kill(&req.id, req.all)?;
+                if c.state.kill(&req.id, req.all)? == KillTarget::Restore {
+                    // The restore under way stops and ends the task killed.
+                    log::info!(
+                        "kill of {} during its restore: calling the restore off",
+                        req.id
+                    );
+                    return Ok(());
+                }
                 None
             } else {
                 let e = c.exec(&req.exec_id)?;
