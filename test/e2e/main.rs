@@ -20,6 +20,7 @@ mod checkpoint_tests;
 mod cli_tests;
 mod concurrency_tests;
 mod corrupt_tests;
+mod cri_exec_tests;
 mod cri_mounts_tests;
 mod cri_tests;
 mod criu_tests;

@@ -471,6 +471,11 @@ impl ExecState {
         *self = ExecState::Running;
     }
 
+    /// Its Start failed: it never ran, and never will.
+    pub fn start_failed(&mut self) {
+        *self = ExecState::Stopped;
+    }
+
     /// Whether an exit is news (the exec was running).
     pub fn exited(&mut self) -> bool {
         std::mem::replace(self, ExecState::Stopped) == ExecState::Running

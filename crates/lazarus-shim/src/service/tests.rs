@@ -48,6 +48,8 @@ struct FakeRuntime {
     next_pid: Mutex<i32>,
     /// Held inside `exec`, after the process "exists".
     exec_gate: Option<Gate>,
+    /// `exec` fails (no such program, say).
+    fail_exec: bool,
     /// `adopt` fails.
     fail_adopt: bool,
 }
@@ -79,6 +81,11 @@ impl Runtime for FakeRuntime {
     }
     fn exec(&self, opts: &ExecOptions) -> Result<i32> {
         self.record(format!("exec {}", opts.id));
+        if self.fail_exec {
+            return Err(Error::Runtime(
+                "exec: \"nope\": executable file not found".into(),
+            ));
+        }
         let pid = self.pid();
         if let Some(gate) = &self.exec_gate {
             gate.pass(pid);
@@ -1405,4 +1412,46 @@ fn a_restore_that_panics_does_not_leave_the_task_restoring() {
     assert_eq!(f.status("c2", ""), ApiStatus::STOPPED);
     assert_eq!(waited_exit(&f), Some(137), "Wait returns");
     assert!(delete_c2(&f).is_ok(), "Delete is not refused for good");
+}
+
+/// CRI waits on an exec before starting it; when the start fails, that
+/// Wait must return (else its connection holds the shim's shutdown for
+/// ever, as critest found), and the exec can be deleted.
+#[test]
+fn a_wait_on_an_exec_that_failed_to_start_returns() {
+    let runtime = FakeRuntime {
+        fail_exec: true,
+        ..Default::default()
+    };
+    let f = fixture_of(runtime, FakeCriu::default(), "default");
+    f.run("c1");
+    let spec = serde_json::to_vec(&oci_spec::runtime::Process::default()).unwrap();
+    f.service
+        .exec(&ExecProcessRequest {
+            id: "c1".into(),
+            exec_id: "e1".into(),
+            spec: MessageField::some(Any {
+                value: spec,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+    let cell = f.service.get("c1").unwrap();
+    let exit = cell.lock().exec("e1").unwrap().process.exit.clone();
+    let waiter = std::thread::spawn(move || exit.wait().code);
+    let start = StartRequest {
+        id: "c1".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    assert!(f.service.start(&start).is_err());
+    assert_eq!(waiter.join().unwrap(), 255, "Wait returned");
+    assert_eq!(f.status("c1", "e1"), ApiStatus::STOPPED);
+    let delete = DeleteRequest {
+        id: "c1".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    assert!(f.service.delete(&delete).is_ok());
 }
