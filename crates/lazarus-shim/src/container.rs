@@ -126,6 +126,14 @@ impl ContainerCell {
         self.state.lock().unwrap()
     }
 
+    /// The lock even after a panic while it was held: for the guards that
+    /// end a transitional state on the way out of a panicking call.
+    pub fn lock_after_panic(&self) -> MutexGuard<'_, Container> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub fn ops(&self) -> MutexGuard<'_, ()> {
         self.ops.lock().unwrap()
     }

@@ -13,9 +13,19 @@
 //! that arrives while Starting or Checkpointing is held until that work
 //! ends, so that TaskExit never overtakes the work's TaskStart or
 //! TaskCheckpointed, and Wait (after which clients delete) does not return
-//! while CRIU is still dumping.
+//! while CRIU is still dumping. Kill during a restore asks the restore to
+//! stop (CRIU is called off, or the restored tree killed once it is back),
+//! so a hung restore can be ended before CRIU's deadline.
+//!
+//! Every transitional state ends: the work's `*ed`/`*_failed` call, or
+//! [`InitState::abandon`] from the service's guard when the work ended
+//! any other way (an early error, a panic). Stopped always carries its
+//! exit, so a task can never be stopped with nothing for Wait to return.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use lazarus_core::checkpoint::restore::RestorePlan;
 use oci_spec::runtime::Spec;
@@ -58,8 +68,11 @@ pub enum InitState {
     Starting {
         exit: Option<Exit>,
     },
-    /// Start is restoring the checkpoint (the init's pid is not known yet).
-    Restoring,
+    /// Start is restoring the checkpoint (the init's pid is not known yet);
+    /// `abort` is set by a Kill meanwhile.
+    Restoring {
+        abort: Arc<AtomicBool>,
+    },
     Running,
     Paused,
     /// Checkpoint is dumping the task, which was paused or running;
@@ -68,7 +81,8 @@ pub enum InitState {
         paused: bool,
         exit: Option<Exit>,
     },
-    Stopped,
+    /// The init ended, with this exit (what Wait returns and Delete reports).
+    Stopped(Exit),
     /// Delete removed it; a call that found it just before gets NotFound.
     Deleted,
 }
@@ -77,8 +91,33 @@ pub enum InitState {
 pub enum StartWork {
     /// Let the created init run the user's process.
     Run,
-    /// Restore the checkpoint.
-    Restore(Box<PendingRestore>),
+    /// Restore the checkpoint; the flag turns true when a Kill asks the
+    /// restore to stop.
+    Restore(Box<PendingRestore>, Arc<AtomicBool>),
+}
+
+/// Where Kill's signal goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillTarget {
+    /// The runtime signals the container's processes.
+    Runtime,
+    /// Nothing runs yet: the restore under way was asked to stop.
+    Restore,
+}
+
+/// The exit of an init that was killed, or never came back from a restore.
+pub fn killed_exit() -> Exit {
+    Exit {
+        code: 128 + libc::SIGKILL as u32,
+        at: SystemTime::now(),
+    }
+}
+
+/// A transition called in a state it does not apply to: a bug in the
+/// service. Loud in tests; logged and left as it is in production.
+fn out_of_order(call: &str, state: &InitState) {
+    log::error!("{call} in state {}: ignored", state.name());
+    debug_assert!(false, "{call} in state {}", state.name());
 }
 
 /// What Delete has to remove in the runtime.
@@ -100,10 +139,10 @@ impl InitState {
             InitState::Created
             | InitState::CreatedFromCheckpoint(_)
             | InitState::Starting { .. }
-            | InitState::Restoring => Status::Created,
+            | InitState::Restoring { .. } => Status::Created,
             InitState::Running | InitState::Checkpointing { paused: false, .. } => Status::Running,
             InitState::Paused | InitState::Checkpointing { paused: true, .. } => Status::Paused,
-            InitState::Stopped | InitState::Deleted => Status::Stopped,
+            InitState::Stopped(_) | InitState::Deleted => Status::Stopped,
         }
     }
 
@@ -112,11 +151,11 @@ impl InitState {
             InitState::Created => "created and not started",
             InitState::CreatedFromCheckpoint(_) => "created from a checkpoint and not restored yet",
             InitState::Starting { .. } => "being started",
-            InitState::Restoring => "being restored",
+            InitState::Restoring { .. } => "being restored",
             InitState::Running => "running",
             InitState::Paused => "paused",
             InitState::Checkpointing { .. } => "being checkpointed",
-            InitState::Stopped => "stopped",
+            InitState::Stopped(_) => "stopped",
             InitState::Deleted => "deleted",
         }
     }
@@ -134,12 +173,18 @@ impl InitState {
 
     /// Start: Created -> Starting, CreatedFromCheckpoint -> Restoring.
     pub fn start(&mut self, id: &str) -> Result<StartWork> {
-        match std::mem::replace(self, InitState::Restoring) {
+        match std::mem::replace(self, InitState::Deleted) {
             InitState::Created => {
                 *self = InitState::Starting { exit: None };
                 Ok(StartWork::Run)
             }
-            InitState::CreatedFromCheckpoint(pending) => Ok(StartWork::Restore(pending)),
+            InitState::CreatedFromCheckpoint(pending) => {
+                let abort = Arc::new(AtomicBool::new(false));
+                *self = InitState::Restoring {
+                    abort: abort.clone(),
+                };
+                Ok(StartWork::Restore(pending, abort))
+            }
             other => {
                 *self = other;
                 Err(self.refuse(id, "start"))
@@ -153,39 +198,62 @@ impl InitState {
         match self {
             InitState::Starting { exit: Some(exit) } => {
                 let exit = *exit;
-                *self = InitState::Stopped;
+                *self = InitState::Stopped(exit);
                 Some(exit)
             }
-            InitState::Starting { exit: None } | InitState::Restoring => {
+            InitState::Starting { exit: None } | InitState::Restoring { .. } => {
                 *self = InitState::Running;
                 None
             }
-            _ => None,
+            other => {
+                out_of_order("started", other);
+                None
+            }
         }
     }
 
     /// Start's work failed: back to where it started (a failed restore
     /// gives its plan back, so Start can be retried), or Stopped when the
-    /// init died meanwhile (that exit is returned) or a restore cannot be
-    /// retried.
+    /// init died meanwhile, or a restore cannot be retried (no plan back,
+    /// or a Kill asked it to stop): then the exit is returned, to be
+    /// reported now, so that Wait returns and Delete reports it.
     pub fn start_failed(&mut self, pending: Option<Box<PendingRestore>>) -> Option<Exit> {
         match self {
             InitState::Starting { exit: Some(exit) } => {
                 let exit = *exit;
-                *self = InitState::Stopped;
+                *self = InitState::Stopped(exit);
                 Some(exit)
             }
             InitState::Starting { exit: None } => {
                 *self = InitState::Created;
                 None
             }
-            InitState::Restoring => {
-                *self = match pending {
-                    Some(p) => InitState::CreatedFromCheckpoint(p),
-                    None => InitState::Stopped,
-                };
+            InitState::Restoring { abort } => match pending {
+                Some(p) if !abort.load(Ordering::SeqCst) => {
+                    *self = InitState::CreatedFromCheckpoint(p);
+                    None
+                }
+                _ => {
+                    let exit = killed_exit();
+                    *self = InitState::Stopped(exit);
+                    Some(exit)
+                }
+            },
+            other => {
+                out_of_order("start_failed", other);
                 None
             }
+        }
+    }
+
+    /// The work of a transitional state ended without saying how (an early
+    /// error, a panic): Starting and Restoring end as failed (a restore is
+    /// not retried: its plan is gone), Checkpointing as after any dump.
+    /// Returns the exit to report now, if any. Other states are left alone.
+    pub fn abandon(&mut self) -> Option<Exit> {
+        match self {
+            InitState::Starting { .. } | InitState::Restoring { .. } => self.start_failed(None),
+            InitState::Checkpointing { .. } => self.checkpointed(),
             _ => None,
         }
     }
@@ -196,7 +264,7 @@ impl InitState {
     pub fn exited(&mut self, exit: Exit) -> Option<Exit> {
         match self {
             InitState::Created | InitState::Running | InitState::Paused => {
-                *self = InitState::Stopped;
+                *self = InitState::Stopped(exit);
                 Some(exit)
             }
             InitState::Starting { exit: held } | InitState::Checkpointing { exit: held, .. } => {
@@ -204,24 +272,29 @@ impl InitState {
                 None
             }
             InitState::CreatedFromCheckpoint(_)
-            | InitState::Restoring
-            | InitState::Stopped
+            | InitState::Restoring { .. }
+            | InitState::Stopped(_)
             | InitState::Deleted => None,
         }
     }
 
     /// Kill: a live init can be signalled (a created one too: it is a
     /// process waiting for Start), and so can the rest of a stopped
-    /// container's processes (`all`).
-    pub fn kill(&self, id: &str, all: bool) -> Result<()> {
+    /// container's processes (`all`). A restore under way is asked to stop:
+    /// whatever the signal, the container ends killed.
+    pub fn kill(&self, id: &str, all: bool) -> Result<KillTarget> {
         match self {
             InitState::Created
             | InitState::Starting { .. }
             | InitState::Running
             | InitState::Paused
-            | InitState::Checkpointing { .. } => Ok(()),
-            InitState::Stopped if all => Ok(()),
-            InitState::Stopped => Err(Error::NotFound(format!(
+            | InitState::Checkpointing { .. } => Ok(KillTarget::Runtime),
+            InitState::Restoring { abort } => {
+                abort.store(true, Ordering::SeqCst);
+                Ok(KillTarget::Restore)
+            }
+            InitState::Stopped(_) if all => Ok(KillTarget::Runtime),
+            InitState::Stopped(_) => Err(Error::NotFound(format!(
                 "cannot signal container {id}: process already finished"
             ))),
             // Nothing runs yet: FailedPrecondition, which containerd's
@@ -235,7 +308,7 @@ impl InitState {
         match self {
             InitState::Created => Ok(Removal::Force),
             InitState::CreatedFromCheckpoint(_) => Ok(Removal::Nothing),
-            InitState::Stopped => Ok(Removal::Stopped),
+            InitState::Stopped(_) => Ok(Removal::Stopped),
             InitState::Running | InitState::Paused => Err(Error::FailedPrecondition(format!(
                 "cannot delete container {id}: it is still running; stop it first (or force the delete)"
             ))),
@@ -293,10 +366,11 @@ impl InitState {
     /// with the exit that came meanwhile (returned, to be reported now).
     pub fn checkpointed(&mut self) -> Option<Exit> {
         let InitState::Checkpointing { paused, exit } = *self else {
+            out_of_order("checkpointed", self);
             return None;
         };
         *self = match (exit, paused) {
-            (Some(_), _) => InitState::Stopped,
+            (Some(exit), _) => InitState::Stopped(exit),
             (None, true) => InitState::Paused,
             (None, false) => InitState::Running,
         };
@@ -395,6 +469,11 @@ impl ExecState {
 
     pub fn started(&mut self) {
         *self = ExecState::Running;
+    }
+
+    /// Its Start failed: it never ran, and never will.
+    pub fn start_failed(&mut self) {
+        *self = ExecState::Stopped;
     }
 
     /// Whether an exit is news (the exec was running).

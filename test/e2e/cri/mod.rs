@@ -2,5 +2,6 @@
 //! one shim per pod.
 
 pub mod checkpoint;
+pub mod exec;
 pub mod mounts;
 pub mod pod;

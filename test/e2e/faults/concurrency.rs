@@ -44,9 +44,8 @@ fn restore(d: &Daemons, name: &str) -> (Out, u32) {
         let mut cmd = d.docker_cmd(&["start", "--checkpoint", "cp", name]);
         let out = run_timeout(&mut cmd, None, BUSY);
         let text = out.all();
-        let race = !d.is_lazarus()
-            && text.contains("content sha256:")
-            && text.contains("already exists");
+        let race =
+            !d.is_lazarus() && text.contains("content sha256:") && text.contains("already exists");
         if out.code == Some(0) || !race || Instant::now() >= deadline {
             return (out, races);
         }

@@ -120,6 +120,9 @@ pub struct RestoreTarget<'a> {
     /// is are decompressed for CRIU (a private directory in it, removed
     /// after the restore).
     pub scratch_root: &'a Path,
+    /// Asked while CRIU restores: true calls the restore off (CRIU is
+    /// killed, and what it had restored with it), e.g. on a Kill.
+    pub cancel: Option<&'a dyn Fn() -> bool>,
 }
 
 pub struct Restored {
@@ -392,7 +395,7 @@ impl RestorePlan {
             request: req,
             inherited: &keep,
             log: Some(&log),
-            cancel: None,
+            cancel: target.cancel,
         };
         let outcome = criu.call(call, &mut |script, pid| {
             match script {

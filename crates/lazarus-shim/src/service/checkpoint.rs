@@ -1,6 +1,7 @@
 //! The Checkpoint RPC and restore-at-Start, on top of `crate::checkpoint`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use containerd_shim_protos::api::CheckpointTaskRequest;
@@ -21,7 +22,7 @@ use crate::io;
 
 use crate::process::Status;
 use crate::reaper::ReaperWait;
-use crate::state::PendingRestore;
+use crate::state::{InitState, PendingRestore};
 
 /// How long the processes a failed restore left get to die.
 const RESTORE_CLEANUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -245,13 +246,153 @@ impl TaskService {
             })
     }
 
-    /// CRIU's restore, for a member of a group restore with its network
-    /// locked (it stays locked until the whole group is back: the client
-    /// unlocks it, or the lock expires). Returns the lock taken, if any.
-    fn restore_in_group(
+    /// Start of a container created from a checkpoint (now Restoring): CRIU
+    /// restores its tree as our child; then it is an ordinary running init.
+    /// A Kill meanwhile (`abort`) calls CRIU off, or kills the tree once it
+    /// is back. However this ends (an error, a panic), Restoring ends.
+    pub(super) fn start_restored(
+        &self,
+        cell: &Arc<ContainerCell>,
+        pending: PendingRestore,
+        abort: Arc<AtomicBool>,
+    ) -> Result<i32> {
+        let ending = EndRestoring {
+            service: self,
+            cell,
+            abort: abort.clone(),
+        };
+        let result = self.restore_and_adopt(cell, pending, &abort);
+        drop(ending);
+        result
+    }
+
+    fn restore_and_adopt(
+        &self,
+        cell: &Arc<ContainerCell>,
+        mut pending: PendingRestore,
+        abort: &Arc<AtomicBool>,
+    ) -> Result<i32> {
+        let (id, bundle, stdio) = {
+            let c = cell.lock();
+            (c.id.clone(), c.bundle.clone(), c.init.stdio.clone())
+        };
+        let kept_log = match self.settings.kept_log(&id, image::RESTORE_LOG) {
+            Ok(path) => path,
+            Err(e) => {
+                // Nothing was restored: the plan goes back for a retry.
+                self.restore_failed(cell, Some(Box::new(pending)));
+                return Err(e);
+            }
+        };
+        let stdio_fds = pending.io.as_ref().and_then(|io| io.process_fds());
+        let started = std::time::Instant::now();
+        let cancel = || abort.load(Ordering::SeqCst);
+        let target = RestoreTarget {
+            id: &id,
+            bundle: &bundle,
+            spec: &pending.spec,
+            stdio: stdio_fds,
+            keep_failed_log: Some(&kept_log),
+            scratch_root: &self.settings.restore_scratch,
+            cancel: Some(&cancel),
+        };
+        // The restored init may die before its pid is registered.
+        let spawn = self.pids.spawn();
+        let (netlock, restored) = self.restore_locked(&pending, &target, &id);
+        let mut restored = match restored {
+            Ok(r) => r,
+            Err(e) => {
+                undo_restore(&pending, &id, netlock.as_ref().map(|(_, n)| n));
+                self.restore_failed(cell, Some(Box::new(pending)));
+                return Err(e.into());
+            }
+        };
+        let mut lazy_pages = restored.lazy_pages.take();
+        let streams = match (pending.io.take(), restored.pts_master) {
+            (Some(io), _) => io.connect(),
+            (None, Some(master)) => io::console_streams(&stdio, master),
+            (None, None) => Err(Error::Runtime("restored terminal has no master".into())),
+        };
+        if let Err(e) = self.runtime.adopt(&id, &bundle, restored.pid) {
+            // Without runtime state the container cannot be managed: do not
+            // leave an unmanageable process behind, nor its cgroup, images
+            // or network lock; the task ends Stopped with that exit.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(restored.pid),
+                nix::sys::signal::SIGKILL,
+            );
+            if let Some(daemon) = lazy_pages.as_mut() {
+                daemon.kill();
+            }
+            undo_restore(&pending, &id, netlock.as_ref().map(|(_, n)| n));
+            self.restore_failed(cell, None);
+            return Err(e);
+        }
+        // The dump ran under CRIU's freezer and the restored cgroup comes
+        // back with that state: a restored container must run.
+        cgroup::thaw(&cgroup::path_of(&pending.spec, &id));
+        let killed_meanwhile = self.now_running(cell, restored.pid, streams, abort);
+        self.watch_oom(&id);
+        self.register(&spawn, cell, "", restored.pid);
+        if killed_meanwhile {
+            log::info!("{id} was killed while it was restored: killing it now");
+            if let Err(e) = self.runtime.kill(&id, libc::SIGKILL, true) {
+                log::error!("kill restored {id}: {e}");
+            }
+        }
+        if let Some((request, netns)) = netlock {
+            release_at_expiry(id.clone(), request, netns);
+        }
+        log_restored(
+            &id,
+            restored.pid,
+            started,
+            &pending.plan,
+            lazy_pages.is_some(),
+        );
+        match lazy_pages {
+            Some(daemon) => watch_lazy_pages(id, restored.pid, daemon, pending.plan),
+            None => pending.plan.discard_temporary_images(),
+        }
+        Ok(restored.pid)
+    }
+
+    /// The restored init is the container's: its pid and stdio recorded,
+    /// TaskStart published, Running. Returns whether a Kill came during the
+    /// restore (the caller kills it now): under the lock, a Kill before
+    /// this saw Restoring and set the flag; one after it sees Running and
+    /// signals the runtime.
+    fn now_running(
+        &self,
+        cell: &ContainerCell,
+        pid: i32,
+        streams: Result<io::ProcessStreams>,
+        abort: &AtomicBool,
+    ) -> bool {
+        let mut c = cell.lock();
+        c.init.pid = pid;
+        match streams {
+            Ok(s) => c.init.streams = Some(s),
+            Err(e) => log::error!("stdio of restored {}: {e}", c.id),
+        }
+        self.publish(TaskStart {
+            container_id: c.id.clone(),
+            pid: pid as u32,
+            ..Default::default()
+        });
+        let killed = abort.load(Ordering::SeqCst);
+        c.state.started();
+        killed
+    }
+
+    /// CRIU's restore, with the network lock a member of a group restore
+    /// holds until the whole group is back (the client unlocks it, or the
+    /// lock expires): the request and the namespace, when one was locked.
+    fn restore_locked(
         &self,
         pending: &PendingRestore,
         target: &RestoreTarget,
+        id: &str,
     ) -> (
         Option<(NetlockRequest, PathBuf)>,
         lazarus_core::Result<lazarus_core::checkpoint::restore::Restored>,
@@ -269,101 +410,66 @@ impl TaskService {
                 let mut netns = None;
                 let restored = self.restore_tree(pending, target, Some(&mut netns));
                 if netns.is_none() && restored.is_ok() {
-                    log::warn!(
-                        "group restore of {}: its network namespace was not locked",
-                        target.id
-                    );
+                    log::warn!("group restore of {id}: its network namespace was not locked");
                 }
                 (netns.map(|n| (request, n)), restored)
             }
         }
     }
 
-    /// Start of a container created from a checkpoint (now Restoring): CRIU
-    /// restores its tree as our child; then it is an ordinary running init.
-    pub(super) fn start_restored(
-        &self,
-        cell: &Arc<ContainerCell>,
-        pending: PendingRestore,
-    ) -> Result<i32> {
-        let (id, bundle, stdio) = {
-            let c = cell.lock();
-            (c.id.clone(), c.bundle.clone(), c.init.stdio.clone())
-        };
-        let stdio_fds = pending.io.as_ref().and_then(|io| io.process_fds());
-        let started = std::time::Instant::now();
-        let kept_log = self.settings.kept_log(&id, image::RESTORE_LOG)?;
-        let target = RestoreTarget {
-            id: &id,
-            bundle: &bundle,
-            spec: &pending.spec,
-            stdio: stdio_fds,
-            keep_failed_log: Some(&kept_log),
-            scratch_root: &self.settings.restore_scratch,
-        };
-        // The restored init may die before its pid is registered.
-        let spawn = self.pids.spawn();
-        let (netlock, restored) = self.restore_in_group(&pending, &target);
-        let mut restored = match restored {
-            Ok(r) => r,
-            Err(e) => {
-                undo_failed_restore(cell, pending, netlock.as_ref().map(|(_, n)| n.as_path()));
-                return Err(e.into());
-            }
-        };
-        let mut lazy_pages = restored.lazy_pages.take();
-        let streams = match (pending.io, restored.pts_master) {
-            (Some(io), _) => io.connect(),
-            (None, Some(master)) => io::console_streams(&stdio, master),
-            (None, None) => Err(Error::Runtime("restored terminal has no master".into())),
-        };
-        if let Err(e) = self.runtime.adopt(&id, &bundle, restored.pid) {
-            // Without runtime state the container cannot be managed: do not
-            // leave an unmanageable process behind.
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(restored.pid),
-                nix::sys::signal::SIGKILL,
-            );
-            if let Some(daemon) = lazy_pages.as_mut() {
-                daemon.kill();
-            }
-            cell.lock().state.start_failed(None);
-            return Err(e);
+    /// The restore failed: Restoring ends (back to CreatedFromCheckpoint
+    /// with the plan, for a retry, unless a Kill asked it to stop; else
+    /// Stopped), and an exit that comes of it is reported now.
+    fn restore_failed(&self, cell: &ContainerCell, pending: Option<Box<PendingRestore>>) {
+        let mut c = cell.lock();
+        if let Some(exit) = c.state.start_failed(pending) {
+            self.report_exit(&mut c, "", exit);
         }
-        // The dump ran under CRIU's freezer and the restored cgroup comes
-        // back with that state: a restored container must run.
-        cgroup::thaw(&cgroup::path_of(&pending.spec, &id));
-        {
-            let mut c = cell.lock();
-            c.init.pid = restored.pid;
-            match streams {
-                Ok(s) => c.init.streams = Some(s),
-                Err(e) => log::error!("stdio of restored {id}: {e}"),
-            }
-            self.publish(TaskStart {
-                container_id: id.clone(),
-                pid: restored.pid as u32,
-                ..Default::default()
-            });
-            c.state.started();
+    }
+}
+
+/// What a failed restore leaves, undone: the group's network lock, what a
+/// failed CRIU or a killed tree left in the new cgroup (the core already
+/// killed those processes before reading CRIU's log; this is the guard for
+/// the other failures, and removes the directories), and containerd's
+/// unpacked copy of the images.
+fn undo_restore(pending: &PendingRestore, id: &str, netns: Option<&PathBuf>) {
+    if let Some(netns) = netns {
+        let _ = netlock::unlock(netns, &ReaperWait);
+    }
+    let cgroup = cgroup::path_of(&pending.spec, id);
+    let left = cgroup::destroy(&cgroup, RESTORE_CLEANUP_TIMEOUT);
+    if !left.is_empty() {
+        log::error!("failed restore of {id}: pids {left:?} would not die");
+    }
+    pending.plan.discard_temporary_images();
+}
+
+/// Ends a container's Restoring if the restore left it there (an error
+/// before any transition, a panic): Stopped, with the exit reported, so
+/// Wait returns and Delete is allowed. The restore is told apart from any
+/// later one by its abort flag.
+struct EndRestoring<'a> {
+    service: &'a TaskService,
+    cell: &'a ContainerCell,
+    abort: Arc<AtomicBool>,
+}
+
+impl Drop for EndRestoring<'_> {
+    fn drop(&mut self) {
+        let mut c = self.cell.lock_after_panic();
+        let ours =
+            matches!(&c.state, InitState::Restoring { abort } if Arc::ptr_eq(abort, &self.abort));
+        if !ours {
+            return;
         }
-        self.watch_oom(&id);
-        self.register(&spawn, cell, "", restored.pid);
-        if let Some((request, netns)) = netlock {
-            release_at_expiry(id.clone(), request, netns);
-        }
-        log_restored(
-            &id,
-            restored.pid,
-            started,
-            &pending.plan,
-            lazy_pages.is_some(),
+        log::error!(
+            "restore of {} ended without a result: the task is stopped",
+            c.id
         );
-        match lazy_pages {
-            Some(daemon) => watch_lazy_pages(id, restored.pid, daemon, pending.plan),
-            None => pending.plan.discard_temporary_images(),
+        if let Some(exit) = c.state.abandon() {
+            self.service.report_exit(&mut c, "", exit);
         }
-        Ok(restored.pid)
     }
 }
 
@@ -390,26 +496,6 @@ fn dump_dirs(
         PathBuf::from(&request.work_path)
     };
     Ok((images, work))
-}
-
-/// After a failed restore: the group's lock released, the new cgroup
-/// emptied and removed, the temporary images discarded, and the container
-/// back to Created with its restore still pending.
-fn undo_failed_restore(cell: &ContainerCell, pending: PendingRestore, netns: Option<&Path>) {
-    if let Some(netns) = netns {
-        let _ = netlock::unlock(netns, &ReaperWait);
-    }
-    let id = cell.lock().id.clone();
-    // The core already killed what a failed CRIU left in the new cgroup
-    // (before reading its log); this is the guard for the other failures
-    // of a restore, and removes the directories.
-    let cgroup = cgroup::path_of(&pending.spec, &id);
-    let left = cgroup::destroy(&cgroup, RESTORE_CLEANUP_TIMEOUT);
-    if !left.is_empty() {
-        log::error!("failed restore of {id}: pids {left:?} would not die");
-    }
-    pending.plan.discard_temporary_images();
-    cell.lock().state.start_failed(Some(Box::new(pending)));
 }
 
 /// The restore's line in the log, with CRIU's statistics.

@@ -31,7 +31,7 @@ use crate::io::{PendingIo, StdioPaths};
 use crate::options;
 use crate::process::{timestamp, Exit, Process};
 use crate::runtime::{CreateOptions, ExecOptions, Runtime};
-use crate::state::{ExecState, InitState, PendingRestore, Removal, StartWork};
+use crate::state::{ExecState, InitState, KillTarget, PendingRestore, Removal, StartWork};
 
 mod checkpoint;
 mod pids;
@@ -43,6 +43,8 @@ const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Exit status reported for a created init that Delete removed by force
 /// (the runtime kills it with SIGKILL).
 const KILLED: u32 = 128 + libc::SIGKILL as u32;
+/// The exit status of an exec whose process never started.
+const EXEC_NEVER_RAN: u32 = 255;
 
 /// What the service needs to know about where it runs.
 #[derive(Debug, Clone, Default)]
@@ -298,7 +300,7 @@ impl TaskService {
             let mut c = cell.lock();
             (c.state.start(&req.id)?, c.bundle.clone())
         };
-        let pending = match work {
+        let (pending, abort) = match work {
             StartWork::Run => {
                 let took = std::time::Instant::now();
                 let started = self.runtime.start(&req.id, &bundle);
@@ -326,11 +328,11 @@ impl TaskService {
                     ..Default::default()
                 });
             }
-            StartWork::Restore(pending) => pending,
+            StartWork::Restore(pending, abort) => (pending, abort),
         };
         // Restoring keeps other lifecycle calls out while CRIU works.
         drop(ops);
-        let pid = self.start_restored(&cell, *pending)?;
+        let pid = self.start_restored(&cell, *pending, abort)?;
         Ok(StartResponse {
             pid: pid as u32,
             ..Default::default()
@@ -353,12 +355,19 @@ impl TaskService {
         };
         let io = PendingIo::prepare(&stdio, &self.settings.console_dir)?;
         let spawn = self.pids.spawn();
-        let pid = self.runtime.exec(&ExecOptions {
+        let exec = self.runtime.exec(&ExecOptions {
             id: &id,
             bundle,
             process_json: &spec,
             io: io.for_process(),
-        })?;
+        });
+        let pid = match exec {
+            Ok(pid) => pid,
+            Err(e) => {
+                self.exec_failed(cell, exec_id);
+                return Err(e);
+            }
+        };
         let streams = io.connect();
         {
             let mut c = cell.lock();
@@ -382,6 +391,21 @@ impl TaskService {
             pid: pid as u32,
             ..Default::default()
         })
+    }
+
+    /// An exec that could not start (no such program, say) is stopped with
+    /// [`EXEC_NEVER_RAN`]: a Wait already waiting on it (CRI's exec waits
+    /// before it starts) returns, as with runc's shim, instead of holding
+    /// its connection, and with it the shim's shutdown, for ever.
+    fn exec_failed(&self, cell: &ContainerCell, exec_id: &str) {
+        let mut c = cell.lock();
+        if let Ok(e) = c.exec_mut(exec_id) {
+            e.state.start_failed();
+            e.process.exit.set(Exit {
+                code: EXEC_NEVER_RAN,
+                at: SystemTime::now(),
+            });
+        }
     }
 
     pub fn exec(&self, req: &ExecProcessRequest) -> Result<()> {
@@ -436,7 +460,14 @@ impl TaskService {
             let c = cell.lock();
             if req.exec_id.is_empty() {
                 c.process("")?;
-                c.state.kill(&req.id, req.all)?;
+                if c.state.kill(&req.id, req.all)? == KillTarget::Restore {
+                    // The restore under way stops and ends the task killed.
+                    log::info!(
+                        "kill of {} during its restore: calling the restore off",
+                        req.id
+                    );
+                    return Ok(());
+                }
                 None
             } else {
                 let e = c.exec(&req.exec_id)?;

@@ -49,6 +49,10 @@ struct FakeRuntime {
     next_pid: Mutex<i32>,
     /// Held inside `exec`, after the process "exists".
     exec_gate: Option<Gate>,
+    /// `exec` fails (no such program, say).
+    fail_exec: bool,
+    /// `adopt` fails.
+    fail_adopt: bool,
 }
 
 impl FakeRuntime {
@@ -78,6 +82,11 @@ impl Runtime for FakeRuntime {
     }
     fn exec(&self, opts: &ExecOptions) -> Result<i32> {
         self.record(format!("exec {}", opts.id));
+        if self.fail_exec {
+            return Err(Error::Runtime(
+                "exec: \"nope\": executable file not found".into(),
+            ));
+        }
         let pid = self.pid();
         if let Some(gate) = &self.exec_gate {
             gate.pass(pid);
@@ -117,7 +126,10 @@ impl Runtime for FakeRuntime {
     }
     fn adopt(&self, id: &str, _: &Path, pid: i32) -> Result<()> {
         self.record(format!("adopt {id} {pid}"));
-        Ok(())
+        match self.fail_adopt {
+            true => Err(Error::Runtime(format!("adopt restored {id}: test"))),
+            false => Ok(()),
+        }
     }
     fn restore_network(&self, id: &str, _: &Path, pid: i32) -> Result<()> {
         self.record(format!("restore_network {id} {pid}"));
@@ -137,6 +149,10 @@ struct FakeCriu {
     dump_gate: Option<Gate>,
     /// Each dump also writes a page image of this many zero bytes.
     page_image: Option<usize>,
+    /// A restore says it is there, then runs until it is called off.
+    restore_until_called_off: Option<Sender<()>>,
+    /// A restore panics (a bug anywhere under Start).
+    panic_in_restore: bool,
 }
 
 const RESTORED_PID: i32 = 4242;
@@ -200,6 +216,25 @@ impl Criu for FakeCriu {
                 if let Some(bytes) = self.page_image {
                     std::fs::write(Path::new(&dir).join("pages-1.img"), vec![0u8; bytes]).unwrap();
                 }
+            }
+            rpc::Criu_req_type::RESTORE if self.panic_in_restore => panic!("restore: test"),
+            rpc::Criu_req_type::RESTORE if self.restore_until_called_off.is_some() => {
+                self.restore_until_called_off
+                    .as_ref()
+                    .unwrap()
+                    .send(())
+                    .unwrap();
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while !call.cancel.is_some_and(|called_off| called_off()) {
+                    assert!(std::time::Instant::now() < deadline, "never called off");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                self.requests.lock().unwrap().push(request);
+                return Err(lazarus_core::criu::CriuError::new(
+                    lazarus_core::criu::CriuOp::Restore,
+                    lazarus_core::criu::CriuFailure::Cancelled,
+                )
+                .into());
             }
             rpc::Criu_req_type::RESTORE => {
                 // As CRIU does: namespaces first, then the rest.
@@ -1262,4 +1297,171 @@ fn poll_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
         assert!(std::time::Instant::now() < deadline, "timed out");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// Checkpoints a running `c1` (left running) and creates `c2` from it:
+/// `c2` is CreatedFromCheckpoint, waiting for Start.
+fn created_from_a_checkpoint(f: &Fixture) -> tempfile::TempDir {
+    f.run("c1");
+    let images = tempfile::tempdir().unwrap();
+    let dir = images.path().join("cp");
+    let opts = CheckpointOptions {
+        exit: false,
+        ..Default::default()
+    };
+    f.service
+        .checkpoint(&CheckpointTaskRequest {
+            id: "c1".into(),
+            path: dir.to_string_lossy().into_owned(),
+            options: checkpoint_options(opts),
+            ..Default::default()
+        })
+        .unwrap();
+    f.service
+        .create(&CreateTaskRequest {
+            id: "c2".into(),
+            bundle: f.bundle.path().to_string_lossy().into_owned(),
+            checkpoint: dir.to_string_lossy().into_owned(),
+            ..Default::default()
+        })
+        .unwrap();
+    images
+}
+
+fn start_c2(f: &Fixture) -> Result<StartResponse> {
+    f.service.start(&StartRequest {
+        id: "c2".into(),
+        ..Default::default()
+    })
+}
+
+fn delete_c2(f: &Fixture) -> Result<DeleteResponse> {
+    f.service.delete(&DeleteRequest {
+        id: "c2".into(),
+        ..Default::default()
+    })
+}
+
+/// The exit Wait would return for `c2` now (None: Wait would block).
+fn waited_exit(f: &Fixture) -> Option<u32> {
+    let cell = f.service.get("c2").unwrap();
+    let exit = cell.lock().init.exit.get();
+    exit.map(|e| e.code)
+}
+
+#[test]
+fn a_failed_adopt_after_a_restore_stops_the_task_with_its_exit_reported() {
+    let runtime = FakeRuntime {
+        fail_adopt: true,
+        ..Default::default()
+    };
+    let f = fixture_of(runtime, FakeCriu::default(), "default");
+    let _images = created_from_a_checkpoint(&f);
+    f.topics();
+    assert!(start_c2(&f).is_err());
+    assert_eq!(f.status("c2", ""), ApiStatus::STOPPED);
+    assert_eq!(waited_exit(&f), Some(137), "Wait returns");
+    assert!(f.topics().contains(&"/tasks/exit".to_string()));
+    assert_eq!(delete_c2(&f).unwrap().exit_status, 137, "Delete reports it");
+}
+
+#[test]
+fn kill_during_a_restore_calls_criu_off_and_the_task_ends_killed() {
+    let (entered, at) = channel();
+    let criu = FakeCriu {
+        restore_until_called_off: Some(entered),
+        ..Default::default()
+    };
+    let f = fixture_with(criu, "default");
+    let _images = created_from_a_checkpoint(&f);
+    let starter = {
+        let service = f.service.clone();
+        std::thread::spawn(move || {
+            let start = StartRequest {
+                id: "c2".into(),
+                ..Default::default()
+            };
+            service.start(&start).map(drop)
+        })
+    };
+    at.recv_timeout(Duration::from_secs(10))
+        .expect("the restore runs");
+    f.service
+        .kill(&KillRequest {
+            id: "c2".into(),
+            signal: libc::SIGKILL as u32,
+            ..Default::default()
+        })
+        .expect("Kill is allowed during a restore");
+    let started = starter.join().unwrap();
+    assert!(started.is_err(), "the restore was called off");
+    assert_eq!(f.status("c2", ""), ApiStatus::STOPPED);
+    assert_eq!(waited_exit(&f), Some(137));
+    assert!(delete_c2(&f).is_ok(), "and it can be deleted");
+}
+
+#[test]
+fn a_restore_that_panics_does_not_leave_the_task_restoring() {
+    let criu = FakeCriu {
+        panic_in_restore: true,
+        ..Default::default()
+    };
+    let f = fixture_with(criu, "default");
+    let _images = created_from_a_checkpoint(&f);
+    let starter = {
+        let service = f.service.clone();
+        std::thread::spawn(move || {
+            let start = StartRequest {
+                id: "c2".into(),
+                ..Default::default()
+            };
+            service.start(&start).map(drop)
+        })
+    };
+    assert!(starter.join().is_err(), "the restore panicked");
+    assert_eq!(f.status("c2", ""), ApiStatus::STOPPED);
+    assert_eq!(waited_exit(&f), Some(137), "Wait returns");
+    assert!(delete_c2(&f).is_ok(), "Delete is not refused for good");
+}
+
+/// CRI waits on an exec before starting it; when the start fails, that
+/// Wait must return (else its connection holds the shim's shutdown for
+/// ever, as critest found), and the exec can be deleted.
+#[test]
+fn a_wait_on_an_exec_that_failed_to_start_returns() {
+    let runtime = FakeRuntime {
+        fail_exec: true,
+        ..Default::default()
+    };
+    let f = fixture_of(runtime, FakeCriu::default(), "default");
+    f.run("c1");
+    let spec = serde_json::to_vec(&oci_spec::runtime::Process::default()).unwrap();
+    f.service
+        .exec(&ExecProcessRequest {
+            id: "c1".into(),
+            exec_id: "e1".into(),
+            spec: MessageField::some(Any {
+                value: spec,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+    let cell = f.service.get("c1").unwrap();
+    let exit = cell.lock().exec("e1").unwrap().process.exit.clone();
+    let waiter = std::thread::spawn(move || exit.wait().code);
+    let start = StartRequest {
+        id: "c1".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    assert!(f.service.start(&start).is_err());
+    assert_eq!(waiter.join().unwrap(), 255, "Wait returned");
+    assert_eq!(f.status("c1", "e1"), ApiStatus::STOPPED);
+    let delete = DeleteRequest {
+        id: "c1".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    assert!(f.service.delete(&delete).is_ok());
 }

@@ -35,8 +35,8 @@ fn verdicts(make: impl Fn() -> InitState) -> Verdicts {
     let v = |r: Result<()>| r.err().map(|e| e.code());
     vec![
         ("start", v(make().start("c").map(drop))),
-        ("kill", v(make().kill("c", false))),
-        ("kill --all", v(make().kill("c", true))),
+        ("kill", v(make().kill("c", false).map(drop))),
+        ("kill --all", v(make().kill("c", true).map(drop))),
         ("delete", v(make().delete("c").map(drop))),
         ("pause", v(make().pause("c"))),
         ("resume", v(make().resume("c"))),
@@ -86,8 +86,8 @@ fn created_from_checkpoint() {
     let mut s = InitState::CreatedFromCheckpoint(pending());
     assert_eq!(s.status(), Status::Created);
     assert_eq!(s.delete("c").unwrap(), Removal::Nothing);
-    assert!(matches!(s.start("c"), Ok(StartWork::Restore(_))));
-    assert!(matches!(s, InitState::Restoring));
+    assert!(matches!(s.start("c"), Ok(StartWork::Restore(..))));
+    assert!(matches!(s, InitState::Restoring { .. }));
 }
 
 #[test]
@@ -120,23 +120,90 @@ fn an_exit_while_starting_is_reported_when_start_ends() {
     assert_eq!(s.status(), Status::Stopped);
 }
 
+fn restoring() -> (InitState, Arc<AtomicBool>) {
+    let abort = Arc::new(AtomicBool::new(false));
+    let state = InitState::Restoring {
+        abort: abort.clone(),
+    };
+    (state, abort)
+}
+
+fn stopped() -> InitState {
+    InitState::Stopped(EXIT)
+}
+
 #[test]
-fn restoring() {
-    let want = expect([NO, NO, NO, NO, NO, NO, NO, NO, NO, NO, NO]);
-    assert_eq!(verdicts(|| InitState::Restoring), want);
-    assert_eq!(InitState::Restoring.status(), Status::Created);
-    let mut s = InitState::Restoring;
+fn restoring_verdicts() {
+    // Kill is allowed: it calls the restore off.
+    let want = expect([NO, OK, OK, NO, NO, NO, NO, NO, NO, NO, NO]);
+    assert_eq!(verdicts(|| restoring().0), want);
+    assert_eq!(restoring().0.status(), Status::Created);
+    let (mut s, _) = restoring();
     s.start_failed(Some(pending()));
     assert!(
         matches!(s, InitState::CreatedFromCheckpoint(_)),
         "a failed restore keeps its plan for another Start"
     );
-    let mut s = InitState::Restoring;
-    s.start_failed(None);
-    assert!(matches!(s, InitState::Stopped));
-    let mut s = InitState::Restoring;
+    let (mut s, _) = restoring();
     assert_eq!(s.started(), None);
     assert!(matches!(s, InitState::Running));
+}
+
+#[test]
+fn a_restore_that_cannot_be_retried_stops_with_an_exit_to_report() {
+    let (mut s, _) = restoring();
+    let exit = s.start_failed(None).expect("an exit for Wait");
+    assert_eq!(exit.code, 137);
+    assert!(matches!(s, InitState::Stopped(e) if e == exit));
+    assert_eq!(s.delete("c").unwrap(), Removal::Stopped);
+}
+
+#[test]
+fn kill_during_a_restore_calls_it_off_and_it_ends_killed() {
+    let (mut s, abort) = restoring();
+    assert_eq!(s.kill("c", false).unwrap(), KillTarget::Restore);
+    assert!(abort.load(Ordering::SeqCst), "the restore is told to stop");
+    // Even with its plan back, a killed restore is not retried.
+    let exit = s.start_failed(Some(pending())).expect("killed");
+    assert_eq!(exit.code, 137);
+    assert!(matches!(s, InitState::Stopped(_)));
+}
+
+#[test]
+fn abandoned_transitions_end() {
+    let (mut s, _) = restoring();
+    assert_eq!(s.abandon().map(|e| e.code), Some(137));
+    assert!(matches!(s, InitState::Stopped(_)));
+    let mut s = InitState::Starting { exit: None };
+    assert_eq!(s.abandon(), None);
+    assert!(matches!(s, InitState::Created), "a start can be retried");
+    let mut s = InitState::Checkpointing {
+        paused: true,
+        exit: None,
+    };
+    assert_eq!(s.abandon(), None);
+    assert!(matches!(s, InitState::Paused));
+    let mut s = InitState::Checkpointing {
+        paused: false,
+        exit: Some(EXIT),
+    };
+    assert_eq!(s.abandon(), Some(EXIT));
+    for mut settled in [
+        InitState::Running,
+        InitState::Paused,
+        stopped(),
+        InitState::Created,
+    ] {
+        let before = settled.status();
+        assert_eq!(settled.abandon(), None);
+        assert_eq!(settled.status(), before, "settled states are left alone");
+    }
+}
+
+#[test]
+#[should_panic(expected = "started in state stopped")]
+fn a_transition_in_the_wrong_state_is_a_bug() {
+    stopped().started();
 }
 
 #[test]
@@ -158,7 +225,7 @@ fn running() {
     ));
     let mut s = InitState::Running;
     assert_eq!(s.exited(EXIT), Some(EXIT));
-    assert!(matches!(s, InitState::Stopped));
+    assert!(matches!(s, InitState::Stopped(e) if e == EXIT));
 }
 
 #[test]
@@ -205,18 +272,18 @@ fn an_exit_while_checkpointing_is_reported_when_the_dump_ends() {
     assert_eq!(s.status(), Status::Running, "until the dump ends");
     assert_eq!(code(s.delete("c")), NO, "no Delete under a dump");
     assert_eq!(s.checkpointed(), Some(EXIT));
-    assert!(matches!(s, InitState::Stopped));
+    assert!(matches!(s, InitState::Stopped(e) if e == EXIT));
     assert_eq!(s.delete("c").unwrap(), Removal::Stopped);
 }
 
 #[test]
-fn stopped() {
+fn stopped_verdicts() {
     // Signalling a finished process is NotFound; --all reaches what is left.
     let want = expect([NO, GONE, OK, OK, NO, NO, NO, NO, NO, NO, NO]);
-    assert_eq!(verdicts(|| InitState::Stopped), want);
-    assert_eq!(InitState::Stopped.status(), Status::Stopped);
-    assert_eq!(InitState::Stopped.delete("c").unwrap(), Removal::Stopped);
-    let mut s = InitState::Stopped;
+    assert_eq!(verdicts(stopped), want);
+    assert_eq!(stopped().status(), Status::Stopped);
+    assert_eq!(stopped().delete("c").unwrap(), Removal::Stopped);
+    let mut s = stopped();
     assert_eq!(s.exited(EXIT), None, "a repeated exit is not news");
 }
 

@@ -100,7 +100,9 @@ async fn rootfs_diff(
         }
     };
     let tar = scratch.join(archive::ROOTFS_DIFF_TAR);
-    Ok(lazarus_core::checkpoint::rootfs::diff_from_overlay_upper(&upper, &tar)?)
+    Ok(lazarus_core::checkpoint::rootfs::diff_from_overlay_upper(
+        &upper, &tar,
+    )?)
 }
 
 /// The archive's config.dump: who the container is, its image, when it
