@@ -23,7 +23,7 @@ fn shims_of(pod: &str) -> Vec<u32> {
         let is_shim = args
             .first()
             .is_some_and(|a| String::from_utf8_lossy(a).contains("containerd-shim-"));
-        if is_shim && args.iter().any(|a| *a == pod.as_bytes()) {
+        if is_shim && args.contains(&pod.as_bytes()) {
             pids.push(pid);
         }
     }
