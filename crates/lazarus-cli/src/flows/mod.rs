@@ -19,4 +19,6 @@ pub mod import;
 pub mod inspect;
 pub mod keys;
 pub mod migration;
+#[cfg(test)]
+pub(crate) mod step_log;
 pub mod version;

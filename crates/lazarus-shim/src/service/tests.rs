@@ -1342,6 +1342,18 @@ fn delete_c2(f: &Fixture) -> Result<DeleteResponse> {
     })
 }
 
+/// Starts `c2` on a thread of its own (its restore may block or panic).
+fn start_c2_in_background(f: &Fixture) -> std::thread::JoinHandle<Result<()>> {
+    let service = f.service.clone();
+    std::thread::spawn(move || {
+        let start = StartRequest {
+            id: "c2".into(),
+            ..Default::default()
+        };
+        service.start(&start).map(drop)
+    })
+}
+
 /// The exit Wait would return for `c2` now (None: Wait would block).
 fn waited_exit(f: &Fixture) -> Option<u32> {
     let cell = f.service.get("c2").unwrap();
@@ -1374,16 +1386,7 @@ fn kill_during_a_restore_calls_criu_off_and_the_task_ends_killed() {
     };
     let f = fixture_with(criu, "default");
     let _images = created_from_a_checkpoint(&f);
-    let starter = {
-        let service = f.service.clone();
-        std::thread::spawn(move || {
-            let start = StartRequest {
-                id: "c2".into(),
-                ..Default::default()
-            };
-            service.start(&start).map(drop)
-        })
-    };
+    let starter = start_c2_in_background(&f);
     at.recv_timeout(Duration::from_secs(10))
         .expect("the restore runs");
     f.service
@@ -1408,16 +1411,7 @@ fn a_restore_that_panics_does_not_leave_the_task_restoring() {
     };
     let f = fixture_with(criu, "default");
     let _images = created_from_a_checkpoint(&f);
-    let starter = {
-        let service = f.service.clone();
-        std::thread::spawn(move || {
-            let start = StartRequest {
-                id: "c2".into(),
-                ..Default::default()
-            };
-            service.start(&start).map(drop)
-        })
-    };
+    let starter = start_c2_in_background(&f);
     assert!(starter.join().is_err(), "the restore panicked");
     assert_eq!(f.status("c2", ""), ApiStatus::STOPPED);
     assert_eq!(waited_exit(&f), Some(137), "Wait returns");

@@ -1,20 +1,19 @@
 //! The export's refusals, order and undo, on a fake container.
 
-use std::cell::RefCell;
 use std::path::PathBuf;
 
 use clap::Parser;
 use serde_json::json;
 
 use super::*;
+use crate::flows::step_log::StepLog;
 
 /// A container named "web": a Docker one when `restart` is given (its
 /// restart policy); every step is logged; the steps in `fail` fail.
 struct Fake {
     target: Target,
     status: Option<Status>,
-    fail: Vec<&'static str>,
-    log: RefCell<Vec<String>>,
+    steps: StepLog,
 }
 
 fn fake(docker_restart: Option<&str>) -> Fake {
@@ -26,22 +25,17 @@ fn fake(docker_restart: Option<&str>) -> Fake {
             docker: docker_restart.map(|p| json!({"HostConfig": {"RestartPolicy": {"Name": p}}})),
         },
         status: Some(Status::Running),
-        fail: Vec::new(),
-        log: RefCell::default(),
+        steps: StepLog::default(),
     }
 }
 
 impl Fake {
     fn step(&self, step: &str) -> Result<()> {
-        self.log.borrow_mut().push(step.to_string());
-        match self.fail.contains(&step) {
-            true => Err(Error::Refused(format!("{step} failed"))),
-            false => Ok(()),
-        }
+        self.steps.step(step)
     }
 
     fn log(&self) -> String {
-        self.log.borrow().join(", ")
+        self.steps.log()
     }
 }
 
@@ -168,7 +162,7 @@ fn a_docker_restart_policy_is_refused_unless_the_container_keeps_running() {
 #[test]
 fn a_failed_checkpoint_writes_nothing_and_undoes_nothing() {
     let mut f = fake(Some("no"));
-    f.fail = vec!["checkpoint exit=true"];
+    f.steps.fail = vec!["checkpoint exit=true"];
     let (r, root) = run(&f, &[]);
     let e = r.unwrap_err().to_string();
     assert_eq!(e, "checkpoint exit=true failed");
@@ -180,7 +174,7 @@ fn a_failed_checkpoint_writes_nothing_and_undoes_nothing() {
 #[test]
 fn a_docker_container_the_checkpoint_stopped_is_restored_when_the_archive_fails() {
     let mut f = fake(Some("no"));
-    f.fail = vec!["archive"];
+    f.steps.fail = vec!["archive"];
     let (r, root) = run(&f, &[]);
     let e = r.unwrap_err().to_string();
     assert_eq!(
@@ -197,7 +191,7 @@ fn a_docker_container_the_checkpoint_stopped_is_restored_when_the_archive_fails(
 #[test]
 fn when_the_undo_fails_too_the_images_are_kept_and_named() {
     let mut f = fake(Some("no"));
-    f.fail = vec!["archive", "restore in place"];
+    f.steps.fail = vec!["archive", "restore in place"];
     let (r, root) = run(&f, &[]);
     let e = r.unwrap_err();
     assert!(matches!(e, Error::Cleanup { .. }), "{e}");
@@ -213,7 +207,7 @@ fn when_the_undo_fails_too_the_images_are_kept_and_named() {
 #[test]
 fn a_containerd_container_keeps_its_images_when_the_archive_fails() {
     let mut f = fake(None);
-    f.fail = vec!["archive"];
+    f.steps.fail = vec!["archive"];
     let (r, root) = run(&f, &[]);
     let e = r.unwrap_err().to_string();
     assert_eq!(f.log(), "status, checkpoint exit=true, archive");
@@ -228,7 +222,7 @@ fn a_containerd_container_keeps_its_images_when_the_archive_fails() {
 #[test]
 fn an_archive_failing_after_leave_running_needs_no_undo() {
     let mut f = fake(Some("no"));
-    f.fail = vec!["archive"];
+    f.steps.fail = vec!["archive"];
     let (r, root) = run(&f, &["--leave-running"]);
     assert_eq!(r.unwrap_err().to_string(), "archive failed");
     assert_eq!(f.log(), "status, checkpoint exit=false, archive");

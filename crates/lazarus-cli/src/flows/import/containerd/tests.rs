@@ -1,30 +1,24 @@
 //! A containerd restore's refusal and rollback, on a fake containerd.
 
-use std::cell::RefCell;
-
 use super::*;
+use crate::flows::step_log::StepLog;
 
 /// Every step is logged; the steps named in `fail` fail.
 #[derive(Default)]
 struct Fake {
     exists: bool,
-    fail: Vec<&'static str>,
+    steps: StepLog,
     /// The snapshot's mounts are a bind mount, not an overlay.
     not_overlay: bool,
-    log: RefCell<Vec<&'static str>>,
 }
 
 impl Fake {
-    fn step(&self, step: &'static str) -> Result<()> {
-        self.log.borrow_mut().push(step);
-        match self.fail.contains(&step) {
-            true => Err(Error::Refused(format!("{step} failed"))),
-            false => Ok(()),
-        }
+    fn step(&self, step: &str) -> Result<()> {
+        self.steps.step(step)
     }
 
     fn log(&self) -> String {
-        self.log.borrow().join(", ")
+        self.steps.log()
     }
 }
 
@@ -97,7 +91,7 @@ fn a_name_taken_is_refused_before_anything_is_made() {
 #[test]
 fn a_failed_start_removes_task_container_and_snapshot_last_made_first() {
     let f = Fake {
-        fail: vec!["start"],
+        steps: StepLog::failing(&["start"]),
         ..Default::default()
     };
     let e = run(&f).unwrap_err();
@@ -121,7 +115,7 @@ fn each_failure_removes_exactly_what_was_made_before_it() {
         ("task", "remove container, remove snapshot"),
     ] {
         let f = Fake {
-            fail: vec![fail],
+            steps: StepLog::failing(&[fail]),
             ..Default::default()
         };
         run(&f).unwrap_err();
@@ -145,7 +139,7 @@ fn a_snapshot_that_is_not_an_overlay_is_removed_again() {
 #[test]
 fn a_failed_cleanup_is_reported_beside_the_error() {
     let f = Fake {
-        fail: vec!["start", "remove container"],
+        steps: StepLog::failing(&["start", "remove container"]),
         ..Default::default()
     };
     let e = run(&f).unwrap_err();

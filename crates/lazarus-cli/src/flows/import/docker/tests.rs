@@ -5,27 +5,23 @@ use std::cell::RefCell;
 use serde_json::json;
 
 use super::*;
+use crate::flows::step_log::StepLog;
 
 /// Every step is logged; the steps in `fail` fail (`create` as Docker
 /// answers a name already taken, 409).
 #[derive(Default)]
 struct Fake {
-    fail: Vec<&'static str>,
-    log: RefCell<Vec<String>>,
+    steps: StepLog,
     body: RefCell<Value>,
 }
 
 impl Fake {
     fn step(&self, step: &str) -> Result<()> {
-        self.log.borrow_mut().push(step.to_string());
-        match self.fail.contains(&step) {
-            true => Err(Error::Refused(format!("{step} failed"))),
-            false => Ok(()),
-        }
+        self.steps.step(step)
     }
 
     fn log(&self) -> String {
-        self.log.borrow().join(", ")
+        self.steps.log()
     }
 }
 
@@ -35,9 +31,9 @@ impl Steps for Fake {
         Ok(cfg.image_name.clone())
     }
     async fn create(&self, name: &str, body: &Value) -> Result<String> {
-        self.log.borrow_mut().push(format!("create {name}"));
+        self.steps.record(&format!("create {name}"));
         *self.body.borrow_mut() = body.clone();
-        match self.fail.contains(&"create") {
+        match self.steps.fail.contains(&"create") {
             true => Err(Error::Docker {
                 context: "create".into(),
                 status: 409,
@@ -127,7 +123,7 @@ fn another_runtime_restores_through_dockers_own_checkpoint() {
 #[test]
 fn a_missing_image_is_refused_before_anything_is_created() {
     let f = Fake {
-        fail: vec!["image"],
+        steps: StepLog::failing(&["image"]),
         ..Default::default()
     };
     run(&f, LAZARUS_RUNTIME, None).0.unwrap_err();
@@ -137,7 +133,7 @@ fn a_missing_image_is_refused_before_anything_is_created() {
 #[test]
 fn a_name_taken_is_refused_saying_what_to_do() {
     let f = Fake {
-        fail: vec!["create"],
+        steps: StepLog::failing(&["create"]),
         ..Default::default()
     };
     let e = run(&f, LAZARUS_RUNTIME, None).0.unwrap_err().to_string();
@@ -150,7 +146,7 @@ fn a_name_taken_is_refused_saying_what_to_do() {
 fn every_failure_after_the_create_removes_the_container() {
     for fail in ["overlay", "apply", "start"] {
         let f = Fake {
-            fail: vec![fail],
+            steps: StepLog::failing(&[fail]),
             ..Default::default()
         };
         let e = run(&f, LAZARUS_RUNTIME, None).0.unwrap_err();
@@ -162,7 +158,7 @@ fn every_failure_after_the_create_removes_the_container() {
         assert!(!matches!(e, Error::Cleanup { .. }), "{e}");
     }
     let f = Fake {
-        fail: vec!["start", "remove f00d"],
+        steps: StepLog::failing(&["start", "remove f00d"]),
         ..Default::default()
     };
     let e = run(&f, LAZARUS_RUNTIME, None).0.unwrap_err();
