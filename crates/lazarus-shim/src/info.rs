@@ -169,8 +169,15 @@ pub fn runtime_info(name: &str, version: &str, options: Option<&Any>) -> Vec<u8>
 /// The `-info` command: options on stdin, RuntimeInfo on stdout. Returns
 /// the exit code; an error goes to stderr, which containerd quotes.
 pub fn main(name: &str) -> i32 {
+    use std::io::IsTerminal;
     let mut bytes = Vec::new();
-    if let Err(e) = std::io::stdin().take(1 << 20).read_to_end(&mut bytes) {
+    let stdin = std::io::stdin();
+    // By hand at a terminal: no options, rather than a wait for input.
+    let read = match stdin.is_terminal() {
+        true => Ok(0),
+        false => stdin.take(1 << 20).read_to_end(&mut bytes),
+    };
+    if let Err(e) = read {
         eprintln!("{name} -info: read options: {e}");
         return 1;
     }

@@ -168,9 +168,20 @@ pub fn decode_create(options: Option<&Any>) -> Result<CreateOptions> {
     }
 }
 
-/// The runtime options containerd writes on `shim start`'s stdin (1.7 and
-/// 2.1: the task's options as a protobuf Any, or nothing). At most 1 MiB is
-/// read; a terminal is never read from.
+/// The shim cgroup in what containerd wrote on `shim start`'s stdin, if
+/// any. containerd 1.7 to 2.2 write the task's options there (a protobuf
+/// Any, or nothing); 2.3 and later a BootstrapParams message instead, and a
+/// client may send option types of its own: whatever is not runc's options
+/// (or unreadable) asks for no shim cgroup, and never fails the start.
+pub fn shim_cgroup_on_start(stdin: impl std::io::Read) -> Option<String> {
+    let options = read_start_options(stdin).ok()??;
+    let cgroup = decode_create(Some(&options)).ok()?.shim_cgroup;
+    (!cgroup.is_empty()).then_some(cgroup)
+}
+
+/// The runtime options containerd writes on `shim start`'s stdin (1.7 to
+/// 2.2: the task's options as a protobuf Any, or nothing). At most 1 MiB is
+/// read.
 pub fn read_start_options(stdin: impl std::io::Read) -> Result<Option<Any>> {
     use std::io::Read;
     let mut bytes = Vec::new();
@@ -298,6 +309,28 @@ mod tests {
         assert_eq!(read_start_options(&b""[..]).unwrap(), None);
         let err = read_start_options(&b"\xff\xff"[..]).unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        assert_eq!(
+            shim_cgroup_on_start(bytes.as_slice()).as_deref(),
+            Some("/def")
+        );
+    }
+
+    #[test]
+    fn what_is_not_runcs_options_on_stdin_asks_for_no_shim_cgroup() {
+        // containerd 2.3's BootstrapParams: instance_id (1), namespace (2),
+        // ... which reads as an Any of an unknown type.
+        let mut bootstrap = Empty::new();
+        let fields = bootstrap.special_fields.mut_unknown_fields();
+        fields.add_length_delimited(1, b"c1".to_vec());
+        fields.add_length_delimited(2, b"default".to_vec());
+        let bytes = bootstrap.write_to_bytes().unwrap();
+        assert_eq!(shim_cgroup_on_start(bytes.as_slice()), None);
+        assert_eq!(shim_cgroup_on_start(&b"\xff\xff"[..]), None, "unreadable");
+        assert_eq!(shim_cgroup_on_start(&b""[..]), None, "nothing");
+        let no_cgroup = any(RUNC_V1_OPTIONS, &Options::default())
+            .write_to_bytes()
+            .unwrap();
+        assert_eq!(shim_cgroup_on_start(no_cgroup.as_slice()), None);
     }
 
     #[test]

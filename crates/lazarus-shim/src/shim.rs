@@ -302,14 +302,9 @@ fn shim_cgroup_from_stdin() -> containerd_shim::Result<Option<String>> {
     if stdin.is_terminal() {
         return Ok(None);
     }
-    let invalid = |e: crate::error::Error| containerd_shim::Error::InvalidArgument(e.to_string());
-    let options = crate::options::read_start_options(stdin.lock()).map_err(invalid)?;
-    let cgroup = crate::options::decode_create(options.as_ref())
-        .map_err(invalid)?
-        .shim_cgroup;
-    if cgroup.is_empty() {
+    let Some(cgroup) = crate::options::shim_cgroup_on_start(stdin.lock()) else {
         return Ok(None);
-    }
+    };
     if !lazarus_core::host::cgroup::exists(&cgroup) {
         return Err(containerd_shim::Error::InvalidArgument(format!(
             "shim cgroup {cgroup} does not exist: create it before starting the task"
