@@ -46,6 +46,14 @@ pub enum Error {
         error: Box<Error>,
         outcome: String,
     },
+    /// A stopping checkpoint of one container failed; what became of it
+    /// (thawed, running on) is said after.
+    #[error("checkpoint of {container}: {error}; {outcome}")]
+    Checkpoint {
+        container: String,
+        error: Box<Error>,
+        outcome: String,
+    },
     /// The operation failed and so did undoing it: both are reported.
     #[error("{error}\n  and cleaning up failed too: {cleanup}")]
     Cleanup { error: Box<Error>, cleanup: String },

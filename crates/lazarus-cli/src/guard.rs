@@ -7,8 +7,12 @@
 //! terminal does not reach it), with a pipe on its stdin. A command that
 //! ends normally writes `done` and closes the pipe, and the guard just
 //! exits. If the pipe closes without `done`, the command died: the guard
-//! does its undoing. Used by `checkpoint --group` (thaw and unlock the
-//! members) and by `serve` (remove an unconfirmed received container).
+//! does its undoing. Before that, the command may tell it what it is about
+//! to make (a line each), so that the guard undoes exactly that. Used by
+//! frozen checkpoints (thaw and unlock the members: `checkpoint --group`,
+//! and a checkpoint that stops its container), by `restore --import` and
+//! `serve` (remove the containers being restored, and their scratch
+//! directory), and by migrations' packet filter rules.
 
 use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
@@ -54,6 +58,18 @@ impl Guard {
         Ok(Guard { child, stdin })
     }
 
+    /// Tells the guard one line (what the command is about to make), before
+    /// the command makes it.
+    pub fn tell(&self, line: &str) -> Result<()> {
+        let mut stdin = self.stdin.as_ref().ok_or_else(|| {
+            crate::error::Error::Refused("internal: the guard was already dismissed".into())
+        })?;
+        writeln!(stdin, "{line}")
+            .and_then(|_| stdin.flush())
+            .map_err(lazarus_core::Error::io("tell the guard what is being made"))?;
+        Ok(())
+    }
+
     /// The command ended as it should (whatever its outcome): the guard is
     /// told and waited for.
     pub fn dismiss(mut self) {
@@ -72,7 +88,21 @@ impl Guard {
 /// In the guard: blocks until the command dismisses it (true) or dies
 /// without doing so (false: its end of the pipe closed).
 pub fn dismissed() -> bool {
-    let mut line = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut line);
-    line.trim() == DONE
+    listen(|_| {})
+}
+
+/// In the guard: hands each line the command tells ([`Guard::tell`]) to
+/// `told`, until the command dismisses it (true) or dies without doing so
+/// (false).
+pub fn listen(mut told: impl FnMut(&str)) -> bool {
+    let stdin = std::io::stdin();
+    let mut stdin = stdin.lock();
+    loop {
+        let mut line = String::new();
+        match stdin.read_line(&mut line) {
+            Ok(0) | Err(_) => return false,
+            Ok(_) if line.trim() == DONE => return true,
+            Ok(_) => told(line.trim_end_matches('\n')),
+        }
+    }
 }

@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use lazarus_cli::engine::endpoints::Endpoints;
 use lazarus_cli::flows::keys::{self, KeyKind};
-use lazarus_cli::flows::migration::{filter, receive_guard, send, serve};
-use lazarus_cli::flows::{export, group, group_guard, import, inspect, version};
+use lazarus_cli::flows::migration::{filter, send, serve};
+use lazarus_cli::flows::{self, export, group_guard, import, inspect, restore_guard, version};
 use lazarus_cli::report::{self, Exported, Summary};
 use lazarus_cli::{block_on, Result};
 
@@ -222,10 +222,11 @@ enum Command {
     /// the members if that checkpoint dies)
     #[command(hide = true)]
     GroupGuard(group_guard::GuardArgs),
-    /// Internal: the guard `serve` starts for each received container
-    /// (removes it if the agent dies before the sender confirmed it)
+    /// Internal: the guard `restore --import` and `serve` start (removes
+    /// the containers being restored if the command dies first, or, for
+    /// `serve`, before the sender confirmed)
     #[command(hide = true)]
-    ReceiveGuard(receive_guard::ReceiveGuardArgs),
+    RestoreGuard(restore_guard::RestoreGuardArgs),
     /// Internal: the guard of a page server's packet filter rule (removes
     /// it if the migration's process dies first)
     #[command(hide = true)]
@@ -304,10 +305,7 @@ fn run(command: Command, endpoints: &Endpoints) -> Result<()> {
         } => inspect::run(&path, json, identity.as_deref()),
         Command::Checkpoint(args) => {
             let config = Config::load()?;
-            let report = match args.is_group() {
-                true => Exported::Group(block_on(group::checkpoint(&args, endpoints, &config))?),
-                false => Exported::One(Box::new(block_on(export::run(&args, endpoints, &config))?)),
-            };
+            let report = block_on(flows::checkpoint(&args, endpoints, &config))?;
             print(&report, args.json);
             if let (Exported::One(r), true, false) = (&report, args.print_stats, args.json) {
                 print!("{}", report::export_text(r));
@@ -329,7 +327,7 @@ fn run(command: Command, endpoints: &Endpoints) -> Result<()> {
         }
         Command::Serve(args) => block_on(serve::run(&args, endpoints, &Config::load()?)),
         Command::GroupGuard(args) => block_on(group_guard::run(&args, &endpoints.containerd)),
-        Command::ReceiveGuard(args) => block_on(receive_guard::run(&args, endpoints)),
+        Command::RestoreGuard(args) => block_on(restore_guard::run(&args, endpoints)),
         Command::FilterGuard(args) => filter::run_guard(&args),
         Command::Keygen { file, sign, age } => {
             let kind = match (sign, age) {

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use age::secrecy::ExposeSecret;
 
 use crate::error::{Error, Result};
+use lazarus_core::archive::atomic::AtomicFile;
 use lazarus_core::Error as CoreError;
 
 /// The first bytes of every age file.
@@ -86,19 +87,11 @@ pub fn recipients(path: &Path) -> Result<Vec<age::x25519::Recipient>> {
 }
 
 /// Encrypts `plain` to the recipients in `recipients_file`, into `dest`
-/// atomically (a temp file beside it, 0600, renamed into place).
+/// atomically (an unnamed file beside it, 0600, named when whole).
 pub fn encrypt(plain: &Path, dest: &Path, recipients_file: &Path) -> Result<()> {
     let keys = recipients(recipients_file)?;
     let context = format!("encrypt {} into {}", plain.display(), dest.display());
-    let dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".lazarus-archive-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(CoreError::io(&context))?;
+    let tmp = AtomicFile::beside(dest, ".lazarus-archive-", &context)?;
     let encryptor = age::Encryptor::with_recipients(keys.iter().map(|k| k as &dyn age::Recipient))
         .map_err(|e| Error::Refused(format!("{context}: {e}")))?;
     let out = BufWriter::with_capacity(
@@ -114,9 +107,7 @@ pub fn encrypt(plain: &Path, dest: &Path, recipients_file: &Path) -> Result<()> 
         .finish()
         .and_then(|mut w| w.flush())
         .map_err(CoreError::io(&context))?;
-    tmp.as_file().sync_all().map_err(CoreError::io(&context))?;
-    tmp.persist(dest)
-        .map_err(|e| CoreError::io(&context)(e.error))?;
+    tmp.persist(dest, &context)?;
     Ok(())
 }
 

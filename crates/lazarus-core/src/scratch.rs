@@ -11,7 +11,11 @@
 //! which nothing has changed for [`QUIET`]: long enough for a shim still
 //! serving a dump whose migrate died to call it off (its lease is 30 s).
 //! Directories without an `.owner` (the shim's own scratch shares the
-//! parent) are never touched.
+//! parent) are never touched. Nor is anything through a mount: whatever
+//! is mounted in an abandoned directory (the overlay of an import killed
+//! while it applied the root filesystem changes, which is a container's
+//! own filesystem) is unmounted first, and a directory where that fails
+//! is left alone.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -83,11 +87,39 @@ pub fn remove_abandoned(parent: &Path, quiet: Duration) -> usize {
         let still_for = newest_change(&dir, 3)
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .unwrap_or_default();
-        if still_for >= quiet && std::fs::remove_dir_all(&dir).is_ok() {
+        if still_for >= quiet && unmount_under(&dir) && std::fs::remove_dir_all(&dir).is_ok() {
             removed += 1;
         }
     }
     removed
+}
+
+/// Unmounts (detached, deepest first) whatever is mounted at or under
+/// `dir`; true only if nothing is mounted there any more, so that a
+/// removal never goes through a mount into another filesystem.
+pub fn unmount_under(dir: &Path) -> bool {
+    let Ok(dir) = dir.canonicalize() else {
+        return false;
+    };
+    let mounted = || -> Option<Vec<PathBuf>> {
+        let info = procfs::process::Process::myself()
+            .and_then(|p| p.mountinfo())
+            .ok()?;
+        let mut points: Vec<PathBuf> = info
+            .into_iter()
+            .map(|m| m.mount_point)
+            .filter(|p| p.starts_with(&dir))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        Some(points)
+    };
+    let Some(points) = mounted() else {
+        return false;
+    };
+    for p in &points {
+        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+    }
+    points.is_empty() || mounted().is_some_and(|left| left.is_empty())
 }
 
 /// The latest modification time under `path`, `depth` levels down.
@@ -173,5 +205,56 @@ mod tests {
         age(&other, Duration::from_secs(3600));
         assert_eq!(remove_abandoned(parent.path(), QUIET), 0);
         assert!(other.exists());
+    }
+
+    /// Root only (CI runs as root): an import killed while the container's
+    /// filesystem was mounted in its scratch directory. The clean-up
+    /// unmounts it, then removes the directory; what was mounted there is
+    /// untouched.
+    #[test]
+    fn an_abandoned_dir_is_unmounted_before_it_is_removed() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test bind-mounts a directory: run it as root"
+        );
+        let parent = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("data"), b"the container's").unwrap();
+        let s = Scratch::new_in(parent.path(), "import").unwrap();
+        let rootfs = s.path().join("archive/rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        nix::mount::mount(
+            Some(elsewhere.path()),
+            &rootfs,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        let kept = s.dir.keep();
+        drop(s._owner);
+        age(&kept, QUIET + Duration::from_secs(1));
+        let then = SystemTime::now() - QUIET - Duration::from_secs(1);
+        for p in [rootfs.join("data"), rootfs.clone(), kept.join("archive")] {
+            File::open(&p).unwrap().set_modified(then).unwrap();
+        }
+        let rootfs = rootfs.canonicalize().unwrap();
+        let removed = remove_abandoned(parent.path(), QUIET);
+        let still_mounted = procfs::process::Process::myself()
+            .unwrap()
+            .mountinfo()
+            .unwrap()
+            .into_iter()
+            .any(|m| m.mount_point == rootfs);
+        if still_mounted {
+            let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
+        }
+        assert!(!still_mounted, "left mounted");
+        assert_eq!(removed, 1);
+        assert!(!kept.exists());
+        assert_eq!(
+            std::fs::read(elsewhere.path().join("data")).unwrap(),
+            b"the container's"
+        );
     }
 }

@@ -1,8 +1,9 @@
-//! The guard of a group checkpoint (see [`crate::guard`]): it thaws and
+//! The guard of a frozen checkpoint (see [`crate::guard`]): it thaws and
 //! unlocks the members if the `lazarus` that froze them dies first.
 //!
-//! `checkpoint --group` freezes and locks every member before the dumps,
-//! and only it undoes that. Killed in between, it would leave the whole
+//! `checkpoint --group`, and a checkpoint of one container that stops it,
+//! freeze and lock every member before the dumps, and only they undo
+//! that. Killed in between, it would leave the whole
 //! group frozen and cut off for good. So before it touches any member it
 //! starts `lazarus group-guard` naming every member. Not dismissed, the
 //! guard releases every member's network lock and resumes it, retrying
@@ -53,9 +54,9 @@ fn parse(member: &str) -> Result<Member> {
     })
 }
 
-/// Starts the guard of a group checkpoint of `members`
+/// Starts the guard of `what`, a frozen checkpoint of `members`
 /// (NAMESPACE/ID[=NETNS] each).
-pub fn start(containerd: &str, members: &[String]) -> Result<Guard> {
+pub fn start(containerd: &str, members: &[String], what: &str) -> Result<Guard> {
     let mut args = vec![
         "--address".to_string(),
         containerd.to_string(),
@@ -64,7 +65,7 @@ pub fn start(containerd: &str, members: &[String]) -> Result<Guard> {
     for m in members {
         args.extend(["--member".to_string(), m.clone()]);
     }
-    Guard::start(&args, "the group checkpoint")
+    Guard::start(&args, what)
 }
 
 /// `lazarus group-guard`: waits for `done` on stdin; without it, rescues.
@@ -78,8 +79,8 @@ pub async fn run(args: &GuardArgs, containerd: &str) -> Result<()> {
         return Ok(());
     }
     eprintln!(
-        "lazarus group-guard: the group checkpoint ended without finishing; thawing and \
-         unlocking {} member(s)",
+        "lazarus group-guard: the checkpoint ended without finishing; thawing and unlocking {} \
+         container(s)",
         members.len()
     );
     rescue(&members, containerd).await;

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::atomic::AtomicFile;
 use super::hashing::hash_copy;
-use super::write::{persist_synced, temp_beside};
 use crate::error::{Error, Result};
 
 /// The index's name, and the group format it declares.
@@ -100,7 +100,7 @@ pub fn write_group(
         });
     }
     let context = format!("write group archive {}", dest.display());
-    let tmp = temp_beside(dest, ".lazarus-group-", &context)?;
+    let tmp = AtomicFile::beside(dest, ".lazarus-group-", &context)?;
     let out = BufWriter::with_capacity(
         1 << 20,
         tmp.as_file().try_clone().map_err(Error::io(&context))?,
@@ -123,7 +123,7 @@ pub fn write_group(
     // Flushed into the temporary file (the writer holds a clone of it).
     out.into_inner()
         .map_err(|e| Error::io(&context)(e.into_error()))?;
-    persist_synced(tmp, dest, &context)?;
+    tmp.persist(dest, &context)?;
     Ok(index)
 }
 

@@ -21,6 +21,7 @@
 //! in `config.dump` and `spec.dump`, and a second copy could disagree with
 //! the one CRIU's images travel with.
 
+pub mod atomic;
 pub mod group;
 mod hashing;
 mod manifest;

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
+use super::atomic::AtomicFile;
 use super::hashing::{hash_copy, Hashing};
 use super::manifest::hex;
 use super::*;
@@ -70,7 +71,7 @@ pub fn write_signed(
     }
 
     let context = format!("write checkpoint archive {}", dest.display());
-    let tmp = temp_beside(dest, ".lazarus-archive-", &context)?;
+    let tmp = AtomicFile::beside(dest, ".lazarus-archive-", &context)?;
     let file = tmp.as_file().try_clone().map_err(Error::io(&context))?;
     let out = BufWriter::with_capacity(1 << 20, file);
     let out = match compression {
@@ -101,7 +102,7 @@ pub fn write_signed(
     tmp.as_file()
         .set_permissions(fs::Permissions::from_mode(0o600))
         .map_err(Error::io(&context))?;
-    persist_synced(tmp, dest, &context)?;
+    tmp.persist(dest, &context)?;
     Ok(manifest)
 }
 
@@ -300,42 +301,5 @@ fn append<W: Write>(
             }
             Ok(())
         }
-    }
-}
-
-/// A temporary file in `dest`'s directory, to be renamed onto `dest`: 0600
-/// from the start (it will hold process memory), removed if dropped.
-pub(super) fn temp_beside(
-    dest: &Path,
-    prefix: &str,
-    context: &str,
-) -> Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir_of(dest))
-        .map_err(Error::io(context))
-}
-
-/// Makes the finished temporary file `dest`, durably: its data synced, the
-/// rename onto `dest`, and the directory entry synced (a crash leaves the
-/// old file or the whole new one, never a torn archive).
-pub(super) fn persist_synced(
-    tmp: tempfile::NamedTempFile,
-    dest: &Path,
-    context: &str,
-) -> Result<()> {
-    tmp.as_file().sync_all().map_err(Error::io(context))?;
-    tmp.persist(dest).map_err(|e| Error::io(context)(e.error))?;
-    File::open(dir_of(dest))
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io(context))
-}
-
-/// The directory `dest` is in ("." for a bare name).
-pub(super) fn dir_of(dest: &Path) -> &Path {
-    match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
     }
 }

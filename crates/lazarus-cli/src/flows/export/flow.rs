@@ -1,9 +1,10 @@
 //! The export proper, once the container is found: refuse what cannot be
 //! checkpointed, take the checkpoint (or copy Docker's), write the
-//! archive; if the archive fails after the checkpoint stopped the
-//! container, bring a Docker container back from the images, else keep
-//! them and say where. A checkpoint that fails leaves the container
-//! running (the shim's guarantee), and nothing is written.
+//! archive. A checkpoint that fails leaves the container running (the
+//! shim's guarantee), and nothing is written. The checkpoint here stops
+//! the container only for a migration (which calls its dump off itself);
+//! should the archive fail after such a stop, the images are kept and
+//! named.
 //!
 //! Written against [`Steps`], so that the refusals, the order and the undo
 //! are unit-tested on a fake container (the real steps, [`super::Live`],
@@ -21,7 +22,6 @@ use lazarus_core::checkpoint::image;
 use lazarus_core::config::Config;
 
 use super::checks::refuse_unless_checkpointable;
-use super::undo::UNDO_CHECKPOINT;
 use super::write::{compressed_pages, Archived};
 use super::ExportArgs;
 use crate::engine::containerd::CheckpointOptions;
@@ -45,9 +45,6 @@ pub trait Steps {
         scratch: &Path,
         dumped_at: DateTime<Utc>,
     ) -> Result<Archived>;
-    /// Starts the (Docker) container the checkpoint stopped again, from
-    /// its images.
-    async fn restore_in_place(&self, images: &Path) -> Result<()>;
 }
 
 /// Writes the archive of the container `steps` reach; returns the report.
@@ -73,7 +70,7 @@ pub async fn export(
     let (manifest, diff) = match (archived, owned_scratch) {
         (Ok(m), _) => m,
         // (A migration calls its dump off instead.)
-        (Err(e), Some(scratch)) if stopped => return Err(undo_stop(steps, e, scratch).await),
+        (Err(e), Some(scratch)) if stopped => return Err(keep_images(steps, e, scratch)),
         (Err(e), _) => return Err(e),
     };
     let target = steps.target();
@@ -163,38 +160,19 @@ fn private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The checkpoint stopped the container and the archive failed: bring a
-/// Docker container back from the images; otherwise keep them and say
-/// where.
-async fn undo_stop(
-    steps: &impl Steps,
-    error: Error,
-    scratch: lazarus_core::scratch::Scratch,
-) -> Error {
+/// The checkpoint stopped the container and the archive failed: keep the
+/// images and say where. (A stopping checkpoint of one container goes
+/// through [`crate::flows::group::stop_one`], which never stops it before
+/// the archive is whole; only a caller of this flow with its own call-off,
+/// a migration, asks for a stopping dump here.)
+fn keep_images(steps: &impl Steps, error: Error, scratch: lazarus_core::scratch::Scratch) -> Error {
     let kept = scratch.keep();
-    let name = &steps.target().name;
-    if steps.target().docker.is_none() {
-        return Error::Refused(format!(
-            "{error}\n  {name} was stopped by the checkpoint; its images are kept in {}",
-            kept.display()
-        ));
-    }
-    match steps
-        .restore_in_place(&kept.join(archive::CHECKPOINT_DIR))
-        .await
-    {
-        Ok(()) => {
-            let _ = fs::remove_dir_all(&kept);
-            Error::Refused(format!(
-                "{error}\n  {name} was restored from its checkpoint and runs on"
-            ))
-        }
-        Err(e) => error.with_cleanup(Some(format!(
-            "restoring {name} in place failed ({e}); its images are kept as Docker checkpoint \
-             {UNDO_CHECKPOINT} (or in {}): docker start --checkpoint {UNDO_CHECKPOINT} {name}",
-            kept.display(),
-        ))),
-    }
+    Error::Refused(format!(
+        "{error}\n  {} was stopped by the checkpoint; its images are kept in {} (restore them \
+         with `lazarus restore`, or remove them)",
+        steps.target().name,
+        kept.display()
+    ))
 }
 
 #[cfg(test)]

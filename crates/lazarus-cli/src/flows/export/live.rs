@@ -6,8 +6,8 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use containerd_client::types::v1::Status;
 
+use super::docker_checkpoint::copy_docker_checkpoint;
 use super::flow::Steps;
-use super::undo::{copy_docker_checkpoint, restore_in_place};
 use super::write::{archive_it, Archived};
 use super::{ExportArgs, Source};
 use crate::engine::containerd::CheckpointOptions;
@@ -77,9 +77,5 @@ impl Steps for Live<'_> {
             dumped_at,
         )
         .await
-    }
-
-    async fn restore_in_place(&self, images: &Path) -> Result<()> {
-        restore_in_place(self.docker()?, &self.source.target, images).await
     }
 }

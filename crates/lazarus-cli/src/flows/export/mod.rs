@@ -1,19 +1,20 @@
-//! `lazarus checkpoint CONTAINER --export FILE`: the shim checkpoints the
-//! container through containerd into a private scratch directory, then
-//! the images, the root filesystem changes and the container's
-//! configuration become one archive.
+//! `lazarus checkpoint CONTAINER --export FILE --leave-running` (and
+//! `--from-docker-checkpoint`): the shim checkpoints the container through
+//! containerd into a private scratch directory, then the images, the root
+//! filesystem changes and the container's configuration become one
+//! archive. A checkpoint that stops its container is a frozen checkpoint
+//! of one ([`crate::flows::group::stop_one`]), which uses this module's
+//! [`export`] while the container is frozen.
 //!
 //! Nothing is lost on failure: a dump that fails leaves the container
-//! running (the shim's guarantee); if the container was stopped by the dump
-//! and the archive then cannot be written, a Docker container is restored
-//! in place from the images, and otherwise the images are kept and the
-//! error says where.
+//! running (the shim's guarantee); the archive is written beside its
+//! destination and appears there only whole.
 //!
 //! Here: the arguments, finding the container ([`Source`]) and `--encrypt`;
 //! the flow itself in `flow.rs` (against [`Steps`], unit-tested on a
 //! fake), what it refuses in `checks.rs`, the archive's contents in
-//! `write.rs`, Docker's checkpoint copy and restore in place in `undo.rs`,
-//! the real steps in `live.rs`. `--group` is [`crate::flows::group`]'s.
+//! `write.rs`, copying Docker's checkpoint in `docker_checkpoint.rs`, the
+//! real steps in `live.rs`. `--group` is [`crate::flows::group`]'s.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -33,9 +34,9 @@ use crate::report::ExportReport;
 use crate::seal;
 
 mod checks;
+mod docker_checkpoint;
 mod flow;
 mod live;
-mod undo;
 mod write;
 
 pub(crate) use checks::{check_destination, checkpointable};
@@ -144,13 +145,22 @@ impl Compress {
     }
 }
 
-/// Checkpoints one container into `args.export` (the command sends
-/// `--group`, `--compose` and `--pod` to [`crate::flows::group`]).
+/// Checkpoints one container into `args.export`, leaving it running, or
+/// copies Docker's checkpoint of it. A checkpoint that stops a container
+/// is [`crate::flows::group::stop_one`]'s, and groups are
+/// [`crate::flows::group`]'s: [`crate::flows::checkpoint`] decides.
 pub async fn run(
     args: &ExportArgs,
     endpoints: &Endpoints,
     config: &Config,
 ) -> Result<ExportReport> {
+    if args.stops_one() || args.is_group() {
+        return Err(Error::Refused(
+            "internal: a checkpoint that stops its container, or a group's, goes through \
+             flows::checkpoint"
+                .into(),
+        ));
+    }
     check_destination(&args.export)?;
     let name = args.container.as_deref().ok_or_else(|| {
         Error::Refused("name the container to checkpoint (or --group, --compose, --pod)".into())
@@ -173,13 +183,22 @@ impl ExportArgs {
     pub fn is_group(&self) -> bool {
         !self.group.is_empty() || self.compose.is_some() || self.pod.is_some()
     }
+
+    /// One container, whose checkpoint is to stop it (not a copy of a
+    /// Docker checkpoint, nor a migration's dump, which has its own
+    /// call-off).
+    pub fn stops_one(&self) -> bool {
+        !self.is_group()
+            && !self.leave_running
+            && self.from_docker_checkpoint.is_none()
+            && self.migration.is_none()
+    }
 }
 
 /// `--encrypt`: the archive is written into a private scratch directory
 /// (where the checkpoint's plain images are anyway), then encrypted into
-/// the destination. If encryption fails after the container was stopped,
-/// the plain archive is kept there, and the error says where: the
-/// checkpoint is never lost.
+/// the destination. (The container runs on: a stopping checkpoint is
+/// encrypted by [`crate::flows::group::stop_one`] before the stop.)
 async fn sealed_export(
     args: &ExportArgs,
     recipients: &Path,

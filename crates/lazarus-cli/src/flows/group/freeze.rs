@@ -38,7 +38,8 @@ pub trait Steps {
     async fn stopped(&self, i: usize) -> Result<bool>;
     /// Dumps the (frozen) member into its own archive, leaving it frozen.
     async fn dump(&self, i: usize) -> Result<(ExportReport, PathBuf)>;
-    /// Writes the group archive from the members' archives.
+    /// Makes the destination from the members' archives: the group
+    /// archive, or a single container's own archive (encrypted if asked).
     fn write_group(
         &self,
         files: &[PathBuf],

@@ -1,6 +1,8 @@
-//! The group checkpoint's steps on real members: their network locks
+//! The frozen checkpoint's steps on real members: their network locks
 //! (lazarus-core's `host::netlock`, as root), their tasks through
-//! containerd, and each member's dump as an ordinary export.
+//! containerd, and each member's dump as an ordinary export; then either
+//! one group archive of them all, or (a single container's stopping
+//! checkpoint) the one member's archive itself.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +17,18 @@ use crate::engine::containerd::Status;
 use crate::error::Result;
 use crate::flows::export::{self, ExportArgs, Source};
 use crate::report::ExportReport;
+use crate::seal;
+
+/// What the frozen members' dumps become.
+#[derive(Clone, Copy)]
+pub enum Output<'a> {
+    /// Each member's archive in scratch, then one group archive of them.
+    Group,
+    /// One container: its ordinary archive straight at the destination,
+    /// or first in scratch when it is to be encrypted to `encrypt`'s
+    /// recipients.
+    Single { encrypt: Option<&'a Path> },
+}
 
 /// The members found and checked, with their network namespaces (through
 /// each one's init) and the scratch directory their archives go to.
@@ -24,6 +38,7 @@ pub struct Live<'a> {
     pub sources: &'a [Source],
     pub namespaces: &'a [PathBuf],
     pub scratch: &'a Path,
+    pub output: Output<'a>,
 }
 
 impl Live<'_> {
@@ -76,17 +91,25 @@ impl Steps for Live<'_> {
 
     async fn dump(&self, i: usize) -> Result<(ExportReport, PathBuf)> {
         let s = &self.sources[i];
+        let (export, json) = match self.output {
+            Output::Group => (self.scratch.join(format!("{i}.tar")), true),
+            Output::Single { encrypt: None } => (self.args.export.clone(), self.args.json),
+            Output::Single { encrypt: Some(_) } => {
+                (self.scratch.join("archive.tar"), self.args.json)
+            }
+        };
         let member = ExportArgs {
             container: Some(s.target.name.clone()),
             group: Vec::new(),
             compose: None,
             pod: None,
-            export: self.scratch.join(format!("{i}.tar")),
-            // Left frozen: the group decides afterwards.
+            export,
+            // Left frozen: the frozen checkpoint decides afterwards.
             leave_running: true,
-            json: true,
+            json,
             print_stats: false,
             from_docker_checkpoint: None,
+            encrypt: None,
             migration: None,
             ..self.args.clone()
         };
@@ -101,6 +124,14 @@ impl Steps for Live<'_> {
         left_running: bool,
         dest: &Path,
     ) -> Result<()> {
+        match self.output {
+            Output::Group => {}
+            // Already in place.
+            Output::Single { encrypt: None } => return Ok(()),
+            Output::Single {
+                encrypt: Some(recipients),
+            } => return seal::encrypt(&files[0], dest, recipients),
+        }
         let archives: Vec<MemberArchive> = self
             .sources
             .iter()

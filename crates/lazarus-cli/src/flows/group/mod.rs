@@ -33,12 +33,12 @@ use crate::engine::endpoints::Endpoints;
 use crate::error::{Error, Result};
 use crate::flows::export::{self, ExportArgs, Source};
 use crate::flows::group_guard;
-use crate::report::GroupExportReport;
+use crate::report::{ExportReport, GroupExportReport};
 
 mod freeze;
 mod live;
 
-use live::Live;
+use live::{Live, Output};
 
 /// Docker Compose's project label.
 const COMPOSE_PROJECT: &str = "com.docker.compose.project";
@@ -160,9 +160,72 @@ pub async fn checkpoint(
         export::checkpointable(&s.ctr, &s.target, !args.leave_running).await?;
         sources.push(s);
     }
+    freeze_guarded(args, &sources, endpoints, config, Output::Group).await
+}
+
+/// A checkpoint of one container that stops it (no --leave-running): a
+/// group of one, so that the container is never stopped before its
+/// archive is whole. It is locked and frozen, dumped while frozen, its
+/// archive written (and encrypted) in place, and only then killed; if
+/// anything fails or this process dies first (its guard acts then), it
+/// is thawed and runs on, and there is no archive.
+pub async fn stop_one(
+    args: &ExportArgs,
+    endpoints: &Endpoints,
+    config: &Config,
+) -> Result<ExportReport> {
+    export::check_destination(&args.export)?;
+    let name = args.container.as_deref().ok_or_else(|| {
+        Error::Refused("name the container to checkpoint (or --group, --compose, --pod)".into())
+    })?;
+    if let Some(recipients) = &args.encrypt {
+        crate::seal::recipients(recipients)?;
+    }
+    let source = Source::resolve(name, args.namespace.as_deref(), false, endpoints).await?;
+    export::checkpointable(&source.ctr, &source.target, true).await?;
+    let output = Output::Single {
+        encrypt: args.encrypt.as_deref(),
+    };
+    let sources = [source];
+    let group = freeze_guarded(args, &sources, endpoints, config, output)
+        .await
+        .map_err(|e| match e {
+            Error::Group { error, outcome, .. } => Error::Checkpoint {
+                container: name.to_string(),
+                error,
+                outcome: outcome.replace("every member was", &format!("{name} was")),
+            },
+            e => e,
+        })?;
+    let frozen_seconds = group.frozen_seconds;
+    let mut report = group
+        .members
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Refused(format!("{name}: the checkpoint made no archive")))?;
+    report.archive = args.export.clone();
+    report.stopped = true;
+    report.encrypted = args.encrypt.is_some();
+    report.archive_bytes = std::fs::metadata(&args.export)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    report.export_seconds = frozen_seconds;
+    Ok(report)
+}
+
+/// Locks, freezes and dumps `sources` under a guard (see
+/// [`group_guard`]) into `output`; stops them afterwards unless
+/// --leave-running.
+async fn freeze_guarded(
+    args: &ExportArgs,
+    sources: &[Source],
+    endpoints: &Endpoints,
+    config: &Config,
+    output: Output<'_>,
+) -> Result<GroupExportReport> {
     // Each member's network namespace, through its init.
     let mut namespaces = Vec::with_capacity(sources.len());
-    for s in &sources {
+    for s in sources {
         let pid = s.ctr.task_pid(&s.target.id).await?;
         namespaces.push(PathBuf::from(format!("/proc/{pid}/ns/net")));
     }
@@ -173,14 +236,19 @@ pub async fn checkpoint(
         .zip(&namespaces)
         .map(|(s, ns)| format!("{}/{}={}", s.target.namespace, s.target.id, ns.display()))
         .collect();
-    let guard = group_guard::start(&endpoints.containerd, &guarded)?;
+    let what = match output {
+        Output::Group => "the group checkpoint".to_string(),
+        Output::Single { .. } => format!("the checkpoint of {}", sources[0].target.name),
+    };
+    let guard = group_guard::start(&endpoints.containerd, &guarded, &what)?;
     let scratch = config.scratch_dir("group")?;
     let live = Live {
         args,
         config,
-        sources: &sources,
+        sources,
         namespaces: &namespaces,
         scratch: scratch.path(),
+        output,
     };
     let result = freeze::freeze_and_dump(&live, args.leave_running, &args.export).await;
     guard.dismiss();

@@ -2,7 +2,8 @@
 //! member restored in the order they were checkpointed, each as an
 //! ordinary import, with its network locked until all are back; if one
 //! fails, the members restored before it are removed again: the group
-//! comes back whole or not at all.
+//! comes back whole or not at all (and if this process dies midway, the
+//! restore's guard removes every member it had made).
 //!
 //! The member steps are behind [`Members`], so that the all-or-none rule
 //! is unit-tested on a fake group.
@@ -19,6 +20,7 @@ use super::{remove, restore, ImportArgs};
 use crate::engine::containerd::Containerd;
 use crate::engine::endpoints::Endpoints;
 use crate::error::{Error, Result};
+use crate::flows::restore_guard::RestoreGuard;
 use crate::report::{GroupImportReport, ImportReport};
 
 /// How long a group restore's network lock may be held before the shims
@@ -41,6 +43,7 @@ pub async fn restore_group(
     args: &ImportArgs,
     endpoints: &Endpoints,
     config: &Config,
+    guard: &RestoreGuard,
 ) -> Result<GroupImportReport> {
     if args.name.is_some() {
         return Err(Error::Refused(format!(
@@ -50,6 +53,7 @@ pub async fn restore_group(
     }
     let started = Instant::now();
     let scratch = config.scratch_dir("group-import")?;
+    guard.scratch(scratch.path())?;
     // Every member is verified against the group's index before any is
     // restored.
     let (index, files) = group::extract_group(&args.file, &scratch.path().join("members"))?;
@@ -60,6 +64,7 @@ pub async fn restore_group(
         args,
         endpoints,
         config,
+        guard,
         netlock: NetlockRequest {
             expires_at: chrono::Utc::now().timestamp() + NETLOCK_EXPIRY_SECONDS,
         },
@@ -131,6 +136,9 @@ struct Live<'a> {
     args: &'a ImportArgs,
     endpoints: &'a Endpoints,
     config: &'a Config,
+    /// The command's: told every member, so that a killed group restore
+    /// leaves none of them.
+    guard: &'a RestoreGuard,
     netlock: NetlockRequest,
 }
 
@@ -148,7 +156,7 @@ impl Members for Live<'_> {
             scratch_in: None,
             pages: None,
         };
-        restore(&one, self.endpoints, self.config).await
+        restore(&one, self.endpoints, self.config, Some(self.guard)).await
     }
 
     async fn remove(&self, r: &ImportReport) -> Result<()> {

@@ -3,7 +3,8 @@
 //! then a new container is made from it (through Docker when it came from
 //! Docker, else through containerd), its root filesystem changes applied,
 //! and it is started from the checkpoint. A failure after the container was
-//! created removes it again: nothing is left behind.
+//! created removes it again: nothing is left behind; and if this process
+//! dies first, its guard ([`crate::flows::restore_guard`]) removes it.
 //!
 //! Here: the arguments, decryption, verification, extraction and the
 //! import policy (all before any engine is asked to make anything); the
@@ -27,6 +28,7 @@ use crate::engine::docker::Docker;
 use crate::engine::endpoints::{Endpoints, DEFAULT_NAMESPACE, DOCKER_NAMESPACE};
 use crate::error::{Error, Result};
 
+use crate::flows::restore_guard::{self, Made, RestoreGuard};
 use crate::grants::GrantArgs;
 use crate::progress::{self, Progress};
 use crate::report::{ImportReport, Imported};
@@ -114,19 +116,29 @@ pub async fn run(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> R
             &decrypted_args
         }
     };
-    match archive::group::is_group(&args.file) {
-        true => Ok(Imported::Group(
-            group::restore_group(args, endpoints, config).await?,
-        )),
-        false => Ok(Imported::One(restore(args, endpoints, config).await?)),
-    }
+    // Whatever this makes is removed by the guard if this process dies
+    // before the restore finished (or undid itself).
+    let guard = RestoreGuard::start(endpoints, &format!("the import of {}", args.file.display()))?;
+    let imported = match archive::group::is_group(&args.file) {
+        true => group::restore_group(args, endpoints, config, &guard)
+            .await
+            .map(Imported::Group),
+        false => restore(args, endpoints, config, Some(&guard))
+            .await
+            .map(Imported::One),
+    };
+    guard.dismiss();
+    imported
 }
 
-/// Restores the archive; returns the report `--json` prints.
+/// Restores the archive; returns the report `--json` prints. `guard` (the
+/// command's [`RestoreGuard`]) is told the scratch directory and the
+/// container before they are made.
 pub async fn restore(
     args: &ImportArgs,
     endpoints: &Endpoints,
     config: &Config,
+    guard: Option<&RestoreGuard>,
 ) -> Result<ImportReport> {
     let started = Instant::now();
     let show = progress::wanted(args.json);
@@ -138,6 +150,9 @@ pub async fn restore(
         Some(parent) => lazarus_core::scratch::Scratch::new_in(parent, "import")?,
         None => config.scratch_dir("import")?,
     };
+    if let Some(g) = guard {
+        g.scratch(scratch.path())?;
+    }
     let dir = scratch.path().join("archive");
     let bar = Progress::bytes(show, "verify", manifest.total_size());
     let limits = config.import.limits();
@@ -165,6 +180,7 @@ pub async fn restore(
     let what = format!("checkpoint archive {}", args.file.display());
     args.grants.policy(config).check(&what, &asked)?;
     let docker = Docker::new(&endpoints.docker)?;
+    let name = args.name.clone().unwrap_or_else(|| cfg.name.clone());
     let restored = match (&args.namespace, recorded) {
         (None, Some(recorded)) => {
             if !docker.reachable().await {
@@ -176,6 +192,12 @@ pub async fn restore(
                     ),
                 });
             }
+            let made = Made {
+                engine: "docker".into(),
+                namespace: DOCKER_NAMESPACE.into(),
+                name: name.clone(),
+            };
+            about_to_make(guard, made, endpoints).await?;
             docker::into_docker(args, &docker, &cfg, &recorded, &dir, show).await?
         }
         (namespace, _) => {
@@ -185,6 +207,13 @@ pub async fn restore(
                     "" | DOCKER_NAMESPACE => DEFAULT_NAMESPACE.to_string(),
                     ns => ns.to_string(),
                 });
+            lazarus_core::ids::check_component("container name", &name)?;
+            let made = Made {
+                engine: "containerd".into(),
+                namespace: ns.clone(),
+                name: name.clone(),
+            };
+            about_to_make(guard, made, endpoints).await?;
             containerd::into_containerd(args, endpoints, &ns, &cfg, &dir, show).await?
         }
     };
@@ -198,6 +227,33 @@ pub async fn restore(
         restore_seconds: started.elapsed().as_secs_f64(),
         pages_bytes,
     })
+}
+
+/// Refuses a name already taken (the engine would, later), then tells the
+/// guard: it removes only what this restore makes.
+async fn about_to_make(
+    guard: Option<&RestoreGuard>,
+    made: Made,
+    endpoints: &Endpoints,
+) -> Result<()> {
+    let Some(guard) = guard else {
+        return Ok(());
+    };
+    if restore_guard::exists(&made, endpoints).await? {
+        return Err(Error::Refused(match made.engine.as_str() {
+            "docker" => format!(
+                "a container named {} already exists on this host: give the restored one \
+                 another name with --name",
+                made.name
+            ),
+            _ => format!(
+                "a container {} already exists in namespace {}: give the restored one another \
+                 name with --name",
+                made.name, made.namespace
+            ),
+        }));
+    }
+    guard.will_make(made)
 }
 
 /// Moves every file of `pages` (a page server's images directory) into the
@@ -400,7 +456,7 @@ mod tests {
             .build()
             .unwrap();
         let e = rt
-            .block_on(restore(&args, &endpoints, &config))
+            .block_on(restore(&args, &endpoints, &config, None))
             .unwrap_err();
         let text = e.to_string();
         assert!(text.contains("prestart hook: /bin/true"), "{text}");
@@ -414,7 +470,7 @@ mod tests {
         // Granted, it goes on to containerd (absent here).
         args.grants.allow_hooks = true;
         let e = rt
-            .block_on(restore(&args, &endpoints, &config))
+            .block_on(restore(&args, &endpoints, &config, None))
             .unwrap_err();
         assert!(matches!(e, Error::ContainerdUnreachable { .. }), "{e}");
     }

@@ -32,7 +32,6 @@
 pub mod filter;
 mod gate;
 mod postcopy;
-pub mod receive_guard;
 pub mod send;
 pub mod serve;
 

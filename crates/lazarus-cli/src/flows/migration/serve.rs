@@ -20,13 +20,13 @@ use lazarus_core::config::Config;
 
 use super::filter::PortFilter;
 use super::gate::{self, Admitted};
-use super::receive_guard::{self, ReceiveGuardArgs};
 use super::{key_path, resolve, Answer, Offer, Plan, MAX_ARCHIVE, PEER_TIMEOUT, PROTOCOL};
 use crate::engine::containerd::Containerd;
 use crate::engine::docker::Docker;
 use crate::engine::endpoints::Endpoints;
 use crate::error::{Error, Result};
 use crate::flows::import::{self, ImportArgs};
+use crate::flows::restore_guard::RestoreGuard;
 use lazarus_core::checkpoint::postcopy::{PageMode, PageServer};
 use lazarus_core::criu::{DirectWait, LazyPages, SwrkCriu};
 
@@ -175,18 +175,18 @@ async fn receive(
 
     // From here a container exists here that the sender has not confirmed:
     // the guard removes it if this agent dies before it is settled.
-    let guarded = ReceiveGuardArgs {
-        engine: offer.engine.clone(),
-        namespace: match offer.engine.as_str() {
-            "containerd" => offer.namespace.clone(),
-            _ => String::new(),
-        },
-        name: offer.name.clone(),
-        scratch: scratch.path().to_path_buf(),
-    };
-    let guard = receive_guard::start(endpoints, &guarded)?;
-    let settled =
-        restore_and_confirm(ch, offer, path, scratch.path(), pages, endpoints, config).await;
+    let guard = RestoreGuard::start(endpoints, &format!("the migration of {}", offer.name))?;
+    guard.scratch(scratch.path())?;
+    let settled = restore_and_confirm(
+        ch,
+        offer,
+        path,
+        scratch.path(),
+        pages,
+        (endpoints, config),
+        &guard,
+    )
+    .await;
     guard.dismiss();
     settled
 }
@@ -227,8 +227,8 @@ async fn restore_and_confirm(
     path: PathBuf,
     scratch: &Path,
     pages: Option<PathBuf>,
-    endpoints: &Endpoints,
-    config: &Config,
+    (endpoints, config): (&Endpoints, &Config),
+    guard: &RestoreGuard,
 ) -> Result<String> {
     let args = ImportArgs {
         file: path,
@@ -244,7 +244,7 @@ async fn restore_and_confirm(
         scratch_in: Some(scratch.to_path_buf()),
         pages,
     };
-    let restored = match import::restore(&args, endpoints, config).await {
+    let restored = match import::restore(&args, endpoints, config, Some(guard)).await {
         Ok(v) => v,
         Err(e) => {
             let _ = ch.send_json(&Answer::refused(&e));
