@@ -7,11 +7,13 @@
 //! the container stopped; never stopped without a complete archive, and
 //! never a partial archive beside the destination. An import killed at any
 //! moment leaves no container, scratch directory or mount: its guard
-//! removes them, and the same import then succeeds under the same name.
+//! removes them, and the same import then succeeds under the same name;
+//! of a group archive, it removes every member made so far.
 
 use crate::archive::export_import::cli_leftovers;
+use crate::docker::lifecycle::{run_sh_detached, wait_ticks_past};
 use crate::faults::kills::{memhog, start_memhog};
-use crate::support::cmd::{poll, wait_until, Proc};
+use crate::support::cmd::{poll, wait_until, Proc, COUNTER};
 use crate::support::harness::{inspect, Daemons};
 use crate::support::lazarus::{lazarus, lazarus_cmd};
 use std::fs;
@@ -284,4 +286,74 @@ fn a_killed_import_leaves_nothing_behind() {
         (!memhog(&d, &name).is_empty()).then_some(())
     });
     assert_memhog_goes_on(&d, &name, &sum);
+}
+
+/// A group archive's import killed midway (while its second member is
+/// made, and while CRIU restores): the guard removes every member made so
+/// far; the group then comes back whole.
+#[test]
+fn a_killed_group_import_leaves_no_member() {
+    let d = Daemons::with_docker("cli_killed_group_import");
+    let (counter, hog) = (d.name("counter"), d.name("hog"));
+    run_sh_detached(&d, &counter, COUNTER);
+    start_memhog(&d, &hog, HEAP_MIB);
+    let sum = memhog(&d, &hog)[0].1.clone();
+    let archive = d.path("group.tar");
+    let archive_arg = archive.to_str().unwrap().to_string();
+    let export = [
+        "checkpoint",
+        "--group",
+        &counter,
+        &hog,
+        "--export",
+        &archive_arg,
+    ];
+    if !d.is_lazarus() {
+        let out = lazarus(&d, &export).err();
+        assert!(out.stderr.contains("not Lazarus"), "{out}");
+        return;
+    }
+    lazarus(&d, &export).ok();
+    d.docker(&["rm", &counter, &hog]).ok();
+    let names = || d.docker(&["ps", "-a", "--format", "{{.Names}}"]).stdout;
+    let mut reached = 0;
+    for (moment, sig) in [
+        (Moment::Created, libc::SIGKILL),
+        (Moment::Criu, libc::SIGINT),
+    ] {
+        let mut p = Proc::spawn(lazarus_cmd(&d).args(["restore", "--import", &archive_arg]));
+        // The second member: the first is made (and running) by then.
+        let hit = reach(&d, &mut p, moment, &hog, &d.path("."), false);
+        if hit {
+            signal(&p, sig);
+            reached += 1;
+        }
+        let out = p.wait(Duration::from_secs(300));
+        let gone = poll(SETTLE, || {
+            let n = names();
+            let left = cli_leftovers(&d);
+            (!n.lines().any(|n| n == counter || n == hog) && left.is_empty()).then_some(())
+        });
+        eprintln!(
+            "group {moment:?} signal {sig}: reached {hit}, cleaned up {}",
+            gone.is_some()
+        );
+        assert!(
+            gone.is_some(),
+            "{moment:?}/{sig}: left after {SETTLE:?}: {:?}, {:?}: {out}",
+            names(),
+            cli_leftovers(&d)
+        );
+    }
+    assert_eq!(
+        reached, 2,
+        "the group import ended before a moment was reached"
+    );
+    lazarus(&d, &["restore", "--import", &archive_arg]).ok();
+    wait_until("the restored hog to tick", Duration::from_secs(60), || {
+        (!memhog(&d, &hog).is_empty()).then_some(())
+    });
+    assert_memhog_goes_on(&d, &hog, &sum);
+    let tick = wait_ticks_past(&d, &counter, 0);
+    wait_ticks_past(&d, &counter, tick);
 }
