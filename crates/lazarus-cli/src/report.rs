@@ -71,6 +71,23 @@ pub struct ExportReport {
     pub checkpoint_seconds: f64,
     pub export_seconds: f64,
     pub stats: DumpStats,
+    /// The named volumes the archive carries (none with --ignore-volumes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<CarriedVolume>,
+    /// The mounts it does not carry (host paths, other volume drivers, or
+    /// every volume with --ignore-volumes), each named.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_carried: Vec<String>,
+}
+
+/// A named volume an archive carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CarriedVolume {
+    pub name: String,
+    /// Where the container mounts it.
+    pub destination: String,
+    /// Its files' bytes.
+    pub bytes: u64,
 }
 
 /// CRIU's dump statistics (its `stats-dump` image; times in µs). A field
@@ -133,6 +150,9 @@ pub struct ImportReport {
     /// A stop-and-copy migration's memory, received before the archive.
     #[serde(default)]
     pub pages_bytes: Option<u64>,
+    /// The volumes made here from the archive's copies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
 }
 
 /// What `restore --import` of a group archive made.
@@ -199,8 +219,21 @@ pub trait Summary {
 }
 
 impl Summary for ExportReport {
+    /// The archive, then what it carries and does not beyond the container.
     fn summary(&self) -> String {
-        self.archive.display().to_string()
+        let mut lines = vec![self.archive.display().to_string()];
+        for v in &self.volumes {
+            lines.push(format!(
+                "  volume {} ({}, at {}) carried",
+                v.name,
+                human(v.bytes),
+                v.destination
+            ));
+        }
+        for n in &self.not_carried {
+            lines.push(format!("  not carried: {n}"));
+        }
+        lines.join("\n")
     }
 }
 
@@ -373,6 +406,8 @@ mod tests {
                 pages_scanned: Some(77),
                 pages_written: Some(66),
             },
+            volumes: Vec::new(),
+            not_carried: Vec::new(),
         }
     }
 
@@ -444,6 +479,7 @@ mod tests {
             extract_seconds: 0.5,
             restore_seconds: 1.5,
             pages_bytes: Some(4096),
+            volumes: vec!["redis-data".into()],
         };
         let back: ImportReport = serde_json::from_str(&json(&r)).unwrap();
         assert_eq!(back, r);

@@ -75,6 +75,7 @@ fn run(dir: &Path, images: &Path, config: &ArchiveConfig, kind: &str, compressio
         dump_log: None,
         network_status: None,
         engine_config: None,
+        volumes: &[],
     };
     let t = Instant::now();
     archive::write(&input, &dest, compression, &mut |_| {}).unwrap();

@@ -1,4 +1,5 @@
 //! `lazarus checkpoint --export` on one host, `lazarus restore --import` on
-//! another; bad archives.
+//! another; bad archives; named volumes travelling with the container.
 
 pub mod export_import;
+pub mod volumes;

@@ -55,6 +55,39 @@ impl Docker {
         )
     }
 
+    /// Docker's record of the volume `name` (`docker volume inspect`), or
+    /// None.
+    pub async fn volume(&self, name: &str) -> Result<Option<Value>> {
+        let path = format!("/volumes/{}", escape(name));
+        optional(
+            self.json(Method::GET, &path, None, &format!("inspect volume {name}"))
+                .await,
+        )
+    }
+
+    /// Makes the local volume `name` (no driver options); its record.
+    pub async fn create_volume(&self, name: &str) -> Result<Value> {
+        let body = serde_json::json!({ "Name": name, "Driver": "local" });
+        self.json(
+            Method::POST,
+            "/volumes/create",
+            Some(&body),
+            &format!("create volume {name}"),
+        )
+        .await
+    }
+
+    /// Removes the volume `name` (gone already is fine).
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        let path = format!("/volumes/{}", escape(name));
+        let what = format!("remove volume {name}");
+        let (status, body) = self.timed(Method::DELETE, &path, None, &what).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        check(status, &body, &what).map(drop)
+    }
+
     /// The names of the running containers labelled `key=value`, oldest
     /// first (`docker ps --filter label=key=value`, by creation time).
     pub async fn running_with_label(&self, key: &str, value: &str) -> Result<Vec<String>> {

@@ -82,11 +82,26 @@ pub fn run(path: &Path, json: bool, identity: Option<&Path>) -> Result<()> {
         "pages_stored_bytes": pages_bytes(&manifest, &[]),
         "rootfs_diff_bytes": size(archive::ROOTFS_DIFF_TAR),
         "deleted_files": deleted,
+        "volumes": volumes_in(&manifest),
         "entries": manifest.entries.len(),
         "signed_by": manifest.signer()?,
         "asks_for": asks_for(&dir),
     });
     show(&dir.join(archive::CHECKPOINT_DIR), json, Some(info))
+}
+
+/// The named volumes the archive carries: name and tar size each.
+fn volumes_in(manifest: &archive::Manifest) -> Value {
+    let prefix = format!("{}/", archive::volumes::VOLUMES_DIR);
+    let volumes: Vec<Value> = manifest
+        .entries
+        .iter()
+        .filter_map(|e| {
+            let name = e.name.strip_prefix(&prefix)?.strip_suffix(".tar")?;
+            Some(json!({ "name": name, "bytes": e.size }))
+        })
+        .collect();
+    Value::Array(volumes)
 }
 
 /// A private (0700) temporary directory in TMPDIR, removed when dropped.
@@ -278,6 +293,18 @@ fn render_archive(a: &Value) -> String {
             ),
         ),
     ]);
+    let volumes: Vec<String> = a["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            let bytes = v["bytes"].as_u64().unwrap_or(0);
+            format!("{} ({})", v["name"].as_str().unwrap_or("?"), human(bytes))
+        })
+        .collect();
+    if !volumes.is_empty() {
+        lines.push(("Volumes", volumes.join(", ")));
+    }
     lines.iter().map(|(k, v)| field(k, v)).collect()
 }
 

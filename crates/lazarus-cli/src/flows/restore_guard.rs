@@ -1,7 +1,7 @@
 //! The guard of a restore (see [`crate::guard`]): if the `lazarus` that
 //! restores dies before it finished (SIGKILL, a closed terminal, or, for
 //! `serve`, before the sender confirmed), the guard removes every
-//! container it was told was being made, and the restore's scratch
+//! container and volume it was told was being made, and the restore's scratch
 //! directory (unmounting first what is mounted there: the new container's
 //! root filesystem while its changes were applied).
 //!
@@ -42,6 +42,8 @@ enum Told {
     Scratch(PathBuf),
     /// A container about to be made.
     Make(Made),
+    /// A Docker volume about to be made.
+    Volume(String),
 }
 
 /// A container the restore makes: its engine ("docker" or "containerd"),
@@ -58,6 +60,7 @@ impl Told {
         match self {
             Told::Scratch(p) => format!("scratch\t{}", p.display()),
             Told::Make(m) => format!("make\t{}\t{}\t{}", m.engine, m.namespace, m.name),
+            Told::Volume(v) => format!("volume\t{v}"),
         }
     }
 
@@ -65,6 +68,7 @@ impl Told {
         let mut f = line.split('\t');
         match (f.next()?, f.next(), f.next(), f.next(), f.next()) {
             ("scratch", Some(p), None, None, None) => Some(Told::Scratch(p.into())),
+            ("volume", Some(v), None, None, None) => Some(Told::Volume(v.into())),
             ("make", Some(e), Some(ns), Some(n), None) => Some(Told::Make(Made {
                 engine: e.into(),
                 namespace: ns.into(),
@@ -111,6 +115,12 @@ impl RestoreGuard {
         self.guard.tell(&Told::Make(made).line())
     }
 
+    /// A Docker volume about to be made (its name found free): removed if
+    /// the command dies.
+    pub fn will_make_volume(&self, name: &str) -> Result<()> {
+        self.guard.tell(&Told::Volume(name.to_string()).line())
+    }
+
     /// The restore finished (or failed and undid itself).
     pub fn dismiss(self) {
         self.guard.dismiss()
@@ -122,9 +132,11 @@ impl RestoreGuard {
 pub async fn run(args: &RestoreGuardArgs, endpoints: &Endpoints) -> Result<()> {
     let mut made = Vec::new();
     let mut scratch = Vec::new();
+    let mut volumes = Vec::new();
     let dismissed = guard::listen(|line| match Told::parse(line) {
         Some(Told::Make(m)) => made.push(m),
         Some(Told::Scratch(p)) => scratch.push(p),
+        Some(Told::Volume(v)) => volumes.push(v),
         None => eprintln!("lazarus restore-guard: ignoring {line:?}"),
     });
     if dismissed {
@@ -144,6 +156,20 @@ pub async fn run(args: &RestoreGuardArgs, endpoints: &Endpoints) -> Result<()> {
     );
     for m in &made {
         remove_until_gone(m, endpoints).await;
+    }
+    // Once no container mounts them.
+    if !volumes.is_empty() {
+        match Docker::new(&endpoints.docker) {
+            Ok(docker) => {
+                for v in &volumes {
+                    match docker.remove_volume(v).await {
+                        Ok(()) => eprintln!("lazarus restore-guard: volume {v} removed"),
+                        Err(e) => eprintln!("lazarus restore-guard: volume {v}: {e}"),
+                    }
+                }
+            }
+            Err(e) => eprintln!("lazarus restore-guard: {e}"),
+        }
     }
     // Only once the containers are gone: a restore under way reads its
     // images from here.
@@ -216,7 +242,8 @@ mod tests {
             name: "web".into(),
         });
         let scratch = Told::Scratch("/var/lib/lazarus/work/import-x y".into());
-        for t in [made, scratch] {
+        let volume = Told::Volume("redis-data".into());
+        for t in [made, scratch, volume] {
             assert_eq!(Told::parse(&t.line()), Some(t));
         }
         assert_eq!(Told::parse("make\tdocker\tmoby"), None);

@@ -28,6 +28,7 @@ mod manifest;
 mod read;
 pub mod signature;
 mod sink;
+pub mod volumes;
 mod write;
 
 #[cfg(test)]
@@ -109,6 +110,8 @@ pub struct ArchiveInput<'a> {
     /// again (for Docker: the body of `POST /containers/create`). The OCI
     /// spec alone is not: Docker makes its own from its own config.
     pub engine_config: Option<&'a [u8]>,
+    /// Named volumes carried (`volumes/NAME.tar`): (name, tar).
+    pub volumes: &'a [(String, std::path::PathBuf)],
 }
 
 /// How big an archive may unpack: checked against its manifest before

@@ -84,6 +84,7 @@ impl Fixture {
             dump_log: Some(&self.log),
             network_status: Some(b"[]"),
             engine_config: None,
+            volumes: &[],
         };
         write(&input, &dest, compression, &mut |_| {}).unwrap();
         dest
@@ -196,6 +197,7 @@ fn progress_counts_up_to_the_total() {
         dump_log: None,
         network_status: None,
         engine_config: None,
+        volumes: &[],
     };
     let m = write(&input, &dest, Compression::default(), &mut |n| seen.push(n)).unwrap();
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "monotonic");
@@ -238,6 +240,7 @@ fn write_refuses_a_symlink_in_the_images() {
         dump_log: None,
         network_status: None,
         engine_config: None,
+        volumes: &[],
     };
     let err = write(&input, &dest, Compression::None, &mut |_| {})
         .unwrap_err()

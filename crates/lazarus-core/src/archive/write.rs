@@ -167,6 +167,23 @@ fn sources(input: &ArchiveInput) -> Result<Vec<Source>> {
     if let Some(engine) = input.engine_config {
         out.push(bytes(ENGINE_DUMP, engine.to_vec()));
     }
+    if !input.volumes.is_empty() {
+        out.push(Source {
+            name: volumes::VOLUMES_DIR.into(),
+            content: Content::Dir,
+        });
+        for (name, tar) in input.volumes {
+            if !volumes::is_volume_name(name) {
+                return Err(Error::InvalidArgument(format!(
+                    "{name:?} is not a volume name"
+                )));
+            }
+            out.push(file(
+                &format!("{}/{name}.tar", volumes::VOLUMES_DIR),
+                tar.clone(),
+            ));
+        }
+    }
     Ok(out)
 }
 

@@ -67,7 +67,12 @@ pub async fn export(
     let dumped_at = Utc::now();
     let checkpoint_seconds = started.elapsed().as_secs_f64();
     let archived = steps.archive(args, scratch, dumped_at).await;
-    let (manifest, diff) = match (archived, owned_scratch) {
+    let Archived {
+        manifest,
+        diff,
+        volumes,
+        not_carried,
+    } = match (archived, owned_scratch) {
         (Ok(m), _) => m,
         // (A migration calls its dump off instead.)
         (Err(e), Some(scratch)) if stopped => return Err(keep_images(steps, e, scratch)),
@@ -91,6 +96,8 @@ pub async fn export(
         checkpoint_seconds,
         export_seconds: started.elapsed().as_secs_f64(),
         stats: DumpStats::from_image(&stats),
+        volumes,
+        not_carried,
     })
 }
 

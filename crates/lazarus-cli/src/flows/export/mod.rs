@@ -80,6 +80,10 @@ pub struct ExportArgs {
     /// Checkpoint file locks
     #[arg(long)]
     pub file_locks: bool,
+    /// Leave the container's named volumes out of the archive (by default
+    /// their contents travel with it, as with Podman)
+    #[arg(long, verbatim_doc_comment)]
+    pub ignore_volumes: bool,
     /// Compress the archive: zstd (on every core) or none
     #[arg(long, value_enum, default_value_t = Compress::Zstd)]
     pub compress: Compress,

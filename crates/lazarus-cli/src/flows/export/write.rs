@@ -1,13 +1,16 @@
 //! The archive of a checkpoint: the root filesystem diff (saved by the
-//! shim, or taken from the overlay upper directory), the container's
-//! configuration and image, CRIU's images, as one (signed) file.
+//! shim, or taken from the overlay upper directory), a Docker container's
+//! local named volumes (as Podman carries them, unless --ignore-volumes;
+//! host paths and other drivers' volumes are named as not carried), the
+//! container's configuration and image, CRIU's images, as one (signed)
+//! file.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use containerd_client::services::v1::Container;
-use lazarus_core::archive::{self, ArchiveConfig, ArchiveInput, RootfsDiff};
+use lazarus_core::archive::{self, volumes, ArchiveConfig, ArchiveInput, RootfsDiff};
 use lazarus_core::checkpoint::image;
 
 use super::ExportArgs;
@@ -17,12 +20,19 @@ use crate::engine::docker_config;
 use crate::engine::target::Target;
 use crate::error::{Error, Result};
 use crate::progress::{self, Progress};
+use crate::report::CarriedVolume;
 
-/// The archive's manifest, and (deleted files, rootfs diff bytes).
-pub type Archived = (archive::Manifest, Option<(usize, u64)>);
+/// What the archive holds beyond CRIU's images.
+#[derive(Debug)]
+pub struct Archived {
+    pub manifest: archive::Manifest,
+    /// (deleted files, rootfs diff bytes) when there is a diff.
+    pub diff: Option<(usize, u64)>,
+    pub volumes: Vec<CarriedVolume>,
+    pub not_carried: Vec<String>,
+}
 
-/// Root filesystem diff, configuration and archive. Returns the manifest and
-/// (deleted files, rootfs diff bytes) when there is a diff.
+/// Root filesystem diff, volumes, configuration and archive.
 pub(super) async fn archive_it(
     args: &ExportArgs,
     target: &Target,
@@ -48,6 +58,8 @@ pub(super) async fn archive_it(
         ),
         None => (None, None),
     };
+    let mounts = Mounts::of(target);
+    let (volumes, carried) = mounts.pack(scratch, args.ignore_volumes)?;
     let dump_log = images.join(image::DUMP_LOG);
     let input = ArchiveInput {
         images_dir: &images,
@@ -57,8 +69,13 @@ pub(super) async fn archive_it(
         dump_log: dump_log.is_file().then_some(dump_log.as_path()),
         network_status: network.as_deref(),
         engine_config: engine_config.as_deref(),
+        volumes: &volumes,
     };
-    let total: u64 = progress::dir_bytes(&images) + diff_bytes;
+    let volume_bytes: u64 = volumes
+        .iter()
+        .map(|(_, t)| fs::metadata(t).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let total: u64 = progress::dir_bytes(&images) + diff_bytes + volume_bytes;
     let bar = Progress::bytes(progress::wanted(args.json), "export", total);
     let signer = args
         .sign
@@ -73,7 +90,89 @@ pub(super) async fn archive_it(
         &mut |n| bar.set(n),
     );
     bar.finish();
-    Ok((manifest?, Some((diff.deleted.len(), diff_bytes))))
+    Ok(Archived {
+        manifest: manifest?,
+        diff: Some((diff.deleted.len(), diff_bytes)),
+        volumes: carried,
+        not_carried: mounts.not_carried(args.ignore_volumes),
+    })
+}
+
+/// A volume's name and the tar of its data.
+type VolumeTar = (String, PathBuf);
+
+/// A Docker container's mounts, as `docker inspect` lists them.
+struct Mounts {
+    /// Local named volumes: (name, data directory, destination).
+    local_volumes: Vec<(String, PathBuf, String)>,
+    /// The others, described ("bind /srv/data at /data").
+    others: Vec<String>,
+}
+
+impl Mounts {
+    fn of(target: &Target) -> Mounts {
+        let mut m = Mounts {
+            local_volumes: Vec::new(),
+            others: Vec::new(),
+        };
+        let Some(v) = &target.docker else {
+            return m;
+        };
+        for mount in v["Mounts"].as_array().into_iter().flatten() {
+            let s = |k: &str| mount[k].as_str().unwrap_or("").to_string();
+            let (kind, dest) = (s("Type"), s("Destination"));
+            match (kind.as_str(), s("Driver").as_str()) {
+                ("volume", "local") if volumes::is_volume_name(&s("Name")) => m
+                    .local_volumes
+                    .push((s("Name"), PathBuf::from(s("Source")), dest)),
+                ("volume", driver) => m
+                    .others
+                    .push(format!("volume {} (driver {driver}) at {dest}", s("Name"))),
+                ("bind", _) => m
+                    .others
+                    .push(format!("host path {} at {dest}", s("Source"))),
+                (kind, _) => m.others.push(format!("{kind} mount at {dest}")),
+            }
+        }
+        m
+    }
+
+    /// Tars each local volume's data into `scratch/volumes/` (none when
+    /// `ignore`): what the archive carries, and the report's lines.
+    fn pack(&self, scratch: &Path, ignore: bool) -> Result<(Vec<VolumeTar>, Vec<CarriedVolume>)> {
+        if ignore || self.local_volumes.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let dir = scratch.join(volumes::VOLUMES_DIR);
+        fs::create_dir(&dir)
+            .map_err(lazarus_core::Error::io(format!("create {}", dir.display())))?;
+        let mut tars = Vec::new();
+        let mut carried = Vec::new();
+        for (name, data, dest) in &self.local_volumes {
+            let tar = dir.join(format!("{name}.tar"));
+            let bytes = volumes::pack(data, &tar)?;
+            tars.push((name.clone(), tar));
+            carried.push(CarriedVolume {
+                name: name.clone(),
+                destination: dest.clone(),
+                bytes,
+            });
+        }
+        Ok((tars, carried))
+    }
+
+    /// What the archive leaves behind, each named.
+    fn not_carried(&self, ignore: bool) -> Vec<String> {
+        let mut out = self.others.clone();
+        if ignore {
+            out.extend(
+                self.local_volumes
+                    .iter()
+                    .map(|(name, _, dest)| format!("volume {name} at {dest} (--ignore-volumes)")),
+            );
+        }
+        out
+    }
 }
 
 /// The root filesystem's changes: the diff the shim saved as the dump
@@ -183,4 +282,85 @@ pub(super) fn compressed_pages(
     image::Metadata::load(images)
         .map(|m| m.compressed_pages)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn docker_target(mounts: serde_json::Value) -> Target {
+        Target {
+            id: "0123".into(),
+            name: "db".into(),
+            namespace: "moby".into(),
+            docker: Some(json!({ "Mounts": mounts })),
+        }
+    }
+
+    #[test]
+    fn local_volumes_travel_and_the_rest_is_named() {
+        let t = tempfile::tempdir().unwrap();
+        let data = t.path().join("data");
+        fs::create_dir(&data).unwrap();
+        fs::write(data.join("dump.rdb"), b"REDIS").unwrap();
+        let target = docker_target(json!([
+            {"Type": "volume", "Name": "db-data", "Driver": "local",
+             "Source": data, "Destination": "/data"},
+            {"Type": "volume", "Name": "remote", "Driver": "nfs-plugin",
+             "Source": "", "Destination": "/nfs"},
+            {"Type": "bind", "Source": "/srv/conf", "Destination": "/conf"},
+            {"Type": "tmpfs", "Destination": "/cache"},
+        ]));
+        let m = Mounts::of(&target);
+        let scratch = t.path().join("scratch");
+        fs::create_dir(&scratch).unwrap();
+        let (tars, carried) = m.pack(&scratch, false).unwrap();
+        assert_eq!(tars.len(), 1);
+        assert_eq!(tars[0].0, "db-data");
+        assert!(tars[0].1.is_file());
+        assert_eq!(
+            carried,
+            [CarriedVolume {
+                name: "db-data".into(),
+                destination: "/data".into(),
+                bytes: 5
+            }]
+        );
+        assert_eq!(
+            m.not_carried(false),
+            [
+                "volume remote (driver nfs-plugin) at /nfs",
+                "host path /srv/conf at /conf",
+                "tmpfs mount at /cache"
+            ]
+        );
+    }
+
+    #[test]
+    fn ignore_volumes_carries_none_and_says_so() {
+        let target = docker_target(json!([
+            {"Type": "volume", "Name": "db-data", "Driver": "local",
+             "Source": "/nonexistent", "Destination": "/data"},
+        ]));
+        let m = Mounts::of(&target);
+        let (tars, carried) = m.pack(Path::new("/nonexistent"), true).unwrap();
+        assert!(tars.is_empty() && carried.is_empty());
+        assert_eq!(
+            m.not_carried(true),
+            ["volume db-data at /data (--ignore-volumes)"]
+        );
+    }
+
+    #[test]
+    fn a_containerd_container_has_no_volumes_to_carry() {
+        let target = Target {
+            id: "c".into(),
+            name: "c".into(),
+            namespace: "default".into(),
+            docker: None,
+        };
+        let m = Mounts::of(&target);
+        assert!(m.local_volumes.is_empty() && m.others.is_empty());
+    }
 }

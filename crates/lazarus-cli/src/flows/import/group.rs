@@ -16,7 +16,7 @@ use lazarus_core::config::Config;
 use lazarus_core::criu::DirectWait;
 use lazarus_core::host::netlock::{self, NetlockRequest};
 
-use super::{remove, restore, ImportArgs};
+use super::{remove_restored, restore, ImportArgs};
 use crate::engine::containerd::Containerd;
 use crate::engine::endpoints::Endpoints;
 use crate::error::{Error, Result};
@@ -152,6 +152,7 @@ impl Members for Live<'_> {
             json: true,
             grants: self.args.grants.clone(),
             identity: None,
+            ignore_volumes: self.args.ignore_volumes,
             netlock: Some(self.netlock),
             scratch_in: None,
             pages: None,
@@ -160,7 +161,7 @@ impl Members for Live<'_> {
     }
 
     async fn remove(&self, r: &ImportReport) -> Result<()> {
-        remove(&r.engine, &r.id, &r.namespace, self.endpoints).await
+        remove_restored(r, self.endpoints).await
     }
 
     async fn unlock(&self, r: &ImportReport) -> Result<()> {
@@ -197,6 +198,7 @@ mod tests {
             extract_seconds: 0.0,
             restore_seconds: 0.0,
             pages_bytes: None,
+            volumes: Vec::new(),
         }
     }
 

@@ -38,6 +38,7 @@ use lazarus_core::host::overlay::OverlayMount;
 mod containerd;
 mod docker;
 mod group;
+mod volumes;
 
 pub use docker::docker_image;
 
@@ -62,6 +63,11 @@ pub struct ImportArgs {
     /// recorded, e.g. lazarus)
     #[arg(long, verbatim_doc_comment)]
     pub runtime: Option<String>,
+    /// Do not make the named volumes the archive carries: the container
+    /// mounts the volumes of those names here as they are (Docker makes
+    /// missing ones empty)
+    #[arg(long, verbatim_doc_comment)]
+    pub ignore_volumes: bool,
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
@@ -181,6 +187,7 @@ pub async fn restore(
     args.grants.policy(config).check(&what, &asked)?;
     let docker = Docker::new(&endpoints.docker)?;
     let name = args.name.clone().unwrap_or_else(|| cfg.name.clone());
+    let mut made_volumes = Vec::new();
     let restored = match (&args.namespace, recorded) {
         (None, Some(recorded)) => {
             if !docker.reachable().await {
@@ -198,7 +205,16 @@ pub async fn restore(
                 name: name.clone(),
             };
             about_to_make(guard, made, endpoints).await?;
-            docker::into_docker(args, &docker, &cfg, &recorded, &dir, show).await?
+            if !args.ignore_volumes {
+                made_volumes = volumes::restore_volumes(&dir, &docker, guard).await?;
+            }
+            match docker::into_docker(args, &docker, &cfg, &recorded, &dir, show).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let cleanup = volumes::remove(&docker, &made_volumes).await;
+                    return Err(e.with_cleanup(cleanup));
+                }
+            }
         }
         (namespace, _) => {
             let ns = namespace
@@ -226,6 +242,7 @@ pub async fn restore(
         extract_seconds,
         restore_seconds: started.elapsed().as_secs_f64(),
         pages_bytes,
+        volumes: made_volumes,
     })
 }
 
@@ -335,8 +352,23 @@ fn apply_rootfs_diff(dir: &Path, overlay: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Removes a container [`restore`] made (its report names it): a
-/// migration whose sender never confirmed must not leave a second copy.
+/// Removes what [`restore`] made (its report names it): the container and
+/// the volumes made for it. A migration whose sender never confirmed must
+/// not leave a second copy, nor a group restore a member of a group that
+/// did not come back whole.
+pub async fn remove_restored(r: &ImportReport, endpoints: &Endpoints) -> Result<()> {
+    remove(&r.engine, &r.id, &r.namespace, endpoints).await?;
+    if r.volumes.is_empty() {
+        return Ok(());
+    }
+    match volumes::remove(&Docker::new(&endpoints.docker)?, &r.volumes).await {
+        None => Ok(()),
+        Some(failed) => Err(Error::Refused(failed)),
+    }
+}
+
+/// Removes a container [`restore`] made (engine, id and namespace as its
+/// report names them).
 pub async fn remove(engine: &str, id: &str, namespace: &str, endpoints: &Endpoints) -> Result<()> {
     match engine {
         "docker" => Docker::new(&endpoints.docker)?.remove(id).await,
@@ -414,6 +446,7 @@ mod tests {
             dump_log: None,
             network_status: None,
             engine_config: None,
+            volumes: &[],
         };
         let file = dir.join("web.tar");
         archive::write(&input, &file, archive::Compression::None, &mut |_| {}).unwrap();
@@ -447,6 +480,7 @@ mod tests {
                 ..Default::default()
             },
             identity: None,
+            ignore_volumes: false,
             netlock: None,
             scratch_in: None,
             pages: None,

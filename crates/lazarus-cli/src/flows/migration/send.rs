@@ -54,6 +54,10 @@ pub struct MigrateArgs {
     /// Checkpoint established TCP connections (CRIU --tcp-established)
     #[arg(long)]
     pub tcp_established: bool,
+    /// Leave the container's named volumes behind (by default their
+    /// contents go with it and are made afresh there)
+    #[arg(long, verbatim_doc_comment)]
+    pub ignore_volumes: bool,
     /// How the memory moves. postcopy: the container resumes on the
     /// receiver once its minimal state is there (downtime well under a
     /// second) and its memory follows over TLS; if the source host or the
@@ -281,6 +285,7 @@ impl Move<'_> {
             ext_unix_sk: false,
             shell_job: false,
             file_locks: false,
+            ignore_volumes: args.ignore_volumes,
             compress: args.compress,
             print_stats: false,
             json: args.json,

@@ -240,6 +240,8 @@ async fn restore_and_confirm(
         // (nothing by default), as for any import.
         grants: Default::default(),
         identity: None,
+        // The sender decided what travels (migrate --ignore-volumes).
+        ignore_volumes: false,
         netlock: None,
         scratch_in: Some(scratch.to_path_buf()),
         pages,
@@ -273,15 +275,10 @@ async fn restore_and_confirm(
                 Err(e) => e.to_string(),
                 Ok(_) => "the sender took its container back".into(),
             };
-            let cleanup = import::remove(
-                &restored.engine,
-                &restored.id,
-                &restored.namespace,
-                endpoints,
-            )
-            .await
-            .err()
-            .map(|e| e.to_string());
+            let cleanup = import::remove_restored(&restored, endpoints)
+                .await
+                .err()
+                .map(|e| e.to_string());
             Err(Error::Refused(format!(
                 "{} was restored but the sender never confirmed ({why}): removed here, the \
                  source keeps it",

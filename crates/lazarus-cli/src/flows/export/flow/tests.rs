@@ -63,7 +63,12 @@ impl Steps for Fake {
     async fn archive(&self, args: &ExportArgs, _: &Path, _: DateTime<Utc>) -> Result<Archived> {
         self.step("archive")?;
         fs::write(&args.export, b"archive").unwrap();
-        Ok((archive::Manifest::new(Vec::new()), Some((2, 100))))
+        Ok(Archived {
+            manifest: archive::Manifest::new(Vec::new()),
+            diff: Some((2, 100)),
+            volumes: Vec::new(),
+            not_carried: Vec::new(),
+        })
     }
 }
 

@@ -59,6 +59,8 @@ fn report(name: &str) -> ExportReport {
         checkpoint_seconds: 0.0,
         export_seconds: 0.0,
         stats: DumpStats::default(),
+        volumes: Vec::new(),
+        not_carried: Vec::new(),
     }
 }
 
