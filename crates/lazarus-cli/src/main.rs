@@ -306,9 +306,17 @@ fn run(command: Command, endpoints: &Endpoints) -> Result<()> {
         Command::Checkpoint(args) => {
             let config = Config::load()?;
             let report = block_on(flows::checkpoint(&args, endpoints, &config))?;
-            print(&report, args.json);
+            let mut text = match args.json {
+                true => report::json(&report),
+                false => report.summary(),
+            };
             if let (Exported::One(r), true, false) = (&report, args.print_stats, args.json) {
-                print!("{}", report::export_text(r));
+                text = format!("{text}\n{}", report::export_text(r).trim_end());
+            }
+            // `--export -`: standard output is the archive's.
+            match export::is_stdout(&args.export) {
+                true => eprintln!("{text}"),
+                false => println!("{text}"),
             }
             Ok(())
         }

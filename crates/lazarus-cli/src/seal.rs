@@ -91,9 +91,23 @@ pub fn recipients(path: &Path) -> Result<Vec<age::x25519::Recipient>> {
 pub fn encrypt(plain: &Path, dest: &Path, recipients_file: &Path) -> Result<()> {
     let keys = recipients(recipients_file)?;
     let context = format!("encrypt {} into {}", plain.display(), dest.display());
-    let tmp = AtomicFile::beside(dest, ".lazarus-archive-", &context)?;
     let encryptor = age::Encryptor::with_recipients(keys.iter().map(|k| k as &dyn age::Recipient))
         .map_err(|e| Error::Refused(format!("{context}: {e}")))?;
+    if dest == Path::new("-") {
+        // `--export -`: straight into the pipe.
+        let out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
+        let mut writer = encryptor
+            .wrap_output(out)
+            .map_err(CoreError::io(&context))?;
+        let mut input = File::open(plain).map_err(CoreError::io(&context))?;
+        io::copy(&mut input, &mut writer).map_err(CoreError::io(&context))?;
+        writer
+            .finish()
+            .and_then(|mut w| w.flush())
+            .map_err(CoreError::io(&context))?;
+        return Ok(());
+    }
+    let tmp = AtomicFile::beside(dest, ".lazarus-archive-", &context)?;
     let out = BufWriter::with_capacity(
         1 << 20,
         tmp.as_file().try_clone().map_err(CoreError::io(&context))?,

@@ -1,5 +1,7 @@
 //! `lazarus checkpoint --export` on one host, `lazarus restore --import` on
-//! another; bad archives; named volumes travelling with the container.
+//! another (or through a pipe); bad archives; named volumes travelling
+//! with the container.
 
 pub mod export_import;
+pub mod pipe;
 pub mod volumes;

@@ -47,7 +47,7 @@ pub use crate::checkpoint::rootfs::{RootfsDiff, DELETED_FILES, ROOTFS_DIFF_TAR};
 pub use manifest::{Manifest, ManifestEntry, FORMAT};
 pub use read::{check_limits, extract, extract_with, read_manifest, verify, verify_with};
 pub use signature::{Signer, TrustedKeys};
-pub use write::{write, write_signed};
+pub use write::{write, write_signed, write_signed_to};
 
 pub const MANIFEST_FILE: &str = "lazarus-manifest.json";
 pub const CHECKPOINT_DIR: &str = "checkpoint";

@@ -49,6 +49,44 @@ pub fn write_signed(
     signer: Option<&signature::Signer>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Manifest> {
+    let context = format!("write checkpoint archive {}", dest.display());
+    let tmp = AtomicFile::beside(dest, ".lazarus-archive-", &context)?;
+    let file = tmp.as_file().try_clone().map_err(Error::io(&context))?;
+    let manifest = write_stream(input, file, compression, signer, progress, &context)?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(Error::io(&context))?;
+    tmp.persist(dest, &context)?;
+    Ok(manifest)
+}
+
+/// [`write_signed`] as one stream into `out` (a pipe: `checkpoint
+/// --export -`); whole once this returns Ok.
+pub fn write_signed_to(
+    input: &ArchiveInput,
+    out: impl Write,
+    compression: Compression,
+    signer: Option<&signature::Signer>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Manifest> {
+    write_stream(
+        input,
+        out,
+        compression,
+        signer,
+        progress,
+        "write the checkpoint archive to the output",
+    )
+}
+
+fn write_stream<W: Write>(
+    input: &ArchiveInput,
+    out: W,
+    compression: Compression,
+    signer: Option<&signature::Signer>,
+    progress: &mut dyn FnMut(u64),
+    context: &str,
+) -> Result<Manifest> {
     let sources = sources(input)?;
     let mut entries = Vec::with_capacity(sources.len());
     for s in &sources {
@@ -70,18 +108,15 @@ pub fn write_signed(
         signer.sign(&mut manifest);
     }
 
-    let context = format!("write checkpoint archive {}", dest.display());
-    let tmp = AtomicFile::beside(dest, ".lazarus-archive-", &context)?;
-    let file = tmp.as_file().try_clone().map_err(Error::io(&context))?;
-    let out = BufWriter::with_capacity(1 << 20, file);
+    let out = BufWriter::with_capacity(1 << 20, out);
     let out = match compression {
         Compression::None => Out::Plain(out),
         Compression::Zstd { level, threads } => {
-            let mut z = zstd::Encoder::new(out, level).map_err(Error::io(&context))?;
+            let mut z = zstd::Encoder::new(out, level).map_err(Error::io(context))?;
             // A frame checksum: zstd itself notices corrupted compressed data.
-            z.include_checksum(true).map_err(Error::io(&context))?;
+            z.include_checksum(true).map_err(Error::io(context))?;
             if threads > 0 {
-                z.multithread(threads).map_err(Error::io(&context))?;
+                z.multithread(threads).map_err(Error::io(context))?;
             }
             Out::Zstd(z)
         }
@@ -90,29 +125,25 @@ pub fn write_signed(
     let now = SystemTime::now();
     let manifest_json =
         serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Other(e.to_string()))?;
-    append_bytes(&mut tar, MANIFEST_FILE, &manifest_json, now).map_err(Error::io(&context))?;
+    append_bytes(&mut tar, MANIFEST_FILE, &manifest_json, now).map_err(Error::io(context))?;
     let mut done = 0u64;
     for (s, m) in sources.iter().zip(&manifest.entries) {
         append(&mut tar, s, m, now, &mut done, progress)?;
     }
     // into_inner writes the end-of-archive blocks, finish ends the zstd
     // frame; both explicitly, so that their errors are not lost in a Drop.
-    let out = tar.into_inner().map_err(Error::io(&context))?;
-    out.finish().map_err(Error::io(&context))?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o600))
-        .map_err(Error::io(&context))?;
-    tmp.persist(dest, &context)?;
+    let out = tar.into_inner().map_err(Error::io(context))?;
+    out.finish().map_err(Error::io(context))?;
     Ok(manifest)
 }
 
 /// The archive's byte stream: plain, or through zstd.
-enum Out {
-    Plain(BufWriter<File>),
-    Zstd(zstd::Encoder<'static, BufWriter<File>>),
+enum Out<W: Write> {
+    Plain(BufWriter<W>),
+    Zstd(zstd::Encoder<'static, BufWriter<W>>),
 }
 
-impl Out {
+impl<W: Write> Out<W> {
     fn finish(self) -> io::Result<()> {
         let mut inner = match self {
             Out::Plain(w) => w,
@@ -122,7 +153,7 @@ impl Out {
     }
 }
 
-impl Write for Out {
+impl<W: Write> Write for Out<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Out::Plain(w) => w.write(buf),

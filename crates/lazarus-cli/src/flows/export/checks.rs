@@ -29,9 +29,17 @@ pub(super) fn not_found(target: &Target, endpoints: &Endpoints) -> Error {
     }
 }
 
+/// `--export -`: the archive goes to standard output.
+pub fn is_stdout(dest: &Path) -> bool {
+    dest == Path::new("-")
+}
+
 /// The destination's directory must exist: the archive is written next to
 /// it and renamed into place.
 pub(crate) fn check_destination(dest: &Path) -> Result<()> {
+    if is_stdout(dest) {
+        return Ok(());
+    }
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -72,6 +72,7 @@ pub async fn export(
         diff,
         volumes,
         not_carried,
+        streamed_bytes,
     } = match (archived, owned_scratch) {
         (Ok(m), _) => m,
         // (A migration calls its dump off instead.)
@@ -88,7 +89,8 @@ pub async fn export(
         namespace: target.namespace.clone(),
         stopped,
         encrypted: false,
-        archive_bytes: fs::metadata(&args.export).map(|m| m.len()).unwrap_or(0),
+        archive_bytes: streamed_bytes
+            .unwrap_or_else(|| fs::metadata(&args.export).map(|m| m.len()).unwrap_or(0)),
         content_bytes: manifest.total_size(),
         pages_bytes: report::pages_bytes(&manifest, &compressed_pages(&images)),
         rootfs_diff_bytes: diff.map(|d| d.1).unwrap_or(0),

@@ -39,6 +39,7 @@ mod flow;
 mod live;
 mod write;
 
+pub use checks::is_stdout;
 pub(crate) use checks::{check_destination, checkpointable};
 use checks::{not_found, refuse_unless_lazarus};
 pub use flow::Steps;
@@ -62,8 +63,9 @@ pub struct ExportArgs {
     /// k8s.io here). Kubernetes' own checkpoints are per container
     #[arg(long, value_name = "[K8S_NAMESPACE/]POD", conflicts_with_all = ["container", "compose", "group", "from_docker_checkpoint"], verbatim_doc_comment)]
     pub pod: Option<String>,
-    /// The archive to write
-    #[arg(long, short = 'e', value_name = "FILE")]
+    /// The archive to write; - writes it to standard output (for a pipe:
+    /// `| ssh B lazarus restore --import -`)
+    #[arg(long, short = 'e', value_name = "FILE", verbatim_doc_comment)]
     pub export: PathBuf,
     /// Keep the container running after the checkpoint
     #[arg(long, short = 'R')]

@@ -30,6 +30,8 @@ pub struct Archived {
     pub diff: Option<(usize, u64)>,
     pub volumes: Vec<CarriedVolume>,
     pub not_carried: Vec<String>,
+    /// The archive's bytes when it went to standard output (`--export -`).
+    pub streamed_bytes: Option<u64>,
 }
 
 /// Root filesystem diff, volumes, configuration and archive.
@@ -82,20 +84,60 @@ pub(super) async fn archive_it(
         .as_deref()
         .map(archive::Signer::load)
         .transpose()?;
-    let manifest = archive::write_signed(
-        &input,
-        &args.export,
-        args.compress.compression(),
-        signer.as_ref(),
-        &mut |n| bar.set(n),
-    );
+    let mut streamed = None;
+    let manifest = match super::is_stdout(&args.export) {
+        false => archive::write_signed(
+            &input,
+            &args.export,
+            args.compress.compression(),
+            signer.as_ref(),
+            &mut |n| bar.set(n),
+        ),
+        true => {
+            let mut out = Counted::new(std::io::stdout().lock());
+            let written = archive::write_signed_to(
+                &input,
+                &mut out,
+                args.compress.compression(),
+                signer.as_ref(),
+                &mut |n| bar.set(n),
+            );
+            streamed = Some(out.bytes);
+            written
+        }
+    };
     bar.finish();
     Ok(Archived {
         manifest: manifest?,
         diff: Some((diff.deleted.len(), diff_bytes)),
         volumes: carried,
         not_carried: mounts.not_carried(args.ignore_volumes),
+        streamed_bytes: streamed,
     })
+}
+
+/// A writer that counts what went through it.
+pub struct Counted<W> {
+    inner: W,
+    pub bytes: u64,
+}
+
+impl<W> Counted<W> {
+    pub fn new(inner: W) -> Counted<W> {
+        Counted { inner, bytes: 0 }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// A volume's name and the tar of its data.

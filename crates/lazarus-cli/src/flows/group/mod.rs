@@ -150,6 +150,13 @@ pub async fn checkpoint(
     config: &Config,
 ) -> Result<GroupExportReport> {
     export::check_destination(&args.export)?;
+    if export::is_stdout(&args.export) {
+        return Err(Error::Refused(
+            "a group checkpoint is written to a file (--export FILE), not to standard output: \
+             write it, then send the file"
+                .into(),
+        ));
+    }
     let names = members(args, endpoints).await?;
     // Everything is found and checked before anything is frozen.
     let mut sources = Vec::with_capacity(names.len());
@@ -206,9 +213,11 @@ pub async fn stop_one(
     report.archive = args.export.clone();
     report.stopped = true;
     report.encrypted = args.encrypt.is_some();
-    report.archive_bytes = std::fs::metadata(&args.export)
-        .map(|m| m.len())
-        .unwrap_or(0);
+    if !export::is_stdout(&args.export) {
+        report.archive_bytes = std::fs::metadata(&args.export)
+            .map(|m| m.len())
+            .unwrap_or(0);
+    }
     report.export_seconds = frozen_seconds;
     Ok(report)
 }

@@ -12,6 +12,7 @@
 //! archive's in `group.rs`, each against its own steps, unit-tested on a
 //! fake.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Instant;
 
@@ -50,7 +51,7 @@ pub(crate) const SNAPSHOTTER: &str = "overlayfs";
 
 #[derive(clap::Args, Clone)]
 pub struct ImportArgs {
-    /// The archive to restore
+    /// The archive to restore; - reads it from standard input
     #[arg(long = "import", short = 'i', value_name = "FILE")]
     pub file: std::path::PathBuf,
     /// The new container's name (default: the checkpointed one's)
@@ -104,6 +105,26 @@ pub(crate) struct Restored {
 /// Restores the archive: every member of a group archive, else the one
 /// container.
 pub async fn run(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> Result<Imported> {
+    // `--import -`: the archive from standard input (a pipe from another
+    // host's `checkpoint --export -`), saved whole in a private scratch
+    // directory first: it is read more than once (verified before anything
+    // is made, then restored).
+    let _received;
+    let received_args;
+    let args = match args.file == Path::new("-") {
+        false => args,
+        true => {
+            let scratch = config.scratch_dir("stdin")?;
+            let file = scratch.path().join("archive");
+            receive_stdin(&file)?;
+            _received = scratch;
+            received_args = ImportArgs {
+                file,
+                ..args.clone()
+            };
+            &received_args
+        }
+    };
     // An encrypted archive is decrypted into a private scratch directory
     // (held until the import ends) and imported from there.
     let _decrypted;
@@ -135,6 +156,30 @@ pub async fn run(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> R
     };
     guard.dismiss();
     imported
+}
+
+/// Copies standard input into `file` (0600), whole.
+fn receive_stdin(file: &Path) -> Result<()> {
+    let context = format!(
+        "read the archive from standard input into {}",
+        file.display()
+    );
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(lazarus_core::Error::io(&context))?;
+    let copied = std::io::copy(&mut std::io::stdin().lock(), &mut out)
+        .map_err(lazarus_core::Error::io(&context))?;
+    if copied == 0 {
+        return Err(Error::Refused(
+            "--import -: standard input was empty (pipe an archive in, e.g. `lazarus checkpoint \
+             C --export - | lazarus restore --import -`)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Restores the archive; returns the report `--json` prints. `guard` (the

@@ -68,6 +68,7 @@ impl Steps for Fake {
             diff: Some((2, 100)),
             volumes: Vec::new(),
             not_carried: Vec::new(),
+            streamed_bytes: None,
         })
     }
 }
