@@ -318,14 +318,18 @@ fn run(command: Command, endpoints: &Endpoints) -> Result<()> {
                 true => eprintln!("{text}"),
                 false => println!("{text}"),
             }
+            if let (false, Some(said)) = (args.json, report.said()) {
+                eprintln!("{said}");
+            }
             Ok(())
         }
         Command::Restore(args) => {
             let config = Config::load()?;
-            print(
-                &block_on(import::run(&args, endpoints, &config))?,
-                args.json,
-            );
+            let imported = block_on(import::run(&args, endpoints, &config))?;
+            print(&imported, args.json);
+            if let (false, Some(said)) = (args.json, imported.said()) {
+                eprintln!("{said}");
+            }
             Ok(())
         }
         Command::Migrate(args) => {

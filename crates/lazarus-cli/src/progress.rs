@@ -51,6 +51,19 @@ impl Progress {
         Progress::new(bar, show)
     }
 
+    /// A spinner for a step of no size (the engine creating and restoring
+    /// the container): what, and for how long so far.
+    pub fn stage(show: bool, what: &str) -> Progress {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>12} {spinner} {elapsed}")
+                .expect("a valid template"),
+        );
+        bar.set_message(what.to_string());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Progress::new(bar, show)
+    }
+
     pub fn set(&self, bytes: u64) {
         self.bar.set_position(bytes);
     }

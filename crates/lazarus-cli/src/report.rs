@@ -216,6 +216,12 @@ pub struct VersionReport {
 /// The one line a report prints for people without `--json`.
 pub trait Summary {
     fn summary(&self) -> String;
+
+    /// A sentence for people (on stderr, so that stdout stays the
+    /// summary a script reads): what was done, where, how big, how long.
+    fn said(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Summary for ExportReport {
@@ -244,9 +250,61 @@ impl Summary for Exported {
             Exported::Group(g) => g.archive.display().to_string(),
         }
     }
+
+    fn said(&self) -> Option<String> {
+        Some(match self {
+            Exported::One(r) => format!(
+                "lazarus: checkpointed {} ({}) into {}: {} in {:.2} s (dump {:.2} s); {}",
+                r.container,
+                r.engine,
+                r.archive.display(),
+                human(r.archive_bytes),
+                r.export_seconds,
+                r.checkpoint_seconds,
+                match r.stopped {
+                    true => format!("{} is stopped", r.container),
+                    false => format!("{} runs on", r.container),
+                }
+            ),
+            Exported::Group(g) => format!(
+                "lazarus: checkpointed {} containers together into {} (frozen {:.2} s); they {}",
+                g.members.len(),
+                g.archive.display(),
+                g.frozen_seconds,
+                match g.stopped {
+                    true => "are stopped",
+                    false => "run on",
+                }
+            ),
+        })
+    }
 }
 
 impl Summary for Imported {
+    fn said(&self) -> Option<String> {
+        Some(match self {
+            Imported::One(r) => format!(
+                "lazarus: restored {} ({}) from {} in {:.2} s (verified and unpacked in {:.2} \
+                 s){}",
+                r.name,
+                r.engine,
+                r.from.display(),
+                r.restore_seconds,
+                r.extract_seconds,
+                match r.volumes.is_empty() {
+                    true => String::new(),
+                    false => format!("; volumes made: {}", r.volumes.join(", ")),
+                }
+            ),
+            Imported::Group(g) => format!(
+                "lazarus: restored {} containers together from {} in {:.2} s",
+                g.members.len(),
+                g.group.display(),
+                g.restore_seconds
+            ),
+        })
+    }
+
     fn summary(&self) -> String {
         match self {
             Imported::One(r) => r.name.clone(),
@@ -465,6 +523,33 @@ mod tests {
         let v = serde_json::to_value(bare).unwrap();
         assert_eq!(v["stats"], serde_json::json!({}));
         assert_eq!(v["encrypted"], true);
+    }
+
+    /// People read what was done on stderr; stdout stays the archive or
+    /// the name, for scripts.
+    #[test]
+    fn a_finished_command_says_what_where_how_big_and_how_long() {
+        let r = ExportReport {
+            stopped: true,
+            ..exported()
+        };
+        let one = Exported::One(Box::new(r.clone()));
+        let said = one.said().unwrap();
+        assert!(said.starts_with("lazarus: checkpointed "), "{said}");
+        assert!(said.contains(&r.archive.display().to_string()), "{said}");
+        assert!(
+            said.ends_with(&format!("{} is stopped", r.container)),
+            "{said}"
+        );
+        assert_eq!(
+            one.summary().lines().next().unwrap(),
+            r.archive.display().to_string()
+        );
+        let running = Exported::One(Box::new(ExportReport {
+            stopped: false,
+            ..r
+        }));
+        assert!(running.said().unwrap().ends_with("runs on"));
     }
 
     /// The receiver's restore report crosses the migration channel.

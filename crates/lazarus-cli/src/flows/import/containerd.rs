@@ -161,7 +161,7 @@ impl Steps for Live<'_> {
     }
 
     async fn start(&self, id: &str) -> Result<()> {
-        let bar = Progress::spinner(self.show, "restore");
+        let bar = Progress::stage(self.show, "restore");
         let started = self.ctr.start_task(id).await;
         bar.finish();
         started.map(drop)

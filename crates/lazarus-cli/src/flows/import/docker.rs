@@ -139,7 +139,7 @@ impl Steps for Live<'_> {
     }
 
     async fn start(&self, id: &str) -> Result<()> {
-        let bar = Progress::spinner(self.show, "restore");
+        let bar = Progress::stage(self.show, "restore");
         let started = self.docker.start(id).await;
         bar.finish();
         started
@@ -149,7 +149,7 @@ impl Steps for Live<'_> {
         // Docker restores only from its own checkpoint directory.
         let checkpoint = self.docker.checkpoint_dir(id, IMPORT_CHECKPOINT).await?;
         fs_tree::move_dir(images, &checkpoint)?;
-        let bar = Progress::spinner(self.show, "restore");
+        let bar = Progress::stage(self.show, "restore");
         let started = self
             .docker
             .start_from_checkpoint(id, IMPORT_CHECKPOINT)
