@@ -302,16 +302,36 @@ fn archive_bad_inputs_are_refused_and_leave_nothing() {
         let newer = b.path("newer.tar");
         newer_format(&uncompressed, &newer);
         cases.extend([
-            (truncated, "truncated or corrupt"),
+            (truncated.clone(), "truncated or corrupt"),
             (flipped, "corrupt"),
             (newer, "format 999"),
         ]);
-        // The image is missing on B: named, with what to do.
+        assert_refused(&b, &cases);
+        // What would refuse the archive anyway is said before it is
+        // verified (a damaged archive is then refused for that, not for
+        // its damage): the name taken on B...
+        b.docker(&["create", "--name", &name, IMAGE_DOCKER, "true"])
+            .ok();
+        let taken = lazarus(&b, &["restore", "--import", truncated.to_str().unwrap()]).err();
+        assert!(
+            taken
+                .stderr
+                .contains(&format!("a container named {name} already exists")),
+            "{taken}"
+        );
+        b.docker(&["rm", &name]).ok();
+        // ... and the image missing on B: named, with what to do.
         b.docker(&["rmi", IMAGE_DOCKER]).ok();
-        cases.push((
-            good,
-            "is not on this host: docker pull lazarus-test/busybox",
-        ));
+        cases = vec![
+            (
+                good,
+                "is not on this host: docker pull lazarus-test/busybox",
+            ),
+            (
+                truncated,
+                "is not on this host: docker pull lazarus-test/busybox",
+            ),
+        ];
     } else {
         assert_runc_refused(
             &a,
@@ -325,15 +345,21 @@ fn archive_bad_inputs_are_refused_and_leave_nothing() {
             true,
         );
     }
-    for (file, want) in &cases {
-        let out = lazarus(&b, &["restore", "--import", file.to_str().unwrap()]).err();
+    assert_refused(&b, &cases);
+}
+
+/// Each archive is refused on `b` with an error that says `want`, and
+/// nothing is left there.
+fn assert_refused(b: &Daemons, cases: &[(PathBuf, &str)]) {
+    for (file, want) in cases {
+        let out = lazarus(b, &["restore", "--import", file.to_str().unwrap()]).err();
         assert!(
             out.stderr.contains(want),
             "{}: want {want:?} in the error: {out}",
             file.display()
         );
-        assert!(docker_names(&b).is_empty(), "a container was left on B");
-        assert_cli_left_nothing(&b);
+        assert!(docker_names(b).is_empty(), "a container was left on B");
+        assert_cli_left_nothing(b);
     }
 }
 

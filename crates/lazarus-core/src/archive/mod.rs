@@ -45,7 +45,9 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::checkpoint::rootfs::{RootfsDiff, DELETED_FILES, ROOTFS_DIFF_TAR};
 pub use manifest::{Manifest, ManifestEntry, FORMAT};
-pub use read::{check_limits, extract, extract_with, read_manifest, verify, verify_with};
+pub use read::{
+    check_limits, extract, extract_with, read_leading, read_manifest, verify, verify_with,
+};
 pub use signature::{Signer, TrustedKeys};
 pub use write::{write, write_signed, write_signed_to};
 

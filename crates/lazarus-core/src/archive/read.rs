@@ -24,6 +24,45 @@ pub fn read_manifest(path: &Path) -> Result<Manifest> {
     first_entry(path, &mut entries)
 }
 
+/// The small entries `names` of the archive, each checked against the
+/// manifest (size and sha256), read before the rest is verified so that
+/// what would refuse the archive anyway (a name taken, an image missing)
+/// is said at once. Archives written by Lazarus 0.2 and later hold them
+/// right after the manifest; the reading stops at the first entry that is
+/// not one of them, so an older archive (they come after the images)
+/// yields none, at no cost. Entries over `max_bytes` are not read.
+pub fn read_leading(
+    path: &Path,
+    names: &[&str],
+    max_bytes: u64,
+) -> Result<HashMap<String, Vec<u8>>> {
+    let mut archive = open(path)?;
+    let mut entries = archive.entries().map_err(corrupt(path))?;
+    let manifest = first_entry(path, &mut entries)?;
+    let mut found = HashMap::new();
+    for entry in entries {
+        let mut entry = entry.map_err(corrupt(path))?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let listed = manifest.entries.iter().find(|e| e.name == name);
+        let (true, Some(listed)) = (names.contains(&name.as_str()), listed) else {
+            break;
+        };
+        if listed.size > max_bytes || entry.size() != listed.size {
+            break;
+        }
+        let mut bytes = Vec::with_capacity(listed.size as usize);
+        let (_, digest) = hash_copy(&mut entry, &mut bytes, &mut |_| {}).map_err(corrupt(path))?;
+        if digest != listed.sha256 {
+            return Err(refuse(
+                path,
+                format!("its {name} differs from what its manifest says (sha256)"),
+            ));
+        }
+        found.insert(name, bytes);
+    }
+    Ok(found)
+}
+
 /// Reads the whole archive and checks every entry against the manifest.
 pub fn verify(path: &Path) -> Result<Manifest> {
     verify_with(path, &mut |_| {})

@@ -260,3 +260,22 @@ pub(super) fn manifest_for(files: &[(&str, &[u8])]) -> Vec<u8> {
         .collect();
     serde_json::to_vec(&Manifest::new(entries)).unwrap()
 }
+
+/// An import reads the archive's small descriptions before it verifies
+/// the rest: they come first, each checked against the manifest.
+#[test]
+fn the_descriptions_are_read_before_the_images() {
+    let f = fixture();
+    for compression in [Compression::None, Compression::default()] {
+        let dest = f.write(compression);
+        let wanted = [CONFIG_DUMP, ENGINE_DUMP, SPEC_DUMP];
+        let found = read_leading(&dest, &wanted, 1 << 20).unwrap();
+        let config: ArchiveConfig = serde_json::from_slice(&found[CONFIG_DUMP]).unwrap();
+        assert_eq!(config.name, f.config.name);
+        assert!(found.contains_key(SPEC_DUMP));
+        assert!(!found.contains_key(ENGINE_DUMP), "the fixture has none");
+        // What is not asked for ends the reading: nothing beyond it.
+        let found = read_leading(&dest, &[SPEC_DUMP], 1 << 20).unwrap();
+        assert!(found.is_empty(), "config.dump comes first");
+    }
+}

@@ -169,16 +169,23 @@ impl<W: Write> Write for Out<W> {
     }
 }
 
+/// What the archive holds, in order: the small descriptions first (an
+/// import reads them before it verifies the rest: see
+/// [`super::read_leading`]), then CRIU's images and the rest.
 fn sources(input: &ArchiveInput) -> Result<Vec<Source>> {
-    let mut out = vec![Source {
-        name: CHECKPOINT_DIR.into(),
-        content: Content::Dir,
-    }];
-    walk_images(input.images_dir, CHECKPOINT_DIR, &mut out)?;
-    out.push(bytes(SPEC_DUMP, annotated_spec(input.spec_json)?));
+    let mut out = Vec::new();
     let config =
         serde_json::to_vec_pretty(input.config).map_err(|e| Error::Other(e.to_string()))?;
     out.push(bytes(CONFIG_DUMP, config));
+    if let Some(engine) = input.engine_config {
+        out.push(bytes(ENGINE_DUMP, engine.to_vec()));
+    }
+    out.push(bytes(SPEC_DUMP, annotated_spec(input.spec_json)?));
+    out.push(Source {
+        name: CHECKPOINT_DIR.into(),
+        content: Content::Dir,
+    });
+    walk_images(input.images_dir, CHECKPOINT_DIR, &mut out)?;
     if let Some(diff) = input.rootfs_diff {
         out.push(file(ROOTFS_DIFF_TAR, diff.tar.clone()));
         let deleted = serde_json::to_vec(&diff.deleted).map_err(|e| Error::Other(e.to_string()))?;
@@ -194,9 +201,6 @@ fn sources(input: &ArchiveInput) -> Result<Vec<Source>> {
     }
     if let Some(log) = input.dump_log {
         out.push(file(DUMP_LOG, log.to_path_buf()));
-    }
-    if let Some(engine) = input.engine_config {
-        out.push(bytes(ENGINE_DUMP, engine.to_vec()));
     }
     if !input.volumes.is_empty() {
         out.push(Source {
