@@ -302,7 +302,10 @@ fn run(command: Command, endpoints: &Endpoints) -> Result<()> {
             path,
             json,
             identity,
-        } => inspect::run(&path, json, identity.as_deref()),
+        } => {
+            print(&inspect::run(&path, json, identity.as_deref())?, json);
+            Ok(())
+        }
         Command::Checkpoint(args) => {
             let config = Config::load()?;
             let report = block_on(flows::checkpoint(&args, endpoints, &config))?;
