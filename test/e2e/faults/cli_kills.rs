@@ -357,3 +357,78 @@ fn a_killed_group_import_leaves_no_member() {
     let tick = wait_ticks_past(&d, &counter, 0);
     wait_ticks_past(&d, &counter, tick);
 }
+
+/// `checkpoint --group` interrupted (Ctrl-C) while it writes the group's
+/// archive, and killed (SIGKILL) while the members' archives are written:
+/// every member runs on, thawed, and no file is left.
+#[test]
+fn an_interrupted_group_checkpoint_leaves_every_member_running() {
+    let d = Daemons::with_docker("cli_killed_group_export");
+    let (counter, hog) = (d.name("counter"), d.name("hog"));
+    run_sh_detached(&d, &counter, COUNTER);
+    start_memhog(&d, &hog, HEAP_MIB);
+    let sum = memhog(&d, &hog)[0].1.clone();
+    let out_dir = d.path("archives");
+    fs::create_dir_all(&out_dir).unwrap();
+    let archive = out_dir.join("group.tar");
+    let archive_arg = archive.to_str().unwrap().to_string();
+    let export = [
+        "checkpoint",
+        "--group",
+        &counter,
+        &hog,
+        "--export",
+        &archive_arg,
+    ];
+    if !d.is_lazarus() {
+        let out = lazarus(&d, &export).err();
+        assert!(out.stderr.contains("not Lazarus"), "{out}");
+        return;
+    }
+    let scratch = crate::support::lazarus::work_root(&d).join("work");
+    for (moment, sig, dir) in [
+        (Moment::Writing, libc::SIGINT, &out_dir),
+        (Moment::Writing, libc::SIGKILL, &scratch),
+    ] {
+        let mut p = Proc::spawn(lazarus_cmd(&d).args(export));
+        // The members' archives are written in the scratch directory's
+        // group-* directory, the group's beside the destination.
+        let hit = poll(Duration::from_secs(120), || {
+            if !p.running() {
+                return Some(false);
+            }
+            let into = match dir == &scratch {
+                true => fs::read_dir(&scratch)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path())
+                    .any(|g| writing_into(p.pid(), &g)),
+                false => writing_into(p.pid(), dir),
+            };
+            into.then_some(true)
+        })
+        .unwrap_or(false);
+        assert!(hit, "{moment:?}/{sig}: the group checkpoint ended first");
+        signal(&p, sig);
+        let out = p.wait(Duration::from_secs(300));
+        let settled = poll(SETTLE, || {
+            let thawed = [&counter, &hog].iter().all(|n| {
+                name_is_running(&d, n) && !paused_in_containerd(&d, &inspect(&d, n, "{{.Id}}"))
+            });
+            (thawed && d.processes_named("criu").is_empty()).then_some(())
+        });
+        eprintln!(
+            "group {moment:?} signal {sig}: settled {}",
+            settled.is_some()
+        );
+        assert!(
+            settled.is_some(),
+            "{moment:?}/{sig}: members not thawed: {out}"
+        );
+        assert!(beside(&out_dir).is_empty(), "{:?}", beside(&out_dir));
+        assert_memhog_goes_on(&d, &hog, &sum);
+        let tick = wait_ticks_past(&d, &counter, 0);
+        wait_ticks_past(&d, &counter, tick);
+    }
+}
