@@ -93,34 +93,19 @@ pub fn encrypt(plain: &Path, dest: &Path, recipients_file: &Path) -> Result<()> 
     let context = format!("encrypt {} into {}", plain.display(), dest.display());
     let encryptor = age::Encryptor::with_recipients(keys.iter().map(|k| k as &dyn age::Recipient))
         .map_err(|e| Error::Refused(format!("{context}: {e}")))?;
+    let copy = |out: &mut dyn Write| -> std::io::Result<()> {
+        let mut writer = encryptor.wrap_output(BufWriter::with_capacity(1 << 20, out))?;
+        io::copy(&mut File::open(plain)?, &mut writer)?;
+        writer.finish()?.flush()
+    };
     if dest == Path::new("-") {
         // `--export -`: straight into the pipe.
-        let out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
-        let mut writer = encryptor
-            .wrap_output(out)
-            .map_err(CoreError::io(&context))?;
-        let mut input = File::open(plain).map_err(CoreError::io(&context))?;
-        io::copy(&mut input, &mut writer).map_err(CoreError::io(&context))?;
-        writer
-            .finish()
-            .and_then(|mut w| w.flush())
-            .map_err(CoreError::io(&context))?;
+        copy(&mut io::stdout().lock()).map_err(CoreError::io(&context))?;
         return Ok(());
     }
     let tmp = AtomicFile::beside(dest, ".lazarus-archive-", &context)?;
-    let out = BufWriter::with_capacity(
-        1 << 20,
-        tmp.as_file().try_clone().map_err(CoreError::io(&context))?,
-    );
-    let mut writer = encryptor
-        .wrap_output(out)
-        .map_err(CoreError::io(&context))?;
-    let mut input = File::open(plain).map_err(CoreError::io(&context))?;
-    io::copy(&mut input, &mut writer).map_err(CoreError::io(&context))?;
-    writer
-        .finish()
-        .and_then(|mut w| w.flush())
-        .map_err(CoreError::io(&context))?;
+    let mut file = tmp.as_file().try_clone().map_err(CoreError::io(&context))?;
+    copy(&mut file).map_err(CoreError::io(&context))?;
     tmp.persist(dest, &context)?;
     Ok(())
 }

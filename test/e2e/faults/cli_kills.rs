@@ -57,7 +57,9 @@ fn writing_into(pid: i32, dir: &Path) -> bool {
         .any(|l| l.to_string_lossy().starts_with(&prefix))
 }
 
-fn paused_in_containerd(d: &Daemons, id: &str) -> bool {
+/// Whether containerd reports Docker's container `id` paused (frozen by
+/// Lazarus through containerd: Docker does not know).
+pub fn paused_in_containerd(d: &Daemons, id: &str) -> bool {
     d.ctr_cmd_ns("moby", &["task", "ls"])
         .output()
         .ok()
@@ -288,31 +290,39 @@ fn a_killed_import_leaves_nothing_behind() {
     assert_memhog_goes_on(&d, &name, &sum);
 }
 
+/// A counter and a 256 MiB memhog to checkpoint together into `archive`:
+/// their names, the hog's heap checksum and the `checkpoint --group`
+/// arguments; None under runc, after checking that the CLI refuses them.
+fn group_of_two(d: &Daemons, archive: &Path) -> Option<(String, String, String, Vec<String>)> {
+    let (counter, hog) = (d.name("counter"), d.name("hog"));
+    run_sh_detached(d, &counter, COUNTER);
+    start_memhog(d, &hog, HEAP_MIB);
+    let sum = memhog(d, &hog)[0].1.clone();
+    let export: Vec<String> = ["checkpoint", "--group", &counter, &hog, "--export"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([archive.display().to_string()])
+        .collect();
+    if !d.is_lazarus() {
+        let out = lazarus(d, &export.iter().map(String::as_str).collect::<Vec<_>>()).err();
+        assert!(out.stderr.contains("not Lazarus"), "{out}");
+        return None;
+    }
+    Some((counter, hog, sum, export))
+}
+
 /// A group archive's import killed midway (while its second member is
 /// made, and while CRIU restores): the guard removes every member made so
 /// far; the group then comes back whole.
 #[test]
 fn a_killed_group_import_leaves_no_member() {
     let d = Daemons::with_docker("cli_killed_group_import");
-    let (counter, hog) = (d.name("counter"), d.name("hog"));
-    run_sh_detached(&d, &counter, COUNTER);
-    start_memhog(&d, &hog, HEAP_MIB);
-    let sum = memhog(&d, &hog)[0].1.clone();
     let archive = d.path("group.tar");
     let archive_arg = archive.to_str().unwrap().to_string();
-    let export = [
-        "checkpoint",
-        "--group",
-        &counter,
-        &hog,
-        "--export",
-        &archive_arg,
-    ];
-    if !d.is_lazarus() {
-        let out = lazarus(&d, &export).err();
-        assert!(out.stderr.contains("not Lazarus"), "{out}");
+    let Some((counter, hog, sum, export)) = group_of_two(&d, &archive) else {
         return;
-    }
+    };
+    let export: Vec<&str> = export.iter().map(String::as_str).collect();
     lazarus(&d, &export).ok();
     d.docker(&["rm", &counter, &hog]).ok();
     let names = || d.docker(&["ps", "-a", "--format", "{{.Names}}"]).stdout;
@@ -364,33 +374,17 @@ fn a_killed_group_import_leaves_no_member() {
 #[test]
 fn an_interrupted_group_checkpoint_leaves_every_member_running() {
     let d = Daemons::with_docker("cli_killed_group_export");
-    let (counter, hog) = (d.name("counter"), d.name("hog"));
-    run_sh_detached(&d, &counter, COUNTER);
-    start_memhog(&d, &hog, HEAP_MIB);
-    let sum = memhog(&d, &hog)[0].1.clone();
     let out_dir = d.path("archives");
     fs::create_dir_all(&out_dir).unwrap();
-    let archive = out_dir.join("group.tar");
-    let archive_arg = archive.to_str().unwrap().to_string();
-    let export = [
-        "checkpoint",
-        "--group",
-        &counter,
-        &hog,
-        "--export",
-        &archive_arg,
-    ];
-    if !d.is_lazarus() {
-        let out = lazarus(&d, &export).err();
-        assert!(out.stderr.contains("not Lazarus"), "{out}");
+    let Some((counter, hog, sum, export)) = group_of_two(&d, &out_dir.join("group.tar")) else {
         return;
-    }
+    };
     let scratch = crate::support::lazarus::work_root(&d).join("work");
     for (moment, sig, dir) in [
         (Moment::Writing, libc::SIGINT, &out_dir),
         (Moment::Writing, libc::SIGKILL, &scratch),
     ] {
-        let mut p = Proc::spawn(lazarus_cmd(&d).args(export));
+        let mut p = Proc::spawn(lazarus_cmd(&d).args(&export));
         // The members' archives are written in the scratch directory's
         // group-* directory, the group's beside the destination.
         let hit = poll(Duration::from_secs(120), || {

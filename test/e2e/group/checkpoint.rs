@@ -6,6 +6,7 @@
 
 use crate::archive::export_import::assert_cli_left_nothing;
 use crate::docker::lifecycle::{run_sh_detached, wait_ticks_past};
+use crate::faults::cli_kills::paused_in_containerd;
 use crate::faults::kills::{memhog, start_memhog};
 use crate::support::apps::{with_docker_and, App, REDIS_IMAGE};
 use crate::support::cmd::{poll, wait_until, COUNTER};
@@ -321,16 +322,7 @@ fn a_killed_group_checkpoint_leaves_every_member_running() {
     } else {
         // Both frozen, the hog's dump running: kill the client.
         let frozen = poll(Duration::from_secs(60), || {
-            let paused = |n: &str| {
-                d.ctr_cmd_ns("moby", &["task", "ls"])
-                    .output()
-                    .ok()
-                    .is_some_and(|o| {
-                        String::from_utf8_lossy(&o.stdout)
-                            .lines()
-                            .any(|l| l.contains(&container_id(&d, n)) && l.contains("PAUSED"))
-                    })
-            };
+            let paused = |n: &str| paused_in_containerd(&d, &container_id(&d, n));
             (paused(&counter) && paused(&hog) && !d.processes_named("criu").is_empty())
                 .then_some(())
         });
