@@ -11,6 +11,7 @@ pub mod config;
 pub mod container;
 pub mod error;
 pub mod events;
+pub mod group_lock;
 pub mod info;
 pub mod io;
 pub mod log_fifo;

@@ -11,6 +11,7 @@ use containerd_shim_protos::protobuf::MessageField;
 
 use crate::config::Config;
 use crate::events::ContainerdSink;
+use crate::group_lock;
 use crate::process::timestamp;
 use crate::runtime::{LibcontainerRuntime, Runtime};
 use crate::service::{Settings, TaskService};
@@ -89,7 +90,11 @@ impl containerd_shim::Shim for LazarusShim {
         // shim is reused here: containerd-shim's own reuse (a new server
         // process that finds the socket taken and exits) leaves this start
         // process spinning in its SIGCHLD handler.
-        let _lock = lock_group(&self.config.root.join("groups"), &address)?;
+        let name = address.rsplit('/').next().unwrap_or("group");
+        let _lock = group_lock::lock(&self.config.root.join("groups"), name, GROUP_LOCK_TIMEOUT)
+            .map_err(|e| {
+                containerd_shim::Error::Other(format!("lock the shim group {name}: {e}"))
+            })?;
         if shim_answers(&address) {
             containerd_shim::util::write_address(&address)?;
             return Ok(address);
@@ -230,52 +235,6 @@ fn init_logger(debug: bool, log_level: &str) {
 fn shim_answers(address: &str) -> bool {
     let path = address.strip_prefix("unix://").unwrap_or(address);
     std::os::unix::net::UnixStream::connect(path).is_ok()
-}
-
-/// An exclusive lock for starting the group's shim, held while the guard
-/// lives; the lock file is named after the group's socket.
-fn lock_group(
-    dir: &Path,
-    address: &str,
-) -> containerd_shim::Result<nix::fcntl::Flock<std::fs::File>> {
-    use std::os::unix::fs::DirBuilderExt;
-    let io = |e: std::io::Error| containerd_shim::Error::Other(format!("lock the shim group: {e}"));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io)?;
-    let name = address.rsplit('/').next().unwrap_or("group");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(format!("{name}.lock")))
-        .map_err(io)?;
-    // Never waited for without end: a start that holds it longer than
-    // this is stuck, and this one fails rather than hang containerd.
-    let deadline = std::time::Instant::now() + GROUP_LOCK_TIMEOUT;
-    let mut file = file;
-    loop {
-        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => return Ok(lock),
-            Err((f, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
-                file = f;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err((_, e)) => {
-                let why = match e {
-                    nix::errno::Errno::EWOULDBLOCK => {
-                        format!("another start held it for over {GROUP_LOCK_TIMEOUT:?}")
-                    }
-                    e => e.to_string(),
-                };
-                return Err(containerd_shim::Error::Other(format!(
-                    "lock the shim group {name}: {why}"
-                )));
-            }
-        }
-    }
 }
 
 /// How long a container's start waits for another start of its group.
