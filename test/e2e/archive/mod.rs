@@ -2,3 +2,4 @@
 //! another; bad archives.
 
 pub mod export_import;
+pub mod runtime_names;

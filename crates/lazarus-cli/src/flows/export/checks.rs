@@ -9,11 +9,25 @@ use containerd_client::types::v1::Status;
 
 use crate::engine::containerd::{Containerd, LAZARUS_RUNTIME};
 use crate::engine::endpoints::Endpoints;
+use crate::engine::runtimes::is_lazarus_type;
 use crate::engine::target::Target;
 use crate::error::{Error, Result};
 
 pub(super) fn not_found(target: &Target, endpoints: &Endpoints) -> Error {
-    match target.docker {
+    let docker_status = target
+        .docker
+        .as_ref()
+        .map(|v| v["State"]["Status"].as_str().unwrap_or(""));
+    match docker_status {
+        // Docker says it does not run: containerd has no task (nor, once
+        // it exited, any record) of it, whichever containerd this is.
+        Some(status) if !matches!(status, "running" | "paused" | "restarting" | "") => {
+            Error::Refused(format!(
+                "{} is not running (Docker says {status}): `docker start {}` it first, or export \
+                 a checkpoint Docker took of it with --from-docker-checkpoint NAME",
+                target.name, target.name
+            ))
+        }
         Some(_) => Error::NotFound(format!(
             "Docker knows {} but the containerd at {} has no container {} in namespace {}: \
              is it running? (a checkpoint Docker took of it: --from-docker-checkpoint NAME); \
@@ -59,7 +73,7 @@ pub(super) fn refuse_unless_lazarus(target: &Target, container: &Container) -> R
         .as_ref()
         .map(|r| r.name.as_str())
         .unwrap_or("");
-    if runtime != LAZARUS_RUNTIME {
+    if !is_lazarus_type(runtime) {
         return Err(Error::Refused(format!(
             "{} runs {runtime:?}, not Lazarus ({LAZARUS_RUNTIME}): lazarus exports and migrates \
              only containers that run Lazarus (run it with --runtime lazarus)",
@@ -101,8 +115,9 @@ pub fn refuse_unless_checkpointable(
             .unwrap_or("");
         if !matches!(policy, "" | "no") {
             return Err(Error::Refused(format!(
-                "{} has restart policy {policy:?}: Docker would start it afresh after the \
-                 checkpoint stops it; use --leave-running, or `docker update --restart=no {}` first",
+                "{} has restart policy {policy:?}: Docker would start it afresh once the \
+                 checkpoint stops it; `docker update --restart=no {}` first (a `lazarus \
+                 checkpoint` can instead keep it running with --leave-running)",
                 target.name, target.name
             )));
         }

@@ -189,6 +189,7 @@ mod tests {
             extract_seconds: 0.0,
             restore_seconds: 0.0,
             pages_bytes: None,
+            restore_path: String::new(),
         }
     }
 

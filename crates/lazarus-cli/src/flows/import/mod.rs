@@ -91,6 +91,8 @@ pub(crate) struct Restored {
     id: String,
     engine: &'static str,
     namespace: String,
+    /// How it was restored (`ImportReport::restore_path`).
+    path: &'static str,
 }
 
 /// Restores the archive: every member of a group archive, else the one
@@ -197,6 +199,7 @@ pub async fn restore(
         extract_seconds,
         restore_seconds: started.elapsed().as_secs_f64(),
         pages_bytes,
+        restore_path: restored.path.into(),
     })
 }
 
