@@ -79,9 +79,34 @@ fn archive_every_name_of_lazarus_imports_by_hand_off() {
             assert!(!file.exists(), "an archive was written for {rt}");
             continue;
         }
-        let out = lazarus(&d, &[&export[..], &["--json"]].concat()).ok();
-        let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
-        assert_eq!(v["engine"], "docker", "{v:#}");
+        // The dump's own statistics (CRIU's stats-dump), not zeros: as
+        // JSON for the first, as --print-stats text for the second.
+        if i == 0 {
+            let out = lazarus(&d, &[&export[..], &["--json"]].concat()).ok();
+            let v: Value =
+                serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+            assert_eq!(v["engine"], "docker", "{v:#}");
+            let stats = &v["stats"];
+            for key in ["frozen_time_us", "memdump_time_us", "pages_written"] {
+                assert!(stats[key].as_u64().unwrap_or(0) > 0, "{key}: {v:#}");
+            }
+            // memhog's heap alone is this many pages.
+            let heap_pages = mib.parse::<u64>().unwrap() << 8;
+            assert!(
+                stats["pages_written"].as_u64().unwrap() >= heap_pages,
+                "{v:#}"
+            );
+        } else {
+            let out = lazarus(&d, &[&export[..], &["--print-stats"]].concat()).ok();
+            // "Frozen:     12.3 ms (freezing ...)", "Pages:      N scanned, M written"
+            let value = |k: &str| {
+                let l = out.stdout.lines().find(|l| l.starts_with(&format!("{k}:")));
+                let l = l.unwrap_or_else(|| panic!("no {k} line: {out}"));
+                l.split_once(':').unwrap().1.trim().to_string()
+            };
+            assert!(!value("Frozen").starts_with("0.0 ms"), "{out}");
+            assert!(!value("Pages").ends_with(" 0 written"), "{out}");
+        }
         let (last, sum) = ticks_and_sums(&d.docker(&["logs", &name]).ok().stdout)
             .pop()
             .unwrap_or_else(|| panic!("no tick: {logs}"));

@@ -123,6 +123,7 @@ fn cli_exit_status_says_the_kind_of_failure() {
             &d.id,
             "--import",
             &archive,
+            "--trust-archive",
         ],
     );
     assert_exit(&out, 6, &["nothing listens"]);
@@ -142,9 +143,16 @@ fn cli_exit_status_says_the_kind_of_failure() {
             hooked.to_str().unwrap(),
             "--namespace",
             &d.id,
+            // A Docker container's spec has Docker's own host mounts and
+            // sysctls: granted, so that the hook is what is refused.
+            "--allow-host-mounts",
+            "--allow-security-options",
+            "--allow-sysctls",
         ],
     );
-    assert_exit(&out, 4, &["hook", "--allow-hooks"]);
+    assert_exit(&out, 4, &["asks for more than this import was granted"]);
+    assert!(out.stderr.contains("prestart hook: /bin/true"), "{out}");
+    assert!(out.stderr.contains("--allow-hooks"), "{out}");
 
     // The archive is fine otherwise: restored under another name.
     let back = d.name("back");

@@ -84,18 +84,48 @@ async fn dockers_containerd(docker_host: &str) -> Option<String> {
             return Some(address);
         }
     }
-    let pid = docker.peer_pid()?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args: Vec<String> = cmdline
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
+    let args = dockerd_args(&docker)?;
     containerd_of_dockerd(
         &args,
         |p| std::fs::read_to_string(p).ok(),
         |p| Path::new(p).exists(),
     )
+}
+
+/// How the dockerd answering on `docker`'s socket was started (the
+/// process at the socket's other end, as /proc shows it).
+pub fn dockerd_args(docker: &Docker) -> Option<Vec<String>> {
+    let pid = docker.peer_pid()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        cmdline
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+/// The value of dockerd's flag `--name` in `args` (`--name V` or
+/// `--name=V`).
+fn flag_of(args: &[String], name: &str) -> Option<String> {
+    let long = format!("--{name}");
+    let eq = format!("--{name}=");
+    args.iter()
+        .enumerate()
+        .find_map(|(i, a)| match a.strip_prefix(&eq) {
+            Some(v) => Some(v.to_string()),
+            None if *a == long => args.get(i + 1).cloned(),
+            None => None,
+        })
+}
+
+/// dockerd's configuration file as `args` name it (`--config-file`, else
+/// /etc/docker/daemon.json), parsed; Null when there is none.
+pub fn dockerd_config(args: &[String], read: impl Fn(&str) -> Option<String>) -> Value {
+    read(&flag_of(args, "config-file").unwrap_or_else(|| DOCKERD_CONFIG.into()))
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or(Value::Null)
 }
 
 /// Docker 27+'s `GET /info` `Containerd.Address`.
@@ -115,22 +145,9 @@ fn containerd_of_dockerd(
     read: impl Fn(&str) -> Option<String>,
     exists: impl Fn(&str) -> bool,
 ) -> Option<String> {
-    let flag = |name: &str| -> Option<String> {
-        let long = format!("--{name}");
-        let eq = format!("--{name}=");
-        args.iter()
-            .enumerate()
-            .find_map(|(i, a)| match a.strip_prefix(&eq) {
-                Some(v) => Some(v.to_string()),
-                None if *a == long => args.get(i + 1).cloned(),
-                None => None,
-            })
-    };
-    let config: Value = read(&flag("config-file").unwrap_or_else(|| DOCKERD_CONFIG.into()))
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or(Value::Null);
+    let config = dockerd_config(args, read);
     let setting = |name: &str| {
-        flag(name).or_else(|| {
+        flag_of(args, name).or_else(|| {
             config[name]
                 .as_str()
                 .filter(|v| !v.is_empty())

@@ -10,8 +10,10 @@
 //! (`"runtimes": {"lazarus": {"runtimeType": "io.containerd.lazarus.v2"}}`),
 //! or a runtime type given directly (Docker 23+ accepts
 //! `io.containerd.NAME.v2` for any shim on its PATH). dockerd's `GET /info`
-//! lists the registered names (`Runtimes`) with each one's `runtimeType`, or
-//! with a `path` for runc-compatible binaries.
+//! lists the registered names (`Runtimes`), with a `path` for
+//! runc-compatible binaries but (Docker 26 and later alike) without the
+//! `runtimeType` of a shim v2 runtime: that is read from dockerd's own
+//! configuration file (see [`crate::engine::endpoints::dockerd_config`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,7 +41,22 @@ pub struct Runtimes {
 }
 
 impl Runtimes {
-    /// From dockerd's `GET /info` (its `Runtimes` map).
+    /// From dockerd's `GET /info` (its `Runtimes` map) and its
+    /// configuration file (`runtimes`, each with its `runtimeType`), which
+    /// says the types `/info` leaves out.
+    pub fn from_docker(info: &Value, config: &Value) -> Runtimes {
+        let mut r = Runtimes::from_docker_info(info);
+        for (name, entry) in config["runtimes"].as_object().into_iter().flatten() {
+            let kind = entry["runtimeType"].as_str().filter(|t| !t.is_empty());
+            if let Some(kind) = kind {
+                let known = r.names.entry(name.clone()).or_default();
+                known.get_or_insert_with(|| kind.to_string());
+            }
+        }
+        r
+    }
+
+    /// From dockerd's `GET /info` (its `Runtimes` map) alone.
     pub fn from_docker_info(info: &Value) -> Runtimes {
         let names = info["Runtimes"]
             .as_object()
@@ -131,6 +148,31 @@ mod tests {
             Some(LAZARUS_RUNTIME)
         );
         assert_eq!(r.containerd_type("runc"), None);
+    }
+
+    /// What Docker 26.1.5 really answers: the registered name, no type
+    /// (its `fillPlatformInfo` copies only `path` and `runtimeArgs`); the
+    /// type is in the daemon.json dockerd was started with.
+    #[test]
+    fn the_type_docker_info_leaves_out_comes_from_its_configuration() {
+        let info = json!({"Runtimes": {
+            "io.containerd.runc.v2": {"path": "io.containerd.runc.v2"},
+            "runc": {"path": "runc"},
+            "lazarus": {"status": {}}
+        }});
+        assert!(!Runtimes::from_docker_info(&info).is_lazarus("lazarus"));
+        let config = json!({"runtimes": {
+            "lazarus": {"runtimeType": "io.containerd.lazarus.v2"},
+            "crun": {"path": "/usr/bin/crun"}
+        }});
+        let r = Runtimes::from_docker(&info, &config);
+        assert!(r.is_lazarus("lazarus") && r.knows("lazarus"));
+        assert!(!r.is_lazarus("crun") && !r.is_lazarus("runc"));
+        // No configuration to read: as /info says.
+        assert_eq!(
+            Runtimes::from_docker(&info, &Value::Null),
+            Runtimes::from_docker_info(&info)
+        );
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub async fn export(
     };
     let dumped_at = Utc::now();
     let checkpoint_seconds = started.elapsed().as_secs_f64();
+    // Read now: the scratch directory is gone once the match below took it.
+    let stats = image::read_stats(&images.join("stats-dump")).unwrap_or_default();
     let archived = steps.archive(args, scratch, dumped_at).await;
     let (manifest, diff) = match (archived, owned_scratch) {
         (Ok(m), _) => m,
@@ -77,7 +79,6 @@ pub async fn export(
         (Err(e), _) => return Err(e),
     };
     let target = steps.target();
-    let stats = image::read_stats(&images.join("stats-dump")).unwrap_or_default();
     Ok(ExportReport {
         archive: args.export.clone(),
         container: target.name.clone(),

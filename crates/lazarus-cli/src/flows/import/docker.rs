@@ -17,7 +17,7 @@ use super::{apply_rootfs_diff, ImportArgs, Restored, IMPORT_CHECKPOINT};
 use crate::engine::containerd::LAZARUS_RUNTIME;
 use crate::engine::docker::{self, Docker};
 use crate::engine::docker_config;
-use crate::engine::endpoints::DOCKER_NAMESPACE;
+use crate::engine::endpoints::{self, DOCKER_NAMESPACE};
 use crate::engine::runtimes::Runtimes;
 use crate::error::{Error, Result};
 use crate::fs_tree;
@@ -137,7 +137,11 @@ struct Live<'a> {
 
 impl Steps for Live<'_> {
     async fn runtimes(&self) -> Result<Runtimes> {
-        Ok(Runtimes::from_docker_info(&self.docker.info().await?))
+        let info = self.docker.info().await?;
+        let config = endpoints::dockerd_args(self.docker)
+            .map(|args| endpoints::dockerd_config(&args, |p| std::fs::read_to_string(p).ok()))
+            .unwrap_or_default();
+        Ok(Runtimes::from_docker(&info, &config))
     }
 
     async fn image(&self, cfg: &ArchiveConfig) -> Result<String> {

@@ -121,8 +121,9 @@ fn a_lazarus_container_is_created_changed_and_started_from_the_images_handed_to_
     );
 }
 
-/// Docker 26's `GET /info` with Lazarus registered as `lazarus` (as
-/// scripts/install.sh does) and as an alias by its shim's path.
+/// This Docker's runtimes, as its `GET /info` and daemon.json say them
+/// together: Lazarus registered as `lazarus` (as scripts/install.sh does)
+/// and as an alias by its shim's path.
 fn registered() -> Value {
     json!({"Runtimes": {
         "runc": {"path": "runc"},
