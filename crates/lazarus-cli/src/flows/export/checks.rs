@@ -129,3 +129,67 @@ pub fn refuse_unless_checkpointable(
 pub(crate) async fn checkpointable(ctr: &Containerd, target: &Target, exit: bool) -> Result<()> {
     refuse_unless_checkpointable(target, ctr.task_status(&target.id).await?, exit)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn docker_target(inspect: serde_json::Value) -> Target {
+        Target {
+            id: "0123abcd".into(),
+            name: "web".into(),
+            namespace: "moby".into(),
+            docker: Some(inspect),
+        }
+    }
+
+    fn endpoints() -> Endpoints {
+        Endpoints {
+            docker: "unix:///d.sock".into(),
+            containerd: "/c.sock".into(),
+        }
+    }
+
+    #[test]
+    fn a_stopped_docker_container_is_said_to_be_not_running() {
+        let e = not_found(
+            &docker_target(json!({"State": {"Status": "exited"}})),
+            &endpoints(),
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with("web is not running (Docker says exited)"),
+            "{text}"
+        );
+        assert!(text.contains("docker start web"), "{text}");
+        assert!(
+            !text.contains("containerd"),
+            "no guess about sockets: {text}"
+        );
+        assert_eq!(e.exit_code(), crate::error::exit::REFUSED);
+        // Running by Docker's word but unknown to this containerd: the
+        // socket is the likely cause, and said.
+        let e = not_found(
+            &docker_target(json!({"State": {"Status": "running"}})),
+            &endpoints(),
+        );
+        assert!(e.to_string().contains("--address"), "{e}");
+        assert_eq!(e.exit_code(), crate::error::exit::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_restart_policy_refusal_suggests_nothing_migrate_lacks() {
+        let t = docker_target(json!({"HostConfig": {"RestartPolicy": {"Name": "always"}}}));
+        let text = refuse_unless_checkpointable(&t, Some(Status::Running), true)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("docker update --restart=no web"), "{text}");
+        // --leave-running is `lazarus checkpoint`'s alone, and said so.
+        assert!(
+            text.contains("a `lazarus checkpoint` can instead"),
+            "{text}"
+        );
+        assert!(!text.contains("use --leave-running"), "{text}");
+    }
+}
