@@ -32,26 +32,76 @@ use lazarus_cli::{block_on, Result};
 ///
 /// Daemons are found as docker and ctr find them: Docker at --host or
 /// DOCKER_HOST (default unix:///var/run/docker.sock), containerd at
-/// --address or CONTAINERD_ADDRESS (default /run/containerd/containerd.sock;
-/// for Docker containers, the containerd dockerd uses).
+/// --address or CONTAINERD_ADDRESS (default: the containerd that dockerd
+/// uses, as its `docker info` (Docker 27+) or its command line and
+/// daemon.json say; without a dockerd, /run/containerd/containerd.sock).
 ///
 /// Settings (criu_path, work_root, ...) come from /etc/lazarus/config.toml,
 /// or from the file named by LAZARUS_CONFIG.
 // Doc comments are shown verbatim: their line breaks are the help's (clap
 // wraps only with its wrap_help feature, which is not worth a dependency).
 #[derive(Parser)]
-#[command(name = "lazarus", version, verbatim_doc_comment)]
+#[command(
+    name = "lazarus",
+    version,
+    verbatim_doc_comment,
+    after_help = EXIT_CODES
+)]
 struct Cli {
-    /// Docker's socket (unix:///path); default $DOCKER_HOST, else
-    /// unix:///var/run/docker.sock
-    #[arg(short = 'H', long = "host", global = true, verbatim_doc_comment)]
-    host: Option<String>,
-    /// containerd's socket; default $CONTAINERD_ADDRESS, else
-    /// /run/containerd/containerd.sock
-    #[arg(short = 'a', long = "address", global = true, verbatim_doc_comment)]
-    address: Option<String>,
+    /// The engines' sockets may also come before the command (as the
+    /// internal guards are started); the command's own flags win.
+    #[command(flatten)]
+    engines: TopEngineArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The exit codes, by kind of failure (error.rs's `exit`).
+const EXIT_CODES: &str = "Exit status:
+  0    done
+  1    any other failure
+  2    usage: the command line is malformed
+  3    not found: no such container, image, archive or file
+  4    refused: by the import policy, a signature, the runtime (not Lazarus), the state
+       (not running), a peer
+  5    conflict: the name is taken, or another agent is busy with it
+  6    an engine (containerd, Docker) cannot be reached, or not as this user
+  7    CRIU failed (dump or restore), crashed or timed out
+  130  interrupted (SIGINT); 143: terminated (SIGTERM)";
+
+/// The engines a command talks to: where their sockets are. Only on the
+/// commands that talk to one.
+#[derive(clap::Args, Clone, Default)]
+struct EngineArgs {
+    /// Docker's socket (unix:///path); default $DOCKER_HOST, else
+    /// unix:///var/run/docker.sock
+    #[arg(short = 'H', long = "host", verbatim_doc_comment)]
+    host: Option<String>,
+    /// containerd's socket; default $CONTAINERD_ADDRESS, else the one
+    /// dockerd uses (when a dockerd answers), else
+    /// /run/containerd/containerd.sock
+    #[arg(short = 'a', long = "address", verbatim_doc_comment)]
+    address: Option<String>,
+}
+
+/// [`EngineArgs`] given before the command (`lazarus -a SOCK group-guard`):
+/// accepted, not shown.
+#[derive(clap::Args, Clone, Default)]
+struct TopEngineArgs {
+    #[arg(short = 'H', long = "host", hide = true)]
+    host: Option<String>,
+    #[arg(short = 'a', long = "address", hide = true)]
+    address: Option<String>,
+}
+
+impl EngineArgs {
+    /// Where the engines are: this command's flags, else those before it,
+    /// else the environment and what dockerd says.
+    fn endpoints(&self, top: &TopEngineArgs) -> Result<Endpoints> {
+        let host = self.host.clone().or_else(|| top.host.clone());
+        let address = self.address.clone().or_else(|| top.address.clone());
+        block_on(async { Ok(Endpoints::discover(host, address).await) })
+    }
 }
 
 #[derive(Subcommand)]
@@ -98,9 +148,14 @@ enum Command {
         lazarus checkpoint looper --export /backup/looper.tar.zst\n  \
         lazarus checkpoint --group app redis --tcp-established --export shop.tar\n  \
         lazarus checkpoint --leave-running --print-stats redis --export redis.tar.zst\n  \
-        lazarus -a /run/k/containerd.sock checkpoint --namespace default web --export web.tar"
+        lazarus checkpoint -a /run/k/containerd.sock --namespace default web --export web.tar"
     )]
-    Checkpoint(export::ExportArgs),
+    Checkpoint {
+        #[command(flatten)]
+        args: export::ExportArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
     /// Create a new container from a checkpoint archive and restore it
     ///
     /// The archive is verified whole (every entry against its sha256) and
@@ -131,7 +186,12 @@ enum Command {
         lazarus restore --import web.tar.zst --require-signed /etc/lazarus/signers.pub\n  \
         lazarus restore --import web.tar.age --identity /etc/lazarus/archive.age"
     )]
-    Restore(import::ImportArgs),
+    Restore {
+        #[command(flatten)]
+        args: import::ImportArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
     /// Show what a checkpoint archive or directory holds
     ///
     /// The container, image and engine (archives), the Lazarus and CRIU
@@ -200,7 +260,12 @@ enum Command {
         lazarus migrate redis --to 10.0.0.2\n  \
         lazarus migrate --rm --key /etc/lazarus/k looper --to hostb:7470 --name looper2"
     )]
-    Migrate(send::MigrateArgs),
+    Migrate {
+        #[command(flatten)]
+        args: send::MigrateArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
     /// Receive migrations from other hosts (`lazarus migrate`)
     ///
     /// Listens on ADDR and accepts peers holding the same key file; anyone
@@ -217,16 +282,31 @@ enum Command {
         lazarus keygen /etc/lazarus/migration.key   # then copy it to the other host\n  \
         lazarus serve --listen 10.0.0.2"
     )]
-    Serve(serve::ServeArgs),
+    Serve {
+        #[command(flatten)]
+        args: serve::ServeArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
     /// Internal: the guard `checkpoint --group` starts (thaws and unlocks
     /// the members if that checkpoint dies)
     #[command(hide = true)]
-    GroupGuard(group_guard::GuardArgs),
+    GroupGuard {
+        #[command(flatten)]
+        args: group_guard::GuardArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
     /// Internal: the guard `restore --import` and `serve` start (removes
     /// the containers being restored if the command dies first, or, for
     /// `serve`, before the sender confirmed)
     #[command(hide = true)]
-    RestoreGuard(restore_guard::RestoreGuardArgs),
+    RestoreGuard {
+        #[command(flatten)]
+        args: restore_guard::RestoreGuardArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
     /// Internal: the guard of a page server's packet filter rule (removes
     /// it if the migration's process dies first)
     #[command(hide = true)]
@@ -281,17 +361,16 @@ enum Shell {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let endpoints = Endpoints::resolve(cli.host, cli.address);
-    match run(cli.command, &endpoints) {
+    match run(cli.command, &cli.engines) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lazarus: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-fn run(command: Command, endpoints: &Endpoints) -> Result<()> {
+fn run(command: Command, top: &TopEngineArgs) -> Result<()> {
     match command {
         Command::Version { json } => {
             let (report, criu_error) = version::version()?;
@@ -306,7 +385,8 @@ fn run(command: Command, endpoints: &Endpoints) -> Result<()> {
             print(&inspect::run(&path, json, identity.as_deref())?, json);
             Ok(())
         }
-        Command::Checkpoint(args) => {
+        Command::Checkpoint { args, engine } => {
+            let endpoints = &engine.endpoints(top)?;
             let config = Config::load()?;
             let report = block_on(flows::checkpoint(&args, endpoints, &config))?;
             let mut text = match args.json {
@@ -326,7 +406,8 @@ fn run(command: Command, endpoints: &Endpoints) -> Result<()> {
             }
             Ok(())
         }
-        Command::Restore(args) => {
+        Command::Restore { args, engine } => {
+            let endpoints = &engine.endpoints(top)?;
             let config = Config::load()?;
             let imported = block_on(import::run(&args, endpoints, &config))?;
             print(&imported, args.json);
@@ -335,14 +416,30 @@ fn run(command: Command, endpoints: &Endpoints) -> Result<()> {
             }
             Ok(())
         }
-        Command::Migrate(args) => {
+        Command::Migrate { args, engine } => {
+            let endpoints = &engine.endpoints(top)?;
             let config = Config::load()?;
             print(&block_on(send::run(&args, endpoints, &config))?, args.json);
             Ok(())
         }
-        Command::Serve(args) => block_on(serve::run(&args, endpoints, &Config::load()?)),
-        Command::GroupGuard(args) => block_on(group_guard::run(&args, &endpoints.containerd)),
-        Command::RestoreGuard(args) => block_on(restore_guard::run(&args, endpoints)),
+        Command::Serve { args, engine } => {
+            let endpoints = &engine.endpoints(top)?;
+            block_on(serve::run(&args, endpoints, &Config::load()?))
+        }
+        // The guards are given both sockets: nothing is discovered.
+        Command::GroupGuard { args, engine } => {
+            let address = engine.address.or_else(|| top.address.clone());
+            let endpoints = Endpoints::resolve(None, address);
+            block_on(group_guard::run(&args, &endpoints.containerd))
+        }
+        Command::RestoreGuard { args, engine } => {
+            let host = engine.host.or_else(|| top.host.clone());
+            let address = engine.address.or_else(|| top.address.clone());
+            block_on(restore_guard::run(
+                &args,
+                &Endpoints::resolve(host, address),
+            ))
+        }
         Command::FilterGuard(args) => filter::run_guard(&args),
         Command::Keygen { file, sign, age } => {
             let kind = match (sign, age) {
@@ -415,6 +512,70 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn only_the_commands_that_talk_to_an_engine_take_its_sockets() {
+        let engines = [
+            "checkpoint",
+            "restore",
+            "migrate",
+            "serve",
+            "group-guard",
+            "restore-guard",
+        ];
+        for sub in Cli::command().get_subcommands() {
+            for (long, short) in [("host", 'H'), ("address", 'a')] {
+                let arg = sub.get_arguments().find(|a| a.get_long() == Some(long));
+                assert_eq!(
+                    arg.is_some(),
+                    engines.contains(&sub.get_name()),
+                    "{} --{long}",
+                    sub.get_name()
+                );
+                if let Some(arg) = arg {
+                    assert_eq!(arg.get_short(), Some(short));
+                }
+            }
+        }
+        let keygen = Cli::command()
+            .find_subcommand_mut("keygen")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(
+            !keygen.contains("--host") && !keygen.contains("--address"),
+            "{keygen}"
+        );
+        // Given after the command, or before it (as the guards are
+        // started): the command's own wins.
+        let cli = Cli::try_parse_from([
+            "lazarus",
+            "-a",
+            "/top",
+            "checkpoint",
+            "-a",
+            "/own",
+            "web",
+            "--export",
+            "f",
+        ])
+        .unwrap();
+        let Command::Checkpoint { engine, .. } = cli.command else {
+            panic!("not checkpoint")
+        };
+        assert_eq!(engine.address.as_deref(), Some("/own"));
+        let cli = Cli::try_parse_from([
+            "lazarus",
+            "--address",
+            "/c",
+            "group-guard",
+            "--member",
+            "n/i",
+        ])
+        .unwrap();
+        assert_eq!(cli.engines.address.as_deref(), Some("/c"));
+        assert!(Cli::try_parse_from(["lazarus", "keygen", "-H", "unix:///d"]).is_err());
     }
 
     #[test]

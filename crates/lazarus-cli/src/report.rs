@@ -153,7 +153,19 @@ pub struct ImportReport {
     /// The volumes made here from the archive's copies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<String>,
+    /// How the checkpoint reached the runtime: [`PATH_HAND_OFF`] (Lazarus
+    /// restored from the extracted images where they lay),
+    /// [`PATH_DOCKER_CHECKPOINT`] (another runtime, through a Docker
+    /// checkpoint Docker copies before it starts) or [`PATH_CONTAINERD`]
+    /// (a containerd task restored from the images). Empty from an older
+    /// receiver.
+    #[serde(default)]
+    pub restore_path: String,
 }
+
+pub const PATH_HAND_OFF: &str = "hand-off";
+pub const PATH_DOCKER_CHECKPOINT: &str = "docker-checkpoint";
+pub const PATH_CONTAINERD: &str = "containerd";
 
 /// What `restore --import` of a group archive made.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -209,7 +221,12 @@ pub struct MigrationReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct VersionReport {
     pub lazarus: String,
-    /// CRIU's version, or "unavailable".
+    /// The shim's version (`containerd-shim-lazarus-v2 -v`, the one on
+    /// PATH), or "not found".
+    pub shim: String,
+    /// Where that shim is.
+    pub shim_path: Option<PathBuf>,
+    /// CRIU's version, "not found", or "unavailable" (it did not answer).
     pub criu: String,
 }
 
@@ -320,7 +337,14 @@ impl Summary for Imported {
 
 impl Summary for VersionReport {
     fn summary(&self) -> String {
-        format!("lazarus {}\ncriu    {}", self.lazarus, self.criu)
+        let shim = match &self.shim_path {
+            Some(p) => format!("{} ({})", self.shim, p.display()),
+            None => self.shim.clone(),
+        };
+        format!(
+            "lazarus {}\nshim    {shim}\ncriu    {}",
+            self.lazarus, self.criu
+        )
     }
 }
 
@@ -565,8 +589,14 @@ mod tests {
             restore_seconds: 1.5,
             pages_bytes: Some(4096),
             volumes: vec!["redis-data".into()],
+            restore_path: PATH_CONTAINERD.into(),
         };
         let back: ImportReport = serde_json::from_str(&json(&r)).unwrap();
         assert_eq!(back, r);
+        // An older receiver's says nothing of the path.
+        let mut old = serde_json::to_value(&r).unwrap();
+        old.as_object_mut().unwrap().remove("restore_path");
+        let back: ImportReport = serde_json::from_value(old).unwrap();
+        assert_eq!(back.restore_path, "");
     }
 }

@@ -4,4 +4,5 @@
 
 pub mod export_import;
 pub mod pipe;
+pub mod runtime_names;
 pub mod volumes;

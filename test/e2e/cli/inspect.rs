@@ -6,7 +6,7 @@ use crate::docker::lifecycle::{run_sh_detached, wait_ticks_past};
 use crate::faults::criu_deadline::SilentCriu;
 use crate::support::cleanup::alive;
 use crate::support::cmd::{run, Out, COUNTER};
-use crate::support::config::lazarus_cli;
+use crate::support::config::{lazarus_cli, lazarus_shim};
 use crate::support::harness::inspect;
 use crate::support::harness::Daemons;
 use serde_json::Value;
@@ -119,7 +119,8 @@ fn cli_inspect_a_docker_checkpoint() {
 }
 
 /// A file and an empty directory are refused, each with a message naming
-/// the path and what is wrong, and a non-zero exit.
+/// the path and what is wrong, and exit status 1 (3, not found, for a
+/// path that does not exist).
 #[test]
 fn cli_inspect_refuses_what_is_not_a_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
@@ -128,14 +129,14 @@ fn cli_inspect_refuses_what_is_not_a_checkpoint() {
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     let missing = tmp.path().join("missing");
-    for (path, says) in [
-        (&file, "not a Lazarus checkpoint archive"),
-        (&missing, "does not exist"),
-        (&empty, "inventory.img"),
+    for (path, says, code) in [
+        (&file, "not a Lazarus checkpoint archive", 1),
+        (&missing, "does not exist", 3),
+        (&empty, "inventory.img", 1),
     ] {
         for json in [false, true] {
             let out = inspect_dir(path, json).err();
-            assert_eq!(out.code, Some(1), "{out}");
+            assert_eq!(out.code, Some(code), "{out}");
             let err = out.stderr.trim();
             assert!(
                 err.contains(path.to_str().unwrap()) && err.contains(says),
@@ -149,7 +150,7 @@ fn cli_inspect_refuses_what_is_not_a_checkpoint() {
 
 /// `lazarus version` names the CRIU the config points at: by default the
 /// one on PATH; a CRIU that never answers is given up on at the config's
-/// deadline and reported, with exit status 1.
+/// deadline and reported, with exit status 7 (CRIU failed).
 #[test]
 fn cli_version_names_criu() {
     let tmp = tempfile::tempdir().unwrap();
@@ -167,13 +168,46 @@ fn cli_version_names_criu() {
     let v: Value = serde_json::from_str(&json.stdout).expect("JSON");
     assert_eq!(v["criu"], criu.as_str(), "{json}");
 
+    // The shim on PATH, asked with -v; none there: "not found", and no
+    // failure for that.
+    let shim = lazarus_shim();
+    let shim_dir = shim.parent().unwrap();
+    let version = |path: &str| {
+        run(Command::new(lazarus_cli())
+            .env("LAZARUS_CONFIG", &defaults)
+            .env("PATH", path)
+            .args(["version", "--json"]))
+    };
+    let system_path = std::env::var("PATH").unwrap_or_default();
+    let with_shim = format!("{}:{system_path}", shim_dir.display());
+    let out = version(&with_shim).ok();
+    let v: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(v["shim"], v["lazarus"], "the workspace's shim: {out}");
+    assert_eq!(v["shim_path"], shim.to_str().unwrap(), "{out}");
+    let empty = tmp.path().join("empty-bin");
+    std::fs::create_dir(&empty).unwrap();
+    // criu_path names CRIU by its full path, so only the shim is missing.
+    let criu_bin = run(Command::new("sh").args(["-c", "command -v criu"])).ok();
+    let pinned = tmp.path().join("pinned.toml");
+    std::fs::write(
+        &pinned,
+        format!("criu_path = {:?}\n", criu_bin.stdout.trim()),
+    )
+    .unwrap();
+    let out = run(Command::new(lazarus_cli())
+        .env("LAZARUS_CONFIG", &pinned)
+        .env("PATH", &empty)
+        .arg("version"))
+    .ok();
+    assert!(out.stdout.contains("shim    not found"), "{out}");
+
     let silent = SilentCriu::write(tmp.path());
     let config = tmp.path().join("silent.toml");
     std::fs::write(&config, silent.config(1)).unwrap();
     let started = Instant::now();
     let out = lazarus_with_config(&config, &["version"]).err();
     let took = started.elapsed();
-    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(out.code, Some(7), "{out}");
     assert!(out.stdout.contains("criu    unavailable"), "{out}");
     assert!(out.stderr.contains("did not answer within 1s"), "{out}");
     assert!(took < Duration::from_secs(10), "took {took:?}");

@@ -31,7 +31,7 @@ const LAZARUS: &str = "io.containerd.lazarus.v2";
 /// packs it again as `out` with a manifest whose sizes and digests match
 /// the edited files (its signature, if any, kept as it was): what an
 /// attacker holding the archive can make.
-fn recraft(src: &Path, out: &Path, edit: impl FnOnce(&Path)) {
+pub(crate) fn recraft(src: &Path, out: &Path, edit: impl FnOnce(&Path)) {
     let dir = out.with_extension("d");
     fs::create_dir_all(&dir).unwrap();
     run(Command::new("tar").arg("-C").arg(&dir).arg("-xf").arg(src)).ok();
@@ -61,7 +61,7 @@ fn recraft(src: &Path, out: &Path, edit: impl FnOnce(&Path)) {
 }
 
 /// Edits the JSON file `name` in an unpacked archive.
-fn edit_json(dir: &Path, name: &str, f: impl FnOnce(&mut Value)) {
+pub(crate) fn edit_json(dir: &Path, name: &str, f: impl FnOnce(&mut Value)) {
     let path = dir.join(name);
     let mut v: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
     f(&mut v);

@@ -341,6 +341,8 @@ impl Daemons {
             "ip-masq": false,
             "bridge": "none",
             "storage-driver": "overlay2",
+            // As scripts/install.sh registers it: `docker run --runtime lazarus`.
+            "runtimes": {"lazarus": {"runtimeType": "io.containerd.lazarus.v2"}},
             // Absolute: a relative parent would land under the shim's own cgroup.
             "cgroup-parent": format!("/{}", self.id),
         });

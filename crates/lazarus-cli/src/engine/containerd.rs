@@ -100,6 +100,10 @@ impl Containerd {
         if !Path::new(address).exists() {
             return Err(unreachable("no such socket".into()));
         }
+        // gRPC would say only "transport error": the socket says why.
+        if let Err(e) = std::os::unix::net::UnixStream::connect(address) {
+            return Err(unreachable(why_not_connected(&e)));
+        }
         let channel = tokio::time::timeout(CALL_TIMEOUT, containerd_client::connect(address))
             .await
             .map_err(|_| unreachable(format!("no answer within {CALL_TIMEOUT:?}")))?
@@ -206,7 +210,7 @@ impl Containerd {
         let answer = t
             .checkpoint(req)
             .await
-            .map_err(Error::containerd(format!("checkpoint {id}")))?
+            .map_err(|s| checkpoint_error(id, s))?
             .into_inner();
         // containerd 1.7 honours image_path only for runtimes named
         // io.containerd.runc*: for Lazarus it also committed its own (empty)
@@ -511,6 +515,60 @@ fn not_found_is_done<T>(r: std::result::Result<T, tonic::Status>, what: &str) ->
     }
 }
 
+/// CRIU's advice when a dump needs an option (as it logs it, which is also
+/// the CLI's flag) and what the option is for.
+const CLI_ADVICE: [(&str, &str); 3] = [
+    ("--tcp-established", "it has established TCP connections"),
+    (
+        "--ext-unix-sk",
+        "it is connected to unix sockets outside the container",
+    ),
+    ("--file-locks", "it holds file locks"),
+];
+
+/// A checkpoint's failure as containerd passes the shim's on. CRIU's
+/// becomes [`Error::Criu`]: when CRIU asked for a dump option, the first
+/// line says so and names the CLI's flag (the shim's own first line tells
+/// Docker's users of the annotation instead, and is dropped); CRIU's lines
+/// follow.
+pub fn checkpoint_error(id: &str, s: tonic::Status) -> Error {
+    let message = s.message();
+    if !message.contains("CRIU") {
+        return Error::containerd(format!("checkpoint {id}"))(s);
+    }
+    let (first, rest) = message.split_once('\n').unwrap_or((message, ""));
+    let needs: Vec<String> = CLI_ADVICE
+        .iter()
+        .filter(|(flag, _)| message.contains(flag))
+        .map(|(flag, why)| format!("{why}: give {flag} to checkpoint them"))
+        .collect();
+    match needs.is_empty() {
+        true => Error::Criu {
+            summary: format!("checkpoint {id}: {first}"),
+            log: rest.to_string(),
+        },
+        false => Error::Criu {
+            summary: format!("checkpoint of {id} failed: {}", needs.join("; ")),
+            log: rest.to_string(),
+        },
+    }
+}
+
+/// Why a daemon's socket refused this process, said for people: a user
+/// without access is told lazarus must run as root.
+pub fn why_not_connected(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => format!(
+            "permission denied ({e}): lazarus must run as root (sudo lazarus ...), as the \
+             daemons' sockets and CRIU need"
+        ),
+        std::io::ErrorKind::ConnectionRefused => {
+            format!("nothing listens on the socket ({e}): is the daemon running?")
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// The `upperdir=` of an overlay mount.
 pub fn upper_of(mounts: &[Mount]) -> Option<PathBuf> {
     mounts
@@ -524,6 +582,78 @@ pub fn upper_of(mounts: &[Mount]) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the shim answers when CRIU wants --tcp-established (its first
+    /// line for Docker's users), as containerd passes it on.
+    const TCP_REFUSAL: &str = "checkpoint of container web failed: CRIU needs \
+        --tcp-established: create the container with the annotation \
+        io.lazarus.checkpoint.tcp-established=true (docker run --annotation \
+        io.lazarus.checkpoint.tcp-established=true), or checkpoint with the runtime option \
+        open_tcp (lazarus checkpoint --tcp-established)\n\
+        CRIU reported failure (errno 0): (00.1) Error (criu/sk-inet.c:191): inet: Connected \
+        TCP socket, consider using --tcp-established option.\n\
+        (00.1) Error (criu/cr-dump.c:1): Dumping FAILED.\n\
+        (full CRIU log: /run/lazarus/logs/moby/web/dump.log)";
+
+    #[test]
+    fn a_dump_that_wants_an_option_names_the_clis_flag_first() {
+        let e = checkpoint_error("web", tonic::Status::internal(TCP_REFUSAL));
+        assert_eq!(e.exit_code(), crate::error::exit::CRIU);
+        let text = e.to_string();
+        let first = text.lines().next().unwrap();
+        assert_eq!(
+            first,
+            "checkpoint of web failed: it has established TCP connections: give \
+             --tcp-established to checkpoint them"
+        );
+        // The annotation line is Docker's; CRIU's lines follow.
+        assert!(!text.contains("open_tcp"), "{text}");
+        assert!(
+            text.lines()
+                .nth(1)
+                .unwrap()
+                .contains("Connected TCP socket"),
+            "{text}"
+        );
+        assert!(text.contains("dump.log"), "{text}");
+        // Any other CRIU failure keeps the shim's first line, after what failed.
+        let e = checkpoint_error(
+            "web",
+            tonic::Status::internal("checkpoint of container web failed: CRIU ended\nlog"),
+        );
+        assert!(e
+            .to_string()
+            .starts_with("checkpoint web: checkpoint of container web failed"));
+        assert_eq!(e.exit_code(), crate::error::exit::CRIU);
+        // Not CRIU's: containerd's, as before.
+        let e = checkpoint_error("web", tonic::Status::not_found("no task"));
+        assert!(matches!(e, Error::Containerd { .. }), "{e}");
+        assert_eq!(e.exit_code(), crate::error::exit::NOT_FOUND);
+    }
+
+    /// A socket this user may not open said as such (as non-root, on
+    /// root's containerd socket: EACCES), not as a "transport error".
+    #[tokio::test]
+    async fn a_socket_that_refuses_says_why() {
+        let denied = std::io::Error::from_raw_os_error(nix::libc::EACCES);
+        let why = why_not_connected(&denied);
+        assert!(
+            why.contains("permission denied") && why.contains("must run as root"),
+            "{why}"
+        );
+        // A socket file nobody listens on (a daemon that died).
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("c.sock");
+        drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+        let err = Containerd::connect(sock.to_str().unwrap(), "default")
+            .await
+            .err()
+            .expect("nothing listens");
+        let text = err.to_string();
+        assert!(text.contains("nothing listens"), "{text}");
+        assert!(!text.contains("transport error"), "{text}");
+        assert_eq!(err.exit_code(), crate::error::exit::UNREACHABLE);
+    }
 
     /// Once `request` put any namespace into gRPC metadata with an
     /// `expect`: a non-ASCII or control character panicked the CLI (and

@@ -42,6 +42,16 @@ impl Docker {
         self.socket.exists() && self.call(Method::GET, "/_ping", None).await.is_ok()
     }
 
+    /// The pid of the process listening on the socket (dockerd), as the
+    /// kernel tells the peer of a unix socket.
+    pub fn peer_pid(&self) -> Option<i32> {
+        let stream = std::os::unix::net::UnixStream::connect(&self.socket).ok()?;
+        let cred =
+            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+                .ok()?;
+        Some(cred.pid()).filter(|&p| p > 0)
+    }
+
     pub async fn info(&self) -> Result<Value> {
         self.json(Method::GET, "/info", None, "info").await
     }
@@ -270,7 +280,7 @@ impl Docker {
         };
         let stream = UnixStream::connect(&self.socket)
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|e| unreachable(crate::engine::containerd::why_not_connected(&e)))?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| unreachable(e.to_string()))?;

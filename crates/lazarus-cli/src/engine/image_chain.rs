@@ -16,14 +16,14 @@ pub async fn snapshot_parent(ctr: &Containerd, cfg: &ArchiveConfig) -> Result<St
     let Some((media_type, digest)) = ctr.image_target(&cfg.image_name).await? else {
         return Err(Error::NotFound(format!(
             "image {} is not in containerd namespace {ns}: `ctr -n {ns} image pull {}` (or \
-             import it), then import again",
+             import it), then try again",
             cfg.image_name, cfg.image_name
         )));
     };
     if !cfg.image_digest.is_empty() && cfg.image_digest != digest {
         return Err(Error::Refused(format!(
             "image {} in namespace {ns} is {digest}, but the checkpoint was taken on {}: import \
-             the same image, then import again",
+             the same image, then try again",
             cfg.image_name, cfg.image_digest
         )));
     }

@@ -12,4 +12,5 @@ pub mod docker;
 pub mod docker_config;
 pub mod endpoints;
 pub mod image_chain;
+pub mod runtimes;
 pub mod target;

@@ -193,18 +193,23 @@ pub fn check_limits(
 }
 
 /// A full disk while unpacking, said as such (not as a corrupt archive).
-fn disk_full(e: &io::Error, name: &str, path: &Path) -> Option<Error> {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)).then(|| {
-        Error::FailedPrecondition(format!(
-            "no space left to unpack {name} of {}: {e}; free some space (work_root, or TMPDIR \
-             for inspect) and try again",
-            path.display()
-        ))
-    })
+fn disk_full(e: &io::Error, name: &str, path: &Path, dir: &Path, needed: u64) -> Option<Error> {
+    crate::error::no_space(
+        e,
+        dir,
+        &format!("{name} of checkpoint archive {}", path.display()),
+        Some(needed),
+        "set work_root (TMPDIR for inspect) to a larger file system",
+    )
 }
 
 fn corrupt(path: &Path) -> impl Fn(io::Error) -> Error + '_ {
     move |e| {
+        // A full disk is never the archive's fault, wherever it surfaces.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if let Some(full) = crate::error::no_space(&e, dir, "the archive", None, "retry") {
+            return full;
+        }
         Error::InvalidArgument(format!(
             "checkpoint archive {} is truncated or corrupt: {e}",
             path.display()
@@ -330,6 +335,10 @@ impl<S: Sink> Sink for Only<'_, S> {
             false => Discard.file(name),
         }
     }
+
+    fn root(&self) -> &Path {
+        self.inner.root()
+    }
 }
 
 fn walk(path: &Path, sink: &mut dyn Sink, progress: &mut dyn FnMut(u64)) -> Result<Manifest> {
@@ -354,7 +363,10 @@ fn walk(path: &Path, sink: &mut dyn Sink, progress: &mut dyn FnMut(u64)) -> Resu
             return Err(refuse(path, format!("entry {name:?} {why}")));
         };
         let kind = entry.header().entry_type();
-        let io = |e: io::Error| match disk_full(&e, &name, path) {
+        // What is still to be written, for a full disk's message.
+        let left = manifest.total_size().saturating_sub(done);
+        let root = sink.root().to_path_buf();
+        let io = |e: io::Error| match disk_full(&e, &name, path, &root, left) {
             Some(full) => full,
             None => Error::io(format!("extract {name} from {}", path.display()))(e),
         };
@@ -374,7 +386,7 @@ fn walk(path: &Path, sink: &mut dyn Sink, progress: &mut dyn FnMut(u64)) -> Resu
                 let mut out = sink.file(&name).map_err(io)?;
                 let (size, digest) = hash_copy(&mut entry, &mut out, &mut |n| progress(done + n))
                     .map_err(|e| {
-                    disk_full(&e, &name, path).unwrap_or_else(|| corrupt(path)(e))
+                    disk_full(&e, &name, path, &root, left).unwrap_or_else(|| corrupt(path)(e))
                 })?;
                 done += size;
                 if size != listed.size {

@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 pub(super) trait Sink {
     fn dir(&mut self, name: &str) -> io::Result<()>;
     fn file(&mut self, name: &str) -> io::Result<Box<dyn Output>>;
+    /// Where the entries are written, for errors (a full disk).
+    fn root(&self) -> &Path {
+        Path::new(".")
+    }
 }
 
 /// One file being written; `finish` is called once its digest matched.
@@ -55,6 +59,10 @@ fn mkdirs(dir: &Path) -> io::Result<()> {
 impl Sink for ToDir {
     fn dir(&mut self, name: &str) -> io::Result<()> {
         mkdirs(&self.0.join(name))
+    }
+
+    fn root(&self) -> &Path {
+        &self.0
     }
 
     fn file(&mut self, name: &str) -> io::Result<Box<dyn Output>> {

@@ -49,6 +49,10 @@ pub enum ChannelError {
     /// A frame failed to open after the handshake: changed on the way.
     #[error("a frame from the peer failed its authentication: the connection was tampered with")]
     Tampered,
+    /// The listener answered the handshake with something that is not
+    /// Lazarus's (another program listens there).
+    #[error("the peer did not speak Lazarus's migration protocol ({0}): is it `lazarus serve`? (check the address and port)")]
+    NotLazarus(String),
     #[error("the peer closed the connection {0}")]
     Closed(&'static str),
     #[error("the peer sent a {got}-byte message where at most {limit} bytes were expected")]
@@ -81,7 +85,8 @@ impl<S: Read + Write> Channel<S> {
         let mut wire = vec![0u8; MAX_NOISE];
         let n = hs.write_message(&[], &mut wire).map_err(noise_setup)?;
         write_frame(&mut stream, &wire[..n]).map_err(io("sending the handshake"))?;
-        let got = read_frame(&mut stream, &mut wire).map_err(|e| match e.kind() {
+        let got = read_reply(&mut stream, &mut wire).map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidData => ChannelError::NotLazarus(e.to_string()),
             // A listener with another key drops the connection; so does
             // one at its limit of connections not yet authenticated.
             io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
@@ -272,6 +277,35 @@ fn write_frame(w: &mut impl Write, frame: &[u8]) -> io::Result<()> {
     let len = u16::try_from(frame.len()).expect("a Noise message fits in u16");
     w.write_all(&len.to_be_bytes())?;
     w.write_all(frame)
+}
+
+/// The listener's handshake answer in `NNpsk0`: its ephemeral key and the
+/// (empty) payload's tag.
+const REPLY_LEN: usize = 32 + TAG;
+
+/// Reads the listener's handshake answer, which has one length: anything
+/// else (an HTTP server's "HT..." read as a length, a banner) is another
+/// program's, said as `InvalidData` with the bytes seen.
+fn read_reply(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut len = [0u8; 2];
+    r.read_exact(&mut len)?;
+    if u16::from_be_bytes(len) as usize != REPLY_LEN {
+        let mut more = [0u8; 30];
+        let n = r.read(&mut more).unwrap_or(0);
+        let seen: String = String::from_utf8_lossy(&[&len[..], &more[..n]].concat())
+            .chars()
+            .map(|c| match c.is_ascii_graphic() || c == ' ' {
+                true => c,
+                false => '.',
+            })
+            .collect();
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("it answered {seen:?}"),
+        ));
+    }
+    r.read_exact(&mut buf[..REPLY_LEN])?;
+    Ok(REPLY_LEN)
 }
 
 /// Reads one length-prefixed frame into `buf`; returns its length.

@@ -64,6 +64,30 @@ fn a_peer_with_another_key_is_refused_on_both_sides() {
 }
 
 #[test]
+fn a_listener_that_is_not_lazarus_is_told_apart_from_another_key() {
+    // An HTTP server answers anything with its status line and hangs up.
+    let (a, b) = UnixStream::pair().unwrap();
+    let http = thread::spawn(move || {
+        let mut a = a;
+        let mut first = [0u8; 8];
+        a.read_exact(&mut first).unwrap();
+        a.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    });
+    let err = Channel::connect(b, &key(1))
+        .err()
+        .expect("not a Lazarus peer");
+    http.join().unwrap();
+    assert!(matches!(err, ChannelError::NotLazarus(_)), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("HTTP/1.1") && text.contains("lazarus serve"),
+        "{text}"
+    );
+    assert!(!text.contains("key"), "not the key's fault: {text}");
+}
+
+#[test]
 fn a_changed_frame_fails_to_open() {
     // A man in the middle that flips one bit of the first data frame.
     let (a, b) = UnixStream::pair().unwrap();

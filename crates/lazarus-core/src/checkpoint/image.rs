@@ -502,6 +502,22 @@ mod tests {
         assert_eq!(stats.get("freezing_time_us"), Some(&1500));
         assert_eq!(stats.get("pages_written"), Some(&42));
     }
+
+    /// The stats-dump CRIU 4.2 wrote for testdata/listen-fork, as the
+    /// export's report reads it.
+    #[test]
+    fn crius_own_stats_dump_decodes() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/listen-fork/stats-dump");
+        let stats = read_stats(&file).expect("CRIU's stats-dump");
+        assert!(
+            stats.get("frozen_time_us").is_some_and(|&t| t > 0),
+            "{stats:?}"
+        );
+        assert!(
+            stats.get("pages_written").is_some_and(|&p| p > 0),
+            "{stats:?}"
+        );
+    }
 }
 
 #[cfg(test)]

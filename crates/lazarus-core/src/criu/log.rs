@@ -95,6 +95,10 @@ pub fn keep_copy(log: &Path, dest: &Path, max: u64) -> std::io::Result<()> {
 
 /// What to do when CRIU refused for want of a dump option, recognised by
 /// the advice CRIU itself logs: (CRIU's advice, runc option, annotation).
+/// Said for those who reach the shim through Docker, nerdctl or ctr (the
+/// annotation, which they can set), then the runc option (Kubernetes,
+/// containerd clients) and `lazarus checkpoint`'s flag (CRIU's own
+/// spelling, which the CLI's error leads with instead).
 pub fn option_hint(excerpt: &Excerpt, advice: &[(&str, &str, &str)]) -> Option<String> {
     let found: Vec<String> = advice
         .iter()
@@ -105,14 +109,16 @@ pub fn option_hint(excerpt: &Excerpt, advice: &[(&str, &str, &str)]) -> Option<S
                 .chain(&excerpt.tail)
                 .any(|l| l.contains(text))
         })
-        .map(|(_, option, annotation)| {
+        .map(|(text, option, annotation)| {
             format!(
-                "checkpoint with the {option} option, or create the container with the \
-                 annotation {annotation}=true (docker run --annotation ...)"
+                "CRIU needs {text}: create the container with the annotation \
+                 {annotation}=true (docker run --annotation {annotation}=true), or checkpoint \
+                 with the runtime option {option} (lazarus checkpoint {text})",
+                text = text
             )
         })
         .collect();
-    (!found.is_empty()).then(|| found.join("\nhint: "))
+    (!found.is_empty()).then(|| found.join("; "))
 }
 
 #[cfg(test)]
@@ -173,6 +179,11 @@ mod tests {
         let hint = option_hint(&e, &advice).unwrap();
         assert!(
             hint.contains("open_tcp") && hint.contains("io.x.tcp"),
+            "{hint}"
+        );
+        // The annotation first: what Docker's users can set.
+        assert!(
+            hint.find("io.x.tcp=true").unwrap() < hint.find("open_tcp").unwrap(),
             "{hint}"
         );
         assert_eq!(option_hint(&Excerpt::default(), &advice), None);

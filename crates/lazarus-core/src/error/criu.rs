@@ -128,13 +128,14 @@ impl CriuError {
 
 impl fmt::Display for CriuError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.subject.is_empty() {
-            write!(f, "CRIU {} failed: {}", self.op, self.failure)?;
-        } else {
-            write!(f, "{} failed: {}", self.subject, self.failure)?;
-        }
-        if let Some(hint) = &self.hint {
-            write!(f, "\nhint: {hint}")?;
+        let subject = match self.subject.is_empty() {
+            true => format!("CRIU {}", self.op),
+            false => self.subject.clone(),
+        };
+        // What to do, when known, leads: CRIU's own words come after.
+        match &self.hint {
+            Some(hint) => write!(f, "{subject} failed: {hint}\n{}", self.failure)?,
+            None => write!(f, "{subject} failed: {}", self.failure)?,
         }
         if !self.errors.is_empty() {
             write!(f, "\n{}", self.errors.join("\n"))?;
@@ -156,3 +157,35 @@ impl fmt::Display for CriuError {
 }
 
 impl std::error::Error for CriuError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_to_do_leads_and_crius_lines_follow() {
+        let mut e = CriuError::new(
+            CriuOp::Dump,
+            CriuFailure::Refused {
+                errno: 0,
+                message: "Connected TCP socket, consider using --tcp-established option.".into(),
+            },
+        );
+        e.subject = "checkpoint of container web".into();
+        e.errors = vec!["(0.1) Error (sk-inet.c:1): the cause".into()];
+        e.log = Some("/run/lazarus/logs/web/dump.log".into());
+        let plain = e.to_string();
+        assert!(plain.starts_with("checkpoint of container web failed: CRIU reported"));
+        e.hint = Some("CRIU needs --tcp-established: create it with the annotation a=true".into());
+        let text = e.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "checkpoint of container web failed: CRIU needs --tcp-established: create it with \
+             the annotation a=true"
+        );
+        assert!(lines[1].contains("Connected TCP socket"), "{text}");
+        assert!(lines[2].contains("the cause"), "{text}");
+        assert!(lines[3].contains("dump.log"), "{text}");
+    }
+}

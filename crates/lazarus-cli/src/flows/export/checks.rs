@@ -9,11 +9,25 @@ use containerd_client::types::v1::Status;
 
 use crate::engine::containerd::{Containerd, LAZARUS_RUNTIME};
 use crate::engine::endpoints::Endpoints;
+use crate::engine::runtimes::is_lazarus_type;
 use crate::engine::target::Target;
 use crate::error::{Error, Result};
 
 pub(super) fn not_found(target: &Target, endpoints: &Endpoints) -> Error {
-    match target.docker {
+    let docker_status = target
+        .docker
+        .as_ref()
+        .map(|v| v["State"]["Status"].as_str().unwrap_or(""));
+    match docker_status {
+        // Docker says it does not run: containerd has no task (nor, once
+        // it exited, any record) of it, whichever containerd this is.
+        Some(status) if !matches!(status, "running" | "paused" | "restarting" | "") => {
+            Error::Refused(format!(
+                "{} is not running (Docker says {status}): `docker start {}` it first, or export \
+                 a checkpoint Docker took of it with --from-docker-checkpoint NAME",
+                target.name, target.name
+            ))
+        }
         Some(_) => Error::NotFound(format!(
             "Docker knows {} but the containerd at {} has no container {} in namespace {}: \
              is it running? (a checkpoint Docker took of it: --from-docker-checkpoint NAME); \
@@ -67,7 +81,7 @@ pub(super) fn refuse_unless_lazarus(target: &Target, container: &Container) -> R
         .as_ref()
         .map(|r| r.name.as_str())
         .unwrap_or("");
-    if runtime != LAZARUS_RUNTIME {
+    if !is_lazarus_type(runtime) {
         return Err(Error::Refused(format!(
             "{} runs {runtime:?}, not Lazarus ({LAZARUS_RUNTIME}): lazarus exports and migrates \
              only containers that run Lazarus (run it with --runtime lazarus)",
@@ -109,8 +123,9 @@ pub fn refuse_unless_checkpointable(
             .unwrap_or("");
         if !matches!(policy, "" | "no") {
             return Err(Error::Refused(format!(
-                "{} has restart policy {policy:?}: Docker would start it afresh after the \
-                 checkpoint stops it; use --leave-running, or `docker update --restart=no {}` first",
+                "{} has restart policy {policy:?}: Docker would start it afresh once the \
+                 checkpoint stops it; `docker update --restart=no {}` first (a `lazarus \
+                 checkpoint` can instead keep it running with --leave-running)",
                 target.name, target.name
             )));
         }
@@ -121,4 +136,68 @@ pub fn refuse_unless_checkpointable(
 /// [`refuse_unless_checkpointable`], asking containerd for the task.
 pub(crate) async fn checkpointable(ctr: &Containerd, target: &Target, exit: bool) -> Result<()> {
     refuse_unless_checkpointable(target, ctr.task_status(&target.id).await?, exit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn docker_target(inspect: serde_json::Value) -> Target {
+        Target {
+            id: "0123abcd".into(),
+            name: "web".into(),
+            namespace: "moby".into(),
+            docker: Some(inspect),
+        }
+    }
+
+    fn endpoints() -> Endpoints {
+        Endpoints {
+            docker: "unix:///d.sock".into(),
+            containerd: "/c.sock".into(),
+        }
+    }
+
+    #[test]
+    fn a_stopped_docker_container_is_said_to_be_not_running() {
+        let e = not_found(
+            &docker_target(json!({"State": {"Status": "exited"}})),
+            &endpoints(),
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with("web is not running (Docker says exited)"),
+            "{text}"
+        );
+        assert!(text.contains("docker start web"), "{text}");
+        assert!(
+            !text.contains("containerd"),
+            "no guess about sockets: {text}"
+        );
+        assert_eq!(e.exit_code(), crate::error::exit::REFUSED);
+        // Running by Docker's word but unknown to this containerd: the
+        // socket is the likely cause, and said.
+        let e = not_found(
+            &docker_target(json!({"State": {"Status": "running"}})),
+            &endpoints(),
+        );
+        assert!(e.to_string().contains("--address"), "{e}");
+        assert_eq!(e.exit_code(), crate::error::exit::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_restart_policy_refusal_suggests_nothing_migrate_lacks() {
+        let t = docker_target(json!({"HostConfig": {"RestartPolicy": {"Name": "always"}}}));
+        let text = refuse_unless_checkpointable(&t, Some(Status::Running), true)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("docker update --restart=no web"), "{text}");
+        // --leave-running is `lazarus checkpoint`'s alone, and said so.
+        assert!(
+            text.contains("a `lazarus checkpoint` can instead"),
+            "{text}"
+        );
+        assert!(!text.contains("use --leave-running"), "{text}");
+    }
 }

@@ -66,6 +66,8 @@ pub async fn export(
     };
     let dumped_at = Utc::now();
     let checkpoint_seconds = started.elapsed().as_secs_f64();
+    // Read now: the scratch directory is gone once the match below took it.
+    let stats = image::read_stats(&images.join("stats-dump")).unwrap_or_default();
     let archived = steps.archive(args, scratch, dumped_at).await;
     let Archived {
         manifest,
@@ -80,7 +82,6 @@ pub async fn export(
         (Err(e), _) => return Err(e),
     };
     let target = steps.target();
-    let stats = image::read_stats(&images.join("stats-dump")).unwrap_or_default();
     Ok(ExportReport {
         archive: args.export.clone(),
         container: target.name.clone(),

@@ -59,6 +59,7 @@ pub(super) async fn into_containerd(
         id,
         engine: "containerd",
         namespace: ns.into(),
+        path: crate::report::PATH_CONTAINERD,
     })
 }
 
@@ -74,7 +75,7 @@ enum Made {
 /// nothing of it.
 pub async fn restore(steps: &impl Steps, id: &str, ns: &str) -> Result<()> {
     if steps.exists(id).await? {
-        return Err(Error::Refused(format!(
+        return Err(Error::Conflict(format!(
             "a container {id} already exists in namespace {ns}: give the restored one another \
              name with --name"
         )));

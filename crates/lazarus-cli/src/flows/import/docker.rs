@@ -17,14 +17,18 @@ use super::{apply_rootfs_diff, ImportArgs, Restored, IMPORT_CHECKPOINT};
 use crate::engine::containerd::LAZARUS_RUNTIME;
 use crate::engine::docker::{self, Docker};
 use crate::engine::docker_config;
-use crate::engine::endpoints::DOCKER_NAMESPACE;
+use crate::engine::endpoints::{self, DOCKER_NAMESPACE};
+use crate::engine::runtimes::Runtimes;
 use crate::error::{Error, Result};
 use crate::fs_tree;
 use crate::progress::Progress;
+use crate::report::{PATH_DOCKER_CHECKPOINT, PATH_HAND_OFF};
 
 /// The Docker steps of a restore.
 #[allow(async_fn_in_trait)] // Not a public API; one thread, no Send needed.
 pub trait Steps {
+    /// The runtimes this Docker has registered (its `GET /info`).
+    async fn runtimes(&self) -> Result<Runtimes>;
     /// How this host names the archive's image (see [`docker_image`]).
     async fn image(&self, cfg: &ArchiveConfig) -> Result<String>;
     /// Creates the container; its id.
@@ -49,17 +53,25 @@ pub(super) async fn into_docker(
 ) -> Result<Restored> {
     let live = Live { docker, dir, show };
     let name = args.name.clone().unwrap_or_else(|| cfg.name.clone());
-    let id = restore(&live, args.runtime.as_deref(), cfg, recorded, dir, &name).await?;
+    let (id, path) = restore(&live, args.runtime.as_deref(), cfg, recorded, dir, &name).await?;
     Ok(Restored {
         name,
         id,
         engine: "docker",
         namespace: DOCKER_NAMESPACE.into(),
+        path,
     })
 }
 
 /// Restores the archive extracted in `dir` as Docker container `name`;
-/// its id. Nothing of it is left on failure.
+/// its id, and which way it was restored ([`PATH_HAND_OFF`] or
+/// [`PATH_DOCKER_CHECKPOINT`]). Nothing of it is left on failure.
+///
+/// The runtime is `runtime` (--runtime), else the recorded one when this
+/// Docker knows that name, else Lazarus by its type (which Docker takes
+/// as it is). Any name this Docker resolves to Lazarus (`lazarus`,
+/// `io.containerd.lazarus.v2`, an alias in daemon.json) is handed the
+/// images directly.
 pub async fn restore(
     steps: &impl Steps,
     runtime: Option<&str>,
@@ -67,23 +79,26 @@ pub async fn restore(
     recorded: &Value,
     dir: &Path,
     name: &str,
-) -> Result<String> {
+) -> Result<(String, &'static str)> {
     let image = steps.image(cfg).await?;
-    let runtime = runtime
-        .or_else(|| docker_config::runtime(recorded))
-        .unwrap_or(LAZARUS_RUNTIME);
+    let runtimes = steps.runtimes().await?;
+    let runtime = match (runtime, docker_config::runtime(recorded)) {
+        (Some(asked), _) => asked,
+        (None, Some(recorded)) if runtimes.knows(recorded) => recorded,
+        _ => LAZARUS_RUNTIME,
+    };
     let mut body = docker_config::for_import(recorded, &image, runtime);
     // Lazarus restores from the extracted images where they lie (see
     // lazarus_core::checkpoint::handoff); another runtime only through
     // Docker's own checkpoint, which Docker copies twice before it starts.
     let images = dir.join(archive::CHECKPOINT_DIR);
-    let hand_off = runtime == LAZARUS_RUNTIME;
+    let hand_off = runtimes.is_lazarus(runtime);
     if hand_off {
         handoff::offer(&images)?;
         docker_config::hand_off(&mut body, &images);
     }
     let id = steps.create(name, &body).await.map_err(|e| match e {
-        Error::Docker { status: 409, .. } => Error::Refused(format!(
+        Error::Docker { status: 409, .. } => Error::Conflict(format!(
             "a container named {name} already exists on this host: give the restored one another \
              name with --name"
         )),
@@ -105,7 +120,11 @@ pub async fn restore(
         let cleanup = steps.remove(&id).await.err().map(|c| c.to_string());
         return Err(e.with_cleanup(cleanup));
     }
-    Ok(id)
+    let path = match hand_off {
+        true => PATH_HAND_OFF,
+        false => PATH_DOCKER_CHECKPOINT,
+    };
+    Ok((id, path))
 }
 
 /// The real steps, on this host's Docker, from the archive extracted in
@@ -117,6 +136,14 @@ struct Live<'a> {
 }
 
 impl Steps for Live<'_> {
+    async fn runtimes(&self) -> Result<Runtimes> {
+        let info = self.docker.info().await?;
+        let config = endpoints::dockerd_args(self.docker)
+            .map(|args| endpoints::dockerd_config(&args, |p| std::fs::read_to_string(p).ok()))
+            .unwrap_or_default();
+        Ok(Runtimes::from_docker(&info, &config))
+    }
+
     async fn image(&self, cfg: &ArchiveConfig) -> Result<String> {
         docker_image(self.docker, &cfg.image_name, &cfg.image_digest).await
     }
@@ -190,12 +217,12 @@ pub async fn docker_image(docker: &Docker, image_name: &str, want: &str) -> Resu
     if by_name.is_some() {
         return Err(Error::Refused(format!(
             "image {} on this host is {name_id}, but the checkpoint was taken on {want}: load the \
-             same image (docker save on the source, docker load here), then import again",
+             same image (docker save on the source, docker load here), then try again",
             image_name
         )));
     }
     Err(Error::NotFound(format!(
-        "image {} ({}) is not on this host: docker pull {} (or docker load it), then import again",
+        "image {} ({}) is not on this host: docker pull {} (or docker load it), then try again",
         image_name,
         if want.is_empty() {
             "no digest recorded"

@@ -199,6 +199,7 @@ mod tests {
             restore_seconds: 0.0,
             pages_bytes: None,
             volumes: Vec::new(),
+            restore_path: String::new(),
         }
     }
 

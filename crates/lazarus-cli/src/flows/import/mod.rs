@@ -100,6 +100,8 @@ pub(crate) struct Restored {
     id: String,
     engine: &'static str,
     namespace: String,
+    /// How it was restored (`ImportReport::restore_path`).
+    path: &'static str,
 }
 
 /// Restores the archive: every member of a group archive, else the one
@@ -289,6 +291,7 @@ pub async fn restore(
         restore_seconds: started.elapsed().as_secs_f64(),
         pages_bytes,
         volumes: made_volumes,
+        restore_path: restored.path.into(),
     })
 }
 
@@ -343,7 +346,7 @@ async fn refuse_early(args: &ImportArgs, endpoints: &Endpoints) -> Result<()> {
 
 /// A restore's name is taken here.
 fn name_taken(made: &Made) -> Error {
-    Error::Refused(match made.engine.as_str() {
+    Error::Conflict(match made.engine.as_str() {
         "docker" => format!(
             "a container named {} already exists on this host: give the restored one another \
              name with --name",

@@ -26,7 +26,7 @@ pub(super) async fn restore_volumes(
     let carried = volumes::extracted(dir)?;
     for (name, _) in &carried {
         if docker.volume(name).await?.is_some() {
-            return Err(Error::Refused(format!(
+            return Err(Error::Conflict(format!(
                 "volume {name} already exists on this host: remove it (docker volume rm {name}) \
                  to restore the archive's copy, or import with --ignore-volumes to use it as it is"
             )));

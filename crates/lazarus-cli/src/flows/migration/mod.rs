@@ -128,6 +128,10 @@ pub struct Answer {
     pub pages: Option<lazarus_core::checkpoint::postcopy::PageServer>,
     /// Why not, when not ok.
     pub error: Option<String>,
+    /// The exit status that failure has on the receiver (`error::exit`),
+    /// so the sender's says the same kind (absent from older receivers).
+    #[serde(default)]
+    pub exit: Option<u8>,
     /// The restore's report (`lazarus restore --json`), once running.
     pub restored: Option<crate::report::ImportReport>,
 }
@@ -144,7 +148,20 @@ impl Answer {
         Answer {
             ok: false,
             error: Some(e.to_string()),
+            exit: Some(e.exit_code()),
             ..Default::default()
+        }
+    }
+
+    /// The sender's error for a receiver's refusal, `text` saying it: of
+    /// the kind the receiver's error was (a name taken there is a
+    /// conflict, an image missing there is not found), else refused.
+    pub fn refusal(&self, text: String) -> Error {
+        use crate::error::exit;
+        match self.exit {
+            Some(exit::CONFLICT) => Error::Conflict(text),
+            Some(exit::NOT_FOUND) => Error::NotFound(text),
+            _ => Error::Refused(text),
         }
     }
 }
@@ -185,5 +202,22 @@ mod tests {
         assert_eq!(resolve("[::1]:9").unwrap().port(), 9);
         assert_eq!(resolve("localhost:9").unwrap().port(), 9);
         assert!(resolve("no-such-host.invalid").is_err());
+    }
+
+    /// A receiver's refusal keeps its kind across the channel: the sender
+    /// exits as the receiver would have.
+    #[test]
+    fn a_refusal_keeps_its_kind_on_the_sender() {
+        use crate::error::exit;
+        let taken = Answer::refused(&Error::Conflict("a container named web exists".into()));
+        let json = serde_json::to_string(&taken).unwrap();
+        let back: Answer = serde_json::from_str(&json).unwrap();
+        let e = back.refusal("hostb refused the migration: ...".into());
+        assert_eq!(e.exit_code(), exit::CONFLICT);
+        let missing = Answer::refused(&Error::NotFound("image x is not on this host".into()));
+        assert_eq!(missing.refusal(String::new()).exit_code(), exit::NOT_FOUND);
+        // An older receiver says no kind: refused, as before.
+        let old: Answer = serde_json::from_str(r#"{"ok": false, "error": "no"}"#).unwrap();
+        assert_eq!(old.refusal(String::new()).exit_code(), exit::REFUSED);
     }
 }

@@ -157,10 +157,10 @@ fn offer(
     })?;
     let ready: Answer = ch.recv_json()?;
     if !ready.ok {
-        return Err(Error::Refused(format!(
+        return Err(ready.refusal(format!(
             "{} refused the migration: {}; {} was not touched",
             args.to,
-            ready.error.unwrap_or_default(),
+            ready.error.clone().unwrap_or_default(),
             target.name
         )));
     }
@@ -365,9 +365,9 @@ fn hand_over(ch: &mut Channel<TcpStream>, file: &Path, show: bool) -> Result<Opt
     spinner.finish();
     let answer = answer?;
     if !answer.ok {
-        return Err(Error::Refused(format!(
+        return Err(answer.refusal(format!(
             "the receiving host could not restore it: {}",
-            answer.error.unwrap_or_default()
+            answer.error.clone().unwrap_or_default()
         )));
     }
     Ok(answer.restored)

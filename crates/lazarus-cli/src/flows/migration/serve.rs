@@ -111,7 +111,7 @@ fn claim_scratch_roots(config: &Config) -> Result<Vec<nix::fcntl::Flock<std::fs:
             .map_err(lazarus_core::Error::io(format!("open {}", path.display())))?;
         let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
             .map_err(|_| {
-                Error::Refused(format!(
+                Error::Conflict(format!(
                     "another `lazarus serve` uses {} (its lock {} is held): one agent per \
                      {setting}",
                     root.display(),
@@ -411,7 +411,7 @@ async fn check(offer: &Offer, endpoints: &Endpoints) -> Result<()> {
                 });
             }
             if docker.container(name).await?.is_some() {
-                return Err(Error::Refused(format!(
+                return Err(Error::Conflict(format!(
                     "a container named {name} already exists on the receiving host: migrate it \
                      with another --name"
                 )));
@@ -425,7 +425,7 @@ async fn check(offer: &Offer, endpoints: &Endpoints) -> Result<()> {
             let ctr = Containerd::connect(&endpoints.containerd, ns).await?;
             match ctr.container(name).await {
                 Ok(_) => {
-                    return Err(Error::Refused(format!(
+                    return Err(Error::Conflict(format!(
                         "a container {name} already exists in namespace {ns} on the receiving \
                          host: migrate it with another --name"
                     )))

@@ -99,7 +99,22 @@ fn extract(diff_tar: &Path, rootfs: &Path, refuse: &dyn Fn(String) -> Error) -> 
                 make_dir(&path, &attrs, &context)?;
                 dir_times.push((path, attrs.mtime));
             }
-            Regular | Continuous => write_file(&mut entry, &path, &attrs, &corrupt, &context)?,
+            Regular | Continuous => {
+                // A full disk is the root filesystem's, not the diff's fault.
+                let size = entry.size();
+                let full = |e: io::Error| match crate::error::no_space(
+                    &e,
+                    rootfs,
+                    &format!("the root filesystem changes ({name})"),
+                    Some(size),
+                    "move the engine's data root (Docker's data-root, containerd's root) to a \
+                     larger file system",
+                ) {
+                    Some(full) => full,
+                    None => corrupt(e),
+                };
+                write_file(&mut entry, &path, &attrs, &full, &context)?
+            }
             Symlink => {
                 let target = entry
                     .link_name()

@@ -14,6 +14,8 @@ struct Fake {
     target: Target,
     status: Option<Status>,
     steps: StepLog,
+    /// The checkpoint writes CRIU's stats-dump into the images.
+    stats_dump: bool,
 }
 
 fn fake(docker_restart: Option<&str>) -> Fake {
@@ -26,6 +28,7 @@ fn fake(docker_restart: Option<&str>) -> Fake {
         },
         status: Some(Status::Running),
         steps: StepLog::default(),
+        stats_dump: false,
     }
 }
 
@@ -58,6 +61,14 @@ impl Steps for Fake {
     async fn checkpoint(&self, options: &CheckpointOptions, images: &Path) -> Result<()> {
         assert!(images.is_dir(), "the images' directory is made first");
         assert_eq!(options.image_path, images.to_string_lossy());
+        if self.stats_dump {
+            // What CRIU 4.2 wrote for lazarus-core's listen-fork test data.
+            let crius = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../lazarus-core/testdata/listen-fork/stats-dump"
+            );
+            fs::copy(crius, images.join("stats-dump")).unwrap();
+        }
         self.step(&format!("checkpoint exit={}", options.exit))
     }
     async fn archive(&self, args: &ExportArgs, _: &Path, _: DateTime<Utc>) -> Result<Archived> {
@@ -218,4 +229,17 @@ fn only_a_lazarus_checkpoint_docker_took_is_exported() {
     let e = run(&f, &["--from-docker-checkpoint", "x"]).0.unwrap_err();
     assert!(e.to_string().contains("is not a Docker container"), "{e}");
     assert_eq!(f.log(), "");
+}
+
+/// The report's statistics are the dump's own (they once read zeros: the
+/// scratch directory was gone by the time they were read).
+#[test]
+fn the_report_carries_the_dumps_own_statistics() {
+    let mut f = fake(None);
+    f.stats_dump = true;
+    let (r, root) = run(&f, &[]);
+    let s = r.unwrap().stats;
+    assert!(s.frozen_time_us.is_some_and(|t| t > 0), "{s:?}");
+    assert!(s.pages_written.is_some_and(|p| p > 0), "{s:?}");
+    assert!(left_in(root.path()).is_empty(), "the scratch is removed");
 }

@@ -13,6 +13,9 @@ use crate::flows::step_log::StepLog;
 struct Fake {
     steps: StepLog,
     body: RefCell<Value>,
+    /// What this Docker's `GET /info` says (no registered runtimes by
+    /// default).
+    info: Value,
 }
 
 impl Fake {
@@ -26,6 +29,9 @@ impl Fake {
 }
 
 impl Steps for Fake {
+    async fn runtimes(&self) -> Result<Runtimes> {
+        Ok(Runtimes::from_docker_info(&self.info))
+    }
     async fn image(&self, cfg: &ArchiveConfig) -> Result<String> {
         self.step("image")?;
         Ok(cfg.image_name.clone())
@@ -80,6 +86,16 @@ fn config() -> ArchiveConfig {
 
 /// Restores as `web2`, the recorded container having run `runtime`.
 fn run(f: &Fake, runtime: &str, asked: Option<&str>) -> (Result<String>, tempfile::TempDir) {
+    let (r, dir) = run_path(f, runtime, asked);
+    (r.map(|(id, _)| id), dir)
+}
+
+/// [`run`], with the path the restore took.
+fn run_path(
+    f: &Fake,
+    runtime: &str,
+    asked: Option<&str>,
+) -> (Result<(String, &'static str)>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join(archive::CHECKPOINT_DIR)).unwrap();
     let recorded = json!({"Cmd": ["sh"], "HostConfig": {"Runtime": runtime}});
@@ -105,9 +121,71 @@ fn a_lazarus_container_is_created_changed_and_started_from_the_images_handed_to_
     );
 }
 
+/// This Docker's runtimes, as its `GET /info` and daemon.json say them
+/// together: Lazarus registered as `lazarus` (as scripts/install.sh does)
+/// and as an alias by its shim's path.
+fn registered() -> Value {
+    json!({"Runtimes": {
+        "runc": {"path": "runc"},
+        "io.containerd.runc.v2": {"runtimeType": "io.containerd.runc.v2"},
+        "lazarus": {"runtimeType": LAZARUS_RUNTIME},
+        "laz": {"runtimeType": "/opt/bin/containerd-shim-lazarus-v2"}
+    }})
+}
+
+#[test]
+fn every_name_of_lazarus_takes_the_hand_off() {
+    for (recorded, asked) in [
+        ("lazarus", None),
+        ("laz", None),
+        (LAZARUS_RUNTIME, None),
+        ("runc", Some("lazarus")),
+        ("runc", Some("laz")),
+    ] {
+        let f = Fake {
+            info: registered(),
+            ..Default::default()
+        };
+        let (r, _dir) = run_path(&f, recorded, asked);
+        let (_, path) = r.unwrap();
+        assert_eq!(path, PATH_HAND_OFF, "{recorded} {asked:?}");
+        assert_eq!(f.log(), "image, create web2, overlay, apply, start");
+        let body = f.body.borrow();
+        assert!(
+            body["HostConfig"]["Annotations"][handoff::IMAGES_ANNOTATION].is_string(),
+            "{body}"
+        );
+        // The name is kept as given: Docker shows what the user ran.
+        assert_eq!(body["HostConfig"]["Runtime"], asked.unwrap_or(recorded));
+    }
+}
+
+#[test]
+fn a_recorded_name_this_docker_does_not_know_becomes_lazarus_by_its_type() {
+    // The source registered "lazarus"; this Docker has no runtimes entry.
+    let f = Fake::default();
+    let (r, _dir) = run_path(&f, "lazarus", None);
+    assert_eq!(r.unwrap().1, PATH_HAND_OFF);
+    assert_eq!(f.body.borrow()["HostConfig"]["Runtime"], LAZARUS_RUNTIME);
+}
+
 #[test]
 fn another_runtime_restores_through_dockers_own_checkpoint() {
-    let f = Fake::default();
+    let f = Fake {
+        info: registered(),
+        ..Default::default()
+    };
+    let (r, _dir) = run_path(&f, "lazarus", Some("io.containerd.runc.v2"));
+    assert_eq!(r.unwrap().1, PATH_DOCKER_CHECKPOINT);
+    assert!(
+        f.log().ends_with("apply, start from checkpoint"),
+        "{}",
+        f.log()
+    );
+    let f = Fake {
+        info: registered(),
+        ..Default::default()
+    };
     run(&f, "runc", None).0.unwrap();
     assert_eq!(
         f.log(),
