@@ -192,8 +192,31 @@ impl containerd_shim::Shim for LazarusShim {
             .name("exits".into())
             .spawn(move || {
                 for event in exits.rx.iter() {
-                    if let containerd_shim::monitor::Subject::Pid(pid) = event.subject {
-                        watcher.process_exit(pid, event.exit_code);
+                    let containerd_shim::monitor::Subject::Pid(pid) = event.subject else {
+                        continue;
+                    };
+                    // Whose exit it is, in the reaper's order; the rest (a
+                    // kill of survivors, a drain of up to 2 s) on a thread
+                    // of its own, so that exits are handled concurrently.
+                    let Some(exit) = watcher.claim_exit(pid, event.exit_code) else {
+                        continue;
+                    };
+                    let service = watcher.clone();
+                    let exit = std::sync::Arc::new(std::sync::Mutex::new(Some(exit)));
+                    let handed = exit.clone();
+                    let spawned =
+                        std::thread::Builder::new()
+                            .name("exit".into())
+                            .spawn(move || {
+                                if let Some(e) = handed.lock().unwrap().take() {
+                                    service.finish_exit(e);
+                                }
+                            });
+                    if spawned.is_err() {
+                        // No thread to be had: here, as before.
+                        if let Some(e) = exit.lock().unwrap().take() {
+                            watcher.finish_exit(e);
+                        }
                     }
                 }
             })

@@ -39,6 +39,9 @@ mod queries;
 
 /// How long an exit waits for the process's last output to reach containerd.
 const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an init's exit waits for the exits of its execs to be
+/// reported first (they die with it; a drain each, in parallel).
+const EXEC_EXITS_WAIT: Duration = Duration::from_secs(5);
 
 /// Exit status reported for a created init that Delete removed by force
 /// (the runtime kills it with SIGKILL).
@@ -74,6 +77,14 @@ impl Settings {
 
 /// A registered pid's process: its container and exec id ("" for the init).
 type Owner = (Arc<ContainerCell>, String);
+
+/// An exit the reaper collected, found to be a process of ours (see
+/// [`TaskService::claim_exit`]).
+pub struct ClaimedExit {
+    cell: Arc<ContainerCell>,
+    exec_id: String,
+    code: i32,
+}
 
 #[derive(Default)]
 struct Containers {
@@ -609,14 +620,32 @@ impl TaskService {
         }
     }
 
-    /// Called for every child the reaper collects.
+    /// Called for every child the reaper collects: [`Self::claim_exit`],
+    /// then [`Self::finish_exit`] on the same thread.
     pub fn process_exit(&self, pid: i32, code: i32) {
-        // Not ours (a helper, CRIU), or not registered yet (kept for its
-        // registration then).
-        let Some((cell, exec_id)) = self.pids.exited(pid, code) else {
-            return;
-        };
-        self.handle_exit(&cell, &exec_id, code);
+        if let Some(exit) = self.claim_exit(pid, code) {
+            self.finish_exit(exit);
+        }
+    }
+
+    /// The quick part of an exit, in the order the reaper collects them:
+    /// whose it is. None when it is not ours (a helper, CRIU) or not
+    /// registered yet (kept for its registration then).
+    pub fn claim_exit(&self, pid: i32, code: i32) -> Option<ClaimedExit> {
+        let (cell, exec_id) = self.pids.exited(pid, code)?;
+        Some(ClaimedExit {
+            cell,
+            exec_id,
+            code,
+        })
+    }
+
+    /// The slow part (survivors killed, output drained for up to
+    /// [`OUTPUT_DRAIN_TIMEOUT`], then recorded and published): the exit
+    /// watcher runs it on a thread of its own per exit, so that one
+    /// container's exit does not hold up another's.
+    pub fn finish_exit(&self, exit: ClaimedExit) {
+        self.handle_exit(&exit.cell, &exit.exec_id, exit.code);
     }
 
     /// Waits for the process's output to drain, then records the exit and
@@ -645,7 +674,13 @@ impl TaskService {
             code: code as u32,
             at: SystemTime::now(),
         };
-        let mut c = cell.lock();
+        let mut c = match exec_id.is_empty() {
+            // The init's exit is published last, as runc's shim does: after
+            // those of the execs it took down (each finished on its own
+            // thread), for at most EXEC_EXITS_WAIT.
+            true => self.lock_when_execs_reported(cell),
+            false => cell.lock(),
+        };
         let now = match exec_id.is_empty() {
             true => c.state.exited(exit),
             false => match c.exec_mut(exec_id) {
@@ -655,6 +690,27 @@ impl TaskService {
         };
         if let Some(exit) = now {
             self.report_exit(&mut c, exec_id, exit);
+        }
+    }
+
+    /// The container's lock, once none of its execs is still running (their
+    /// exits recorded) or [`EXEC_EXITS_WAIT`] has passed.
+    fn lock_when_execs_reported<'a>(
+        &self,
+        cell: &'a ContainerCell,
+    ) -> std::sync::MutexGuard<'a, Container> {
+        let deadline = std::time::Instant::now() + EXEC_EXITS_WAIT;
+        loop {
+            let c = cell.lock();
+            let running = c
+                .execs
+                .values()
+                .any(|e| matches!(e.state, crate::state::ExecState::Running));
+            if !running || std::time::Instant::now() >= deadline {
+                return c;
+            }
+            drop(c);
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 

@@ -1459,3 +1459,38 @@ fn a_wait_on_an_exec_that_failed_to_start_returns() {
     };
     assert!(f.service.delete(&delete).is_ok());
 }
+
+/// The init's exit is published last, after the exits of the execs it
+/// took down (each finished on its own thread, as the exit watcher runs
+/// them), as runc's shim does; and exits of different processes are
+/// finished concurrently.
+#[test]
+fn the_inits_exit_waits_for_its_execs_exits() {
+    let f = fixture();
+    f.run("c1");
+    let init = f.service.get("c1").unwrap().lock().init.pid;
+    f.service.exec(&exec_request("c1", "e1")).unwrap();
+    let start = StartRequest {
+        id: "c1".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    let exec_pid = f.service.start(&start).unwrap().pid as i32;
+    f.topics();
+    // The init's exit is collected first; the exec's comes after it.
+    let init_exit = f.service.claim_exit(init, 137).unwrap();
+    let exec_exit = f.service.claim_exit(exec_pid, 137).unwrap();
+    std::thread::scope(|s| {
+        let init_done = s.spawn(|| f.service.finish_exit(init_exit));
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            f.events.try_iter().next().is_none(),
+            "the init's exit was published while its exec still ran"
+        );
+        f.service.finish_exit(exec_exit);
+        init_done.join().unwrap();
+    });
+    let events: Vec<TaskEvent> = f.events.try_iter().collect();
+    assert_eq!(exit_ids(&events), ["e1", "c1"]);
+    assert_eq!(f.status("c1", ""), ApiStatus::STOPPED);
+}
