@@ -367,8 +367,9 @@ fn docker_failed_restore_leaves_nothing_behind() {
     );
     wait_status(&d, &name, "exited");
     let leftover = poll(Duration::from_secs(10), || {
+        // This test's own (another set's counters may run meanwhile).
         let procs = std::process::Command::new("pgrep")
-            .args(["-f", "tick-"])
+            .args(["-f", &format!("# {name}")])
             .output()
             .unwrap();
         let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
