@@ -39,6 +39,13 @@ pub fn decode_checkpoint(options: Option<&Any>) -> Result<CheckpointRequest> {
         )));
     }
     let o: CheckpointOptions = parse(any, "checkpoint options")?;
+    // The legacy type numbers its paths the other way round (8 work_path,
+    // 9 image_path; runc.v1: 8 image_path, 9 work_path): what containerd's
+    // Go client sends a runtime not named runc for WithCheckpointImagePath.
+    let (image_path, work_path) = match name == LEGACY_CHECKPOINT {
+        true => (o.work_path.clone(), o.image_path.clone()),
+        false => (o.image_path.clone(), o.work_path.clone()),
+    };
     Ok(CheckpointRequest {
         exit: Some(o.exit),
         tcp_established: o.open_tcp,
@@ -47,8 +54,8 @@ pub fn decode_checkpoint(options: Option<&Any>) -> Result<CheckpointRequest> {
         file_locks: o.file_locks,
         empty_namespaces: o.empty_namespaces.clone(),
         cgroups_mode: CgroupsMode::parse(&o.cgroups_mode)?,
-        image_path: o.image_path.clone(),
-        work_path: o.work_path.clone(),
+        image_path,
+        work_path,
     })
 }
 
@@ -237,12 +244,23 @@ mod tests {
             work_path: "/work".into(),
             ..Default::default()
         };
-        for url in [
-            RUNC_V1_CHECKPOINT,
-            LEGACY_CHECKPOINT,
-            "type.googleapis.com/containerd.runc.v1.CheckpointOptions",
+        // The legacy message (containerd's Go client's WithCheckpointImagePath
+        // for a runtime not named runc) numbers the paths the other way
+        // round: its bytes read as runc.v1's have them swapped.
+        let legacy = CheckpointOptions {
+            image_path: "/work".into(),
+            work_path: "/img".into(),
+            ..o.clone()
+        };
+        for (url, sent) in [
+            (RUNC_V1_CHECKPOINT, &o),
+            (LEGACY_CHECKPOINT, &legacy),
+            (
+                "type.googleapis.com/containerd.runc.v1.CheckpointOptions",
+                &o,
+            ),
         ] {
-            let r = decode_checkpoint(Some(&any(url, &o))).unwrap();
+            let r = decode_checkpoint(Some(&any(url, sent))).unwrap();
             assert_eq!(r.exit, Some(true));
             assert!(r.tcp_established && r.ext_unix_sk && r.shell_job && r.file_locks);
             assert_eq!(r.empty_namespaces, ["network"]);

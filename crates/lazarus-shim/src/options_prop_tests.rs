@@ -134,7 +134,13 @@ proptest! {
                 prop_assert_eq!(got, [flags[1], flags[2], flags[3], flags[4]]);
                 prop_assert_eq!(r.empty_namespaces, namespaces);
                 prop_assert_eq!(r.cgroups_mode, CgroupsMode::parse(&mode).unwrap());
-                prop_assert_eq!((r.image_path, r.work_path), paths);
+                // The legacy type's field 8 is the work path, 9 the image
+                // path: its bytes read as runc.v1's have them swapped.
+                let want = match legacy {
+                    true => (paths.1.clone(), paths.0.clone()),
+                    false => paths.clone(),
+                };
+                prop_assert_eq!((r.image_path, r.work_path), want);
             }
             Err(e) => {
                 prop_assert!(CgroupsMode::parse(&mode).is_err(), "{}", e);

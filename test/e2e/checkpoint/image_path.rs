@@ -34,20 +34,28 @@ fn any(type_url: &str, value: Vec<u8>) -> prost_types::Any {
     }
 }
 
-/// CheckpointOptions{exit, image_path, work_path} (the legacy message has
-/// the same field numbers as runc.v1's).
+/// CheckpointOptions{exit, image_path, work_path}. The legacy message
+/// numbers the two paths the other way round (8 work_path, 9 image_path;
+/// runc.v1: 8 image_path, 9 work_path), so written with runc.v1's type its
+/// fields are swapped, as the Go client's bytes are.
 pub fn checkpoint_options(
     d: &Daemons,
     image_path: &Path,
     work_path: Option<&Path>,
     exit: bool,
 ) -> prost_types::Any {
+    let image: String = image_path.to_str().unwrap().into();
+    let work: String = work_path
+        .map(|w| w.to_str().unwrap().into())
+        .unwrap_or_default();
+    let (field_8, field_9) = match legacy(d) {
+        true => (work, image),
+        false => (image, work),
+    };
     let o = CheckpointOptions {
         exit,
-        image_path: image_path.to_str().unwrap().into(),
-        work_path: work_path
-            .map(|w| w.to_str().unwrap().into())
-            .unwrap_or_default(),
+        image_path: field_8,
+        work_path: field_9,
         ..Default::default()
     };
     let url = match legacy(d) {
