@@ -80,6 +80,7 @@ impl containerd_shim::Shim for LazarusShim {
         let Some(group) = grouping_key(Path::new("config.json")) else {
             let id = opts.id.clone();
             let (pid, address) = containerd_shim::spawn(opts, &id, Vec::new())?;
+            adjust_oom_score(pid);
             place_in_cgroup(pid, shim_cgroup.as_deref())?;
             containerd_shim::util::write_address(&address)?;
             return Ok(address);
@@ -100,6 +101,7 @@ impl containerd_shim::Shim for LazarusShim {
             return Ok(address);
         }
         let (pid, address) = containerd_shim::spawn(opts, &group, Vec::new())?;
+        adjust_oom_score(pid);
         place_in_cgroup(pid, shim_cgroup.as_deref())?;
         containerd_shim::util::write_address(&address)?;
         Ok(address)
@@ -295,6 +297,31 @@ fn shim_cgroup_from_stdin() -> containerd_shim::Result<Option<String>> {
     Ok(Some(cgroup))
 }
 
+/// The kernel's bound on oom_score_adj.
+const OOM_SCORE_ADJ_MAX: i32 = 1000;
+
+/// Gives the new shim its parent's (containerd's) OOM score + 1, as runc's
+/// shim does: under memory pressure the kernel kills a shim before the
+/// containerd that manages it. A failure is logged, not fatal (runc's
+/// shim fails the start; an unchanged score costs only that ordering).
+fn adjust_oom_score(pid: u32) {
+    let parent = nix::unistd::getppid();
+    let read = std::fs::read_to_string(format!("/proc/{parent}/oom_score_adj"));
+    let Some(score) = read.ok().and_then(|s| s.trim().parse::<i32>().ok()) else {
+        eprintln!("lazarus shim: cannot read containerd's oom_score_adj (pid {parent})");
+        return;
+    };
+    let path = format!("/proc/{pid}/oom_score_adj");
+    if let Err(e) = std::fs::write(&path, shim_oom_score(score).to_string()) {
+        eprintln!("lazarus shim: set {path}: {e}");
+    }
+}
+
+/// The shim's OOM score for a parent scored `parent`.
+fn shim_oom_score(parent: i32) -> i32 {
+    (parent + 1).min(OOM_SCORE_ADJ_MAX)
+}
+
 /// Moves the new shim process into the client's shim cgroup, as runc's
 /// shim does; a shim that cannot be placed is killed rather than left
 /// running where the client did not want it.
@@ -314,6 +341,14 @@ fn place_in_cgroup(pid: u32, cgroup: Option<&str>) -> containerd_shim::Result<()
 #[cfg(test)]
 mod grouping_tests {
     use super::*;
+
+    #[test]
+    fn the_shim_scores_one_above_containerd_within_the_kernels_bound() {
+        assert_eq!(shim_oom_score(0), 1);
+        assert_eq!(shim_oom_score(-999), -998);
+        assert_eq!(shim_oom_score(-1000), -999);
+        assert_eq!(shim_oom_score(1000), 1000);
+    }
 
     fn key(json: &str) -> Option<String> {
         let dir = tempfile::tempdir().unwrap();

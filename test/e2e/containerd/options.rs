@@ -75,7 +75,7 @@ fn programs_in(dir: &Path) -> Vec<String> {
 }
 
 #[test]
-fn api_shim_cgroup_option_puts_the_shim_in_that_cgroup() {
+fn api_shim_cgroup_option_puts_the_shim_in_that_cgroup_scored_above_containerd() {
     let d = Daemons::containerd_only("api_shim_cgroup");
     let id = d.name("a");
     let path = format!("/{}/shim", d.id);
@@ -113,5 +113,21 @@ fn api_shim_cgroup_option_puts_the_shim_in_that_cgroup() {
         "{}: {programs:?}",
         dir.display()
     );
+    // containerd's TestShimOOMScore: the shim scores one above containerd,
+    // so that the kernel kills a shim before the containerd it serves.
+    let score = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+            .unwrap()
+            .trim()
+            .parse::<i32>()
+            .unwrap()
+    };
+    let want = score(&d.containerd_pid().to_string()) + 1;
+    for pid in std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap()
+        .lines()
+    {
+        assert_eq!(score(pid), want, "oom_score_adj of {pid} ({shim})");
+    }
     api.kill_and_delete(&id);
 }

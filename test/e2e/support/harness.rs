@@ -428,6 +428,14 @@ impl Daemons {
         found
     }
 
+    /// The pid of this set's containerd.
+    pub fn containerd_pid(&self) -> i32 {
+        self.containerd
+            .as_ref()
+            .map(|c| c.id() as i32)
+            .expect("this set's containerd runs")
+    }
+
     /// Live shim processes serving this daemon set's containerd.
     pub fn shim_pids(&self) -> Vec<i32> {
         let needle = format!("-address {}", self.containerd_sock().display());
