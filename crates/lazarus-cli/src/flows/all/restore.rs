@@ -1,0 +1,333 @@
+//! `restore --all`: the recorded units in order, each through the import
+//! flow; the record follows every step, so a killed run is finished by
+//! the next without duplicates.
+
+use std::path::Path;
+use std::time::Instant;
+
+use chrono::Utc;
+use lazarus_core::config::Config;
+
+use super::plan::{decide, Decision, Existing};
+use super::record::{Entry, Record, State};
+use super::{host, set_aside_name, RestoreAllArgs};
+use crate::engine::containerd::Containerd;
+use crate::engine::docker::Docker;
+use crate::engine::endpoints::Endpoints;
+use crate::error::{Error, Result};
+use crate::flows::import::{self, ImportArgs, SNAPSHOTTER};
+use crate::report::{AllRestoreReport, AllRestored, Imported};
+
+pub fn run(
+    all: &RestoreAllArgs,
+    template: &ImportArgs,
+    endpoints: &Endpoints,
+    config: &Config,
+) -> Result<AllRestoreReport> {
+    crate::block_on(restore_all(all, template, endpoints, config))
+}
+
+async fn restore_all(
+    all: &RestoreAllArgs,
+    template: &ImportArgs,
+    endpoints: &Endpoints,
+    config: &Config,
+) -> Result<AllRestoreReport> {
+    let started = Instant::now();
+    let dir = all
+        .import_dir
+        .clone()
+        .ok_or_else(|| Error::Refused("--all needs --import-dir DIR".into()))?;
+    let mut record = Record::read(&dir)?;
+    let units: Vec<Vec<Entry>> = record
+        .units()
+        .into_iter()
+        .map(|u| u.into_iter().cloned().collect())
+        .collect();
+    let mut lines = Vec::new();
+    for unit in units {
+        let mut existing = Vec::new();
+        let mut looked = Ok(());
+        for e in &unit {
+            match host::existing(&e.engine, &e.namespace, &e.name, endpoints).await {
+                Ok(x) => existing.push(x),
+                Err(err) => {
+                    looked = Err(err);
+                    break;
+                }
+            }
+        }
+        if let Err(err) = looked {
+            lines.extend(unit.iter().map(|e| line(e, "failed", None, Some(&err))));
+            continue;
+        }
+        let decisions: Vec<Decision> = unit
+            .iter()
+            .zip(&existing)
+            .map(|(e, x)| decide(e, x.as_ref()))
+            .collect();
+        if decisions
+            .iter()
+            .all(|d| matches!(d, Decision::AlreadyRunning { .. }))
+        {
+            for (e, d) in unit.iter().zip(&decisions) {
+                let Decision::AlreadyRunning { id } = d else {
+                    unreachable!()
+                };
+                if !all.dry_run {
+                    if let Some(r) = record.entry_mut(&e.engine, &e.namespace, &e.name) {
+                        r.state = State::Restored;
+                        r.restored_id = Some(id.clone());
+                    }
+                }
+                let mut l = line(e, "already running", Some(id.clone()), None);
+                if e.state == State::Checkpointed && !all.dry_run {
+                    // A run killed between its restore and its record: the
+                    // policy may not have been put back yet.
+                    l.restart_policy = put_back_policy(e, id, endpoints).await;
+                }
+                lines.push(l);
+            }
+            if !all.dry_run {
+                record.write(&dir)?;
+            }
+            continue;
+        }
+        let blocked: Vec<String> = unit
+            .iter()
+            .zip(&decisions)
+            .filter_map(|(e, d)| match d {
+                Decision::Conflict(why) => Some(why.clone()),
+                Decision::AlreadyRunning { .. } => Some(format!(
+                    "{} runs already but other members of its group do not: a group comes back \
+                     whole; stop it (docker rm -f), then run restore --all again",
+                    e.name
+                )),
+                _ => None,
+            })
+            .collect();
+        if !blocked.is_empty() {
+            let err = Error::Refused(blocked.join("; "));
+            lines.extend(unit.iter().map(|e| line(e, "failed", None, Some(&err))));
+            continue;
+        }
+        if all.dry_run {
+            for (e, d) in unit.iter().zip(&decisions) {
+                let what = match d {
+                    Decision::ReplaceCheckpointed => {
+                        "would restore (replacing its stopped checkpointed container)"
+                    }
+                    Decision::RemoveLeftover => {
+                        "would restore (removing what an interrupted restore left)"
+                    }
+                    _ => "would restore",
+                };
+                lines.push(line(e, what, None, None));
+            }
+            continue;
+        }
+        lines.extend(
+            restore_unit(
+                &dir,
+                &mut record,
+                &unit,
+                &decisions,
+                &existing,
+                template,
+                endpoints,
+                config,
+            )
+            .await?,
+        );
+    }
+    let failed = lines.iter().filter(|l| l.error.is_some()).count();
+    let complete = !all.dry_run && record.entries.iter().all(|e| e.state == State::Restored);
+    if complete {
+        Record::retire(&dir)?;
+    }
+    Ok(AllRestoreReport {
+        dir,
+        dry_run: all.dry_run,
+        restored: lines.iter().filter(|l| l.outcome == "restored").count(),
+        already_running: lines
+            .iter()
+            .filter(|l| l.outcome == "already running")
+            .count(),
+        failed,
+        complete,
+        containers: lines,
+        total_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Sets aside what holds the unit's names, restores the unit from its
+/// archive, records it, puts the restart policies back; on failure puts
+/// back what was set aside. Errors only when the record cannot be written.
+#[allow(clippy::too_many_arguments)]
+async fn restore_unit(
+    dir: &Path,
+    record: &mut Record,
+    unit: &[Entry],
+    decisions: &[Decision],
+    existing: &[Option<Existing>],
+    template: &ImportArgs,
+    endpoints: &Endpoints,
+    config: &Config,
+) -> Result<Vec<AllRestored>> {
+    let started = Instant::now();
+    let mut set_aside: Vec<(&Entry, String)> = Vec::new();
+    let mut prepared = Ok(());
+    for ((e, d), x) in unit.iter().zip(decisions).zip(existing) {
+        let Some(x) = x else { continue };
+        let r = match d {
+            Decision::ReplaceCheckpointed if e.engine == "docker" => {
+                let r = Docker::new(&endpoints.docker)?
+                    .rename(&x.id, &set_aside_name(&e.name))
+                    .await;
+                if r.is_ok() {
+                    set_aside.push((e, x.id.clone()));
+                }
+                r
+            }
+            Decision::ReplaceCheckpointed | Decision::RemoveLeftover => {
+                remove(e, &x.id, endpoints).await
+            }
+            _ => Ok(()),
+        };
+        if let Err(err) = r {
+            prepared = Err(err);
+            break;
+        }
+    }
+    let began = Utc::now();
+    for e in unit {
+        if let Some(r) = record.entry_mut(&e.engine, &e.namespace, &e.name) {
+            r.restore_started_at = Some(began);
+        }
+    }
+    record.write(dir)?;
+    let restored = match prepared {
+        Err(err) => Err(err),
+        Ok(()) => {
+            let first = &unit[0];
+            let args = ImportArgs {
+                file: dir.join(&first.archive),
+                name: (first.group.is_none()).then(|| first.name.clone()),
+                namespace: (first.engine != "docker").then(|| first.namespace.clone()),
+                json: true,
+                ..template.clone()
+            };
+            import::run(&args, endpoints, config).await
+        }
+    };
+    let restored = match restored {
+        Ok(r) => r,
+        Err(err) => {
+            let mut err = err;
+            for (e, old) in &set_aside {
+                if let Err(c) = Docker::new(&endpoints.docker)?.rename(old, &e.name).await {
+                    err = err.with_cleanup(Some(format!(
+                        "the checkpointed container {} was not given its name back: {c}",
+                        set_aside_name(&e.name)
+                    )));
+                }
+            }
+            return Ok(unit
+                .iter()
+                .map(|e| line(e, "failed", None, Some(&err)))
+                .collect());
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let made: Vec<(String, String)> = match restored {
+        Imported::One(r) => vec![(r.name, r.id)],
+        Imported::Group(g) => g.members.into_iter().map(|m| (m.name, m.id)).collect(),
+    };
+    let mut lines = Vec::new();
+    for e in unit {
+        let id = made
+            .iter()
+            .find(|(n, _)| *n == e.name)
+            .map(|(_, id)| id.clone());
+        if let Some(r) = record.entry_mut(&e.engine, &e.namespace, &e.name) {
+            r.state = State::Restored;
+            r.restored_id = id.clone();
+        }
+        record.write(dir)?;
+        let mut l = line(e, "restored", id.clone(), None);
+        l.restore_seconds = Some(seconds);
+        if let Some(id) = &id {
+            l.restart_policy = put_back_policy(e, id, endpoints).await;
+        }
+        lines.push(l);
+    }
+    // The checkpointed containers set aside are not needed any more.
+    for (e, old) in set_aside {
+        if let Err(err) = Docker::new(&endpoints.docker)?.remove(&old).await {
+            eprintln!(
+                "lazarus: warning: {} (the checkpointed {}) stays: {err}",
+                set_aside_name(&e.name),
+                e.name
+            );
+        }
+    }
+    Ok(lines)
+}
+
+/// Puts a Docker container's recorded restart policy back; what was put
+/// back, for the report (a failure is a warning: the container runs).
+async fn put_back_policy(e: &Entry, id: &str, endpoints: &Endpoints) -> Option<String> {
+    let p = e.restart_policy.as_ref()?;
+    let docker = Docker::new(&endpoints.docker).ok()?;
+    match docker
+        .set_restart_policy(id, &p.name, p.maximum_retry_count)
+        .await
+    {
+        Ok(()) => Some(p.name.clone()),
+        Err(err) => {
+            eprintln!(
+                "lazarus: warning: {} runs, but its restart policy {} was not put back: {err}",
+                e.name, p.name
+            );
+            None
+        }
+    }
+}
+
+/// Removes a stopped container holding an entry's name: a Docker one, or
+/// a containerd record with its task and snapshot.
+async fn remove(e: &Entry, id: &str, endpoints: &Endpoints) -> Result<()> {
+    if e.engine == "docker" {
+        return Docker::new(&endpoints.docker)?.remove(id).await;
+    }
+    let ctr = Containerd::connect(&endpoints.containerd, &e.namespace).await?;
+    let c = ctr.container(id).await?;
+    ctr.remove_task(id).await?;
+    ctr.remove_container(id).await?;
+    let snapshotter = match c.snapshotter.as_str() {
+        "" => SNAPSHOTTER,
+        s => s,
+    };
+    if !c.snapshot_key.is_empty() {
+        if let Err(err) = ctr.remove_snapshot(snapshotter, &c.snapshot_key).await {
+            if !err.is_not_found() {
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn line(e: &Entry, outcome: &str, id: Option<String>, error: Option<&Error>) -> AllRestored {
+    AllRestored {
+        engine: e.engine.clone(),
+        namespace: e.namespace.clone(),
+        name: e.name.clone(),
+        group: e.group.clone(),
+        outcome: outcome.into(),
+        id,
+        restore_seconds: None,
+        restart_policy: None,
+        error: error.map(|err| err.to_string()),
+    }
+}
