@@ -137,7 +137,8 @@ impl Daemons {
         }
         if let Some(text) = &setup.lazarus_config {
             let path = d.path("lazarus.toml");
-            fs::write(&path, text).unwrap();
+            // `{SET_ID}` is the set's id (e.g. a state root of its own).
+            fs::write(&path, text.replace("{SET_ID}", &d.id)).unwrap();
             d.lazarus_config = Some(path);
         }
         let cri = setup.cri_config.map(|make| make(&d));
@@ -354,6 +355,40 @@ impl Daemons {
         let mut probe = self.docker_cmd(&["version", "--format", "{{.Server.Version}}"]);
         let log = self.path("dockerd.log");
         wait_ready("dockerd", self.dockerd.insert(child), &log, &mut probe);
+    }
+
+    /// A simulated reboot of the set's host: every container and shim
+    /// killed, dockerd and containerd killed (no clean stop), their
+    /// run-time state (containerd's state directory, dockerd's exec root,
+    /// the sockets, every mount) and the paths in `wipe` (e.g. a Lazarus
+    /// state root) removed, as a reboot empties /run; then the daemons
+    /// started afresh on their persistent roots.
+    pub fn reboot(&mut self, wipe: &[&Path]) {
+        cleanup::kill_cgroup_processes(&self.id);
+        let docker = self.dockerd.is_some();
+        if let Some(mut c) = self.dockerd.take() {
+            stop_child(&mut c, libc::SIGKILL, Duration::from_secs(10));
+        }
+        if let Some(mut c) = self.containerd.take() {
+            stop_child(&mut c, libc::SIGKILL, Duration::from_secs(10));
+        }
+        cleanup::kill_mentioning(&self.dir);
+        cleanup::kill_cgroup_processes(&self.id);
+        cleanup::unmount_all_under(&self.dir);
+        for dir in ["state", "dx"] {
+            let _ = fs::remove_dir_all(self.path(dir));
+        }
+        for file in ["c.sock", "c.sock.ttrpc", "d.sock", "dockerd.pid"] {
+            let _ = fs::remove_file(self.path(file));
+        }
+        for p in wipe {
+            cleanup::unmount_all_under(p);
+            let _ = fs::remove_dir_all(p);
+        }
+        self.start_containerd();
+        if docker {
+            self.start_dockerd();
+        }
     }
 
     /// `ctr -a <sock> -n <namespace> ARGS` (not yet run).

@@ -85,6 +85,9 @@ async fn restore_all(
                     // A run killed between its restore and its record: the
                     // policy may not have been put back yet.
                     l.restart_policy = put_back_policy(e, id, endpoints).await;
+                    if let Err(err) = remove_set_aside(e, endpoints).await {
+                        eprintln!("lazarus: warning: {err}");
+                    }
                 }
                 lines.push(l);
             }
@@ -175,19 +178,23 @@ async fn restore_unit(
     config: &Config,
 ) -> Result<Vec<AllRestored>> {
     let started = Instant::now();
-    let mut set_aside: Vec<(&Entry, String)> = Vec::new();
+    // Recorded first: whatever this run makes or sets aside from here on,
+    // a run after it killed tells as this restore's.
+    let began = Utc::now();
+    for e in unit {
+        if let Some(r) = record.entry_mut(&e.engine, &e.namespace, &e.name) {
+            r.restore_started_at = Some(began);
+        }
+    }
+    record.write(dir)?;
     let mut prepared = Ok(());
     for ((e, d), x) in unit.iter().zip(decisions).zip(existing) {
         let Some(x) = x else { continue };
         let r = match d {
             Decision::ReplaceCheckpointed if e.engine == "docker" => {
-                let r = Docker::new(&endpoints.docker)?
+                Docker::new(&endpoints.docker)?
                     .rename(&x.id, &set_aside_name(&e.name))
-                    .await;
-                if r.is_ok() {
-                    set_aside.push((e, x.id.clone()));
-                }
-                r
+                    .await
             }
             Decision::ReplaceCheckpointed | Decision::RemoveLeftover => {
                 remove(e, &x.id, endpoints).await
@@ -199,13 +206,6 @@ async fn restore_unit(
             break;
         }
     }
-    let began = Utc::now();
-    for e in unit {
-        if let Some(r) = record.entry_mut(&e.engine, &e.namespace, &e.name) {
-            r.restore_started_at = Some(began);
-        }
-    }
-    record.write(dir)?;
     let restored = match prepared {
         Err(err) => Err(err),
         Ok(()) => {
@@ -224,8 +224,8 @@ async fn restore_unit(
         Ok(r) => r,
         Err(err) => {
             let mut err = err;
-            for (e, old) in &set_aside {
-                if let Err(c) = Docker::new(&endpoints.docker)?.rename(old, &e.name).await {
+            for e in unit {
+                if let Err(c) = give_name_back(e, endpoints).await {
                     err = err.with_cleanup(Some(format!(
                         "the checkpointed container {} was not given its name back: {c}",
                         set_aside_name(&e.name)
@@ -261,9 +261,10 @@ async fn restore_unit(
         }
         lines.push(l);
     }
-    // The checkpointed containers set aside are not needed any more.
-    for (e, old) in set_aside {
-        if let Err(err) = Docker::new(&endpoints.docker)?.remove(&old).await {
+    // The checkpointed containers set aside (by this run or a killed one)
+    // are not needed any more.
+    for e in unit {
+        if let Err(err) = remove_set_aside(e, endpoints).await {
             eprintln!(
                 "lazarus: warning: {} (the checkpointed {}) stays: {err}",
                 set_aside_name(&e.name),
@@ -272,6 +273,33 @@ async fn restore_unit(
         }
     }
     Ok(lines)
+}
+
+/// The checkpointed Docker container `e` set aside under another name,
+/// if it is there (its id the recorded one).
+async fn set_aside(e: &Entry, endpoints: &Endpoints) -> Result<Option<Docker>> {
+    if e.engine != "docker" {
+        return Ok(None);
+    }
+    let docker = Docker::new(&endpoints.docker)?;
+    let aside = docker.container(&set_aside_name(&e.name)).await?;
+    Ok(aside.filter(|v| v["Id"] == e.id.as_str()).map(|_| docker))
+}
+
+/// A failed restore gives the set-aside checkpointed container its name
+/// back (the import removed what it made).
+async fn give_name_back(e: &Entry, endpoints: &Endpoints) -> Result<()> {
+    match set_aside(e, endpoints).await? {
+        Some(docker) => docker.rename(&e.id, &e.name).await,
+        None => Ok(()),
+    }
+}
+
+async fn remove_set_aside(e: &Entry, endpoints: &Endpoints) -> Result<()> {
+    match set_aside(e, endpoints).await? {
+        Some(docker) => docker.remove(&e.id).await,
+        None => Ok(()),
+    }
 }
 
 /// Puts a Docker container's recorded restart policy back; what was put

@@ -1,0 +1,332 @@
+//! A simulated reboot of a daemon set (issue 26): `lazarus checkpoint
+//! --all` before, the daemons killed and their run-time state wiped as a
+//! reboot empties /run (and the shims' Lazarus state root with it), the
+//! daemons started afresh on their persistent roots, `lazarus restore
+//! --all` after: a counter counts on, Redis keeps its keys, a container
+//! with `--restart always` was not started afresh by dockerd and gets its
+//! policy back, a runc container is left alone and said so. A `restore
+//! --all` killed midway, run again, finishes the set without duplicates.
+//!
+//! Under runc every container is runc's: the CLI must leave them all
+//! alone, say so, and checkpoint nothing.
+
+use crate::archive::export_import::{assert_counts_on, docker_names};
+use crate::checkpoint::apps::{load_keys, redis_cli, run_redis, sample, seed, KEYS};
+use crate::docker::lifecycle::{run_sh_detached, wait_ticks_past};
+use crate::support::apps::{with_docker_and_with, App, REDIS_IMAGE};
+use crate::support::cmd::{poll, run_timeout, ticks, wait_until, Out, Proc, COUNTER};
+use crate::support::config::IMAGE_DOCKER;
+use crate::support::harness::{inspect, Daemons, Setup};
+use crate::support::lazarus::lazarus_cmd;
+use serde_json::Value;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const RUNC: &str = "io.containerd.runc.v2";
+const LAZARUS: &str = "io.containerd.lazarus.v2";
+
+/// The shims' Lazarus state root, the set's own (a reboot empties it).
+struct StateRoot(PathBuf);
+
+impl Drop for StateRoot {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn cli(d: &Daemons, args: &[&str]) -> Out {
+    run_timeout(
+        &mut lazarus_cmd(d).args(args),
+        None,
+        Duration::from_secs(300),
+    )
+}
+
+fn json(out: &Out) -> Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn last_tick(d: &Daemons, name: &str) -> u64 {
+    *ticks(&d.docker(&["logs", name]).ok().stdout)
+        .last()
+        .unwrap_or(&0)
+}
+
+fn record(dir: &Path) -> Value {
+    serde_json::from_slice(&fs::read(dir.join("lazarus-all.json")).unwrap_or_default())
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() {
+    let setup = Setup {
+        lazarus_config: Some("root = \"/run/lazarus-{SET_ID}\"\n".into()),
+        ..Default::default()
+    };
+    let mut d = with_docker_and_with("reboot_all", &setup, &[App::Redis]);
+    let state_root = StateRoot(PathBuf::from(format!("/run/lazarus-{}", d.id)));
+    let counter = d.name("counter");
+    let always = d.name("always");
+    let redis = d.name("redis");
+    let plain = d.name("plain");
+    run_sh_detached(&d, &counter, COUNTER);
+    d.docker(&[
+        "run",
+        "-d",
+        "--runtime",
+        d.runtime(),
+        "--restart",
+        "always",
+        "--name",
+        &always,
+        IMAGE_DOCKER,
+        "sh",
+        "-c",
+        COUNTER,
+    ])
+    .ok();
+    run_redis(&d, &redis, &[]);
+    let s = seed();
+    load_keys(&d, &redis, s);
+    let before = sample(&d, &redis, s).ok().stdout;
+    d.docker(&[
+        "run",
+        "-d",
+        "--runtime",
+        "runc",
+        "--name",
+        &plain,
+        IMAGE_DOCKER,
+        "sh",
+        "-c",
+        COUNTER,
+    ])
+    .ok();
+    let plain_id = inspect(&d, &plain, "{{.Id}}");
+    wait_ticks_past(&d, &counter, 3);
+    wait_ticks_past(&d, &always, 3);
+    wait_ticks_past(&d, &plain, 3);
+    let dir = d.path("reboot");
+    let dir_s = dir.to_str().unwrap().to_string();
+
+    if d.runtime() != LAZARUS {
+        let out = cli(
+            &d,
+            &["checkpoint", "--all", "--export-dir", &dir_s, "--json"],
+        )
+        .ok();
+        let v = json(&out);
+        assert_eq!(v["checkpointed"], 0, "{v:#}");
+        let left = v["left_alone"].as_array().unwrap();
+        assert_eq!(left.len(), 4, "every container is runc's: {v:#}");
+        for l in left {
+            assert_eq!(l["reason"], format!("left alone (runtime {RUNC})"), "{v:#}");
+        }
+        let text = cli(&d, &["checkpoint", "--all", "--export-dir", &dir_s]).ok();
+        assert!(
+            text.stdout
+                .contains("left alone (runtime io.containerd.runc.v2)"),
+            "{text}"
+        );
+        // Untouched: still running, still counting.
+        for name in [&counter, &always, &plain] {
+            let t = last_tick(&d, name);
+            wait_ticks_past(&d, name, t + 2);
+        }
+        assert_eq!(
+            redis_cli(&d, &redis, &["DBSIZE"]).ok().text(),
+            KEYS.to_string()
+        );
+        // Nothing recorded: restore --all has nothing to do.
+        let out = cli(&d, &["restore", "--all", "--import-dir", &dir_s, "--json"]).ok();
+        assert_eq!(json(&out)["restored"], 0, "{out}");
+        return;
+    }
+
+    // Checkpoint the host.
+    let started = Instant::now();
+    let out = cli(
+        &d,
+        &["checkpoint", "--all", "--export-dir", &dir_s, "--json"],
+    )
+    .ok();
+    let checkpoint_all = started.elapsed().as_secs_f64();
+    let v = json(&out);
+    assert_eq!(
+        (v["checkpointed"].as_u64(), v["failed"].as_u64()),
+        (Some(3), Some(0)),
+        "{v:#}"
+    );
+    let left = v["left_alone"].as_array().unwrap();
+    assert_eq!(left.len(), 1, "{v:#}");
+    assert_eq!(left[0]["name"], plain.as_str());
+    assert_eq!(left[0]["reason"], format!("left alone (runtime {RUNC})"));
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    for c in v["containers"].as_array().unwrap() {
+        let archive = PathBuf::from(c["archive"].as_str().unwrap());
+        assert_eq!(mode(&archive), 0o600, "{}", archive.display());
+        eprintln!(
+            "reboot: checkpointed {}: frozen {}s, checkpoint {:.2}s, archive {} bytes",
+            c["name"],
+            c["frozen_seconds"],
+            c["checkpoint_seconds"].as_f64().unwrap(),
+            c["archive_bytes"]
+        );
+    }
+    assert_eq!(mode(&dir.join("lazarus-all.json")), 0o600);
+    let rec = record(&dir);
+    let names: Vec<&str> = rec["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [counter.as_str(), always.as_str(), redis.as_str()],
+        "oldest first"
+    );
+    let always_entry = &rec["entries"][1];
+    assert_eq!(always_entry["restart_policy"]["name"], "always", "{rec:#}");
+    let last = last_tick(&d, &counter);
+    let last_always = last_tick(&d, &always);
+    // The policy is cleared, so Docker does not start it afresh.
+    assert_eq!(
+        inspect(&d, &always, "{{.HostConfig.RestartPolicy.Name}}"),
+        "no"
+    );
+
+    // Reboot.
+    d.reboot(&[&state_root.0]);
+    // dockerd came back and did not start the `always` container afresh.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(inspect(&d, &always, "{{.State.Running}}"), "false");
+    assert_eq!(
+        last_tick(&d, &always),
+        last_always,
+        "started afresh by dockerd"
+    );
+    assert_eq!(
+        inspect(&d, &plain, "{{.State.Running}}"),
+        "false",
+        "a reboot ends it"
+    );
+
+    // What would happen.
+    let out = cli(
+        &d,
+        &["restore", "--all", "--from", &dir_s, "--dry-run", "--json"],
+    )
+    .ok();
+    let v = json(&out);
+    let outcomes: Vec<&str> = v["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["outcome"].as_str().unwrap())
+        .collect();
+    assert!(
+        outcomes.iter().all(|o| o.starts_with("would restore")),
+        "{v:#}"
+    );
+    assert_eq!(outcomes.len(), 3);
+
+    // A restore --all killed once the first container is back.
+    let mut first = Proc::spawn(lazarus_cmd(&d).args(["restore", "--all", "--import-dir", &dir_s]));
+    let killed_midway = poll(Duration::from_secs(120), || {
+        let back = record(&dir)["entries"]
+            .as_array()
+            .map(|a| a.iter().filter(|e| e["state"] == "restored").count())
+            .unwrap_or(3);
+        match (first.running(), back) {
+            (false, _) => Some(false),
+            (true, n) if n >= 1 => {
+                unsafe { libc::kill(-first.pid(), libc::SIGKILL) };
+                Some(true)
+            }
+            _ => None,
+        }
+    })
+    .expect("restore --all neither restored one container nor ended");
+    let out = first.wait(Duration::from_secs(30));
+    eprintln!("reboot: first restore --all killed midway: {killed_midway} ({out})");
+
+    // Again: it finishes the set.
+    let started = Instant::now();
+    let out = cli(&d, &["restore", "--all", "--import-dir", &dir_s, "--json"]).ok();
+    let restore_all = started.elapsed().as_secs_f64();
+    let v = json(&out);
+    assert_eq!(v["failed"], 0, "{v:#}");
+    assert_eq!(v["complete"], true, "{v:#}");
+    for c in v["containers"].as_array().unwrap() {
+        eprintln!(
+            "reboot: {} {}: restore {}s",
+            c["outcome"], c["name"], c["restore_seconds"]
+        );
+    }
+    if killed_midway {
+        assert!(
+            v["already_running"].as_u64().unwrap() >= 1,
+            "what the killed run restored is skipped: {v:#}"
+        );
+    }
+    // Back, as they were.
+    assert_counts_on(&d, &counter, last);
+    assert_counts_on(&d, &always, last_always);
+    assert_eq!(
+        inspect(&d, &always, "{{.HostConfig.RestartPolicy.Name}}"),
+        "always"
+    );
+    let size = poll(Duration::from_secs(30), || {
+        let out = redis_cli(&d, &redis, &["DBSIZE"]);
+        (out.code == Some(0)).then(|| out.stdout.trim().to_string())
+    })
+    .expect("restored redis answers");
+    assert_eq!(size, KEYS.to_string());
+    assert_eq!(sample(&d, &redis, s).ok().stdout, before, "values differ");
+    // No duplicates, nothing set aside left, runc's container untouched.
+    let mut names = docker_names(&d);
+    names.sort();
+    let mut want = vec![
+        counter.clone(),
+        always.clone(),
+        redis.clone(),
+        plain.clone(),
+    ];
+    want.sort();
+    assert_eq!(names, want);
+    assert_eq!(inspect(&d, &plain, "{{.Id}}"), plain_id);
+    assert_eq!(inspect(&d, &plain, "{{.State.Running}}"), "false");
+    // The record is retired; a third run says so.
+    assert!(dir.join("lazarus-all.restored.json").is_file());
+    let again = cli(&d, &["restore", "--all", "--import-dir", &dir_s]).err();
+    assert!(again.stderr.contains("restored already"), "{again}");
+
+    // A cold start of the same Redis, for comparison: start, answer, and
+    // rebuild its keys (what the checkpoint saved).
+    let cold = d.name("cold");
+    let started = Instant::now();
+    d.docker(&[
+        "run",
+        "-d",
+        "--runtime",
+        d.runtime(),
+        "--name",
+        &cold,
+        REDIS_IMAGE,
+    ])
+    .ok();
+    wait_until("cold redis to answer", Duration::from_secs(30), || {
+        (redis_cli(&d, &cold, &["PING"]).text() == "PONG").then_some(())
+    });
+    let cold_up = started.elapsed().as_secs_f64();
+    load_keys(&d, &cold, s);
+    let cold_loaded = started.elapsed().as_secs_f64();
+    eprintln!(
+        "reboot: checkpoint --all {checkpoint_all:.2}s, restore --all (finishing) \
+         {restore_all:.2}s; cold redis: up {cold_up:.2}s, with its {KEYS} keys {cold_loaded:.2}s"
+    );
+}
