@@ -13,7 +13,7 @@
 use crate::archive::export_import::{assert_counts_on, docker_names};
 use crate::checkpoint::apps::{load_keys, redis_cli, run_redis, sample, seed, KEYS};
 use crate::docker::lifecycle::{run_sh_detached, wait_ticks_past};
-use crate::support::apps::{with_docker_and_with, App, REDIS_IMAGE};
+use crate::support::apps::{with_docker_and_with, App, REDIS_IMAGE, WARM_IMAGE};
 use crate::support::cmd::{poll, run_timeout, ticks, wait_until, Out, Proc, COUNTER};
 use crate::support::config::IMAGE_DOCKER;
 use crate::support::harness::{inspect, Daemons, Setup};
@@ -37,11 +37,7 @@ impl Drop for StateRoot {
 }
 
 fn cli(d: &Daemons, args: &[&str]) -> Out {
-    run_timeout(
-        &mut lazarus_cmd(d).args(args),
-        None,
-        Duration::from_secs(300),
-    )
+    run_timeout(lazarus_cmd(d).args(args), None, Duration::from_secs(300))
 }
 
 fn json(out: &Out) -> Value {
@@ -52,6 +48,35 @@ fn last_tick(d: &Daemons, name: &str) -> u64 {
     *ticks(&d.docker(&["logs", name]).ok().stdout)
         .last()
         .unwrap_or(&0)
+}
+
+/// The warm service's answer (it counts its requests).
+fn warm_get(d: &Daemons, name: &str) -> Value {
+    let out = d
+        .docker(&["exec", name, "wget", "-qO-", "http://127.0.0.1:8080/"])
+        .ok();
+    serde_json::from_str(out.text()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// Starts the warm service (seconds of initialisation) as `name`; how long
+/// until it said it was ready.
+fn start_warm(d: &Daemons, name: &str) -> f64 {
+    let started = Instant::now();
+    d.docker(&[
+        "run",
+        "-d",
+        "--runtime",
+        d.runtime(),
+        "--name",
+        name,
+        WARM_IMAGE,
+    ])
+    .ok();
+    wait_until("the warm service's ready", Duration::from_secs(120), || {
+        let out = d.docker(&["logs", name]).ok();
+        out.stdout.contains("ready").then_some(())
+    });
+    started.elapsed().as_secs_f64()
 }
 
 fn record(dir: &Path) -> Value {
@@ -65,12 +90,13 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
         lazarus_config: Some("root = \"/run/lazarus-{SET_ID}\"\n".into()),
         ..Default::default()
     };
-    let mut d = with_docker_and_with("reboot_all", &setup, &[App::Redis]);
+    let mut d = with_docker_and_with("reboot_all", &setup, &[App::Redis, App::Warm]);
     let state_root = StateRoot(PathBuf::from(format!("/run/lazarus-{}", d.id)));
     let counter = d.name("counter");
     let always = d.name("always");
     let redis = d.name("redis");
     let plain = d.name("plain");
+    let warm = d.name("warm");
     run_sh_detached(&d, &counter, COUNTER);
     d.docker(&[
         "run",
@@ -91,6 +117,8 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
     let s = seed();
     load_keys(&d, &redis, s);
     let before = sample(&d, &redis, s).ok().stdout;
+    let warm_cold = start_warm(&d, &warm);
+    let warmed = warm_get(&d, &warm);
     d.docker(&[
         "run",
         "-d",
@@ -120,7 +148,7 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
         let v = json(&out);
         assert_eq!(v["checkpointed"], 0, "{v:#}");
         let left = v["left_alone"].as_array().unwrap();
-        assert_eq!(left.len(), 4, "every container is runc's: {v:#}");
+        assert_eq!(left.len(), 5, "every container is runc's: {v:#}");
         for l in left {
             assert_eq!(l["reason"], format!("left alone (runtime {RUNC})"), "{v:#}");
         }
@@ -156,7 +184,7 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
     let v = json(&out);
     assert_eq!(
         (v["checkpointed"].as_u64(), v["failed"].as_u64()),
-        (Some(3), Some(0)),
+        (Some(4), Some(0)),
         "{v:#}"
     );
     let left = v["left_alone"].as_array().unwrap();
@@ -186,7 +214,12 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
         .collect();
     assert_eq!(
         names,
-        [counter.as_str(), always.as_str(), redis.as_str()],
+        [
+            counter.as_str(),
+            always.as_str(),
+            redis.as_str(),
+            warm.as_str()
+        ],
         "oldest first"
     );
     let always_entry = &rec["entries"][1];
@@ -232,7 +265,7 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
         outcomes.iter().all(|o| o.starts_with("would restore")),
         "{v:#}"
     );
-    assert_eq!(outcomes.len(), 3);
+    assert_eq!(outcomes.len(), 4);
 
     // A restore --all killed once the first container is back.
     let mut first = Proc::spawn(lazarus_cmd(&d).args(["restore", "--all", "--import-dir", &dir_s]));
@@ -240,7 +273,7 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
         let back = record(&dir)["entries"]
             .as_array()
             .map(|a| a.iter().filter(|e| e["state"] == "restored").count())
-            .unwrap_or(3);
+            .unwrap_or(4);
         match (first.running(), back) {
             (false, _) => Some(false),
             (true, n) if n >= 1 => {
@@ -287,6 +320,16 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
     .expect("restored redis answers");
     assert_eq!(size, KEYS.to_string());
     assert_eq!(sample(&d, &redis, s).ok().stdout, before, "values differ");
+    let a = warm_get(&d, &warm);
+    assert_eq!(
+        a["nonce"], warmed["nonce"],
+        "the warm service was started afresh: {a}"
+    );
+    assert_eq!(
+        a["requests"],
+        warmed["requests"].as_u64().unwrap() + 1,
+        "{a}"
+    );
     // No duplicates, nothing set aside left, runc's container untouched.
     let mut names = docker_names(&d);
     names.sort();
@@ -295,6 +338,7 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
         always.clone(),
         redis.clone(),
         plain.clone(),
+        warm.clone(),
     ];
     want.sort();
     assert_eq!(names, want);
@@ -304,6 +348,49 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
     assert!(dir.join("lazarus-all.restored.json").is_file());
     let again = cli(&d, &["restore", "--all", "--import-dir", &dir_s]).err();
     assert!(again.stderr.contains("restored already"), "{again}");
+
+    // A second reboot, uninterrupted, for the downtime of each container:
+    // its checkpoint plus its restore (the reboot itself not counted).
+    let out = cli(
+        &d,
+        &["checkpoint", "--all", "--export-dir", &dir_s, "--json"],
+    )
+    .ok();
+    let v = json(&out);
+    assert_eq!(
+        v["checkpointed"], 4,
+        "a second cycle into the same directory: {v:#}"
+    );
+    let took: std::collections::HashMap<String, f64> = v["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["checkpoint_seconds"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    d.reboot(&[&state_root.0]);
+    let out = cli(&d, &["restore", "--all", "--import-dir", &dir_s, "--json"]).ok();
+    let v = json(&out);
+    assert_eq!(
+        (v["restored"].as_u64(), v["complete"].as_bool()),
+        (Some(4), Some(true)),
+        "{v:#}"
+    );
+    for c in v["containers"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let (cp, rs) = (took[name], c["restore_seconds"].as_f64().unwrap());
+        eprintln!(
+            "reboot: downtime of {name}: checkpoint {cp:.2}s + restore {rs:.2}s = {:.2}s",
+            cp + rs
+        );
+    }
+    let a = warm_get(&d, &warm);
+    assert_eq!(a["nonce"], warmed["nonce"], "{a}");
+    eprintln!("reboot: cold start of the warm service until ready: {warm_cold:.2}s");
 
     // A cold start of the same Redis, for comparison: start, answer, and
     // rebuild its keys (what the checkpoint saved).

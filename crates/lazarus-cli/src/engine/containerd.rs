@@ -203,11 +203,24 @@ impl Containerd {
             },
             CRIU_TIMEOUT,
         );
-        let answer = t
-            .checkpoint(req)
-            .await
-            .map_err(Error::containerd(format!("checkpoint {id}")))?
-            .into_inner();
+        let answer = match t.checkpoint(req).await {
+            Ok(a) => a.into_inner(),
+            // containerd 1.7 commits its own copy after the shim's dump
+            // (below); two checkpoints at once commit the same empty
+            // directory's tar and the second fails ("content sha256:...:
+            // already exists") although its dump is complete and the
+            // container stopped as asked. A complete dump is the checkpoint.
+            Err(s) if dump_complete(&options.image_path) => {
+                eprintln!(
+                    "lazarus: warning: containerd: checkpoint {id}: {} (the shim's checkpoint in \
+                     {} is complete; only containerd's own copy failed)",
+                    s.message(),
+                    options.image_path
+                );
+                return Ok(());
+            }
+            Err(s) => return Err(Error::containerd(format!("checkpoint {id}"))(s)),
+        };
         // containerd 1.7 honours image_path only for runtimes named
         // io.containerd.runc*: for Lazarus it also committed its own (empty)
         // temporary checkpoint directory and the container's spec to its
@@ -531,6 +544,15 @@ impl Containerd {
     }
 }
 
+/// Whether the shim finished a dump into `image_path` (it writes
+/// lazarus.json last).
+fn dump_complete(image_path: &str) -> bool {
+    !image_path.is_empty()
+        && Path::new(image_path)
+            .join(lazarus_core::checkpoint::image::METADATA_FILE)
+            .is_file()
+}
+
 /// What [`Containerd::create_container`] needs.
 pub struct NewContainer<'a> {
     pub id: &'a str,
@@ -568,6 +590,21 @@ pub fn upper_of(mounts: &[Mount]) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_dump_the_shim_finished_is_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = dir.path().to_str().unwrap();
+        assert!(!dump_complete(""));
+        assert!(!dump_complete(images));
+        std::fs::write(dir.path().join("pages-1.img"), b"").unwrap();
+        assert!(
+            !dump_complete(images),
+            "CRIU's files alone are not a checkpoint"
+        );
+        std::fs::write(dir.path().join("lazarus.json"), b"{}").unwrap();
+        assert!(dump_complete(images));
+    }
 
     /// Once `request` put any namespace into gRPC metadata with an
     /// `expect`: a non-ASCII or control character panicked the CLI (and
