@@ -99,7 +99,7 @@ elif [ -d /run/systemd/system ]; then
   systemctl start lazarus-checkpoint-all.service
   log "installed and enabled lazarus-checkpoint-all.service and lazarus-restore-all.service"
 else
-  sed -e "s#^LAZARUS=.*#LAZARUS=$PREFIX/bin/lazarus#" config/init.d/lazarus-all > /etc/init.d/lazarus-all
+  sed -e "s#/usr/local/bin/lazarus#$PREFIX/bin/lazarus#" config/init.d/lazarus-all > /etc/init.d/lazarus-all
   chmod 0755 /etc/init.d/lazarus-all
   if command -v update-rc.d >/dev/null; then
     update-rc.d lazarus-all defaults

@@ -417,3 +417,176 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
          {restore_all:.2}s; cold redis: up {cold_up:.2}s, with its {KEYS} keys {cold_loaded:.2}s"
     );
 }
+
+/// `config/init.d/lazarus-all ACTION` against the set: the CLI built here,
+/// DIR the set's, no /etc/default file, the daemons found as `lazarus_cmd`
+/// finds them.
+fn init_script(d: &Daemons, action: &str, dir: &Path) -> Out {
+    let base = lazarus_cmd(d);
+    let script = crate::support::config::repo_root().join("config/init.d/lazarus-all");
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg(script).arg(action);
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("LAZARUS", crate::support::config::lazarus_cli())
+        .env("DIR", dir)
+        .env("LAZARUS_ALL_DEFAULTS", "/nonexistent");
+    run_timeout(&mut cmd, None, Duration::from_secs(300))
+}
+
+/// Through the LSB init script (stop at shutdown, start at boot): a Compose
+/// project at fixed addresses on a bridge network comes back as one group
+/// with its addresses, a `ctr run` container of the set's own containerd
+/// namespace comes back too; a container whose image was removed during
+/// the reboot is refused by name while the others come back, and once the
+/// image is back the next start finishes the set.
+#[test]
+fn reboot_all_through_the_init_script_keeps_a_compose_project_and_finishes_after_a_refusal() {
+    let setup = Setup {
+        lazarus_config: Some("root = \"/run/lazarus-{SET_ID}\"\n".into()),
+        ..Default::default()
+    };
+    let mut d = Daemons::with_docker_with("reboot_group", &setup);
+    let state_root = StateRoot(PathBuf::from(format!("/run/lazarus-{}", d.id)));
+    let (net, prefix) = d.bridge_network();
+    let project = format!("com.docker.compose.project={}", d.id);
+    let (web, db) = (d.name("web"), d.name("db"));
+    for (name, ip) in [(&db, format!("{prefix}.2")), (&web, format!("{prefix}.3"))] {
+        d.docker(&[
+            "run",
+            "-d",
+            "--runtime",
+            d.runtime(),
+            "--name",
+            name,
+            "--label",
+            &project,
+            "--network",
+            &net,
+            "--ip",
+            &ip,
+            IMAGE_DOCKER,
+            "sh",
+            "-c",
+            COUNTER,
+        ])
+        .ok();
+    }
+    let job = d.name("job");
+    let tar = d.cfg.image_oci_tar.to_str().unwrap().to_string();
+    d.ctr(&["image", "import", &tar]).ok();
+    let count = crate::archive::export_import::start_ctr_counter(&d, &job);
+    // Far enough that a fresh start would be told apart.
+    wait_until(
+        "the ctr counter to pass 30",
+        Duration::from_secs(30),
+        || (count(&d, "c9") > 30).then_some(()),
+    );
+    wait_ticks_past(&d, &web, 3);
+    wait_ticks_past(&d, &db, 3);
+    let dir = d.path("reboot");
+
+    if d.runtime() != LAZARUS {
+        let out = init_script(&d, "stop", &dir).ok();
+        assert!(
+            out.stdout
+                .contains("0 checkpointed, 0 failed, 3 left alone"),
+            "{out}"
+        );
+        assert!(
+            out.stdout
+                .contains("left alone (runtime io.containerd.runc.v2)"),
+            "{out}"
+        );
+        let t = last_tick(&d, &web);
+        wait_ticks_past(&d, &web, t + 2);
+        let c = count(&d, "c1");
+        wait_until("the ctr counter to go on", Duration::from_secs(10), || {
+            (count(&d, "c2") > c).then_some(())
+        });
+        return;
+    }
+
+    // The count just before the checkpoint (a stopped task has none).
+    let last_job = count(&d, "c1");
+    let out = init_script(&d, "stop", &dir).ok();
+    assert!(
+        out.stdout
+            .contains("3 checkpointed, 0 failed, 0 left alone"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(&format!("(Compose project {})", d.id)),
+        "{out}"
+    );
+    let rec = record(&dir);
+    let entries = rec["entries"].as_array().unwrap();
+    let by_name = |n: &str| entries.iter().find(|e| e["name"] == n).unwrap().clone();
+    assert_eq!(by_name(&db)["group"], d.id.as_str(), "{rec:#}");
+    assert_eq!(by_name(&web)["group"], d.id.as_str(), "{rec:#}");
+    assert_eq!(
+        by_name(&db)["archive"],
+        by_name(&web)["archive"],
+        "one group archive"
+    );
+    assert_eq!(
+        by_name(&web)["networks"][0]["fixed_ipv4"],
+        format!("{prefix}.3"),
+        "{rec:#}"
+    );
+    assert_eq!(by_name(&job)["engine"], "containerd");
+    assert_eq!(by_name(&job)["namespace"], d.id.as_str());
+    let (last_web, last_db) = (last_tick(&d, &web), last_tick(&d, &db));
+    assert_eq!(
+        init_script(&d, "status", &dir).ok().text(),
+        format!("a checkpoint waits in {}/lazarus-all.json", dir.display())
+    );
+
+    d.reboot(&[&state_root.0]);
+    // The image of the containerd container is gone after the reboot.
+    d.ctr(&["image", "rm", crate::support::config::IMAGE_CTR])
+        .ok();
+    let out = init_script(&d, "start", &dir).err();
+    assert!(
+        out.stdout
+            .contains(&format!("failed containerd {}/{job}", d.id)),
+        "the container is named: {out}"
+    );
+    assert!(out.stderr.contains("1 of 3 containers failed"), "{out}");
+    assert_counts_on(&d, &web, last_web);
+    assert_counts_on(&d, &db, last_db);
+    assert_eq!(
+        inspect(
+            &d,
+            &web,
+            &format!("{{{{.NetworkSettings.Networks.{net}.IPAddress}}}}")
+        ),
+        format!("{prefix}.3")
+    );
+    assert!(dir.join("lazarus-all.json").is_file(), "kept until all run");
+
+    // The image back, the next start finishes the set.
+    d.ctr(&["image", "import", &tar]).ok();
+    let out = init_script(&d, "start", &dir).ok();
+    assert!(
+        out.stdout
+            .contains(&format!("restored containerd {}/{job}", d.id)),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("already running docker moby/{web}")),
+        "{out}"
+    );
+    assert!(out.stdout.contains("record retired"), "{out}");
+    let now = count(&d, "c2");
+    assert!(
+        now >= last_job && now <= last_job + 40,
+        "the ctr counter counts on from {last_job}, not afresh: {now}"
+    );
+    let out = init_script(&d, "start", &dir).ok();
+    assert!(out.stdout.contains("nothing to restore"), "{out}");
+}
