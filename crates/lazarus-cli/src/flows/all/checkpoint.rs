@@ -51,8 +51,13 @@ pub fn run(
         .map(|f| Filter::parse(f))
         .collect::<Result<Vec<_>>>()?;
     record::prepare_dir(&dir)?;
-    let found = crate::block_on(host::running(endpoints))?;
-    let plan = plan::plan(found, &filters, template.namespace.as_deref());
+    let (found, docker_answered) = crate::block_on(host::running(endpoints))?;
+    let plan = plan::plan_with(
+        found,
+        &filters,
+        template.namespace.as_deref(),
+        docker_answered,
+    );
     let extension = match template.compress {
         Compress::Zstd => "tar.zst",
         Compress::None => "tar",

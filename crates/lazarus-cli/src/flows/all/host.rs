@@ -13,8 +13,8 @@ use crate::error::Result;
 
 /// Every running (or paused) container: Docker's (when a dockerd answers)
 /// and each containerd namespace's, Docker's among them in `moby` too
-/// (the plan drops those).
-pub async fn running(endpoints: &Endpoints) -> Result<Vec<Found>> {
+/// (the plan drops those). Also whether Docker answered.
+pub async fn running(endpoints: &Endpoints) -> Result<(Vec<Found>, bool)> {
     let mut found = Vec::new();
     let any = Containerd::connect(&endpoints.containerd, DEFAULT_NAMESPACE).await?;
     // containerd's runtime of each container, by (namespace, id).
@@ -53,7 +53,8 @@ pub async fn running(endpoints: &Endpoints) -> Result<Vec<Found>> {
         }
     }
     let docker = Docker::new(&endpoints.docker)?;
-    if docker.reachable().await {
+    let answered = docker.reachable().await;
+    if answered {
         for id in docker.running_ids().await? {
             let Some(v) = docker.container(&id).await? else {
                 continue;
@@ -70,7 +71,7 @@ pub async fn running(endpoints: &Endpoints) -> Result<Vec<Found>> {
             found.push(from_docker_inspect(&v, &runtime));
         }
     }
-    Ok(found)
+    Ok((found, answered))
 }
 
 /// The container holding `name` now, if any: Docker's by name, or

@@ -158,6 +158,19 @@ pub struct Plan {
 /// namespace; containers of another runtime are left alone and said so;
 /// `k8s.io` only when named by `namespace`; the filters apply to all.
 pub fn plan(found: Vec<Found>, filters: &[Filter], namespace: Option<&str>) -> Plan {
+    plan_with(found, filters, namespace, true)
+}
+
+/// [`plan`], knowing whether Docker answered: when it did not (stopped,
+/// or another socket), what runs in containerd's `moby` namespace is
+/// Docker's without Docker to ask, and is left alone unless `--namespace
+/// moby` asks for it through containerd.
+pub fn plan_with(
+    found: Vec<Found>,
+    filters: &[Filter],
+    namespace: Option<&str>,
+    docker_answered: bool,
+) -> Plan {
     let mut p = Plan::default();
     let docker_ids: Vec<String> = found
         .iter()
@@ -191,6 +204,19 @@ pub fn plan(found: Vec<Found>, filters: &[Filter], namespace: Option<&str>) -> P
             continue;
         }
         if !filters.iter().all(|flt| flt.matches(&f)) {
+            continue;
+        }
+        if !docker_answered
+            && !f.is_docker()
+            && f.namespace == DOCKER_NAMESPACE
+            && namespace.is_none()
+        {
+            p.left_alone.push(Skipped {
+                reason: "left alone (in Docker's namespace moby, but Docker did not answer: give \
+                         --host, or --namespace moby to take it through containerd)"
+                    .into(),
+                found: f,
+            });
             continue;
         }
         if f.runtime != LAZARUS_RUNTIME {
@@ -490,6 +516,21 @@ mod tests {
         // moby means Docker's containers (and containerd's own there).
         let p = plan(everything(), &[], Some("moby"));
         assert_eq!(names(&p), ["shop[db,web]", "counter", "not-dockers"]);
+    }
+
+    #[test]
+    fn without_docker_its_namespace_is_left_alone_unless_named() {
+        let all: Vec<Found> = everything()
+            .into_iter()
+            .filter(|f| !f.is_docker())
+            .collect();
+        let p = plan_with(all.clone(), &[], None, false);
+        assert_eq!(names(&p), ["job", "older"]);
+        let left: Vec<&str> = p.left_alone.iter().map(|s| s.found.name.as_str()).collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(p.left_alone[0].reason.contains("Docker did not answer"));
+        let p = plan_with(all, &[], Some("moby"), false);
+        assert_eq!(p.units.len(), 2);
     }
 
     #[test]
