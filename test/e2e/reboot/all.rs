@@ -590,3 +590,113 @@ fn reboot_all_through_the_init_script_keeps_a_compose_project_and_finishes_after
     let out = init_script(&d, "start", &dir).ok();
     assert!(out.stdout.contains("nothing to restore"), "{out}");
 }
+
+/// A container whose checkpoint fails (a TCP connection from outside, no
+/// `--tcp-established`) is named with CRIU's reason and runs on, its
+/// `--restart always` policy put back; the other is checkpointed, the
+/// command exits non-zero, and `restore --all` (no reboot needed) brings
+/// the checkpointed one back in place of its stopped container.
+#[test]
+fn reboot_all_names_a_failed_checkpoint_and_takes_the_others() {
+    let d = Daemons::with_docker("reboot_fail");
+    let (good, bad) = (d.name("good"), d.name("bad"));
+    run_sh_detached(&d, &good, COUNTER);
+    // `bad` listens at a fixed address; the test holds a connection to it
+    // from outside its network namespace.
+    let (net, prefix) = d.bridge_network();
+    let ip = format!("{prefix}.2");
+    let script = format!("nc -l -p 7000 > /dev/null & {COUNTER}");
+    d.docker(&[
+        "run",
+        "-d",
+        "--runtime",
+        d.runtime(),
+        "--restart",
+        "always",
+        "--name",
+        &bad,
+        "--network",
+        &net,
+        "--ip",
+        &ip,
+        IMAGE_DOCKER,
+        "sh",
+        "-c",
+        &script,
+    ])
+    .ok();
+    let _held = wait_until("bad to accept", Duration::from_secs(20), || {
+        std::net::TcpStream::connect((ip.as_str(), 7000)).ok()
+    });
+    wait_ticks_past(&d, &good, 3);
+    wait_ticks_past(&d, &bad, 3);
+    let dir = d.path("reboot");
+    let dir_s = dir.to_str().unwrap().to_string();
+    if d.runtime() != LAZARUS {
+        let v = json(
+            &cli(
+                &d,
+                &["checkpoint", "--all", "--export-dir", &dir_s, "--json"],
+            )
+            .ok(),
+        );
+        assert_eq!(
+            (v["checkpointed"].as_u64(), v["failed"].as_u64()),
+            (Some(0), Some(0)),
+            "{v:#}"
+        );
+        assert_eq!(v["left_alone"].as_array().unwrap().len(), 2, "{v:#}");
+        return;
+    }
+    let out = cli(
+        &d,
+        &["checkpoint", "--all", "--export-dir", &dir_s, "--json"],
+    )
+    .err();
+    assert!(out.stderr.contains("1 of 2 containers failed"), "{out}");
+    let v = json(&out);
+    assert_eq!(
+        (v["checkpointed"].as_u64(), v["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{v:#}"
+    );
+    let failed = v["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["outcome"] == "failed")
+        .unwrap()
+        .clone();
+    assert_eq!(failed["name"], bad.as_str(), "{v:#}");
+    assert!(!failed["error"].as_str().unwrap().is_empty(), "{v:#}");
+    eprintln!(
+        "reboot: the failed checkpoint's reason: {}",
+        failed["error"]
+    );
+    // It runs on, its policy back.
+    let t = last_tick(&d, &bad);
+    wait_ticks_past(&d, &bad, t + 2);
+    assert_eq!(
+        inspect(&d, &bad, "{{.HostConfig.RestartPolicy.Name}}"),
+        "always"
+    );
+    let rec = record(&dir);
+    assert_eq!(rec["entries"].as_array().unwrap().len(), 1, "{rec:#}");
+    assert_eq!(rec["entries"][0]["name"], good.as_str());
+    let last = last_tick(&d, &good);
+    let v = json(&cli(&d, &["restore", "--all", "--import-dir", &dir_s, "--json"]).ok());
+    assert_eq!(
+        (v["restored"].as_u64(), v["complete"].as_bool()),
+        (Some(1), Some(true)),
+        "{v:#}"
+    );
+    assert_counts_on(&d, &good, last);
+    let mut names = docker_names(&d);
+    names.sort();
+    let mut want = vec![good.clone(), bad.clone()];
+    want.sort();
+    assert_eq!(
+        names, want,
+        "the stopped one replaced, nothing set aside left"
+    );
+}
