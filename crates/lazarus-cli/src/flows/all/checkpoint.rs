@@ -50,14 +50,23 @@ pub fn run(
         .iter()
         .map(|f| Filter::parse(f))
         .collect::<Result<Vec<_>>>()?;
-    record::prepare_dir(&dir)?;
+    let moved = record::prepare_dir(&dir)?;
     let (found, docker_answered) = crate::block_on(host::running(endpoints))?;
-    let plan = plan::plan_with(
+    let mut plan = plan::plan_with(
         found,
         &filters,
         template.namespace.as_deref(),
         docker_answered,
     );
+    if let Some(aside) = moved {
+        plan.notes.push(format!(
+            "{} held a set not all restored yet: it was moved, whole, to {} (restore --all \
+             --import-dir {} brings it back)",
+            dir.display(),
+            aside.display(),
+            aside.display()
+        ));
+    }
     let extension = match template.compress {
         Compress::Zstd => "tar.zst",
         Compress::None => "tar",

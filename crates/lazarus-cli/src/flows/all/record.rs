@@ -214,9 +214,13 @@ impl Record {
     }
 }
 
-/// Makes the checkpoint directory (0700; an existing one is made 0700),
-/// refusing one whose record still has containers to restore.
-pub fn prepare_dir(dir: &Path) -> Result<()> {
+/// Makes the checkpoint directory (0700; an existing one is made 0700).
+/// A record there whose containers are not all back yet (a restore that
+/// failed for some) is not overwritten, nor its archives: that set is
+/// moved into `DIR/unrestored-<time>/` (restore it from there), and its
+/// new place is returned for the report. A shutdown's checkpoint must not
+/// be refused over it.
+pub fn prepare_dir(dir: &Path) -> Result<Option<PathBuf>> {
     let io = |what: &str| lazarus_core::Error::io(format!("{what} {}", dir.display()));
     if !dir.exists() {
         fs::DirBuilder::new()
@@ -232,19 +236,39 @@ pub fn prepare_dir(dir: &Path) -> Result<()> {
         )));
     }
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io("chmod"))?;
-    if Record::path(dir).exists() {
-        let record = Record::read(dir)?;
-        let pending = record.pending().count();
-        if pending > 0 {
-            return Err(Error::Refused(format!(
-                "{} holds a checkpoint of {pending} container(s) not restored yet: `lazarus \
-                 restore --all --import-dir {}` first, or give another directory",
-                dir.display(),
-                dir.display()
-            )));
+    if !Record::path(dir).exists() {
+        return Ok(None);
+    }
+    let record = Record::read(dir)?;
+    if record.pending().count() == 0 {
+        return Ok(None);
+    }
+    let aside = dir.join(format!(
+        "unrestored-{}",
+        record.checkpointed_at.format("%Y%m%dT%H%M%S")
+    ));
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&aside)
+        .map_err(lazarus_core::Error::io(format!(
+            "create {}",
+            aside.display()
+        )))?;
+    let mut files: Vec<&str> = record.entries.iter().map(|e| e.archive.as_str()).collect();
+    files.sort();
+    files.dedup();
+    files.push(RECORD);
+    for f in files {
+        let from = dir.join(f);
+        if from.exists() {
+            fs::rename(&from, aside.join(f)).map_err(lazarus_core::Error::io(format!(
+                "move {} into {}",
+                from.display(),
+                aside.display()
+            )))?;
         }
     }
-    Ok(())
+    Ok(Some(aside))
 }
 
 use std::os::unix::fs::DirBuilderExt;
@@ -345,21 +369,34 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_with_containers_still_to_restore_is_refused() {
+    fn a_set_still_to_restore_is_moved_aside_whole_not_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("cp");
-        prepare_dir(&d).unwrap();
+        assert_eq!(prepare_dir(&d).unwrap(), None);
         assert_eq!(
             fs::metadata(&d).unwrap().permissions().mode() & 0o777,
             0o700
         );
-        let mut r = record(vec![entry(0, "a", None)]);
-        r.write(&d).unwrap();
-        let e = prepare_dir(&d).unwrap_err().to_string();
-        assert!(e.contains("not restored yet"), "{e}");
+        let mut r = record(vec![entry(0, "a", None), entry(1, "b", None)]);
         r.entries[0].state = State::Restored;
         r.write(&d).unwrap();
-        prepare_dir(&d).unwrap();
+        for e in &r.entries {
+            fs::write(d.join(&e.archive), e.name.as_bytes()).unwrap();
+        }
+        fs::write(d.join("someone-elses"), b"x").unwrap();
+        let aside = prepare_dir(&d).unwrap().expect("moved aside");
+        assert!(aside.starts_with(&d));
+        assert_eq!(Record::read(&aside).unwrap(), r);
+        assert_eq!(fs::read(aside.join("docker-b.tar.zst")).unwrap(), b"b");
+        assert!(!Record::path(&d).exists());
+        assert!(
+            d.join("someone-elses").exists(),
+            "only the set's files move"
+        );
+        // A set all back is simply replaced.
+        r.entries[1].state = State::Restored;
+        r.write(&d).unwrap();
+        assert_eq!(prepare_dir(&d).unwrap(), None);
     }
 
     #[test]
