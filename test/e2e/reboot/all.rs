@@ -442,7 +442,9 @@ fn init_script(d: &Daemons, action: &str, dir: &Path) -> Out {
 /// with its addresses, a `ctr run` container of the set's own containerd
 /// namespace comes back too; a container whose image was removed during
 /// the reboot is refused by name while the others come back, and once the
-/// image is back the next start finishes the set.
+/// image is back the set finishes. A shutdown while that container still
+/// waits moves its set aside whole (`DIR/unrestored-*`) and checkpoints the
+/// running ones afresh; both sets come back.
 #[test]
 fn reboot_all_through_the_init_script_keeps_a_compose_project_and_finishes_after_a_refusal() {
     let setup = Setup {
@@ -568,9 +570,34 @@ fn reboot_all_through_the_init_script_keeps_a_compose_project_and_finishes_after
     );
     assert!(dir.join("lazarus-all.json").is_file(), "kept until all run");
 
-    // The image back, the next start finishes the set.
-    d.ctr(&["image", "import", &tar]).ok();
+    // The machine shuts down again before the job is back: the waiting set
+    // is moved aside whole, the running ones are checkpointed afresh.
+    let (last_web, last_db) = (last_tick(&d, &web), last_tick(&d, &db));
+    let out = init_script(&d, "stop", &dir).ok();
+    assert!(out.stdout.contains("2 checkpointed, 0 failed"), "{out}");
+    let aside = fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("unrestored-")
+        })
+        .unwrap_or_else(|| panic!("no unrestored-* in {}: {out}", dir.display()));
+    assert!(out.stdout.contains(&aside.display().to_string()), "{out}");
+    assert!(aside.join("lazarus-all.json").is_file());
+    d.reboot(&[&state_root.0]);
     let out = init_script(&d, "start", &dir).ok();
+    assert!(out.stdout.contains("record retired"), "{out}");
+    assert_counts_on(&d, &web, last_web);
+    assert_counts_on(&d, &db, last_db);
+
+    // The image back, the set moved aside finishes: the job comes back, the
+    // project's members run already.
+    d.ctr(&["image", "import", &tar]).ok();
+    let out = init_script(&d, "start", &aside).ok();
     assert!(
         out.stdout
             .contains(&format!("restored containerd {}/{job}", d.id)),
