@@ -549,6 +549,12 @@ fn reboot_all_through_the_init_script_keeps_a_compose_project_and_finishes_after
 
     d.reboot(&[&state_root.0]);
     // The image of the containerd container is gone after the reboot.
+    // Only its name: another name keeps its content and snapshots from
+    // containerd's garbage collector, so putting the name back later is
+    // not a race with the collector.
+    let keep = "docker.io/lazarus-test/keep:latest";
+    d.ctr(&["image", "tag", crate::support::config::IMAGE_CTR, keep])
+        .ok();
     d.ctr(&["image", "rm", crate::support::config::IMAGE_CTR])
         .ok();
     let out = init_script(&d, "start", &dir).err();
@@ -596,7 +602,8 @@ fn reboot_all_through_the_init_script_keeps_a_compose_project_and_finishes_after
 
     // The image back, the set moved aside finishes: the job comes back, the
     // project's members run already.
-    d.ctr(&["image", "import", &tar]).ok();
+    d.ctr(&["image", "tag", keep, crate::support::config::IMAGE_CTR])
+        .ok();
     let out = init_script(&d, "start", &aside).ok();
     assert!(
         out.stdout
