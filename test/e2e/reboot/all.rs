@@ -27,13 +27,12 @@ use std::time::{Duration, Instant};
 const RUNC: &str = "io.containerd.runc.v2";
 const LAZARUS: &str = "io.containerd.lazarus.v2";
 
-/// The shims' Lazarus state root, the set's own (a reboot empties it).
-struct StateRoot(PathBuf);
-
-impl Drop for StateRoot {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// The shims' Lazarus state root, the set's own (a reboot empties it; the
+/// set removes it when torn down).
+fn state_root(d: &mut Daemons) -> PathBuf {
+    let root = PathBuf::from(format!("/run/lazarus-{}", d.id));
+    d.remove_on_drop(root.clone());
+    root
 }
 
 fn cli(d: &Daemons, args: &[&str]) -> Out {
@@ -91,7 +90,7 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
         ..Default::default()
     };
     let mut d = with_docker_and_with("reboot_all", &setup, &[App::Redis, App::Warm]);
-    let state_root = StateRoot(PathBuf::from(format!("/run/lazarus-{}", d.id)));
+    let state_root = state_root(&mut d);
     let counter = d.name("counter");
     let always = d.name("always");
     let redis = d.name("redis");
@@ -233,7 +232,7 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
     );
 
     // Reboot.
-    d.reboot(&[&state_root.0]);
+    d.reboot(&[&state_root]);
     // dockerd came back and did not start the `always` container afresh.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(inspect(&d, &always, "{{.State.Running}}"), "false");
@@ -372,7 +371,7 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
             )
         })
         .collect();
-    d.reboot(&[&state_root.0]);
+    d.reboot(&[&state_root]);
     let out = cli(&d, &["restore", "--all", "--import-dir", &dir_s, "--json"]).ok();
     let v = json(&out);
     assert_eq!(
@@ -452,7 +451,7 @@ fn reboot_all_through_the_init_script_keeps_a_compose_project_and_finishes_after
         ..Default::default()
     };
     let mut d = Daemons::with_docker_with("reboot_group", &setup);
-    let state_root = StateRoot(PathBuf::from(format!("/run/lazarus-{}", d.id)));
+    let state_root = state_root(&mut d);
     let (net, prefix) = d.bridge_network();
     let project = format!("com.docker.compose.project={}", d.id);
     let (web, db) = (d.name("web"), d.name("db"));
@@ -547,7 +546,7 @@ fn reboot_all_through_the_init_script_keeps_a_compose_project_and_finishes_after
         format!("a checkpoint waits in {}/lazarus-all.json", dir.display())
     );
 
-    d.reboot(&[&state_root.0]);
+    d.reboot(&[&state_root]);
     // The image of the containerd container is gone after the reboot.
     // Only its name: another name keeps its content and snapshots from
     // containerd's garbage collector, so putting the name back later is
@@ -594,7 +593,7 @@ fn reboot_all_through_the_init_script_keeps_a_compose_project_and_finishes_after
         .unwrap_or_else(|| panic!("no unrestored-* in {}: {out}", dir.display()));
     assert!(out.stdout.contains(&aside.display().to_string()), "{out}");
     assert!(aside.join("lazarus-all.json").is_file());
-    d.reboot(&[&state_root.0]);
+    d.reboot(&[&state_root]);
     let out = init_script(&d, "start", &dir).ok();
     assert!(out.stdout.contains("record retired"), "{out}");
     assert_counts_on(&d, &web, last_web);

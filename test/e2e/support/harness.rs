@@ -44,6 +44,9 @@ pub struct Daemons {
     lazarus_config: Option<PathBuf>,
     containerd: Option<Child>,
     dockerd: Option<Child>,
+    /// Removed in `Drop`, after the daemons and their shims are gone (e.g.
+    /// a Lazarus state root of the set's own).
+    remove_on_drop: Vec<PathBuf>,
     /// Dropped after the daemons (fields drop after `Drop::drop`).
     netns: Option<Netns>,
 }
@@ -130,6 +133,7 @@ impl Daemons {
             lazarus_config: None,
             containerd: None,
             dockerd: None,
+            remove_on_drop: Vec::new(),
             netns: None,
         };
         if setup.own_network {
@@ -357,6 +361,12 @@ impl Daemons {
         wait_ready("dockerd", self.dockerd.insert(child), &log, &mut probe);
     }
 
+    /// Removes `path` (recursively, unmounting what is under it) when the
+    /// set is torn down, after its processes are gone.
+    pub fn remove_on_drop(&mut self, path: PathBuf) {
+        self.remove_on_drop.push(path);
+    }
+
     /// A simulated reboot of the set's host: every container and shim
     /// killed, dockerd and containerd killed (no clean stop), their
     /// run-time state (containerd's state directory, dockerd's exec root,
@@ -551,5 +561,9 @@ impl Drop for Daemons {
             stop_child(&mut c, libc::SIGTERM, Duration::from_secs(20));
         }
         cleanup::purge(&self.dir, &self.id);
+        for p in &self.remove_on_drop {
+            cleanup::unmount_all_under(p);
+            let _ = fs::remove_dir_all(p);
+        }
     }
 }
