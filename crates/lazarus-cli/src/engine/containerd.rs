@@ -313,8 +313,9 @@ impl Containerd {
 
     /// A new active snapshot on `parent`; returns its mounts.
     pub async fn prepare(&self, snapshotter: &str, key: &str, parent: &str) -> Result<Vec<Mount>> {
+        let lease = self.expiring_lease(key).await?;
         let mut s = SnapshotsClient::new(self.channel.clone());
-        let req = self.request(
+        let mut req = self.request(
             PrepareSnapshotRequest {
                 snapshotter: snapshotter.into(),
                 key: key.into(),
@@ -323,6 +324,7 @@ impl Containerd {
             },
             CALL_TIMEOUT,
         );
+        req.metadata_mut().insert("containerd-lease", lease);
         Ok(s.prepare(req)
             .await
             .map_err(Error::containerd(format!(
@@ -502,6 +504,38 @@ impl Containerd {
 
 /// What `checkpoint --all` asks of containerd besides.
 impl Containerd {
+    /// A lease that ends by itself (containerd collects it after an
+    /// hour). A snapshot prepared with no lease and no container record
+    /// referring to it yet is garbage to containerd's collector, which any
+    /// deletion may set off at once: a restore's snapshot was seen removed
+    /// between its prepare and its task (the rootfs mount then failed with
+    /// ENOENT). Held by the lease until the container refers to it.
+    async fn expiring_lease(&self, what: &str) -> Result<MetadataValue<Ascii>> {
+        use containerd_client::services::v1::leases_client::LeasesClient;
+        let mut l = LeasesClient::new(self.channel.clone());
+        let expire = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+        let req = self.request(
+            containerd_client::services::v1::CreateRequest {
+                id: String::new(),
+                labels: [("containerd.io/gc.expire".to_string(), expire)].into(),
+            },
+            CALL_TIMEOUT,
+        );
+        let lease = l
+            .create(req)
+            .await
+            .map_err(Error::containerd(format!("lease for {what}")))?
+            .into_inner()
+            .lease
+            .map(|l| l.id)
+            .unwrap_or_default();
+        lease.parse().map_err(|_| {
+            Error::Refused(format!(
+                "containerd named a lease that cannot be sent back: {lease:?}"
+            ))
+        })
+    }
+
     /// containerd's namespaces (a connection in any namespace lists them).
     pub async fn namespaces(&self) -> Result<Vec<String>> {
         use containerd_client::services::v1::namespaces_client::NamespacesClient;
