@@ -548,9 +548,8 @@ fn reboot_all_through_the_init_script_keeps_a_compose_project_and_finishes_after
 
     d.reboot(&[&state_root]);
     // The image of the containerd container is gone after the reboot.
-    // Only its name: another name keeps its content and snapshots from
-    // containerd's garbage collector, so putting the name back later is
-    // not a race with the collector.
+    // Only its name: another name keeps its content, to put the name back
+    // later without a registry.
     let keep = "docker.io/lazarus-test/keep:latest";
     d.ctr(&["image", "tag", crate::support::config::IMAGE_CTR, keep])
         .ok();
