@@ -576,9 +576,10 @@ fn reboot_all_through_the_init_script_keeps_a_compose_project_and_finishes_after
 
     // The machine shuts down again before the job is back: the waiting set
     // is moved aside whole, the running ones are checkpointed afresh.
-    let (last_web, last_db) = (last_tick(&d, &web), last_tick(&d, &db));
     let out = init_script(&d, "stop", &dir).ok();
     assert!(out.stdout.contains("2 checkpointed, 0 failed"), "{out}");
+    // Their last ticks, now that the checkpoint stopped them.
+    let (last_web, last_db) = (last_tick(&d, &web), last_tick(&d, &db));
     let aside = fs::read_dir(&dir)
         .unwrap()
         .flatten()
