@@ -83,7 +83,8 @@ async fn restore_all(
                 let mut l = line(e, "already running", Some(id.clone()), None);
                 if e.state == State::Checkpointed && !all.dry_run {
                     // A run killed between its restore and its record: the
-                    // policy may not have been put back yet.
+                    // policy may not have been put back yet, nor the
+                    // checkpointed container set aside removed.
                     l.restart_policy = put_back_policy(e, id, endpoints).await;
                     if let Err(err) = remove_set_aside(e, endpoints).await {
                         eprintln!("lazarus: warning: {err}");
@@ -243,27 +244,21 @@ async fn restore_unit(
         Imported::One(r) => vec![(r.name, r.id)],
         Imported::Group(g) => g.members.into_iter().map(|m| (m.name, m.id)).collect(),
     };
+    // The policies back and the set-aside containers gone first, the
+    // record last: an entry recorded back has nothing left to do, and a
+    // run killed before the record finds the rest done again (both are
+    // idempotent).
     let mut lines = Vec::new();
     for e in unit {
         let id = made
             .iter()
             .find(|(n, _)| *n == e.name)
             .map(|(_, id)| id.clone());
-        if let Some(r) = record.entry_mut(&e.engine, &e.namespace, &e.name) {
-            r.state = State::Restored;
-            r.restored_id = id.clone();
-        }
-        record.write(dir)?;
         let mut l = line(e, "restored", id.clone(), None);
         l.restore_seconds = Some(seconds);
         if let Some(id) = &id {
             l.restart_policy = put_back_policy(e, id, endpoints).await;
         }
-        lines.push(l);
-    }
-    // The checkpointed containers set aside (by this run or a killed one)
-    // are not needed any more.
-    for e in unit {
         if let Err(err) = remove_set_aside(e, endpoints).await {
             eprintln!(
                 "lazarus: warning: {} (the checkpointed {}) stays: {err}",
@@ -271,7 +266,15 @@ async fn restore_unit(
                 e.name
             );
         }
+        lines.push(l);
     }
+    for (e, l) in unit.iter().zip(&lines) {
+        if let Some(r) = record.entry_mut(&e.engine, &e.namespace, &e.name) {
+            r.state = State::Restored;
+            r.restored_id = l.id.clone();
+        }
+    }
+    record.write(dir)?;
     Ok(lines)
 }
 
