@@ -181,10 +181,13 @@ async fn restore_unit(
     let started = Instant::now();
     // Recorded first: whatever this run makes or sets aside from here on,
     // a run after it killed tells as this restore's.
+    // The first attempt's time is kept: what any attempt made under the
+    // name (a killed run's request may even finish in the engine after the
+    // next run looked) is this restore's.
     let began = Utc::now();
     for e in unit {
         if let Some(r) = record.entry_mut(&e.engine, &e.namespace, &e.name) {
-            r.restore_started_at = Some(began);
+            r.restore_started_at.get_or_insert(began);
         }
     }
     record.write(dir)?;
@@ -207,19 +210,34 @@ async fn restore_unit(
             break;
         }
     }
+    let first = &unit[0];
+    let args = ImportArgs {
+        file: dir.join(&first.archive),
+        name: (first.group.is_none()).then(|| first.name.clone()),
+        namespace: (first.engine != "docker").then(|| first.namespace.clone()),
+        json: true,
+        ..template.clone()
+    };
     let restored = match prepared {
         Err(err) => Err(err),
-        Ok(()) => {
-            let first = &unit[0];
-            let args = ImportArgs {
-                file: dir.join(&first.archive),
-                name: (first.group.is_none()).then(|| first.name.clone()),
-                namespace: (first.engine != "docker").then(|| first.namespace.clone()),
-                json: true,
-                ..template.clone()
-            };
-            import::run(&args, endpoints, config).await
+        Ok(()) => import::run(&args, endpoints, config).await.map(made_by),
+    };
+    let restored = match restored {
+        Err(err) if prepared_ok_and_name_taken(&err) => {
+            // Looked at again once: a killed run's late container under the
+            // name is this restore's (removed, or running already).
+            let entries: Vec<Entry> = unit
+                .iter()
+                .map(|e| {
+                    record
+                        .entry_mut(&e.engine, &e.namespace, &e.name)
+                        .map(|r| r.clone())
+                        .unwrap_or_else(|| e.clone())
+                })
+                .collect();
+            second_look(&entries, endpoints, &args, config, err).await
         }
+        r => r,
     };
     let restored = match restored {
         Ok(r) => r,
@@ -240,10 +258,7 @@ async fn restore_unit(
         }
     };
     let seconds = started.elapsed().as_secs_f64();
-    let made: Vec<(String, String)> = match restored {
-        Imported::One(r) => vec![(r.name, r.id)],
-        Imported::Group(g) => g.members.into_iter().map(|m| (m.name, m.id)).collect(),
-    };
+    let made = restored;
     // The policies back and the set-aside containers gone first, the
     // record last: an entry recorded back has nothing left to do, and a
     // run killed before the record finds the rest done again (both are
@@ -276,6 +291,59 @@ async fn restore_unit(
     }
     record.write(dir)?;
     Ok(lines)
+}
+
+/// The (name, id) of each container an import made.
+fn made_by(imported: Imported) -> Vec<(String, String)> {
+    match imported {
+        Imported::One(r) => vec![(r.name, r.id)],
+        Imported::Group(g) => g.members.into_iter().map(|m| (m.name, m.id)).collect(),
+    }
+}
+
+/// The import found the name taken (Docker's conflict, containerd's
+/// "already exists").
+fn prepared_ok_and_name_taken(err: &Error) -> bool {
+    err.to_string().contains("already exists")
+}
+
+/// After an import refused over a taken name: each entry decided again;
+/// all running as this restore's made them: done; leftovers of it: removed
+/// and the import tried once more; anything else: the first error.
+async fn second_look(
+    unit: &[Entry],
+    endpoints: &Endpoints,
+    args: &ImportArgs,
+    config: &Config,
+    first: Error,
+) -> Result<Vec<(String, String)>> {
+    let mut decisions = Vec::new();
+    for e in unit {
+        let x = host::existing(&e.engine, &e.namespace, &e.name, endpoints).await?;
+        decisions.push((decide(e, x.as_ref()), x));
+    }
+    if decisions
+        .iter()
+        .all(|(d, _)| matches!(d, Decision::AlreadyRunning { .. }))
+    {
+        return Ok(unit
+            .iter()
+            .zip(decisions)
+            .map(|(e, (_, x))| (e.name.clone(), x.map(|x| x.id).unwrap_or_default()))
+            .collect());
+    }
+    if !decisions
+        .iter()
+        .any(|(d, _)| matches!(d, Decision::RemoveLeftover))
+    {
+        return Err(first);
+    }
+    for (e, (d, x)) in unit.iter().zip(&decisions) {
+        if let (Decision::RemoveLeftover, Some(x)) = (d, x) {
+            remove(e, &x.id, endpoints).await?;
+        }
+    }
+    import::run(args, endpoints, config).await.map(made_by)
 }
 
 /// The checkpointed Docker container `e` set aside under another name,
