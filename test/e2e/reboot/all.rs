@@ -634,6 +634,10 @@ fn reboot_all_names_a_failed_checkpoint_and_takes_the_others() {
     let d = Daemons::with_docker("reboot_fail");
     let (good, bad) = (d.name("good"), d.name("bad"));
     run_sh_detached(&d, &good, COUNTER);
+    // A zombie in its tree: a child that exited, its parent (now sleep) never
+    // reaping it.
+    let zombie = d.name("zombie");
+    run_sh_detached(&d, &zombie, "sh -c 'exit 0' & exec sleep 1000");
     // `bad` listens at a fixed address; the test holds a connection to it
     // from outside its network namespace.
     let (net, prefix) = d.bridge_network();
@@ -678,7 +682,7 @@ fn reboot_all_names_a_failed_checkpoint_and_takes_the_others() {
             (Some(0), Some(0)),
             "{v:#}"
         );
-        assert_eq!(v["left_alone"].as_array().unwrap().len(), 2, "{v:#}");
+        assert_eq!(v["left_alone"].as_array().unwrap().len(), 3, "{v:#}");
         return;
     }
     let out = cli(
@@ -686,11 +690,11 @@ fn reboot_all_names_a_failed_checkpoint_and_takes_the_others() {
         &["checkpoint", "--all", "--export-dir", &dir_s, "--json"],
     )
     .err();
-    assert!(out.stderr.contains("1 of 2 containers failed"), "{out}");
+    assert!(out.stderr.contains("1 of 3 containers failed"), "{out}");
     let v = json(&out);
     assert_eq!(
         (v["checkpointed"].as_u64(), v["failed"].as_u64()),
-        (Some(1), Some(1)),
+        (Some(2), Some(1)),
         "{v:#}"
     );
     let failed = v["containers"]
@@ -714,19 +718,20 @@ fn reboot_all_names_a_failed_checkpoint_and_takes_the_others() {
         "always"
     );
     let rec = record(&dir);
-    assert_eq!(rec["entries"].as_array().unwrap().len(), 1, "{rec:#}");
+    assert_eq!(rec["entries"].as_array().unwrap().len(), 2, "{rec:#}");
     assert_eq!(rec["entries"][0]["name"], good.as_str());
     let last = last_tick(&d, &good);
     let v = json(&cli(&d, &["restore", "--all", "--import-dir", &dir_s, "--json"]).ok());
     assert_eq!(
         (v["restored"].as_u64(), v["complete"].as_bool()),
-        (Some(1), Some(true)),
+        (Some(2), Some(true)),
         "{v:#}"
     );
     assert_counts_on(&d, &good, last);
+    assert_eq!(inspect(&d, &zombie, "{{.State.Running}}"), "true");
     let mut names = docker_names(&d);
     names.sort();
-    let mut want = vec![good.clone(), bad.clone()];
+    let mut want = vec![good.clone(), bad.clone(), zombie.clone()];
     want.sort();
     assert_eq!(
         names, want,
