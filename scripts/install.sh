@@ -79,5 +79,34 @@ if ! cmp -s "$tmp" "$daemon"; then
   log "registered runtime 'lazarus' in $daemon (restart dockerd to pick it up)"
 fi
 rm -f "$tmp"
+# Reboots (docs/reboot.md): every Lazarus container checkpointed at
+# shutdown, before Docker and containerd stop, and restored at boot. systemd
+# units only where systemd runs as init; otherwise the LSB init script.
+# LAZARUS_REBOOT_HOOKS=0 installs neither.
+install -D -m 0644 docs/reboot.md "$share/doc/lazarus/reboot.md"
+if [ "${LAZARUS_REBOOT_HOOKS:-1}" = 0 ]; then
+  log "LAZARUS_REBOOT_HOOKS=0: no shutdown checkpoint / boot restore installed"
+elif [ -d /run/systemd/system ]; then
+  for unit in lazarus-checkpoint-all.service lazarus-restore-all.service; do
+    sed -e "s#/usr/local/bin/lazarus#$PREFIX/bin/lazarus#" \
+        -e "s#/usr/local/share/doc#$share/doc#" \
+        "config/systemd/$unit" > "/etc/systemd/system/$unit"
+    chmod 0644 "/etc/systemd/system/$unit"
+  done
+  systemctl daemon-reload
+  systemctl enable lazarus-checkpoint-all.service lazarus-restore-all.service
+  # Started now, so that its stop (the checkpoint) runs at the next shutdown.
+  systemctl start lazarus-checkpoint-all.service
+  log "installed and enabled lazarus-checkpoint-all.service and lazarus-restore-all.service"
+else
+  sed -e "s#/usr/local/bin/lazarus#$PREFIX/bin/lazarus#" config/init.d/lazarus-all > /etc/init.d/lazarus-all
+  chmod 0755 /etc/init.d/lazarus-all
+  if command -v update-rc.d >/dev/null; then
+    update-rc.d lazarus-all defaults
+    log "no systemd as init: installed /etc/init.d/lazarus-all (update-rc.d defaults)"
+  else
+    log "no systemd as init: installed /etc/init.d/lazarus-all; link it into your init's runlevels (stop at 0 and 6, start at 2-5)"
+  fi
+fi
 "$PREFIX/bin/containerd-shim-lazarus-v2" --version
 log "done"

@@ -14,4 +14,5 @@ mod docker;
 mod faults;
 mod group;
 mod migrate;
+mod reboot;
 mod security;

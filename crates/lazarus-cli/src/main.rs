@@ -15,7 +15,7 @@ use serde::Serialize;
 use lazarus_cli::engine::endpoints::Endpoints;
 use lazarus_cli::flows::keys::{self, KeyKind};
 use lazarus_cli::flows::migration::{filter, send, serve};
-use lazarus_cli::flows::{self, export, group_guard, import, inspect, restore_guard, version};
+use lazarus_cli::flows::{self, all, export, group_guard, import, inspect, restore_guard, version};
 use lazarus_cli::report::{self, Exported, Summary};
 use lazarus_cli::{block_on, Result};
 
@@ -142,17 +142,28 @@ enum Command {
     /// or, with --leave-running, thawed. If any member fails, all are
     /// thawed and run on and nothing is written. FILE then holds every
     /// member's archive; `restore --import FILE` restores them all.
+    ///
+    /// --all --export-dir DIR checkpoints (and stops) every running Lazarus
+    /// container of this host before a reboot: Docker's and those of every
+    /// containerd namespace (k8s.io only with --namespace k8s.io), one
+    /// archive each in DIR, Compose projects as one group, --parallel at
+    /// once, with the record DIR/lazarus-all.json that `restore --all`
+    /// reads. Containers of other runtimes are left alone and named. A
+    /// Docker restart policy is cleared for the checkpoint (and put back by
+    /// the restore). A container that fails runs on; the others go on, and
+    /// the command then exits non-zero. See docs/reboot.md.
     #[command(
         verbatim_doc_comment,
         after_help = "Examples:\n  \
         lazarus checkpoint looper --export /backup/looper.tar.zst\n  \
+        lazarus checkpoint --all --export-dir /var/lib/lazarus/reboot\n  \
         lazarus checkpoint --group app redis --tcp-established --export shop.tar\n  \
         lazarus checkpoint --leave-running --print-stats redis --export redis.tar.zst\n  \
         lazarus checkpoint -a /run/k/containerd.sock --namespace default web --export web.tar"
     )]
     Checkpoint {
         #[command(flatten)]
-        args: export::ExportArgs,
+        args: CheckpointArgs,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -178,17 +189,27 @@ enum Command {
     /// path is never used. At the restore, no process may come back with
     /// capabilities, seccomp, no_new_privs or uid beyond the new container's.
     /// `lazarus inspect FILE` shows what an archive asks for.
+    ///
+    /// --all --import-dir DIR (or --from DIR) restores what `checkpoint
+    /// --all` recorded there, in the recorded order, each under its name,
+    /// a Compose project all or none, and puts Docker restart policies
+    /// back. A container already running under its name as the recorded
+    /// one (or as one an interrupted restore --all made) is skipped; one
+    /// that fails is named and the others still come back. The record is
+    /// kept until every container runs, so running it again finishes the
+    /// set. --dry-run says what would be done.
     #[command(
         verbatim_doc_comment,
         after_help = "Examples:\n  \
         lazarus restore --import /backup/looper.tar.zst\n  \
+        lazarus restore --all --import-dir /var/lib/lazarus/reboot --dry-run\n  \
         lazarus restore --import looper.tar.zst --name looper2\n  \
         lazarus restore --import web.tar.zst --require-signed /etc/lazarus/signers.pub\n  \
         lazarus restore --import web.tar.age --identity /etc/lazarus/archive.age"
     )]
     Restore {
         #[command(flatten)]
-        args: import::ImportArgs,
+        args: RestoreArgs,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -351,6 +372,39 @@ enum Command {
     },
 }
 
+/// `checkpoint`: one container, a group, or with --all every Lazarus
+/// container of the host (whose own flags relax the single export's
+/// required ones).
+#[derive(clap::Args)]
+#[command(
+    mut_arg("container", |a| a.required_unless_present_any(["all"])),
+    mut_arg("export", |a| a
+        .required(false)
+        .required_unless_present("all")
+        .default_value_if("all", "true", Some("-"))
+        .hide_default_value(true)),
+)]
+struct CheckpointArgs {
+    #[command(flatten)]
+    one: export::ExportArgs,
+    #[command(flatten)]
+    all: all::CheckpointAllArgs,
+}
+
+/// `restore`: one archive, or with --all what `checkpoint --all` recorded.
+#[derive(clap::Args)]
+#[command(mut_arg("file", |a| a
+    .required(false)
+    .required_unless_present("all")
+    .default_value_if("all", "true", Some("-"))
+    .hide_default_value(true)))]
+struct RestoreArgs {
+    #[command(flatten)]
+    one: import::ImportArgs,
+    #[command(flatten)]
+    all: all::RestoreAllArgs,
+}
+
 /// The shells `completion` writes for.
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Shell {
@@ -385,7 +439,20 @@ fn run(command: Command, top: &TopEngineArgs) -> Result<()> {
             print(&inspect::run(&path, json, identity.as_deref())?, json);
             Ok(())
         }
-        Command::Checkpoint { args, engine } => {
+        Command::Checkpoint {
+            args: CheckpointArgs { one, all },
+            engine,
+        } if all.all => {
+            let endpoints = &engine.endpoints(top)?;
+            let config = Config::load()?;
+            let report = all::checkpoint::run(&all, &one, endpoints, &config)?;
+            print(&report, one.json);
+            all_failed(report.failed, report.containers.len())
+        }
+        Command::Checkpoint {
+            args: CheckpointArgs { one: args, .. },
+            engine,
+        } => {
             let endpoints = &engine.endpoints(top)?;
             let config = Config::load()?;
             let report = block_on(flows::checkpoint(&args, endpoints, &config))?;
@@ -406,7 +473,20 @@ fn run(command: Command, top: &TopEngineArgs) -> Result<()> {
             }
             Ok(())
         }
-        Command::Restore { args, engine } => {
+        Command::Restore {
+            args: RestoreArgs { one, all },
+            engine,
+        } if all.all => {
+            let endpoints = &engine.endpoints(top)?;
+            let config = Config::load()?;
+            let report = all::restore::run(&all, &one, endpoints, &config)?;
+            print(&report, one.json);
+            all_failed(report.failed, report.containers.len())
+        }
+        Command::Restore {
+            args: RestoreArgs { one: args, .. },
+            engine,
+        } => {
             let endpoints = &engine.endpoints(top)?;
             let config = Config::load()?;
             let imported = block_on(import::run(&args, endpoints, &config))?;
@@ -452,6 +532,16 @@ fn run(command: Command, top: &TopEngineArgs) -> Result<()> {
         }
         Command::Completion { shell } => completion(shell),
         Command::Man { dir } => man_pages(&dir),
+    }
+}
+
+/// `--all`: the report is printed; the command fails if any container did.
+fn all_failed(failed: usize, of: usize) -> Result<()> {
+    match failed {
+        0 => Ok(()),
+        n => Err(lazarus_cli::Error::Refused(format!(
+            "{n} of {of} containers failed (named above)"
+        ))),
     }
 }
 

@@ -54,7 +54,10 @@ impl Scratch {
             .mode(0o600)
             .open(dir.path().join(OWNER))
             .map_err(Error::io(&context))?;
-        let owner = Flock::lock(owner, FlockArg::LockExclusiveNonblock)
+        // Waited for: another operation's remove_abandoned may hold this
+        // new owner for the moment it takes to see the directory is fresh
+        // (two exports at once failed with EAGAIN here).
+        let owner = Flock::lock(owner, FlockArg::LockExclusive)
             .map_err(|(_, e)| Error::io(context)(std::io::Error::from(e)))?;
         Ok(Scratch { dir, _owner: owner })
     }

@@ -174,7 +174,7 @@ fn unescape_octal(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn unmount_all_under(dir: &Path) {
+pub fn unmount_all_under(dir: &Path) {
     for _ in 0..5 {
         let points = mounts_under(dir);
         if points.is_empty() {
@@ -247,6 +247,20 @@ pub fn purge(dir: &Path, name: &str) {
         .status();
     if let Err(e) = fs::remove_dir_all(dir) {
         eprintln!("e2e cleanup: cannot remove {}: {e}", dir.display());
+    }
+}
+
+/// What a reboot ends of the set living in `dir`: every process whose
+/// command line mentions it (its shims), their sockets in
+/// `/run/containerd/s/` removed.
+pub fn kill_mentioning(dir: &Path) {
+    let needle = format!("{}/", dir.display());
+    let pids = pids_mentioning(&needle);
+    let sockets = shim_sockets(&pids);
+    signal(&pids, libc::SIGKILL);
+    wait_gone(&pids, Duration::from_secs(10));
+    for s in sockets {
+        let _ = fs::remove_file(s);
     }
 }
 

@@ -44,6 +44,9 @@ pub struct Daemons {
     lazarus_config: Option<PathBuf>,
     containerd: Option<Child>,
     dockerd: Option<Child>,
+    /// Removed in `Drop`, after the daemons and their shims are gone (e.g.
+    /// a Lazarus state root of the set's own).
+    remove_on_drop: Vec<PathBuf>,
     /// Dropped after the daemons (fields drop after `Drop::drop`).
     netns: Option<Netns>,
 }
@@ -130,6 +133,7 @@ impl Daemons {
             lazarus_config: None,
             containerd: None,
             dockerd: None,
+            remove_on_drop: Vec::new(),
             netns: None,
         };
         if setup.own_network {
@@ -137,7 +141,8 @@ impl Daemons {
         }
         if let Some(text) = &setup.lazarus_config {
             let path = d.path("lazarus.toml");
-            fs::write(&path, text).unwrap();
+            // `{SET_ID}` is the set's id (e.g. a state root of its own).
+            fs::write(&path, text.replace("{SET_ID}", &d.id)).unwrap();
             d.lazarus_config = Some(path);
         }
         let cri = setup.cri_config.map(|make| make(&d));
@@ -358,6 +363,46 @@ impl Daemons {
         wait_ready("dockerd", self.dockerd.insert(child), &log, &mut probe);
     }
 
+    /// Removes `path` (recursively, unmounting what is under it) when the
+    /// set is torn down, after its processes are gone.
+    pub fn remove_on_drop(&mut self, path: PathBuf) {
+        self.remove_on_drop.push(path);
+    }
+
+    /// A simulated reboot of the set's host: every container and shim
+    /// killed, dockerd and containerd killed (no clean stop), their
+    /// run-time state (containerd's state directory, dockerd's exec root,
+    /// the sockets, every mount) and the paths in `wipe` (e.g. a Lazarus
+    /// state root) removed, as a reboot empties /run; then the daemons
+    /// started afresh on their persistent roots.
+    pub fn reboot(&mut self, wipe: &[&Path]) {
+        cleanup::kill_cgroup_processes(&self.id);
+        let docker = self.dockerd.is_some();
+        if let Some(mut c) = self.dockerd.take() {
+            stop_child(&mut c, libc::SIGKILL, Duration::from_secs(10));
+        }
+        if let Some(mut c) = self.containerd.take() {
+            stop_child(&mut c, libc::SIGKILL, Duration::from_secs(10));
+        }
+        cleanup::kill_mentioning(&self.dir);
+        cleanup::kill_cgroup_processes(&self.id);
+        cleanup::unmount_all_under(&self.dir);
+        for dir in ["state", "dx"] {
+            let _ = fs::remove_dir_all(self.path(dir));
+        }
+        for file in ["c.sock", "c.sock.ttrpc", "d.sock", "dockerd.pid"] {
+            let _ = fs::remove_file(self.path(file));
+        }
+        for p in wipe {
+            cleanup::unmount_all_under(p);
+            let _ = fs::remove_dir_all(p);
+        }
+        self.start_containerd();
+        if docker {
+            self.start_dockerd();
+        }
+    }
+
     /// `ctr -a <sock> -n <namespace> ARGS` (not yet run).
     pub fn ctr_cmd(&self, args: &[&str]) -> Command {
         self.ctr_cmd_ns(&self.id, args)
@@ -526,5 +571,9 @@ impl Drop for Daemons {
             stop_child(&mut c, libc::SIGTERM, Duration::from_secs(20));
         }
         cleanup::purge(&self.dir, &self.id);
+        for p in &self.remove_on_drop {
+            cleanup::unmount_all_under(p);
+            let _ = fs::remove_dir_all(p);
+        }
     }
 }

@@ -207,11 +207,24 @@ impl Containerd {
             },
             CRIU_TIMEOUT,
         );
-        let answer = t
-            .checkpoint(req)
-            .await
-            .map_err(|s| checkpoint_error(id, s))?
-            .into_inner();
+        let answer = match t.checkpoint(req).await {
+            Ok(a) => a.into_inner(),
+            // containerd 1.7 commits its own copy after the shim's dump
+            // (below); two checkpoints at once commit the same empty
+            // directory's tar and the second fails ("content sha256:...:
+            // already exists") although its dump is complete and the
+            // container stopped as asked. A complete dump is the checkpoint.
+            Err(s) if dump_complete(&options.image_path) => {
+                eprintln!(
+                    "lazarus: warning: containerd: checkpoint {id}: {} (the shim's checkpoint in \
+                     {} is complete; only containerd's own copy failed)",
+                    s.message(),
+                    options.image_path
+                );
+                return Ok(());
+            }
+            Err(s) => return Err(checkpoint_error(id, s)),
+        };
         // containerd 1.7 honours image_path only for runtimes named
         // io.containerd.runc*: for Lazarus it also committed its own (empty)
         // temporary checkpoint directory and the container's spec to its
@@ -304,8 +317,9 @@ impl Containerd {
 
     /// A new active snapshot on `parent`; returns its mounts.
     pub async fn prepare(&self, snapshotter: &str, key: &str, parent: &str) -> Result<Vec<Mount>> {
+        let lease = self.expiring_lease(key).await?;
         let mut s = SnapshotsClient::new(self.channel.clone());
-        let req = self.request(
+        let mut req = self.request(
             PrepareSnapshotRequest {
                 snapshotter: snapshotter.into(),
                 key: key.into(),
@@ -314,6 +328,7 @@ impl Containerd {
             },
             CALL_TIMEOUT,
         );
+        req.metadata_mut().insert("containerd-lease", lease);
         Ok(s.prepare(req)
             .await
             .map_err(Error::containerd(format!(
@@ -491,6 +506,91 @@ impl Containerd {
     }
 }
 
+/// What `checkpoint --all` asks of containerd besides.
+impl Containerd {
+    /// A lease that ends by itself (containerd collects it after an
+    /// hour). A snapshot prepared with no lease and no container record
+    /// referring to it yet is garbage to containerd's collector, which any
+    /// deletion may set off at once: a restore's snapshot was seen removed
+    /// between its prepare and its task (the rootfs mount then failed with
+    /// ENOENT). Held by the lease until the container refers to it.
+    async fn expiring_lease(&self, what: &str) -> Result<MetadataValue<Ascii>> {
+        use containerd_client::services::v1::leases_client::LeasesClient;
+        let mut l = LeasesClient::new(self.channel.clone());
+        let expire = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+        let req = self.request(
+            containerd_client::services::v1::CreateRequest {
+                id: String::new(),
+                labels: [("containerd.io/gc.expire".to_string(), expire)].into(),
+            },
+            CALL_TIMEOUT,
+        );
+        let lease = l
+            .create(req)
+            .await
+            .map_err(Error::containerd(format!("lease for {what}")))?
+            .into_inner()
+            .lease
+            .map(|l| l.id)
+            .unwrap_or_default();
+        lease.parse().map_err(|_| {
+            Error::Refused(format!(
+                "containerd named a lease that cannot be sent back: {lease:?}"
+            ))
+        })
+    }
+
+    /// containerd's namespaces (a connection in any namespace lists them).
+    pub async fn namespaces(&self) -> Result<Vec<String>> {
+        use containerd_client::services::v1::namespaces_client::NamespacesClient;
+        use containerd_client::services::v1::ListNamespacesRequest;
+        let mut n = NamespacesClient::new(self.channel.clone());
+        let req = self.request(
+            ListNamespacesRequest {
+                filter: String::new(),
+            },
+            CALL_TIMEOUT,
+        );
+        let mut names: Vec<String> = n
+            .list(req)
+            .await
+            .map_err(Error::containerd("list namespaces"))?
+            .into_inner()
+            .namespaces
+            .into_iter()
+            .map(|ns| ns.name)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Every container of the namespace, oldest first.
+    pub async fn containers(&self) -> Result<Vec<Container>> {
+        let mut c = ContainersClient::new(self.channel.clone());
+        let req = self.request(ListContainersRequest { filters: vec![] }, CALL_TIMEOUT);
+        let mut list = c
+            .list(req)
+            .await
+            .map_err(Error::containerd(format!(
+                "list containers in namespace {}",
+                self.namespace
+            )))?
+            .into_inner()
+            .containers;
+        list.sort_by_key(|c| c.created_at.as_ref().map(|t| (t.seconds, t.nanos)));
+        Ok(list)
+    }
+}
+
+/// Whether the shim finished a dump into `image_path` (it writes
+/// lazarus.json last).
+fn dump_complete(image_path: &str) -> bool {
+    !image_path.is_empty()
+        && Path::new(image_path)
+            .join(lazarus_core::checkpoint::image::METADATA_FILE)
+            .is_file()
+}
+
 /// What [`Containerd::create_container`] needs.
 pub struct NewContainer<'a> {
     pub id: &'a str,
@@ -653,6 +753,21 @@ mod tests {
         assert!(text.contains("nothing listens"), "{text}");
         assert!(!text.contains("transport error"), "{text}");
         assert_eq!(err.exit_code(), crate::error::exit::UNREACHABLE);
+    }
+
+    #[test]
+    fn only_a_dump_the_shim_finished_is_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = dir.path().to_str().unwrap();
+        assert!(!dump_complete(""));
+        assert!(!dump_complete(images));
+        std::fs::write(dir.path().join("pages-1.img"), b"").unwrap();
+        assert!(
+            !dump_complete(images),
+            "CRIU's files alone are not a checkpoint"
+        );
+        std::fs::write(dir.path().join("lazarus.json"), b"{}").unwrap();
+        assert!(dump_complete(images));
     }
 
     /// Once `request` put any namespace into gRPC metadata with an

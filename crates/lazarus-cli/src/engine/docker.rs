@@ -312,6 +312,46 @@ impl Docker {
     }
 }
 
+/// What `checkpoint --all` and `restore --all` ask of Docker besides.
+impl Docker {
+    /// The ids of the running containers (`docker ps -q --no-trunc`).
+    pub async fn running_ids(&self) -> Result<Vec<String>> {
+        let list = self
+            .json(Method::GET, "/containers/json", None, "list containers")
+            .await?;
+        Ok(list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["Id"].as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// `docker update --restart NAME[:COUNT]`.
+    pub async fn set_restart_policy(&self, id: &str, name: &str, count: u64) -> Result<()> {
+        let path = format!("/containers/{}/update", escape(id));
+        let body = serde_json::json!({
+            "RestartPolicy": { "Name": name, "MaximumRetryCount": count }
+        });
+        let what = format!("set the restart policy of {} to {name}", short(id));
+        self.json(Method::POST, &path, Some(&body), &what)
+            .await
+            .map(drop)
+    }
+
+    /// `docker rename`.
+    pub async fn rename(&self, id: &str, new_name: &str) -> Result<()> {
+        let path = format!(
+            "/containers/{}/rename?name={}",
+            escape(id),
+            escape(new_name)
+        );
+        let what = format!("rename {} to {new_name}", short(id));
+        let (status, body) = self.timed(Method::POST, &path, None, &what).await?;
+        check(status, &body, &what).map(drop)
+    }
+}
+
 /// The body of a successful answer, or Docker's own error message.
 fn check<'b>(status: StatusCode, body: &'b Bytes, what: &str) -> Result<&'b [u8]> {
     if status.is_success() {

@@ -1,5 +1,7 @@
 //! What each command does, once its arguments are parsed:
 //!
+//! - [`all`]: `checkpoint --all` / `restore --all` (a host's containers
+//!   around a reboot, through [`export`], [`group`] and [`import`]);
 //! - [`export`]: `checkpoint CONTAINER --export FILE`;
 //! - [`group`]: `checkpoint --group|--compose|--pod --export FILE` (one
 //!   instant of several containers; its guard is [`group_guard`]);
@@ -15,6 +17,7 @@
 //! left running, or a copy of a Docker checkpoint, to [`export`].
 //! [`group`] uses [`export`] for each member, never the other way round.
 
+pub mod all;
 pub mod export;
 pub mod group;
 pub mod group_guard;

@@ -75,11 +75,26 @@ pub fn read_creds(images: &Path) -> img::Result<Vec<ThreadCreds>> {
             continue;
         };
         for core in img::read_image(&entry.path(), img::CORE_MAGIC)? {
+            if is_zombie(&core)? {
+                continue;
+            }
             out.push(thread_creds(tid, &core)?);
         }
     }
     out.sort_by_key(|c| c.tid);
     Ok(out)
+}
+
+/// CRIU's TASK_DEAD (TaskCoreEntry task_state=1): a zombie, dumped as
+/// its exit status alone, with no thread and so no credentials; restored
+/// as a zombie, it runs nothing. (A checkpoint taken as a child exits and
+/// before its parent reaps it holds one: a shell's `sleep`.)
+fn is_zombie(core: &Entry) -> img::Result<bool> {
+    const TASK_DEAD: u64 = 2;
+    Ok(match core.message(3, "tc")? {
+        Some(tc) => tc.varint(1, "task_state")? == Some(TASK_DEAD),
+        None => false,
+    })
 }
 
 fn thread_creds(tid: u32, core: &Entry) -> img::Result<ThreadCreds> {

@@ -130,6 +130,35 @@ fn an_ordinary_containers_images_restore_into_the_same_configuration() {
 }
 
 #[test]
+fn a_zombie_in_the_tree_has_no_credentials_to_check() {
+    let dir = images(&[ordinary(1)], &[("/proc", PROC, 0)]);
+    // As CRIU dumps a zombie: the task's state (TASK_DEAD) and exit code,
+    // no thread_core.
+    let mut tc = msg();
+    varint(&mut tc, 1, 2);
+    varint(&mut tc, 2, 0);
+    bytes(&mut tc, 6, b"sleep");
+    let mut core = msg();
+    varint(&mut core, 1, 1);
+    sub(&mut core, 3, &tc);
+    let zombie = image(Some(IMG_COMMON_MAGIC), CORE_MAGIC, &[core]);
+    std::fs::write(dir.path().join("core-41.img"), zombie).unwrap();
+    check_restore(dir.path(), &docker_spec(""), &[]).unwrap();
+    let creds = read_creds(dir.path()).unwrap();
+    assert_eq!(creds.iter().map(|c| c.tid).collect::<Vec<_>>(), [1]);
+    // A live thread without credentials is still refused.
+    let mut tc = msg();
+    varint(&mut tc, 1, 1);
+    let mut core = msg();
+    varint(&mut core, 1, 1);
+    sub(&mut core, 3, &tc);
+    let broken = image(Some(IMG_COMMON_MAGIC), CORE_MAGIC, &[core]);
+    std::fs::write(dir.path().join("core-42.img"), broken).unwrap();
+    let e = read_creds(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("thread 42 has no credentials"), "{e}");
+}
+
+#[test]
 fn privileged_credentials_under_an_unprivileged_configuration_are_refused() {
     let privileged = Thread {
         caps: 0x1ff_ffff_ffff,

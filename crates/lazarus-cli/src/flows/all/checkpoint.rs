@@ -1,0 +1,476 @@
+//! `checkpoint --all`: list, plan, then take each unit (up to
+//! `--parallel` at once, each on its own thread and runtime), recording
+//! every unit taken as soon as it is.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use chrono::Utc;
+use lazarus_core::config::Config;
+
+use super::plan::{self, Filter, Found, Unit};
+use super::record::{self, Entry, Record};
+use super::{host, CheckpointAllArgs};
+use crate::engine::docker::Docker;
+use crate::engine::endpoints::Endpoints;
+use crate::error::{Error, Result};
+use crate::flows::export::{Compress, ExportArgs};
+use crate::flows::group;
+use crate::report::{
+    AllCheckpointReport, AllCheckpointed, ExportReport, GroupExportReport, LeftAlone,
+};
+
+/// What taking one unit asks of the host.
+#[allow(async_fn_in_trait)] // Not a public API; one thread each, no Send needed.
+pub trait Steps {
+    /// `docker update --restart NAME:COUNT` of a Docker container.
+    async fn set_restart_policy(&self, f: &Found, name: &str, count: u64) -> Result<()>;
+    async fn export_one(&self, f: &Found, archive: &Path) -> Result<ExportReport>;
+    async fn export_group(&self, members: &[Found], archive: &Path) -> Result<GroupExportReport>;
+}
+
+/// Checkpoints every planned unit into `all.export_dir`; the report names
+/// each container with its outcome. Fails (after writing the record) if
+/// any container failed.
+pub fn run(
+    all: &CheckpointAllArgs,
+    template: &ExportArgs,
+    endpoints: &Endpoints,
+    config: &Config,
+) -> Result<AllCheckpointReport> {
+    let started = Instant::now();
+    let dir = all
+        .export_dir
+        .clone()
+        .ok_or_else(|| Error::Refused("--all needs --export-dir DIR".into()))?;
+    let filters = all
+        .filter
+        .iter()
+        .map(|f| Filter::parse(f))
+        .collect::<Result<Vec<_>>>()?;
+    let moved = record::prepare_dir(&dir)?;
+    let (found, docker_answered) = crate::block_on(host::running(endpoints))?;
+    let mut plan = plan::plan_with(
+        found,
+        &filters,
+        template.namespace.as_deref(),
+        docker_answered,
+    );
+    if let Some(aside) = moved {
+        plan.notes.push(format!(
+            "{} held a set not all restored yet: it was moved, whole, to {} (restore --all \
+             --import-dir {} brings it back)",
+            dir.display(),
+            aside.display(),
+            aside.display()
+        ));
+    }
+    let extension = match template.compress {
+        Compress::Zstd => "tar.zst",
+        Compress::None => "tar",
+    };
+    let record = Mutex::new(Record {
+        format: record::FORMAT,
+        host: hostname(),
+        checkpointed_at: Utc::now(),
+        entries: Vec::new(),
+    });
+    record.lock().unwrap().write(&dir)?;
+    // Each unit with the order of its first member.
+    let mut queue = VecDeque::new();
+    let mut order = 0;
+    for unit in &plan.units {
+        queue.push_back((order, unit));
+        order += unit.members().len();
+    }
+    let queue = Mutex::new(queue);
+    let results: Mutex<Vec<(usize, Vec<AllCheckpointed>)>> = Mutex::new(Vec::new());
+    let workers = usize::from(all.parallel).min(plan.units.len()).max(1);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let Some((order, unit)) = queue.lock().unwrap().pop_front() else {
+                    break;
+                };
+                let archive = dir.join(unit.archive_name(extension));
+                let live = Live {
+                    template,
+                    endpoints,
+                    config,
+                };
+                let (reports, entries) =
+                    match crate::block_on(async { Ok(take(&live, unit, order, &archive).await) }) {
+                        Ok(r) => r,
+                        Err(e) => (failed(unit, &e), Vec::new()),
+                    };
+                if !entries.is_empty() {
+                    let mut r = record.lock().unwrap();
+                    r.entries.extend(entries);
+                    r.entries.sort_by_key(|e| e.order);
+                    if let Err(e) = r.write(&dir) {
+                        eprintln!("lazarus: warning: {e}");
+                    }
+                }
+                results.lock().unwrap().push((order, reports));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|(o, _)| *o);
+    let containers: Vec<AllCheckpointed> = results.into_iter().flat_map(|(_, r)| r).collect();
+    let record = record.into_inner().unwrap();
+    record.write(&dir)?;
+    let mut archives: Vec<&PathBuf> = containers
+        .iter()
+        .filter_map(|c| c.archive.as_ref())
+        .collect();
+    archives.dedup();
+    let total_bytes = archives
+        .iter()
+        .filter_map(|a| std::fs::metadata(a).ok())
+        .map(|m| m.len())
+        .sum();
+    let failed = containers.iter().filter(|c| c.error.is_some()).count();
+    Ok(AllCheckpointReport {
+        record: Record::path(&dir),
+        dir,
+        checkpointed: containers.len() - failed,
+        failed,
+        containers,
+        left_alone: plan
+            .left_alone
+            .iter()
+            .map(|s| LeftAlone {
+                engine: s.found.engine.clone(),
+                namespace: s.found.namespace.clone(),
+                name: s.found.name.clone(),
+                id: s.found.id.clone(),
+                reason: s.reason.clone(),
+            })
+            .collect(),
+        notes: plan.notes,
+        total_bytes,
+        total_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Takes one unit: clears its Docker restart policies, checkpoints it,
+/// puts the policies back if that failed. Returns the report's lines and
+/// the record's entries (none on failure).
+pub async fn take(
+    steps: &impl Steps,
+    unit: &Unit,
+    order: usize,
+    archive: &Path,
+) -> (Vec<AllCheckpointed>, Vec<Entry>) {
+    let members = unit.members();
+    let mut cleared: Vec<&Found> = Vec::new();
+    let mut result = Ok(());
+    for f in &members {
+        if f.restart_policy.is_some() {
+            match steps.set_restart_policy(f, "no", 0).await {
+                Ok(()) => cleared.push(f),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+    }
+    let taken = match result {
+        Err(e) => Err(e),
+        Ok(()) => match unit {
+            Unit::One(f) => steps.export_one(f, archive).await.map(|r| vec![r]),
+            Unit::Compose { members, .. } => steps
+                .export_group(members, archive)
+                .await
+                .map(|g| g.members),
+        },
+    };
+    let reports = match taken {
+        Ok(r) => r,
+        Err(e) => {
+            // The container runs on (the export's guarantee): its policy
+            // comes back with it.
+            let mut e = e;
+            for f in cleared {
+                let p = f.restart_policy.as_ref().expect("cleared ones had one");
+                if let Err(c) = steps
+                    .set_restart_policy(f, &p.name, p.maximum_retry_count)
+                    .await
+                {
+                    e = e.with_cleanup(Some(format!(
+                        "restart policy {} of {} not put back: {c}",
+                        p.name, f.name
+                    )));
+                }
+            }
+            return (failed(unit, &e), Vec::new());
+        }
+    };
+    let group = match unit {
+        Unit::Compose { project, .. } => Some(project.as_str()),
+        Unit::One(_) => None,
+    };
+    let file = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let bytes = std::fs::metadata(archive).map(|m| m.len()).unwrap_or(0);
+    let mut lines = Vec::new();
+    let mut entries = Vec::new();
+    for (i, f) in members.iter().enumerate() {
+        let r = reports.iter().find(|r| r.id == f.id);
+        lines.push(AllCheckpointed {
+            engine: f.engine.clone(),
+            namespace: f.namespace.clone(),
+            name: f.name.clone(),
+            id: f.id.clone(),
+            group: group.map(str::to_string),
+            archive: Some(archive.to_path_buf()),
+            archive_bytes: bytes,
+            frozen_seconds: r
+                .and_then(|r| r.stats.frozen_time_us)
+                .map(|us| us as f64 / 1e6),
+            checkpoint_seconds: r.map_or(0.0, |r| r.checkpoint_seconds),
+            outcome: "checkpointed".into(),
+            error: None,
+        });
+        entries.push(plan::entry(order + i, f, &file, group));
+    }
+    (lines, entries)
+}
+
+/// Every member of `unit` failed with `e` (and runs on).
+fn failed(unit: &Unit, e: &Error) -> Vec<AllCheckpointed> {
+    let group = match unit {
+        Unit::Compose { project, .. } => Some(project.clone()),
+        Unit::One(_) => None,
+    };
+    unit.members()
+        .iter()
+        .map(|f| AllCheckpointed {
+            engine: f.engine.clone(),
+            namespace: f.namespace.clone(),
+            name: f.name.clone(),
+            id: f.id.clone(),
+            group: group.clone(),
+            archive: None,
+            archive_bytes: 0,
+            frozen_seconds: None,
+            checkpoint_seconds: 0.0,
+            outcome: "failed".into(),
+            error: Some(e.to_string()),
+        })
+        .collect()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The real steps: the export and group flows, Docker's update.
+struct Live<'a> {
+    template: &'a ExportArgs,
+    endpoints: &'a Endpoints,
+    config: &'a Config,
+}
+
+impl Live<'_> {
+    /// The export's arguments for `archive`: the template's flags, the
+    /// container stopped, no progress drawn (several run at once).
+    fn args(&self, archive: &Path) -> ExportArgs {
+        ExportArgs {
+            container: None,
+            group: Vec::new(),
+            compose: None,
+            pod: None,
+            export: archive.to_path_buf(),
+            leave_running: false,
+            json: true,
+            namespace: None,
+            from_docker_checkpoint: None,
+            encrypt: None,
+            migration: None,
+            ..self.template.clone()
+        }
+    }
+}
+
+impl Steps for Live<'_> {
+    async fn set_restart_policy(&self, f: &Found, name: &str, count: u64) -> Result<()> {
+        Docker::new(&self.endpoints.docker)?
+            .set_restart_policy(&f.id, name, count)
+            .await
+    }
+
+    async fn export_one(&self, f: &Found, archive: &Path) -> Result<ExportReport> {
+        let args = ExportArgs {
+            container: Some(f.name.clone()),
+            namespace: (!f.is_docker()).then(|| f.namespace.clone()),
+            ..self.args(archive)
+        };
+        // Stopped only once its archive is whole (a frozen checkpoint of
+        // one, under its guard: a shutdown that kills this never loses it).
+        group::stop_one(&args, self.endpoints, self.config).await
+    }
+
+    async fn export_group(&self, members: &[Found], archive: &Path) -> Result<GroupExportReport> {
+        let args = ExportArgs {
+            group: members.iter().map(|m| m.name.clone()).collect(),
+            ..self.args(archive)
+        };
+        group::checkpoint(&args, self.endpoints, self.config).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flows::all::record::RestartPolicy;
+    use crate::flows::step_log::StepLog;
+    use crate::report::DumpStats;
+
+    struct Fake(StepLog);
+
+    fn report(f: &Found) -> ExportReport {
+        ExportReport {
+            archive: PathBuf::from("x"),
+            container: f.name.clone(),
+            id: f.id.clone(),
+            engine: f.engine.clone(),
+            namespace: f.namespace.clone(),
+            stopped: true,
+            encrypted: false,
+            archive_bytes: 1,
+            content_bytes: 1,
+            pages_bytes: 1,
+            rootfs_diff_bytes: 0,
+            deleted_files: 0,
+            checkpoint_seconds: 0.5,
+            export_seconds: 0.6,
+            stats: DumpStats {
+                frozen_time_us: Some(250_000),
+                ..Default::default()
+            },
+            volumes: Vec::new(),
+            not_carried: Vec::new(),
+        }
+    }
+
+    impl Steps for Fake {
+        async fn set_restart_policy(&self, f: &Found, name: &str, _: u64) -> Result<()> {
+            self.0.step(&format!("policy {} {name}", f.name))
+        }
+        async fn export_one(&self, f: &Found, _: &Path) -> Result<ExportReport> {
+            self.0.step(&format!("export {}", f.name))?;
+            Ok(report(f))
+        }
+        async fn export_group(&self, m: &[Found], a: &Path) -> Result<GroupExportReport> {
+            self.0.step("export group")?;
+            Ok(GroupExportReport {
+                archive: a.to_path_buf(),
+                members: m.iter().map(report).collect(),
+                stopped: true,
+                freeze_seconds: 0.1,
+                frozen_seconds: 0.2,
+            })
+        }
+    }
+
+    fn found(name: &str, policy: Option<&str>) -> Found {
+        Found {
+            engine: "docker".into(),
+            namespace: "moby".into(),
+            name: name.into(),
+            id: format!("{name}-id"),
+            runtime: crate::engine::containerd::LAZARUS_RUNTIME.into(),
+            labels: Default::default(),
+            image: "busybox".into(),
+            created: None,
+            networks: vec![],
+            volumes: vec![],
+            restart_policy: policy.map(|p| RestartPolicy {
+                name: p.into(),
+                maximum_retry_count: 0,
+            }),
+        }
+    }
+
+    fn run_take(fake: &Fake, unit: &Unit) -> (Vec<AllCheckpointed>, Vec<Entry>) {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(take(fake, unit, 3, Path::new("/d/docker-moby-web.tar.zst")))
+    }
+
+    #[test]
+    fn a_restart_policy_is_cleared_before_the_checkpoint_and_recorded() {
+        let fake = Fake(StepLog::default());
+        let (lines, entries) = run_take(&fake, &Unit::One(Box::new(found("web", Some("always")))));
+        assert_eq!(fake.0.log(), "policy web no, export web");
+        assert_eq!(lines[0].outcome, "checkpointed");
+        assert_eq!(lines[0].frozen_seconds, Some(0.25));
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].order, 3);
+        assert_eq!(entries[0].archive, "docker-moby-web.tar.zst");
+        assert_eq!(entries[0].restart_policy.as_ref().unwrap().name, "always");
+    }
+
+    #[test]
+    fn a_failed_checkpoint_puts_the_policy_back_and_records_nothing() {
+        let fake = Fake(StepLog::failing(&["export web"]));
+        let (lines, entries) = run_take(
+            &fake,
+            &Unit::One(Box::new(found("web", Some("unless-stopped")))),
+        );
+        assert_eq!(
+            fake.0.log(),
+            "policy web no, export web, policy web unless-stopped"
+        );
+        assert!(entries.is_empty());
+        assert_eq!(lines[0].outcome, "failed");
+        assert!(lines[0]
+            .error
+            .as_ref()
+            .unwrap()
+            .contains("export web failed"));
+    }
+
+    #[test]
+    fn a_compose_project_is_one_group_checkpoint_recorded_in_member_order() {
+        let fake = Fake(StepLog::default());
+        let unit = Unit::Compose {
+            project: "shop".into(),
+            members: vec![found("db", None), found("web", Some("always"))],
+        };
+        let (lines, entries) = run_take(&fake, &unit);
+        assert_eq!(fake.0.log(), "policy web no, export group");
+        let got: Vec<_> = entries
+            .iter()
+            .map(|e| (e.order, e.name.as_str(), e.group.as_deref()))
+            .collect();
+        assert_eq!(got, [(3, "db", Some("shop")), (4, "web", Some("shop"))]);
+        assert!(lines.iter().all(|l| l.group.as_deref() == Some("shop")));
+    }
+
+    #[test]
+    fn a_policy_that_cannot_be_cleared_fails_the_unit_before_any_checkpoint() {
+        let fake = Fake(StepLog::failing(&["policy web no"]));
+        let unit = Unit::Compose {
+            project: "shop".into(),
+            members: vec![found("db", Some("always")), found("web", Some("always"))],
+        };
+        let (lines, entries) = run_take(&fake, &unit);
+        assert_eq!(
+            fake.0.log(),
+            "policy db no, policy web no, policy db always"
+        );
+        assert!(entries.is_empty());
+        assert!(lines.iter().all(|l| l.outcome == "failed"));
+    }
+}

@@ -1,0 +1,432 @@
+//! `restore --all`: the recorded units in order, each through the import
+//! flow; the record follows every step, so a killed run is finished by
+//! the next without duplicates.
+
+use std::path::Path;
+use std::time::Instant;
+
+use chrono::Utc;
+use lazarus_core::config::Config;
+
+use super::plan::{decide, Decision, Existing};
+use super::record::{Entry, Record, State};
+use super::{host, set_aside_name, RestoreAllArgs};
+use crate::engine::containerd::Containerd;
+use crate::engine::docker::Docker;
+use crate::engine::endpoints::Endpoints;
+use crate::error::{Error, Result};
+use crate::flows::import::{self, ImportArgs, SNAPSHOTTER};
+use crate::report::{AllRestoreReport, AllRestored, Imported};
+
+pub fn run(
+    all: &RestoreAllArgs,
+    template: &ImportArgs,
+    endpoints: &Endpoints,
+    config: &Config,
+) -> Result<AllRestoreReport> {
+    crate::block_on(restore_all(all, template, endpoints, config))
+}
+
+async fn restore_all(
+    all: &RestoreAllArgs,
+    template: &ImportArgs,
+    endpoints: &Endpoints,
+    config: &Config,
+) -> Result<AllRestoreReport> {
+    let started = Instant::now();
+    let dir = all
+        .import_dir
+        .clone()
+        .ok_or_else(|| Error::Refused("--all needs --import-dir DIR".into()))?;
+    let mut record = Record::read(&dir)?;
+    let units: Vec<Vec<Entry>> = record
+        .units()
+        .into_iter()
+        .map(|u| u.into_iter().cloned().collect())
+        .collect();
+    let mut lines = Vec::new();
+    for unit in units {
+        let mut existing = Vec::new();
+        let mut looked = Ok(());
+        for e in &unit {
+            match host::existing(&e.engine, &e.namespace, &e.name, endpoints).await {
+                Ok(x) => existing.push(x),
+                Err(err) => {
+                    looked = Err(err);
+                    break;
+                }
+            }
+        }
+        if let Err(err) = looked {
+            lines.extend(unit.iter().map(|e| line(e, "failed", None, Some(&err))));
+            continue;
+        }
+        let decisions: Vec<Decision> = unit
+            .iter()
+            .zip(&existing)
+            .map(|(e, x)| decide(e, x.as_ref()))
+            .collect();
+        if decisions
+            .iter()
+            .all(|d| matches!(d, Decision::AlreadyRunning { .. }))
+        {
+            for (e, d) in unit.iter().zip(&decisions) {
+                let Decision::AlreadyRunning { id } = d else {
+                    unreachable!()
+                };
+                if !all.dry_run {
+                    if let Some(r) = record.entry_mut(&e.engine, &e.namespace, &e.name) {
+                        r.state = State::Restored;
+                        r.restored_id = Some(id.clone());
+                    }
+                }
+                let mut l = line(e, "already running", Some(id.clone()), None);
+                if e.state == State::Checkpointed && !all.dry_run {
+                    // A run killed between its restore and its record: the
+                    // policy may not have been put back yet, nor the
+                    // checkpointed container set aside removed.
+                    l.restart_policy = put_back_policy(e, id, endpoints).await;
+                    if let Err(err) = remove_set_aside(e, endpoints).await {
+                        eprintln!("lazarus: warning: {err}");
+                    }
+                }
+                lines.push(l);
+            }
+            if !all.dry_run {
+                record.write(&dir)?;
+            }
+            continue;
+        }
+        let blocked: Vec<String> = unit
+            .iter()
+            .zip(&decisions)
+            .filter_map(|(e, d)| match d {
+                Decision::Conflict(why) => Some(why.clone()),
+                Decision::AlreadyRunning { .. } => Some(format!(
+                    "{} runs already but other members of its group do not: a group comes back \
+                     whole; stop it (docker rm -f), then run restore --all again",
+                    e.name
+                )),
+                _ => None,
+            })
+            .collect();
+        if !blocked.is_empty() {
+            let err = Error::Refused(blocked.join("; "));
+            lines.extend(unit.iter().map(|e| line(e, "failed", None, Some(&err))));
+            continue;
+        }
+        if all.dry_run {
+            for (e, d) in unit.iter().zip(&decisions) {
+                let what = match d {
+                    Decision::ReplaceCheckpointed => {
+                        "would restore (replacing its stopped checkpointed container)"
+                    }
+                    Decision::RemoveLeftover => {
+                        "would restore (removing what an interrupted restore left)"
+                    }
+                    _ => "would restore",
+                };
+                lines.push(line(e, what, None, None));
+            }
+            continue;
+        }
+        lines.extend(
+            restore_unit(
+                &dir,
+                &mut record,
+                &unit,
+                &decisions,
+                &existing,
+                template,
+                endpoints,
+                config,
+            )
+            .await?,
+        );
+    }
+    let failed = lines.iter().filter(|l| l.error.is_some()).count();
+    let complete = !all.dry_run && record.entries.iter().all(|e| e.state == State::Restored);
+    if complete {
+        Record::retire(&dir)?;
+    }
+    Ok(AllRestoreReport {
+        dir,
+        dry_run: all.dry_run,
+        restored: lines.iter().filter(|l| l.outcome == "restored").count(),
+        already_running: lines
+            .iter()
+            .filter(|l| l.outcome == "already running")
+            .count(),
+        failed,
+        complete,
+        containers: lines,
+        total_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Sets aside what holds the unit's names, restores the unit from its
+/// archive, records it, puts the restart policies back; on failure puts
+/// back what was set aside. Errors only when the record cannot be written.
+#[allow(clippy::too_many_arguments)]
+async fn restore_unit(
+    dir: &Path,
+    record: &mut Record,
+    unit: &[Entry],
+    decisions: &[Decision],
+    existing: &[Option<Existing>],
+    template: &ImportArgs,
+    endpoints: &Endpoints,
+    config: &Config,
+) -> Result<Vec<AllRestored>> {
+    let started = Instant::now();
+    // Recorded first: whatever this run makes or sets aside from here on,
+    // a run after it killed tells as this restore's.
+    // The first attempt's time is kept: what any attempt made under the
+    // name (a killed run's request may even finish in the engine after the
+    // next run looked) is this restore's.
+    let began = Utc::now();
+    for e in unit {
+        if let Some(r) = record.entry_mut(&e.engine, &e.namespace, &e.name) {
+            r.restore_started_at.get_or_insert(began);
+        }
+    }
+    record.write(dir)?;
+    let mut prepared = Ok(());
+    for ((e, d), x) in unit.iter().zip(decisions).zip(existing) {
+        let Some(x) = x else { continue };
+        let r = match d {
+            Decision::ReplaceCheckpointed if e.engine == "docker" => {
+                Docker::new(&endpoints.docker)?
+                    .rename(&x.id, &set_aside_name(&e.name))
+                    .await
+            }
+            Decision::ReplaceCheckpointed | Decision::RemoveLeftover => {
+                remove(e, &x.id, endpoints).await
+            }
+            _ => Ok(()),
+        };
+        if let Err(err) = r {
+            prepared = Err(err);
+            break;
+        }
+    }
+    let first = &unit[0];
+    let args = ImportArgs {
+        file: dir.join(&first.archive),
+        name: (first.group.is_none()).then(|| first.name.clone()),
+        namespace: (first.engine != "docker").then(|| first.namespace.clone()),
+        json: true,
+        ..template.clone()
+    };
+    let restored = match prepared {
+        Err(err) => Err(err),
+        Ok(()) => import::run(&args, endpoints, config).await.map(made_by),
+    };
+    let restored = match restored {
+        Err(err) if prepared_ok_and_name_taken(&err) => {
+            // Looked at again once: a killed run's late container under the
+            // name is this restore's (removed, or running already).
+            let entries: Vec<Entry> = unit
+                .iter()
+                .map(|e| {
+                    record
+                        .entry_mut(&e.engine, &e.namespace, &e.name)
+                        .map(|r| r.clone())
+                        .unwrap_or_else(|| e.clone())
+                })
+                .collect();
+            second_look(&entries, endpoints, &args, config, err).await
+        }
+        r => r,
+    };
+    let restored = match restored {
+        Ok(r) => r,
+        Err(err) => {
+            let mut err = err;
+            for e in unit {
+                if let Err(c) = give_name_back(e, endpoints).await {
+                    err = err.with_cleanup(Some(format!(
+                        "the checkpointed container {} was not given its name back: {c}",
+                        set_aside_name(&e.name)
+                    )));
+                }
+            }
+            return Ok(unit
+                .iter()
+                .map(|e| line(e, "failed", None, Some(&err)))
+                .collect());
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let made = restored;
+    // The policies back and the set-aside containers gone first, the
+    // record last: an entry recorded back has nothing left to do, and a
+    // run killed before the record finds the rest done again (both are
+    // idempotent).
+    let mut lines = Vec::new();
+    for e in unit {
+        let id = made
+            .iter()
+            .find(|(n, _)| *n == e.name)
+            .map(|(_, id)| id.clone());
+        let mut l = line(e, "restored", id.clone(), None);
+        l.restore_seconds = Some(seconds);
+        if let Some(id) = &id {
+            l.restart_policy = put_back_policy(e, id, endpoints).await;
+        }
+        if let Err(err) = remove_set_aside(e, endpoints).await {
+            eprintln!(
+                "lazarus: warning: {} (the checkpointed {}) stays: {err}",
+                set_aside_name(&e.name),
+                e.name
+            );
+        }
+        lines.push(l);
+    }
+    for (e, l) in unit.iter().zip(&lines) {
+        if let Some(r) = record.entry_mut(&e.engine, &e.namespace, &e.name) {
+            r.state = State::Restored;
+            r.restored_id = l.id.clone();
+        }
+    }
+    record.write(dir)?;
+    Ok(lines)
+}
+
+/// The (name, id) of each container an import made.
+fn made_by(imported: Imported) -> Vec<(String, String)> {
+    match imported {
+        Imported::One(r) => vec![(r.name, r.id)],
+        Imported::Group(g) => g.members.into_iter().map(|m| (m.name, m.id)).collect(),
+    }
+}
+
+/// The import found the name taken (Docker's conflict, containerd's
+/// "already exists").
+fn prepared_ok_and_name_taken(err: &Error) -> bool {
+    err.to_string().contains("already exists")
+}
+
+/// After an import refused over a taken name: each entry decided again;
+/// all running as this restore's made them: done; leftovers of it: removed
+/// and the import tried once more; anything else: the first error.
+async fn second_look(
+    unit: &[Entry],
+    endpoints: &Endpoints,
+    args: &ImportArgs,
+    config: &Config,
+    first: Error,
+) -> Result<Vec<(String, String)>> {
+    let mut decisions = Vec::new();
+    for e in unit {
+        let x = host::existing(&e.engine, &e.namespace, &e.name, endpoints).await?;
+        decisions.push((decide(e, x.as_ref()), x));
+    }
+    if decisions
+        .iter()
+        .all(|(d, _)| matches!(d, Decision::AlreadyRunning { .. }))
+    {
+        return Ok(unit
+            .iter()
+            .zip(decisions)
+            .map(|(e, (_, x))| (e.name.clone(), x.map(|x| x.id).unwrap_or_default()))
+            .collect());
+    }
+    if !decisions
+        .iter()
+        .any(|(d, _)| matches!(d, Decision::RemoveLeftover))
+    {
+        return Err(first);
+    }
+    for (e, (d, x)) in unit.iter().zip(&decisions) {
+        if let (Decision::RemoveLeftover, Some(x)) = (d, x) {
+            remove(e, &x.id, endpoints).await?;
+        }
+    }
+    import::run(args, endpoints, config).await.map(made_by)
+}
+
+/// The checkpointed Docker container `e` set aside under another name,
+/// if it is there (its id the recorded one).
+async fn set_aside(e: &Entry, endpoints: &Endpoints) -> Result<Option<Docker>> {
+    if e.engine != "docker" {
+        return Ok(None);
+    }
+    let docker = Docker::new(&endpoints.docker)?;
+    let aside = docker.container(&set_aside_name(&e.name)).await?;
+    Ok(aside.filter(|v| v["Id"] == e.id.as_str()).map(|_| docker))
+}
+
+/// A failed restore gives the set-aside checkpointed container its name
+/// back (the import removed what it made).
+async fn give_name_back(e: &Entry, endpoints: &Endpoints) -> Result<()> {
+    match set_aside(e, endpoints).await? {
+        Some(docker) => docker.rename(&e.id, &e.name).await,
+        None => Ok(()),
+    }
+}
+
+async fn remove_set_aside(e: &Entry, endpoints: &Endpoints) -> Result<()> {
+    match set_aside(e, endpoints).await? {
+        Some(docker) => docker.remove(&e.id).await,
+        None => Ok(()),
+    }
+}
+
+/// Puts a Docker container's recorded restart policy back; what was put
+/// back, for the report (a failure is a warning: the container runs).
+async fn put_back_policy(e: &Entry, id: &str, endpoints: &Endpoints) -> Option<String> {
+    let p = e.restart_policy.as_ref()?;
+    let docker = Docker::new(&endpoints.docker).ok()?;
+    match docker
+        .set_restart_policy(id, &p.name, p.maximum_retry_count)
+        .await
+    {
+        Ok(()) => Some(p.name.clone()),
+        Err(err) => {
+            eprintln!(
+                "lazarus: warning: {} runs, but its restart policy {} was not put back: {err}",
+                e.name, p.name
+            );
+            None
+        }
+    }
+}
+
+/// Removes a stopped container holding an entry's name: a Docker one, or
+/// a containerd record with its task and snapshot.
+async fn remove(e: &Entry, id: &str, endpoints: &Endpoints) -> Result<()> {
+    if e.engine == "docker" {
+        return Docker::new(&endpoints.docker)?.remove(id).await;
+    }
+    let ctr = Containerd::connect(&endpoints.containerd, &e.namespace).await?;
+    let c = ctr.container(id).await?;
+    ctr.remove_task(id).await?;
+    ctr.remove_container(id).await?;
+    let snapshotter = match c.snapshotter.as_str() {
+        "" => SNAPSHOTTER,
+        s => s,
+    };
+    if !c.snapshot_key.is_empty() {
+        if let Err(err) = ctr.remove_snapshot(snapshotter, &c.snapshot_key).await {
+            if !err.is_not_found() {
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn line(e: &Entry, outcome: &str, id: Option<String>, error: Option<&Error>) -> AllRestored {
+    AllRestored {
+        engine: e.engine.clone(),
+        namespace: e.namespace.clone(),
+        name: e.name.clone(),
+        group: e.group.clone(),
+        outcome: outcome.into(),
+        id,
+        restore_seconds: None,
+        restart_policy: None,
+        error: error.map(|err| err.to_string()),
+    }
+}
