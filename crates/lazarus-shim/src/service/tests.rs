@@ -969,6 +969,20 @@ fn exec_request(id: &str, exec_id: &str) -> ExecProcessRequest {
     }
 }
 
+/// Adds and starts exec `exec_id` in container `id`; its pid (the events
+/// so far are read off).
+fn start_exec(f: &Fixture, id: &str, exec_id: &str) -> i32 {
+    f.service.exec(&exec_request(id, exec_id)).unwrap();
+    let start = StartRequest {
+        id: id.into(),
+        exec_id: exec_id.into(),
+        ..Default::default()
+    };
+    let pid = f.service.start(&start).unwrap().pid as i32;
+    f.topics();
+    pid
+}
+
 fn exit_ids(events: &[TaskEvent]) -> Vec<String> {
     events
         .iter()
@@ -991,14 +1005,7 @@ fn a_checkpoint_under_way_blocks_no_state_kill_or_exit() {
     let f = fixture_with(criu, "default");
     f.run("c1");
     let init = f.service.get("c1").unwrap().lock().init.pid;
-    f.service.exec(&exec_request("c1", "e1")).unwrap();
-    let start = StartRequest {
-        id: "c1".into(),
-        exec_id: "e1".into(),
-        ..Default::default()
-    };
-    let exec_pid = f.service.start(&start).unwrap().pid as i32;
-    f.topics();
+    let exec_pid = start_exec(&f, "c1", "e1");
     let images = tempfile::tempdir().unwrap();
     let req = CheckpointTaskRequest {
         id: "c1".into(),
@@ -1469,14 +1476,7 @@ fn the_inits_exit_waits_for_its_execs_exits() {
     let f = fixture();
     f.run("c1");
     let init = f.service.get("c1").unwrap().lock().init.pid;
-    f.service.exec(&exec_request("c1", "e1")).unwrap();
-    let start = StartRequest {
-        id: "c1".into(),
-        exec_id: "e1".into(),
-        ..Default::default()
-    };
-    let exec_pid = f.service.start(&start).unwrap().pid as i32;
-    f.topics();
+    let exec_pid = start_exec(&f, "c1", "e1");
     // The init's exit is collected first; the exec's comes after it.
     let init_exit = f.service.claim_exit(init, 137).unwrap();
     let exec_exit = f.service.claim_exit(exec_pid, 137).unwrap();
