@@ -12,7 +12,7 @@ use crate::migrate::postcopy::{
 use crate::support::cmd::{run, wait_until};
 use crate::support::harness::inspect;
 use crate::support::harness::Daemons;
-use crate::support::lazarus::{keygen, Serve, B_HOST};
+use crate::support::lazarus::{keygen, receive_root, Serve, B_HOST};
 use std::process::Command;
 
 /// memhog (1 GiB on the heavy legs) moves stop-copy to B and ticks on
@@ -57,6 +57,13 @@ fn migrate_stopcopy_stream_failures_leave_the_source_running() {
             criu_daemon(b.processes_named("criu"), "page-server")
         });
         let dump = wait_until("A's CRIU dump", SLOW, || pgrep(&dump_pattern));
+        // Into the push itself: a CRIU killed while its parasite is being
+        // put into the task leaves the task to die of the trap (CRIU's
+        // own hazard, seen once in CI), which is not what this case is
+        // about. Pages arriving on B mean the parasite is in and working.
+        wait_until("pages to arrive on B", SLOW, || {
+            (bytes_under(&receive_root(&b), 4) > 0).then_some(())
+        });
         let victim = match killed {
             "A's CRIU" => dump,
             _ => server,
@@ -75,4 +82,19 @@ fn migrate_stopcopy_stream_failures_leave_the_source_running() {
                 .then_some(())
         });
     }
+}
+
+/// The bytes of the regular files under `dir`, `depth` levels down.
+fn bytes_under(dir: &std::path::Path, depth: usize) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() && depth > 0 => bytes_under(&e.path(), depth - 1),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
 }
