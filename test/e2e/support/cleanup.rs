@@ -224,14 +224,7 @@ fn shim_sockets(pids: &[i32]) -> Vec<PathBuf> {
 /// (and containerd namespace) `name`.
 pub fn purge(dir: &Path, name: &str) {
     kill_cgroup_processes(name);
-    let needle = format!("{}/", dir.display());
-    let pids = pids_mentioning(&needle);
-    let sockets = shim_sockets(&pids);
-    signal(&pids, libc::SIGKILL);
-    wait_gone(&pids, Duration::from_secs(10));
-    for s in sockets {
-        let _ = fs::remove_file(s);
-    }
+    kill_mentioning(dir);
     kill_cgroup_processes(name);
     unmount_all_under(dir);
     remove_cgroups(name);
