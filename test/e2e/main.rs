@@ -16,3 +16,4 @@ mod group;
 mod migrate;
 mod reboot;
 mod security;
+mod snapshot;

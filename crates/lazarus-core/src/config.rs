@@ -45,6 +45,12 @@ pub struct Config {
     /// touches a disk on either host; a directory on disk for containers
     /// whose memory would not fit in it.
     pub receive_root: PathBuf,
+    /// The snapshot store (`lazarus snapshot`): every snapshot of every
+    /// container, deduplicated in page-sized blocks (see `store`).
+    pub store_root: PathBuf,
+    /// The store's cap in GiB (0: none). Past it, a new snapshot removes
+    /// the oldest untagged ones; tagged snapshots are never removed by it.
+    pub store_max_gib: u64,
     /// What an imported archive (`restore --import`, a migration `serve`
     /// receives) may ask for and how big it may be.
     pub import: ImportSettings,
@@ -110,6 +116,8 @@ impl Default for Config {
             work_root: PathBuf::from("/var/lib/lazarus"),
             compress_pages: true,
             receive_root: PathBuf::from("/dev/shm/lazarus"),
+            store_root: PathBuf::from("/var/lib/lazarus/store"),
+            store_max_gib: 0,
             import: ImportSettings::default(),
         }
     }
@@ -244,6 +252,8 @@ mod tests {
             "criu_log_max_mib",
             "work_root",
             "compress_pages",
+            "store_root",
+            "store_max_gib",
             "[checkpoint_exit]",
             "[import]",
         ] {

@@ -95,6 +95,8 @@ proptest! {
         log_max in setting(),
         compress_pages in any::<bool>(),
         receive_root in any::<String>(),
+        store_root in any::<String>(),
+        store_max_gib in setting(),
     ) {
         let mut table = toml::Table::new();
         table.insert("root".into(), root.clone().into());
@@ -105,6 +107,8 @@ proptest! {
         table.insert("criu_log_max_mib".into(), log_max.into());
         table.insert("compress_pages".into(), compress_pages.into());
         table.insert("receive_root".into(), receive_root.clone().into());
+        table.insert("store_root".into(), store_root.clone().into());
+        table.insert("store_max_gib".into(), store_max_gib.into());
         let exits: toml::Table = exit.iter().map(|(k, v)| (k.clone(), (*v).into())).collect();
         table.insert("checkpoint_exit".into(), exits.into());
         let path = config_path();
@@ -119,6 +123,8 @@ proptest! {
             work_root: work_root.into(),
             compress_pages,
             receive_root: receive_root.into(),
+            store_root: store_root.into(),
+            store_max_gib: store_max_gib as u64,
             import: Default::default(),
         };
         prop_assert_eq!(Config::from_file(&path).unwrap(), want.clone());

@@ -22,6 +22,8 @@
 //! - [`security`]: what an archive or a checkpoint's images ask for
 //!   (hooks, privileges, host namespaces and mounts, credentials) against
 //!   what the user granted;
+//! - `store` (feature `archive`): the snapshot store, checkpoints kept on
+//!   this host cut into page-sized blocks, each stored once;
 //! - [`ids`]: container ids, exec ids and namespaces checked before they
 //!   become path components.
 //!
@@ -31,7 +33,7 @@
 //! The modules are layered, each using only those below it (a test,
 //! `layering_tests.rs`, fails on a circle): `error`; then `ids`, `fdpass`,
 //! `scratch`, `channel`; `criu`; `host`, `security`; `checkpoint`;
-//! `inspect`, `archive`; `config` on top.
+//! `inspect`, `archive`; `store`; `config` on top.
 
 #[cfg(feature = "archive")]
 pub mod archive;
@@ -47,6 +49,8 @@ pub mod ids;
 pub mod inspect;
 pub mod scratch;
 pub mod security;
+#[cfg(feature = "archive")]
+pub mod store;
 
 pub use error::{Error, Result};
 

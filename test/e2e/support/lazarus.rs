@@ -24,14 +24,21 @@ pub fn receive_root(d: &Daemons) -> PathBuf {
     d.path("lazarus-receive")
 }
 
-/// The CLI's config on `d`: its own scratch spaces, and `extra` settings.
+/// The snapshot store on host `d` (its own, removed with the set).
+pub fn store_root(d: &Daemons) -> PathBuf {
+    d.path("lazarus-store")
+}
+
+/// The CLI's config on `d`: its own scratch spaces and snapshot store, and
+/// `extra` settings.
 pub fn write_cli_config(d: &Daemons, extra: &str) {
     fs::write(
         d.path("cli.toml"),
         format!(
-            "work_root = {:?}\nreceive_root = {:?}\n{extra}",
+            "work_root = {:?}\nreceive_root = {:?}\nstore_root = {:?}\n{extra}",
             work_root(d),
-            receive_root(d)
+            receive_root(d),
+            store_root(d)
         ),
     )
     .unwrap();

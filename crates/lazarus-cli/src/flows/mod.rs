@@ -9,6 +9,8 @@
 //!   its guard, and `serve`'s, is [`restore_guard`]);
 //! - [`inspect`]: `inspect FILE|DIR`;
 //! - [`migration`]: `migrate` (the sender) and `serve` (the receiver);
+//! - [`snapshot`]: `snapshot`, `snapshots`, `restore C --snapshot ID` (the
+//!   store of a container's states, through [`export`] and [`import`]);
 //! - [`keys`]: `keygen`; [`version`]: `version`.
 //!
 //! [`checkpoint`] decides between them: a group, or one container that
@@ -26,6 +28,7 @@ pub mod inspect;
 pub mod keys;
 pub mod migration;
 pub mod restore_guard;
+pub mod snapshot;
 #[cfg(test)]
 pub(crate) mod step_log;
 pub mod version;

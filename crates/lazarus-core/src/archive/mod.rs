@@ -49,7 +49,7 @@ pub use read::{
     check_limits, extract, extract_with, read_leading, read_manifest, verify, verify_with,
 };
 pub use signature::{Signer, TrustedKeys};
-pub use write::{write, write_signed, write_signed_to};
+pub use write::{write, write_known, write_signed, write_signed_to, KnownFiles};
 
 pub const MANIFEST_FILE: &str = "lazarus-manifest.json";
 pub const CHECKPOINT_DIR: &str = "checkpoint";

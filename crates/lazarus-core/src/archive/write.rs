@@ -137,6 +137,81 @@ fn write_stream<W: Write>(
     Ok(manifest)
 }
 
+/// The files of an archive whose manifest is already known (a snapshot in
+/// the store), to write it again.
+pub trait KnownFiles {
+    /// File `name`, from its start.
+    fn open(&mut self, name: &str) -> Result<Box<dyn Read + '_>>;
+}
+
+/// Writes the archive `manifest` describes, each file from `files` checked
+/// against it on the way, atomically to `dest` (mode 0600); signed by
+/// `signer` when given (any earlier signature is dropped: it signed
+/// another writing).
+pub fn write_known(
+    manifest: &Manifest,
+    files: &mut dyn KnownFiles,
+    dest: &Path,
+    compression: Compression,
+    signer: Option<&signature::Signer>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Manifest> {
+    let context = format!("write checkpoint archive {}", dest.display());
+    let tmp = AtomicFile::beside(dest, ".lazarus-archive-", &context)?;
+    let file = tmp.as_file().try_clone().map_err(Error::io(&context))?;
+    let mut manifest = manifest.clone();
+    manifest.signature = None;
+    if let Some(signer) = signer {
+        signer.sign(&mut manifest);
+    }
+    let out = BufWriter::with_capacity(1 << 20, file);
+    let out = match compression {
+        Compression::None => Out::Plain(out),
+        Compression::Zstd { level, threads } => {
+            let mut z = zstd::Encoder::new(out, level).map_err(Error::io(&context))?;
+            z.include_checksum(true).map_err(Error::io(&context))?;
+            if threads > 0 {
+                z.multithread(threads).map_err(Error::io(&context))?;
+            }
+            Out::Zstd(z)
+        }
+    };
+    let mut tar = tar::Builder::new(out);
+    let now = SystemTime::now();
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Other(e.to_string()))?;
+    append_bytes(&mut tar, MANIFEST_FILE, &json, now).map_err(Error::io(&context))?;
+    let mut done = 0u64;
+    for m in &manifest.entries {
+        let entry_context = || format!("archive {}", m.name);
+        if m.dir {
+            let mut h = header(tar::EntryType::Directory, 0, now);
+            tar.append_data(&mut h, format!("{}/", m.name), io::empty())
+                .map_err(Error::io(entry_context()))?;
+            continue;
+        }
+        let source = files.open(&m.name)?;
+        let mut h = header(tar::EntryType::Regular, m.size, now);
+        let mut reader = Hashing::new(source.take(m.size), done, progress);
+        tar.append_data(&mut h, &m.name, &mut reader)
+            .map_err(Error::io(entry_context()))?;
+        let (size, digest) = reader.finish();
+        done += size;
+        if size != m.size || digest != m.sha256 {
+            return Err(Error::InvalidArgument(format!(
+                "{} did not come back as its manifest says; the archive is not written",
+                m.name
+            )));
+        }
+    }
+    let out = tar.into_inner().map_err(Error::io(&context))?;
+    out.finish().map_err(Error::io(&context))?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(Error::io(&context))?;
+    tmp.persist(dest, &context)?;
+    Ok(manifest)
+}
+
 /// The archive's byte stream: plain, or through zstd.
 enum Out<W: Write> {
     Plain(BufWriter<W>),

@@ -56,7 +56,12 @@ pub async fn export(
     let mut owned_scratch = None;
     let scratch: &Path = match &args.migration {
         Some(p) => &p.dir,
-        None => owned_scratch.insert(config.scratch_dir("export")?).path(),
+        None => owned_scratch
+            .insert(match &args.scratch_in {
+                Some(parent) => lazarus_core::scratch::Scratch::new_in(parent, "export")?,
+                None => config.scratch_dir("export")?,
+            })
+            .path(),
     };
     let images = scratch.join(archive::CHECKPOINT_DIR);
     let started = Instant::now();

@@ -115,6 +115,10 @@ pub struct ExportArgs {
     /// [`MigrationDump`]).
     #[arg(skip)]
     pub migration: Option<MigrationDump>,
+    /// Set by `lazarus snapshot` only: make the scratch directory in this
+    /// one (the store writer's, removed with it if the command dies).
+    #[arg(skip)]
+    pub scratch_in: Option<PathBuf>,
 }
 
 /// A migration's checkpoint, whose memory goes through CRIU's page server
@@ -143,7 +147,7 @@ pub enum Compress {
 }
 
 impl Compress {
-    fn compression(self) -> Compression {
+    pub fn compression(self) -> Compression {
         match self {
             Compress::Zstd => Compression::default(),
             Compress::None => Compression::None,

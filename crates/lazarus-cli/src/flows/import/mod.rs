@@ -92,6 +92,29 @@ pub struct ImportArgs {
     /// same filesystem as `scratch_in`.
     #[arg(skip)]
     pub pages: Option<std::path::PathBuf>,
+    /// Set by `restore C --snapshot ID` only: restore from the store, not
+    /// from `file` (which then only names it in messages).
+    #[arg(skip)]
+    pub snapshot: Option<FromSnapshot>,
+}
+
+/// A snapshot of the store to restore (see [`crate::flows::snapshot`]).
+#[derive(Clone, Debug)]
+pub struct FromSnapshot {
+    pub store_root: std::path::PathBuf,
+    pub id: String,
+    /// In place: the container it replaces, removed only once the snapshot
+    /// came out of the store whole (every block and file checked) and the
+    /// import policy allowed it.
+    pub replaces: Option<Made>,
+}
+
+impl FromSnapshot {
+    fn reader(&self) -> Result<lazarus_core::store::SnapshotReader> {
+        let store = lazarus_core::store::Store::open(&self.store_root)?;
+        let snapshot = store.find(None, &self.id)?;
+        Ok(store.reader(&snapshot)?)
+    }
 }
 
 /// What was restored, for the report.
@@ -195,11 +218,18 @@ pub async fn restore(
 ) -> Result<ImportReport> {
     let started = Instant::now();
     let show = progress::wanted(args.json);
-    // The manifest alone first: a file that is not an archive, or is of a
-    // newer format, is refused at once.
-    let manifest = archive::read_manifest(&args.file)?;
-    args.grants.check_signature(config, &manifest, &args.file)?;
-    refuse_early(args, endpoints).await?;
+    let mut from_store = args.snapshot.as_ref().map(|s| s.reader()).transpose()?;
+    let manifest = match &from_store {
+        Some(reader) => reader.manifest().clone(),
+        None => {
+            // The manifest alone first: a file that is not an archive, or
+            // is of a newer format, is refused at once.
+            let manifest = archive::read_manifest(&args.file)?;
+            args.grants.check_signature(config, &manifest, &args.file)?;
+            refuse_early(args, endpoints).await?;
+            manifest
+        }
+    };
     let scratch = match &args.scratch_in {
         Some(parent) => lazarus_core::scratch::Scratch::new_in(parent, "import")?,
         None => config.scratch_dir("import")?,
@@ -210,8 +240,14 @@ pub async fn restore(
     let dir = scratch.path().join("archive");
     let bar = Progress::bytes(show, "verify", manifest.total_size());
     let limits = config.import.limits();
-    let extracted =
-        archive::extract_with(&args.file, &dir, &limits, &|_| true, &mut |n| bar.set(n));
+    let extracted = match &mut from_store {
+        Some(reader) => reader
+            .materialize(&dir, &mut |n| bar.set(n))
+            .map_err(Error::from),
+        None => archive::extract_with(&args.file, &dir, &limits, &|_| true, &mut |n| bar.set(n))
+            .map(drop)
+            .map_err(Error::from),
+    };
     bar.finish();
     extracted?;
     let pages_bytes = match &args.pages {
@@ -233,6 +269,17 @@ pub async fn restore(
     };
     let what = format!("checkpoint archive {}", args.file.display());
     args.grants.policy(config).check(&what, &asked)?;
+    // A revert in place: the snapshot is out of the store whole and
+    // allowed; only now does the container it replaces go.
+    if let Some(current) = args.snapshot.as_ref().and_then(|s| s.replaces.as_ref()) {
+        remove(
+            &current.engine,
+            &current.name,
+            &current.namespace,
+            endpoints,
+        )
+        .await?;
+    }
     let docker = Docker::new(&endpoints.docker)?;
     let name = args.name.clone().unwrap_or_else(|| cfg.name.clone());
     let mut made_volumes = Vec::new();
@@ -587,6 +634,7 @@ mod tests {
             netlock: None,
             scratch_in: None,
             pages: None,
+            snapshot: None,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -295,6 +295,7 @@ impl Move<'_> {
             sign: None,
             encrypt: None,
             migration: Some(self.dump.clone()),
+            scratch_in: None,
         }
     }
 

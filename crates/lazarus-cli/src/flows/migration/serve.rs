@@ -245,6 +245,7 @@ async fn restore_and_confirm(
         netlock: None,
         scratch_in: Some(scratch.to_path_buf()),
         pages,
+        snapshot: None,
     };
     let restored = match import::restore(&args, endpoints, config, Some(guard)).await {
         Ok(v) => v,

@@ -1,0 +1,214 @@
+//! `lazarus snapshot C`: the container's checkpoint, left running (it is
+//! frozen only while CRIU dumps it: the shim's leave-running checkpoint),
+//! written as an uncompressed archive into the store's private writer
+//! directory, cut into blocks there (only new ones are kept), and
+//! committed. `--every D --keep N` repeats it in the foreground.
+//!
+//! A snapshot killed at any moment leaves the container running (the
+//! export's guarantee) and nothing in the store: the writer's directory
+//! is removed by the next store open, and a snapshot exists only once its
+//! record is written.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lazarus_core::archive::{self, Limits};
+use lazarus_core::config::Config;
+use lazarus_core::inspect;
+use serde_json::json;
+
+use super::report::SnapshotReport;
+use super::{manage, parse_duration, store};
+use crate::engine::endpoints::Endpoints;
+use crate::error::{Error, Result};
+use crate::flows::export::{self, Compress, ExportArgs};
+
+#[derive(clap::Args, Clone)]
+pub struct TakeArgs {
+    /// A Docker container's name or id, or a containerd container id
+    pub container: Option<String>,
+    /// Name the snapshot (unique per container; tagged snapshots are kept
+    /// by --keep and by the store's cap)
+    #[arg(long, conflicts_with = "every", verbatim_doc_comment)]
+    pub tag: Option<String>,
+    /// Take one every DURATION (30s, 5m, 2h), in the foreground, until
+    /// interrupted
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, verbatim_doc_comment)]
+    pub every: Option<Duration>,
+    /// With --every: keep only the newest N untagged snapshots of the
+    /// container
+    #[arg(long, value_name = "N", requires = "every", verbatim_doc_comment)]
+    pub keep: Option<usize>,
+    /// Checkpoint established TCP connections (CRIU --tcp-established)
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Checkpoint file locks
+    #[arg(long)]
+    pub file_locks: bool,
+    /// A containerd namespace: CONTAINER is a containerd container there
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One snapshot.
+pub async fn take(
+    args: &TakeArgs,
+    endpoints: &Endpoints,
+    config: &Config,
+) -> Result<SnapshotReport> {
+    let container = args.container.clone().ok_or_else(|| {
+        Error::Refused("name the container to snapshot (`lazarus snapshot CONTAINER`)".into())
+    })?;
+    let store = store(config)?;
+    let mut writer = store.writer()?;
+    let archive = writer.dir().join("archive.tar");
+    let export_args = ExportArgs {
+        container: Some(container),
+        group: Vec::new(),
+        compose: None,
+        pod: None,
+        export: archive.clone(),
+        leave_running: true,
+        tcp_established: args.tcp_established,
+        ext_unix_sk: false,
+        shell_job: false,
+        file_locks: args.file_locks,
+        // A snapshot is the container's own state: its volumes are shared
+        // data, left as they are by a revert (see docs/snapshots.md).
+        ignore_volumes: true,
+        // Blocks are compressed in the store, where it pays.
+        compress: Compress::None,
+        print_stats: false,
+        json: true,
+        namespace: args.namespace.clone(),
+        from_docker_checkpoint: None,
+        sign: None,
+        encrypt: None,
+        migration: None,
+        // A killed snapshot's dump goes with its writer's directory.
+        scratch_in: Some(writer.dir().to_path_buf()),
+    };
+    let exported = export::run(&export_args, endpoints, config).await?;
+    let stored = Instant::now();
+    writer.ingest_archive(&archive)?;
+    let processes = small_summary(&archive, writer.dir())?;
+    let _ = std::fs::remove_file(&archive);
+    let frozen_us = exported.stats.frozen_time_us;
+    let info = json!({
+        "engine": exported.engine,
+        "id": exported.id,
+        "namespace": exported.namespace,
+        "frozen_us": frozen_us,
+        "checkpoint_seconds": exported.checkpoint_seconds,
+        "processes": processes.processes,
+        "tcp": processes.tcp,
+        "not_carried": exported.not_carried,
+    });
+    let snapshot = writer.commit(&exported.container, args.tag.as_deref(), info)?;
+    let store_seconds = stored.elapsed().as_secs_f64();
+    let removed = match config.store_max_gib {
+        0 => Vec::new(),
+        gib => store.enforce_cap(gib << 30, &snapshot.id)?,
+    };
+    let store_bytes = store.usage()?;
+    Ok(SnapshotReport {
+        id: snapshot.id,
+        container: snapshot.container,
+        tag: snapshot.tag,
+        created: snapshot.created,
+        frozen_seconds: frozen_us.map(|us| us as f64 / 1e6),
+        checkpoint_seconds: exported.checkpoint_seconds,
+        store_seconds,
+        bytes_added: snapshot.bytes_added,
+        bytes_referenced: snapshot.bytes_referenced,
+        new_blocks: snapshot.new_blocks,
+        blocks: snapshot.blocks,
+        store_bytes,
+        over_cap: config.store_max_gib > 0 && store_bytes > config.store_max_gib << 30,
+        removed_by_cap: removed,
+        dump: dump_kind(config),
+    })
+}
+
+/// `--every`: a snapshot each period until interrupted (or the container
+/// is gone), each reported through `said` as it is taken.
+pub async fn every(
+    args: &TakeArgs,
+    period: Duration,
+    endpoints: &Endpoints,
+    config: &Config,
+    said: &mut dyn FnMut(&SnapshotReport),
+) -> Result<()> {
+    loop {
+        let started = Instant::now();
+        match take(args, endpoints, config).await {
+            Ok(report) => {
+                said(&report);
+                if let Some(keep) = args.keep {
+                    manage::keep_newest(&store(config)?, &report.container, keep)?;
+                }
+            }
+            // The container is gone, or was never one of ours: stop.
+            Err(e @ (Error::NotFound(_) | Error::Refused(_))) => return Err(e),
+            Err(e) => eprintln!("lazarus: snapshot failed, trying again next period: {e}"),
+        }
+        tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
+    }
+}
+
+/// The processes and TCP connections, from the archive's small images
+/// (the page images are left out).
+fn small_summary(archive: &Path, dir: &Path) -> Result<Processes> {
+    let small = dir.join("small");
+    archive::extract_with(
+        archive,
+        &small,
+        &Limits::DEFAULT,
+        &|name| !name.starts_with("checkpoint/pages-"),
+        &mut |_| {},
+    )?;
+    let s = inspect::summarize(&small.join(archive::CHECKPOINT_DIR))?;
+    let _ = std::fs::remove_dir_all(&small);
+    Ok(Processes {
+        processes: s
+            .processes
+            .iter()
+            .map(|p| json!({"pid": p.pid, "comm": p.comm, "threads": p.threads}))
+            .collect(),
+        tcp: s.tcp.len(),
+    })
+}
+
+struct Processes {
+    processes: Vec<serde_json::Value>,
+    tcp: usize,
+}
+
+/// What kind of dump a snapshot is. Incremental dumps (CRIU's pre-dump
+/// with parent images) need the kernel's memory dirty tracking; where it
+/// is missing every snapshot is a full dump, and the store's dedup is what
+/// makes the series incremental.
+fn dump_kind(config: &Config) -> String {
+    match dirty_tracking(&config.criu_path) {
+        true => "full dump, deduplicated storage (this kernel tracks dirty memory, but \
+                 incremental dumps are not used yet)"
+            .into(),
+        false => "full dump, deduplicated storage (this kernel has no memory dirty tracking \
+                  for incremental dumps)"
+            .into(),
+    }
+}
+
+/// `criu check --feature mem_dirty_track`.
+pub fn dirty_tracking(criu: &Path) -> bool {
+    Command::new(criu)
+        .args(["check", "--feature", "mem_dirty_track"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

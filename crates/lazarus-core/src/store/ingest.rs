@@ -1,0 +1,337 @@
+//! Taking a snapshot into the store: a checkpoint archive (uncompressed,
+//! as the export wrote it into the writer's private directory) cut into
+//! blocks; only blocks the store does not hold yet are written, into the
+//! writer's own pack; then the commit makes it a snapshot.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{BufReader, Read};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use nix::fcntl::{Flock, FlockArg};
+use sha2::{Digest as _, Sha256};
+
+use super::pack::{self, Digest, Index, PackWriter, BLOCK_BYTES};
+use super::record::{self, EntryBlocks, Snapshot};
+use super::{sync_dir, write_atomic, Store};
+use crate::archive::{Manifest, MANIFEST_FILE};
+use crate::error::{Error, Result};
+
+pub(super) const WRITER_LOCK: &str = "lock";
+/// A zero block in a block list: never stored, made again on the way out.
+pub(super) const ZERO: Digest = [0u8; 32];
+
+/// A snapshot being taken. Its directory (under the store's `tmp/`) is
+/// flock'ed for as long as it lives; dropped without a commit, it is
+/// removed.
+pub struct Writer {
+    store: Store,
+    dir: PathBuf,
+    name: String,
+    _lock: Flock<File>,
+    draft: Option<Draft>,
+}
+
+struct Draft {
+    manifest: Manifest,
+    entries: Vec<EntryBlocks>,
+    blocks: Vec<Digest>,
+    new_blocks: u64,
+    zero_blocks: u64,
+    /// Committed packs holding blocks it uses.
+    uses: BTreeSet<String>,
+    /// Its own pack's size, when it wrote one.
+    pack_bytes: Option<u64>,
+}
+
+impl Writer {
+    pub(super) fn new(store: &Store) -> Result<Writer> {
+        let name = record::new_id()?;
+        let dir = store.root.join(super::TMP).join(&name);
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(Error::io(format!("make {}", dir.display())))?;
+        let lock_path = dir.join(WRITER_LOCK);
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(Error::io(format!("make {}", lock_path.display())))?;
+        let lock = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| Error::Sys {
+            context: format!("lock {}", lock_path.display()),
+            source: e,
+        })?;
+        Ok(Writer {
+            store: store.clone(),
+            dir,
+            name,
+            _lock: lock,
+            draft: None,
+        })
+    }
+
+    /// The writer's private directory (on the store's file system): where
+    /// the archive to ingest is written.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn pack_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.pack", self.name))
+    }
+
+    /// Cuts the uncompressed archive at `archive` into blocks, each entry
+    /// checked against the archive's manifest; writes the blocks the store
+    /// lacks into this writer's pack.
+    pub fn ingest_archive(&mut self, archive: &Path) -> Result<()> {
+        let context = format!("read {} into the snapshot store", archive.display());
+        let packs_dir = self.store.packs_dir();
+        let index = Index::load(
+            &packs_dir,
+            &pack::list(&packs_dir).map_err(Error::io(&context))?,
+        )?;
+        let file = File::open(archive).map_err(Error::io(&context))?;
+        let mut tar = tar::Archive::new(BufReader::with_capacity(1 << 20, file));
+        let mut entries = tar.entries().map_err(Error::io(&context))?;
+        let bad = |why: String| Error::InvalidArgument(format!("{}: {why}", archive.display()));
+        let mut first = entries
+            .next()
+            .ok_or_else(|| bad("an empty archive".into()))?
+            .map_err(Error::io(&context))?;
+        if entry_name(&first)? != MANIFEST_FILE {
+            return Err(bad(format!("its first entry is not {MANIFEST_FILE}")));
+        }
+        let mut json = Vec::new();
+        first
+            .by_ref()
+            .take(16 << 20)
+            .read_to_end(&mut json)
+            .map_err(Error::io(&context))?;
+        let manifest = Manifest::parse(&json)?;
+
+        let mut pack = PackWriter::create(&self.pack_path())?;
+        let mut ingest = Ingest {
+            index: &index,
+            pack: &mut pack,
+            written: HashSet::new(),
+            uses: BTreeSet::new(),
+            blocks: Vec::new(),
+            zero_blocks: 0,
+        };
+        let mut listed = Vec::new();
+        for m in &manifest.entries {
+            let mut entry = entries
+                .next()
+                .ok_or_else(|| bad(format!("it ends before {}", m.name)))?
+                .map_err(Error::io(&context))?;
+            if entry_name(&entry)? != m.name {
+                return Err(bad(format!("{} is not where its manifest says", m.name)));
+            }
+            if m.dir {
+                continue;
+            }
+            let first = ingest.blocks.len() as u64;
+            let (size, sha) = ingest.file(&mut entry).map_err(Error::io(&context))??;
+            if size != m.size || sha != m.sha256 {
+                return Err(bad(format!("{} does not match its manifest", m.name)));
+            }
+            listed.push(EntryBlocks {
+                name: m.name.clone(),
+                first,
+                count: ingest.blocks.len() as u64 - first,
+            });
+        }
+        let Ingest {
+            written,
+            uses,
+            blocks,
+            zero_blocks,
+            ..
+        } = ingest;
+        let new_blocks = written.len() as u64;
+        let pack_bytes = match new_blocks {
+            0 => {
+                drop(pack);
+                let _ = fs::remove_file(self.pack_path());
+                None
+            }
+            _ => Some(pack.finish()?),
+        };
+        self.draft = Some(Draft {
+            manifest,
+            entries: listed,
+            blocks,
+            new_blocks,
+            zero_blocks,
+            uses,
+            pack_bytes,
+        });
+        Ok(())
+    }
+
+    /// Makes the ingested archive a snapshot of `container`.
+    pub fn commit(
+        mut self,
+        container: &str,
+        tag: Option<&str>,
+        info: serde_json::Value,
+    ) -> Result<Snapshot> {
+        if let Some(t) = tag {
+            record::check_tag(t)?;
+        }
+        let draft = self.draft.take().ok_or_else(|| {
+            Error::Other("internal: a snapshot committed before its ingest".into())
+        })?;
+        let _lock = self.store.lock()?;
+        let packs_dir = self.store.packs_dir();
+        if let Some(gone) = draft
+            .uses
+            .iter()
+            .find(|p| !packs_dir.join(format!("{p}.idx")).is_file())
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "pack {gone} of the snapshot store was collected while this snapshot was being \
+                 taken (a `snapshot rm` or `snapshots prune` at the same time); take it again"
+            )));
+        }
+        let existing = self.store.list()?;
+        if let Some(t) = tag {
+            if let Some(s) = existing
+                .iter()
+                .find(|s| s.container == container && s.tag.as_deref() == Some(t))
+            {
+                return Err(Error::FailedPrecondition(format!(
+                    "{container} already has a snapshot tagged {t:?} ({}); remove it (`lazarus \
+                     snapshot rm {}`) or choose another tag",
+                    s.id, s.id
+                )));
+            }
+        }
+        let mut id = record::new_id()?;
+        while existing.iter().any(|s| s.id == id) {
+            id = record::new_id()?;
+        }
+        let mut packs: Vec<String> = draft.uses.into_iter().collect();
+        if draft.pack_bytes.is_some() {
+            // The pack before its index: a pack without one is never used,
+            // and the next collection removes it.
+            let context = format!("move pack {} into {}", self.name, packs_dir.display());
+            fs::rename(
+                self.pack_path(),
+                packs_dir.join(format!("{}.pack", self.name)),
+            )
+            .and_then(|()| {
+                fs::rename(
+                    self.pack_path().with_extension("idx"),
+                    packs_dir.join(format!("{}.idx", self.name)),
+                )
+            })
+            .map_err(Error::io(context))?;
+            sync_dir(&packs_dir)?;
+            packs.push(self.name.clone());
+        }
+        let snapshots = self.store.snapshots_dir();
+        let list: Vec<u8> = draft.blocks.iter().flatten().copied().collect();
+        write_atomic(&snapshots.join(format!("{id}.blocks")), &list)?;
+        let snapshot = Snapshot {
+            format: record::FORMAT,
+            id: id.clone(),
+            container: container.to_string(),
+            tag: tag.map(str::to_string),
+            created: Utc::now(),
+            packs,
+            bytes_added: draft.pack_bytes.unwrap_or(0),
+            bytes_referenced: draft.manifest.total_size(),
+            blocks: draft.blocks.len() as u64,
+            new_blocks: draft.new_blocks,
+            zero_blocks: draft.zero_blocks,
+            manifest: draft.manifest,
+            entries: draft.entries,
+            info,
+        };
+        let json = serde_json::to_vec_pretty(&snapshot).map_err(|e| Error::Other(e.to_string()))?;
+        write_atomic(&snapshots.join(format!("{id}.json")), &json)?;
+        sync_dir(&snapshots)?;
+        Ok(snapshot)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn entry_name<R: Read>(entry: &tar::Entry<R>) -> Result<String> {
+    let path = entry
+        .path()
+        .map_err(Error::io("read an archive entry's name"))?;
+    Ok(path.to_string_lossy().trim_end_matches('/').to_string())
+}
+
+/// One ingest's state: what the store had, what this one wrote.
+struct Ingest<'a> {
+    index: &'a Index,
+    pack: &'a mut PackWriter,
+    written: HashSet<Digest>,
+    uses: BTreeSet<String>,
+    blocks: Vec<Digest>,
+    zero_blocks: u64,
+}
+
+impl Ingest<'_> {
+    /// One file, block by block; its size and sha256.
+    fn file(&mut self, r: &mut dyn Read) -> std::io::Result<Result<(u64, String)>> {
+        let mut whole = Sha256::new();
+        let mut size = 0u64;
+        let mut buf = vec![0u8; BLOCK_BYTES];
+        loop {
+            let n = read_full(r, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            let block = &buf[..n];
+            whole.update(block);
+            size += n as u64;
+            if pack::is_zero(block) {
+                self.blocks.push(ZERO);
+                self.zero_blocks += 1;
+            } else {
+                let d = pack::digest(block);
+                if let Some((p, _)) = self.index.blocks.get(&d) {
+                    self.uses.insert(self.index.packs[*p as usize].clone());
+                } else if self.written.insert(d) {
+                    if let Err(e) = self.pack.add(d, block) {
+                        return Ok(Err(e));
+                    }
+                }
+                self.blocks.push(d);
+            }
+            if n < BLOCK_BYTES {
+                break;
+            }
+        }
+        let sha: String = whole
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Ok((size, sha)))
+    }
+}
+
+/// Reads until `buf` is full or the input ends.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,249 @@
+//! The store on real files: dedup, read-back, crash leftovers, collection.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::archive::{self, ArchiveConfig, ArchiveInput, Compression};
+
+/// An uncompressed archive whose `checkpoint/pages-1.img` is `pages`.
+fn archive_of(dir: &Path, name: &str, pages: &[u8]) -> PathBuf {
+    let images = dir.join(format!("{name}-images"));
+    fs::create_dir_all(&images).unwrap();
+    fs::write(images.join("pages-1.img"), pages).unwrap();
+    fs::write(images.join("inventory.img"), b"small image").unwrap();
+    let config = ArchiveConfig {
+        id: "c1".into(),
+        name: "c1".into(),
+        image_name: String::new(),
+        image_digest: String::new(),
+        runtime: String::new(),
+        created: chrono::Utc::now(),
+        checkpointed: chrono::Utc::now(),
+        engine: "containerd".into(),
+        namespace: "default".into(),
+    };
+    let input = ArchiveInput {
+        images_dir: &images,
+        spec_json: b"{}",
+        config: &config,
+        rootfs_diff: None,
+        dump_log: None,
+        network_status: None,
+        engine_config: None,
+        volumes: &[],
+    };
+    let out = dir.join(format!("{name}.tar"));
+    archive::write(&input, &out, Compression::None, &mut |_| {}).unwrap();
+    out
+}
+
+/// `n` pages of pseudo-random bytes (incompressible), from `seed`.
+fn random_pages(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n * 4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn snapshot(store: &Store, dir: &Path, name: &str, pages: &[u8]) -> Snapshot {
+    let tar = archive_of(dir, name, pages);
+    let mut w = store.writer().unwrap();
+    w.ingest_archive(&tar).unwrap();
+    w.commit("c1", None, serde_json::Value::Null).unwrap()
+}
+
+fn pages_back(store: &Store, s: &Snapshot) -> Vec<u8> {
+    let mut out = Vec::new();
+    store
+        .reader(s)
+        .unwrap()
+        .copy_file("checkpoint/pages-1.img", &mut out)
+        .unwrap();
+    out
+}
+
+#[test]
+fn an_unchanged_snapshot_adds_almost_nothing_and_both_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let mut pages = random_pages(256, 1);
+    pages.extend(vec![0u8; 64 * 4096]);
+    let first = snapshot(&store, dir.path(), "a", &pages);
+    assert!(first.bytes_added >= 256 * 4096, "{first:?}");
+    assert_eq!(first.zero_blocks, 64);
+    let second = snapshot(&store, dir.path(), "b", &pages);
+    // Only the small files' blocks that differ (none here: same content).
+    assert!(
+        second.bytes_added < first.bytes_added / 10,
+        "{}",
+        second.bytes_added
+    );
+    // 5% of the pages changed: about 5% more.
+    let mut changed = pages.clone();
+    for p in (0..256).step_by(20) {
+        changed[p * 4096] ^= 0xff;
+    }
+    let third = snapshot(&store, dir.path(), "c", &changed);
+    assert!(third.new_blocks <= 14, "{}", third.new_blocks);
+    assert_eq!(pages_back(&store, &first), pages);
+    assert_eq!(pages_back(&store, &third), changed);
+    assert_eq!(store.list().unwrap().len(), 3);
+}
+
+#[test]
+fn a_snapshot_materializes_as_an_extracted_archive_and_exports_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let pages = random_pages(70, 2);
+    let s = snapshot(&store, dir.path(), "a", &pages);
+    let dest = dir.path().join("out");
+    store
+        .reader(&s)
+        .unwrap()
+        .materialize(&dest, &mut |_| {})
+        .unwrap();
+    assert_eq!(
+        fs::read(dest.join("checkpoint/pages-1.img")).unwrap(),
+        pages
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(dest.join("checkpoint"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "the runtime refuses anything else");
+    let exported = dir.path().join("again.tar.zst");
+    let mut reader = store.reader(&s).unwrap();
+    archive::write_known(
+        &s.manifest,
+        &mut reader,
+        &exported,
+        Compression::default(),
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    let back = dir.path().join("back");
+    archive::extract(&exported, &back).unwrap();
+    assert_eq!(
+        fs::read(back.join("checkpoint/pages-1.img")).unwrap(),
+        pages
+    );
+}
+
+#[test]
+fn removing_snapshots_leaves_no_block_that_none_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let a = random_pages(64, 3);
+    let mut b = a.clone();
+    b.extend(random_pages(64, 4));
+    let first = snapshot(&store, dir.path(), "a", &a);
+    let second = snapshot(&store, dir.path(), "b", &b);
+    let full = store.usage().unwrap();
+    // The first's pack holds blocks the second uses: it is kept.
+    store.remove(&first.id).unwrap();
+    assert_eq!(
+        pages_back(&store, &store.find(None, &second.id).unwrap()),
+        b
+    );
+    store.remove(&second.id).unwrap();
+    assert_eq!(store.usage().unwrap(), 0, "from {full}");
+    // Now with compaction: a pack partly used is rewritten.
+    let first = snapshot(&store, dir.path(), "a", &b);
+    let second = snapshot(&store, dir.path(), "b", &a);
+    store.remove(&first.id).unwrap();
+    let left = store.usage().unwrap();
+    assert!(left < 64 * 4096 + 8192, "{left}");
+    assert_eq!(
+        pages_back(&store, &store.find(None, &second.id).unwrap()),
+        a
+    );
+}
+
+#[test]
+fn a_writer_that_died_leaves_nothing_after_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let store = Store::open(&root).unwrap();
+    let tar = archive_of(dir.path(), "a", &random_pages(8, 5));
+    let mut w = store.writer().unwrap();
+    w.ingest_archive(&tar).unwrap();
+    // Killed: the lock goes with the process; here, leak the directory
+    // and drop only the lock.
+    let leftover = w.dir().to_path_buf();
+    std::mem::forget(w);
+    // (The forgotten Flock is still held by this process: unlock it the
+    // way the kernel would for a dead one.)
+    let f = fs::File::open(leftover.join("lock")).unwrap();
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::Unlock).ok();
+    // A commit that died between the pack and the record: a pack no
+    // record names.
+    fs::write(root.join("packs/deadbeef0000.pack"), b"x").unwrap();
+    fs::write(root.join("packs/deadbeef0000.idx"), b"LZIDX01\n").unwrap();
+    let store = Store::open(&root).unwrap();
+    store.collect().unwrap();
+    assert!(fs::read_dir(root.join("packs")).unwrap().next().is_none());
+    assert!(store.list().unwrap().is_empty());
+}
+
+#[test]
+fn tags_find_snapshots_and_are_unique_per_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let tar = archive_of(dir.path(), "a", &random_pages(4, 6));
+    let mut w = store.writer().unwrap();
+    w.ingest_archive(&tar).unwrap();
+    let s = w
+        .commit("c1", Some("good"), serde_json::Value::Null)
+        .unwrap();
+    assert_eq!(store.find(Some("c1"), "good").unwrap().id, s.id);
+    assert_eq!(store.find(None, &s.id[..4]).unwrap().id, s.id);
+    assert!(store.find(Some("c2"), "good").is_err());
+    let mut w = store.writer().unwrap();
+    w.ingest_archive(&tar).unwrap();
+    let err = w
+        .commit("c1", Some("good"), serde_json::Value::Null)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("already has a snapshot tagged"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_cap_removes_the_oldest_untagged_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let a = snapshot(&store, dir.path(), "a", &random_pages(32, 7));
+    let b = snapshot(&store, dir.path(), "b", &random_pages(32, 8));
+    let c = snapshot(&store, dir.path(), "c", &random_pages(32, 9));
+    let removed = store.enforce_cap(70 * 4096, &c.id).unwrap();
+    assert_eq!(removed, vec![a.id.clone()]);
+    assert!(store.find(None, &b.id).is_ok());
+}
+
+#[test]
+fn store_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let store = Store::open(&root).unwrap();
+    snapshot(&store, dir.path(), "a", &random_pages(4, 10));
+    for sub in ["", "packs", "snapshots", "tmp"] {
+        let mode = fs::metadata(root.join(sub)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{sub}");
+    }
+    for sub in ["packs", "snapshots"] {
+        for e in fs::read_dir(root.join(sub)).unwrap() {
+            let mode = e.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+    }
+}

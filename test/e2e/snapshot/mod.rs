@@ -1,0 +1,5 @@
+//! `lazarus snapshot`: a series of a running container's states in the
+//! host's store, reverted to in any order, copied, exported, pruned; the
+//! store after a killed snapshot and with a damaged block.
+
+mod series;
