@@ -273,6 +273,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show what changed between two snapshots of a container
+    ///
+    /// Memory: the bytes that differ, per process and mapping ([heap],
+    /// [stack], a file's path, anonymous), compared page by page. Files:
+    /// the root filesystem changes added, changed and deleted. Processes
+    /// and threads that came or went, and the TCP connections. Reads the
+    /// store only; CRIU is not run.
+    #[command(
+        verbatim_doc_comment,
+        after_help = "Examples:\n  \
+        lazarus diff first 3f9a1c\n  \
+        lazarus diff --json 3f9a1c 77b0e2"
+    )]
+    Diff {
+        /// The earlier snapshot (id, unique prefix or tag)
+        a: String,
+        /// The later snapshot
+        b: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what a checkpoint archive or directory holds
     ///
     /// The container, image and engine (archives), the Lazarus and CRIU
@@ -639,6 +661,11 @@ fn run(command: Command, top: &TopEngineArgs) -> Result<()> {
             print(&manage::list(&store, container.as_deref())?, json);
             Ok(())
         }
+        Command::Diff { a, b, json } => {
+            let store = snapshot::store(&Config::load()?)?;
+            print(&snapshot::diff::run(&store, &a, &b)?, json);
+            Ok(())
+        }
         Command::Migrate { args, engine } => {
             let endpoints = &engine.endpoints(top)?;
             let config = Config::load()?;
@@ -826,6 +853,7 @@ mod tests {
             [
                 "lazarus-checkpoint.1",
                 "lazarus-completion.1",
+                "lazarus-diff.1",
                 "lazarus-inspect.1",
                 "lazarus-keygen.1",
                 "lazarus-migrate.1",

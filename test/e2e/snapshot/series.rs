@@ -111,6 +111,8 @@ fn a_series_of_snapshots_reverts_to_any_copies_exports_and_prunes() {
 
     // Five snapshots while it runs, the first tagged.
     let mut series = vec![take(&a, &name, &["--tag", "first"])];
+    a.docker(&["exec", &name, "sh", "-c", "echo new > /new.txt; rm /bin/vi"])
+        .ok();
     for _ in 1..5 {
         series.push(take(&a, &name, &[]));
     }
@@ -143,6 +145,27 @@ fn a_series_of_snapshots_reverts_to_any_copies_exports_and_prunes() {
     assert!(
         table.contains(&series[2].id) && table.contains("first"),
         "{table}"
+    );
+
+    // What changed between the first two: the counter's memory, the file
+    // the exec made and the one it deleted.
+    let out = lazarus(&a, &["diff", "first", &series[1].id, "--json"]).ok();
+    let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(v["memory_changed_bytes"].as_u64().unwrap() >= 4096, "{v:#}");
+    let mappings = v["memory"].to_string();
+    assert!(
+        mappings.contains("[heap]") || mappings.contains("[stack]"),
+        "{v:#}"
+    );
+    assert!(
+        v["files_added"].to_string().contains("\"new.txt\""),
+        "{v:#}"
+    );
+    assert_eq!(v["files_deleted"], serde_json::json!(["/bin/vi"]), "{v:#}");
+    let text = lazarus(&a, &["diff", "first", &series[1].id]).ok().stdout;
+    assert!(
+        text.contains("of memory changed") && text.contains("new.txt"),
+        "{text}"
     );
 
     // In place, in any order; the container keeps its name and engine.

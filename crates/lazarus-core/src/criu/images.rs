@@ -28,6 +28,8 @@ pub const FILES_MAGIC: u32 = 0x5630_3138;
 pub const INETSK_MAGIC: u32 = 0x5644_3851;
 pub const MNTS_MAGIC: u32 = 0x5556_3928;
 pub const STATS_MAGIC: u32 = 0x5709_3306;
+pub const PAGEMAP_MAGIC: u32 = 0x5608_4025;
+pub const MM_MAGIC: u32 = 0x5749_2820;
 
 /// What went wrong, always naming the file (or directory) concerned.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +131,23 @@ impl Entry {
             }
             Some(_) => Err(self.wrong_type(n, name, "a message")),
         }
+    }
+
+    /// A repeated embedded message, in order.
+    pub fn messages(&self, n: u32, name: &str) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        for (num, value) in self.msg.special_fields.unknown_fields() {
+            if num != n {
+                continue;
+            }
+            match value {
+                UnknownValueRef::LengthDelimited(b) => {
+                    out.push(Entry::parse(&self.path, b, &format!("field {n} ({name})"))?)
+                }
+                _ => return Err(self.wrong_type(n, name, "a message list")),
+            }
+        }
+        Ok(out)
     }
 
     /// A repeated uint32 field, in order. CRIU's proto2 files do not pack

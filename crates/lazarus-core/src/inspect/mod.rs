@@ -4,6 +4,7 @@
 //! field access and CRIU's field numbers, so no CRIU schema is compiled in;
 //! damaged input is an error naming the file, never a panic.
 
+pub mod memory;
 mod summary;
 
 pub use crate::criu::images::Error;

@@ -43,6 +43,14 @@ impl SnapshotReader {
         &self.snapshot.manifest
     }
 
+    /// File `name`'s block digests, in order (all-zero for a zero block):
+    /// a page image's page N is its block N.
+    pub fn file_blocks(&self, name: &str) -> Option<&[Digest]> {
+        let e = self.snapshot.entries.iter().find(|e| e.name == name)?;
+        self.blocks
+            .get(e.first as usize..(e.first + e.count) as usize)
+    }
+
     /// Writes file `name` of the snapshot into `out`, checked block by
     /// block and then whole against the manifest.
     pub fn copy_file(&mut self, name: &str, out: &mut dyn Write) -> Result<u64> {

@@ -9,6 +9,7 @@
 //!   prune`, `checkpoint --export F --snapshot ID`;
 //! - `revert.rs`: `lazarus restore C --snapshot ID` (in place, or beside it
 //!   with --name) through the import's restore;
+//! - `diff.rs`: `lazarus diff A B`;
 //! - `report.rs`: what they print.
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use lazarus_core::store::Store;
 
 use crate::error::Result;
 
+pub mod diff;
 pub mod manage;
 pub mod report;
 pub mod revert;
