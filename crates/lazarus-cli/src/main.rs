@@ -16,7 +16,9 @@ use lazarus_cli::engine::endpoints::Endpoints;
 use lazarus_cli::flows::keys::{self, KeyKind};
 use lazarus_cli::flows::migration::{filter, send, serve};
 use lazarus_cli::flows::snapshot::{self, manage, revert, take, SnapshotAction, SnapshotsAction};
-use lazarus_cli::flows::{self, all, export, group_guard, import, inspect, restore_guard, version};
+use lazarus_cli::flows::{
+    self, all, export, group_guard, image, import, inspect, restore_guard, version,
+};
 use lazarus_cli::report::{self, Exported, Imported, Summary};
 use lazarus_cli::{block_on, Result};
 
@@ -144,6 +146,13 @@ enum Command {
     /// thawed and run on and nothing is written. FILE then holds every
     /// member's archive; `restore --import FILE` restores them all.
     ///
+    /// --export oci-archive:FILE or oci:DIR (or --push REGISTRY/NAME:TAG)
+    /// writes a checkpoint OCI image instead: the archive's content as one
+    /// layer, annotated (org.criu.checkpoint.container.name) so that
+    /// containerd's CRI (2.1-2.3) restores a container whose image it is.
+    /// Of this container, of a snapshot (--snapshot ID), or of an archive
+    /// (--from-archive FILE: e.g. one Kubernetes' checkpoint API wrote).
+    ///
     /// --all --export-dir DIR checkpoints (and stops) every running Lazarus
     /// container of this host before a reboot: Docker's and those of every
     /// containerd namespace (k8s.io only with --namespace k8s.io), one
@@ -157,6 +166,7 @@ enum Command {
         verbatim_doc_comment,
         after_help = "Examples:\n  \
         lazarus checkpoint looper --export /backup/looper.tar.zst\n  \
+        lazarus checkpoint --from-archive checkpoint-web.tar --push registry:5000/web:ckpt\n  \
         lazarus checkpoint --all --export-dir /var/lib/lazarus/reboot\n  \
         lazarus checkpoint --group app redis --tcp-established --export shop.tar\n  \
         lazarus checkpoint --leave-running --print-stats redis --export redis.tar.zst\n  \
@@ -459,11 +469,12 @@ enum Command {
 /// required ones).
 #[derive(clap::Args)]
 #[command(
-    mut_arg("container", |a| a.required_unless_present_any(["all", "snapshot"])),
+    mut_arg("container", |a| a.required_unless_present_any(["all", "snapshot", "from_archive"])),
     mut_arg("export", |a| a
         .required(false)
-        .required_unless_present("all")
+        .required_unless_present_any(["all", "push"])
         .default_value_if("all", "true", Some("-"))
+        .default_value_if("push", clap::builder::ArgPredicate::IsPresent, Some("-"))
         .hide_default_value(true)),
 )]
 struct CheckpointArgs {
@@ -476,6 +487,27 @@ struct CheckpointArgs {
     /// ships as an ordinary archive
     #[arg(long, value_name = "ID|TAG", conflicts_with_all = ["container", "group", "compose", "pod", "all", "from_docker_checkpoint", "leave_running"], verbatim_doc_comment)]
     snapshot: Option<String>,
+    /// Make the checkpoint image (--export oci-archive:F|oci:DIR, or
+    /// --push) of this archive (e.g. one Kubernetes' checkpoint API wrote)
+    /// instead of checkpointing a container
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["container", "group", "compose", "pod", "all", "snapshot", "from_docker_checkpoint"], verbatim_doc_comment)]
+    from_archive: Option<PathBuf>,
+    /// Push the checkpoint image to REGISTRY/NAME:TAG (with skopeo; a
+    /// registry on loopback over plain HTTP) instead of writing a file
+    #[arg(
+        long,
+        value_name = "REFERENCE",
+        conflicts_with = "all",
+        verbatim_doc_comment
+    )]
+    push: Option<String>,
+}
+
+impl CheckpointArgs {
+    /// `--export oci-archive:F|oci:DIR` or `--push`: a checkpoint image.
+    fn image_dest(&self) -> Option<image::ImageDest> {
+        image::ImageDest::parse(&self.one.export, self.push.as_deref())
+    }
 }
 
 /// `restore`: one archive, or with --all what `checkpoint --all` recorded.
@@ -529,6 +561,31 @@ fn run(command: Command, top: &TopEngineArgs) -> Result<()> {
             print(&inspect::run(&path, json, identity.as_deref())?, json);
             Ok(())
         }
+        Command::Checkpoint { args, engine } if args.image_dest().is_some() => {
+            let dest = args.image_dest().expect("checked");
+            let source = match (&args.snapshot, &args.from_archive) {
+                (Some(key), _) => image::ImageSource::Snapshot(key),
+                (_, Some(file)) => image::ImageSource::Archive(file),
+                _ => image::ImageSource::Container(&args.one),
+            };
+            let endpoints = &engine.endpoints(top)?;
+            let config = Config::load()?;
+            let report = block_on(image::run(source, &dest, endpoints, &config))?;
+            print(&report, args.one.json);
+            Ok(())
+        }
+        Command::Checkpoint {
+            args:
+                CheckpointArgs {
+                    from_archive: Some(_),
+                    ..
+                },
+            ..
+        } => Err(lazarus_cli::Error::Refused(
+            "--from-archive makes a checkpoint image: give --export oci-archive:FILE, \
+             --export oci:DIR or --push REFERENCE"
+                .into(),
+        )),
         Command::Checkpoint {
             args:
                 CheckpointArgs {

@@ -3,5 +3,6 @@
 
 pub mod checkpoint;
 pub mod exec;
+pub mod image;
 pub mod mounts;
 pub mod pod;

@@ -219,6 +219,32 @@ fn a_series_of_snapshots_reverts_to_any_copies_exports_and_prunes() {
         ],
     )
     .ok();
+    // The 3rd as a checkpoint OCI image, named for its container.
+    let image = a.path("third-image.tar");
+    lazarus(
+        &a,
+        &[
+            "checkpoint",
+            "--export",
+            &format!("oci-archive:{}", image.display()),
+            "--snapshot",
+            &series[2].id,
+        ],
+    )
+    .ok();
+    let raw = std::process::Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            &format!("oci-archive:{}", image.display()),
+        ])
+        .output()
+        .unwrap();
+    let manifest: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        manifest["annotations"]["org.criu.checkpoint.container.name"],
+        name.as_str()
+    );
     let b = Daemons::with_docker("snap_series_b");
     lazarus(&b, &["restore", "--import", file_s]).ok();
     assert_resumed_from(&b, &name, &series[2], "3rd (on host B)");

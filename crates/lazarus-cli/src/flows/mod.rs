@@ -7,6 +7,8 @@
 //!   instant of several containers; its guard is [`group_guard`]);
 //! - [`import`]: `restore --import FILE` (one container, or a group;
 //!   its guard, and `serve`'s, is [`restore_guard`]);
+//! - [`image`]: `checkpoint --export oci-archive:F|oci:DIR`, `--push`
+//!   (checkpoint OCI images, of a container, a snapshot or an archive);
 //! - [`inspect`]: `inspect FILE|DIR`;
 //! - [`migration`]: `migrate` (the sender) and `serve` (the receiver);
 //! - [`snapshot`]: `snapshot`, `snapshots`, `restore C --snapshot ID` (the
@@ -23,6 +25,7 @@ pub mod all;
 pub mod export;
 pub mod group;
 pub mod group_guard;
+pub mod image;
 pub mod import;
 pub mod inspect;
 pub mod keys;

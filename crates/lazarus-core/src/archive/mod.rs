@@ -25,6 +25,7 @@ pub mod atomic;
 pub mod group;
 mod hashing;
 mod manifest;
+pub mod oci;
 mod read;
 pub mod signature;
 mod sink;

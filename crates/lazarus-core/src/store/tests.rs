@@ -278,7 +278,11 @@ fn snapshots_of_two_containers_taken_at_once_both_commit() {
     assert_eq!(store.list().unwrap().len(), 2);
     for (s, tar) in snaps.iter().zip(&tars) {
         let back = dir.path().join(format!("back-{}", s.id));
-        store.reader(s).unwrap().materialize(&back, &mut |_| {}).unwrap();
+        store
+            .reader(s)
+            .unwrap()
+            .materialize(&back, &mut |_| {})
+            .unwrap();
         let want = dir.path().join(format!("want-{}", s.id));
         archive::extract(tar, &want).unwrap();
         assert_eq!(
