@@ -274,8 +274,9 @@ mod tests {
         assert_eq!(format!("sha256:{}", hex(&Sha256::digest(&bytes))), digest);
         let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(manifest["annotations"][CHECKPOINT_NAME], "counter");
+        assert_eq!(manifest["annotations"][CRIO_CHECKPOINT_NAME], "counter");
         assert!(manifest["annotations"]
-            .get(format!("{PREFIX}pod"))
+            .get("org.criu.checkpoint.pod.name")
             .is_none());
         // The layer unpacks to the source's files.
         let layer = manifest["layers"][0]["digest"].as_str().unwrap();
