@@ -678,6 +678,14 @@ fn run(command: Command, top: &TopEngineArgs) -> Result<()> {
             Ok(())
         }
         Command::Snapshot {
+            action: Some(SnapshotAction::Import(args)),
+            ..
+        } => {
+            let report = manage::import(&Config::load()?, &args)?;
+            print(&report, args.json);
+            Ok(())
+        }
+        Command::Snapshot {
             action: Some(SnapshotAction::Rm { ids, json }),
             ..
         } => {

@@ -248,6 +248,43 @@ fn a_series_of_snapshots_reverts_to_any_copies_exports_and_prunes() {
     let b = Daemons::with_docker("snap_series_b");
     lazarus(&b, &["restore", "--import", file_s]).ok();
     assert_resumed_from(&b, &name, &series[2], "3rd (on host B)");
+    // The 3rd and the 4th into B's store: the 4th shares the 3rd's blocks
+    // there too, and restores from it.
+    let fourth = a.path("fourth.tar.zst");
+    let fourth_s = fourth.to_str().unwrap();
+    lazarus(
+        &a,
+        &[
+            "checkpoint",
+            "--export",
+            fourth_s,
+            "--snapshot",
+            &series[3].id,
+        ],
+    )
+    .ok();
+    let imported = |f: &str| -> Value {
+        let out = lazarus(&b, &["snapshot", "import", f, "--json"]).ok();
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let (third_b, fourth_b) = (imported(file_s), imported(fourth_s));
+    assert_eq!(third_b["container"], name.as_str(), "{third_b:#}");
+    let (t, f) = (
+        third_b["bytes_added"].as_u64().unwrap(),
+        fourth_b["bytes_added"].as_u64().unwrap(),
+    );
+    assert!(
+        f * 10 <= t,
+        "the 4th added {f} bytes to B's store, the 3rd {t}"
+    );
+    let copy_b = b.name("fourth");
+    let id_b = fourth_b["id"].as_str().unwrap();
+    lazarus(
+        &b,
+        &["restore", &name, "--snapshot", id_b, "--name", &copy_b],
+    )
+    .ok();
+    assert_resumed_from(&b, &copy_b, &series[3], "4th (from B's store)");
     drop(b);
 
     // A snapshot killed midway: the container runs on, the store is as it

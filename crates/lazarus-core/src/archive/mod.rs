@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::checkpoint::rootfs::{RootfsDiff, DELETED_FILES, ROOTFS_DIFF_TAR};
 pub use manifest::{Manifest, ManifestEntry, FORMAT};
+pub(crate) use read::open as open_tar;
 pub use read::{
     check_limits, extract, extract_with, read_leading, read_manifest, verify, verify_with,
 };

@@ -225,7 +225,7 @@ fn refuse(path: &Path, why: String) -> Error {
 }
 
 /// A tar, plain or zstd-compressed (told apart by their first bytes).
-fn open(path: &Path) -> Result<tar::Archive<Box<dyn Read>>> {
+pub(crate) fn open(path: &Path) -> Result<tar::Archive<Box<dyn Read>>> {
     let file = File::open(path).map_err(Error::io(format!("open {}", path.display())))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let head = reader

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -84,9 +84,10 @@ impl Writer {
         self.dir.join(format!("{}.pack", self.name))
     }
 
-    /// Cuts the uncompressed archive at `archive` into blocks, each entry
-    /// checked against the archive's manifest; writes the blocks the store
-    /// lacks into this writer's pack.
+    /// Cuts the archive at `archive` (plain or zstd) into blocks, each
+    /// entry checked against the archive's manifest; writes the blocks the
+    /// store lacks into this writer's pack. An archive from elsewhere is
+    /// held to the import limits first (`archive::check_limits`).
     pub fn ingest_archive(&mut self, archive: &Path) -> Result<()> {
         let context = format!("read {} into the snapshot store", archive.display());
         let packs_dir = self.store.packs_dir();
@@ -94,8 +95,7 @@ impl Writer {
             &packs_dir,
             &pack::list(&packs_dir).map_err(Error::io(&context))?,
         )?;
-        let file = File::open(archive).map_err(Error::io(&context))?;
-        let mut tar = tar::Archive::new(BufReader::with_capacity(1 << 20, file));
+        let mut tar = crate::archive::open_tar(archive)?;
         let mut entries = tar.entries().map_err(Error::io(&context))?;
         let bad = |why: String| Error::InvalidArgument(format!("{}: {why}", archive.display()));
         let mut first = entries

@@ -12,11 +12,100 @@ use lazarus_core::store::{Snapshot, Store};
 use serde::Serialize;
 
 use super::parse_duration;
-use super::report::{RemovedReport, SnapshotEntry, SnapshotList};
+use super::report::{RemovedReport, SnapshotEntry, SnapshotList, SnapshotReport};
 use crate::error::{Error, Result};
 use crate::flows::export::{check_destination, is_stdout, Compress};
+use crate::grants::GrantArgs;
 use crate::report::Summary;
 use crate::seal;
+
+#[derive(clap::Args)]
+pub struct SnapshotImportArgs {
+    /// The archive (plain, zstd or encrypted)
+    pub file: PathBuf,
+    /// Name the snapshot (unique per container)
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Import only an archive signed by one of the public keys in FILE
+    #[arg(long, value_name = "FILE")]
+    pub require_signed: Option<PathBuf>,
+    /// The age identity an encrypted archive is opened with
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `lazarus snapshot import FILE`.
+pub fn import(config: &Config, args: &SnapshotImportArgs) -> Result<SnapshotReport> {
+    let started = std::time::Instant::now();
+    let _decrypted;
+    let file = match seal::is_encrypted(&args.file) {
+        false => args.file.clone(),
+        true => {
+            let scratch = config.scratch_dir("decrypt")?;
+            let plain = scratch.path().join("archive.tar");
+            seal::decrypt(&args.file, &plain, args.identity.as_deref())?;
+            _decrypted = scratch;
+            plain
+        }
+    };
+    let manifest = archive::read_manifest(&file)?;
+    let grants = GrantArgs {
+        require_signed: args.require_signed.clone(),
+        ..Default::default()
+    };
+    grants.check_signature(config, &manifest, &args.file)?;
+    let store = super::store(config)?;
+    let mut writer = store.writer()?;
+    archive::check_limits(
+        &file,
+        &manifest,
+        writer.dir(),
+        &config.import.limits(),
+        &|_| true,
+    )?;
+    writer.ingest_archive(&file)?;
+    let small = super::take::small_summary(&file, writer.dir())?;
+    let cfg = small.config.ok_or_else(|| {
+        Error::Refused(format!(
+            "{} has no readable config.dump",
+            args.file.display()
+        ))
+    })?;
+    let info = serde_json::json!({
+        "engine": if cfg.engine == "docker" { "docker" } else { "containerd" },
+        "id": cfg.id,
+        "namespace": cfg.namespace,
+        "processes": small.processes,
+        "tcp": small.tcp,
+        "imported_from": args.file,
+        "checkpointed": cfg.checkpointed,
+    });
+    let snapshot = writer.commit(&cfg.name, args.tag.as_deref(), info)?;
+    let store_bytes = store.usage()?;
+    Ok(SnapshotReport {
+        id: snapshot.id,
+        container: snapshot.container,
+        tag: snapshot.tag,
+        created: snapshot.created,
+        frozen_seconds: None,
+        checkpoint_seconds: 0.0,
+        store_seconds: started.elapsed().as_secs_f64(),
+        bytes_added: snapshot.bytes_added,
+        bytes_referenced: snapshot.bytes_referenced,
+        new_blocks: snapshot.new_blocks,
+        blocks: snapshot.blocks,
+        store_bytes,
+        over_cap: false,
+        removed_by_cap: Vec::new(),
+        dump: format!(
+            "imported from {}, deduplicated storage",
+            args.file.display()
+        ),
+    })
+}
 
 #[derive(clap::Args)]
 pub struct PruneArgs {

@@ -37,6 +37,13 @@ pub struct SnapshotCommand {
 
 #[derive(clap::Subcommand)]
 pub enum SnapshotAction {
+    /// Add a checkpoint archive (`checkpoint --export`, e.g. a snapshot
+    /// exported on another host) to this host's store as a snapshot of
+    /// its container: a series shipped as archives shares its blocks here
+    /// too. Verified whole and held to the [import] limits; what it asks
+    /// of the host is checked when it is restored
+    #[command(verbatim_doc_comment)]
+    Import(manage::SnapshotImportArgs),
     /// Remove snapshots (their blocks go when no other snapshot uses them)
     Rm {
         /// Snapshot ids (or unique prefixes, or tags)

@@ -161,8 +161,8 @@ pub async fn every(
 }
 
 /// The processes and TCP connections, from the archive's small images
-/// (the page images are left out).
-fn small_summary(archive: &Path, dir: &Path) -> Result<Processes> {
+/// (the page images are left out), and its config.dump.
+pub(super) fn small_summary(archive: &Path, dir: &Path) -> Result<Processes> {
     let small = dir.join("small");
     archive::extract_with(
         archive,
@@ -172,8 +172,12 @@ fn small_summary(archive: &Path, dir: &Path) -> Result<Processes> {
         &mut |_| {},
     )?;
     let s = inspect::summarize(&small.join(archive::CHECKPOINT_DIR))?;
+    let config = std::fs::read(small.join(archive::CONFIG_DUMP))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
     let _ = std::fs::remove_dir_all(&small);
     Ok(Processes {
+        config,
         processes: s
             .processes
             .iter()
@@ -183,16 +187,17 @@ fn small_summary(archive: &Path, dir: &Path) -> Result<Processes> {
     })
 }
 
-struct Processes {
-    processes: Vec<serde_json::Value>,
-    tcp: usize,
+pub(super) struct Processes {
+    pub config: Option<lazarus_core::archive::ArchiveConfig>,
+    pub processes: Vec<serde_json::Value>,
+    pub tcp: usize,
 }
 
 /// What kind of dump a snapshot is. Incremental dumps (CRIU's pre-dump
 /// with parent images) need the kernel's memory dirty tracking; where it
 /// is missing every snapshot is a full dump, and the store's dedup is what
 /// makes the series incremental.
-fn dump_kind(config: &Config) -> String {
+pub(super) fn dump_kind(config: &Config) -> String {
     match dirty_tracking(&config.criu_path) {
         true => "full dump, deduplicated storage (this kernel tracks dirty memory, but \
                  incremental dumps are not used yet)"
