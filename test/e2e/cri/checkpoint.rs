@@ -17,9 +17,10 @@ use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-const COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.2; done";
+pub(crate) const COUNTER: &str =
+    "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.2; done";
 
-fn count(h: &CriHost, id: &str) -> Option<u64> {
+pub(crate) fn count(h: &CriHost, id: &str) -> Option<u64> {
     let out = h.exec(id, &["cat", "/count"]);
     if out.code != Some(0) {
         return None;
@@ -28,7 +29,7 @@ fn count(h: &CriHost, id: &str) -> Option<u64> {
 }
 
 /// The counter's value once it has reached `at_least`.
-fn wait_count(h: &CriHost, id: &str, at_least: u64) -> u64 {
+pub(crate) fn wait_count(h: &CriHost, id: &str, at_least: u64) -> u64 {
     wait_until(
         &format!("{id} to count to {at_least}"),
         Duration::from_secs(60),

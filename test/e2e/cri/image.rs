@@ -7,7 +7,8 @@
 //! image route is containerd's, the restore the runtime's. containerd 1.7
 //! has no CheckpointContainer: its refusal is asserted.
 
-use crate::support::cmd::{poll, wait_until};
+use crate::cri::checkpoint::{count, wait_count, COUNTER};
+use crate::support::cmd::poll;
 use crate::support::cri::CriHost;
 use crate::support::lazarus::lazarus;
 use serde_json::Value;
@@ -15,24 +16,13 @@ use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-const COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.2; done";
-
-fn count(h: &CriHost, id: &str) -> Option<u64> {
-    let out = h.exec(id, &["cat", "/count"]);
-    (out.code == Some(0))
-        .then(|| out.stdout.trim().parse().ok())
-        .flatten()
-}
-
 #[test]
 fn cri_restores_a_checkpoint_image_pulled_from_a_registry() {
     let h = CriHost::start("cri_image");
     let pod = h.run_pod("image-a");
     let original = h.create(&pod, "counter", &h.image("busybox"), &["sh", "-c", COUNTER]);
     h.start_container(&original);
-    let before = wait_until("the counter to reach 30", Duration::from_secs(60), || {
-        count(&h, &original).filter(|&n| n >= 30)
-    });
+    let before = wait_count(&h, &original, 30);
     let archive = h.d.path("counter.tar");
     if !h.can_checkpoint() {
         let out = h.checkpoint(&original, &archive).err();

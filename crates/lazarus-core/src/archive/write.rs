@@ -49,15 +49,9 @@ pub fn write_signed(
     signer: Option<&signature::Signer>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Manifest> {
-    let context = format!("write checkpoint archive {}", dest.display());
-    let tmp = AtomicFile::beside(dest, ".lazarus-archive-", &context)?;
-    let file = tmp.as_file().try_clone().map_err(Error::io(&context))?;
-    let manifest = write_stream(input, file, compression, signer, progress, &context)?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o600))
-        .map_err(Error::io(&context))?;
-    tmp.persist(dest, &context)?;
-    Ok(manifest)
+    atomically(dest, |file, context| {
+        write_stream(input, file, compression, signer, progress, context)
+    })
 }
 
 /// [`write_signed`] as one stream into `out` (a pipe: `checkpoint
@@ -108,20 +102,7 @@ fn write_stream<W: Write>(
         signer.sign(&mut manifest);
     }
 
-    let out = BufWriter::with_capacity(1 << 20, out);
-    let out = match compression {
-        Compression::None => Out::Plain(out),
-        Compression::Zstd { level, threads } => {
-            let mut z = zstd::Encoder::new(out, level).map_err(Error::io(context))?;
-            // A frame checksum: zstd itself notices corrupted compressed data.
-            z.include_checksum(true).map_err(Error::io(context))?;
-            if threads > 0 {
-                z.multithread(threads).map_err(Error::io(context))?;
-            }
-            Out::Zstd(z)
-        }
-    };
-    let mut tar = tar::Builder::new(out);
+    let mut tar = tar::Builder::new(Out::new(out, compression, context)?);
     let now = SystemTime::now();
     let manifest_json =
         serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Other(e.to_string()))?;
@@ -156,30 +137,37 @@ pub fn write_known(
     signer: Option<&signature::Signer>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Manifest> {
-    let context = format!("write checkpoint archive {}", dest.display());
-    let tmp = AtomicFile::beside(dest, ".lazarus-archive-", &context)?;
-    let file = tmp.as_file().try_clone().map_err(Error::io(&context))?;
+    atomically(dest, |file, context| {
+        write_known_stream(
+            manifest,
+            files,
+            file,
+            compression,
+            signer,
+            progress,
+            context,
+        )
+    })
+}
+
+fn write_known_stream(
+    manifest: &Manifest,
+    files: &mut dyn KnownFiles,
+    file: File,
+    compression: Compression,
+    signer: Option<&signature::Signer>,
+    progress: &mut dyn FnMut(u64),
+    context: &str,
+) -> Result<Manifest> {
     let mut manifest = manifest.clone();
     manifest.signature = None;
     if let Some(signer) = signer {
         signer.sign(&mut manifest);
     }
-    let out = BufWriter::with_capacity(1 << 20, file);
-    let out = match compression {
-        Compression::None => Out::Plain(out),
-        Compression::Zstd { level, threads } => {
-            let mut z = zstd::Encoder::new(out, level).map_err(Error::io(&context))?;
-            z.include_checksum(true).map_err(Error::io(&context))?;
-            if threads > 0 {
-                z.multithread(threads).map_err(Error::io(&context))?;
-            }
-            Out::Zstd(z)
-        }
-    };
-    let mut tar = tar::Builder::new(out);
+    let mut tar = tar::Builder::new(Out::new(file, compression, context)?);
     let now = SystemTime::now();
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Other(e.to_string()))?;
-    append_bytes(&mut tar, MANIFEST_FILE, &json, now).map_err(Error::io(&context))?;
+    append_bytes(&mut tar, MANIFEST_FILE, &json, now).map_err(Error::io(context))?;
     let mut done = 0u64;
     for m in &manifest.entries {
         let entry_context = || format!("archive {}", m.name);
@@ -203,8 +191,18 @@ pub fn write_known(
             )));
         }
     }
-    let out = tar.into_inner().map_err(Error::io(&context))?;
-    out.finish().map_err(Error::io(&context))?;
+    let out = tar.into_inner().map_err(Error::io(context))?;
+    out.finish().map_err(Error::io(context))?;
+    Ok(manifest)
+}
+
+/// Writes `dest` through `write` into an unnamed file beside it, made
+/// 0600 and linked into place only once `write` succeeded.
+fn atomically(dest: &Path, write: impl FnOnce(File, &str) -> Result<Manifest>) -> Result<Manifest> {
+    let context = format!("write checkpoint archive {}", dest.display());
+    let tmp = AtomicFile::beside(dest, ".lazarus-archive-", &context)?;
+    let file = tmp.as_file().try_clone().map_err(Error::io(&context))?;
+    let manifest = write(file, &context)?;
     tmp.as_file()
         .set_permissions(fs::Permissions::from_mode(0o600))
         .map_err(Error::io(&context))?;
@@ -219,6 +217,22 @@ enum Out<W: Write> {
 }
 
 impl<W: Write> Out<W> {
+    fn new(out: W, compression: Compression, context: &str) -> Result<Out<W>> {
+        let out = BufWriter::with_capacity(1 << 20, out);
+        Ok(match compression {
+            Compression::None => Out::Plain(out),
+            Compression::Zstd { level, threads } => {
+                let mut z = zstd::Encoder::new(out, level).map_err(Error::io(context))?;
+                // A frame checksum: zstd itself notices corrupted compressed data.
+                z.include_checksum(true).map_err(Error::io(context))?;
+                if threads > 0 {
+                    z.multithread(threads).map_err(Error::io(context))?;
+                }
+                Out::Zstd(z)
+            }
+        })
+    }
+
     fn finish(self) -> io::Result<()> {
         let mut inner = match self {
             Out::Plain(w) => w,

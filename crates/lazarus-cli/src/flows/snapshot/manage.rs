@@ -84,26 +84,13 @@ pub fn import(config: &Config, args: &SnapshotImportArgs) -> Result<SnapshotRepo
         "checkpointed": cfg.checkpointed,
     });
     let snapshot = writer.commit(&cfg.name, args.tag.as_deref(), info)?;
-    let store_bytes = store.usage()?;
+    let dump = format!(
+        "imported from {}, deduplicated storage",
+        args.file.display()
+    );
     Ok(SnapshotReport {
-        id: snapshot.id,
-        container: snapshot.container,
-        tag: snapshot.tag,
-        created: snapshot.created,
-        frozen_seconds: None,
-        checkpoint_seconds: 0.0,
         store_seconds: started.elapsed().as_secs_f64(),
-        bytes_added: snapshot.bytes_added,
-        bytes_referenced: snapshot.bytes_referenced,
-        new_blocks: snapshot.new_blocks,
-        blocks: snapshot.blocks,
-        store_bytes,
-        over_cap: false,
-        removed_by_cap: Vec::new(),
-        dump: format!(
-            "imported from {}, deduplicated storage",
-            args.file.display()
-        ),
+        ..SnapshotReport::of(snapshot, store.usage()?, dump)
     })
 }
 

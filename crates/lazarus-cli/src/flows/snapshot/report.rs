@@ -40,6 +40,30 @@ pub struct SnapshotReport {
     pub dump: String,
 }
 
+impl SnapshotReport {
+    /// The report of the committed `s`, the times and the cap's doings
+    /// left for the caller to fill in.
+    pub fn of(s: Snapshot, store_bytes: u64, dump: String) -> SnapshotReport {
+        SnapshotReport {
+            id: s.id,
+            container: s.container,
+            tag: s.tag,
+            created: s.created,
+            frozen_seconds: None,
+            checkpoint_seconds: 0.0,
+            store_seconds: 0.0,
+            bytes_added: s.bytes_added,
+            bytes_referenced: s.bytes_referenced,
+            new_blocks: s.new_blocks,
+            blocks: s.blocks,
+            store_bytes,
+            over_cap: false,
+            removed_by_cap: Vec::new(),
+            dump,
+        }
+    }
+}
+
 impl Summary for SnapshotReport {
     fn summary(&self) -> String {
         let frozen = self

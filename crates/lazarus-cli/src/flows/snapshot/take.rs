@@ -116,21 +116,12 @@ pub async fn take(
     };
     let store_bytes = store.usage()?;
     Ok(SnapshotReport {
-        id: snapshot.id,
-        container: snapshot.container,
-        tag: snapshot.tag,
-        created: snapshot.created,
         frozen_seconds: frozen_us.map(|us| us as f64 / 1e6),
         checkpoint_seconds: exported.checkpoint_seconds,
         store_seconds,
-        bytes_added: snapshot.bytes_added,
-        bytes_referenced: snapshot.bytes_referenced,
-        new_blocks: snapshot.new_blocks,
-        blocks: snapshot.blocks,
-        store_bytes,
         over_cap: config.store_max_gib > 0 && store_bytes > config.store_max_gib << 30,
         removed_by_cap: removed,
-        dump: dump_kind(config),
+        ..SnapshotReport::of(snapshot, store_bytes, dump_kind(config))
     })
 }
 
