@@ -208,3 +208,49 @@ pub fn dirty_tracking(criu: &Path) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in CRIU that answers `check --feature mem_dirty_track` with
+    /// `status` (and fails anything else).
+    fn fake_criu(dir: &Path, status: i32) -> std::path::PathBuf {
+        let path = dir.join(format!("criu-{status}"));
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\n[ \"$1 $2 $3\" = \"check --feature mem_dirty_track\" ] || exit 9\nexit {status}\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn dirty_tracking_is_detected_both_ways_and_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let (with, without) = (fake_criu(dir.path(), 0), fake_criu(dir.path(), 1));
+        // A sibling test's fork can hold the new script open for a moment
+        // (ETXTBSY on exec): a few tries.
+        let detected = (0..5).any(|_| {
+            dirty_tracking(&with) || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                false
+            }
+        });
+        assert!(detected);
+        assert!(!dirty_tracking(&without));
+        assert!(!dirty_tracking(&dir.path().join("no-such-criu")));
+        let said = |criu: &Path| {
+            dump_kind(&Config {
+                criu_path: criu.to_path_buf(),
+                ..Config::default()
+            })
+        };
+        assert!(said(&without).contains("has no memory dirty tracking"));
+        assert!(said(&with).contains("not used yet"));
+    }
+}
