@@ -60,7 +60,14 @@ fn migrate_carries_a_named_volume_unless_ignored() {
     assert_eq!(marker(&b, &carried), "from-a\n");
     wait_ticks_past(&b, &carried, last_tick(&a, &carried) + 1);
 
-    let out = migrate(&a, &ignored, &serve.addr, &key, &["--ignore-volumes", "--json"]).ok();
+    let out = migrate(
+        &a,
+        &ignored,
+        &serve.addr,
+        &key,
+        &["--ignore-volumes", "--json"],
+    )
+    .ok();
     let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert!(v["restored"].get("volumes").is_none(), "{v:#}");
     // Left behind: B's volume is Docker's own, empty; A's keeps its files.
