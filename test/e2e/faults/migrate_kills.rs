@@ -61,6 +61,20 @@ fn running(d: &Daemons, name: &str) -> bool {
         == "true"
 }
 
+/// Docker's word on `name`: status, exit code, paused; or that it is gone.
+fn state(d: &Daemons, name: &str) -> String {
+    let out = d.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} exit {{.State.ExitCode}} paused {{.State.Paused}}",
+        name,
+    ]);
+    match out.code {
+        Some(0) => out.stdout.trim().to_string(),
+        _ => "no such container".into(),
+    }
+}
+
 /// Waits for `moment` while migrate runs; false if it ended first.
 fn reach(a: &Daemons, b: &Daemons, p: &mut Child, moment: Moment, name: &str) -> bool {
     if let Moment::After(t) = moment {
@@ -149,10 +163,9 @@ fn kill_cases(
         );
         match place {
             None => failures.push(format!(
-                "{moment:?}/{sig}: not running exactly once after {SETTLE:?} (A running {}, B \
-                 running {})",
-                running(a, &name),
-                running(b, &name)
+                "{moment:?}/{sig}: not running exactly once after {SETTLE:?} (A: {}, B: {})",
+                state(a, &name),
+                state(b, &name)
             )),
             Some("A") => assert_heap_goes_on(a, &name, &sum),
             Some(_) => assert_heap_goes_on(b, &name, &sum),
