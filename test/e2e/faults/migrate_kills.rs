@@ -227,14 +227,16 @@ fn a_killed_migrate_leaves_the_container_running_once() {
 }
 
 /// Known bugs in the migration code (issue 23; found by this case on
-/// Lazarus + containerd 2.1, 2026-12-07), ignored so that CI stays green
-/// while that code's owner changes it; run with `--ignored`:
+/// Lazarus + containerd 2.1, 2026-12-07, twice), ignored so that CI stays
+/// green while that code's owner changes it; run with `--ignored`:
 /// 1. post-copy, migrate SIGKILLed once memhog runs on B (its memory still
 ///    following): B removes its unconfirmed copy ~0.1 s later, and A's
-///    source does not run either: after 120 s memhog runs nowhere (lost);
-/// 2. stop-copy, migrate SIGKILLed early or SIGINTed mid-dump: memhog runs
-///    on at A, but A's scratch `lazarus-work/work/migrate-*` is still there
-///    120 s later (only the next CLI's abandoned-scratch sweep takes it).
+///    source is `exited exit 137`: 120 s later memhog runs nowhere and B
+///    has no such container (the container is lost); A's scratch
+///    `lazarus-work/work/migrate-*` stays too (still there 4 min later);
+/// 2. stop-copy, migrate SIGINTed while A's CRIU dumps: memhog runs on at
+///    A, thawed, its heap intact, but A's `migrate-*` scratch is still
+///    there 120 s later. (SIGKILLed at 0.3 s it was removed.)
 #[test]
 #[ignore = "known bugs: a post-copy migrate killed once B runs the copy loses the container; a killed migrate leaves its scratch on A"]
 fn a_killed_migrate_loses_nothing_and_leaves_nothing() {
