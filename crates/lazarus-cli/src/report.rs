@@ -664,6 +664,9 @@ pub struct AllRestoreReport {
     /// Every recorded container runs: the record was retired
     /// (`lazarus-all.restored.json`).
     pub complete: bool,
+    /// What changed since the checkpoint (a new kernel or CRIU).
+    #[serde(default)]
+    pub notes: Vec<String>,
     pub total_seconds: f64,
 }
 
@@ -760,6 +763,9 @@ impl Summary for AllRestoreReport {
                 line.push_str(&format!(": {e}"));
             }
             out.push(line);
+        }
+        for n in &self.notes {
+            out.push(format!("note: {n}"));
         }
         let state = match (self.dry_run, self.complete) {
             (true, _) => "dry run: nothing was changed".to_string(),

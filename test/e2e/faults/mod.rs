@@ -8,5 +8,6 @@ pub mod concurrency;
 pub mod corrupt;
 pub mod criu_deadline;
 pub mod kills;
+pub mod migrate_kills;
 pub mod restart;
 pub mod restore_limits;

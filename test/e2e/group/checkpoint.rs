@@ -32,6 +32,12 @@ const COMPOSE_PROJECT: &str = "com.docker.compose.project";
 /// in /sent) and appends every reply to /replies; if the connection ever
 /// closes it writes `closed` there.
 fn start_app_and_redis(d: &Daemons, redis: &str, app: &str) {
+    start_app_and_redis_with(d, redis, app, &[]);
+}
+
+/// As `start_app_and_redis`, with `redis_flags` for Redis's `docker run`
+/// (a volume, say).
+pub(crate) fn start_app_and_redis_with(d: &Daemons, redis: &str, app: &str, redis_flags: &[&str]) {
     let (net, prefix) = d.bridge_network();
     let project = format!("{COMPOSE_PROJECT}={}", d.id);
     let ip = |n: u8| format!("{prefix}.{n}");
@@ -42,7 +48,9 @@ fn start_app_and_redis(d: &Daemons, redis: &str, app: &str) {
         args.extend(image_and_cmd);
         d.docker(&args).ok();
     };
-    run(redis, &ip(2), &[REDIS_IMAGE]);
+    let mut redis_args = redis_flags.to_vec();
+    redis_args.push(REDIS_IMAGE);
+    run(redis, &ip(2), &redis_args);
     wait_until("redis to answer", Duration::from_secs(30), || {
         let out = d.docker(&["exec", redis, "redis-cli", "PING"]);
         (out.text() == "PONG").then_some(())
@@ -57,7 +65,7 @@ fn start_app_and_redis(d: &Daemons, redis: &str, app: &str) {
 }
 
 /// The client's replies so far (`:1`, `:2`, ...), and its sends.
-fn replies(d: &Daemons, app: &str) -> (Vec<String>, usize) {
+pub(crate) fn replies(d: &Daemons, app: &str) -> (Vec<String>, usize) {
     let out = d.docker(&[
         "exec",
         app,
@@ -73,7 +81,7 @@ fn replies(d: &Daemons, app: &str) -> (Vec<String>, usize) {
 
 /// Every reply is the next integer and nothing closed the connection;
 /// returns how many.
-fn assert_replies_unbroken(d: &Daemons, app: &str) -> usize {
+pub(crate) fn assert_replies_unbroken(d: &Daemons, app: &str) -> usize {
     let (lines, _) = replies(d, app);
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(
@@ -88,7 +96,7 @@ fn assert_replies_unbroken(d: &Daemons, app: &str) -> usize {
     lines.len()
 }
 
-fn wait_replies(d: &Daemons, app: &str, at_least: usize) {
+pub(crate) fn wait_replies(d: &Daemons, app: &str, at_least: usize) {
     let got = poll(Duration::from_secs(60), || {
         (replies(d, app).0.len() >= at_least).then_some(())
     });
@@ -118,7 +126,7 @@ fn locked(d: &Daemons, name: &str) -> bool {
 /// 10 s: a lost write would leave them apart for good); Redis's `n` lies
 /// between the replies seen before and after reading it (at most two in
 /// flight). Read in that order, so a loaded host cannot fail it.
-fn assert_connection_went_on(d: &Daemons, redis: &str, app: &str, before: usize) {
+pub(crate) fn assert_connection_went_on(d: &Daemons, redis: &str, app: &str, before: usize) {
     wait_replies(d, app, before + 30);
     let seen = assert_replies_unbroken(d, app);
     let value = d

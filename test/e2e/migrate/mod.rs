@@ -8,3 +8,4 @@ pub mod moves;
 pub mod postcopy;
 pub mod serve;
 pub mod stopcopy;
+pub mod volumes;

@@ -2,3 +2,4 @@
 //! `lazarus restore --all` across a simulated reboot of a daemon set.
 
 pub mod all;
+pub mod pair;

@@ -11,6 +11,7 @@ use chrono::Utc;
 use lazarus_core::config::Config;
 
 use super::plan::{self, Filter, Found, Unit};
+use super::platform::Platform;
 use super::record::{self, Entry, Record};
 use super::{host, CheckpointAllArgs};
 use crate::engine::docker::Docker;
@@ -75,6 +76,7 @@ pub fn run(
         format: record::FORMAT,
         host: hostname(),
         checkpointed_at: Utc::now(),
+        platform: Platform::current(config),
         entries: Vec::new(),
     });
     record.lock().unwrap().write(&dir)?;
@@ -282,9 +284,14 @@ struct Live<'a> {
 
 impl Live<'_> {
     /// The export's arguments for `archive`: the template's flags, the
-    /// container stopped, no progress drawn (several run at once).
+    /// container stopped, no progress drawn (several run at once), and no
+    /// volume in the archive: a reboot keeps them on this host's disk, so
+    /// a copy would only lengthen the shutdown (and `restore --all` would
+    /// find the volume there already). `restore --all` uses them as they
+    /// are and refuses a container whose volume is gone.
     fn args(&self, archive: &Path) -> ExportArgs {
         ExportArgs {
+            ignore_volumes: true,
             container: None,
             group: Vec::new(),
             compose: None,
@@ -322,6 +329,13 @@ impl Steps for Live<'_> {
     async fn export_group(&self, members: &[Found], archive: &Path) -> Result<GroupExportReport> {
         let args = ExportArgs {
             group: members.iter().map(|m| m.name.clone()).collect(),
+            // Frozen and dumped together, so both ends of a connection
+            // between members are in the archive and come back together
+            // (at their fixed addresses): a Compose project's connections
+            // are taken without being asked. One to outside the project
+            // is taken too; after a reboot its peer resets it, as it
+            // would any connection across a reboot.
+            tcp_established: true,
             ..self.args(archive)
         };
         group::checkpoint(&args, self.endpoints, self.config).await

@@ -24,6 +24,7 @@ use std::path::PathBuf;
 pub mod checkpoint;
 mod host;
 pub mod plan;
+pub mod platform;
 pub mod record;
 pub mod restore;
 

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::platform::Platform;
 use crate::error::{Error, Result};
 
 /// The record's name in the checkpoint directory.
@@ -30,6 +31,10 @@ pub struct Record {
     pub format: u32,
     pub host: String,
     pub checkpointed_at: DateTime<Utc>,
+    /// The kernel release and CRIU version the images were taken on
+    /// (`restore --all` compares; an older record has none).
+    #[serde(default)]
+    pub platform: Platform,
     /// In restore order.
     pub entries: Vec<Entry>,
 }
@@ -315,6 +320,7 @@ mod tests {
             format: FORMAT,
             host: "node1".into(),
             checkpointed_at: Utc::now(),
+            platform: Platform::default(),
             entries,
         }
     }

@@ -9,6 +9,7 @@ use chrono::Utc;
 use lazarus_core::config::Config;
 
 use super::plan::{decide, Decision, Existing};
+use super::platform::{self, Platform};
 use super::record::{Entry, Record, State};
 use super::{host, set_aside_name, RestoreAllArgs};
 use crate::engine::containerd::Containerd;
@@ -39,6 +40,11 @@ async fn restore_all(
         .clone()
         .ok_or_else(|| Error::Refused("--all needs --import-dir DIR".into()))?;
     let mut record = Record::read(&dir)?;
+    // A new kernel or CRIU is said; refused only when CRIU's check fails
+    // on it, before anything is touched.
+    let notes = platform::judge(&record.platform, &Platform::current(config), || {
+        platform::criu_check(&config.criu_path)
+    })?;
     let units: Vec<Vec<Entry>> = record
         .units()
         .into_iter()
@@ -160,6 +166,7 @@ async fn restore_all(
         failed,
         complete,
         containers: lines,
+        notes,
         total_seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -179,6 +186,12 @@ async fn restore_unit(
     config: &Config,
 ) -> Result<Vec<AllRestored>> {
     let started = Instant::now();
+    if let Err(err) = volumes_here(unit, endpoints).await {
+        return Ok(unit
+            .iter()
+            .map(|e| line(e, "failed", None, Some(&err)))
+            .collect());
+    }
     // Recorded first: whatever this run makes or sets aside from here on,
     // a run after it killed tells as this restore's.
     // The first attempt's time is kept: what any attempt made under the
@@ -216,6 +229,9 @@ async fn restore_unit(
         name: (first.group.is_none()).then(|| first.name.clone()),
         namespace: (first.engine != "docker").then(|| first.namespace.clone()),
         json: true,
+        // The volumes stayed on this host (checkpoint --all leaves them
+        // out of the archive): the container gets them as they are.
+        ignore_volumes: true,
         ..template.clone()
     };
     let restored = match prepared {
@@ -344,6 +360,33 @@ async fn second_look(
         }
     }
     import::run(args, endpoints, config).await.map(made_by)
+}
+
+/// Every named Docker volume the unit's containers had is still on this
+/// host. Docker would make a missing one afresh, empty, and the restored
+/// process would find its data gone: refused by name instead.
+async fn volumes_here(unit: &[Entry], endpoints: &Endpoints) -> Result<()> {
+    let mut gone = Vec::new();
+    for e in unit.iter().filter(|e| e.engine == "docker") {
+        for v in e.volumes.iter().filter(|v| v.kind == "volume") {
+            if Docker::new(&endpoints.docker)?
+                .volume(&v.source)
+                .await?
+                .is_none()
+            {
+                gone.push(format!("{} (at {} in {})", v.source, v.destination, e.name));
+            }
+        }
+    }
+    if gone.is_empty() {
+        return Ok(());
+    }
+    Err(Error::NotFound(format!(
+        "volume {} is gone from this host: its contents were not in the archive (a reboot \
+         keeps volumes on disk); bring the volume back (docker volume create, then its \
+         data), then run restore --all again",
+        gone.join(", ")
+    )))
 }
 
 /// The checkpointed Docker container `e` set aside under another name,
