@@ -18,8 +18,8 @@ use std::time::Duration;
 use lazarus_core::channel::{Channel, Key};
 use lazarus_core::config::Config;
 
-use super::filter::PortFilter;
 use super::gate::{self, Admitted};
+use super::pages;
 use super::{key_path, resolve, Answer, Offer, Plan, MAX_ARCHIVE, PEER_TIMEOUT, PROTOCOL};
 use crate::engine::containerd::Containerd;
 use crate::engine::docker::Docker;
@@ -58,6 +58,8 @@ pub async fn run(args: &ServeArgs, endpoints: &Endpoints, config: &Config) -> Re
     let listener =
         TcpListener::bind(addr).map_err(lazarus_core::Error::io(format!("listen on {addr}")))?;
     let limits = gate::LIMITS;
+    // The page tunnels' doors authenticate with the same key.
+    let tunnel_key = key.duplicate();
     let migrations = gate::open(listener, key, limits, gate::stderr())?;
     eprintln!(
         "lazarus serve: listening on {addr} (handshakes: {} s each, {} at once, {} per \
@@ -72,7 +74,7 @@ pub async fn run(args: &ServeArgs, endpoints: &Endpoints, config: &Config) -> Re
     // the next authenticated sender is all there is to do.
     for mut admitted in migrations.iter() {
         let peer = admitted.peer;
-        let received = receive(&mut admitted, endpoints, config).await;
+        let received = receive(&mut admitted, &tunnel_key, endpoints, config).await;
         // The slot is free for the next sender from here.
         drop(admitted);
         match &received {
@@ -132,6 +134,7 @@ fn claim_scratch_roots(config: &Config) -> Result<Vec<nix::fcntl::Flock<std::fs:
 /// here.
 async fn receive(
     admitted: &mut Admitted,
+    key: &Key,
     endpoints: &Endpoints,
     config: &Config,
 ) -> Result<String> {
@@ -156,15 +159,18 @@ async fn receive(
     };
     let receiver = match plan.postcopy {
         true => None,
-        false => {
-            let started = PageReceiver::start(ch.stream(), scratch.path(), config);
-            Some(told(ch, started)?)
-        }
+        false => Some(told(ch, PageReceiver::start(scratch.path(), config))?),
     };
+    // The page tunnel: its door for the sender, its loopback end for CRIU
+    // (stop-and-copy: this host's page server; post-copy: a door for the
+    // lazy-pages daemon the restore starts). Dropped, it is cut.
+    let criu = receiver.as_ref().map(|r| r.address());
+    let tunnel = told(ch, pages::receiver(ch.stream(), key, criu))?;
     ch.send_json(&Answer {
-        pages: receiver.as_ref().map(|r| r.server.clone()),
+        tunnel: Some(tunnel.offer.clone()),
         ..Answer::ready()
     })?;
+    let tunnel = tunnel.into_tunnel();
 
     let path = scratch.path().join("archive.tar");
     receive_archive(ch, &path)?;
@@ -188,6 +194,11 @@ async fn receive(
     )
     .await;
     guard.dismiss();
+    // Post-copy: the container runs here and faults its memory in through
+    // the tunnel until every page is here; the streams end it.
+    if settled.is_ok() && plan.postcopy {
+        tunnel.detach();
+    }
     settled
 }
 
@@ -294,25 +305,24 @@ async fn restore_and_confirm(
 const PAGE_SERVER_END_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// This host's CRIU page server for one stop-and-copy migration: it listens
-/// on the migration connection's address, TLS only with certificates made
-/// for this migration (sent to the sender inside the channel), and writes
-/// the memory the sender's dump pushes into `scratch/pages`. Killed if the
-/// migration ends before it did.
+/// on loopback only, where this host's page tunnel connects to it, and
+/// writes the memory the sender's dump pushes into `scratch/pages`. Killed
+/// if the migration ends before it did.
 struct PageReceiver {
     server: PageServer,
     daemon: Box<dyn LazyPages>,
     images: PathBuf,
-    /// Only the sender reaches the page server's port; removed after the
-    /// daemon (a field declared later drops later).
-    _filter: PortFilter,
 }
 
 impl PageReceiver {
-    fn start(stream: &TcpStream, scratch: &Path, config: &Config) -> Result<PageReceiver> {
-        let server = super::postcopy::page_server(stream, PageMode::Push)?;
-        // In place before CRIU listens: its first connection must be the
-        // sender's dump.
-        let filter = super::postcopy::filter(stream, &server)?;
+    fn start(scratch: &Path, config: &Config) -> Result<PageReceiver> {
+        let port = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .map_err(lazarus_core::Error::io(
+                "find a free loopback port for the page server",
+            ))?
+            .port();
+        let server = PageServer::local(port, PageMode::Push);
         let images = scratch.join("pages");
         let work = scratch.join("pages-work");
         for dir in [&images, &work] {
@@ -331,8 +341,12 @@ impl PageReceiver {
             server,
             daemon,
             images,
-            _filter: filter,
         })
+    }
+
+    /// Where the page server listens.
+    fn address(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.server.address, self.server.port)
     }
 
     /// Once the archive is here: the page server has ended well, and the
