@@ -128,8 +128,10 @@ fn migrate_postcopy_stream_failures_never_leave_a_copy_without_memory() {
 
     // 2. B's lazy-pages daemon killed after B resumed the container.
     let mut migration = spawn_migrate(&a, &name, &serve.addr, &key, &args);
-    let (daemon, port) = wait_until("B's lazy-pages daemon", SLOW, || lazy_pages_daemon(&b));
-    let throttle = Throttle::on_source_port(b.netns().unwrap().veth(), port);
+    let (daemon, _) = wait_until("B's lazy-pages daemon", SLOW, || lazy_pages_daemon(&b));
+    // The pages cross in the tunnel, to B's door.
+    let (_, door) = crate::migrate::filter::door_rule(&b);
+    let throttle = Throttle::on_dest_port(b.netns().unwrap().veth(), door);
     wait_until("B to run the container", SLOW, || {
         (inspect_or_empty(&b, &name) == "true").then_some(())
     });
@@ -232,8 +234,8 @@ impl Throttle {
         Throttle::htb(dev, "20")
     }
 
-    /// Traffic from one local TCP port only.
-    fn on_source_port(dev: &str, port: u16) -> Throttle {
+    /// Traffic to one TCP port of B only.
+    fn on_dest_port(dev: &str, port: u16) -> Throttle {
         let throttle = Throttle::htb(dev, "10");
         let tc = |args: &[&str]| run(Command::new("tc").args(args)).ok();
         tc(&[
@@ -253,7 +255,7 @@ impl Throttle {
             "u32",
             "match",
             "ip",
-            "sport",
+            "dport",
             &port.to_string(),
             "0xffff",
             "flowid",

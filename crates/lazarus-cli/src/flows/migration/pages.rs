@@ -105,10 +105,11 @@ pub fn receiver(control: &TcpStream, key: &Key, criu: Option<SocketAddr>) -> Res
 }
 
 impl Receiver {
-    /// The tunnel alone: the door's filter goes (the link is made, or
-    /// never will be).
-    pub fn into_tunnel(self) -> Tunnel {
-        self.tunnel
+    /// Post-copy, once the container runs here: the tunnel runs on alone
+    /// until the lazy-pages daemon has every page (the streams end it);
+    /// the door's filter goes (the link was made long ago).
+    pub fn detach(self) {
+        self.tunnel.detach();
     }
 }
 
@@ -151,7 +152,7 @@ pub fn sender(
             let mut server = PageServer::local(port, PageMode::Lazy);
             server.fetch_port = Some(fetch_port);
             (
-                LocalEnd::Connect(SocketAddr::new(server.address, port)),
+                LocalEnd::ServeLazy(SocketAddr::new(server.address, port)),
                 server,
             )
         }

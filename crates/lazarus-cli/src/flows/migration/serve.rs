@@ -165,12 +165,12 @@ async fn receive(
     // (stop-and-copy: this host's page server; post-copy: a door for the
     // lazy-pages daemon the restore starts). Dropped, it is cut.
     let criu = receiver.as_ref().map(|r| r.address());
-    let tunnel = told(ch, pages::receiver(ch.stream(), key, criu))?;
+    let opened = pages::receiver(ch.stream(), key, criu);
+    let tunnel = told(ch, opened)?;
     ch.send_json(&Answer {
         tunnel: Some(tunnel.offer.clone()),
         ..Answer::ready()
     })?;
-    let tunnel = tunnel.into_tunnel();
 
     let path = scratch.path().join("archive.tar");
     receive_archive(ch, &path)?;
@@ -199,6 +199,7 @@ async fn receive(
     if settled.is_ok() && plan.postcopy {
         tunnel.detach();
     }
+    // (Otherwise dropped here: cut, and the door's filter removed.)
     settled
 }
 

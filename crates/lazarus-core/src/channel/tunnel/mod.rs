@@ -153,27 +153,76 @@ pub enum LocalEnd {
     /// CRIU listens on this loopback address: connected once
     /// [`Tunnel::go`] says it does.
     Connect(SocketAddr),
+    /// As `Connect`, CRIU being a lazy dump's page server. It takes a bare
+    /// end of stream for the lazy-pages daemon's goodbye, and then ends
+    /// the source as migrated; without TLS, a daemon that died would look
+    /// the same. So the peer's end reaches it only when the last message
+    /// before it was the daemon's goodbye (`PS_IOV_CLOSE`); any other end
+    /// resets it, and the dump fails (the source thaws).
+    ServeLazy(SocketAddr),
+}
+
+/// CRIU's page server request header (criu/page-xfer.c `struct
+/// page_server_iov`: u32 cmd, padding, three u64), as its client sends
+/// it; a lazy-pages daemon sends nothing else.
+const PS_IOV_LEN: usize = 32;
+const PS_CMD_MASK: u32 = 0xffff;
+const PS_IOV_CLOSE: u32 = 0x1023;
+const PS_IOV_FORCE_CLOSE: u32 = 0x1024;
+
+/// Whether `tail` (the last bytes a page server client sent) is its
+/// goodbye.
+fn is_goodbye(tail: &[u8]) -> bool {
+    if tail.len() < PS_IOV_LEN {
+        return false;
+    }
+    let last = &tail[tail.len() - PS_IOV_LEN..];
+    let cmd = u32::from_le_bytes([last[0], last[1], last[2], last[3]]) & PS_CMD_MASK;
+    matches!(cmd, PS_IOV_CLOSE | PS_IOV_FORCE_CLOSE)
 }
 
 struct Shared {
     counters: Counters,
     stop: AtomicBool,
-    /// Both sockets once the tunnel runs, to shut down on abort (the lock
-    /// is held to add or shut, never across I/O).
-    sockets: Mutex<Vec<TcpStream>>,
+    /// Set once the tunnel fails or is aborted: CRIU's end of stream read
+    /// after that is not CRIU's, and is not passed on as one.
+    failed: AtomicBool,
+    /// The link and CRIU's socket once the tunnel runs, to shut down on
+    /// abort (the lock is held to add, shut or clear, never across I/O).
+    sockets: Mutex<Vec<(TcpStream, Shutdown)>>,
 }
 
 impl Shared {
+    /// Wakes both directions: the link shut both ways; CRIU's socket for
+    /// reading only, so nothing reaches CRIU that looks like an end. (A
+    /// lazy dump's page server takes a bare end of stream for its client's
+    /// clean goodbye, and would let the source go.) CRIU's socket is reset
+    /// when it closes ([`abortive_close`]).
     fn shut(&self) {
-        for s in self
-            .sockets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = s.shutdown(Shutdown::Both);
+        self.failed.store(true, Ordering::SeqCst);
+        let sockets = self.sockets.lock().unwrap_or_else(|e| e.into_inner());
+        for (s, how) in sockets.iter() {
+            let _ = s.shutdown(*how);
         }
     }
+
+    fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+}
+
+/// CRIU's socket is reset, not ended, when closed before both directions
+/// ended cleanly (a failure, this process killed): CRIU then fails its
+/// stream (the dump is called off, the lazy-pages daemon gives up) instead
+/// of taking a bare end for a finished one. A clean end is still a FIN:
+/// `shutdown(Write)` is not affected by the linger setting.
+fn abortive_close(stream: &TcpStream) -> nix::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    setsockopt(stream, sockopt::Linger, &linger)
 }
 
 /// One page stream's tunnel, running on threads of its own. Dropped, it is
@@ -199,6 +248,7 @@ impl Tunnel {
         let shared = Arc::new(Shared {
             counters: Counters::new(),
             stop: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             sockets: Mutex::default(),
         });
         let (go, told) = mpsc::sync_channel(1);
@@ -211,6 +261,9 @@ impl Tunnel {
                 if result.is_err() {
                     s.shut();
                 }
+                // The last handles: CRIU's socket closes (reset, if it had
+                // not ended cleanly).
+                s.sockets.lock().unwrap_or_else(|e| e.into_inner()).clear();
                 let _ = finished.send(result);
             })?;
         Ok(Tunnel {
@@ -280,6 +333,7 @@ fn run(
     wait: Duration,
     dropped: fn(&str),
 ) -> std::result::Result<(), String> {
+    let goodbye = matches!(local, LocalEnd::ServeLazy(_));
     let link = match link {
         LinkFrom::Ready(l) => l,
         LinkFrom::Door(door) => door
@@ -290,7 +344,7 @@ fn run(
         LocalEnd::Accept(door) => door
             .take(wait, &s.stop, dropped)
             .map_err(|e| format!("waiting for CRIU's connection: {e}"))?,
-        LocalEnd::Connect(addr) => {
+        LocalEnd::Connect(addr) | LocalEnd::ServeLazy(addr) => {
             let until = Instant::now() + wait;
             loop {
                 if s.stop.load(Ordering::SeqCst) || Instant::now() >= until {
@@ -311,11 +365,12 @@ fn run(
     let _ = local.set_nodelay(true);
     let _ = link.stream.set_nodelay(true);
     keepalive(&link.stream).map_err(|e| format!("set the tunnel's keepalive: {e}"))?;
+    abortive_close(&local).map_err(|e| format!("set CRIU's socket's linger: {e}"))?;
     let clone = |t: &TcpStream| t.try_clone().map_err(|e| format!("clone a socket: {e}"));
     {
         let mut sockets = s.sockets.lock().unwrap_or_else(|e| e.into_inner());
-        sockets.push(clone(&link.stream)?);
-        sockets.push(clone(&local)?);
+        sockets.push((clone(&link.stream)?, Shutdown::Both));
+        sockets.push((clone(&local)?, Shutdown::Read));
     }
     if s.stop.load(Ordering::SeqCst) {
         s.shut();
@@ -325,8 +380,8 @@ fn run(
     let noise = link.noise.clone();
     let nonce = link.send_nonce;
     thread::scope(|scope| {
-        let up = scope.spawn(|| send(up_from, up_to, &noise, nonce, &s.counters));
-        let down = receive(link, local, &s.counters);
+        let up = scope.spawn(|| send(up_from, up_to, &noise, nonce, s));
+        let down = receive(link, local, &s.counters, goodbye);
         if down.is_err() {
             s.shut();
         }
@@ -364,8 +419,9 @@ fn send(
     mut to: TcpStream,
     noise: &snow::StatelessTransportState,
     mut nonce: u64,
-    counters: &Counters,
+    s: &Shared,
 ) -> io::Result<()> {
+    let counters = &s.counters;
     let mut plain = vec![0u8; BATCH];
     let frames = BATCH.div_ceil(MAX_FRAME) + 1;
     let mut wire = vec![0u8; BATCH + frames * (TAG + 2)];
@@ -375,6 +431,9 @@ fn send(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
+        if n == 0 && s.failed() {
+            return Err(io::Error::other("the tunnel failed"));
+        }
         let mut at = 0;
         for chunk in plain[..n].chunks(MAX_FRAME) {
             at += link::seal(noise, nonce, chunk, &mut wire[at..]).map_err(io::Error::other)?;
@@ -395,13 +454,15 @@ fn send(
 /// The peer to CRIU: messages opened as they come, written to CRIU in
 /// batches of what had arrived; the peer's empty message ends CRIU's
 /// input. A link that ends without it was cut.
-fn receive(link: Link, mut to: TcpStream, counters: &Counters) -> io::Result<()> {
+fn receive(link: Link, mut to: TcpStream, counters: &Counters, goodbye: bool) -> io::Result<()> {
     let noise = link.noise.clone();
     let mut nonce = link.recv_nonce;
     let mut from = link::reader(link.stream);
     let mut wire = vec![0u8; MAX_NOISE];
     let mut out = Vec::with_capacity(BATCH + MAX_NOISE);
     let mut ended = false;
+    // The last bytes written to CRIU, for `goodbye`.
+    let mut tail: Vec<u8> = Vec::with_capacity(2 * PS_IOV_LEN);
     while !ended {
         let got = link::read_msg(&mut from, &mut wire).map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => io::Error::new(
@@ -419,8 +480,15 @@ fn receive(link: Link, mut to: TcpStream, counters: &Counters) -> io::Result<()>
         out.truncate(at + n);
         ended = n == 0;
         // Written when a batch is full or nothing more has arrived yet.
+        if ended && goodbye && !is_goodbye(&[&tail[..], &out[..]].concat()) {
+            return Err(io::Error::other(
+                "the peer's lazy-pages daemon ended without its goodbye",
+            ));
+        }
         if ended || out.len() >= BATCH || from.buffer().is_empty() {
             to.write_all(&out)?;
+            tail.extend_from_slice(&out[out.len().saturating_sub(PS_IOV_LEN)..]);
+            tail.drain(..tail.len().saturating_sub(PS_IOV_LEN));
             counters.add(&counters.received, out.len());
             out.clear();
         }

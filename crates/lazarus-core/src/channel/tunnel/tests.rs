@@ -170,13 +170,27 @@ fn a_link_cut_mid_stream_fails_both_ends_and_breaks_criu_streams() {
     a.abort();
     let ended = b.wait(WAIT).expect("the receiver's tunnel ended");
     assert!(ended.is_err(), "a cut link is not a clean end");
-    // CRIU's socket on the receiver is shut: it reads the end (or a reset).
+    // CRIU's socket on the receiver is reset, never ended: a lazy dump's
+    // page server would take a bare end for a finished migration.
     criu_b
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let mut rest = Vec::new();
-    let _ = criu_b.read_to_end(&mut rest);
+    let read = criu_b.read_to_end(&mut rest);
+    assert_eq!(
+        read.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset)
+    );
     assert!(a.wait(WAIT).unwrap().is_err());
+    // So is the sender's CRIU socket, whose tunnel was aborted.
+    criu_a
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let read = criu_a.read_to_end(&mut rest);
+    assert_eq!(
+        read.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset)
+    );
 }
 
 #[test]
@@ -219,4 +233,67 @@ fn the_owner_of_a_loopback_connection_is_read_from_the_socket_table() {
         .take(WAIT, &AtomicBool::new(false), count_dropped)
         .unwrap();
     assert_eq!(s.peer_addr().unwrap(), c.local_addr().unwrap());
+}
+
+/// A lazy dump's page server (CRIU at the sender) hears the end of the
+/// stream only after the lazy-pages daemon's goodbye; a daemon that died
+/// without it resets the dump's connection (else it would let the source
+/// go as migrated).
+#[test]
+fn a_lazy_dump_hears_an_end_only_after_the_daemons_goodbye() {
+    for said_goodbye in [true, false] {
+        let k = key(9);
+        let session = Session::generate().unwrap();
+        let d = door(&k, &session, WAIT);
+        let port = d.port;
+        // The receiver's side: the daemon connects to its loopback door.
+        let local_b = LocalDoor::bind().unwrap();
+        let b_port = local_b.port;
+        let b = Tunnel::start(
+            LinkFrom::Door(d),
+            LocalEnd::Accept(local_b),
+            WAIT,
+            count_dropped,
+        )
+        .unwrap();
+        // The sender's side: the dump listens on loopback.
+        let dump = TcpListener::bind((LO, 0)).unwrap();
+        let link = Link::connect(dial(port), &k, &session).unwrap();
+        let mut a = Tunnel::start(
+            LinkFrom::Ready(link),
+            LocalEnd::ServeLazy(dump.local_addr().unwrap()),
+            WAIT,
+            count_dropped,
+        )
+        .unwrap();
+        a.go();
+        let (mut criu_dump, _) = dump.accept().unwrap();
+        let mut daemon = dial(b_port);
+        let mut get = [0u8; PS_IOV_LEN];
+        get[0] = 7; // PS_IOV_GET
+        daemon.write_all(&get).unwrap();
+        let mut close = [0u8; PS_IOV_LEN];
+        close[..4].copy_from_slice(&PS_IOV_CLOSE.to_le_bytes());
+        if said_goodbye {
+            daemon.write_all(&close).unwrap();
+        }
+        daemon.shutdown(std::net::Shutdown::Write).unwrap();
+        criu_dump
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut got = Vec::new();
+        let read = criu_dump.read_to_end(&mut got).map_err(|e| e.kind());
+        match said_goodbye {
+            true => {
+                assert_eq!(read, Ok(2 * PS_IOV_LEN));
+                drop(criu_dump);
+                assert_eq!(a.wait(WAIT), Some(Ok(())));
+            }
+            false => {
+                assert_eq!(read, Err(std::io::ErrorKind::ConnectionReset));
+                assert!(a.wait(WAIT).unwrap().is_err());
+            }
+        }
+        drop(b);
+    }
 }
