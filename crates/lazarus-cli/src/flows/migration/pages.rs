@@ -105,11 +105,12 @@ pub fn receiver(control: &TcpStream, key: &Key, criu: Option<SocketAddr>) -> Res
 }
 
 impl Receiver {
-    /// Post-copy, once the container runs here: the tunnel runs on alone
-    /// until the lazy-pages daemon has every page (the streams end it);
-    /// the door's filter goes (the link was made long ago).
-    pub fn detach(self) {
-        self.tunnel.detach();
+    /// Post-copy, once the container runs here: the tunnel, which runs on
+    /// until the lazy-pages daemon has every page (the streams end it; the
+    /// caller holds it until then); the door's filter goes (the link was
+    /// made long ago).
+    pub fn keep(self) -> Tunnel {
+        self.tunnel
     }
 }
 

@@ -15,6 +15,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use lazarus_core::channel::tunnel::Tunnel;
 use lazarus_core::channel::{Channel, Key};
 use lazarus_core::config::Config;
 
@@ -70,18 +71,33 @@ pub async fn run(args: &ServeArgs, endpoints: &Endpoints, config: &Config) -> Re
         endpoints.docker,
         endpoints.containerd
     );
+    // Post-copy copies still faulting their memory in through this
+    // agent's tunnels: held (a dropped tunnel is cut) until their streams
+    // end. This agent must outlive them: killed, its copies lose their
+    // memory (and are killed by their shims; the sources thaw).
+    let mut following: Vec<Tunnel> = Vec::new();
     // Nothing else runs on this thread: between migrations, waiting for
     // the next authenticated sender is all there is to do.
     for mut admitted in migrations.iter() {
+        following.retain_mut(|t| t.wait(Duration::ZERO).is_none());
         let peer = admitted.peer;
         let received = receive(&mut admitted, &tunnel_key, endpoints, config).await;
         // The slot is free for the next sender from here.
         drop(admitted);
+        let received = received.map(|(name, tunnel)| {
+            following.extend(tunnel);
+            name
+        });
         match &received {
             Ok(name) => eprintln!("lazarus serve: {peer}: {name} runs here"),
             Err(e) => eprintln!("lazarus serve: {peer}: {e}"),
         }
         if args.once {
+            for mut t in following {
+                if let Some(Err(e)) = t.wait(PEER_TIMEOUT) {
+                    eprintln!("lazarus serve: {peer}: the memory stopped arriving: {e}");
+                }
+            }
             return received.map(drop);
         }
     }
@@ -131,13 +147,13 @@ fn claim_scratch_roots(config: &Config) -> Result<Vec<nix::fcntl::Flock<std::fs:
 }
 
 /// One authenticated sender's migration; returns the container's name
-/// here.
+/// here, and post-copy the tunnel its memory still follows through.
 async fn receive(
     admitted: &mut Admitted,
     key: &Key,
     endpoints: &Endpoints,
     config: &Config,
-) -> Result<String> {
+) -> Result<(String, Option<Tunnel>)> {
     let (ch, offer, peer) = (&mut admitted.ch, &admitted.offer, admitted.peer);
     super::tune(ch.stream(), PEER_TIMEOUT)?;
     eprintln!(
@@ -195,12 +211,10 @@ async fn receive(
     .await;
     guard.dismiss();
     // Post-copy: the container runs here and faults its memory in through
-    // the tunnel until every page is here; the streams end it.
-    if settled.is_ok() && plan.postcopy {
-        tunnel.detach();
-    }
-    // (Otherwise dropped here: cut, and the door's filter removed.)
-    settled
+    // the tunnel until every page is here; the streams end it. Otherwise
+    // it is dropped here: cut, and the door's filter removed.
+    let name = settled?;
+    Ok((name, plan.postcopy.then(|| tunnel.keep())))
 }
 
 /// A failure the sender is told of (as its refusal) before it is returned.

@@ -226,13 +226,12 @@ fn abortive_close(stream: &TcpStream) -> nix::Result<()> {
 }
 
 /// One page stream's tunnel, running on threads of its own. Dropped, it is
-/// aborted (both sockets shut down), unless [`Tunnel::detach`]ed.
+/// aborted (both sockets shut down): its owner holds it until it ended.
 pub struct Tunnel {
     shared: Arc<Shared>,
     go: Option<mpsc::SyncSender<()>>,
     done: mpsc::Receiver<std::result::Result<(), String>>,
     ended: Option<std::result::Result<(), String>>,
-    detached: bool,
 }
 
 impl Tunnel {
@@ -271,7 +270,6 @@ impl Tunnel {
             go: Some(go),
             done,
             ended: None,
-            detached: false,
         })
     }
 
@@ -310,18 +308,11 @@ impl Tunnel {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.shut();
     }
-
-    /// Lets it run to its end on its own (its streams end it).
-    pub fn detach(mut self) {
-        self.detached = true;
-    }
 }
 
 impl Drop for Tunnel {
     fn drop(&mut self) {
-        if !self.detached {
-            self.abort();
-        }
+        self.abort();
     }
 }
 
