@@ -135,6 +135,20 @@ pub async fn memory_followed(
              see the shims' logs on both hosts"
         )));
     };
+    // A dump that served every page ends the task; its exit is reported
+    // just after the dump's end marker, so a task still running then is
+    // given a moment (as in `let_go`) before it counts as thawed.
+    let served = how.contains("every page was sent");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served
+        && Instant::now() < deadline
+        && matches!(
+            source.ctr.task_status(&source.target.id).await?,
+            Some(Status::Running)
+        )
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     if matches!(
         source.ctr.task_status(&source.target.id).await?,
         Some(Status::Running)
