@@ -352,10 +352,11 @@ enum Command {
     ///
     /// Post-copy (the default when both hosts can): the container runs
     /// there after its minimal state; its memory follows from this host's
-    /// CRIU page server (TLS, one-time certificates) until every page is
-    /// there. If this host or the link fails before then, the copy there
-    /// is killed and the container thaws here. Stop-and-copy: the container
-    /// is down until all of its memory is dumped, sent and restored.
+    /// CRIU page server (on loopback only; the pages cross in an encrypted
+    /// tunnel keyed by the shared key) until every page is there. If this
+    /// host or the link fails before then, the copy there is killed and
+    /// the container thaws here. Stop-and-copy: the container is down until
+    /// all of its memory is dumped, sent and restored.
     /// Either way, until the receiver says it runs, any failure (refusal,
     /// lost connection, failed restore) leaves the container running here,
     /// where it stopped. Afterwards the source is left stopped (or removed

@@ -215,6 +215,24 @@ pub struct MigrationReport {
     pub memory_seconds: Option<f64>,
     pub memory_bytes: Option<u64>,
     pub total_seconds: f64,
+    /// What crossed in the page tunnel (CRIU's page stream between the
+    /// hosts), counted by this host's end.
+    #[serde(default)]
+    pub page_stream: Option<PageStreamReport>,
+}
+
+/// One page tunnel's bytes, as the sender's end counted them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PageStreamReport {
+    /// From the source's CRIU to the receiver: the memory, in either mode.
+    pub sent_bytes: u64,
+    /// From the receiver to the source's CRIU (post-copy: the lazy-pages
+    /// daemon's requests; stop-copy: the page server's answers).
+    pub received_bytes: u64,
+    /// From the first byte to the last.
+    pub seconds: f64,
+    /// Both directions' bytes over those seconds, in MiB/s.
+    pub mib_per_second: Option<f64>,
 }
 
 /// `lazarus version`.

@@ -8,9 +8,10 @@
 //! --checkpoint` on B; with runc.
 //!
 //! Paths (`--paths`), each on a fresh container: `postcopy` (the minimal
-//! state in a zstd archive; the memory follows from A's CRIU page server
-//! under TLS), `stopcopy` (A's dump pushes the memory to B's page server
-//! under TLS, into B's memory filesystem), `docker-runc` (the baseline).
+//! state in a zstd archive; the memory follows from A's CRIU page server,
+//! on A's loopback, through Lazarus's page tunnel), `stopcopy` (A's dump
+//! pushes the memory through the tunnel to B's page server on B's
+//! loopback, into B's memory filesystem), `docker-runc` (the baseline).
 //! Columns: downtime = from the checkpoint's start until the container runs
 //! on B (Lazarus: its report; baseline: until `docker start --checkpoint`
 //! returned); ready = until the workload works on B; total = until `lazarus

@@ -59,6 +59,18 @@ pub fn assert_a_heap_moves(mode: &str, prefix: &str) {
         streamed >= (mib << 20) * 9 / 10,
         "{streamed} bytes through the page stream: {v:#}"
     );
+    // The page tunnel counted them (and a little of CRIU's protocol) on
+    // their way out of A, with a throughput.
+    let tunnel = &v["page_stream"];
+    let sent = tunnel["sent_bytes"].as_u64().unwrap_or(0);
+    assert!(
+        sent >= streamed && tunnel["received_bytes"].as_u64() > Some(0),
+        "the tunnel counted {sent} bytes out, {streamed} of memory: {v:#}"
+    );
+    eprintln!(
+        "page tunnel: {sent} bytes out, {} back, {} s, {} MiB/s",
+        tunnel["received_bytes"], tunnel["seconds"], tunnel["mib_per_second"]
+    );
     // The archive carried the rest, not the heap.
     let archive = v["archive_bytes"].as_u64().unwrap();
     assert!(
@@ -91,7 +103,7 @@ pub fn assert_a_heap_moves(mode: &str, prefix: &str) {
 ///    confirmed): the migration fails, A's memhog runs on with its heap,
 ///    nothing of it runs on B.
 /// 2. B's lazy-pages daemon killed after B resumed the container, while
-///    the stream is held back by a throttle on the page server's port: B's
+///    the stream is held back by a throttle on B's page tunnel door: B's
 ///    copy is killed (its missing pages would read as zeroes), the
 ///    migration says so, and A's memhog thaws and runs on from where it was
 ///    frozen, with its heap.
@@ -128,8 +140,10 @@ fn migrate_postcopy_stream_failures_never_leave_a_copy_without_memory() {
 
     // 2. B's lazy-pages daemon killed after B resumed the container.
     let mut migration = spawn_migrate(&a, &name, &serve.addr, &key, &args);
-    let (daemon, port) = wait_until("B's lazy-pages daemon", SLOW, || lazy_pages_daemon(&b));
-    let throttle = Throttle::on_source_port(b.netns().unwrap().veth(), port);
+    let (daemon, _) = wait_until("B's lazy-pages daemon", SLOW, || lazy_pages_daemon(&b));
+    // The pages cross in the tunnel, to B's door.
+    let (_, door) = crate::migrate::filter::door_rule(&b);
+    let throttle = Throttle::on_dest_port(b.netns().unwrap().veth(), door);
     wait_until("B to run the container", SLOW, || {
         (inspect_or_empty(&b, &name) == "true").then_some(())
     });
@@ -232,8 +246,8 @@ impl Throttle {
         Throttle::htb(dev, "20")
     }
 
-    /// Traffic from one local TCP port only.
-    fn on_source_port(dev: &str, port: u16) -> Throttle {
+    /// Traffic to one TCP port of B only.
+    fn on_dest_port(dev: &str, port: u16) -> Throttle {
         let throttle = Throttle::htb(dev, "10");
         let tc = |args: &[&str]| run(Command::new("tc").args(args)).ok();
         tc(&[
@@ -253,7 +267,7 @@ impl Throttle {
             "u32",
             "match",
             "ip",
-            "sport",
+            "dport",
             &port.to_string(),
             "0xffff",
             "flowid",

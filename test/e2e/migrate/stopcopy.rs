@@ -60,9 +60,11 @@ fn migrate_stopcopy_stream_failures_leave_the_source_running() {
         // Into the push itself: a CRIU killed while its parasite is being
         // put into the task leaves the task to die of the trap (CRIU's
         // own hazard, seen once in CI), which is not what this case is
-        // about. Pages arriving on B mean the parasite is in and working.
+        // about. Pages arriving on B mean the parasite is in and working:
+        // a MiB of them, not the first bytes (B's page server, reached by
+        // its tunnel before the freeze, may write before any page comes).
         wait_until("pages to arrive on B", SLOW, || {
-            (bytes_under(&receive_root(&b), 4) > 0).then_some(())
+            (bytes_under(&receive_root(&b), 4) > 1 << 20).then_some(())
         });
         let victim = match killed {
             "A's CRIU" => dump,

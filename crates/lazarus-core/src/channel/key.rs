@@ -20,6 +20,11 @@ impl Key {
         Ok(Key(bytes))
     }
 
+    /// The same key, for another holder (a page tunnel's door).
+    pub fn duplicate(&self) -> Key {
+        Key(self.0)
+    }
+
     /// Writes a new key to `path` (mode 0600); an existing file is never
     /// overwritten.
     pub fn create(path: &Path) -> Result<Key> {

@@ -20,6 +20,7 @@ mod key;
 mod prop_tests;
 #[cfg(test)]
 mod tests;
+pub mod tunnel;
 
 #[cfg(feature = "archive")]
 pub(crate) use key::write_secret;

@@ -12,7 +12,7 @@ use super::image::{self, Metadata};
 use super::postcopy::{self, PageMode, PageServer};
 use super::request::{self, CgroupsMode, CheckpointRequest};
 use super::rootfs::{self, DELETED_FILES, ROOTFS_DIFF_TAR};
-use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp, TlsFiles};
+use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp};
 use crate::error::{Error, Result};
 use crate::host::cgroup;
 
@@ -85,10 +85,9 @@ pub fn dump(
     let mut opts = dump_options(target, exit, &rootfs, dirs, &metadata)?;
     declare_externals(&mut opts, &mut metadata, target)?;
 
-    let _tls = match paths.page_server {
-        Some(server) => Some(page_server_options(&mut opts, server, work)?),
-        None => None,
-    };
+    if let Some(server) = paths.page_server {
+        page_server_options(&mut opts, server, work)?;
+    }
 
     let mut req = rpc::Criu_req::new();
     req.set_type(rpc::Criu_req_type::DUMP);
@@ -278,29 +277,29 @@ fn finish(
     Ok(())
 }
 
-/// A migration's dump, TLS only with the migration's certificate. Lazy:
-/// CRIU listens on `server.port` (on every address: over RPC a lazy dump
-/// takes no address). Push: CRIU connects to the destination's page server
-/// at `server.address:port`. Returns the TLS files, to live as long as CRIU.
-fn page_server_options(
-    opts: &mut rpc::Criu_opts,
-    server: &PageServer,
-    work: &Path,
-) -> Result<TlsFiles> {
-    let tls = server.tls_files(work)?;
+/// A migration's dump, its page stream on this host's loopback (where
+/// Lazarus's page tunnel meets it). Lazy: CRIU listens on
+/// `server.address:port`; over RPC a lazy dump takes no address (it would
+/// listen on every one), so the address comes from a CRIU configuration
+/// file of the dump's own, which CRIU reads after the RPC options. Push:
+/// CRIU connects to `server.address:port`.
+fn page_server_options(opts: &mut rpc::Criu_opts, server: &PageServer, work: &Path) -> Result<()> {
     let mut ps = rpc::Criu_page_server_info::new();
     ps.set_port(server.port as i32);
-    match server.mode {
-        PageMode::Lazy => opts.set_lazy_pages(true),
-        PageMode::Push => ps.set_address(server.address.to_string()),
+    ps.set_address(server.address.to_string());
+    if server.mode == PageMode::Lazy {
+        opts.set_lazy_pages(true);
+        let conf = work.join(LAZY_CONF);
+        let _ = std::fs::remove_file(&conf);
+        criu::write_private(&conf, format!("address {}\n", server.address).as_bytes())?;
+        opts.set_config_file(conf.to_string_lossy().into_owned());
     }
     opts.ps = MessageField::some(ps);
-    opts.set_tls(true);
-    opts.set_tls_cacert(tls.ca.to_string_lossy().into_owned());
-    opts.set_tls_cert(tls.cert.to_string_lossy().into_owned());
-    opts.set_tls_key(tls.key.to_string_lossy().into_owned());
-    Ok(tls)
+    Ok(())
 }
+
+/// The lazy dump's CRIU configuration file, in its work directory.
+const LAZY_CONF: &str = "lazarus-lazy.conf";
 
 /// Saves the container's root filesystem changes (its overlay upper
 /// directory) beside the images, so that a restore into another container
@@ -501,6 +500,26 @@ pub fn cg_mode(mode: CgroupsMode) -> rpc::Criu_cg_mode {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_lazy_dump_listens_on_loopback_without_tls() {
+        let work = tempfile::tempdir().unwrap();
+        let mut opts = rpc::Criu_opts::new();
+        let server = PageServer::local(27000, PageMode::Lazy);
+        page_server_options(&mut opts, &server, work.path()).unwrap();
+        assert!(opts.lazy_pages() && !opts.tls());
+        let conf = std::fs::read_to_string(opts.config_file()).unwrap();
+        assert_eq!(conf, "address 127.0.0.1\n");
+        let mut push = rpc::Criu_opts::new();
+        page_server_options(
+            &mut push,
+            &PageServer::local(27001, PageMode::Push),
+            work.path(),
+        )
+        .unwrap();
+        assert!(!push.lazy_pages() && !push.has_config_file());
+        assert_eq!((push.ps.address(), push.ps.port()), ("127.0.0.1", 27001));
+    }
+
     use super::*;
 
     #[test]

@@ -16,10 +16,10 @@
 //! directory, written by `lazarus migrate` before the dump (the first word
 //! of the protocol in [`super::control`]); the same file
 //! travels in the archive and tells the destination's restore where a lazy
-//! memory is. The page stream is CRIU's own protocol under mutual TLS with
-//! a one-time CA: CRIU's lazy page server listens on every address, so a
-//! peer without the migration's certificate must get nothing but a failed
-//! handshake.
+//! memory is. CRIU's ends of the page stream are on each host's loopback
+//! only, never on the network: a Lazarus page tunnel (`channel::tunnel`)
+//! carries the stream between the hosts, authenticated and encrypted with
+//! the migration key, so CRIU's own TLS is not used.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -27,7 +27,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::control;
-use crate::criu::{write_private, PageDaemonRequest, TlsFiles, TlsPem};
+use crate::criu::{write_private, PageDaemonRequest};
 use crate::error::{Error, Result};
 
 /// CRIU sizes its page pipes at about 3.3 MB; below this cap (the kernel's
@@ -49,64 +49,31 @@ pub enum PageMode {
     Push,
 }
 
-/// The page server, as its client reaches it, and the migration's TLS
-/// material (the same certificate serves both ends; it is signed by a CA
-/// that exists for this one migration).
-#[derive(Clone, Serialize, Deserialize)]
+/// The page server, as CRIU on this host reaches it: on loopback (the
+/// tunnel's end or CRIU's own listener; see the module's head).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PageServer {
+    /// Lazy: where the dump's page server listens (127.0.0.1). Push: the
+    /// tunnel's door the dump sends the pages to.
     pub address: IpAddr,
     pub port: u16,
     #[serde(default)]
     pub mode: PageMode,
-    pub ca_pem: String,
-    pub cert_pem: String,
-    pub key_pem: String,
-}
-
-impl std::fmt::Debug for PageServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the key.
-        write!(f, "PageServer({}:{})", self.address, self.port)
-    }
+    /// Lazy: the receiving host's tunnel door on its loopback, where its
+    /// lazy-pages daemon fetches the memory (absent: `port`).
+    #[serde(default)]
+    pub fetch_port: Option<u16>,
 }
 
 impl PageServer {
-    /// A page server at `address:port` with fresh TLS material: a CA, and a
-    /// certificate for `address` it signed.
-    #[cfg(feature = "migration")]
-    pub fn generate(address: IpAddr, port: u16) -> Result<PageServer> {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-            KeyUsagePurpose, SanType,
-        };
-        let tls =
-            |e: rcgen::Error| Error::Other(format!("make the page stream's certificate: {e}"));
-        let ca_key = KeyPair::generate().map_err(tls)?;
-        let mut ca = CertificateParams::default();
-        ca.distinguished_name
-            .push(DnType::CommonName, "lazarus migration CA");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        let ca_cert = ca.self_signed(&ca_key).map_err(tls)?;
-        let key = KeyPair::generate().map_err(tls)?;
-        let mut leaf = CertificateParams::default();
-        leaf.distinguished_name
-            .push(DnType::CommonName, "lazarus migration");
-        leaf.subject_alt_names = vec![SanType::IpAddress(address)];
-        leaf.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let cert = leaf.signed_by(&key, &ca_cert, &ca_key).map_err(tls)?;
-        Ok(PageServer {
-            address,
+    /// A page stream end on this host's loopback.
+    pub fn local(port: u16, mode: PageMode) -> PageServer {
+        PageServer {
+            address: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             port,
-            mode: PageMode::Lazy,
-            ca_pem: ca_cert.pem(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+            mode,
+            fetch_port: None,
+        }
     }
 
     /// The request in `images`, if the checkpoint is a post-copy one.
@@ -126,28 +93,18 @@ impl PageServer {
         write_private(&control::request_path(images), &serde_json::to_vec(self)?)
     }
 
-    /// Writes the TLS files CRIU needs into `dir`.
-    pub fn tls_files(&self, dir: &Path) -> Result<TlsFiles> {
-        TlsFiles::write(dir, &self.tls_pem())
-    }
-
     /// The request for the CRIU page daemon at this migration's end of the
     /// page stream: its images in `images`, its sockets and logs in `work`.
     pub fn daemon_request<'a>(&'a self, images: &'a Path, work: &'a Path) -> PageDaemonRequest<'a> {
+        let port = match self.mode {
+            PageMode::Lazy => self.fetch_port.unwrap_or(self.port),
+            PageMode::Push => self.port,
+        };
         PageDaemonRequest {
             images,
             work,
             address: self.address,
-            port: self.port,
-            tls: self.tls_pem(),
-        }
-    }
-
-    fn tls_pem(&self) -> TlsPem<'_> {
-        TlsPem {
-            ca: &self.ca_pem,
-            cert: &self.cert_pem,
-            key: &self.key_pem,
+            port,
         }
     }
 }
@@ -210,18 +167,10 @@ fn pipe_size_ok(size: u64) -> Result<()> {
     )))
 }
 
-/// A request whose TLS material is a stand-in, for tests of what is not
-/// the certificates (which need the `migration` feature to be made).
+/// A request for tests.
 #[cfg(test)]
 pub(crate) fn stand_in(port: u16, mode: PageMode) -> PageServer {
-    PageServer {
-        address: "10.0.0.1".parse().unwrap(),
-        port,
-        mode,
-        ca_pem: "-----BEGIN CERTIFICATE-----\nca".into(),
-        cert_pem: "-----BEGIN CERTIFICATE-----\ncert".into(),
-        key_pem: "-----BEGIN PRIVATE KEY-----\nKEY".into(),
-    }
+    PageServer::local(port, mode)
 }
 
 #[cfg(test)]
@@ -230,10 +179,11 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
-    fn the_request_round_trips_privately_and_hides_its_key() {
+    fn the_request_round_trips_privately() {
         let dir = tempfile::tempdir().unwrap();
         assert!(PageServer::read(dir.path()).unwrap().is_none());
-        let ps = stand_in(27000, PageMode::Lazy);
+        let mut ps = stand_in(27000, PageMode::Lazy);
+        ps.fetch_port = Some(27001);
         ps.write(dir.path()).unwrap();
         let mode = std::fs::metadata(control::request_path(dir.path()))
             .unwrap()
@@ -242,35 +192,10 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let back = PageServer::read(dir.path()).unwrap().unwrap();
         assert_eq!((back.address, back.port), (ps.address, 27000));
-        assert_eq!(back.key_pem, ps.key_pem);
-        assert!(!format!("{back:?}").contains("KEY"));
-        let files = back.tls_files(dir.path()).unwrap();
-        let key = files.key.clone();
-        assert_eq!(
-            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        drop(files);
-        assert!(!key.exists(), "TLS files go with their handle");
-    }
-
-    #[cfg(feature = "migration")]
-    #[test]
-    fn a_generated_server_has_a_certificate_and_a_key() {
-        let ps = PageServer::generate("10.0.0.1".parse().unwrap(), 27000).unwrap();
-        assert!(ps.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
-        assert!(ps.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
-        assert!(ps.key_pem.contains("PRIVATE KEY"));
-        assert_eq!((ps.port, ps.mode), (27000, PageMode::Lazy));
-    }
-
-    #[cfg(feature = "migration")]
-    #[test]
-    fn two_migrations_never_share_a_key() {
-        let a = PageServer::generate("10.0.0.1".parse().unwrap(), 1).unwrap();
-        let b = PageServer::generate("10.0.0.1".parse().unwrap(), 1).unwrap();
-        assert_ne!(a.key_pem, b.key_pem);
-        assert_ne!(a.ca_pem, b.ca_pem);
+        assert!(back.address.is_loopback());
+        // The receiver's lazy-pages daemon fetches from its own tunnel door.
+        let req = back.daemon_request(dir.path(), dir.path());
+        assert_eq!(req.port, 27001);
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //! before the restore, and it writes them into the images directory.
 //!
 //! The driver knows nothing of migrations: it is told where the page stream
-//! is and with which TLS material ([`PageDaemonRequest`]); the migration
-//! layer (`checkpoint::postcopy`, above) translates its request into one.
+//! is ([`PageDaemonRequest`]: a loopback address, where Lazarus's page
+//! tunnel meets CRIU); the migration layer (`checkpoint::postcopy`, above)
+//! translates its request into one. No TLS: the tunnel encrypts between
+//! the hosts, and CRIU never speaks to the network.
 
 use std::io::{Read, Write};
 use std::net::IpAddr;
@@ -41,52 +43,6 @@ pub struct PageDaemonRequest<'a> {
     /// its own, for a receiving page server.
     pub address: IpAddr,
     pub port: u16,
-    pub tls: TlsPem<'a>,
-}
-
-/// A page stream's TLS material, in PEM: the CA both ends trust, and the
-/// certificate and key both ends present.
-#[derive(Clone, Copy)]
-pub struct TlsPem<'a> {
-    pub ca: &'a str,
-    pub cert: &'a str,
-    pub key: &'a str,
-}
-
-/// The TLS files CRIU reads, written private into a work directory and
-/// removed when dropped.
-pub struct TlsFiles {
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-impl TlsFiles {
-    /// Writes `pem` into `dir` for CRIU's `--tls-*` options.
-    pub fn write(dir: &Path, pem: &TlsPem) -> Result<TlsFiles> {
-        let files = TlsFiles {
-            ca: dir.join("lazarus-tls-ca.pem"),
-            cert: dir.join("lazarus-tls-cert.pem"),
-            key: dir.join("lazarus-tls-key.pem"),
-        };
-        for (path, pem) in [
-            (&files.ca, pem.ca),
-            (&files.cert, pem.cert),
-            (&files.key, pem.key),
-        ] {
-            let _ = std::fs::remove_file(path);
-            write_private(path, pem.as_bytes())?;
-        }
-        Ok(files)
-    }
-}
-
-impl Drop for TlsFiles {
-    fn drop(&mut self) {
-        for f in [&self.ca, &self.cert, &self.key] {
-            let _ = std::fs::remove_file(f);
-        }
-    }
 }
 
 /// Creates `path` readable by its owner only (it holds a key) and writes
@@ -114,7 +70,6 @@ struct Daemon {
     child: Child,
     watch: Box<dyn ExitWatch>,
     log: PathBuf,
-    _tls: TlsFiles,
 }
 
 impl LazyPages for Daemon {
@@ -138,7 +93,7 @@ impl SwrkCriu {
     }
 
     /// Starts CRIU's page server for a push dump (stop-and-copy) at
-    /// `req.server`'s address and port, TLS only; it writes the pages it
+    /// `req`'s address and port (loopback); it writes the pages it
     /// receives into `req.images` and exits once the dump has disconnected.
     /// Returns once it listens.
     pub fn receive_pages(&self, req: &PageDaemonRequest) -> Result<Box<dyn LazyPages>> {
@@ -153,7 +108,6 @@ impl SwrkCriu {
     ) -> Result<Box<dyn LazyPages>> {
         let fail = |f| Error::from(CriuError::new(CriuOp::Restore, f));
         let what = command.join(" ");
-        let tls = TlsFiles::write(req.work, &req.tls)?;
         let (ready_r, ready_w) = nix::unistd::pipe().map_err(Error::sys("create a pipe"))?;
         let status_fd = ready_w.as_raw_fd();
         let mut cmd = Command::new(&self.binary);
@@ -162,13 +116,6 @@ impl SwrkCriu {
             .arg(req.address.to_string())
             .arg("--port")
             .arg(req.port.to_string())
-            .arg("--tls")
-            .arg("--tls-cacert")
-            .arg(&tls.ca)
-            .arg("--tls-cert")
-            .arg(&tls.cert)
-            .arg("--tls-key")
-            .arg(&tls.key)
             .arg("--images-dir")
             .arg(req.images)
             .arg("--work-dir")
@@ -205,7 +152,6 @@ impl SwrkCriu {
             child,
             watch,
             log: req.work.join(log_name),
-            _tls: tls,
         };
         if let Err(why) = wait_ready(ready_r) {
             daemon.kill();

@@ -27,7 +27,7 @@ use protobuf::Message;
 pub use rust_criu::rust_criu_protobuf::rpc;
 
 pub use crate::error::{CriuError, CriuFailure, CriuOp};
-pub use lazy::{write_private, LazyPages, PageDaemonRequest, TlsFiles, TlsPem, LAZY_PAGES_LOG};
+pub use lazy::{write_private, LazyPages, PageDaemonRequest, LAZY_PAGES_LOG};
 pub use waiter::{ChildWaiter, DirectWait, ExitWatch};
 
 use crate::error::{Error, Result};

@@ -7,8 +7,10 @@
 //!    checked before the container is frozen is checked here (engine
 //!    reachable, name free, same image present), so a refusal costs the
 //!    source nothing;
-//! 3. sender → [`Plan`]: the mode; receiver → [`Answer`]: for stop-and-copy,
-//!    the page server it now runs for the memory (address, port, TLS);
+//! 3. sender → [`Plan`]: the mode; receiver → [`Answer`]: its page
+//!    tunnel's door and session id ([`pages`]), where the sender connects
+//!    before anything is frozen (stop-and-copy: the receiver's page server
+//!    for the memory runs already, on its loopback);
 //! 4. sender: its dump (the memory through CRIU's page stream), then the
 //!    checkpoint archive, streamed as one channel message;
 //! 5. receiver → [`Answer`]: the container runs here, or why it does not
@@ -17,8 +19,9 @@
 //!    was, and an unconfirmed copy on the receiver is removed.
 //!
 //! Two modes (see [`Mode`]), both moving the memory with CRIU's page
-//! server under mutual TLS, with certificates made for this one migration
-//! and sent inside the channel. Stop-and-copy: the source's dump pushes
+//! server, each CRIU on its own host's loopback and the bytes between the
+//! hosts in Lazarus's page tunnel (encrypted with the migration key, bound
+//! to the migration by its session id; see [`pages`]). Stop-and-copy: the source's dump pushes
 //! every page to the receiver's page server (memory, not disk, on both
 //! sides), and the container is down while it is dumped, sent and
 //! restored. Post-copy: the archive carries everything but the memory and
@@ -31,6 +34,7 @@
 
 pub mod filter;
 mod gate;
+mod pages;
 mod postcopy;
 pub mod send;
 pub mod serve;
@@ -44,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The protocol's version: a receiver refuses an offer of another.
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
 /// The port `lazarus serve` listens on and `migrate --to HOST` dials when
 /// the address names none.
 pub const DEFAULT_PORT: u16 = 7470;
@@ -122,10 +126,9 @@ pub struct Answer {
     /// In the ready answer: this receiver can restore post-copy.
     #[serde(default)]
     pub postcopy: bool,
-    /// In the answer to a stop-and-copy [`Plan`]: the receiver's page
-    /// server, where the dump pushes the memory.
+    /// In the answer to a [`Plan`]: the receiver's page tunnel door.
     #[serde(default)]
-    pub pages: Option<lazarus_core::checkpoint::postcopy::PageServer>,
+    pub tunnel: Option<pages::TunnelOffer>,
     /// Why not, when not ok.
     pub error: Option<String>,
     /// The exit status that failure has on the receiver (`error::exit`),

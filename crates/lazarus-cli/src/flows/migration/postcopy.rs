@@ -1,5 +1,5 @@
-//! The sending side's hold on its migration dump, after the offer:
-//! post-copy's page server address and TLS material, calling the dump off
+//! The sending side's hold on its migration dump, after the offer: the
+//! page tunnel door's filter, calling the dump off
 //! when the receiver fails before it confirms (either mode), letting a
 //! stop-and-copy source go once it did, and waiting for a post-copy memory
 //! to have followed.
@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use lazarus_core::checkpoint::control;
-use lazarus_core::checkpoint::postcopy::{self, PageMode, PageServer};
+use lazarus_core::checkpoint::postcopy;
 
 use super::filter::{Family, PortFilter, Rule};
 use super::PEER_TIMEOUT;
@@ -17,46 +17,19 @@ use crate::error::{Error, Result};
 use crate::flows::export::{MigrationDump, Source};
 use crate::progress::{self, Progress};
 
-/// A page server on this end of the migration's connection, as the peer
-/// reaches it: this end's address there, a port free now (CRIU listens on
-/// it, TLS only; post-copy's dump on every address), fresh TLS material,
-/// and `mode` (post-copy: the sender's dump serves the memory;
-/// stop-and-copy: the receiver's page server takes the dump's push).
-pub fn page_server(stream: &TcpStream, mode: PageMode) -> Result<PageServer> {
-    let ip = stream
-        .local_addr()
-        .map_err(lazarus_core::Error::io("read the connection's address"))?
-        .ip();
-    let port = std::net::TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map_err(lazarus_core::Error::io(
-            "find a free port for the page server",
-        ))?
-        .port();
-    let mut server = PageServer::generate(ip, port)?;
-    server.mode = mode;
-    Ok(server)
-}
-
 /// The rule that lets only the migration's peer (the other end of
-/// `stream`, the authenticated connection) reach `server`'s port, in
-/// place before the page server listens (see [`super::filter`]). The
-/// family is the listener's: post-copy's lazy dump listens on every IPv4
-/// address whatever `server.address` says (CRIU binds INADDR_ANY without
-/// an address, and its RPC takes none), the stop-copy page server on
-/// `server.address`.
-pub fn filter(stream: &TcpStream, server: &PageServer) -> Result<PortFilter> {
-    let peer = stream
-        .peer_addr()
-        .map_err(lazarus_core::Error::io(
-            "read the connection's peer address",
-        ))?
-        .ip();
-    let family = match (server.mode, server.address) {
-        (PageMode::Lazy, _) | (PageMode::Push, std::net::IpAddr::V4(_)) => Family::V4,
-        (PageMode::Push, std::net::IpAddr::V6(_)) => Family::V6,
+/// `stream`, the authenticated connection) reach this host's page tunnel
+/// door at `port` on the connection's address, in place before the door
+/// takes connections (see [`super::filter`]). The door drops other
+/// addresses itself; the rule keeps them from reaching it at all.
+pub fn filter(stream: &TcpStream, port: u16) -> Result<PortFilter> {
+    let read = |e| lazarus_core::Error::io("read the connection's addresses")(e);
+    let peer = stream.peer_addr().map_err(read)?.ip();
+    let family = match stream.local_addr().map_err(read)?.ip() {
+        std::net::IpAddr::V4(_) => Family::V4,
+        std::net::IpAddr::V6(_) => Family::V6,
     };
-    PortFilter::insert(Rule::new(family, server.port, peer)?)
+    PortFilter::insert(Rule::new(family, port, peer)?)
 }
 
 /// How long a called-off post-copy dump gets to give the container back:
@@ -162,6 +135,20 @@ pub async fn memory_followed(
              see the shims' logs on both hosts"
         )));
     };
+    // A dump that served every page ends the task; its exit is reported
+    // just after the dump's end marker, so a task still running then is
+    // given a moment (as in `let_go`) before it counts as thawed.
+    let served = how.contains("every page was sent");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served
+        && Instant::now() < deadline
+        && matches!(
+            source.ctr.task_status(&source.target.id).await?,
+            Some(Status::Running)
+        )
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     if matches!(
         source.ctr.task_status(&source.target.id).await?,
         Some(Status::Running)

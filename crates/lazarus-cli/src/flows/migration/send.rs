@@ -10,23 +10,24 @@ use std::fs::File;
 use std::io::BufReader;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use lazarus_core::channel::tunnel::Tunnel;
 use lazarus_core::channel::{Channel, Key};
 use lazarus_core::config::Config;
 
-use super::postcopy;
 use super::{
     key_path, resolve, Answer, Mode, Offer, Plan, CONNECT_TIMEOUT, PEER_TIMEOUT, PROTOCOL,
 };
+use super::{pages, postcopy};
 use crate::engine::containerd::Containerd;
 use crate::engine::endpoints::Endpoints;
 use crate::engine::target::Target;
 use crate::error::{Error, Result};
 use crate::flows::export::{self, Compress, ExportArgs, MigrationDump, Source};
 use crate::progress::{self, Progress};
-use crate::report::{ImportReport, MigrationReport};
-use lazarus_core::checkpoint::postcopy::{self as lazy, PageMode, PageServer};
+use crate::report::{ImportReport, MigrationReport, PageStreamReport};
+use lazarus_core::checkpoint::postcopy as lazy;
 
 #[derive(clap::Args)]
 pub struct MigrateArgs {
@@ -60,10 +61,11 @@ pub struct MigrateArgs {
     pub ignore_volumes: bool,
     /// How the memory moves. postcopy: the container resumes on the
     /// receiver once its minimal state is there (downtime well under a
-    /// second) and its memory follows over TLS; if the source host or the
+    /// second) and its memory follows (encrypted, in Lazarus's page
+    /// tunnel); if the source host or the
     /// link fails before every page has arrived, the moved container is
     /// killed (the source was already let go). stopcopy: the container is
-    /// down while all of its memory is dumped, sent (over TLS, into the
+    /// down while all of its memory is dumped, sent (encrypted, into the
     /// receiver's memory, no disk on either side) and restored; nothing
     /// depends on the source afterwards. auto: postcopy when both hosts
     /// can, else stopcopy
@@ -103,23 +105,14 @@ pub async fn run(
     let mut ch = Channel::connect(stream, &key)?;
     let receiver_postcopy = offer(&mut ch, args, &source.target, image)?;
     let postcopy = choose_mode(args, receiver_postcopy, &source.target.name)?;
-    let server = plan(&mut ch, args, postcopy, &source.target.name)?;
-    // Post-copy: the source's page server (CRIU's lazy dump, in this
-    // host's shim) takes the first connection to its port, on every
-    // address: only the receiver may make it. Held until the dump has
-    // served the memory (or was called off), when this function returns.
-    let _filter =
-        match postcopy {
-            true => Some(postcopy::filter(ch.stream(), &server).map_err(|e| {
-                Error::Refused(format!("{e}; {} was not touched", source.target.name))
-            })?),
-            false => None,
-        };
+    // The page tunnel is up before anything is frozen; dropped (when this
+    // function returns) it is cut, and a dump still using it fails safe.
+    let mut pages = plan(&mut ch, args, postcopy, &source.target.name, &key)?;
     // From here the source is frozen until it runs there, or here again.
     let scratch = config.scratch_dir("migrate")?;
     let dump = MigrationDump {
         dir: scratch.path().to_path_buf(),
-        server,
+        server: pages.server.clone(),
     };
     // Renewed until this function returns: if this process dies, the
     // source's dump is called off within 30 s and the container thaws.
@@ -130,7 +123,7 @@ pub async fn run(
         dump: &dump,
         postcopy,
     };
-    let mut report = moved.run(&mut ch, config).await?;
+    let mut report = moved.run(&mut ch, config, &mut pages.tunnel).await?;
     report.total_seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -185,29 +178,32 @@ fn choose_mode(args: &MigrateArgs, receiver_postcopy: bool, name: &str) -> Resul
     }
 }
 
-/// Sends the plan; the page server the memory goes through: this host's
-/// (post-copy) or the receiver's (stop-and-copy).
+/// Sends the plan; connects the page tunnel to the receiver's door, and
+/// returns it with the page server request the dump is given.
 fn plan(
     ch: &mut Channel<TcpStream>,
     args: &MigrateArgs,
     postcopy: bool,
     name: &str,
-) -> Result<PageServer> {
+    key: &Key,
+) -> Result<pages::Sender> {
     ch.send_json(&Plan { postcopy })?;
     let prepared: Answer = ch.recv_json()?;
-    match (postcopy, prepared) {
-        (_, a) if !a.ok => Err(Error::Refused(format!(
+    if !prepared.ok {
+        return Err(Error::Refused(format!(
             "{} could not prepare the migration: {}; {name} was not touched",
             args.to,
-            a.error.unwrap_or_default(),
-        ))),
-        (true, _) => postcopy::page_server(ch.stream(), PageMode::Lazy),
-        (false, Answer { pages: Some(s), .. }) => Ok(s),
-        (false, _) => Err(Error::Refused(format!(
-            "{} prepared no page server for the memory; {name} was not touched",
-            args.to
-        ))),
+            prepared.error.unwrap_or_default(),
+        )));
     }
+    let Some(offer) = prepared.tunnel else {
+        return Err(Error::Refused(format!(
+            "{} opened no page tunnel for the memory; {name} was not touched",
+            args.to
+        )));
+    };
+    pages::sender(ch.stream(), key, &offer, postcopy)
+        .map_err(|e| Error::Refused(format!("{e}; {name} was not touched")))
 }
 
 /// The move proper, the source frozen from its dump on: any failure until
@@ -220,7 +216,12 @@ struct Move<'a> {
 }
 
 impl Move<'_> {
-    async fn run(&self, ch: &mut Channel<TcpStream>, config: &Config) -> Result<MigrationReport> {
+    async fn run(
+        &self,
+        ch: &mut Channel<TcpStream>,
+        config: &Config,
+        tunnel: &mut Tunnel,
+    ) -> Result<MigrationReport> {
         let (args, source, dump) = (self.args, self.source, self.dump);
         let file = dump.dir.join("archive.tar");
         let frozen = Instant::now();
@@ -231,6 +232,10 @@ impl Move<'_> {
             Ok(v) => v,
             Err(e) => return Err(postcopy::call_off(e, source, dump).await),
         };
+        // Post-copy: the dump's page server listens now, on loopback.
+        if self.postcopy {
+            tunnel.go();
+        }
         let archived = frozen.elapsed().as_secs_f64();
         let sent = Instant::now();
         let restored = match hand_over(ch, &file, progress::wanted(args.json)) {
@@ -241,6 +246,7 @@ impl Move<'_> {
         let restore_seconds = restored.as_ref().map(|r| r.restore_seconds);
         let transfer = sent.elapsed().as_secs_f64() - restore_seconds.unwrap_or(0.0);
         let memory = self.let_go(ch).await?;
+        let page_stream = stream_report(tunnel);
         if args.rm {
             self.remove_source().await;
         }
@@ -267,6 +273,7 @@ impl Move<'_> {
             memory_seconds: memory.map(|m| m.0),
             // The caller's, from the connection on.
             total_seconds: 0.0,
+            page_stream: Some(page_stream),
         })
     }
 
@@ -347,6 +354,24 @@ impl Move<'_> {
                 self.args.to
             );
         }
+    }
+}
+
+/// How long the tunnel gets to see both ends of CRIU's stream once the
+/// dump has ended (its bytes are all through by then).
+const TUNNEL_END_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What went through the tunnel, once it has ended (or as far as it got).
+fn stream_report(tunnel: &mut Tunnel) -> PageStreamReport {
+    if let Some(Err(e)) = tunnel.wait(TUNNEL_END_TIMEOUT) {
+        eprintln!("lazarus: warning: the page tunnel ended with an error after the move: {e}");
+    }
+    let stats = tunnel.stats();
+    PageStreamReport {
+        sent_bytes: stats.sent,
+        received_bytes: stats.received,
+        seconds: stats.seconds,
+        mib_per_second: stats.bytes_per_second().map(|b| b / (1 << 20) as f64),
     }
 }
 

@@ -15,11 +15,12 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use lazarus_core::channel::tunnel::Tunnel;
 use lazarus_core::channel::{Channel, Key};
 use lazarus_core::config::Config;
 
-use super::filter::PortFilter;
 use super::gate::{self, Admitted};
+use super::pages;
 use super::{key_path, resolve, Answer, Offer, Plan, MAX_ARCHIVE, PEER_TIMEOUT, PROTOCOL};
 use crate::engine::containerd::Containerd;
 use crate::engine::docker::Docker;
@@ -58,6 +59,8 @@ pub async fn run(args: &ServeArgs, endpoints: &Endpoints, config: &Config) -> Re
     let listener =
         TcpListener::bind(addr).map_err(lazarus_core::Error::io(format!("listen on {addr}")))?;
     let limits = gate::LIMITS;
+    // The page tunnels' doors authenticate with the same key.
+    let tunnel_key = key.duplicate();
     let migrations = gate::open(listener, key, limits, gate::stderr())?;
     eprintln!(
         "lazarus serve: listening on {addr} (handshakes: {} s each, {} at once, {} per \
@@ -68,18 +71,33 @@ pub async fn run(args: &ServeArgs, endpoints: &Endpoints, config: &Config) -> Re
         endpoints.docker,
         endpoints.containerd
     );
+    // Post-copy copies still faulting their memory in through this
+    // agent's tunnels: held (a dropped tunnel is cut) until their streams
+    // end. This agent must outlive them: killed, its copies lose their
+    // memory (and are killed by their shims; the sources thaw).
+    let mut following: Vec<Tunnel> = Vec::new();
     // Nothing else runs on this thread: between migrations, waiting for
     // the next authenticated sender is all there is to do.
     for mut admitted in migrations.iter() {
+        following.retain_mut(|t| t.wait(Duration::ZERO).is_none());
         let peer = admitted.peer;
-        let received = receive(&mut admitted, endpoints, config).await;
+        let received = receive(&mut admitted, &tunnel_key, endpoints, config).await;
         // The slot is free for the next sender from here.
         drop(admitted);
+        let received = received.map(|(name, tunnel)| {
+            following.extend(tunnel);
+            name
+        });
         match &received {
             Ok(name) => eprintln!("lazarus serve: {peer}: {name} runs here"),
             Err(e) => eprintln!("lazarus serve: {peer}: {e}"),
         }
         if args.once {
+            for mut t in following {
+                if let Some(Err(e)) = t.wait(PEER_TIMEOUT) {
+                    eprintln!("lazarus serve: {peer}: the memory stopped arriving: {e}");
+                }
+            }
             return received.map(drop);
         }
     }
@@ -129,12 +147,13 @@ fn claim_scratch_roots(config: &Config) -> Result<Vec<nix::fcntl::Flock<std::fs:
 }
 
 /// One authenticated sender's migration; returns the container's name
-/// here.
+/// here, and post-copy the tunnel its memory still follows through.
 async fn receive(
     admitted: &mut Admitted,
+    key: &Key,
     endpoints: &Endpoints,
     config: &Config,
-) -> Result<String> {
+) -> Result<(String, Option<Tunnel>)> {
     let (ch, offer, peer) = (&mut admitted.ch, &admitted.offer, admitted.peer);
     super::tune(ch.stream(), PEER_TIMEOUT)?;
     eprintln!(
@@ -156,13 +175,16 @@ async fn receive(
     };
     let receiver = match plan.postcopy {
         true => None,
-        false => {
-            let started = PageReceiver::start(ch.stream(), scratch.path(), config);
-            Some(told(ch, started)?)
-        }
+        false => Some(told(ch, PageReceiver::start(scratch.path(), config))?),
     };
+    // The page tunnel: its door for the sender, its loopback end for CRIU
+    // (stop-and-copy: this host's page server; post-copy: a door for the
+    // lazy-pages daemon the restore starts). Dropped, it is cut.
+    let criu = receiver.as_ref().map(|r| r.address());
+    let opened = pages::receiver(ch.stream(), key, criu);
+    let tunnel = told(ch, opened)?;
     ch.send_json(&Answer {
-        pages: receiver.as_ref().map(|r| r.server.clone()),
+        tunnel: Some(tunnel.offer.clone()),
         ..Answer::ready()
     })?;
 
@@ -188,7 +210,11 @@ async fn receive(
     )
     .await;
     guard.dismiss();
-    settled
+    // Post-copy: the container runs here and faults its memory in through
+    // the tunnel until every page is here; the streams end it. Otherwise
+    // it is dropped here: cut, and the door's filter removed.
+    let name = settled?;
+    Ok((name, plan.postcopy.then(|| tunnel.keep())))
 }
 
 /// A failure the sender is told of (as its refusal) before it is returned.
@@ -295,25 +321,24 @@ async fn restore_and_confirm(
 const PAGE_SERVER_END_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// This host's CRIU page server for one stop-and-copy migration: it listens
-/// on the migration connection's address, TLS only with certificates made
-/// for this migration (sent to the sender inside the channel), and writes
-/// the memory the sender's dump pushes into `scratch/pages`. Killed if the
-/// migration ends before it did.
+/// on loopback only, where this host's page tunnel connects to it, and
+/// writes the memory the sender's dump pushes into `scratch/pages`. Killed
+/// if the migration ends before it did.
 struct PageReceiver {
     server: PageServer,
     daemon: Box<dyn LazyPages>,
     images: PathBuf,
-    /// Only the sender reaches the page server's port; removed after the
-    /// daemon (a field declared later drops later).
-    _filter: PortFilter,
 }
 
 impl PageReceiver {
-    fn start(stream: &TcpStream, scratch: &Path, config: &Config) -> Result<PageReceiver> {
-        let server = super::postcopy::page_server(stream, PageMode::Push)?;
-        // In place before CRIU listens: its first connection must be the
-        // sender's dump.
-        let filter = super::postcopy::filter(stream, &server)?;
+    fn start(scratch: &Path, config: &Config) -> Result<PageReceiver> {
+        let port = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .map_err(lazarus_core::Error::io(
+                "find a free loopback port for the page server",
+            ))?
+            .port();
+        let server = PageServer::local(port, PageMode::Push);
         let images = scratch.join("pages");
         let work = scratch.join("pages-work");
         for dir in [&images, &work] {
@@ -332,8 +357,12 @@ impl PageReceiver {
             server,
             daemon,
             images,
-            _filter: filter,
         })
+    }
+
+    /// Where the page server listens.
+    fn address(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.server.address, self.server.port)
     }
 
     /// Once the archive is here: the page server has ended well, and the
