@@ -51,9 +51,29 @@ pub struct Config {
     /// The store's cap in GiB (0: none). Past it, a new snapshot removes
     /// the oldest untagged ones; tagged snapshots are never removed by it.
     pub store_max_gib: u64,
+    /// Where the memory of a checkpoint Docker (containerd's `moby`
+    /// namespace) takes goes: "archive" keeps CRIU's page images in the
+    /// checkpoint directory, which containerd and Docker copy; "store"
+    /// keeps them in the snapshot store and leaves a small reference there
+    /// (see `store::pages_ref`), good on this host only.
+    pub docker_checkpoints: DockerCheckpoints,
     /// What an imported archive (`restore --import`, a migration `serve`
     /// receives) may ask for and how big it may be.
     pub import: ImportSettings,
+}
+
+/// Config `docker_checkpoints`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DockerCheckpoints {
+    /// The page images in the checkpoint directory (portable: copy it to
+    /// another host's Docker and `docker start --checkpoint` there).
+    #[default]
+    Archive,
+    /// The page images in this host's snapshot store, a reference in the
+    /// checkpoint directory: nothing of the memory is copied by containerd
+    /// or Docker; the checkpoint restores on this host only.
+    Store,
 }
 
 /// `[import]`: the operator's side of the import policy (see
@@ -118,6 +138,7 @@ impl Default for Config {
             receive_root: PathBuf::from("/dev/shm/lazarus"),
             store_root: PathBuf::from("/var/lib/lazarus/store"),
             store_max_gib: 0,
+            docker_checkpoints: DockerCheckpoints::Archive,
             import: ImportSettings::default(),
         }
     }
@@ -254,6 +275,7 @@ mod tests {
             "compress_pages",
             "store_root",
             "store_max_gib",
+            "docker_checkpoints",
             "[checkpoint_exit]",
             "[import]",
         ] {

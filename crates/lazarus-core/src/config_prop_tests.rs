@@ -97,6 +97,7 @@ proptest! {
         receive_root in any::<String>(),
         store_root in any::<String>(),
         store_max_gib in setting(),
+        store_checkpoints in any::<bool>(),
     ) {
         let mut table = toml::Table::new();
         table.insert("root".into(), root.clone().into());
@@ -109,6 +110,12 @@ proptest! {
         table.insert("receive_root".into(), receive_root.clone().into());
         table.insert("store_root".into(), store_root.clone().into());
         table.insert("store_max_gib".into(), store_max_gib.into());
+        let docker_checkpoints = match store_checkpoints {
+            true => crate::config::DockerCheckpoints::Store,
+            false => crate::config::DockerCheckpoints::Archive,
+        };
+        let spelled = if store_checkpoints { "store" } else { "archive" };
+        table.insert("docker_checkpoints".into(), spelled.into());
         let exits: toml::Table = exit.iter().map(|(k, v)| (k.clone(), (*v).into())).collect();
         table.insert("checkpoint_exit".into(), exits.into());
         let path = config_path();
@@ -125,6 +132,7 @@ proptest! {
             receive_root: receive_root.into(),
             store_root: store_root.into(),
             store_max_gib: store_max_gib as u64,
+            docker_checkpoints,
             import: Default::default(),
         };
         prop_assert_eq!(Config::from_file(&path).unwrap(), want.clone());

@@ -181,6 +181,9 @@ impl containerd_shim::Shim for LazarusShim {
             }),
             compress_pages: self.config.compress_pages,
             restore_scratch: self.config.restore_scratch(),
+            store_docker_checkpoints: self.config.docker_checkpoints
+                == lazarus_core::config::DockerCheckpoints::Store,
+            store_root: self.config.store_root.clone(),
         };
         let service = Arc::new(TaskService::new(
             runtime,

@@ -141,8 +141,12 @@ impl Daemons {
         }
         if let Some(text) = &setup.lazarus_config {
             let path = d.path("lazarus.toml");
-            // `{SET_ID}` is the set's id (e.g. a state root of its own).
-            fs::write(&path, text.replace("{SET_ID}", &d.id)).unwrap();
+            // `{SET_ID}` is the set's id (e.g. a state root of its own),
+            // `{SET_DIR}` its directory (removed with it).
+            let text = text
+                .replace("{SET_ID}", &d.id)
+                .replace("{SET_DIR}", &d.dir.to_string_lossy());
+            fs::write(&path, text).unwrap();
             d.lazarus_config = Some(path);
         }
         let cri = setup.cri_config.map(|make| make(&d));

@@ -173,6 +173,73 @@ impl Writer {
         Ok(())
     }
 
+    /// Cuts the files `names` of directory `dir` (a CRIU image directory's
+    /// page images, read where CRIU wrote them: no archive in between) into
+    /// blocks, as [`Self::ingest_archive`] does an archive's; the manifest
+    /// lists them with the sizes and sha256 sums read on the way.
+    pub fn ingest_files(&mut self, dir: &Path, names: &[String]) -> Result<()> {
+        let context = format!("read {} into the snapshot store", dir.display());
+        let packs_dir = self.store.packs_dir();
+        let index = Index::load(
+            &packs_dir,
+            &pack::list(&packs_dir).map_err(Error::io(&context))?,
+        )?;
+        let mut pack = PackWriter::create(&self.pack_path())?;
+        let mut ingest = Ingest {
+            index: &index,
+            pack: &mut pack,
+            written: HashSet::new(),
+            uses: BTreeSet::new(),
+            blocks: Vec::new(),
+            zero_blocks: 0,
+        };
+        let mut listed = Vec::new();
+        let mut files = Vec::new();
+        for name in names {
+            let path = dir.join(name);
+            let f = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(Error::io(format!("open {}", path.display())))?;
+            let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+            let first = ingest.blocks.len() as u64;
+            let (size, sha) = ingest.file(&mut r).map_err(Error::io(&context))??;
+            files.push(crate::archive::ManifestEntry::file(name, size, sha));
+            listed.push(EntryBlocks {
+                name: name.clone(),
+                first,
+                count: ingest.blocks.len() as u64 - first,
+            });
+        }
+        let Ingest {
+            written,
+            uses,
+            blocks,
+            zero_blocks,
+            ..
+        } = ingest;
+        let new_blocks = written.len() as u64;
+        let pack_bytes = match new_blocks {
+            0 => {
+                drop(pack);
+                let _ = fs::remove_file(self.pack_path());
+                None
+            }
+            _ => Some(pack.finish()?),
+        };
+        self.draft = Some(Draft {
+            manifest: Manifest::new(files),
+            entries: listed,
+            blocks,
+            new_blocks,
+            zero_blocks,
+            uses,
+            pack_bytes,
+        });
+        Ok(())
+    }
+
     /// Makes the ingested archive a snapshot of `container`.
     pub fn commit(
         mut self,

@@ -24,9 +24,13 @@
 
 mod ingest;
 pub mod pack;
+pub mod pages_ref;
 mod read;
 mod record;
+pub mod release;
 
+#[cfg(test)]
+mod pages_ref_tests;
 #[cfg(test)]
 mod tests;
 

@@ -163,6 +163,13 @@ impl TaskService {
             &self.settings.namespace,
         )?;
         let (images, work) = dump_dirs(req, &request)?;
+        let page_server = postcopy::PageServer::read(&images)?;
+        // Docker's own checkpoint (containerd's directory, not a client's
+        // image path, nor a migration's): its pages go to the store.
+        let store_pages = self.settings.store_docker_checkpoints
+            && request.image_path.is_empty()
+            && self.settings.namespace == DOCKER_NAMESPACE
+            && page_server.is_none();
         let target = DumpTarget {
             id: c.id,
             pid: c.pid,
@@ -172,7 +179,6 @@ impl TaskService {
         };
         let started = std::time::Instant::now();
         let kept_log = self.settings.kept_log(c.id, image::DUMP_LOG)?;
-        let page_server = postcopy::PageServer::read(&images)?;
         // A migration's dump outlives the RPC that asked for it: its client
         // calls it off with a file, or by no longer renewing its lease.
         let called_off = || control::called_off(&images);
@@ -190,7 +196,9 @@ impl TaskService {
             // directory, read where it lies: there CRIU's raw images are
             // written straight, at raw CRIU's speed, and restore reads
             // them without decompressing (runc writes the same files).
-            compress_pages: self.settings.compress_pages && request.image_path.is_empty(),
+            compress_pages: self.settings.compress_pages
+                && request.image_path.is_empty()
+                && !store_pages,
             page_server: page_server.as_ref(),
             ready,
         };
@@ -207,6 +215,23 @@ impl TaskService {
             }
         }
         dumped?;
+        if store_pages {
+            // The dump is done (and, with exit, the container gone): a
+            // store that fails leaves the checkpoint as it is, pages
+            // included, rather than failing it.
+            if let Err(e) = super::stored_pages::stash(
+                &self.settings.store_root,
+                &images,
+                &self.settings.namespace,
+                c.id,
+                &spec,
+            ) {
+                log::warn!(
+                    "checkpoint of {}: pages left in the checkpoint, not the store: {e}",
+                    c.id
+                );
+            }
+        }
         if request.image_path.is_empty() && self.settings.namespace == DOCKER_NAMESPACE {
             mark_as_containerds_copy(&images)?;
         }

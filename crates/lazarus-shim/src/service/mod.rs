@@ -36,6 +36,7 @@ use crate::state::{ExecState, InitState, KillTarget, PendingRestore, Removal, St
 mod checkpoint;
 mod pids;
 mod queries;
+mod stored_pages;
 
 /// How long an exit waits for the process's last output to reach containerd.
 const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -65,6 +66,12 @@ pub struct Settings {
     pub compress_pages: bool,
     /// Where a restore decompresses pages it may not decompress in place.
     pub restore_scratch: PathBuf,
+    /// Docker's checkpoints keep their pages in the store (config
+    /// `docker_checkpoints = "store"`).
+    pub store_docker_checkpoints: bool,
+    /// The snapshot store (config `store_root`): where store-backed
+    /// checkpoints' pages go, and are resolved from whatever the setting.
+    pub store_root: PathBuf,
 }
 
 impl Settings {
@@ -188,7 +195,13 @@ impl TaskService {
         // A restore is checked against the bundle before anything is set up.
         let plan = match &source {
             None => None,
-            Some(s) => Some(restore_plan(s, &spec, stdio.terminal, &bundle)?),
+            Some(s) => Some(restore_plan(
+                s,
+                &spec,
+                stdio.terminal,
+                &bundle,
+                &self.settings.store_root,
+            )?),
         };
         let mounted_rootfs = match container::mount_rootfs(&bundle, &req.rootfs) {
             Ok(m) => m,
@@ -776,6 +789,7 @@ fn restore_plan(
     spec: &oci_spec::runtime::Spec,
     terminal: bool,
     bundle: &Path,
+    store_root: &Path,
 ) -> Result<RestorePlan> {
     let prepared = RestorePlan::prepare(
         source.images.clone().into(),
@@ -790,6 +804,12 @@ fn restore_plan(
         temporary: source.temporary,
         ..prepared?
     };
+    // A store-backed checkpoint's pages come back now: refused at Create
+    // when this host's store lacks them.
+    if let Err(e) = stored_pages::resolve(&mut plan, store_root, bundle) {
+        plan.discard_temporary_images();
+        return Err(e);
+    }
     // In the bundle: containerd removes it with the container, even after a
     // shim that died before it could.
     plan.own_postcopy_images(bundle)?;

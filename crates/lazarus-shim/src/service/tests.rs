@@ -297,6 +297,8 @@ fn fixture_of(runtime: FakeRuntime, criu: FakeCriu, namespace: &str) -> Fixture 
         logs: bundle.path().join("logs"),
         compress_pages: true,
         restore_scratch: bundle.path().join("work"),
+        store_docker_checkpoints: false,
+        store_root: bundle.path().join("store"),
     };
     let service = Arc::new(TaskService::new(
         runtime.clone(),

@@ -66,7 +66,11 @@ pub async fn export(
     let images = scratch.join(archive::CHECKPOINT_DIR);
     let started = Instant::now();
     let stopped = match &args.from_docker_checkpoint {
-        Some(name) => copy_docker_checkpoint(steps, name, &images).await?,
+        Some(name) => {
+            let stopped = copy_docker_checkpoint(steps, name, &images).await?;
+            resolve_stored_pages(&images, &config.store_root)?;
+            stopped
+        }
         None => take_checkpoint(steps, args, scratch, &images).await?,
     };
     let dumped_at = Utc::now();
@@ -129,6 +133,23 @@ async fn copy_docker_checkpoint(steps: &impl Steps, name: &str, images: &Path) -
         )));
     }
     Ok(false)
+}
+
+/// A store-backed Docker checkpoint (config `docker_checkpoints =
+/// "store"`) has a reference where its pages were: the archive carries the
+/// pages themselves, read out of this host's store, and no reference.
+fn resolve_stored_pages(images: &Path, store_root: &Path) -> Result<()> {
+    use lazarus_core::store::pages_ref::{PagesRef, REF_FILE};
+    let Some(r) = PagesRef::read(images)? else {
+        return Ok(());
+    };
+    r.resolve(store_root, images, images)?;
+    let path = images.join(REF_FILE);
+    std::fs::remove_file(&path).map_err(lazarus_core::Error::io(format!(
+        "remove {}",
+        path.display()
+    )))?;
+    Ok(())
 }
 
 /// The shim's checkpoint into `images`; whether it stopped the container.
