@@ -128,7 +128,7 @@ fn a_copied_store_reference_is_refused_naming_the_export() {
     };
     let b = store_backed("docker_store_copy_b").unwrap();
     let name = a.name("c");
-    counter_checkpointed(&a, &name, COUNTER, 2, "cp");
+    let last = counter_checkpointed(&a, &name, COUNTER, 2, "cp");
     let snapshot = referenced_snapshot(&checkpoints_dir(&a, &name).join("cp"));
     // The same container on b, stopped, with a's checkpoint copied in.
     let mut args =
@@ -162,6 +162,32 @@ fn a_copied_store_reference_is_refused_naming_the_export() {
             == 0,
         "b's store holds nothing"
     );
+
+    // The way the refusal names: an archive of the Docker checkpoint,
+    // pages read out of a's store, restored on b under another name.
+    let file = a.path("cp.tar.zst");
+    let file_s = file.to_str().unwrap();
+    let export = [
+        "checkpoint",
+        "--export",
+        file_s,
+        &name,
+        "--from-docker-checkpoint",
+        "cp",
+    ];
+    lazarus(&a, &export).ok();
+    let copy = b.name("copy");
+    lazarus(&b, &["restore", "--import", file_s, "--name", &copy]).ok();
+    let logs =
+        crate::docker::lifecycle::wait_logs(&b, &copy, "ticks on b", |l| ticks(l).len() >= 2);
+    assert!(ticks(&logs)[0] > last, "the count goes on on b: {logs}");
+    // The store's snapshot itself is no archive.
+    let out = lazarus(
+        &a,
+        &["checkpoint", "--export", file_s, "--snapshot", &snapshot],
+    )
+    .err();
+    assert!(out.all().contains("--from-docker-checkpoint"), "{out}");
 }
 
 fn d_start(d: &Daemons, name: &str, cp: &str) -> crate::support::cmd::Out {

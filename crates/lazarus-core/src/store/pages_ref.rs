@@ -64,9 +64,8 @@ pub enum RefError {
         "checkpoint {images} is store-backed: its memory is snapshot {snapshot} in the Lazarus \
          store of the host that took it, and this host's store ({store}) does not have it. A \
          store-backed checkpoint does not leave its host by copying: on that host, export it \
-         with `lazarus checkpoint --export FILE --snapshot {snapshot}` (or `lazarus checkpoint \
-         CONTAINER --from-docker-checkpoint NAME --export FILE`) and restore the archive here \
-         with `lazarus restore --import FILE`"
+         with `lazarus checkpoint --export FILE CONTAINER --from-docker-checkpoint NAME` and \
+         restore the archive here with `lazarus restore --import FILE`"
     )]
     Missing {
         images: PathBuf,
@@ -240,6 +239,21 @@ impl PagesRef {
         }
         Ok(total)
     }
+}
+
+/// Refuses to use on its own a snapshot that holds a Docker checkpoint's
+/// page images only (what `lazarus snapshot` takes is a whole checkpoint):
+/// `what` is the refused use.
+pub fn refuse_pages_only(s: &Snapshot, what: &str) -> crate::error::Result<()> {
+    if s.info.get("kind").and_then(|k| k.as_str()) != Some(KIND) {
+        return Ok(());
+    }
+    Err(Error::FailedPrecondition(format!(
+        "snapshot {} holds only the page images of a store-backed Docker checkpoint of {}, \
+         not a whole checkpoint: it cannot be {what} on its own. Export the checkpoint \
+         itself: `lazarus checkpoint --export FILE CONTAINER --from-docker-checkpoint NAME`",
+        s.id, s.container
+    )))
 }
 
 fn is_id(s: &str) -> bool {

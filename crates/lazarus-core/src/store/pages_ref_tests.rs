@@ -40,6 +40,11 @@ fn the_reference_replaces_the_pages_and_resolves_to_the_same_bytes() {
     let listed = store.list().unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].info["kind"], pages_ref::KIND);
+    let refused = pages_ref::refuse_pages_only(&listed[0], "exported").unwrap_err();
+    assert!(
+        refused.to_string().contains("--from-docker-checkpoint"),
+        "{refused}"
+    );
     let out = tmp.path().join("out");
     fs::create_dir(&out).unwrap();
     let n = read.resolve(store.root(), &images, &out).unwrap();

@@ -242,6 +242,7 @@ pub fn export(
     let started = Instant::now();
     let store = super::store(config)?;
     let snapshot = store.find(None, key)?;
+    lazarus_core::store::pages_ref::refuse_pages_only(&snapshot, "exported")?;
     let signer = sign.map(Signer::load).transpose()?;
     let mut reader = store.reader(&snapshot)?;
     let scratch;

@@ -50,6 +50,7 @@ pub async fn run(
     };
     let store = super::store(config)?;
     let snapshot = store.find(Some(container), key)?;
+    lazarus_core::store::pages_ref::refuse_pages_only(&snapshot, "restored")?;
     let current = current(&snapshot, container, import);
     let replaces = match &import.name {
         // A copy beside it: the import refuses a name already taken.
