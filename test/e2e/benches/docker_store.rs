@@ -20,11 +20,12 @@ mod support;
 
 use common::report::{Conditions, Report, Table};
 use common::workload::{
-    after_start, checkpoints_dir, docker, du_bytes, mib, redis_ping, remove_all, start_checkpoint,
-    unique, within,
+    after_start, checkpoints_dir, docker, du_bytes, mib, redis_ping, remove_all, unique, within,
 };
 use common::{cell, ratio, since, timed, Opts, Samples, LAZARUS, RUNC};
+use std::time::{Duration, Instant};
 use support::apps::{with_docker_and, with_docker_and_with, App};
+use support::cmd::run_timeout;
 use support::harness::{Daemons, Setup};
 
 const PATHS: [&str; 3] = ["runc", "lazarus-archive", "lazarus-store"];
@@ -60,7 +61,10 @@ fn main() {
             }
         }
     }
-    report(&s, keys, conditions).finish(&opts.out);
+    let report = report(&s, keys, conditions);
+    // Before `finish`, which exits: the sets tear their daemons down.
+    drop((plain, store));
+    report.finish(&opts.out);
 }
 
 fn redis_count(d: &Daemons, name: &str) -> Option<u64> {
@@ -77,11 +81,40 @@ fn fill(d: &Daemons, name: &str, keys: u64) {
          printf \"*3\\r\\n$3\\r\\nSET\\r\\n$%d\\r\\n%s\\r\\n$%d\\r\\n%s\\r\\n\", length(k), k, length(v), v }} }}' \
          | redis-cli -h 127.0.0.1 --pipe"
     );
-    let out = d.docker(&["exec", name, "sh", "-c", &script]).ok();
+    // Millions of keys take minutes, past the client's usual deadline.
+    let out = run_timeout(
+        &mut d.docker_cmd(&["exec", name, "sh", "-c", &script]),
+        None,
+        Duration::from_secs(1800),
+    )
+    .ok();
     assert!(
         out.stdout.contains(&format!("errors: 0, replies: {keys}")),
         "loading keys failed: {out}"
     );
+}
+
+/// `docker start --checkpoint` with a deadline a GiB restore through
+/// Docker fits (runc: tens of seconds), retried on Docker's own "already
+/// exists" race (untimed); when the attempt that worked began.
+fn start(d: &Daemons, cp: &str, name: &str) -> Instant {
+    for _ in 0..10 {
+        let t = Instant::now();
+        let out = run_timeout(
+            &mut d.docker_cmd(&["start", "--checkpoint", cp, name]),
+            None,
+            Duration::from_secs(600),
+        );
+        if out.code == Some(0) {
+            return t;
+        }
+        assert!(
+            out.all().contains("already exists"),
+            "restore of {name}: {out}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!("restore of {name}: still \"already exists\" after 10 attempts");
 }
 
 fn used_memory(d: &Daemons, name: &str) -> f64 {
@@ -120,16 +153,23 @@ fn redis(d: &Daemons, rt: &str, path: &str, keys: u64, s: &mut Samples) {
     fill(d, &name, keys);
     s.add(&format!("{path}/used"), used_memory(d, &name));
     common::sync();
-    let (cp, _) = timed(|| docker(d, &["checkpoint", "create", &name, "cp"]));
+    let (cp, _) = timed(|| {
+        run_timeout(
+            &mut d.docker_cmd(&["checkpoint", "create", &name, "cp"]),
+            None,
+            Duration::from_secs(600),
+        )
+        .ok()
+    });
     s.add(&format!("{path}/cp"), cp);
     s.add(
         &format!("{path}/mb"),
         mib(du_bytes(&checkpoints_dir(d, &name).join("cp"))),
     );
     // Docker's own upload race (test/README.md) is waited out, not timed.
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(3));
     common::sync();
-    let t = start_checkpoint(d, "cp", &name);
+    let t = start(d, "cp", &name);
     s.add(&format!("{path}/start"), since(t));
     after_start(d, rt, &name);
     assert!(
