@@ -101,3 +101,37 @@ pub(super) fn resolve(plan: &mut RestorePlan, store_root: &Path, bundle: &Path) 
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::docker_dir;
+    use oci_spec::runtime::{MountBuilder, Spec, SpecBuilder};
+    use std::path::Path;
+
+    fn spec_with_hostname(source: &str) -> Spec {
+        let m = MountBuilder::default()
+            .destination("/etc/hostname")
+            .source(source)
+            .typ("bind")
+            .build()
+            .unwrap();
+        SpecBuilder::default().mounts(vec![m]).build().unwrap()
+    }
+
+    /// Docker binds DATA_ROOT/containers/ID/hostname: its directory is where
+    /// Docker keeps the container's checkpoints, whatever the data root.
+    #[test]
+    fn the_docker_directory_comes_from_the_hostname_bind() {
+        let spec = spec_with_hostname("/srv/docker/containers/abc123/hostname");
+        assert_eq!(
+            docker_dir(&spec, "abc123").as_deref(),
+            Some(Path::new("/srv/docker/containers/abc123"))
+        );
+        // Another container's file, or not Docker's layout: none.
+        assert_eq!(docker_dir(&spec, "other"), None);
+        let spec = spec_with_hostname("/etc/myhostname");
+        assert_eq!(docker_dir(&spec, "etc"), None);
+        let bare = SpecBuilder::default().mounts(vec![]).build().unwrap();
+        assert_eq!(docker_dir(&bare, "abc123"), None);
+    }
+}
