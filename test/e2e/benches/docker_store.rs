@@ -10,7 +10,7 @@
 //! --pipe`; 1,000,000 by default, `--full`: 9,000,000, about 1 GiB).
 //!
 //! `cargo bench -p lazarus-e2e --bench docker_store -- [--runs 1]
-//! [--keys N] [--full]`
+//! [--keys N] [--full] [--paths runc,lazarus-archive,lazarus-store]`
 
 #[allow(dead_code)]
 mod common;
@@ -49,8 +49,10 @@ fn main() {
         format!("Redis with {keys} keys; checkpoints and the store on the sets' disk"),
     );
     let mut s = Samples::default();
+    let all = PATHS.join(",");
+    let paths = opts.list("paths", &all, &all);
     for _ in 0..opts.runs {
-        for path in PATHS {
+        for path in paths.iter().map(String::as_str) {
             let (d, rt) = match path {
                 "runc" => (&plain, RUNC),
                 "lazarus-archive" => (&plain, LAZARUS),
