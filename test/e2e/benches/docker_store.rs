@@ -63,7 +63,7 @@ fn main() {
             }
         }
     }
-    let report = report(&s, keys, conditions);
+    let report = report(&s, keys, &paths, conditions);
     // Before `finish`, which exits: the sets tear their daemons down.
     drop((plain, store));
     report.finish(&opts.out);
@@ -185,7 +185,7 @@ fn redis(d: &Daemons, rt: &str, path: &str, keys: u64, s: &mut Samples) {
     docker(d, &["rm", "-f", &name]);
 }
 
-fn report(s: &Samples, keys: u64, conditions: Conditions) -> Report {
+fn report(s: &Samples, keys: u64, paths: &[String], conditions: Conditions) -> Report {
     let rows = [
         ("Redis memory (MiB)", "used"),
         ("docker checkpoint create (s)", "cp"),
@@ -211,13 +211,18 @@ fn report(s: &Samples, keys: u64, conditions: Conditions) -> Report {
     for (label, key) in rows {
         let v = |p: &str| s.median(&format!("{p}/{key}"));
         let (r, a, st) = (v(PATHS[0]), v(PATHS[1]), v(PATHS[2]));
+        // A path left out (--paths) is not a failure.
+        let shown = |p: &str, c: String| match paths.iter().any(|x| x == p) {
+            true => c,
+            false => "-".into(),
+        };
         table.row(vec![
             label.into(),
-            cell(r),
-            cell(a),
-            cell(st),
-            cell(ratio(a, r)),
-            cell(ratio(st, r)),
+            shown(PATHS[0], cell(r)),
+            shown(PATHS[1], cell(a)),
+            shown(PATHS[2], cell(st)),
+            shown(PATHS[0], shown(PATHS[1], cell(ratio(a, r)))),
+            shown(PATHS[0], shown(PATHS[2], cell(ratio(st, r)))),
         ]);
     }
     Report {
