@@ -282,6 +282,7 @@ impl Move<'_> {
             // The caller's, from the connection on.
             total_seconds: 0.0,
             page_stream: Some(page_stream),
+            not_carried: exported.not_carried,
         })
     }
 
