@@ -659,6 +659,9 @@ pub struct AllCheckpointed {
     pub group: Option<String>,
     /// Its archive (a group's members share the group's).
     pub archive: Option<PathBuf>,
+    /// Store-backed sets: the snapshot holding it (then no archive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     pub archive_bytes: u64,
     /// How long CRIU kept it frozen (its own dump; a group's members stay
     /// frozen until the whole group is dumped).
@@ -735,9 +738,11 @@ impl Summary for AllCheckpointReport {
                         .map_or("?".to_string(), |f| format!("{f:.2}s")),
                     c.checkpoint_seconds,
                     human(c.archive_bytes),
-                    c.archive
-                        .as_ref()
-                        .map_or(String::new(), |a| a.display().to_string()),
+                    match (&c.archive, &c.snapshot) {
+                        (Some(a), _) => a.display().to_string(),
+                        (None, Some(id)) => format!("snapshot {id} of the store"),
+                        (None, None) => String::new(),
+                    },
                 ),
                 Some(e) => format!(
                     "FAILED {} {}/{}{group}: {e} (it runs on)",

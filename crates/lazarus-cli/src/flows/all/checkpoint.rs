@@ -42,10 +42,12 @@ pub fn run(
     config: &Config,
 ) -> Result<AllCheckpointReport> {
     let started = Instant::now();
+    // Without --export-dir, into the snapshot store (see `store.rs`).
+    let into_store = all.export_dir.is_none();
     let dir = all
         .export_dir
         .clone()
-        .ok_or_else(|| Error::Refused("--all needs --export-dir DIR".into()))?;
+        .unwrap_or_else(|| super::store::set_dir(config));
     let filters = all
         .filter
         .iter()
@@ -72,10 +74,11 @@ pub fn run(
         Compress::Zstd => "tar.zst",
         Compress::None => "tar",
     };
+    let checkpointed_at = Utc::now();
     let record = Mutex::new(Record {
         format: record::FORMAT,
         host: hostname(),
-        checkpointed_at: Utc::now(),
+        checkpointed_at,
         platform: Platform::current(config),
         entries: Vec::new(),
     });
@@ -102,11 +105,23 @@ pub fn run(
                     endpoints,
                     config,
                 };
-                let (reports, entries) =
+                let (mut reports, mut entries) =
                     match crate::block_on(async { Ok(take(&live, unit, order, &archive).await) }) {
                         Ok(r) => r,
                         Err(e) => (failed(unit, &e), Vec::new()),
                     };
+                if into_store && !entries.is_empty() {
+                    if let Unit::One(f) = unit {
+                        into_the_store(
+                            config,
+                            f,
+                            &archive,
+                            &checkpointed_at,
+                            &mut reports,
+                            &mut entries,
+                        );
+                    }
+                }
                 if !entries.is_empty() {
                     let mut r = record.lock().unwrap();
                     r.entries.extend(entries);
@@ -124,16 +139,14 @@ pub fn run(
     let containers: Vec<AllCheckpointed> = results.into_iter().flat_map(|(_, r)| r).collect();
     let record = record.into_inner().unwrap();
     record.write(&dir)?;
-    let mut archives: Vec<&PathBuf> = containers
+    // Each archive or snapshot once (a group's members share theirs).
+    let mut taken: Vec<(Option<&PathBuf>, Option<&String>, u64)> = containers
         .iter()
-        .filter_map(|c| c.archive.as_ref())
+        .filter(|c| c.error.is_none())
+        .map(|c| (c.archive.as_ref(), c.snapshot.as_ref(), c.archive_bytes))
         .collect();
-    archives.dedup();
-    let total_bytes = archives
-        .iter()
-        .filter_map(|a| std::fs::metadata(a).ok())
-        .map(|m| m.len())
-        .sum();
+    taken.dedup();
+    let total_bytes = taken.iter().map(|t| t.2).sum();
     let failed = containers.iter().filter(|c| c.error.is_some()).count();
     Ok(AllCheckpointReport {
         record: Record::path(&dir),
@@ -232,6 +245,7 @@ pub async fn take(
             id: f.id.clone(),
             group: group.map(str::to_string),
             archive: Some(archive.to_path_buf()),
+            snapshot: None,
             archive_bytes: bytes,
             frozen_seconds: r
                 .and_then(|r| r.stats.frozen_time_us)
@@ -243,6 +257,36 @@ pub async fn take(
         entries.push(plan::entry(order + i, f, &file, group));
     }
     (lines, entries)
+}
+
+/// A single container's archive, read into the store: its report line
+/// and record entry name the snapshot instead. Failing, the archive stays
+/// and is what the record names (nothing is lost; the report says so).
+fn into_the_store(
+    config: &Config,
+    f: &Found,
+    archive: &Path,
+    at: &chrono::DateTime<Utc>,
+    reports: &mut [AllCheckpointed],
+    entries: &mut [Entry],
+) {
+    match super::store::keep(config, archive, &f.name, at) {
+        Ok(id) => {
+            for r in reports.iter_mut() {
+                r.archive = None;
+                r.snapshot = Some(id.clone());
+            }
+            for e in entries.iter_mut() {
+                e.archive.clear();
+                e.snapshot = Some(id.clone());
+            }
+        }
+        Err(e) => eprintln!(
+            "lazarus: warning: {} stays an archive ({}): the snapshot store refused it: {e}",
+            f.name,
+            archive.display()
+        ),
+    }
 }
 
 /// Every member of `unit` failed with `e` (and runs on).
@@ -260,6 +304,7 @@ fn failed(unit: &Unit, e: &Error) -> Vec<AllCheckpointed> {
             id: f.id.clone(),
             group: group.clone(),
             archive: None,
+            snapshot: None,
             archive_bytes: 0,
             frozen_seconds: None,
             checkpoint_seconds: 0.0,
