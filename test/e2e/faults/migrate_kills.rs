@@ -14,7 +14,7 @@ use crate::archive::export_import::cli_leftovers;
 use crate::faults::cli_kills::paused_in_containerd;
 use crate::faults::kills::{memhog, start_memhog};
 use crate::migrate::moves::assert_refused_by_runtime;
-use crate::support::cmd::{poll, wait_until};
+use crate::support::cmd::{default_signals, poll, wait_until};
 use crate::support::harness::{inspect, Daemons};
 use crate::support::lazarus::{keygen, lazarus_cmd, Serve, B_HOST};
 use std::os::unix::process::CommandExt;
@@ -29,15 +29,15 @@ const SETTLE: Duration = Duration::from_secs(120);
 /// `lazarus migrate NAME ...` in a process group of its own (as a
 /// terminal's job is), so that a signal reaches the whole command.
 fn spawn_migrate(a: &Daemons, name: &str, to: &str, key: &str, extra: &[&str]) -> Child {
-    lazarus_cmd(a)
-        .args(["migrate", name, "--to", to, "--key", key])
+    let mut cmd = lazarus_cmd(a);
+    cmd.args(["migrate", name, "--to", to, "--key", key])
         .args(extra)
         .stdout(Stdio::null())
         // Into the test's own output, for a failure's story.
         .stderr(Stdio::inherit())
-        .process_group(0)
-        .spawn()
-        .unwrap()
+        .process_group(0);
+    default_signals(&mut cmd);
+    cmd.spawn().unwrap()
 }
 
 #[derive(Clone, Copy, Debug)]
