@@ -41,7 +41,7 @@ mod docker;
 mod group;
 mod volumes;
 
-pub use docker::docker_image;
+pub use docker::{docker_image, image_refusal};
 
 /// The name of the Docker checkpoint an import restores from (removed
 /// once the container runs).

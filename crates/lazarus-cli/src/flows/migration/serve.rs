@@ -25,9 +25,11 @@ use super::{key_path, resolve, Answer, Offer, Plan, MAX_ARCHIVE, PEER_TIMEOUT, P
 use crate::engine::containerd::Containerd;
 use crate::engine::docker::Docker;
 use crate::engine::endpoints::Endpoints;
+use crate::engine::{Engine, ImageFound};
 use crate::error::{Error, Result};
 use crate::flows::import::{self, ImportArgs};
 use crate::flows::restore_guard::RestoreGuard;
+use crate::report::ImportReport;
 use lazarus_core::checkpoint::postcopy::{PageMode, PageServer};
 use lazarus_core::criu::{DirectWait, LazyPages, SwrkCriu};
 
@@ -205,8 +207,11 @@ async fn receive(
         path,
         scratch.path(),
         pages,
-        (endpoints, config),
-        &guard,
+        &Import {
+            endpoints,
+            config,
+            guard: &guard,
+        },
     )
     .await;
     guard.dismiss();
@@ -253,8 +258,7 @@ async fn restore_and_confirm(
     path: PathBuf,
     scratch: &Path,
     pages: Option<PathBuf>,
-    (endpoints, config): (&Endpoints, &Config),
-    guard: &RestoreGuard,
+    restorer: &impl Restorer,
 ) -> Result<String> {
     let args = ImportArgs {
         file: path,
@@ -273,7 +277,7 @@ async fn restore_and_confirm(
         pages,
         snapshot: None,
     };
-    let restored = match import::restore(&args, endpoints, config, Some(guard)).await {
+    let restored = match restorer.restore(&args).await {
         Ok(v) => v,
         Err(e) => {
             let _ = ch.send_json(&Answer::refused(&e));
@@ -302,7 +306,8 @@ async fn restore_and_confirm(
                 Err(e) => e.to_string(),
                 Ok(_) => "the sender took its container back".into(),
             };
-            let cleanup = import::remove_restored(&restored, endpoints)
+            let cleanup = restorer
+                .remove(&restored)
                 .await
                 .err()
                 .map(|e| e.to_string());
@@ -313,6 +318,31 @@ async fn restore_and_confirm(
             ))
             .with_cleanup(cleanup))
         }
+    }
+}
+
+/// The restore of a received archive and its undo: behind a seam, so
+/// that the confirmation rule is unit-tested without an engine.
+#[allow(async_fn_in_trait)] // Not a public API; one thread, no Send needed.
+trait Restorer {
+    async fn restore(&self, args: &ImportArgs) -> Result<ImportReport>;
+    async fn remove(&self, restored: &ImportReport) -> Result<()>;
+}
+
+/// The real restore: an ordinary import, under the migration's guard.
+struct Import<'a> {
+    endpoints: &'a Endpoints,
+    config: &'a Config,
+    guard: &'a RestoreGuard,
+}
+
+impl Restorer for Import<'_> {
+    async fn restore(&self, args: &ImportArgs) -> Result<ImportReport> {
+        import::restore(args, self.endpoints, self.config, Some(self.guard)).await
+    }
+
+    async fn remove(&self, restored: &ImportReport) -> Result<()> {
+        import::remove_restored(restored, self.endpoints).await
     }
 }
 
@@ -420,6 +450,33 @@ fn lazy_restore_supported(criu: &std::path::Path) -> bool {
 /// What can be known before the source is frozen: the engine answers, the
 /// name is free, the same image is here.
 async fn check(offer: &Offer, endpoints: &Endpoints) -> Result<()> {
+    check_offer(offer)?;
+    match offer.engine.as_str() {
+        "docker" => {
+            let docker = Docker::new(&endpoints.docker)?;
+            if !docker.reachable().await {
+                return Err(Error::DockerUnreachable {
+                    address: endpoints.docker.clone(),
+                    why: "the container came from Docker".into(),
+                });
+            }
+            check_engine(offer, &docker).await
+        }
+        "containerd" => {
+            let ns = &offer.namespace;
+            lazarus_core::ids::check_identifier("containerd namespace", ns)?;
+            let ctr = Containerd::connect(&endpoints.containerd, ns).await?;
+            check_engine(offer, &ctr).await
+        }
+        other => Err(Error::Refused(format!(
+            "the sender offered a container of engine {other:?}: only docker and containerd \
+             are received"
+        ))),
+    }
+}
+
+/// The offer itself: the same protocol, a name safe to pass on.
+fn check_offer(offer: &Offer) -> Result<()> {
     if offer.protocol != PROTOCOL {
         return Err(Error::Refused(format!(
             "the sender speaks migration protocol {}, this host {PROTOCOL}: run the same Lazarus \
@@ -430,60 +487,43 @@ async fn check(offer: &Offer, endpoints: &Endpoints) -> Result<()> {
     // Checked before the name reaches an engine, a URL or the guard's
     // command line.
     lazarus_core::ids::check_name("container name", &offer.name)?;
-    let name = &offer.name;
-    match offer.engine.as_str() {
-        "docker" => {
-            let docker = Docker::new(&endpoints.docker)?;
-            if !docker.reachable().await {
-                return Err(Error::DockerUnreachable {
-                    address: endpoints.docker.clone(),
-                    why: "the container came from Docker".into(),
-                });
-            }
-            if docker.container(name).await?.is_some() {
-                return Err(Error::Conflict(format!(
-                    "a container named {name} already exists on the receiving host: migrate it \
-                     with another --name"
-                )));
-            }
-            import::docker_image(&docker, &offer.image, &offer.image_digest).await?;
-            Ok(())
+    Ok(())
+}
+
+/// The offer against the engine it names: the name is free there, and
+/// the same image is here.
+async fn check_engine(offer: &Offer, engine: &impl Engine) -> Result<()> {
+    let (name, ns) = (&offer.name, &offer.namespace);
+    let docker = engine.kind() == "docker";
+    if engine.exists(name).await? {
+        return Err(Error::Conflict(match docker {
+            true => format!(
+                "a container named {name} already exists on the receiving host: migrate it \
+                 with another --name"
+            ),
+            false => format!(
+                "a container {name} already exists in namespace {ns} on the receiving host: \
+                 migrate it with another --name"
+            ),
+        }));
+    }
+    let (image, digest) = (&offer.image, &offer.image_digest);
+    match (engine.find_image(image, digest).await?, docker) {
+        (ImageFound::Here(_), _) => Ok(()),
+        (ImageFound::Different { found }, true) => {
+            Err(import::image_refusal(image, digest, Some(&found)))
         }
-        "containerd" => {
-            let ns = &offer.namespace;
-            lazarus_core::ids::check_identifier("containerd namespace", ns)?;
-            let ctr = Containerd::connect(&endpoints.containerd, ns).await?;
-            match ctr.container(name).await {
-                Ok(_) => {
-                    return Err(Error::Conflict(format!(
-                        "a container {name} already exists in namespace {ns} on the receiving \
-                         host: migrate it with another --name"
-                    )))
-                }
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
-            match ctr.image_target(&offer.image).await? {
-                None => Err(Error::NotFound(format!(
-                    "image {} is not in namespace {ns} on the receiving host: pull or import it \
-                     there (ctr -n {ns} images pull/import), then migrate again",
-                    offer.image
-                ))),
-                Some((_, digest))
-                    if !offer.image_digest.is_empty() && digest != offer.image_digest =>
-                {
-                    Err(Error::Refused(format!(
-                        "image {} on the receiving host is {digest}, the container's is {}: make \
-                         them the same image, then migrate again",
-                        offer.image, offer.image_digest
-                    )))
-                }
-                Some(_) => Ok(()),
-            }
-        }
-        other => Err(Error::Refused(format!(
-            "the sender offered a container of engine {other:?}: only docker and containerd \
-             are received"
+        (ImageFound::Missing, true) => Err(import::image_refusal(image, digest, None)),
+        (ImageFound::Missing, false) => Err(Error::NotFound(format!(
+            "image {image} is not in namespace {ns} on the receiving host: pull or import it \
+             there (ctr -n {ns} images pull/import), then migrate again"
+        ))),
+        (ImageFound::Different { found }, false) => Err(Error::Refused(format!(
+            "image {image} on the receiving host is {found}, the container's is {digest}: make \
+             them the same image, then migrate again"
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests;
