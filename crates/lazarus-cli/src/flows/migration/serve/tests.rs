@@ -4,9 +4,12 @@
 
 use std::cell::RefCell;
 
+use super::checks::{check_engine, check_offer};
 use super::*;
 use crate::engine::fake::FakeEngine;
+use crate::engine::ImageFound;
 use crate::flows::migration::test_peer::{pair, script};
+use crate::flows::migration::PROTOCOL;
 
 fn offer(engine: &str) -> Offer {
     Offer {
