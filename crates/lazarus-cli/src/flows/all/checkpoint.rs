@@ -68,10 +68,6 @@ pub fn run(
             aside.display()
         ));
     }
-    let extension = match template.compress {
-        Compress::Zstd => "tar.zst",
-        Compress::None => "tar",
-    };
     let record = Mutex::new(Record {
         format: record::FORMAT,
         host: hostname(),
@@ -80,61 +76,23 @@ pub fn run(
         entries: Vec::new(),
     });
     record.lock().unwrap().write(&dir)?;
-    // Each unit with the order of its first member.
-    let mut queue = VecDeque::new();
-    let mut order = 0;
-    for unit in &plan.units {
-        queue.push_back((order, unit));
-        order += unit.members().len();
-    }
-    let queue = Mutex::new(queue);
-    let results: Mutex<Vec<(usize, Vec<AllCheckpointed>)>> = Mutex::new(Vec::new());
     let workers = usize::from(all.parallel).min(plan.units.len()).max(1);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let Some((order, unit)) = queue.lock().unwrap().pop_front() else {
-                    break;
-                };
-                let archive = dir.join(unit.archive_name(extension));
-                let live = Live {
-                    template,
-                    endpoints,
-                    config,
-                };
-                let (reports, entries) =
-                    match crate::block_on(async { Ok(take(&live, unit, order, &archive).await) }) {
-                        Ok(r) => r,
-                        Err(e) => (failed(unit, &e), Vec::new()),
-                    };
-                if !entries.is_empty() {
-                    let mut r = record.lock().unwrap();
-                    r.entries.extend(entries);
-                    r.entries.sort_by_key(|e| e.order);
-                    if let Err(e) = r.write(&dir) {
-                        eprintln!("lazarus: warning: {e}");
-                    }
-                }
-                results.lock().unwrap().push((order, reports));
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap();
-    results.sort_by_key(|(o, _)| *o);
-    let containers: Vec<AllCheckpointed> = results.into_iter().flat_map(|(_, r)| r).collect();
+    let taking = Taking {
+        dir: &dir,
+        extension: match template.compress {
+            Compress::Zstd => "tar.zst",
+            Compress::None => "tar",
+        },
+        record: &record,
+        template,
+        endpoints,
+        config,
+    };
+    let containers = taking.take_all(&plan.units, workers);
     let record = record.into_inner().unwrap();
     record.write(&dir)?;
-    let mut archives: Vec<&PathBuf> = containers
-        .iter()
-        .filter_map(|c| c.archive.as_ref())
-        .collect();
-    archives.dedup();
-    let total_bytes = archives
-        .iter()
-        .filter_map(|a| std::fs::metadata(a).ok())
-        .map(|m| m.len())
-        .sum();
     let failed = containers.iter().filter(|c| c.error.is_some()).count();
+    let total_bytes = total_bytes(&containers);
     Ok(AllCheckpointReport {
         record: Record::path(&dir),
         dir,
@@ -156,6 +114,81 @@ pub fn run(
         total_bytes,
         total_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What every worker of `checkpoint --all` shares: where the archives
+/// go, the record, and what each export is given.
+struct Taking<'a> {
+    dir: &'a Path,
+    extension: &'a str,
+    record: &'a Mutex<Record>,
+    template: &'a ExportArgs,
+    endpoints: &'a Endpoints,
+    config: &'a Config,
+}
+
+impl Taking<'_> {
+    /// Takes every unit, `workers` at once (each on its own thread and
+    /// runtime), recording each unit taken as soon as it is; the
+    /// containers' lines in the plan's order.
+    fn take_all(&self, units: &[Unit], workers: usize) -> Vec<AllCheckpointed> {
+        // Each unit with the order of its first member.
+        let mut queue = VecDeque::new();
+        let mut order = 0;
+        for unit in units {
+            queue.push_back((order, unit));
+            order += unit.members().len();
+        }
+        let queue = Mutex::new(queue);
+        let results: Mutex<Vec<(usize, Vec<AllCheckpointed>)>> = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let Some((order, unit)) = queue.lock().unwrap().pop_front() else {
+                        break;
+                    };
+                    let archive = self.dir.join(unit.archive_name(self.extension));
+                    let live = Live {
+                        template: self.template,
+                        endpoints: self.endpoints,
+                        config: self.config,
+                    };
+                    let (reports, entries) = match crate::block_on(async {
+                        Ok(take(&live, unit, order, &archive).await)
+                    }) {
+                        Ok(r) => r,
+                        Err(e) => (failed(unit, &e), Vec::new()),
+                    };
+                    if !entries.is_empty() {
+                        let mut r = self.record.lock().unwrap();
+                        r.entries.extend(entries);
+                        r.entries.sort_by_key(|e| e.order);
+                        if let Err(e) = r.write(self.dir) {
+                            eprintln!("lazarus: warning: {e}");
+                        }
+                    }
+                    results.lock().unwrap().push((order, reports));
+                });
+            }
+        });
+        let mut results = results.into_inner().unwrap();
+        results.sort_by_key(|(o, _)| *o);
+        results.into_iter().flat_map(|(_, r)| r).collect()
+    }
+}
+
+/// The bytes of the archives written (a group's once).
+fn total_bytes(containers: &[AllCheckpointed]) -> u64 {
+    let mut archives: Vec<&PathBuf> = containers
+        .iter()
+        .filter_map(|c| c.archive.as_ref())
+        .collect();
+    archives.dedup();
+    archives
+        .iter()
+        .filter_map(|a| std::fs::metadata(a).ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Takes one unit: clears its Docker restart policies, checkpoints it,
