@@ -227,21 +227,7 @@ pub async fn take(
     let reports = match taken {
         Ok(r) => r,
         Err(e) => {
-            // The container runs on (the export's guarantee): its policy
-            // comes back with it.
-            let mut e = e;
-            for f in cleared {
-                let p = f.restart_policy.as_ref().expect("cleared ones had one");
-                if let Err(c) = steps
-                    .set_restart_policy(f, &p.name, p.maximum_retry_count)
-                    .await
-                {
-                    e = e.with_cleanup(Some(format!(
-                        "restart policy {} of {} not put back: {c}",
-                        p.name, f.name
-                    )));
-                }
-            }
+            let e = put_policies_back(steps, &cleared, e).await;
             return (failed(unit, &e), Vec::new());
         }
     };
@@ -276,6 +262,24 @@ pub async fn take(
         entries.push(plan::entry(order + i, f, &file, group));
     }
     (lines, entries)
+}
+
+/// The unit failed with `e` and runs on (the export's guarantee): the
+/// restart policies cleared for it come back with it.
+async fn put_policies_back(steps: &impl Steps, cleared: &[&Found], mut e: Error) -> Error {
+    for f in cleared {
+        let p = f.restart_policy.as_ref().expect("cleared ones had one");
+        if let Err(c) = steps
+            .set_restart_policy(f, &p.name, p.maximum_retry_count)
+            .await
+        {
+            e = e.with_cleanup(Some(format!(
+                "restart policy {} of {} not put back: {c}",
+                p.name, f.name
+            )));
+        }
+    }
+    e
 }
 
 /// Every member of `unit` failed with `e` (and runs on).
