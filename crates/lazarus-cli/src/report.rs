@@ -219,6 +219,10 @@ pub struct MigrationReport {
     /// hosts), counted by this host's end.
     #[serde(default)]
     pub page_stream: Option<PageStreamReport>,
+    /// What the container uses that stayed on this host (`--ignore-volumes`,
+    /// host paths), as the export named it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_carried: Vec<String>,
 }
 
 /// One page tunnel's bytes, as the sender's end counted them.
@@ -380,9 +384,14 @@ impl Summary for MigrationReport {
             ),
         };
         let restored_as = self.restored.as_ref().map_or("", |r| r.name.as_str());
+        let left: String = self
+            .not_carried
+            .iter()
+            .map(|n| format!("\n  not carried (stays on this host): {n}"))
+            .collect();
         format!(
             "{} runs on {} as {restored_as} (source {}, {}): downtime {:.2}s (checkpoint and \
-             archive {:.2}s, transfer {:.2}s of {}, restore {:.2}s){memory}",
+             archive {:.2}s, transfer {:.2}s of {}, restore {:.2}s){memory}{left}",
             self.container,
             self.to,
             self.source,

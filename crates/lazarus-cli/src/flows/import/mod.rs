@@ -549,6 +549,27 @@ pub async fn remove_restored(r: &ImportReport, endpoints: &Endpoints) -> Result<
     }
 }
 
+/// Whether a container [`restore`] made still runs.
+pub async fn is_running(r: &ImportReport, endpoints: &Endpoints) -> Result<bool> {
+    match r.engine.as_str() {
+        "docker" => Ok(Docker::new(&endpoints.docker)?
+            .container(&r.id)
+            .await?
+            .is_some_and(|c| c["State"]["Running"].as_bool() == Some(true))),
+        _ => {
+            let ns = match r.namespace.as_str() {
+                "" => DEFAULT_NAMESPACE,
+                ns => ns,
+            };
+            let ctr = Containerd::connect(&endpoints.containerd, ns).await?;
+            Ok(matches!(
+                ctr.task_status(&r.id).await?,
+                Some(crate::engine::containerd::Status::Running)
+            ))
+        }
+    }
+}
+
 /// Removes a container [`restore`] made (engine, id and namespace as its
 /// report names them).
 pub async fn remove(engine: &str, id: &str, namespace: &str, endpoints: &Endpoints) -> Result<()> {

@@ -33,6 +33,7 @@
 //! kills the copy (its missing pages cannot be fetched any more).
 
 pub mod filter;
+mod follow;
 mod gate;
 mod moving;
 mod pages;

@@ -91,6 +91,7 @@ pub async fn run(
         // The caller's, from the connection on.
         total_seconds: 0.0,
         page_stream: Some(page_stream),
+        not_carried: exported.not_carried,
     })
 }
 

@@ -25,6 +25,7 @@ use crate::engine::target::Target;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::flows::export::{self, Compress, ExportArgs, MigrationDump, Source};
+use crate::flows::restore_guard::RestoreGuard;
 use crate::progress::{self, Progress};
 use crate::report::{ExportReport, ImportReport, MigrationReport, PageStreamReport};
 use lazarus_core::checkpoint::postcopy as lazy;
@@ -110,6 +111,10 @@ pub async fn run(
     let mut pages = plan(&mut ch, args, postcopy, &source.target.name, &key)?;
     // From here the source is frozen until it runs there, or here again.
     let scratch = config.scratch_dir("migrate")?;
+    // Killed, this command leaves its scratch to the guard, which removes
+    // it once the dump there was called off (see `restore_guard`).
+    let guard = RestoreGuard::start(endpoints, &format!("the migration of {}", args.container))?;
+    guard.scratch(scratch.path())?;
     let dump = MigrationDump {
         dir: scratch.path().to_path_buf(),
         server: pages.server.clone(),
@@ -125,7 +130,10 @@ pub async fn run(
         tunnel: &mut pages.tunnel,
         config,
     };
-    let mut report = moving::run(&mut moved, args, &source.target.name, postcopy).await?;
+    let moved = moving::run(&mut moved, args, &source.target.name, postcopy).await;
+    // Returned, this command removes its scratch itself (with `scratch`).
+    guard.dismiss();
+    let mut report = moved?;
     report.total_seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

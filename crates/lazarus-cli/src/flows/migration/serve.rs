@@ -19,6 +19,7 @@ use lazarus_core::channel::tunnel::Tunnel;
 use lazarus_core::channel::{Channel, Key};
 use lazarus_core::config::Config;
 
+use super::follow::Following;
 use super::gate::{self, Admitted};
 use super::pages;
 use super::{key_path, resolve, Answer, Offer, Plan, MAX_ARCHIVE, PEER_TIMEOUT};
@@ -74,31 +75,40 @@ pub async fn run(args: &ServeArgs, endpoints: &Endpoints, config: &Config) -> Re
         endpoints.containerd
     );
     // Post-copy copies still faulting their memory in through this
-    // agent's tunnels: held (a dropped tunnel is cut) until their streams
-    // end. This agent must outlive them: killed, its copies lose their
-    // memory (and are killed by their shims; the sources thaw).
-    let mut following: Vec<Tunnel> = Vec::new();
+    // agent's tunnels, each watched on a thread of its own until its
+    // stream ends (a copy whose stream broke is removed once its shim has
+    // killed it: see [`Following`]). This agent must outlive them: killed,
+    // its copies lose their memory (and are killed by their shims; the
+    // sources thaw), and stay here stopped.
+    let mut following: Vec<Following> = Vec::new();
     // Nothing else runs on this thread: between migrations, waiting for
     // the next authenticated sender is all there is to do.
     for mut admitted in migrations.iter() {
-        following.retain_mut(|t| t.wait(Duration::ZERO).is_none());
+        following.retain(|f| !f.ended());
         let peer = admitted.peer;
         let received = receive(&mut admitted, &tunnel_key, endpoints, config).await;
         // The slot is free for the next sender from here.
         drop(admitted);
-        let received = received.map(|(name, tunnel)| {
-            following.extend(tunnel);
-            name
+        let received = received.map(|(copy, tunnel)| {
+            if let Some(tunnel) = tunnel {
+                let watched =
+                    Following::start(tunnel, copy.clone(), endpoints.clone(), peer.to_string());
+                match watched {
+                    Ok(f) => following.push(f),
+                    // Dropped with the closure's tunnel: cut (the copy dies
+                    // and the source thaws), which is what it says.
+                    Err(e) => eprintln!("lazarus serve: cannot follow {}: {e}", copy.name),
+                }
+            }
+            copy.name
         });
         match &received {
             Ok(name) => eprintln!("lazarus serve: {peer}: {name} runs here"),
             Err(e) => eprintln!("lazarus serve: {peer}: {e}"),
         }
         if args.once {
-            for mut t in following {
-                if let Some(Err(e)) = t.wait(PEER_TIMEOUT) {
-                    eprintln!("lazarus serve: {peer}: the memory stopped arriving: {e}");
-                }
+            for f in following {
+                f.join();
             }
             return received.map(drop);
         }
@@ -155,7 +165,7 @@ async fn receive(
     key: &Key,
     endpoints: &Endpoints,
     config: &Config,
-) -> Result<(String, Option<Tunnel>)> {
+) -> Result<(ImportReport, Option<Tunnel>)> {
     let (ch, offer, peer) = (&mut admitted.ch, &admitted.offer, admitted.peer);
     super::tune(ch.stream(), PEER_TIMEOUT)?;
     eprintln!(
@@ -218,8 +228,8 @@ async fn receive(
     // Post-copy: the container runs here and faults its memory in through
     // the tunnel until every page is here; the streams end it. Otherwise
     // it is dropped here: cut, and the door's filter removed.
-    let name = settled?;
-    Ok((name, plan.postcopy.then(|| tunnel.keep())))
+    let copy = settled?;
+    Ok((copy, plan.postcopy.then(|| tunnel.keep())))
 }
 
 /// A failure the sender is told of (as its refusal) before it is returned.
@@ -259,7 +269,7 @@ async fn restore_and_confirm(
     scratch: &Path,
     pages: Option<PathBuf>,
     restorer: &impl Restorer,
-) -> Result<String> {
+) -> Result<ImportReport> {
     let args = ImportArgs {
         file: path,
         name: Some(offer.name.clone()),
@@ -300,7 +310,7 @@ async fn restore_and_confirm(
         ch.recv_json::<Answer>()
     });
     match confirmed {
-        Ok(ack) if ack.ok => Ok(offer.name.clone()),
+        Ok(ack) if ack.ok => Ok(restored),
         unconfirmed => {
             let why = match unconfirmed {
                 Err(e) => e.to_string(),

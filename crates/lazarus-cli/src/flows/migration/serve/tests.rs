@@ -164,7 +164,7 @@ impl Restorer for FakeRestore {
 
 /// Runs the receiver's restore and confirmation against a sender that
 /// answers the restored container's report with `ack` (None: hangs up).
-fn settle(restorer: &FakeRestore, ack: Option<Answer>) -> (Result<String>, Answer) {
+fn settle(restorer: &FakeRestore, ack: Option<Answer>) -> (Result<ImportReport>, Answer) {
     let (mut ours, theirs) = pair();
     let sender = script(theirs, move |ch| {
         let answer: Answer = ch.recv_json().unwrap();
@@ -192,7 +192,7 @@ fn settle(restorer: &FakeRestore, ack: Option<Answer>) -> (Result<String>, Answe
 fn a_confirmed_copy_stays() {
     let restorer = FakeRestore::default();
     let (settled, answer) = settle(&restorer, Some(Answer::ready()));
-    assert_eq!(settled.unwrap(), "web");
+    assert_eq!(settled.unwrap().name, "web");
     assert!(answer.ok);
     assert_eq!(answer.restored.unwrap().name, "web");
     assert_eq!(
