@@ -42,10 +42,12 @@ pub fn run(
     config: &Config,
 ) -> Result<AllCheckpointReport> {
     let started = Instant::now();
+    // Without --export-dir, into the snapshot store (see `store.rs`).
+    let into_store = all.export_dir.is_none();
     let dir = all
         .export_dir
         .clone()
-        .ok_or_else(|| Error::Refused("--all needs --export-dir DIR".into()))?;
+        .unwrap_or_else(|| super::store::set_dir(config));
     let filters = all
         .filter
         .iter()
@@ -68,10 +70,11 @@ pub fn run(
             aside.display()
         ));
     }
+    let checkpointed_at = Utc::now();
     let record = Mutex::new(Record {
         format: record::FORMAT,
         host: hostname(),
-        checkpointed_at: Utc::now(),
+        checkpointed_at,
         platform: Platform::current(config),
         entries: Vec::new(),
     });
@@ -84,6 +87,7 @@ pub fn run(
             Compress::None => "tar",
         },
         record: &record,
+        into_store: into_store.then_some(checkpointed_at),
         template,
         endpoints,
         config,
@@ -122,6 +126,9 @@ struct Taking<'a> {
     dir: &'a Path,
     extension: &'a str,
     record: &'a Mutex<Record>,
+    /// Store-backed: each single container's archive goes into the store
+    /// as a snapshot of the set taken at this time.
+    into_store: Option<chrono::DateTime<Utc>>,
     template: &'a ExportArgs,
     endpoints: &'a Endpoints,
     config: &'a Config,
@@ -153,12 +160,17 @@ impl Taking<'_> {
                         endpoints: self.endpoints,
                         config: self.config,
                     };
-                    let (reports, entries) = match crate::block_on(async {
+                    let (mut reports, mut entries) = match crate::block_on(async {
                         Ok(take(&live, unit, order, &archive).await)
                     }) {
                         Ok(r) => r,
                         Err(e) => (failed(unit, &e), Vec::new()),
                     };
+                    if let (Some(at), Unit::One(f), false) =
+                        (&self.into_store, unit, entries.is_empty())
+                    {
+                        into_the_store(self.config, f, &archive, at, &mut reports, &mut entries);
+                    }
                     if !entries.is_empty() {
                         let mut r = self.record.lock().unwrap();
                         r.entries.extend(entries);
@@ -177,18 +189,46 @@ impl Taking<'_> {
     }
 }
 
-/// The bytes of the archives written (a group's once).
+/// The bytes of the archives written (a group's once; a container's
+/// read into the store counted as the archive it was).
 fn total_bytes(containers: &[AllCheckpointed]) -> u64 {
-    let mut archives: Vec<&PathBuf> = containers
+    let mut taken: Vec<(Option<&PathBuf>, Option<&String>, u64)> = containers
         .iter()
-        .filter_map(|c| c.archive.as_ref())
+        .filter(|c| c.error.is_none())
+        .map(|c| (c.archive.as_ref(), c.snapshot.as_ref(), c.archive_bytes))
         .collect();
-    archives.dedup();
-    archives
-        .iter()
-        .filter_map(|a| std::fs::metadata(a).ok())
-        .map(|m| m.len())
-        .sum()
+    taken.dedup();
+    taken.iter().map(|t| t.2).sum()
+}
+
+/// A single container's archive, read into the store: its report line
+/// and record entry name the snapshot instead. Failing, the archive stays
+/// and is what the record names (nothing is lost; the report says so).
+fn into_the_store(
+    config: &Config,
+    f: &Found,
+    archive: &Path,
+    at: &chrono::DateTime<Utc>,
+    reports: &mut [AllCheckpointed],
+    entries: &mut [Entry],
+) {
+    match super::store::keep(config, archive, &f.name, at) {
+        Ok(id) => {
+            for r in reports.iter_mut() {
+                r.archive = None;
+                r.snapshot = Some(id.clone());
+            }
+            for e in entries.iter_mut() {
+                e.archive.clear();
+                e.snapshot = Some(id.clone());
+            }
+        }
+        Err(e) => eprintln!(
+            "lazarus: warning: {} stays an archive ({}): the snapshot store refused it: {e}",
+            f.name,
+            archive.display()
+        ),
+    }
 }
 
 /// Takes one unit: clears its Docker restart policies, checkpoints it,
@@ -251,6 +291,7 @@ pub async fn take(
             id: f.id.clone(),
             group: group.map(str::to_string),
             archive: Some(archive.to_path_buf()),
+            snapshot: None,
             archive_bytes: bytes,
             frozen_seconds: r
                 .and_then(|r| r.stats.frozen_time_us)
@@ -297,6 +338,7 @@ fn failed(unit: &Unit, e: &Error) -> Vec<AllCheckpointed> {
             id: f.id.clone(),
             group: group.clone(),
             archive: None,
+            snapshot: None,
             archive_bytes: 0,
             frozen_seconds: None,
             checkpoint_seconds: 0.0,

@@ -298,6 +298,7 @@ pub fn entry(order: usize, f: &Found, archive: &str, group: Option<&str>) -> Ent
         name: f.name.clone(),
         id: f.id.clone(),
         archive: archive.to_string(),
+        snapshot: None,
         image: f.image.clone(),
         networks: f.networks.clone(),
         volumes: f.volumes.clone(),

@@ -16,7 +16,7 @@ use crate::engine::containerd::Containerd;
 use crate::engine::docker::Docker;
 use crate::engine::endpoints::Endpoints;
 use crate::error::{Error, Result};
-use crate::flows::import::{self, ImportArgs, SNAPSHOTTER};
+use crate::flows::import::{self, FromSnapshot, ImportArgs, SNAPSHOTTER};
 use crate::report::{AllRestoreReport, AllRestored, Imported};
 
 pub fn run(
@@ -35,10 +35,11 @@ async fn restore_all(
     config: &Config,
 ) -> Result<AllRestoreReport> {
     let started = Instant::now();
+    // Without --import-dir, the set `checkpoint --all` put in the store.
     let dir = all
         .import_dir
         .clone()
-        .ok_or_else(|| Error::Refused("--all needs --import-dir DIR".into()))?;
+        .unwrap_or_else(|| super::store::set_dir(config));
     let mut record = Record::read(&dir)?;
     // A new kernel or CRIU is said; refused only when CRIU's check fails
     // on it, before anything is touched.
@@ -99,11 +100,12 @@ async fn restore_all(
             .await?,
         );
     }
-    finish(all, dir, &record, lines, notes, started)
+    finish(all, dir, &record, lines, notes, started, config)
 }
 
 /// The report of the run; a record every entry of which runs again is
-/// retired (it becomes `lazarus-all.restored.json`).
+/// retired (it becomes `lazarus-all.restored.json`), and a stored set's
+/// snapshots leave the store.
 fn finish(
     all: &RestoreAllArgs,
     dir: PathBuf,
@@ -111,11 +113,20 @@ fn finish(
     lines: Vec<AllRestored>,
     notes: Vec<String>,
     started: Instant,
+    config: &Config,
 ) -> Result<AllRestoreReport> {
     let failed = lines.iter().filter(|l| l.error.is_some()).count();
     let complete = !all.dry_run && record.entries.iter().all(|e| e.state == State::Restored);
+    let mut notes = notes;
     if complete {
         Record::retire(&dir)?;
+        let mut ids: Vec<String> = record
+            .entries
+            .iter()
+            .filter_map(|e| e.snapshot.clone())
+            .collect();
+        ids.dedup();
+        notes.extend(super::store::release(config, &ids));
     }
     Ok(AllRestoreReport {
         dir,
@@ -248,8 +259,18 @@ async fn restore_unit(
         }
     }
     let first = &unit[0];
+    // A store-backed set's container comes straight out of its snapshot
+    // (every block and file checked) into the import's scratch directory.
     let args = ImportArgs {
-        file: dir.join(&first.archive),
+        file: match &first.snapshot {
+            Some(id) => PathBuf::from(format!("snapshot {id}")),
+            None => dir.join(&first.archive),
+        },
+        snapshot: first.snapshot.as_ref().map(|id| FromSnapshot {
+            store_root: config.store_root.clone(),
+            id: id.clone(),
+            replaces: None,
+        }),
         name: (first.group.is_none()).then(|| first.name.clone()),
         namespace: (first.engine != "docker").then(|| first.namespace.clone()),
         json: true,

@@ -180,7 +180,31 @@ pub async fn run(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> R
             .map(Imported::One),
     };
     guard.dismiss();
-    imported
+    let mut imported = imported?;
+    ready(&mut imported, endpoints, progress::wanted(args.json)).await;
+    Ok(imported)
+}
+
+/// The last stage: whether what was restored runs. A process that ended
+/// right after its restore is said, not left to be found; it is not an
+/// error (a job near its end may finish at once), and the container
+/// stays, as any exited one does.
+async fn ready(imported: &mut Imported, endpoints: &Endpoints, show: bool) {
+    let bar = Progress::stage(show, "ready");
+    let reports: Vec<&mut ImportReport> = match imported {
+        Imported::One(r) => vec![r],
+        Imported::Group(g) => g.members.iter_mut().collect(),
+    };
+    for r in reports {
+        r.running = match is_running(r, endpoints).await {
+            Ok(running) => Some(running),
+            Err(e) => {
+                eprintln!("lazarus: warning: cannot tell whether {} runs: {e}", r.name);
+                None
+            }
+        };
+    }
+    bar.finish();
 }
 
 /// Copies standard input into `file` (0600), whole.
@@ -271,6 +295,7 @@ pub async fn restore(
         pages_bytes,
         volumes: made_volumes,
         restore_path: restored.path.into(),
+        running: None,
     })
 }
 

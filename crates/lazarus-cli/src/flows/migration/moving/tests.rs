@@ -68,6 +68,7 @@ fn restored() -> ImportReport {
         pages_bytes: Some(4096),
         volumes: Vec::new(),
         restore_path: String::new(),
+        running: None,
     }
 }
 

@@ -151,6 +151,7 @@ impl Restorer for FakeRestore {
             pages_bytes: None,
             volumes: Vec::new(),
             restore_path: String::new(),
+            running: None,
         })
     }
 
