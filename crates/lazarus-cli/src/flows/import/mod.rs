@@ -41,7 +41,7 @@ mod docker;
 mod group;
 mod volumes;
 
-pub use docker::docker_image;
+pub use docker::{docker_image, image_refusal};
 
 /// The name of the Docker checkpoint an import restores from (removed
 /// once the container runs).
@@ -254,30 +254,8 @@ pub async fn restore(
             manifest
         }
     };
-    let scratch = match &args.scratch_in {
-        Some(parent) => lazarus_core::scratch::Scratch::new_in(parent, "import")?,
-        None => config.scratch_dir("import")?,
-    };
-    if let Some(g) = guard {
-        g.scratch(scratch.path())?;
-    }
+    let (scratch, pages_bytes) = extract(args, config, guard, &manifest, from_store.as_mut())?;
     let dir = scratch.path().join("archive");
-    let bar = Progress::bytes(show, "verify", manifest.total_size());
-    let limits = config.import.limits();
-    let extracted = match &mut from_store {
-        Some(reader) => reader
-            .materialize(&dir, &mut |n| bar.set(n))
-            .map_err(Error::from),
-        None => archive::extract_with(&args.file, &dir, &limits, &|_| true, &mut |n| bar.set(n))
-            .map(drop)
-            .map_err(Error::from),
-    };
-    bar.finish();
-    extracted?;
-    let pages_bytes = match &args.pages {
-        Some(pages) => Some(move_pages(pages, &dir.join(archive::CHECKPOINT_DIR))?),
-        None => None,
-    };
     // What follows is the restore proper, from the extracted image path.
     let extract_seconds = started.elapsed().as_secs_f64();
     if let Some(request) = &args.netlock {
@@ -304,6 +282,72 @@ pub async fn restore(
         )
         .await?;
     }
+    let (restored, made_volumes) =
+        into_engine(args, endpoints, guard, (&cfg, recorded), &dir, show).await?;
+    Ok(ImportReport {
+        name: restored.name,
+        id: restored.id,
+        engine: restored.engine.into(),
+        namespace: restored.namespace,
+        from: args.file.clone(),
+        extract_seconds,
+        restore_seconds: started.elapsed().as_secs_f64(),
+        pages_bytes,
+        volumes: made_volumes,
+        restore_path: restored.path.into(),
+        running: None,
+    })
+}
+
+/// Verifies and extracts the archive (or materializes the snapshot) into
+/// a new scratch directory's `archive/` (the guard told of it first), and
+/// moves in the memory a stop-and-copy migration received; the scratch
+/// directory, and the bytes of memory moved in.
+fn extract(
+    args: &ImportArgs,
+    config: &Config,
+    guard: Option<&RestoreGuard>,
+    manifest: &archive::Manifest,
+    from_store: Option<&mut lazarus_core::store::SnapshotReader>,
+) -> Result<(lazarus_core::scratch::Scratch, Option<u64>)> {
+    let scratch = match &args.scratch_in {
+        Some(parent) => lazarus_core::scratch::Scratch::new_in(parent, "import")?,
+        None => config.scratch_dir("import")?,
+    };
+    if let Some(g) = guard {
+        g.scratch(scratch.path())?;
+    }
+    let dir = scratch.path().join("archive");
+    let bar = Progress::bytes(progress::wanted(args.json), "verify", manifest.total_size());
+    let limits = config.import.limits();
+    let extracted = match from_store {
+        Some(reader) => reader
+            .materialize(&dir, &mut |n| bar.set(n))
+            .map_err(Error::from),
+        None => archive::extract_with(&args.file, &dir, &limits, &|_| true, &mut |n| bar.set(n))
+            .map(drop)
+            .map_err(Error::from),
+    };
+    bar.finish();
+    extracted?;
+    let pages_bytes = match &args.pages {
+        Some(pages) => Some(move_pages(pages, &dir.join(archive::CHECKPOINT_DIR))?),
+        None => None,
+    };
+    Ok((scratch, pages_bytes))
+}
+
+/// The restore proper, from the archive extracted in `dir`, into the
+/// engine it came from (or containerd's namespace given by --namespace):
+/// the container and the volumes made for it, or nothing of them left.
+async fn into_engine(
+    args: &ImportArgs,
+    endpoints: &Endpoints,
+    guard: Option<&RestoreGuard>,
+    (cfg, recorded): (&ArchiveConfig, Option<Value>),
+    dir: &Path,
+    show: bool,
+) -> Result<(Restored, Vec<String>)> {
     let docker = Docker::new(&endpoints.docker)?;
     let name = args.name.clone().unwrap_or_else(|| cfg.name.clone());
     let mut made_volumes = Vec::new();
@@ -325,9 +369,9 @@ pub async fn restore(
             };
             about_to_make(guard, made, endpoints).await?;
             if !args.ignore_volumes {
-                made_volumes = volumes::restore_volumes(&dir, &docker, guard).await?;
+                made_volumes = volumes::restore_volumes(dir, &docker, guard).await?;
             }
-            match docker::into_docker(args, &docker, &cfg, &recorded, &dir, show).await {
+            match docker::into_docker(args, &docker, cfg, &recorded, dir, show).await {
                 Ok(r) => r,
                 Err(e) => {
                     let cleanup = volumes::remove(&docker, &made_volumes).await;
@@ -349,22 +393,10 @@ pub async fn restore(
                 name: name.clone(),
             };
             about_to_make(guard, made, endpoints).await?;
-            containerd::into_containerd(args, endpoints, &ns, &cfg, &dir, show).await?
+            containerd::into_containerd(args, endpoints, &ns, cfg, dir, show).await?
         }
     };
-    Ok(ImportReport {
-        name: restored.name,
-        id: restored.id,
-        engine: restored.engine.into(),
-        namespace: restored.namespace,
-        from: args.file.clone(),
-        extract_seconds,
-        restore_seconds: started.elapsed().as_secs_f64(),
-        pages_bytes,
-        volumes: made_volumes,
-        restore_path: restored.path.into(),
-        running: None,
-    })
+    Ok((restored, made_volumes))
 }
 
 /// What would refuse the archive after its verification anyway (a name
