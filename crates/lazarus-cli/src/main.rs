@@ -153,12 +153,13 @@ enum Command {
     /// Of this container, of a snapshot (--snapshot ID), or of an archive
     /// (--from-archive FILE: e.g. one Kubernetes' checkpoint API wrote).
     ///
-    /// --all --export-dir DIR checkpoints (and stops) every running Lazarus
-    /// container of this host before a reboot: Docker's and those of every
-    /// containerd namespace (k8s.io only with --namespace k8s.io), one
-    /// archive each in DIR, Compose projects as one group, --parallel at
-    /// once, with the record DIR/lazarus-all.json that `restore --all`
-    /// reads. Containers of other runtimes are left alone and named. A
+    /// --all checkpoints (and stops) every running Lazarus container of
+    /// this host before a reboot: Docker's and those of every containerd
+    /// namespace (k8s.io only with --namespace k8s.io), each a snapshot of
+    /// the store (a Compose project one group archive beside the record),
+    /// --parallel at once, with the record STORE_ROOT/all/lazarus-all.json
+    /// that `restore --all` reads; --export-dir DIR writes one archive
+    /// each, and the record, in DIR instead. Containers of other runtimes are left alone and named. A
     /// Docker restart policy is cleared for the checkpoint (and put back by
     /// the restore). A container that fails runs on; the others go on, and
     /// the command then exits non-zero. See docs/reboot.md.
@@ -167,7 +168,7 @@ enum Command {
         after_help = "Examples:\n  \
         lazarus checkpoint looper --export /backup/looper.tar.zst\n  \
         lazarus checkpoint --from-archive checkpoint-web.tar --push registry:5000/web:ckpt\n  \
-        lazarus checkpoint --all --export-dir /var/lib/lazarus/reboot\n  \
+        lazarus checkpoint --all\n  \
         lazarus checkpoint --group app redis --tcp-established --export shop.tar\n  \
         lazarus checkpoint --leave-running --print-stats redis --export redis.tar.zst\n  \
         lazarus checkpoint -a /run/k/containerd.sock --namespace default web --export web.tar"
@@ -201,19 +202,21 @@ enum Command {
     /// capabilities, seccomp, no_new_privs or uid beyond the new container's.
     /// `lazarus inspect FILE` shows what an archive asks for.
     ///
-    /// --all --import-dir DIR (or --from DIR) restores what `checkpoint
-    /// --all` recorded there, in the recorded order, each under its name,
+    /// --all restores what `checkpoint --all` recorded (in the store; or in
+    /// --import-dir DIR, alias --from), in the recorded order, each under
+    /// its name,
     /// a Compose project all or none, and puts Docker restart policies
     /// back. A container already running under its name as the recorded
     /// one (or as one an interrupted restore --all made) is skipped; one
     /// that fails is named and the others still come back. The record is
     /// kept until every container runs, so running it again finishes the
-    /// set. --dry-run says what would be done.
+    /// set; once it is whole again, a stored set's snapshots are removed
+    /// from the store. --dry-run says what would be done.
     #[command(
         verbatim_doc_comment,
         after_help = "Examples:\n  \
         lazarus restore --import /backup/looper.tar.zst\n  \
-        lazarus restore --all --import-dir /var/lib/lazarus/reboot --dry-run\n  \
+        lazarus restore --all --dry-run\n  \
         lazarus restore --import looper.tar.zst --name looper2\n  \
         lazarus restore --import web.tar.zst --require-signed /etc/lazarus/signers.pub\n  \
         lazarus restore --import web.tar.age --identity /etc/lazarus/archive.age"
@@ -547,6 +550,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// One arm per command and form, each a few lines that call the library
+/// and print its report: long as a whole (over 80 lines), kept whole so
+/// that the whole dispatch reads in one place.
 fn run(command: Command, top: &TopEngineArgs) -> Result<()> {
     match command {
         Command::Version { json } => {

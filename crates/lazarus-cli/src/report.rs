@@ -161,6 +161,11 @@ pub struct ImportReport {
     /// receiver.
     #[serde(default)]
     pub restore_path: String,
+    /// Whether it ran once restored (`restore --import`'s last stage,
+    /// "ready"); not looked at by a migration's receiver (its sender
+    /// waits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<bool>,
 }
 
 pub const PATH_HAND_OFF: &str = "hand-off";
@@ -219,6 +224,10 @@ pub struct MigrationReport {
     /// hosts), counted by this host's end.
     #[serde(default)]
     pub page_stream: Option<PageStreamReport>,
+    /// What the container uses that stayed on this host (`--ignore-volumes`,
+    /// host paths), as the export named it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_carried: Vec<String>,
 }
 
 /// One page tunnel's bytes, as the sender's end counted them.
@@ -315,12 +324,27 @@ impl Summary for Exported {
     }
 }
 
+/// What the import's "ready" stage found.
+fn running_said(r: &ImportReport) -> String {
+    match r.running {
+        None => String::new(),
+        Some(true) => "; it runs".into(),
+        Some(false) => format!(
+            "; it is NOT running: its processes ended right after the restore (see {})",
+            match r.engine.as_str() {
+                "docker" => format!("`docker logs {}` and its shim's log", r.name),
+                _ => "its shim's log".to_string(),
+            }
+        ),
+    }
+}
+
 impl Summary for Imported {
     fn said(&self) -> Option<String> {
         Some(match self {
             Imported::One(r) => format!(
                 "lazarus: restored {} ({}) from {} in {:.2} s (verified and unpacked in {:.2} \
-                 s){}",
+                 s){}{}",
                 r.name,
                 r.engine,
                 r.from.display(),
@@ -329,14 +353,30 @@ impl Summary for Imported {
                 match r.volumes.is_empty() {
                     true => String::new(),
                     false => format!("; volumes made: {}", r.volumes.join(", ")),
-                }
+                },
+                running_said(r),
             ),
-            Imported::Group(g) => format!(
-                "lazarus: restored {} containers together from {} in {:.2} s",
-                g.members.len(),
-                g.group.display(),
-                g.restore_seconds
-            ),
+            Imported::Group(g) => {
+                let stopped: Vec<&str> = g
+                    .members
+                    .iter()
+                    .filter(|m| m.running == Some(false))
+                    .map(|m| m.name.as_str())
+                    .collect();
+                format!(
+                    "lazarus: restored {} containers together from {} in {:.2} s{}",
+                    g.members.len(),
+                    g.group.display(),
+                    g.restore_seconds,
+                    match stopped.is_empty() {
+                        true => String::new(),
+                        false => format!(
+                            "; NOT running (ended right after the restore): {}",
+                            stopped.join(", ")
+                        ),
+                    }
+                )
+            }
         })
     }
 
@@ -380,9 +420,14 @@ impl Summary for MigrationReport {
             ),
         };
         let restored_as = self.restored.as_ref().map_or("", |r| r.name.as_str());
+        let left: String = self
+            .not_carried
+            .iter()
+            .map(|n| format!("\n  not carried (stays on this host): {n}"))
+            .collect();
         format!(
             "{} runs on {} as {restored_as} (source {}, {}): downtime {:.2}s (checkpoint and \
-             archive {:.2}s, transfer {:.2}s of {}, restore {:.2}s){memory}",
+             archive {:.2}s, transfer {:.2}s of {}, restore {:.2}s){memory}{left}",
             self.container,
             self.to,
             self.source,
@@ -594,6 +639,34 @@ mod tests {
         assert!(running.said().unwrap().ends_with("runs on"));
     }
 
+    /// The import's last stage says whether the container runs.
+    #[test]
+    fn an_import_says_whether_its_container_runs() {
+        let r = ImportReport {
+            name: "web".into(),
+            id: "0123".into(),
+            engine: "docker".into(),
+            namespace: "moby".into(),
+            from: "/r/web.tar".into(),
+            extract_seconds: 0.5,
+            restore_seconds: 1.5,
+            pages_bytes: None,
+            volumes: Vec::new(),
+            restore_path: PATH_HAND_OFF.into(),
+            running: Some(true),
+        };
+        let said = |r: &ImportReport| Imported::One(r.clone()).said().unwrap();
+        assert!(said(&r).ends_with("; it runs"), "{}", said(&r));
+        let ended = ImportReport {
+            running: Some(false),
+            ..r.clone()
+        };
+        assert!(said(&ended).contains("NOT running"), "{}", said(&ended));
+        assert!(said(&ended).contains("docker logs web"), "{}", said(&ended));
+        let unknown = ImportReport { running: None, ..r };
+        assert!(said(&unknown).ends_with("s)"), "{}", said(&unknown));
+    }
+
     /// The receiver's restore report crosses the migration channel.
     #[test]
     fn an_import_report_reads_back_as_it_was_sent() {
@@ -608,6 +681,7 @@ mod tests {
             pages_bytes: Some(4096),
             volumes: vec!["redis-data".into()],
             restore_path: PATH_CONTAINERD.into(),
+            running: None,
         };
         let back: ImportReport = serde_json::from_str(&json(&r)).unwrap();
         assert_eq!(back, r);
@@ -650,6 +724,9 @@ pub struct AllCheckpointed {
     pub group: Option<String>,
     /// Its archive (a group's members share the group's).
     pub archive: Option<PathBuf>,
+    /// Store-backed sets: the snapshot holding it (then no archive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     pub archive_bytes: u64,
     /// How long CRIU kept it frozen (its own dump; a group's members stay
     /// frozen until the whole group is dumped).
@@ -726,9 +803,11 @@ impl Summary for AllCheckpointReport {
                         .map_or("?".to_string(), |f| format!("{f:.2}s")),
                     c.checkpoint_seconds,
                     human(c.archive_bytes),
-                    c.archive
-                        .as_ref()
-                        .map_or(String::new(), |a| a.display().to_string()),
+                    match (&c.archive, &c.snapshot) {
+                        (Some(a), _) => a.display().to_string(),
+                        (None, Some(id)) => format!("snapshot {id} of the store"),
+                        (None, None) => String::new(),
+                    },
                 ),
                 Some(e) => format!(
                     "FAILED {} {}/{}{group}: {e} (it runs on)",

@@ -165,6 +165,8 @@ fn archive_moves_a_counter_and_its_files_to_another_host() {
 
     let restored = lazarus(&b, &["restore", "--import", file_s]).ok();
     assert_eq!(restored.text(), name, "restore prints the container's name");
+    // Its last stage ("ready") looked: the container runs.
+    assert!(restored.stderr.contains("; it runs"), "{restored}");
     assert_counts_on(&b, &name, last);
     let files = b
         .docker(&[

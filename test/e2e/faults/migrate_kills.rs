@@ -8,15 +8,13 @@
 //! on A (thawed, one unbroken run, its heap's checksum intact) and not on
 //! B, or on B (its heap whole) and not on A; and nothing of the migration
 //! is left on either host (no scratch directory, no container on B after
-//! its agent's settle time). The cases that hold run in CI; the ones that
-//! found bugs in the migration code are kept in an ignored case that
-//! names them (run it with `--ignored`).
+//! its agent's settle time).
 
 use crate::archive::export_import::cli_leftovers;
 use crate::faults::cli_kills::paused_in_containerd;
 use crate::faults::kills::{memhog, start_memhog};
 use crate::migrate::moves::assert_refused_by_runtime;
-use crate::support::cmd::{poll, wait_until};
+use crate::support::cmd::{default_signals, poll, wait_until};
 use crate::support::harness::{inspect, Daemons};
 use crate::support::lazarus::{keygen, lazarus_cmd, Serve, B_HOST};
 use std::os::unix::process::CommandExt;
@@ -31,15 +29,15 @@ const SETTLE: Duration = Duration::from_secs(120);
 /// `lazarus migrate NAME ...` in a process group of its own (as a
 /// terminal's job is), so that a signal reaches the whole command.
 fn spawn_migrate(a: &Daemons, name: &str, to: &str, key: &str, extra: &[&str]) -> Child {
-    lazarus_cmd(a)
-        .args(["migrate", name, "--to", to, "--key", key])
+    let mut cmd = lazarus_cmd(a);
+    cmd.args(["migrate", name, "--to", to, "--key", key])
         .args(extra)
         .stdout(Stdio::null())
         // Into the test's own output, for a failure's story.
         .stderr(Stdio::inherit())
-        .process_group(0)
-        .spawn()
-        .unwrap()
+        .process_group(0);
+    default_signals(&mut cmd);
+    cmd.spawn().unwrap()
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -228,18 +226,15 @@ fn a_killed_migrate_leaves_the_container_running_once() {
     );
 }
 
-/// Known gaps, ignored so that CI stays green (run with `--ignored`):
-/// 1. post-copy, migrate SIGKILLed once memhog runs on B (its memory still
-///    following through the page tunnel this process holds): memhog runs
-///    on at A, thawed, its heap intact (since the page tunnel; before it,
-///    the container was lost), but B keeps its dead copy (exited): `serve`
-///    does not yet remove a confirmed copy whose memory stream broke;
-/// 2. a killed migrate's scratch directory on A (`lazarus-work/work/
-///    migrate-*`, 0700) stays until the next CLI command removes it, once
-///    still for `scratch::QUIET` (120 s), as every killed command's does;
-///    this case asks for it gone within 120 s with no command run.
+/// Killed migrations leave nothing behind, with no command run after
+/// them: post-copy, migrate SIGKILLed once memhog runs on B (its memory
+/// still following through the page tunnel this process held): memhog
+/// runs on at A, thawed, its heap intact, and B removes its dead copy
+/// (`serve`'s follower, once the copy's shim stopped it); stop-copy,
+/// SIGKILL early and SIGINT mid-dump. Each time A's `migrate-*` scratch
+/// goes within 120 s: the command's guard removes it once the runtime has
+/// called the dump off (its lease lapsed).
 #[test]
-#[ignore = "known gaps: B keeps the dead copy of a post-copy migrate killed mid-stream; a killed migrate's scratch on A stays until the next command's sweep"]
 fn a_killed_migrate_loses_nothing_and_leaves_nothing() {
     let a = Daemons::with_docker("cli_killed_migrate_left_a");
     let b = Daemons::with_docker_with("cli_killed_migrate_left_b", &B_HOST);

@@ -158,6 +158,11 @@ fn migrate_postcopy_stream_failures_never_leave_a_copy_without_memory() {
     assert_not_running_on(&b, &name);
     assert_source_runs_on(&a, &name, &sum);
     assert_cli_left_nothing(&a);
+    // `serve` removes the dead copy once its shim has stopped it.
+    let removed = poll(Duration::from_secs(120), || {
+        (b.docker(&["inspect", &name]).code != Some(0)).then_some(())
+    });
+    assert!(removed.is_some(), "B keeps the dead copy of {name}");
     for n in docker_names(&b) {
         b.docker(&["rm", "-f", &n]).ok();
     }

@@ -80,14 +80,9 @@ fn migrate_carries_a_named_volume_unless_ignored() {
     assert_cli_left_nothing(&a);
 }
 
-/// Known gap (issue 23): `migrate --ignore-volumes` leaves the volume
-/// behind without a word. The export inside it knows (`not_carried`), but
-/// the migration's report (`MigrationReport`, built in
-/// flows/migration/send.rs) does not carry that list. Ignored so that CI
-/// stays green while the migration code is being changed by its owner;
-/// run it with `--ignored` once the report names them.
+/// `migrate --ignore-volumes` says which volume it left behind (the
+/// export's `not carried` list, in the migration's report).
 #[test]
-#[ignore = "known gap: migrate's report does not name volumes left behind by --ignore-volumes"]
 fn migrate_ignore_volumes_names_what_it_left_behind() {
     let a = Daemons::with_docker("migrate_volume_said_a");
     let b = Daemons::with_docker_with("migrate_volume_said_b", &B_HOST);

@@ -17,7 +17,7 @@ use crate::support::apps::{with_docker_and_with, App, REDIS_IMAGE, WARM_IMAGE};
 use crate::support::cmd::{poll, run_timeout, ticks, wait_until, Out, Proc, COUNTER};
 use crate::support::config::IMAGE_DOCKER;
 use crate::support::harness::{inspect, Daemons, Setup};
-use crate::support::lazarus::lazarus_cmd;
+use crate::support::lazarus::{lazarus_cmd, store_root};
 use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -135,15 +135,14 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
     wait_ticks_past(&d, &counter, 3);
     wait_ticks_past(&d, &always, 3);
     wait_ticks_past(&d, &plain, 3);
-    let dir = d.path("reboot");
-    let dir_s = dir.to_str().unwrap().to_string();
+    // The first cycle into the snapshot store (no directory named), the
+    // second into archives in a directory.
+    let dir = store_root(&d).join("all");
+    let archives = d.path("reboot");
+    let archives_s = archives.to_str().unwrap().to_string();
 
     if d.runtime() != LAZARUS {
-        let out = cli(
-            &d,
-            &["checkpoint", "--all", "--export-dir", &dir_s, "--json"],
-        )
-        .ok();
+        let out = cli(&d, &["checkpoint", "--all", "--json"]).ok();
         let v = json(&out);
         assert_eq!(v["checkpointed"], 0, "{v:#}");
         let left = v["left_alone"].as_array().unwrap();
@@ -151,7 +150,7 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
         for l in left {
             assert_eq!(l["reason"], format!("left alone (runtime {RUNC})"), "{v:#}");
         }
-        let text = cli(&d, &["checkpoint", "--all", "--export-dir", &dir_s]).ok();
+        let text = cli(&d, &["checkpoint", "--all", "--export-dir", &archives_s]).ok();
         assert!(
             text.stdout
                 .contains("left alone (runtime io.containerd.runc.v2)"),
@@ -167,18 +166,14 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
             KEYS.to_string()
         );
         // Nothing recorded: restore --all has nothing to do.
-        let out = cli(&d, &["restore", "--all", "--import-dir", &dir_s, "--json"]).ok();
+        let out = cli(&d, &["restore", "--all", "--json"]).ok();
         assert_eq!(json(&out)["restored"], 0, "{out}");
         return;
     }
 
     // Checkpoint the host.
     let started = Instant::now();
-    let out = cli(
-        &d,
-        &["checkpoint", "--all", "--export-dir", &dir_s, "--json"],
-    )
-    .ok();
+    let out = cli(&d, &["checkpoint", "--all", "--json"]).ok();
     let checkpoint_all = started.elapsed().as_secs_f64();
     let v = json(&out);
     assert_eq!(
@@ -192,9 +187,19 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
     assert_eq!(left[0]["reason"], format!("left alone (runtime {RUNC})"));
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700);
+    // Each container a snapshot of the store, tagged (pinned) for the
+    // reboot; no archive left beside the record.
+    let stored = json(&cli(&d, &["snapshots", "--json"]).ok());
+    let stored = stored["snapshots"].as_array().unwrap();
+    assert_eq!(stored.len(), 4, "{stored:#?}");
     for c in v["containers"].as_array().unwrap() {
-        let archive = PathBuf::from(c["archive"].as_str().unwrap());
-        assert_eq!(mode(&archive), 0o600, "{}", archive.display());
+        assert!(c["archive"].is_null(), "{c:#}");
+        let id = c["snapshot"].as_str().unwrap();
+        let listed = stored.iter().find(|s| s["id"] == id).expect("listed");
+        assert!(
+            listed["tag"].as_str().unwrap().starts_with("reboot-"),
+            "{listed:#}"
+        );
         eprintln!(
             "reboot: checkpointed {}: frozen {}s, checkpoint {:.2}s, archive {} bytes",
             c["name"],
@@ -204,6 +209,14 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
         );
     }
     assert_eq!(mode(&dir.join("lazarus-all.json")), 0o600);
+    let files: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, ["lazarus-all.json"], "only the record");
+    for pack in fs::read_dir(store_root(&d).join("packs")).unwrap() {
+        assert_eq!(mode(&pack.unwrap().path()), 0o600);
+    }
     let rec = record(&dir);
     let names: Vec<&str> = rec["entries"]
         .as_array()
@@ -248,11 +261,7 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
     );
 
     // What would happen.
-    let out = cli(
-        &d,
-        &["restore", "--all", "--from", &dir_s, "--dry-run", "--json"],
-    )
-    .ok();
+    let out = cli(&d, &["restore", "--all", "--dry-run", "--json"]).ok();
     let v = json(&out);
     let outcomes: Vec<&str> = v["containers"]
         .as_array()
@@ -267,7 +276,7 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
     assert_eq!(outcomes.len(), 4);
 
     // A restore --all killed once the first container is back.
-    let mut first = Proc::spawn(lazarus_cmd(&d).args(["restore", "--all", "--import-dir", &dir_s]));
+    let mut first = Proc::spawn(lazarus_cmd(&d).args(["restore", "--all"]));
     let killed_midway = poll(Duration::from_secs(120), || {
         let back = record(&dir)["entries"]
             .as_array()
@@ -288,7 +297,7 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
 
     // Again: it finishes the set.
     let started = Instant::now();
-    let out = cli(&d, &["restore", "--all", "--import-dir", &dir_s, "--json"]).ok();
+    let out = cli(&d, &["restore", "--all", "--json"]).ok();
     let restore_all = started.elapsed().as_secs_f64();
     let v = json(&out);
     assert_eq!(v["failed"], 0, "{v:#}");
@@ -345,21 +354,32 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
     assert_eq!(inspect(&d, &plain, "{{.State.Running}}"), "false");
     // The record is retired; a third run says so.
     assert!(dir.join("lazarus-all.restored.json").is_file());
-    let again = cli(&d, &["restore", "--all", "--import-dir", &dir_s]).err();
+    let again = cli(&d, &["restore", "--all"]).err();
     assert!(again.stderr.contains("restored already"), "{again}");
+    // The set's snapshots left the store with it, and the archives the
+    // restores read from them are gone.
+    let stored = json(&cli(&d, &["snapshots", "--json"]).ok());
+    assert_eq!(stored["snapshots"], serde_json::json!([]), "{stored:#}");
+    let files: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, ["lazarus-all.restored.json"]);
 
     // A second reboot, uninterrupted, for the downtime of each container:
     // its checkpoint plus its restore (the reboot itself not counted).
     let out = cli(
         &d,
-        &["checkpoint", "--all", "--export-dir", &dir_s, "--json"],
+        &["checkpoint", "--all", "--export-dir", &archives_s, "--json"],
     )
     .ok();
     let v = json(&out);
-    assert_eq!(
-        v["checkpointed"], 4,
-        "a second cycle into the same directory: {v:#}"
-    );
+    assert_eq!(v["checkpointed"], 4, "a second cycle, into archives: {v:#}");
+    for c in v["containers"].as_array().unwrap() {
+        let archive = PathBuf::from(c["archive"].as_str().unwrap());
+        assert_eq!(mode(&archive), 0o600, "{}", archive.display());
+    }
+    assert_eq!(mode(&archives), 0o700);
     let took: std::collections::HashMap<String, f64> = v["containers"]
         .as_array()
         .unwrap()
@@ -372,7 +392,11 @@ fn reboot_all_brings_back_counter_redis_and_restart_policy_leaving_runc_alone() 
         })
         .collect();
     d.reboot(&[&state_root]);
-    let out = cli(&d, &["restore", "--all", "--import-dir", &dir_s, "--json"]).ok();
+    let out = cli(
+        &d,
+        &["restore", "--all", "--import-dir", &archives_s, "--json"],
+    )
+    .ok();
     let v = json(&out);
     assert_eq!(
         (v["restored"].as_u64(), v["complete"].as_bool()),

@@ -91,6 +91,24 @@ fn describe(cmd: &Command) -> String {
     s
 }
 
+/// The command starts with the terminal's signals at their defaults, as
+/// a shell's foreground job does, whatever this process inherited: a
+/// suite started in the background of a non-interactive shell ignores
+/// SIGINT and SIGQUIT, and its children would too (so a Ctrl-C case
+/// would test nothing).
+pub fn default_signals(cmd: &mut Command) {
+    // SAFETY: signal() is async-signal-safe; nothing else runs between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
+}
+
 impl Proc {
     /// Starts `cmd` with stdin from /dev/null.
     pub fn spawn(cmd: &mut Command) -> Proc {
@@ -108,6 +126,7 @@ impl Proc {
             .stderr(Stdio::piped())
             .stdin(stdin)
             .process_group(0);
+        default_signals(cmd);
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start `{cmdline}`: {e}"));

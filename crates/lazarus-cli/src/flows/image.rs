@@ -7,6 +7,7 @@
 //! A push copies the image with `skopeo` (what the test registry and
 //! Podman's tooling use; Lazarus holds no registry client of its own).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -137,6 +138,29 @@ pub async fn run(
             }
         }
     }
+    let (container, annotations) = described(&tree)?;
+    let digest = match dest {
+        ImageDest::Archive(file) => oci::write_archive(&tree, file, &annotations, &container)?,
+        ImageDest::Layout(dir) => oci::write_layout(&tree, dir, &annotations, &container)?,
+        ImageDest::Registry(reference) => {
+            let layout = scratch.path().join("layout");
+            let digest = oci::write_layout(&tree, &layout, &annotations, "checkpoint")?;
+            push(&layout, reference)?;
+            digest
+        }
+    };
+    Ok(ImageReport {
+        image: dest.describe(),
+        digest,
+        container,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The unpacked checkpoint in `tree`, described as checkpointctl's
+/// annotations say (its container's name, as Kubernetes knows it when it
+/// came from Kubernetes); the container's name and the annotations.
+fn described(tree: &Path) -> Result<(String, BTreeMap<String, String>)> {
     let cfg: ArchiveConfig = serde_json::from_slice(
         &std::fs::read(tree.join(archive::CONFIG_DUMP))
             .map_err(lazarus_core::Error::io("read the checkpoint's config.dump"))?,
@@ -164,22 +188,7 @@ pub async fn run(
         rootfs_image_ref: cfg.image_digest.clone(),
         criu_version: String::new(),
     });
-    let digest = match dest {
-        ImageDest::Archive(file) => oci::write_archive(&tree, file, &annotations, &container)?,
-        ImageDest::Layout(dir) => oci::write_layout(&tree, dir, &annotations, &container)?,
-        ImageDest::Registry(reference) => {
-            let layout = scratch.path().join("layout");
-            let digest = oci::write_layout(&tree, &layout, &annotations, "checkpoint")?;
-            push(&layout, reference)?;
-            digest
-        }
-    };
-    Ok(ImageReport {
-        image: dest.describe(),
-        digest,
-        container,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok((container, annotations))
 }
 
 /// Another engine's checkpoint archive (a tar, plain or zstd), its files

@@ -5,6 +5,10 @@
 //! directory (unmounting first what is mounted there: the new container's
 //! root filesystem while its changes were applied).
 //!
+//! `migrate` starts one for its scratch directory only: killed, it leaves
+//! a dump there that the runtime calls off once its lease lapses; the
+//! guard waits for that end and then removes the directory.
+//!
 //! `restore --import` (one container, or every member of a group archive:
 //! the group comes back whole or not at all) and `serve` (a received
 //! migration; without the confirmation the sender brings its source back,
@@ -172,8 +176,16 @@ pub async fn run(args: &RestoreGuardArgs, endpoints: &Endpoints) -> Result<()> {
         }
     }
     // Only once the containers are gone: a restore under way reads its
-    // images from here.
+    // images from here. (And once a migration's dump there has ended.)
     for dir in &scratch {
+        if !dump_ended(dir).await {
+            eprintln!(
+                "lazarus restore-guard: the dump in {} had not ended after {DUMP_END_FOR:?}; \
+                 left in place",
+                dir.display()
+            );
+            continue;
+        }
         if lazarus_core::scratch::unmount_under(dir) {
             let _ = std::fs::remove_dir_all(dir);
         } else if dir.exists() {
@@ -184,6 +196,26 @@ pub async fn run(args: &RestoreGuardArgs, endpoints: &Endpoints) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How long a migration's dump gets to end once its command died: its
+/// lease lapses, then the runtime calls it off and thaws the source.
+const DUMP_END_FOR: Duration = Duration::from_secs(150);
+
+/// Whether the migration dump whose images are in `scratch` (if any) has
+/// ended, waiting for it up to [`DUMP_END_FOR`]: the runtime writes its
+/// markers there until then.
+async fn dump_ended(scratch: &Path) -> bool {
+    use lazarus_core::checkpoint::control;
+    let images = scratch.join(lazarus_core::archive::CHECKPOINT_DIR);
+    let deadline = Instant::now() + DUMP_END_FOR;
+    while control::is_requested(&images) && control::ended(&images).is_none() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    true
 }
 
 async fn remove_until_gone(m: &Made, endpoints: &Endpoints) {

@@ -51,6 +51,14 @@ pub fn v1(s: &Stats) -> Result<Any> {
     cpu.throttling = Some(throttling).into();
     m.cpu = Some(cpu).into();
 
+    m.memory = Some(v1_memory(s)).into();
+    m.blkio = Some(v1_blkio(s)).into();
+
+    pack(V1_TYPE_URL, &m)
+}
+
+/// cgroup v1's memory controller as containerd's v1 metrics name it.
+fn v1_memory(s: &Stats) -> v1m::MemoryStat {
     let entry = |d: &libcgroups::stats::MemoryData| {
         let mut e = v1m::MemoryEntry::new();
         e.usage = d.usage;
@@ -97,8 +105,11 @@ pub fn v1(s: &Stats) -> Result<Any> {
     mem.total_inactive_file = stat(st, "total_inactive_file");
     mem.total_active_file = stat(st, "total_active_file");
     mem.total_unevictable = stat(st, "total_unevictable");
-    m.memory = Some(mem).into();
+    mem
+}
 
+/// cgroup v1's blkio controller as containerd's v1 metrics name it.
+fn v1_blkio(s: &Stats) -> v1m::BlkIOStat {
     let entries = |list: &[BlkioDeviceStat]| -> Vec<v1m::BlkIOEntry> {
         list.iter()
             .map(|d| {
@@ -120,9 +131,7 @@ pub fn v1(s: &Stats) -> Result<Any> {
     blkio.io_merged_recursive = entries(&s.blkio.merged);
     blkio.io_time_recursive = entries(&s.blkio.time);
     blkio.sectors_recursive = entries(&s.blkio.sectors);
-    m.blkio = Some(blkio).into();
-
-    pack(V1_TYPE_URL, &m)
+    blkio
 }
 
 pub fn v2(s: &Stats) -> Result<Any> {

@@ -291,6 +291,10 @@ impl TaskService {
         result
     }
 
+    // Over 80 lines on purpose: every step of a restore is followed by
+    // its own undo for a failure there (a plan back for a retry, the
+    // network lock, the pid killed), in the order the task's state needs;
+    // split apart, each undo would be read far from what it undoes.
     fn restore_and_adopt(
         &self,
         cell: &Arc<ContainerCell>,

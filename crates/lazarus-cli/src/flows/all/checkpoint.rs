@@ -42,10 +42,12 @@ pub fn run(
     config: &Config,
 ) -> Result<AllCheckpointReport> {
     let started = Instant::now();
+    // Without --export-dir, into the snapshot store (see `store.rs`).
+    let into_store = all.export_dir.is_none();
     let dir = all
         .export_dir
         .clone()
-        .ok_or_else(|| Error::Refused("--all needs --export-dir DIR".into()))?;
+        .unwrap_or_else(|| super::store::set_dir(config));
     let filters = all
         .filter
         .iter()
@@ -68,73 +70,33 @@ pub fn run(
             aside.display()
         ));
     }
-    let extension = match template.compress {
-        Compress::Zstd => "tar.zst",
-        Compress::None => "tar",
-    };
+    let checkpointed_at = Utc::now();
     let record = Mutex::new(Record {
         format: record::FORMAT,
         host: hostname(),
-        checkpointed_at: Utc::now(),
+        checkpointed_at,
         platform: Platform::current(config),
         entries: Vec::new(),
     });
     record.lock().unwrap().write(&dir)?;
-    // Each unit with the order of its first member.
-    let mut queue = VecDeque::new();
-    let mut order = 0;
-    for unit in &plan.units {
-        queue.push_back((order, unit));
-        order += unit.members().len();
-    }
-    let queue = Mutex::new(queue);
-    let results: Mutex<Vec<(usize, Vec<AllCheckpointed>)>> = Mutex::new(Vec::new());
     let workers = usize::from(all.parallel).min(plan.units.len()).max(1);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let Some((order, unit)) = queue.lock().unwrap().pop_front() else {
-                    break;
-                };
-                let archive = dir.join(unit.archive_name(extension));
-                let live = Live {
-                    template,
-                    endpoints,
-                    config,
-                };
-                let (reports, entries) =
-                    match crate::block_on(async { Ok(take(&live, unit, order, &archive).await) }) {
-                        Ok(r) => r,
-                        Err(e) => (failed(unit, &e), Vec::new()),
-                    };
-                if !entries.is_empty() {
-                    let mut r = record.lock().unwrap();
-                    r.entries.extend(entries);
-                    r.entries.sort_by_key(|e| e.order);
-                    if let Err(e) = r.write(&dir) {
-                        eprintln!("lazarus: warning: {e}");
-                    }
-                }
-                results.lock().unwrap().push((order, reports));
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap();
-    results.sort_by_key(|(o, _)| *o);
-    let containers: Vec<AllCheckpointed> = results.into_iter().flat_map(|(_, r)| r).collect();
+    let taking = Taking {
+        dir: &dir,
+        extension: match template.compress {
+            Compress::Zstd => "tar.zst",
+            Compress::None => "tar",
+        },
+        record: &record,
+        into_store: into_store.then_some(checkpointed_at),
+        template,
+        endpoints,
+        config,
+    };
+    let containers = taking.take_all(&plan.units, workers);
     let record = record.into_inner().unwrap();
     record.write(&dir)?;
-    let mut archives: Vec<&PathBuf> = containers
-        .iter()
-        .filter_map(|c| c.archive.as_ref())
-        .collect();
-    archives.dedup();
-    let total_bytes = archives
-        .iter()
-        .filter_map(|a| std::fs::metadata(a).ok())
-        .map(|m| m.len())
-        .sum();
     let failed = containers.iter().filter(|c| c.error.is_some()).count();
+    let total_bytes = total_bytes(&containers);
     Ok(AllCheckpointReport {
         record: Record::path(&dir),
         dir,
@@ -156,6 +118,117 @@ pub fn run(
         total_bytes,
         total_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What every worker of `checkpoint --all` shares: where the archives
+/// go, the record, and what each export is given.
+struct Taking<'a> {
+    dir: &'a Path,
+    extension: &'a str,
+    record: &'a Mutex<Record>,
+    /// Store-backed: each single container's archive goes into the store
+    /// as a snapshot of the set taken at this time.
+    into_store: Option<chrono::DateTime<Utc>>,
+    template: &'a ExportArgs,
+    endpoints: &'a Endpoints,
+    config: &'a Config,
+}
+
+impl Taking<'_> {
+    /// Takes every unit, `workers` at once (each on its own thread and
+    /// runtime), recording each unit taken as soon as it is; the
+    /// containers' lines in the plan's order.
+    fn take_all(&self, units: &[Unit], workers: usize) -> Vec<AllCheckpointed> {
+        // Each unit with the order of its first member.
+        let mut queue = VecDeque::new();
+        let mut order = 0;
+        for unit in units {
+            queue.push_back((order, unit));
+            order += unit.members().len();
+        }
+        let queue = Mutex::new(queue);
+        let results: Mutex<Vec<(usize, Vec<AllCheckpointed>)>> = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let Some((order, unit)) = queue.lock().unwrap().pop_front() else {
+                        break;
+                    };
+                    let archive = self.dir.join(unit.archive_name(self.extension));
+                    let live = Live {
+                        template: self.template,
+                        endpoints: self.endpoints,
+                        config: self.config,
+                    };
+                    let (mut reports, mut entries) = match crate::block_on(async {
+                        Ok(take(&live, unit, order, &archive).await)
+                    }) {
+                        Ok(r) => r,
+                        Err(e) => (failed(unit, &e), Vec::new()),
+                    };
+                    if let (Some(at), Unit::One(f), false) =
+                        (&self.into_store, unit, entries.is_empty())
+                    {
+                        into_the_store(self.config, f, &archive, at, &mut reports, &mut entries);
+                    }
+                    if !entries.is_empty() {
+                        let mut r = self.record.lock().unwrap();
+                        r.entries.extend(entries);
+                        r.entries.sort_by_key(|e| e.order);
+                        if let Err(e) = r.write(self.dir) {
+                            eprintln!("lazarus: warning: {e}");
+                        }
+                    }
+                    results.lock().unwrap().push((order, reports));
+                });
+            }
+        });
+        let mut results = results.into_inner().unwrap();
+        results.sort_by_key(|(o, _)| *o);
+        results.into_iter().flat_map(|(_, r)| r).collect()
+    }
+}
+
+/// The bytes of the archives written (a group's once; a container's
+/// read into the store counted as the archive it was).
+fn total_bytes(containers: &[AllCheckpointed]) -> u64 {
+    let mut taken: Vec<(Option<&PathBuf>, Option<&String>, u64)> = containers
+        .iter()
+        .filter(|c| c.error.is_none())
+        .map(|c| (c.archive.as_ref(), c.snapshot.as_ref(), c.archive_bytes))
+        .collect();
+    taken.dedup();
+    taken.iter().map(|t| t.2).sum()
+}
+
+/// A single container's archive, read into the store: its report line
+/// and record entry name the snapshot instead. Failing, the archive stays
+/// and is what the record names (nothing is lost; the report says so).
+fn into_the_store(
+    config: &Config,
+    f: &Found,
+    archive: &Path,
+    at: &chrono::DateTime<Utc>,
+    reports: &mut [AllCheckpointed],
+    entries: &mut [Entry],
+) {
+    match super::store::keep(config, archive, &f.name, at) {
+        Ok(id) => {
+            for r in reports.iter_mut() {
+                r.archive = None;
+                r.snapshot = Some(id.clone());
+            }
+            for e in entries.iter_mut() {
+                e.archive.clear();
+                e.snapshot = Some(id.clone());
+            }
+        }
+        Err(e) => eprintln!(
+            "lazarus: warning: {} stays an archive ({}): the snapshot store refused it: {e}",
+            f.name,
+            archive.display()
+        ),
+    }
 }
 
 /// Takes one unit: clears its Docker restart policies, checkpoints it,
@@ -194,21 +267,7 @@ pub async fn take(
     let reports = match taken {
         Ok(r) => r,
         Err(e) => {
-            // The container runs on (the export's guarantee): its policy
-            // comes back with it.
-            let mut e = e;
-            for f in cleared {
-                let p = f.restart_policy.as_ref().expect("cleared ones had one");
-                if let Err(c) = steps
-                    .set_restart_policy(f, &p.name, p.maximum_retry_count)
-                    .await
-                {
-                    e = e.with_cleanup(Some(format!(
-                        "restart policy {} of {} not put back: {c}",
-                        p.name, f.name
-                    )));
-                }
-            }
+            let e = put_policies_back(steps, &cleared, e).await;
             return (failed(unit, &e), Vec::new());
         }
     };
@@ -232,6 +291,7 @@ pub async fn take(
             id: f.id.clone(),
             group: group.map(str::to_string),
             archive: Some(archive.to_path_buf()),
+            snapshot: None,
             archive_bytes: bytes,
             frozen_seconds: r
                 .and_then(|r| r.stats.frozen_time_us)
@@ -243,6 +303,24 @@ pub async fn take(
         entries.push(plan::entry(order + i, f, &file, group));
     }
     (lines, entries)
+}
+
+/// The unit failed with `e` and runs on (the export's guarantee): the
+/// restart policies cleared for it come back with it.
+async fn put_policies_back(steps: &impl Steps, cleared: &[&Found], mut e: Error) -> Error {
+    for f in cleared {
+        let p = f.restart_policy.as_ref().expect("cleared ones had one");
+        if let Err(c) = steps
+            .set_restart_policy(f, &p.name, p.maximum_retry_count)
+            .await
+        {
+            e = e.with_cleanup(Some(format!(
+                "restart policy {} of {} not put back: {c}",
+                p.name, f.name
+            )));
+        }
+    }
+    e
 }
 
 /// Every member of `unit` failed with `e` (and runs on).
@@ -260,6 +338,7 @@ fn failed(unit: &Unit, e: &Error) -> Vec<AllCheckpointed> {
             id: f.id.clone(),
             group: group.clone(),
             archive: None,
+            snapshot: None,
             archive_bytes: 0,
             frozen_seconds: None,
             checkpoint_seconds: 0.0,

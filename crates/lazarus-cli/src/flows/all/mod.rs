@@ -1,6 +1,7 @@
-//! `lazarus checkpoint --all --export-dir DIR` and `lazarus restore --all
-//! --import-dir DIR`: every running Lazarus container of this host
-//! checkpointed before a reboot, and brought back after it.
+//! `lazarus checkpoint --all [--export-dir DIR]` and `lazarus restore
+//! --all [--import-dir DIR]`: every running Lazarus container of this host
+//! checkpointed before a reboot, and brought back after it. Without a
+//! directory the set goes into the snapshot store (`store.rs`).
 //!
 //! Checkpoint: the containers are listed (Docker's, and every containerd
 //! namespace's but the kubelet's `k8s.io` unless named), planned
@@ -27,18 +28,19 @@ pub mod plan;
 pub mod platform;
 pub mod record;
 pub mod restore;
+mod store;
 
 /// `checkpoint --all`'s own arguments (the export's flags, such as
 /// --tcp-established or --compress, apply to each container).
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct CheckpointAllArgs {
     /// Checkpoint every running Lazarus container of this host (Docker's
-    /// and every containerd namespace's but k8s.io) into --export-dir,
-    /// one archive each, stopping them; Compose projects together
-    #[arg(long, requires = "export_dir", conflicts_with_all = ["container", "group", "compose", "pod", "from_docker_checkpoint", "encrypt", "export", "leave_running"], verbatim_doc_comment)]
+    /// and every containerd namespace's but k8s.io), stopping them, into
+    /// the snapshot store (or --export-dir); Compose projects together
+    #[arg(long, conflicts_with_all = ["container", "group", "compose", "pod", "from_docker_checkpoint", "encrypt", "export", "leave_running"], verbatim_doc_comment)]
     pub all: bool,
-    /// --all: the directory for the archives and the record
-    /// lazarus-all.json (made 0700)
+    /// --all: archives in this directory, with the record
+    /// lazarus-all.json (made 0700), instead of the snapshot store
     #[arg(long, value_name = "DIR", requires = "all", verbatim_doc_comment)]
     pub export_dir: Option<PathBuf>,
     /// --all: only containers with this label (label=KEY or
@@ -53,12 +55,14 @@ pub struct CheckpointAllArgs {
 /// `restore --all`'s own arguments.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct RestoreAllArgs {
-    /// Restore every container `checkpoint --all` recorded in
-    /// --import-dir, in the recorded order (Compose projects together),
-    /// each under its name; what runs already is skipped
-    #[arg(long, requires = "import_dir", conflicts_with_all = ["file", "name", "namespace", "runtime", "identity"], verbatim_doc_comment)]
+    /// Restore every container `checkpoint --all` recorded (in the
+    /// snapshot store, or --import-dir), in the recorded order (Compose
+    /// projects together), each under its name; what runs already is
+    /// skipped
+    #[arg(long, conflicts_with_all = ["file", "name", "namespace", "runtime", "identity"], verbatim_doc_comment)]
     pub all: bool,
     /// --all: the directory `checkpoint --all --export-dir` wrote
+    /// (without it: the set in the snapshot store)
     #[arg(long, visible_alias = "from", value_name = "DIR", requires = "all")]
     pub import_dir: Option<PathBuf>,
     /// --all: say what would be done, change nothing

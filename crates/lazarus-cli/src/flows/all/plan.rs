@@ -206,66 +206,12 @@ pub fn plan_with(
         if !filters.iter().all(|flt| flt.matches(&f)) {
             continue;
         }
-        if !docker_answered
-            && !f.is_docker()
-            && f.namespace == DOCKER_NAMESPACE
-            && namespace.is_none()
-        {
-            p.left_alone.push(Skipped {
-                reason: "left alone (in Docker's namespace moby, but Docker did not answer: give \
-                         --host, or --namespace moby to take it through containerd)"
-                    .into(),
-                found: f,
-            });
-            continue;
-        }
-        if f.runtime != LAZARUS_RUNTIME {
-            let runtime = match f.runtime.as_str() {
-                "" => "unknown".to_string(),
-                r => r.to_string(),
-            };
-            p.left_alone.push(Skipped {
-                reason: format!("left alone (runtime {runtime})"),
-                found: f,
-            });
-            continue;
-        }
-        match f.compose_project().map(str::to_string) {
-            Some(project) => {
-                let existing = p.units.iter_mut().find_map(|u| match u {
-                    Unit::Compose {
-                        project: pr,
-                        members,
-                    } if *pr == project => Some(members),
-                    _ => None,
-                });
-                match existing {
-                    Some(members) => members.push(f),
-                    None => p.units.push(Unit::Compose {
-                        project,
-                        members: vec![f],
-                    }),
-                }
-            }
-            None => p.units.push(Unit::One(Box::new(f))),
+        match left_alone_because(&f, docker_answered, namespace) {
+            Some(reason) => p.left_alone.push(Skipped { reason, found: f }),
+            None => p.add(f),
         }
     }
-    // A project some of whose members another runtime runs cannot be
-    // taken at one instant: its Lazarus members are still taken together,
-    // and the report says who is not in it.
-    for s in &p.left_alone {
-        if let Some(project) = s.found.compose_project() {
-            if p.units
-                .iter()
-                .any(|u| matches!(u, Unit::Compose { project: pr, .. } if pr == project))
-            {
-                p.notes.push(format!(
-                    "Compose project {project}: {} runs {} and is not in its checkpoint",
-                    s.found.name, s.found.runtime
-                ));
-            }
-        }
-    }
+    p.note_split_projects();
     if cri_left > 0 {
         p.notes.push(format!(
             "containerd namespace {CRI_NAMESPACE}: {cri_left} container(s) left alone: the \
@@ -274,6 +220,73 @@ pub fn plan_with(
         ));
     }
     p
+}
+
+/// Why a container the filters chose is left alone, if it is: Docker's
+/// without Docker to ask, or another runtime's.
+fn left_alone_because(f: &Found, docker_answered: bool, namespace: Option<&str>) -> Option<String> {
+    if !docker_answered && !f.is_docker() && f.namespace == DOCKER_NAMESPACE && namespace.is_none()
+    {
+        return Some(
+            "left alone (in Docker's namespace moby, but Docker did not answer: give --host, or \
+             --namespace moby to take it through containerd)"
+                .into(),
+        );
+    }
+    if f.runtime != LAZARUS_RUNTIME {
+        let runtime = match f.runtime.as_str() {
+            "" => "unknown",
+            r => r,
+        };
+        return Some(format!("left alone (runtime {runtime})"));
+    }
+    None
+}
+
+impl Plan {
+    /// Adds a container to take: to its Compose project's unit, or as a
+    /// unit of its own.
+    fn add(&mut self, f: Found) {
+        match f.compose_project().map(str::to_string) {
+            Some(project) => {
+                let existing = self.units.iter_mut().find_map(|u| match u {
+                    Unit::Compose {
+                        project: pr,
+                        members,
+                    } if *pr == project => Some(members),
+                    _ => None,
+                });
+                match existing {
+                    Some(members) => members.push(f),
+                    None => self.units.push(Unit::Compose {
+                        project,
+                        members: vec![f],
+                    }),
+                }
+            }
+            None => self.units.push(Unit::One(Box::new(f))),
+        }
+    }
+
+    /// A project some of whose members another runtime runs cannot be
+    /// taken at one instant: its Lazarus members are still taken
+    /// together, and the report says who is not in it.
+    fn note_split_projects(&mut self) {
+        for s in &self.left_alone {
+            if let Some(project) = s.found.compose_project() {
+                if self
+                    .units
+                    .iter()
+                    .any(|u| matches!(u, Unit::Compose { project: pr, .. } if pr == project))
+                {
+                    self.notes.push(format!(
+                        "Compose project {project}: {} runs {} and is not in its checkpoint",
+                        s.found.name, s.found.runtime
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// A recorded entry for a member of a unit checkpointed into `archive`.
@@ -285,6 +298,7 @@ pub fn entry(order: usize, f: &Found, archive: &str, group: Option<&str>) -> Ent
         name: f.name.clone(),
         id: f.id.clone(),
         archive: archive.to_string(),
+        snapshot: None,
         image: f.image.clone(),
         networks: f.networks.clone(),
         volumes: f.volumes.clone(),

@@ -53,6 +53,10 @@ pub struct Entry {
     /// The archive's file name in the directory (a group's members share
     /// their group archive).
     pub archive: String,
+    /// Store-backed sets: the snapshot holding its checkpoint (then
+    /// `archive` is empty; a group's members share their group archive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     pub image: String,
     /// Docker networks and the fixed addresses (--ip) on them.
     #[serde(default)]
@@ -128,6 +132,12 @@ impl Record {
                     dir.join(RESTORED_RECORD).display()
                 ))
             }
+            std::io::ErrorKind::NotFound => Error::NotFound(format!(
+                "{} holds no set `checkpoint --all` recorded (no {RECORD}): take one with \
+                 `lazarus checkpoint --all`, or name the directory `checkpoint --all \
+                 --export-dir` wrote with --import-dir",
+                dir.display()
+            )),
             _ => Error::Core(lazarus_core::Error::io(format!("read {}", path.display()))(
                 e,
             )),
@@ -293,6 +303,7 @@ mod tests {
                 Some(g) => format!("compose-{g}.tar.zst"),
                 None => format!("docker-{name}.tar.zst"),
             },
+            snapshot: None,
             image: "busybox".into(),
             networks: vec![Network {
                 name: "front".into(),

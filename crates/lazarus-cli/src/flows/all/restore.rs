@@ -2,7 +2,7 @@
 //! flow; the record follows every step, so a killed run is finished by
 //! the next without duplicates.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -16,7 +16,7 @@ use crate::engine::containerd::Containerd;
 use crate::engine::docker::Docker;
 use crate::engine::endpoints::Endpoints;
 use crate::error::{Error, Result};
-use crate::flows::import::{self, ImportArgs, SNAPSHOTTER};
+use crate::flows::import::{self, FromSnapshot, ImportArgs, SNAPSHOTTER};
 use crate::report::{AllRestoreReport, AllRestored, Imported};
 
 pub fn run(
@@ -35,10 +35,11 @@ async fn restore_all(
     config: &Config,
 ) -> Result<AllRestoreReport> {
     let started = Instant::now();
+    // Without --import-dir, the set `checkpoint --all` put in the store.
     let dir = all
         .import_dir
         .clone()
-        .ok_or_else(|| Error::Refused("--all needs --import-dir DIR".into()))?;
+        .unwrap_or_else(|| super::store::set_dir(config));
     let mut record = Record::read(&dir)?;
     // A new kernel or CRIU is said; refused only when CRIU's check fails
     // on it, before anything is touched.
@@ -52,21 +53,13 @@ async fn restore_all(
         .collect();
     let mut lines = Vec::new();
     for unit in units {
-        let mut existing = Vec::new();
-        let mut looked = Ok(());
-        for e in &unit {
-            match host::existing(&e.engine, &e.namespace, &e.name, endpoints).await {
-                Ok(x) => existing.push(x),
-                Err(err) => {
-                    looked = Err(err);
-                    break;
-                }
+        let existing = match existing_of(&unit, endpoints).await {
+            Ok(x) => x,
+            Err(err) => {
+                lines.extend(unit.iter().map(|e| line(e, "failed", None, Some(&err))));
+                continue;
             }
-        }
-        if let Err(err) = looked {
-            lines.extend(unit.iter().map(|e| line(e, "failed", None, Some(&err))));
-            continue;
-        }
+        };
         let decisions: Vec<Decision> = unit
             .iter()
             .zip(&existing)
@@ -76,64 +69,21 @@ async fn restore_all(
             .iter()
             .all(|d| matches!(d, Decision::AlreadyRunning { .. }))
         {
-            for (e, d) in unit.iter().zip(&decisions) {
-                let Decision::AlreadyRunning { id } = d else {
-                    unreachable!()
-                };
-                if !all.dry_run {
-                    if let Some(r) = record.entry_mut(&e.engine, &e.namespace, &e.name) {
-                        r.state = State::Restored;
-                        r.restored_id = Some(id.clone());
-                    }
-                }
-                let mut l = line(e, "already running", Some(id.clone()), None);
-                if e.state == State::Checkpointed && !all.dry_run {
-                    // A run killed between its restore and its record: the
-                    // policy may not have been put back yet, nor the
-                    // checkpointed container set aside removed.
-                    l.restart_policy = put_back_policy(e, id, endpoints).await;
-                    if let Err(err) = remove_set_aside(e, endpoints).await {
-                        eprintln!("lazarus: warning: {err}");
-                    }
-                }
-                lines.push(l);
-            }
+            lines.extend(keep_running(all, &mut record, &unit, &decisions, endpoints).await);
             if !all.dry_run {
                 record.write(&dir)?;
             }
             continue;
         }
-        let blocked: Vec<String> = unit
-            .iter()
-            .zip(&decisions)
-            .filter_map(|(e, d)| match d {
-                Decision::Conflict(why) => Some(why.clone()),
-                Decision::AlreadyRunning { .. } => Some(format!(
-                    "{} runs already but other members of its group do not: a group comes back \
-                     whole; stop it (docker rm -f), then run restore --all again",
-                    e.name
-                )),
-                _ => None,
-            })
-            .collect();
+        let blocked = blocked(&unit, &decisions);
         if !blocked.is_empty() {
             let err = Error::Refused(blocked.join("; "));
             lines.extend(unit.iter().map(|e| line(e, "failed", None, Some(&err))));
             continue;
         }
         if all.dry_run {
-            for (e, d) in unit.iter().zip(&decisions) {
-                let what = match d {
-                    Decision::ReplaceCheckpointed => {
-                        "would restore (replacing its stopped checkpointed container)"
-                    }
-                    Decision::RemoveLeftover => {
-                        "would restore (removing what an interrupted restore left)"
-                    }
-                    _ => "would restore",
-                };
-                lines.push(line(e, what, None, None));
-            }
+            let would = |(e, d)| line(e, would_restore(d), None, None);
+            lines.extend(unit.iter().zip(&decisions).map(would));
             continue;
         }
         lines.extend(
@@ -150,10 +100,33 @@ async fn restore_all(
             .await?,
         );
     }
+    finish(all, dir, &record, lines, notes, started, config)
+}
+
+/// The report of the run; a record every entry of which runs again is
+/// retired (it becomes `lazarus-all.restored.json`), and a stored set's
+/// snapshots leave the store.
+fn finish(
+    all: &RestoreAllArgs,
+    dir: PathBuf,
+    record: &Record,
+    lines: Vec<AllRestored>,
+    notes: Vec<String>,
+    started: Instant,
+    config: &Config,
+) -> Result<AllRestoreReport> {
     let failed = lines.iter().filter(|l| l.error.is_some()).count();
     let complete = !all.dry_run && record.entries.iter().all(|e| e.state == State::Restored);
+    let mut notes = notes;
     if complete {
         Record::retire(&dir)?;
+        let mut ids: Vec<String> = record
+            .entries
+            .iter()
+            .filter_map(|e| e.snapshot.clone())
+            .collect();
+        ids.dedup();
+        notes.extend(super::store::release(config, &ids));
     }
     Ok(AllRestoreReport {
         dir,
@@ -169,6 +142,79 @@ async fn restore_all(
         notes,
         total_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What holds each of the unit's names on this host now, if anything.
+async fn existing_of(unit: &[Entry], endpoints: &Endpoints) -> Result<Vec<Option<Existing>>> {
+    let mut existing = Vec::with_capacity(unit.len());
+    for e in unit {
+        existing.push(host::existing(&e.engine, &e.namespace, &e.name, endpoints).await?);
+    }
+    Ok(existing)
+}
+
+/// A unit whose every member runs already (a run killed between its
+/// restore and its record, or a second run): each is recorded restored,
+/// and what that killed run had not done yet is done.
+async fn keep_running(
+    all: &RestoreAllArgs,
+    record: &mut Record,
+    unit: &[Entry],
+    decisions: &[Decision],
+    endpoints: &Endpoints,
+) -> Vec<AllRestored> {
+    let mut lines = Vec::with_capacity(unit.len());
+    for (e, d) in unit.iter().zip(decisions) {
+        let Decision::AlreadyRunning { id } = d else {
+            unreachable!()
+        };
+        if !all.dry_run {
+            if let Some(r) = record.entry_mut(&e.engine, &e.namespace, &e.name) {
+                r.state = State::Restored;
+                r.restored_id = Some(id.clone());
+            }
+        }
+        let mut l = line(e, "already running", Some(id.clone()), None);
+        if e.state == State::Checkpointed && !all.dry_run {
+            // A run killed between its restore and its record: the
+            // policy may not have been put back yet, nor the
+            // checkpointed container set aside removed.
+            l.restart_policy = put_back_policy(e, id, endpoints).await;
+            if let Err(err) = remove_set_aside(e, endpoints).await {
+                eprintln!("lazarus: warning: {err}");
+            }
+        }
+        lines.push(l);
+    }
+    lines
+}
+
+/// Why the unit cannot come back (names held by what Lazarus did not
+/// make, or only part of a group running); empty if it can.
+fn blocked(unit: &[Entry], decisions: &[Decision]) -> Vec<String> {
+    unit.iter()
+        .zip(decisions)
+        .filter_map(|(e, d)| match d {
+            Decision::Conflict(why) => Some(why.clone()),
+            Decision::AlreadyRunning { .. } => Some(format!(
+                "{} runs already but other members of its group do not: a group comes back \
+                 whole; stop it (docker rm -f), then run restore --all again",
+                e.name
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a dry run says of a member it would restore.
+fn would_restore(d: &Decision) -> &'static str {
+    match d {
+        Decision::ReplaceCheckpointed => {
+            "would restore (replacing its stopped checkpointed container)"
+        }
+        Decision::RemoveLeftover => "would restore (removing what an interrupted restore left)",
+        _ => "would restore",
+    }
 }
 
 /// Sets aside what holds the unit's names, restores the unit from its
@@ -192,18 +238,7 @@ async fn restore_unit(
             .map(|e| line(e, "failed", None, Some(&err)))
             .collect());
     }
-    // Recorded first: whatever this run makes or sets aside from here on,
-    // a run after it killed tells as this restore's.
-    // The first attempt's time is kept: what any attempt made under the
-    // name (a killed run's request may even finish in the engine after the
-    // next run looked) is this restore's.
-    let began = Utc::now();
-    for e in unit {
-        if let Some(r) = record.entry_mut(&e.engine, &e.namespace, &e.name) {
-            r.restore_started_at.get_or_insert(began);
-        }
-    }
-    record.write(dir)?;
+    mark_started(record, unit, dir)?;
     let mut prepared = Ok(());
     for ((e, d), x) in unit.iter().zip(decisions).zip(existing) {
         let Some(x) = x else { continue };
@@ -224,8 +259,18 @@ async fn restore_unit(
         }
     }
     let first = &unit[0];
+    // A store-backed set's container comes straight out of its snapshot
+    // (every block and file checked) into the import's scratch directory.
     let args = ImportArgs {
-        file: dir.join(&first.archive),
+        file: match &first.snapshot {
+            Some(id) => PathBuf::from(format!("snapshot {id}")),
+            None => dir.join(&first.archive),
+        },
+        snapshot: first.snapshot.as_ref().map(|id| FromSnapshot {
+            store_root: config.store_root.clone(),
+            id: id.clone(),
+            replaces: None,
+        }),
         name: (first.group.is_none()).then(|| first.name.clone()),
         namespace: (first.engine != "docker").then(|| first.namespace.clone()),
         json: true,
@@ -257,28 +302,55 @@ async fn restore_unit(
     };
     let restored = match restored {
         Ok(r) => r,
-        Err(err) => {
-            let mut err = err;
-            for e in unit {
-                if let Err(c) = give_name_back(e, endpoints).await {
-                    err = err.with_cleanup(Some(format!(
-                        "the checkpointed container {} was not given its name back: {c}",
-                        set_aside_name(&e.name)
-                    )));
-                }
-            }
-            return Ok(unit
-                .iter()
-                .map(|e| line(e, "failed", None, Some(&err)))
-                .collect());
-        }
+        Err(err) => return Ok(failed_unit(unit, err, endpoints).await),
     };
     let seconds = started.elapsed().as_secs_f64();
-    let made = restored;
-    // The policies back and the set-aside containers gone first, the
-    // record last: an entry recorded back has nothing left to do, and a
-    // run killed before the record finds the rest done again (both are
-    // idempotent).
+    settle(record, dir, unit, &restored, seconds, endpoints).await
+}
+
+/// Recorded first: whatever this run makes or sets aside from here on, a
+/// run after it killed tells as this restore's. The first attempt's time
+/// is kept: what any attempt made under the name (a killed run's request
+/// may even finish in the engine after the next run looked) is this
+/// restore's.
+fn mark_started(record: &mut Record, unit: &[Entry], dir: &Path) -> Result<()> {
+    let began = Utc::now();
+    for e in unit {
+        if let Some(r) = record.entry_mut(&e.engine, &e.namespace, &e.name) {
+            r.restore_started_at.get_or_insert(began);
+        }
+    }
+    record.write(dir)
+}
+
+/// The unit failed with `err`: the checkpointed containers set aside get
+/// their names back, and every member's line says the failure.
+async fn failed_unit(unit: &[Entry], mut err: Error, endpoints: &Endpoints) -> Vec<AllRestored> {
+    for e in unit {
+        if let Err(c) = give_name_back(e, endpoints).await {
+            err = err.with_cleanup(Some(format!(
+                "the checkpointed container {} was not given its name back: {c}",
+                set_aside_name(&e.name)
+            )));
+        }
+    }
+    unit.iter()
+        .map(|e| line(e, "failed", None, Some(&err)))
+        .collect()
+}
+
+/// The unit runs again (`made`: each member's name and id): the policies
+/// back and the set-aside containers gone first, the record last: an
+/// entry recorded back has nothing left to do, and a run killed before
+/// the record finds the rest done again (both are idempotent).
+async fn settle(
+    record: &mut Record,
+    dir: &Path,
+    unit: &[Entry],
+    made: &[(String, String)],
+    seconds: f64,
+    endpoints: &Endpoints,
+) -> Result<Vec<AllRestored>> {
     let mut lines = Vec::new();
     for e in unit {
         let id = made

@@ -28,6 +28,7 @@ use crate::engine::containerd::Containerd;
 use crate::engine::docker::Docker;
 use crate::engine::endpoints::Endpoints;
 use crate::engine::target::Target;
+use crate::engine::Selected;
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::report::ExportReport;
@@ -276,6 +277,17 @@ impl Source {
             ctr,
             container,
         })
+    }
+}
+
+impl Source {
+    /// The engine that owns the container, chosen once: Docker for a
+    /// Docker container, else containerd.
+    pub fn engine(&self) -> Selected<'_> {
+        match &self.docker {
+            Some(d) => Selected::Docker(d),
+            None => Selected::Containerd(&self.ctr),
+        }
     }
 }
 

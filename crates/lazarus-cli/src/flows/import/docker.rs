@@ -19,6 +19,7 @@ use crate::engine::docker::{self, Docker};
 use crate::engine::docker_config;
 use crate::engine::endpoints::{self, DOCKER_NAMESPACE};
 use crate::engine::runtimes::Runtimes;
+use crate::engine::{Engine, ImageFound};
 use crate::error::{Error, Result};
 use crate::fs_tree;
 use crate::progress::Progress;
@@ -199,38 +200,32 @@ impl Steps for Live<'_> {
 /// is the same image, else by its id. Missing or different: an error naming
 /// both, before anything is created.
 pub async fn docker_image(docker: &Docker, image_name: &str, want: &str) -> Result<String> {
-    let by_name = match image_name.is_empty() {
-        true => None,
-        false => docker.image(image_name).await?,
-    };
-    let name_id = by_name
-        .as_ref()
-        .and_then(|v| v["Id"].as_str())
-        .unwrap_or("");
-    if want.is_empty() || name_id == want {
-        if by_name.is_some() {
-            return Ok(image_name.to_string());
-        }
-    } else if docker.image(want).await?.is_some() {
-        return Ok(want.to_string());
+    match docker.find_image(image_name, want).await? {
+        ImageFound::Here(reference) => Ok(reference),
+        ImageFound::Different { found } => Err(image_refusal(image_name, want, Some(&found))),
+        ImageFound::Missing => Err(image_refusal(image_name, want, None)),
     }
-    if by_name.is_some() {
-        return Err(Error::Refused(format!(
-            "image {} on this host is {name_id}, but the checkpoint was taken on {want}: load the \
-             same image (docker save on the source, docker load here), then try again",
+}
+
+/// Why Docker cannot restore from image `image_name` (`want`): another
+/// image of that name is here (`different`, its id), or none.
+pub fn image_refusal(image_name: &str, want: &str, different: Option<&str>) -> Error {
+    match different {
+        Some(found) => Error::Refused(format!(
+            "image {image_name} on this host is {found}, but the checkpoint was taken on {want}: \
+             load the same image (docker save on the source, docker load here), then try again"
+        )),
+        None => Error::NotFound(format!(
+            "image {} ({}) is not on this host: docker pull {} (or docker load it), then try again",
+            image_name,
+            if want.is_empty() {
+                "no digest recorded"
+            } else {
+                want
+            },
             image_name
-        )));
+        )),
     }
-    Err(Error::NotFound(format!(
-        "image {} ({}) is not on this host: docker pull {} (or docker load it), then try again",
-        image_name,
-        if want.is_empty() {
-            "no digest recorded"
-        } else {
-            want
-        },
-        image_name
-    )))
 }
 
 #[cfg(test)]

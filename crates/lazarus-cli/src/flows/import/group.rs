@@ -201,6 +201,7 @@ mod tests {
             pages_bytes: None,
             volumes: Vec::new(),
             restore_path: String::new(),
+            running: None,
         }
     }
 

@@ -41,7 +41,7 @@ mod docker;
 mod group;
 mod volumes;
 
-pub use docker::docker_image;
+pub use docker::{docker_image, image_refusal};
 
 /// The name of the Docker checkpoint an import restores from (removed
 /// once the container runs).
@@ -180,7 +180,31 @@ pub async fn run(args: &ImportArgs, endpoints: &Endpoints, config: &Config) -> R
             .map(Imported::One),
     };
     guard.dismiss();
-    imported
+    let mut imported = imported?;
+    ready(&mut imported, endpoints, progress::wanted(args.json)).await;
+    Ok(imported)
+}
+
+/// The last stage: whether what was restored runs. A process that ended
+/// right after its restore is said, not left to be found; it is not an
+/// error (a job near its end may finish at once), and the container
+/// stays, as any exited one does.
+async fn ready(imported: &mut Imported, endpoints: &Endpoints, show: bool) {
+    let bar = Progress::stage(show, "ready");
+    let reports: Vec<&mut ImportReport> = match imported {
+        Imported::One(r) => vec![r],
+        Imported::Group(g) => g.members.iter_mut().collect(),
+    };
+    for r in reports {
+        r.running = match is_running(r, endpoints).await {
+            Ok(running) => Some(running),
+            Err(e) => {
+                eprintln!("lazarus: warning: cannot tell whether {} runs: {e}", r.name);
+                None
+            }
+        };
+    }
+    bar.finish();
 }
 
 /// Copies standard input into `file` (0600), whole.
@@ -230,30 +254,8 @@ pub async fn restore(
             manifest
         }
     };
-    let scratch = match &args.scratch_in {
-        Some(parent) => lazarus_core::scratch::Scratch::new_in(parent, "import")?,
-        None => config.scratch_dir("import")?,
-    };
-    if let Some(g) = guard {
-        g.scratch(scratch.path())?;
-    }
+    let (scratch, pages_bytes) = extract(args, config, guard, &manifest, from_store.as_mut())?;
     let dir = scratch.path().join("archive");
-    let bar = Progress::bytes(show, "verify", manifest.total_size());
-    let limits = config.import.limits();
-    let extracted = match &mut from_store {
-        Some(reader) => reader
-            .materialize(&dir, &mut |n| bar.set(n))
-            .map_err(Error::from),
-        None => archive::extract_with(&args.file, &dir, &limits, &|_| true, &mut |n| bar.set(n))
-            .map(drop)
-            .map_err(Error::from),
-    };
-    bar.finish();
-    extracted?;
-    let pages_bytes = match &args.pages {
-        Some(pages) => Some(move_pages(pages, &dir.join(archive::CHECKPOINT_DIR))?),
-        None => None,
-    };
     // What follows is the restore proper, from the extracted image path.
     let extract_seconds = started.elapsed().as_secs_f64();
     if let Some(request) = &args.netlock {
@@ -280,6 +282,72 @@ pub async fn restore(
         )
         .await?;
     }
+    let (restored, made_volumes) =
+        into_engine(args, endpoints, guard, (&cfg, recorded), &dir, show).await?;
+    Ok(ImportReport {
+        name: restored.name,
+        id: restored.id,
+        engine: restored.engine.into(),
+        namespace: restored.namespace,
+        from: args.file.clone(),
+        extract_seconds,
+        restore_seconds: started.elapsed().as_secs_f64(),
+        pages_bytes,
+        volumes: made_volumes,
+        restore_path: restored.path.into(),
+        running: None,
+    })
+}
+
+/// Verifies and extracts the archive (or materializes the snapshot) into
+/// a new scratch directory's `archive/` (the guard told of it first), and
+/// moves in the memory a stop-and-copy migration received; the scratch
+/// directory, and the bytes of memory moved in.
+fn extract(
+    args: &ImportArgs,
+    config: &Config,
+    guard: Option<&RestoreGuard>,
+    manifest: &archive::Manifest,
+    from_store: Option<&mut lazarus_core::store::SnapshotReader>,
+) -> Result<(lazarus_core::scratch::Scratch, Option<u64>)> {
+    let scratch = match &args.scratch_in {
+        Some(parent) => lazarus_core::scratch::Scratch::new_in(parent, "import")?,
+        None => config.scratch_dir("import")?,
+    };
+    if let Some(g) = guard {
+        g.scratch(scratch.path())?;
+    }
+    let dir = scratch.path().join("archive");
+    let bar = Progress::bytes(progress::wanted(args.json), "verify", manifest.total_size());
+    let limits = config.import.limits();
+    let extracted = match from_store {
+        Some(reader) => reader
+            .materialize(&dir, &mut |n| bar.set(n))
+            .map_err(Error::from),
+        None => archive::extract_with(&args.file, &dir, &limits, &|_| true, &mut |n| bar.set(n))
+            .map(drop)
+            .map_err(Error::from),
+    };
+    bar.finish();
+    extracted?;
+    let pages_bytes = match &args.pages {
+        Some(pages) => Some(move_pages(pages, &dir.join(archive::CHECKPOINT_DIR))?),
+        None => None,
+    };
+    Ok((scratch, pages_bytes))
+}
+
+/// The restore proper, from the archive extracted in `dir`, into the
+/// engine it came from (or containerd's namespace given by --namespace):
+/// the container and the volumes made for it, or nothing of them left.
+async fn into_engine(
+    args: &ImportArgs,
+    endpoints: &Endpoints,
+    guard: Option<&RestoreGuard>,
+    (cfg, recorded): (&ArchiveConfig, Option<Value>),
+    dir: &Path,
+    show: bool,
+) -> Result<(Restored, Vec<String>)> {
     let docker = Docker::new(&endpoints.docker)?;
     let name = args.name.clone().unwrap_or_else(|| cfg.name.clone());
     let mut made_volumes = Vec::new();
@@ -301,9 +369,9 @@ pub async fn restore(
             };
             about_to_make(guard, made, endpoints).await?;
             if !args.ignore_volumes {
-                made_volumes = volumes::restore_volumes(&dir, &docker, guard).await?;
+                made_volumes = volumes::restore_volumes(dir, &docker, guard).await?;
             }
-            match docker::into_docker(args, &docker, &cfg, &recorded, &dir, show).await {
+            match docker::into_docker(args, &docker, cfg, &recorded, dir, show).await {
                 Ok(r) => r,
                 Err(e) => {
                     let cleanup = volumes::remove(&docker, &made_volumes).await;
@@ -325,21 +393,10 @@ pub async fn restore(
                 name: name.clone(),
             };
             about_to_make(guard, made, endpoints).await?;
-            containerd::into_containerd(args, endpoints, &ns, &cfg, &dir, show).await?
+            containerd::into_containerd(args, endpoints, &ns, cfg, dir, show).await?
         }
     };
-    Ok(ImportReport {
-        name: restored.name,
-        id: restored.id,
-        engine: restored.engine.into(),
-        namespace: restored.namespace,
-        from: args.file.clone(),
-        extract_seconds,
-        restore_seconds: started.elapsed().as_secs_f64(),
-        pages_bytes,
-        volumes: made_volumes,
-        restore_path: restored.path.into(),
-    })
+    Ok((restored, made_volumes))
 }
 
 /// What would refuse the archive after its verification anyway (a name
@@ -514,6 +571,27 @@ pub async fn remove_restored(r: &ImportReport, endpoints: &Endpoints) -> Result<
     match volumes::remove(&Docker::new(&endpoints.docker)?, &r.volumes).await {
         None => Ok(()),
         Some(failed) => Err(Error::Refused(failed)),
+    }
+}
+
+/// Whether a container [`restore`] made still runs.
+pub async fn is_running(r: &ImportReport, endpoints: &Endpoints) -> Result<bool> {
+    match r.engine.as_str() {
+        "docker" => Ok(Docker::new(&endpoints.docker)?
+            .container(&r.id)
+            .await?
+            .is_some_and(|c| c["State"]["Running"].as_bool() == Some(true))),
+        _ => {
+            let ns = match r.namespace.as_str() {
+                "" => DEFAULT_NAMESPACE,
+                ns => ns,
+            };
+            let ctr = Containerd::connect(&endpoints.containerd, ns).await?;
+            Ok(matches!(
+                ctr.task_status(&r.id).await?,
+                Some(crate::engine::containerd::Status::Running)
+            ))
+        }
     }
 }
 

@@ -33,11 +33,15 @@
 //! kills the copy (its missing pages cannot be fetched any more).
 
 pub mod filter;
+mod follow;
 mod gate;
+mod moving;
 mod pages;
 mod postcopy;
 pub mod send;
 pub mod serve;
+#[cfg(test)]
+mod test_peer;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;

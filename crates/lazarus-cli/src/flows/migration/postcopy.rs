@@ -13,8 +13,10 @@ use lazarus_core::checkpoint::postcopy;
 use super::filter::{Family, PortFilter, Rule};
 use super::PEER_TIMEOUT;
 use crate::engine::containerd::Status;
+use crate::engine::target::Target;
+use crate::engine::Tasks;
 use crate::error::{Error, Result};
-use crate::flows::export::{MigrationDump, Source};
+use crate::flows::export::MigrationDump;
 use crate::progress::{self, Progress};
 
 /// The rule that lets only the migration's peer (the other end of
@@ -38,9 +40,15 @@ const CALL_OFF_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// After a migration failed before the receiver confirmed: the source's
 /// dump (frozen, serving or sending pages, or waiting to be released) is
-/// called off and the container runs on where it was.
-pub async fn call_off(error: Error, source: &Source, p: &MigrationDump) -> Error {
-    let name = &source.target.name;
+/// called off and the container runs on where it was. (`tasks` reaches
+/// the source's task, `source`.)
+pub async fn call_off(
+    error: Error,
+    tasks: &impl Tasks,
+    source: &Target,
+    p: &MigrationDump,
+) -> Error {
+    let name = &source.name;
     let images = p.images();
     if !control::is_requested(&images) {
         return error; // refused before any dump began
@@ -54,7 +62,7 @@ pub async fn call_off(error: Error, source: &Source, p: &MigrationDump) -> Error
             "the dump of {name} had not ended {CALL_OFF_TIMEOUT:?} after it was called off"
         )));
     }
-    match source.ctr.task_status(&source.target.id).await {
+    match tasks.task_status(&source.id).await {
         Ok(Some(Status::Running)) => Error::Refused(format!(
             "migration failed: {error}\n  {name} runs on here (its dump was called off)"
         )),
@@ -87,25 +95,22 @@ const LET_GO_TIMEOUT: Duration = Duration::from_secs(60);
 /// source's dump (frozen at CRIU's post-dump notification), which then ends
 /// the source's task, and waits until it has. An error leaves the dump for
 /// [`call_off`].
-pub async fn let_go(source: &Source, p: &MigrationDump) -> Result<()> {
+pub async fn let_go(tasks: &impl Tasks, source: &Target, p: &MigrationDump) -> Result<()> {
     let images = p.images();
     control::release(&images)?;
     let Some(how) = wait_ended(&images, LET_GO_TIMEOUT).await else {
         return Err(Error::Refused(format!(
             "the dump of {} had not ended {LET_GO_TIMEOUT:?} after it was released",
-            source.target.name
+            source.name
         )));
     };
     // The task's exit is reported just after the dump's end.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while matches!(
-        source.ctr.task_status(&source.target.id).await?,
-        Some(Status::Running)
-    ) {
+    while matches!(tasks.task_status(&source.id).await?, Some(Status::Running)) {
         if Instant::now() >= deadline {
             return Err(Error::Refused(format!(
                 "{} still runs here after its released dump ended ({})",
-                source.target.name,
+                source.name,
                 how.trim()
             )));
         }
@@ -118,7 +123,8 @@ pub async fn let_go(source: &Source, p: &MigrationDump) -> Result<()> {
 /// dump to have served every page (CRIU then ends the source's task).
 /// Returns the seconds that took and the bytes of memory sent.
 pub async fn memory_followed(
-    source: &Source,
+    tasks: &impl Tasks,
+    source: &Target,
     p: &MigrationDump,
     name: &str,
     to: &str,
@@ -142,17 +148,11 @@ pub async fn memory_followed(
     let deadline = Instant::now() + Duration::from_secs(10);
     while served
         && Instant::now() < deadline
-        && matches!(
-            source.ctr.task_status(&source.target.id).await?,
-            Some(Status::Running)
-        )
+        && matches!(tasks.task_status(&source.id).await?, Some(Status::Running))
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    if matches!(
-        source.ctr.task_status(&source.target.id).await?,
-        Some(Status::Running)
-    ) {
+    if matches!(tasks.task_status(&source.id).await?, Some(Status::Running)) {
         // The dump failed after the receiver resumed: the copy there
         // cannot get its memory and is killed; the source was thawed.
         return Err(Error::Refused(format!(
@@ -168,3 +168,6 @@ pub async fn memory_followed(
     });
     Ok((seconds, bytes))
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,20 +13,21 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lazarus_core::channel::tunnel::Tunnel;
-use lazarus_core::channel::{Channel, Key};
+use lazarus_core::channel::{Channel, ChannelError, Key};
 use lazarus_core::config::Config;
 
 use super::{
     key_path, resolve, Answer, Mode, Offer, Plan, CONNECT_TIMEOUT, PEER_TIMEOUT, PROTOCOL,
 };
-use super::{pages, postcopy};
-use crate::engine::containerd::Containerd;
+use super::{moving, pages, postcopy};
 use crate::engine::endpoints::Endpoints;
 use crate::engine::target::Target;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::flows::export::{self, Compress, ExportArgs, MigrationDump, Source};
+use crate::flows::restore_guard::RestoreGuard;
 use crate::progress::{self, Progress};
-use crate::report::{ImportReport, MigrationReport, PageStreamReport};
+use crate::report::{ExportReport, ImportReport, MigrationReport, PageStreamReport};
 use lazarus_core::checkpoint::postcopy as lazy;
 
 #[derive(clap::Args)]
@@ -110,6 +111,10 @@ pub async fn run(
     let mut pages = plan(&mut ch, args, postcopy, &source.target.name, &key)?;
     // From here the source is frozen until it runs there, or here again.
     let scratch = config.scratch_dir("migrate")?;
+    // Killed, this command leaves its scratch to the guard, which removes
+    // it once the dump there was called off (see `restore_guard`).
+    let guard = RestoreGuard::start(endpoints, &format!("the migration of {}", args.container))?;
+    guard.scratch(scratch.path())?;
     let dump = MigrationDump {
         dir: scratch.path().to_path_buf(),
         server: pages.server.clone(),
@@ -117,13 +122,18 @@ pub async fn run(
     // Renewed until this function returns: if this process dies, the
     // source's dump is called off within 30 s and the container thaws.
     let _lease = lazarus_core::checkpoint::control::Lease::hold(&dump.images());
-    let moved = Move {
+    let mut moved = Move {
         args,
         source: &source,
         dump: &dump,
-        postcopy,
+        ch: &mut ch,
+        tunnel: &mut pages.tunnel,
+        config,
     };
-    let mut report = moved.run(&mut ch, config, &mut pages.tunnel).await?;
+    let moved = moving::run(&mut moved, args, &source.target.name, postcopy).await;
+    // Returned, this command removes its scratch itself (with `scratch`).
+    guard.dismiss();
+    let mut report = moved?;
     report.total_seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -206,75 +216,79 @@ fn plan(
         .map_err(|e| Error::Refused(format!("{e}; {name} was not touched")))
 }
 
-/// The move proper, the source frozen from its dump on: any failure until
-/// the receiver says it runs calls the dump off (the source runs on here).
+/// The move's real steps (see [`moving`]): the source frozen from its
+/// dump on, the receiver at the other end of `ch`.
 struct Move<'a> {
     args: &'a MigrateArgs,
     source: &'a Source,
     dump: &'a MigrationDump,
-    postcopy: bool,
+    ch: &'a mut Channel<TcpStream>,
+    tunnel: &'a mut Tunnel,
+    config: &'a Config,
+}
+
+impl moving::Steps for Move<'_> {
+    async fn dump(&mut self) -> Result<ExportReport> {
+        let file = self.file();
+        export::export(&self.export_args(&file), self.source, self.config).await
+    }
+
+    fn pages_go(&mut self) {
+        self.tunnel.go();
+    }
+
+    fn hand_over(&mut self) -> Result<Option<ImportReport>> {
+        let show = progress::wanted(self.args.json);
+        hand_over(self.ch, &self.file(), show)
+    }
+
+    async fn release(&mut self) -> Result<()> {
+        postcopy::let_go(&self.source.ctr, &self.source.target, self.dump).await
+    }
+
+    fn confirm(&mut self) -> std::result::Result<(), ChannelError> {
+        self.ch.send_json(&Answer::ready())
+    }
+
+    async fn memory_followed(&mut self) -> Result<(f64, u64)> {
+        let (args, source) = (self.args, self.source);
+        let name = args.name.as_deref().unwrap_or(&source.target.name);
+        postcopy::memory_followed(
+            &source.ctr,
+            &source.target,
+            self.dump,
+            name,
+            &args.to,
+            args.json,
+        )
+        .await
+    }
+
+    async fn call_off(&mut self, error: Error) -> Error {
+        postcopy::call_off(error, &self.source.ctr, &self.source.target, self.dump).await
+    }
+
+    fn page_stream(&mut self) -> PageStreamReport {
+        stream_report(self.tunnel)
+    }
+
+    /// `--rm`: the source goes once it runs there (a failure is a warning:
+    /// the container runs).
+    async fn remove_source(&mut self) {
+        let source = self.source;
+        if let Err(e) = source.engine().remove(&source.target.id).await {
+            let name = self.args.name.as_deref().unwrap_or(&source.target.name);
+            eprintln!(
+                "lazarus: warning: {name} runs on {} but removing it here failed: {e}",
+                self.args.to
+            );
+        }
+    }
 }
 
 impl Move<'_> {
-    async fn run(
-        &self,
-        ch: &mut Channel<TcpStream>,
-        config: &Config,
-        tunnel: &mut Tunnel,
-    ) -> Result<MigrationReport> {
-        let (args, source, dump) = (self.args, self.source, self.dump);
-        let file = dump.dir.join("archive.tar");
-        let frozen = Instant::now();
-        // A failed export leaves the container running (its own guarantee;
-        // a dump that got as far as serving or sending pages is called off
-        // here).
-        let exported = match export::export(&self.export_args(&file), source, config).await {
-            Ok(v) => v,
-            Err(e) => return Err(postcopy::call_off(e, source, dump).await),
-        };
-        // Post-copy: the dump's page server listens now, on loopback.
-        if self.postcopy {
-            tunnel.go();
-        }
-        let archived = frozen.elapsed().as_secs_f64();
-        let sent = Instant::now();
-        let restored = match hand_over(ch, &file, progress::wanted(args.json)) {
-            Ok(v) => v,
-            Err(e) => return Err(postcopy::call_off(e, source, dump).await),
-        };
-        let downtime = frozen.elapsed().as_secs_f64();
-        let restore_seconds = restored.as_ref().map(|r| r.restore_seconds);
-        let transfer = sent.elapsed().as_secs_f64() - restore_seconds.unwrap_or(0.0);
-        let memory = self.let_go(ch).await?;
-        let page_stream = stream_report(tunnel);
-        if args.rm {
-            self.remove_source().await;
-        }
-        Ok(MigrationReport {
-            container: source.target.name.clone(),
-            to: args.to.clone(),
-            mode: if self.postcopy {
-                "postcopy"
-            } else {
-                "stopcopy"
-            }
-            .into(),
-            memory_bytes: memory
-                .map(|m| m.1)
-                .or(restored.as_ref().and_then(|r| r.pages_bytes)),
-            restored,
-            source: if args.rm { "removed" } else { "stopped" }.into(),
-            downtime_seconds: downtime,
-            checkpoint_seconds: exported.checkpoint_seconds,
-            archive_seconds: archived,
-            transfer_seconds: transfer,
-            restore_seconds,
-            archive_bytes: exported.archive_bytes,
-            memory_seconds: memory.map(|m| m.0),
-            // The caller's, from the connection on.
-            total_seconds: 0.0,
-            page_stream: Some(page_stream),
-        })
+    fn file(&self) -> PathBuf {
+        self.dump.dir.join("archive.tar")
     }
 
     /// The archive's export: the container stopped, its memory through
@@ -303,56 +317,6 @@ impl Move<'_> {
             encrypt: None,
             migration: Some(self.dump.clone()),
             scratch_in: None,
-        }
-    }
-
-    /// The container runs there: lets the source go and confirms; then,
-    /// post-copy, waits for its memory to follow (seconds, bytes).
-    async fn let_go(&self, ch: &mut Channel<TcpStream>) -> Result<Option<(f64, u64)>> {
-        let (args, source, dump) = (self.args, self.source, self.dump);
-        let name = args.name.as_deref().unwrap_or(&source.target.name);
-        // Stop-and-copy: the source, frozen at the end of its dump, ends now
-        // (before the receiver keeps its copy: never two running).
-        if !self.postcopy {
-            if let Err(e) = postcopy::let_go(source, dump).await {
-                return Err(postcopy::call_off(e, source, dump).await);
-            }
-        }
-        // Without this word the receiver removes its copy. Lost after a
-        // stop-and-copy source was let go, so is the container: said plainly.
-        // (A post-copy source, still frozen, runs on once its stream fails.)
-        if let Err(e) = ch.send_json(&Answer::ready()) {
-            return Err(match self.postcopy {
-                true => e.into(),
-                false => Error::Refused(format!(
-                    "{name} ran on {} and was let go here, but the confirmation could not be \
-                     sent ({e}): the receiver removes its unconfirmed copy within 30 s",
-                    args.to
-                )),
-            });
-        }
-        match self.postcopy {
-            true => Ok(Some(
-                postcopy::memory_followed(source, dump, name, &args.to, args.json).await?,
-            )),
-            false => Ok(None),
-        }
-    }
-
-    /// `--rm`: the source goes once it runs there (a failure is a warning:
-    /// the container runs).
-    async fn remove_source(&self) {
-        let (source, id) = (self.source, &self.source.target.id);
-        let removed = match &source.docker {
-            Some(d) => d.remove(id).await,
-            None => remove_containerd(&source.ctr, id).await,
-        };
-        if let Err(e) = removed {
-            let name = self.args.name.as_deref().unwrap_or(&source.target.name);
-            eprintln!(
-                "lazarus: warning: {name} runs on {} but removing it here failed: {e}",
-                self.args.to
-            );
         }
     }
 }
@@ -399,9 +363,5 @@ fn hand_over(ch: &mut Channel<TcpStream>, file: &Path, show: bool) -> Result<Opt
     Ok(answer.restored)
 }
 
-async fn remove_containerd(ctr: &Containerd, id: &str) -> Result<()> {
-    let c = ctr.container(id).await?;
-    ctr.remove_task(id).await?;
-    ctr.remove_container(id).await?;
-    ctr.remove_snapshot(&c.snapshotter, &c.snapshot_key).await
-}
+#[cfg(test)]
+mod tests;

@@ -19,17 +19,20 @@ use lazarus_core::channel::tunnel::Tunnel;
 use lazarus_core::channel::{Channel, Key};
 use lazarus_core::config::Config;
 
+use super::follow::Following;
 use super::gate::{self, Admitted};
 use super::pages;
-use super::{key_path, resolve, Answer, Offer, Plan, MAX_ARCHIVE, PEER_TIMEOUT, PROTOCOL};
-use crate::engine::containerd::Containerd;
-use crate::engine::docker::Docker;
+use super::{key_path, resolve, Answer, Offer, Plan, MAX_ARCHIVE, PEER_TIMEOUT};
 use crate::engine::endpoints::Endpoints;
 use crate::error::{Error, Result};
 use crate::flows::import::{self, ImportArgs};
 use crate::flows::restore_guard::RestoreGuard;
+use crate::report::ImportReport;
 use lazarus_core::checkpoint::postcopy::{PageMode, PageServer};
 use lazarus_core::criu::{DirectWait, LazyPages, SwrkCriu};
+
+mod checks;
+use checks::check;
 
 /// How long a restored container waits for the sender to confirm it took
 /// the answer; without the confirmation the sender brings its source back,
@@ -72,31 +75,40 @@ pub async fn run(args: &ServeArgs, endpoints: &Endpoints, config: &Config) -> Re
         endpoints.containerd
     );
     // Post-copy copies still faulting their memory in through this
-    // agent's tunnels: held (a dropped tunnel is cut) until their streams
-    // end. This agent must outlive them: killed, its copies lose their
-    // memory (and are killed by their shims; the sources thaw).
-    let mut following: Vec<Tunnel> = Vec::new();
+    // agent's tunnels, each watched on a thread of its own until its
+    // stream ends (a copy whose stream broke is removed once its shim has
+    // killed it: see [`Following`]). This agent must outlive them: killed,
+    // its copies lose their memory (and are killed by their shims; the
+    // sources thaw), and stay here stopped.
+    let mut following: Vec<Following> = Vec::new();
     // Nothing else runs on this thread: between migrations, waiting for
     // the next authenticated sender is all there is to do.
     for mut admitted in migrations.iter() {
-        following.retain_mut(|t| t.wait(Duration::ZERO).is_none());
+        following.retain(|f| !f.ended());
         let peer = admitted.peer;
         let received = receive(&mut admitted, &tunnel_key, endpoints, config).await;
         // The slot is free for the next sender from here.
         drop(admitted);
-        let received = received.map(|(name, tunnel)| {
-            following.extend(tunnel);
-            name
+        let received = received.map(|(copy, tunnel)| {
+            if let Some(tunnel) = tunnel {
+                let watched =
+                    Following::start(tunnel, copy.clone(), endpoints.clone(), peer.to_string());
+                match watched {
+                    Ok(f) => following.push(f),
+                    // Dropped with the closure's tunnel: cut (the copy dies
+                    // and the source thaws), which is what it says.
+                    Err(e) => eprintln!("lazarus serve: cannot follow {}: {e}", copy.name),
+                }
+            }
+            copy.name
         });
         match &received {
             Ok(name) => eprintln!("lazarus serve: {peer}: {name} runs here"),
             Err(e) => eprintln!("lazarus serve: {peer}: {e}"),
         }
         if args.once {
-            for mut t in following {
-                if let Some(Err(e)) = t.wait(PEER_TIMEOUT) {
-                    eprintln!("lazarus serve: {peer}: the memory stopped arriving: {e}");
-                }
+            for f in following {
+                f.join();
             }
             return received.map(drop);
         }
@@ -153,7 +165,7 @@ async fn receive(
     key: &Key,
     endpoints: &Endpoints,
     config: &Config,
-) -> Result<(String, Option<Tunnel>)> {
+) -> Result<(ImportReport, Option<Tunnel>)> {
     let (ch, offer, peer) = (&mut admitted.ch, &admitted.offer, admitted.peer);
     super::tune(ch.stream(), PEER_TIMEOUT)?;
     eprintln!(
@@ -205,16 +217,19 @@ async fn receive(
         path,
         scratch.path(),
         pages,
-        (endpoints, config),
-        &guard,
+        &Import {
+            endpoints,
+            config,
+            guard: &guard,
+        },
     )
     .await;
     guard.dismiss();
     // Post-copy: the container runs here and faults its memory in through
     // the tunnel until every page is here; the streams end it. Otherwise
     // it is dropped here: cut, and the door's filter removed.
-    let name = settled?;
-    Ok((name, plan.postcopy.then(|| tunnel.keep())))
+    let copy = settled?;
+    Ok((copy, plan.postcopy.then(|| tunnel.keep())))
 }
 
 /// A failure the sender is told of (as its refusal) before it is returned.
@@ -253,9 +268,8 @@ async fn restore_and_confirm(
     path: PathBuf,
     scratch: &Path,
     pages: Option<PathBuf>,
-    (endpoints, config): (&Endpoints, &Config),
-    guard: &RestoreGuard,
-) -> Result<String> {
+    restorer: &impl Restorer,
+) -> Result<ImportReport> {
     let args = ImportArgs {
         file: path,
         name: Some(offer.name.clone()),
@@ -273,7 +287,7 @@ async fn restore_and_confirm(
         pages,
         snapshot: None,
     };
-    let restored = match import::restore(&args, endpoints, config, Some(guard)).await {
+    let restored = match restorer.restore(&args).await {
         Ok(v) => v,
         Err(e) => {
             let _ = ch.send_json(&Answer::refused(&e));
@@ -296,13 +310,14 @@ async fn restore_and_confirm(
         ch.recv_json::<Answer>()
     });
     match confirmed {
-        Ok(ack) if ack.ok => Ok(offer.name.clone()),
+        Ok(ack) if ack.ok => Ok(restored),
         unconfirmed => {
             let why = match unconfirmed {
                 Err(e) => e.to_string(),
                 Ok(_) => "the sender took its container back".into(),
             };
-            let cleanup = import::remove_restored(&restored, endpoints)
+            let cleanup = restorer
+                .remove(&restored)
                 .await
                 .err()
                 .map(|e| e.to_string());
@@ -313,6 +328,31 @@ async fn restore_and_confirm(
             ))
             .with_cleanup(cleanup))
         }
+    }
+}
+
+/// The restore of a received archive and its undo: behind a seam, so
+/// that the confirmation rule is unit-tested without an engine.
+#[allow(async_fn_in_trait)] // Not a public API; one thread, no Send needed.
+trait Restorer {
+    async fn restore(&self, args: &ImportArgs) -> Result<ImportReport>;
+    async fn remove(&self, restored: &ImportReport) -> Result<()>;
+}
+
+/// The real restore: an ordinary import, under the migration's guard.
+struct Import<'a> {
+    endpoints: &'a Endpoints,
+    config: &'a Config,
+    guard: &'a RestoreGuard,
+}
+
+impl Restorer for Import<'_> {
+    async fn restore(&self, args: &ImportArgs) -> Result<ImportReport> {
+        import::restore(args, self.endpoints, self.config, Some(self.guard)).await
+    }
+
+    async fn remove(&self, restored: &ImportReport) -> Result<()> {
+        import::remove_restored(restored, self.endpoints).await
     }
 }
 
@@ -417,73 +457,5 @@ fn lazy_restore_supported(criu: &std::path::Path) -> bool {
     }
 }
 
-/// What can be known before the source is frozen: the engine answers, the
-/// name is free, the same image is here.
-async fn check(offer: &Offer, endpoints: &Endpoints) -> Result<()> {
-    if offer.protocol != PROTOCOL {
-        return Err(Error::Refused(format!(
-            "the sender speaks migration protocol {}, this host {PROTOCOL}: run the same Lazarus \
-             version on both",
-            offer.protocol
-        )));
-    }
-    // Checked before the name reaches an engine, a URL or the guard's
-    // command line.
-    lazarus_core::ids::check_name("container name", &offer.name)?;
-    let name = &offer.name;
-    match offer.engine.as_str() {
-        "docker" => {
-            let docker = Docker::new(&endpoints.docker)?;
-            if !docker.reachable().await {
-                return Err(Error::DockerUnreachable {
-                    address: endpoints.docker.clone(),
-                    why: "the container came from Docker".into(),
-                });
-            }
-            if docker.container(name).await?.is_some() {
-                return Err(Error::Conflict(format!(
-                    "a container named {name} already exists on the receiving host: migrate it \
-                     with another --name"
-                )));
-            }
-            import::docker_image(&docker, &offer.image, &offer.image_digest).await?;
-            Ok(())
-        }
-        "containerd" => {
-            let ns = &offer.namespace;
-            lazarus_core::ids::check_identifier("containerd namespace", ns)?;
-            let ctr = Containerd::connect(&endpoints.containerd, ns).await?;
-            match ctr.container(name).await {
-                Ok(_) => {
-                    return Err(Error::Conflict(format!(
-                        "a container {name} already exists in namespace {ns} on the receiving \
-                         host: migrate it with another --name"
-                    )))
-                }
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
-            match ctr.image_target(&offer.image).await? {
-                None => Err(Error::NotFound(format!(
-                    "image {} is not in namespace {ns} on the receiving host: pull or import it \
-                     there (ctr -n {ns} images pull/import), then migrate again",
-                    offer.image
-                ))),
-                Some((_, digest))
-                    if !offer.image_digest.is_empty() && digest != offer.image_digest =>
-                {
-                    Err(Error::Refused(format!(
-                        "image {} on the receiving host is {digest}, the container's is {}: make \
-                         them the same image, then migrate again",
-                        offer.image, offer.image_digest
-                    )))
-                }
-                Some(_) => Ok(()),
-            }
-        }
-        other => Err(Error::Refused(format!(
-            "the sender offered a container of engine {other:?}: only docker and containerd \
-             are received"
-        ))),
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -371,7 +371,17 @@ fn run(
     let noise = link.noise.clone();
     let nonce = link.send_nonce;
     thread::scope(|scope| {
-        let up = scope.spawn(|| send(up_from, up_to, &noise, nonce, s));
+        // Each direction shuts both down the moment it fails: the other
+        // may be blocked on a socket nothing will ever arrive on (CRIU
+        // reset its end, the peer waits for our next request), and only
+        // the shutdown wakes it.
+        let up = scope.spawn(|| {
+            let up = send(up_from, up_to, &noise, nonce, s);
+            if up.is_err() {
+                s.shut();
+            }
+            up
+        });
         let down = receive(link, local, &s.counters, goodbye);
         if down.is_err() {
             s.shut();
@@ -379,9 +389,6 @@ fn run(
         let up = up
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the sending thread panicked")));
-        if up.is_err() {
-            s.shut();
-        }
         match (up, down) {
             (Ok(()), Ok(())) => Ok(()),
             (Err(e), _) => Err(format!("sending: {e}")),

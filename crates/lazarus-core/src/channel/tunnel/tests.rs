@@ -193,6 +193,30 @@ fn a_link_cut_mid_stream_fails_both_ends_and_breaks_criu_streams() {
     );
 }
 
+/// CRIU's end reset (a lazy-pages daemon killed with a reply unread)
+/// while nothing is in flight the other way: the direction reading from
+/// it fails, and must take the whole tunnel down with it, on both hosts,
+/// though the other direction sits waiting on a quiet link.
+#[test]
+fn a_reset_from_criu_fails_both_ends_though_the_link_is_quiet() {
+    let (mut criu_a, criu_b, mut a, mut b) = pair();
+    criu_a.write_all(b"a reply the daemon never reads").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    abortive_close(&criu_b).unwrap();
+    drop(criu_b);
+    let ended = b.wait(WAIT).expect("the receiver's tunnel ended");
+    assert!(ended.is_err(), "a reset is not a clean end: {ended:?}");
+    assert!(a.wait(WAIT).expect("the sender's tunnel ended").is_err());
+    criu_a
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(
+        criu_a.read_to_end(&mut rest).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset)
+    );
+}
+
 #[test]
 fn a_dropped_tunnel_gives_up_its_waits() {
     let k = key(5);
