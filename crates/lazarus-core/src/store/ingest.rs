@@ -145,32 +145,8 @@ impl Writer {
                 count: ingest.blocks.len() as u64 - first,
             });
         }
-        let Ingest {
-            written,
-            uses,
-            blocks,
-            zero_blocks,
-            ..
-        } = ingest;
-        let new_blocks = written.len() as u64;
-        let pack_bytes = match new_blocks {
-            0 => {
-                drop(pack);
-                let _ = fs::remove_file(self.pack_path());
-                None
-            }
-            _ => Some(pack.finish()?),
-        };
-        self.draft = Some(Draft {
-            manifest,
-            entries: listed,
-            blocks,
-            new_blocks,
-            zero_blocks,
-            uses,
-            pack_bytes,
-        });
-        Ok(())
+        let ingested = ingest.done();
+        self.keep_draft(pack, ingested, manifest, listed)
     }
 
     /// Cuts the files `names` of directory `dir` (a CRIU image directory's
@@ -212,15 +188,20 @@ impl Writer {
                 count: ingest.blocks.len() as u64 - first,
             });
         }
-        let Ingest {
-            written,
-            uses,
-            blocks,
-            zero_blocks,
-            ..
-        } = ingest;
-        let new_blocks = written.len() as u64;
-        let pack_bytes = match new_blocks {
+        let ingested = ingest.done();
+        self.keep_draft(pack, ingested, Manifest::new(files), listed)
+    }
+
+    /// After an ingest: its pack finished (or removed, when no block was
+    /// new), and what the commit records kept as the draft.
+    fn keep_draft(
+        &mut self,
+        pack: PackWriter,
+        got: Ingested,
+        manifest: Manifest,
+        entries: Vec<EntryBlocks>,
+    ) -> Result<()> {
+        let pack_bytes = match got.new_blocks {
             0 => {
                 drop(pack);
                 let _ = fs::remove_file(self.pack_path());
@@ -229,12 +210,12 @@ impl Writer {
             _ => Some(pack.finish()?),
         };
         self.draft = Some(Draft {
-            manifest: Manifest::new(files),
-            entries: listed,
-            blocks,
-            new_blocks,
-            zero_blocks,
-            uses,
+            manifest,
+            entries,
+            blocks: got.blocks,
+            new_blocks: got.new_blocks,
+            zero_blocks: got.zero_blocks,
+            uses: got.uses,
             pack_bytes,
         });
         Ok(())
@@ -350,7 +331,24 @@ struct Ingest<'a> {
     zero_blocks: u64,
 }
 
+/// What an ingest found, once its pack is no longer borrowed.
+struct Ingested {
+    new_blocks: u64,
+    uses: BTreeSet<String>,
+    blocks: Vec<Digest>,
+    zero_blocks: u64,
+}
+
 impl Ingest<'_> {
+    fn done(self) -> Ingested {
+        Ingested {
+            new_blocks: self.written.len() as u64,
+            uses: self.uses,
+            blocks: self.blocks,
+            zero_blocks: self.zero_blocks,
+        }
+    }
+
     /// One file, block by block; its size and sha256.
     fn file(&mut self, r: &mut dyn Read) -> std::io::Result<Result<(u64, String)>> {
         let mut whole = Sha256::new();
