@@ -349,11 +349,19 @@ fn migrate_postcopy_no_criu_socket_is_reachable_from_the_other_host() {
     let reset = rejected(Some(ns), door);
     // CRIU closes its listener once the tunnel connected: read while it
     // listens.
+    // The window can be tens of milliseconds: the walk of /proc for A's
+    // CRIU processes (slow on a busy host) is redone only every 100 ms;
+    // between walks only those processes' own sockets are read.
+    let mut criu = Vec::new();
+    let mut polls = 0u32;
     let (port, addrs) = wait_tight("A's page server to listen", SLOW, || {
-        m.a.processes_named("criu").into_iter().find_map(|p| {
-            let addrs = listening_addresses(p);
+        if polls % 10 == 0 {
+            criu = m.a.processes_named("criu");
+        }
+        polls += 1;
+        criu.iter().find_map(|&p| {
             let port = *listening_ports(p).first()?;
-            Some((port, addrs))
+            Some((port, listening_addresses(p)))
         })
     });
     assert_all_loopback("A's lazy dump", &addrs);

@@ -6,8 +6,9 @@
 //! checkpoint --export`; `docker checkpoint rm` and `docker rm` release the
 //! snapshot at the next store-backed checkpoint's sweep.
 //!
-//! runc has no store: these cases are Lazarus's alone, and under runc they
-//! say so and end (by design, not a silent pass).
+//! runc has no store: under runc each case checks that the setting leaves
+//! Docker's checkpoint as it was (page images, no reference), says that
+//! the rest is Lazarus's only, and ends.
 
 use crate::checkpoint::apps::checkpoints_dir;
 use crate::checkpoint::flows::{counter_checkpointed, wait_status};
@@ -31,14 +32,34 @@ fn store_backed(test: &str) -> Option<Daemons> {
     };
     let d = Daemons::with_docker_with(test, &setup);
     if !d.is_lazarus() {
+        runc_keeps_its_pages(&d);
         eprintln!(
-            "{test}: skipped under {}: store-backed checkpoints are Lazarus's (runc has no \
-             store)",
+            "{test}: the rest is Lazarus's only: under {} the setting leaves Docker's \
+             checkpoint as it was (checked), and there is no store to test",
             d.runtime()
         );
         return None;
     }
     Some(d)
+}
+
+/// The reference runtime under the same settings: its `docker checkpoint
+/// create` holds its page images and no reference (the setting is read by
+/// Lazarus's shim only).
+fn runc_keeps_its_pages(d: &Daemons) {
+    let name = d.name("c");
+    counter_checkpointed(d, &name, COUNTER, 3, "cp1");
+    let cp = checkpoints_dir(d, &name).join("cp1");
+    let names: Vec<String> = fs::read_dir(&cp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("pages-")) && !names.iter().any(|n| n == REF_FILE),
+        "{}'s checkpoint: {names:?}",
+        d.runtime()
+    );
 }
 
 /// The snapshot a Docker checkpoint's reference names; the checkpoint
