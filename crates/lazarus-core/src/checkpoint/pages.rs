@@ -44,10 +44,8 @@ pub fn is_pages_image(name: &str) -> bool {
     name.starts_with("pages-") && name.ends_with(".img")
 }
 
-/// Compresses the page images in `dir` that shrink, each replaced by its
-/// `.zst`. Best effort per file: one that fails is left raw (and logged),
-/// since the dump itself succeeded and its raw image restores.
-pub fn compress_dir(dir: &Path) -> Result<Vec<CompressedFile>> {
+/// The page images (plain files) of the image directory `dir`, sorted.
+pub fn page_images(dir: &Path) -> Result<Vec<String>> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map_err(Error::io(format!("list {}", dir.display())))?
         .flatten()
@@ -56,6 +54,14 @@ pub fn compress_dir(dir: &Path) -> Result<Vec<CompressedFile>> {
         .filter(|n| is_pages_image(n))
         .collect();
     names.sort();
+    Ok(names)
+}
+
+/// Compresses the page images in `dir` that shrink, each replaced by its
+/// `.zst`. Best effort per file: one that fails is left raw (and logged),
+/// since the dump itself succeeded and its raw image restores.
+pub fn compress_dir(dir: &Path) -> Result<Vec<CompressedFile>> {
+    let names = page_images(dir)?;
     let mut out = Vec::new();
     for name in names {
         match compress_file(dir, &name) {

@@ -24,7 +24,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{sync_dir, write_atomic, Snapshot, Store, SNAPSHOTS};
 use crate::archive::ManifestEntry;
-use crate::checkpoint::pages::is_pages_image;
+use crate::checkpoint::pages::{is_pages_image, page_images};
 use crate::error::Error;
 
 /// The reference, in the image directory in place of the page images.
@@ -258,19 +258,6 @@ pub fn refuse_pages_only(s: &Snapshot, what: &str) -> crate::error::Result<()> {
 
 fn is_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_hexdigit())
-}
-
-/// The page images of `images`, sorted.
-fn page_images(images: &Path) -> crate::error::Result<Vec<String>> {
-    let mut names: Vec<String> = fs::read_dir(images)
-        .map_err(Error::io(format!("list {}", images.display())))?
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| is_pages_image(n))
-        .collect();
-    names.sort();
-    Ok(names)
 }
 
 /// Moves the page images of the CRIU image directory `images` into the
