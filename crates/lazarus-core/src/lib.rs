@@ -32,7 +32,7 @@
 //!
 //! The modules are layered, each using only those below it (a test,
 //! `layering_tests.rs`, fails on a circle): `error`; then `ids`, `fdpass`,
-//! `scratch`, `channel`; `criu`; `host`, `security`; `checkpoint`;
+//! `files`, `scratch`, `channel`; `criu`; `host`, `security`; `checkpoint`;
 //! `inspect`, `archive`; `store`; `config` on top.
 
 #[cfg(feature = "archive")]
@@ -44,6 +44,7 @@ pub mod config;
 pub mod criu;
 pub mod error;
 pub mod fdpass;
+pub mod files;
 pub mod host;
 pub mod ids;
 pub mod inspect;

@@ -236,18 +236,26 @@ pub fn await_release(
     }
 }
 
-/// Says the dump has ended, and how (the runtime). Best effort: a client
-/// that went away took the directory with it.
+/// Says the dump has ended, and how (the runtime). Written whole (renamed
+/// into place): the client, polling, acts on what it reads at once, and a
+/// created-but-empty marker read as "ended, not every page sent" (a CI run
+/// saw exactly that). Best effort: a client that went away took the
+/// directory with it.
 pub fn say_ended(images: &Path, how: &str) {
-    let _ = std::fs::write(images.join(ENDED_FILE), how);
+    let _ = crate::files::write_atomic(&images.join(ENDED_FILE), how.as_bytes());
 }
 
-/// How the dump ended, once it has.
+/// How the dump ended, once it has. The runtime always says how, so an
+/// empty marker (one written by an older runtime, caught half written)
+/// is not an end yet.
 pub fn ended(images: &Path) -> Option<String> {
-    std::fs::read_to_string(images.join(ENDED_FILE)).ok()
+    std::fs::read_to_string(images.join(ENDED_FILE))
+        .ok()
+        .filter(|how| !how.is_empty())
 }
 
 /// One of the files above: not CRIU's, and left in place by a failed dump.
+/// (The end marker's temp file, left by a runtime killed mid-write, too.)
 pub fn is_control_file(path: &Path) -> bool {
     path.file_name().is_some_and(|n| {
         [
@@ -259,7 +267,7 @@ pub fn is_control_file(path: &Path) -> bool {
         ]
         .iter()
         .any(|f| n == *f)
-    })
+    }) || path == crate::files::tmp_of(&path.with_file_name(ENDED_FILE))
 }
 
 #[cfg(test)]

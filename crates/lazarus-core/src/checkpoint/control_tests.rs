@@ -128,3 +128,22 @@ fn every_control_file_and_nothing_else_is_one() {
     assert!(!is_control_file(&images.join("pages-1.img")));
     assert!(!is_control_file(&images.join("lazarus.json")));
 }
+
+/// The client polls the end marker and acts on what it reads at once: a
+/// marker caught created but not yet written is no end (a CI run once read
+/// one as "ended, the pages not all sent" and called a good migration
+/// failed), and the runtime's marker is never seen half written.
+#[test]
+fn an_end_is_read_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path();
+    request(images);
+    std::fs::write(images.join(ENDED_FILE), b"").unwrap();
+    assert_eq!(ended(images), None);
+    assert_eq!(state(images), DumpState::Running);
+    say_ended(images, "every page was sent");
+    assert_eq!(ended(images).as_deref(), Some("every page was sent"));
+    let tmp = crate::files::tmp_of(&images.join(ENDED_FILE));
+    assert!(!tmp.exists(), "the temp file was renamed into place");
+    assert!(is_control_file(&tmp), "a killed runtime's temp file");
+}

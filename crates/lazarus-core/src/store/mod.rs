@@ -35,13 +35,13 @@ mod pages_ref_tests;
 mod tests;
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, Result};
+use crate::files::write_atomic;
 
 pub use ingest::Writer;
 pub use read::{FileRead, SnapshotReader};
@@ -266,21 +266,4 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(Error::io(format!("sync {}", dir.display())))
-}
-
-/// Writes `bytes` to `path` through a temp file renamed into place.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let context = format!("write {}", path.display());
-    let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(Error::io(&context))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(Error::io(&context))?;
-    fs::rename(&tmp, path).map_err(Error::io(&context))
 }
