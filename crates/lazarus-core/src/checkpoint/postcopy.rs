@@ -119,15 +119,40 @@ const PAGE_SIZE: u64 = 4096;
 /// pagemaps mark lazy. (CRIU's own dump statistics cannot say: its page
 /// server resets them before it writes them.)
 pub fn lazy_bytes(images: &Path) -> Result<u64> {
+    Ok(lazy_pages(images)?.iter().map(|r| r.2).sum::<u64>() * PAGE_SIZE)
+}
+
+/// The runs of pages a post-copy dump left to its page server, what the
+/// receiver's page pump asks it for (nothing else: a request outside them
+/// fails the dump).
+#[cfg(feature = "channel")]
+pub fn lazy_runs(images: &Path) -> Result<Vec<crate::channel::tunnel::LazyRun>> {
+    Ok(lazy_pages(images)?
+        .into_iter()
+        .map(|(pid, vaddr, nr_pages)| crate::channel::tunnel::LazyRun {
+            pid,
+            vaddr,
+            nr_pages,
+        })
+        .collect())
+}
+
+/// (pid, first address, pages) of every pagemap entry marked lazy, by pid
+/// and address.
+fn lazy_pages(images: &Path) -> Result<Vec<(u64, u64, u64)>> {
     use crate::criu::images::read_image;
-    let mut pages = 0;
+    let mut runs = Vec::new();
     let dir = std::fs::read_dir(images).map_err(Error::io(format!("read {}", images.display())))?;
     for entry in dir.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if !(name.starts_with("pagemap-") && name.ends_with(".img")) {
+        let Some(pid) = name
+            .strip_prefix("pagemap-")
+            .and_then(|n| n.strip_suffix(".img"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
             continue;
-        }
+        };
         let entries = read_image(&entry.path(), PAGEMAP_MAGIC)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         // The first entry is the head (which pages image goes with it).
@@ -140,10 +165,14 @@ pub fn lazy_bytes(images: &Path) -> Result<u64> {
                 Some(n) => n,
                 None => e.varint(2, "compat_nr_pages").ok().flatten().unwrap_or(0),
             };
-            pages += n;
+            let vaddr = e.varint(1, "vaddr").ok().flatten().unwrap_or(0);
+            if n > 0 {
+                runs.push((pid, vaddr, n));
+            }
         }
     }
-    Ok(pages * PAGE_SIZE)
+    runs.sort_unstable();
+    Ok(runs)
 }
 
 /// Refuses a lazy dump the kernel's pipe size cap would break half-way.

@@ -156,6 +156,7 @@ impl Members for Live<'_> {
             netlock: Some(self.netlock),
             scratch_in: None,
             pages: None,
+            lazy_runs: None,
             snapshot: None,
         };
         restore(&one, self.endpoints, self.config, Some(self.guard)).await

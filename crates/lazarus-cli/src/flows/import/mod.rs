@@ -92,11 +92,21 @@ pub struct ImportArgs {
     /// same filesystem as `scratch_in`.
     #[arg(skip)]
     pub pages: Option<std::path::PathBuf>,
+    /// Set by `serve` only, for a post-copy migration: told the runs of
+    /// memory the source's dump left to its page server once the archive
+    /// is extracted, before the restore starts the lazy-pages daemon (the
+    /// page tunnel's pump asks the source for them).
+    #[arg(skip)]
+    pub lazy_runs: Option<LazyRunsSlot>,
     /// Set by `restore C --snapshot ID` only: restore from the store, not
     /// from `file` (which then only names it in messages).
     #[arg(skip)]
     pub snapshot: Option<FromSnapshot>,
 }
+
+/// Where the import tells the page tunnel the dump's lazy runs.
+pub type LazyRunsSlot =
+    std::sync::Arc<std::sync::OnceLock<Vec<lazarus_core::channel::tunnel::LazyRun>>>;
 
 /// A snapshot of the store to restore (see [`crate::flows::snapshot`]).
 #[derive(Clone, Debug)]
@@ -334,6 +344,16 @@ fn extract(
         Some(pages) => Some(move_pages(pages, &dir.join(archive::CHECKPOINT_DIR))?),
         None => None,
     };
+    if let Some(slot) = &args.lazy_runs {
+        // Without them the tunnel still carries the daemon's requests one
+        // by one: slower, not wrong.
+        match lazarus_core::checkpoint::postcopy::lazy_runs(&dir.join(archive::CHECKPOINT_DIR)) {
+            Ok(runs) => {
+                let _ = slot.set(runs);
+            }
+            Err(e) => eprintln!("lazarus: warning: the page pump is off: {e}"),
+        }
+    }
     Ok((scratch, pages_bytes))
 }
 
@@ -712,6 +732,7 @@ mod tests {
             netlock: None,
             scratch_in: None,
             pages: None,
+            lazy_runs: None,
             snapshot: None,
         };
         let rt = tokio::runtime::Builder::new_current_thread()

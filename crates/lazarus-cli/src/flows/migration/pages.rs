@@ -14,7 +14,9 @@
 //!   the receiver's tunnel connects to its `criu page-server` on loopback;
 //! - post-copy: the source's dump serves on 127.0.0.1 and the sender's
 //!   tunnel connects to it once the dump is ready; the receiver's
-//!   lazy-pages daemon connects to the receiver's loopback door.
+//!   lazy-pages daemon connects to the receiver's loopback door, where the
+//!   tunnel's page pump answers it, having asked the source for every
+//!   lazy page (the import says which, once it extracted the archive).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::filter::PortFilter;
 use super::{CONNECT_TIMEOUT, PEER_TIMEOUT};
 use crate::error::{Error, Result};
+use crate::flows::import::LazyRunsSlot;
 
 /// The receiver's tunnel door, in its answer to the plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +56,9 @@ fn dropped(why: &str) {
 pub struct Receiver {
     pub tunnel: Tunnel,
     pub offer: TunnelOffer,
+    /// Post-copy: where the import says which memory the source's dump
+    /// left to its page server, for the tunnel's pump.
+    pub lazy_runs: Option<LazyRunsSlot>,
     _filter: PortFilter,
 }
 
@@ -80,12 +86,13 @@ pub fn receiver(control: &TcpStream, key: &Key, criu: Option<SocketAddr>) -> Res
         dropped,
     )
     .map_err(io("open the page tunnel's door"))?;
-    let (local, fetch_port) = match criu {
-        Some(addr) => (LocalEnd::Connect(addr), None),
+    let (local, fetch_port, lazy_runs) = match criu {
+        Some(addr) => (LocalEnd::Connect(addr), None, None),
         None => {
             let local = LocalDoor::bind().map_err(io("open the lazy pages' loopback door"))?;
             let port = local.port;
-            (LocalEnd::Accept(local), Some(port))
+            let slot = LazyRunsSlot::default();
+            (LocalEnd::Fetch(local, slot.clone()), Some(port), Some(slot))
         }
     };
     let mut tunnel = Tunnel::start(LinkFrom::Door(door), local, PEER_TIMEOUT, dropped)
@@ -100,6 +107,7 @@ pub fn receiver(control: &TcpStream, key: &Key, criu: Option<SocketAddr>) -> Res
             session: session.to_hex(),
             fetch_port,
         },
+        lazy_runs,
         _filter: filter,
     })
 }

@@ -25,7 +25,7 @@ use super::pages;
 use super::{key_path, resolve, Answer, Offer, Plan, MAX_ARCHIVE, PEER_TIMEOUT};
 use crate::engine::endpoints::Endpoints;
 use crate::error::{Error, Result};
-use crate::flows::import::{self, ImportArgs};
+use crate::flows::import::{self, ImportArgs, LazyRunsSlot};
 use crate::flows::restore_guard::RestoreGuard;
 use crate::report::ImportReport;
 use lazarus_core::checkpoint::postcopy::{PageMode, PageServer};
@@ -217,6 +217,7 @@ async fn receive(
         path,
         scratch.path(),
         pages,
+        tunnel.lazy_runs.clone(),
         &Import {
             endpoints,
             config,
@@ -268,6 +269,7 @@ async fn restore_and_confirm(
     path: PathBuf,
     scratch: &Path,
     pages: Option<PathBuf>,
+    lazy_runs: Option<LazyRunsSlot>,
     restorer: &impl Restorer,
 ) -> Result<ImportReport> {
     let args = ImportArgs {
@@ -285,6 +287,7 @@ async fn restore_and_confirm(
         netlock: None,
         scratch_in: Some(scratch.to_path_buf()),
         pages,
+        lazy_runs,
         snapshot: None,
     };
     let restored = match restorer.restore(&args).await {

@@ -18,20 +18,26 @@
 //! too and CRIU sees its stream break (what it does then is the
 //! migration's fail-safe path: a dump called off, a lazy-pages daemon
 //! gone). Every byte is counted, per direction ([`Stats`]).
+//!
+//! Post-copy, the receiver's end is more than a pipe: it is the lazy-pages
+//! daemon's page server, fetching every lazy page from the source ahead of
+//! the daemon's requests ([`pump`]).
 
 mod link;
 mod local;
+mod pump;
 #[cfg(test)]
 mod tests;
 
 pub use link::{Door, Link};
 pub use local::LocalDoor;
+pub use pump::{LazyRun, PAGE};
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -150,6 +156,11 @@ pub enum LinkFrom {
 pub enum LocalEnd {
     /// CRIU connects: the first connection of this user on the door.
     Accept(LocalDoor),
+    /// As `Accept`, CRIU being a lazy-pages daemon: once the dump's lazy
+    /// runs are known (set before the restore starts the daemon), the
+    /// receiver's page pump ([`pump`]) serves it; without them, its
+    /// requests cross as bytes.
+    Fetch(LocalDoor, Arc<OnceLock<Vec<LazyRun>>>),
     /// CRIU listens on this loopback address: connected once
     /// [`Tunnel::go`] says it does.
     Connect(SocketAddr),
@@ -331,10 +342,18 @@ fn run(
             .take(wait, &s.stop)
             .ok_or_else(|| format!("no authenticated tunnel connection came within {wait:?}"))?,
     };
+    let mut runs = None;
     let local = match local {
         LocalEnd::Accept(door) => door
             .take(wait, &s.stop, dropped)
             .map_err(|e| format!("waiting for CRIU's connection: {e}"))?,
+        LocalEnd::Fetch(door, lazy) => {
+            let daemon = door
+                .take(wait, &s.stop, dropped)
+                .map_err(|e| format!("waiting for CRIU's connection: {e}"))?;
+            runs = lazy.get().cloned();
+            daemon
+        }
         LocalEnd::Connect(addr) | LocalEnd::ServeLazy(addr) => {
             let until = Instant::now() + wait;
             loop {
@@ -366,6 +385,9 @@ fn run(
     if s.stop.load(Ordering::SeqCst) {
         s.shut();
         return Err("called off".into());
+    }
+    if let Some(runs) = runs {
+        return pump::run(link, local, &runs, s).map_err(|e| format!("page pump: {e}"));
     }
     let (up_from, up_to) = (clone(&local)?, clone(&link.stream)?);
     let noise = link.noise.clone();

@@ -183,6 +183,7 @@ fn settle(restorer: &FakeRestore, ack: Option<Answer>) -> (Result<ImportReport>,
         dir.path().join("archive.tar"),
         dir.path(),
         None,
+        None,
         restorer,
     ));
     drop(ours);
