@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::hashing::hash_copy;
 use super::manifest::{is_safe_name, MAX_MANIFEST_BYTES};
@@ -341,6 +341,8 @@ impl<S: Sink> Sink for Only<'_, S> {
     }
 }
 
+/// Every entry after the manifest goes to `sink`, each checked against its
+/// line in the manifest as it streams by; at the end none may be missing.
 fn walk(path: &Path, sink: &mut dyn Sink, progress: &mut dyn FnMut(u64)) -> Result<Manifest> {
     let mut archive = open(path)?;
     let mut entries = archive.entries().map_err(corrupt(path))?;
@@ -354,85 +356,147 @@ fn walk(path: &Path, sink: &mut dyn Sink, progress: &mut dyn FnMut(u64)) -> Resu
     for entry in entries {
         let mut entry = entry.map_err(corrupt(path))?;
         let name = entry_name(path, &entry)?;
-        let Some(listed) = expected.remove(name.as_str()) else {
-            let why = if manifest.entries.iter().any(|e| e.name == name) {
-                "appears twice"
-            } else {
-                "is not listed in its manifest"
-            };
-            return Err(refuse(path, format!("entry {name:?} {why}")));
+        let listed = take_listed(path, &manifest, &mut expected, &name)?;
+        let at = Extracting {
+            archive: path,
+            name: &name,
+            root: sink.root().to_path_buf(),
+            left: manifest.total_size().saturating_sub(done),
         };
-        let kind = entry.header().entry_type();
-        // What is still to be written, for a full disk's message.
-        let left = manifest.total_size().saturating_sub(done);
-        let root = sink.root().to_path_buf();
-        let io = |e: io::Error| match disk_full(&e, &name, path, &root, left) {
-            Some(full) => full,
-            None => Error::io(format!("extract {name} from {}", path.display()))(e),
-        };
-        match (kind, listed.dir) {
-            (tar::EntryType::Directory, true) => sink.dir(&name).map_err(io)?,
+        match (entry.header().entry_type(), listed.dir) {
+            (tar::EntryType::Directory, true) => sink.dir(&name).map_err(|e| at.io(e))?,
             (tar::EntryType::Regular | tar::EntryType::Continuous, false) => {
-                if entry.size() != listed.size {
-                    return Err(refuse(
-                        path,
-                        format!(
-                            "entry {name:?} is {} bytes, its manifest says {}",
-                            entry.size(),
-                            listed.size
-                        ),
-                    ));
-                }
-                let mut out = sink.file(&name).map_err(io)?;
-                let (size, digest) = hash_copy(&mut entry, &mut out, &mut |n| progress(done + n))
-                    .map_err(|e| {
-                    disk_full(&e, &name, path, &root, left).unwrap_or_else(|| corrupt(path)(e))
-                })?;
+                let size =
+                    extract_file(&at, &mut entry, listed, sink, &mut |n| progress(done + n))?;
                 done += size;
-                if size != listed.size {
-                    return Err(corrupt(path)(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "entry {name:?} ends after {size} of its {} bytes",
-                            listed.size
-                        ),
-                    )));
-                }
-                if digest != listed.sha256 {
-                    return Err(refuse(
-                        path,
-                        format!(
-                            "entry {name:?} does not match its sha256 in the manifest (corrupt)"
-                        ),
-                    ));
-                }
-                out.finish().map_err(io)?;
             }
-            (kind, _) => {
-                let listed_as = if listed.dir { "directory" } else { "file" };
-                return Err(refuse(
-                    path,
-                    format!(
-                        "entry {name:?} is a {kind:?} where its manifest lists a {listed_as}; \
-                     only files and directories are accepted (no links, no devices)"
-                    ),
-                ));
-            }
+            (kind, _) => return Err(neither_file_nor_dir(path, &name, kind, listed.dir)),
         }
     }
-    if let Some(missing) = manifest
+    none_missing(path, &manifest, &expected)?;
+    Ok(manifest)
+}
+
+/// The manifest's line for entry `name`, taken out of `expected` so that
+/// an entry seen twice is refused the second time.
+fn take_listed<'m>(
+    path: &Path,
+    manifest: &Manifest,
+    expected: &mut HashMap<&str, &'m ManifestEntry>,
+    name: &str,
+) -> Result<&'m ManifestEntry> {
+    if let Some(listed) = expected.remove(name) {
+        return Ok(listed);
+    }
+    let why = if manifest.entries.iter().any(|e| e.name == name) {
+        "appears twice"
+    } else {
+        "is not listed in its manifest"
+    };
+    Err(refuse(path, format!("entry {name:?} {why}")))
+}
+
+/// The entry being extracted, for its errors: a full disk is said with
+/// what is still to be written (`left`) and where (`root`).
+struct Extracting<'a> {
+    archive: &'a Path,
+    name: &'a str,
+    root: PathBuf,
+    left: u64,
+}
+
+impl Extracting<'_> {
+    /// A failure to write the entry out.
+    fn io(&self, e: io::Error) -> Error {
+        match self.disk_full(&e) {
+            Some(full) => full,
+            None => Error::io(format!(
+                "extract {} from {}",
+                self.name,
+                self.archive.display()
+            ))(e),
+        }
+    }
+
+    fn disk_full(&self, e: &io::Error) -> Option<Error> {
+        disk_full(e, self.name, self.archive, &self.root, self.left)
+    }
+}
+
+/// Copies a regular file's entry to `sink`, refusing it unless its size and
+/// sha256 are the manifest's; returns the bytes copied.
+fn extract_file(
+    at: &Extracting,
+    entry: &mut tar::Entry<Box<dyn Read>>,
+    listed: &ManifestEntry,
+    sink: &mut dyn Sink,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64> {
+    let (path, name) = (at.archive, at.name);
+    if entry.size() != listed.size {
+        return Err(refuse(
+            path,
+            format!(
+                "entry {name:?} is {} bytes, its manifest says {}",
+                entry.size(),
+                listed.size
+            ),
+        ));
+    }
+    let mut out = sink.file(name).map_err(|e| at.io(e))?;
+    let (size, digest) = hash_copy(entry, &mut out, progress)
+        .map_err(|e| at.disk_full(&e).unwrap_or_else(|| corrupt(path)(e)))?;
+    if size != listed.size {
+        return Err(corrupt(path)(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "entry {name:?} ends after {size} of its {} bytes",
+                listed.size
+            ),
+        )));
+    }
+    if digest != listed.sha256 {
+        return Err(refuse(
+            path,
+            format!("entry {name:?} does not match its sha256 in the manifest (corrupt)"),
+        ));
+    }
+    out.finish().map_err(|e| at.io(e))?;
+    Ok(size)
+}
+
+/// Links, devices and the like are refused, and so is a file where the
+/// manifest lists a directory or the other way round.
+fn neither_file_nor_dir(path: &Path, name: &str, kind: tar::EntryType, dir: bool) -> Error {
+    let listed_as = if dir { "directory" } else { "file" };
+    refuse(
+        path,
+        format!(
+            "entry {name:?} is a {kind:?} where its manifest lists a {listed_as}; \
+             only files and directories are accepted (no links, no devices)"
+        ),
+    )
+}
+
+/// The archive ended: any entry of the manifest not seen is missing.
+fn none_missing(
+    path: &Path,
+    manifest: &Manifest,
+    expected: &HashMap<&str, &ManifestEntry>,
+) -> Result<()> {
+    let Some(missing) = manifest
         .entries
         .iter()
         .find(|e| expected.contains_key(e.name.as_str()))
-    {
-        return Err(Error::InvalidArgument(format!(
-            "checkpoint archive {} is truncated or incomplete: {} of its {} entries are missing, \
-             first {:?}",
-            path.display(),
-            expected.len(),
-            manifest.entries.len(),
-            missing.name
-        )));
-    }
-    Ok(manifest)
+    else {
+        return Ok(());
+    };
+    Err(Error::InvalidArgument(format!(
+        "checkpoint archive {} is truncated or incomplete: {} of its {} entries are missing, \
+         first {:?}",
+        path.display(),
+        expected.len(),
+        manifest.entries.len(),
+        missing.name
+    )))
 }

@@ -1,5 +1,6 @@
 //! Checkpoint: one container's process tree into an image directory.
 
+use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -67,31 +68,15 @@ pub fn dump(
 ) -> Result<Metadata> {
     let (images, work) = (paths.images, paths.work);
     let version = super::check_criu(criu)?;
-    let mode = paths.page_server.map(|s| s.mode);
-    if mode == Some(PageMode::Lazy) {
+    if paths.page_server.map(|s| s.mode) == Some(PageMode::Lazy) {
         postcopy::check_pipe_max_size()?;
     }
-    image::create_dir(images)?;
-    image::create_dir(work)?;
-    let before = image::Listing::take(images, work);
-    // Read before the dump: with exit, the process is gone afterwards.
-    image::save_descriptors(images, target.pid)?;
-    let images_dir = criu::open_dir(images)?;
-    let work_dir = criu::open_dir(work)?;
+    let (before, images_dir, work_dir) = prepare_dirs(paths, target.pid)?;
 
     let rootfs = super::rootfs_path(target.spec, target.bundle);
     let mut metadata = new_metadata(target, request, version, &rootfs);
     let dirs = [images_dir.as_raw_fd(), work_dir.as_raw_fd()];
-    let mut opts = dump_options(target, exit, &rootfs, dirs, &metadata)?;
-    declare_externals(&mut opts, &mut metadata, target)?;
-
-    if let Some(server) = paths.page_server {
-        page_server_options(&mut opts, server, work)?;
-    }
-
-    let mut req = rpc::Criu_req::new();
-    req.set_type(rpc::Criu_req_type::DUMP);
-    req.opts = MessageField::some(opts);
+    let req = dump_request(target, exit, &rootfs, dirs, &mut metadata, paths)?;
     let log = work.join(image::DUMP_LOG);
     let call = Call {
         op: CriuOp::Dump,
@@ -100,32 +85,16 @@ pub fn dump(
         log: Some(&log),
         cancel: paths.cancel,
     };
-    // A migration's image directory is finished, the container still
-    // frozen, when CRIU is ready to serve pages (lazy) or has sent them all
-    // (push: CRIU asks at post-dump whether to end the tree; an error
-    // there makes it resume the tree and fail the dump).
     let mut finished_early = false;
     let mut notify = |script: &str, _pid: i32| -> Result<()> {
-        let finishing = matches!(
-            (script, mode),
-            ("status-ready", Some(PageMode::Lazy)) | ("post-dump", Some(PageMode::Push))
-        );
-        if !finishing {
-            return Ok(());
-        }
-        finish(&mut metadata, &rootfs, paths, &before)?;
-        finished_early = true;
-        if let Some(ready) = paths.ready {
-            ready();
-        }
-        match mode {
-            Some(PageMode::Push) => control::await_release(
-                images,
-                paths.cancel.unwrap_or(&|| false),
-                control::RELEASE_TIMEOUT,
-            ),
-            _ => Ok(()),
-        }
+        finish_early(
+            script,
+            &mut metadata,
+            &rootfs,
+            paths,
+            &before,
+            &mut finished_early,
+        )
     };
     if let Some(mut err) = criu_failure(criu.call(call, &mut notify))? {
         before.discard_new(images, work, &log);
@@ -133,6 +102,90 @@ pub fn dump(
         explain(&mut err, &log, paths.keep_failed_log, &OPTION_ADVICE);
         return Err(err.into());
     }
+    warn_if_client_gone(target, paths);
+    if !finished_early {
+        finish(&mut metadata, &rootfs, paths, &before)?;
+    }
+    Ok(metadata)
+}
+
+/// Makes the image and work directories and opens them for CRIU, which is
+/// handed them as descriptors; returns them with what they held before (a
+/// failed dump removes only what it wrote).
+fn prepare_dirs(paths: &DumpPaths, pid: i32) -> Result<(image::Listing, File, File)> {
+    let (images, work) = (paths.images, paths.work);
+    image::create_dir(images)?;
+    image::create_dir(work)?;
+    let before = image::Listing::take(images, work);
+    // Read before the dump: with exit, the process is gone afterwards.
+    image::save_descriptors(images, pid)?;
+    let images_dir = criu::open_dir(images)?;
+    let work_dir = criu::open_dir(work)?;
+    Ok((before, images_dir, work_dir))
+}
+
+/// CRIU's dump request: the options, the external resources declared (and
+/// recorded in `metadata`), and a migration's page server.
+fn dump_request(
+    target: &DumpTarget,
+    exit: bool,
+    rootfs: &Path,
+    dirs: [RawFd; 2],
+    metadata: &mut Metadata,
+    paths: &DumpPaths,
+) -> Result<rpc::Criu_req> {
+    let mut opts = dump_options(target, exit, rootfs, dirs, metadata)?;
+    declare_externals(&mut opts, metadata, target)?;
+
+    if let Some(server) = paths.page_server {
+        page_server_options(&mut opts, server, paths.work)?;
+    }
+
+    let mut req = rpc::Criu_req::new();
+    req.set_type(rpc::Criu_req_type::DUMP);
+    req.opts = MessageField::some(opts);
+    Ok(req)
+}
+
+/// CRIU's notification `script` during a dump; only a migration's does
+/// anything. A migration's image directory is finished, the container
+/// still frozen, when CRIU is ready to serve pages (lazy) or has sent them
+/// all (push: CRIU asks at post-dump whether to end the tree; an error
+/// there makes it resume the tree and fail the dump). Sets `finished` once
+/// it finished it.
+fn finish_early(
+    script: &str,
+    metadata: &mut Metadata,
+    rootfs: &Path,
+    paths: &DumpPaths,
+    before: &image::Listing,
+    finished: &mut bool,
+) -> Result<()> {
+    let mode = paths.page_server.map(|s| s.mode);
+    let finishing = matches!(
+        (script, mode),
+        ("status-ready", Some(PageMode::Lazy)) | ("post-dump", Some(PageMode::Push))
+    );
+    if !finishing {
+        return Ok(());
+    }
+    finish(metadata, rootfs, paths, before)?;
+    *finished = true;
+    if let Some(ready) = paths.ready {
+        ready();
+    }
+    match mode {
+        Some(PageMode::Push) => control::await_release(
+            paths.images,
+            paths.cancel.unwrap_or(&|| false),
+            control::RELEASE_TIMEOUT,
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The dump succeeded but its client went away as it ended.
+fn warn_if_client_gone(target: &DumpTarget, paths: &DumpPaths) {
     if paths.cancel.is_some_and(|gone| gone()) {
         // Too late to call off: CRIU finished (and, with exit, ended the
         // tree). Said, so the log explains a container nobody restores.
@@ -140,13 +193,9 @@ pub fn dump(
             "checkpoint of {}: the client went away as the dump ended; the image in {} is \
              complete but may never be received",
             target.id,
-            images.display()
+            paths.images.display()
         );
     }
-    if !finished_early {
-        finish(&mut metadata, &rootfs, paths, &before)?;
-    }
-    Ok(metadata)
 }
 
 /// CRIU's options for dumping `target` into the directories `dirs` (images,

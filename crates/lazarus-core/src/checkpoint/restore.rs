@@ -354,8 +354,7 @@ impl RestorePlan {
         target: &RestoreTarget,
         setup_network: &mut dyn FnMut(i32) -> Result<()>,
     ) -> Result<Restored> {
-        let (id, bundle, spec, stdio) = (target.id, target.bundle, target.spec, target.stdio);
-        let keep_failed_log = target.keep_failed_log;
+        let (id, bundle, spec) = (target.id, target.bundle, target.spec);
         let version = super::check_criu(criu)?;
         super::check_criu_can_read(&self.metadata.criu_version, version, &self.images)?;
         self.apply_rootfs_diff(id, spec, bundle)?;
@@ -367,12 +366,7 @@ impl RestorePlan {
         let work_dir = criu::open_dir(&self.work)?;
         let mut keep = vec![images_dir.as_raw_fd(), work_dir.as_raw_fd()];
         let new_cgroup = cgroup::path_of(spec, id);
-        let mut opts = self.restore_options(spec, bundle, [keep[0], keep[1]], &new_cgroup)?;
-        self.declare_mounts(&mut opts, spec, &new_cgroup);
-        let namespaces = self.inherit_namespaces(&mut opts, spec, &mut keep)?;
-        if let Some(fds) = stdio {
-            self.inherit_stdio(&mut opts, fds, &mut keep);
-        }
+        let (mut opts, namespaces) = self.criu_options(target, &new_cgroup, &mut keep)?;
 
         // Post-copy: the daemon listens before the restore, which hands it
         // the restored process's userfaultfds through the work directory.
@@ -420,21 +414,56 @@ impl RestorePlan {
             Err(Error::Criu(e)) => e.failure,
             Err(e) => return Err(e),
         };
+        Err(self.failed(target, failure, &mut lazy_pages, &new_cgroup, &log))
+    }
+
+    /// CRIU's options for this restore: those the dump recorded, the
+    /// external mounts, namespaces and stdio pipes (their fds added to
+    /// `keep`). The namespaces' files are returned, to be held open until
+    /// CRIU is done.
+    fn criu_options(
+        &self,
+        target: &RestoreTarget,
+        new_cgroup: &str,
+        keep: &mut Vec<RawFd>,
+    ) -> Result<(rpc::Criu_opts, Vec<File>)> {
+        let (spec, bundle) = (target.spec, target.bundle);
+        let mut opts = self.restore_options(spec, bundle, [keep[0], keep[1]], new_cgroup)?;
+        self.declare_mounts(&mut opts, spec, new_cgroup);
+        let namespaces = self.inherit_namespaces(&mut opts, spec, keep)?;
+        if let Some(fds) = target.stdio {
+            self.inherit_stdio(&mut opts, fds, keep);
+        }
+        Ok((opts, namespaces))
+    }
+
+    /// After a failed restore, what it started is stopped (the lazy-pages
+    /// daemon, the tasks in `new_cgroup`, CRIU's cgroup yard); the error
+    /// carries CRIU's error lines and the tail of its `log`.
+    fn failed(
+        &self,
+        target: &RestoreTarget,
+        failure: CriuFailure,
+        lazy_pages: &mut Option<Box<dyn LazyPages>>,
+        new_cgroup: &str,
+        log: &Path,
+    ) -> Error {
+        let id = target.id;
         if let Some(daemon) = lazy_pages.as_mut() {
             daemon.kill();
         }
         // CRIU killed mid-restore (deadline, log bound) leaves the tasks it
         // was restoring, which may still be looping and writing to its log:
         // stop them before the log is read and copied.
-        let left = cgroup::kill_all(&new_cgroup, FAILED_RESTORE_KILL_TIMEOUT);
+        let left = cgroup::kill_all(new_cgroup, FAILED_RESTORE_KILL_TIMEOUT);
         if !left.is_empty() {
             ::log::error!("failed restore of {id}: pids {left:?} would not die");
         }
         criu::yard::remove_left_yard(&self.work);
         let mut err = CriuError::new(CriuOp::Restore, failure);
         err.subject = format!("restore of {id} from {}", self.images.display());
-        super::dump::explain(&mut err, &log, keep_failed_log, &[]);
-        Err(err.into())
+        super::dump::explain(&mut err, log, target.keep_failed_log, &[]);
+        err.into()
     }
 
     /// The restored tree's pid and terminal master from CRIU's answer, or

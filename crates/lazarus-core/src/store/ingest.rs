@@ -236,28 +236,10 @@ impl Writer {
         })?;
         let _lock = self.store.lock()?;
         let packs_dir = self.store.packs_dir();
-        if let Some(gone) = draft
-            .uses
-            .iter()
-            .find(|p| !packs_dir.join(format!("{p}.idx")).is_file())
-        {
-            return Err(Error::FailedPrecondition(format!(
-                "pack {gone} of the snapshot store was collected while this snapshot was being \
-                 taken (a `snapshot rm` or `snapshots prune` at the same time); take it again"
-            )));
-        }
+        none_collected(&packs_dir, &draft.uses)?;
         let existing = self.store.list()?;
         if let Some(t) = tag {
-            if let Some(s) = existing
-                .iter()
-                .find(|s| s.container == container && s.tag.as_deref() == Some(t))
-            {
-                return Err(Error::FailedPrecondition(format!(
-                    "{container} already has a snapshot tagged {t:?} ({}); remove it (`lazarus \
-                     snapshot rm {}`) or choose another tag",
-                    s.id, s.id
-                )));
-            }
+            tag_free(&existing, container, t)?;
         }
         let mut id = record::new_id()?;
         while existing.iter().any(|s| s.id == id) {
@@ -265,21 +247,7 @@ impl Writer {
         }
         let mut packs: Vec<String> = draft.uses.into_iter().collect();
         if draft.pack_bytes.is_some() {
-            // The pack before its index: a pack without one is never used,
-            // and the next collection removes it.
-            let context = format!("move pack {} into {}", self.name, packs_dir.display());
-            fs::rename(
-                self.pack_path(),
-                packs_dir.join(format!("{}.pack", self.name)),
-            )
-            .and_then(|()| {
-                fs::rename(
-                    self.pack_path().with_extension("idx"),
-                    packs_dir.join(format!("{}.idx", self.name)),
-                )
-            })
-            .map_err(Error::io(context))?;
-            sync_dir(&packs_dir)?;
+            self.move_pack_into(&packs_dir)?;
             packs.push(self.name.clone());
         }
         let snapshots = self.store.snapshots_dir();
@@ -305,6 +273,55 @@ impl Writer {
         write_atomic(&snapshots.join(format!("{id}.json")), &json)?;
         sync_dir(&snapshots)?;
         Ok(snapshot)
+    }
+
+    /// The writer's pack among the store's committed ones.
+    fn move_pack_into(&self, packs_dir: &Path) -> Result<()> {
+        // The pack before its index: a pack without one is never used,
+        // and the next collection removes it.
+        let context = format!("move pack {} into {}", self.name, packs_dir.display());
+        fs::rename(
+            self.pack_path(),
+            packs_dir.join(format!("{}.pack", self.name)),
+        )
+        .and_then(|()| {
+            fs::rename(
+                self.pack_path().with_extension("idx"),
+                packs_dir.join(format!("{}.idx", self.name)),
+            )
+        })
+        .map_err(Error::io(context))?;
+        sync_dir(packs_dir)
+    }
+}
+
+/// Refuses a commit whose blocks are partly in a pack collected since the
+/// ingest (the store's lock is not held in between).
+fn none_collected(packs_dir: &Path, uses: &BTreeSet<String>) -> Result<()> {
+    match uses
+        .iter()
+        .find(|p| !packs_dir.join(format!("{p}.idx")).is_file())
+    {
+        Some(gone) => Err(Error::FailedPrecondition(format!(
+            "pack {gone} of the snapshot store was collected while this snapshot was being \
+             taken (a `snapshot rm` or `snapshots prune` at the same time); take it again"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a tag `container` has on one of its snapshots already.
+fn tag_free(existing: &[Snapshot], container: &str, tag: &str) -> Result<()> {
+    match existing
+        .iter()
+        .find(|s| s.container == container && s.tag.as_deref() == Some(tag))
+    {
+        Some(s) => Err(Error::FailedPrecondition(format!(
+            "{container} already has a snapshot tagged {tag:?} ({}); remove it (`lazarus \
+             snapshot rm {}`) or choose another tag",
+            s.id, s.id
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use containerd_shim_protos::api::CheckpointTaskRequest;
 use containerd_shim_protos::events::task::{TaskCheckpointed, TaskStart};
+use oci_spec::runtime::Spec;
 
 use super::TaskService;
 use lazarus_core::checkpoint::dump::{self, DumpPaths, DumpTarget};
@@ -164,12 +165,7 @@ impl TaskService {
         )?;
         let (images, work) = dump_dirs(req, &request)?;
         let page_server = postcopy::PageServer::read(&images)?;
-        // Docker's own checkpoint (containerd's directory, not a client's
-        // image path, nor a migration's): its pages go to the store.
-        let store_pages = self.settings.store_docker_checkpoints
-            && request.image_path.is_empty()
-            && self.settings.namespace == DOCKER_NAMESPACE
-            && page_server.is_none();
+        let store_pages = self.stores_pages(&request, page_server.as_ref());
         let target = DumpTarget {
             id: c.id,
             pid: c.pid,
@@ -204,33 +200,11 @@ impl TaskService {
         };
         let dumped = dump::dump(self.criu.as_ref(), &target, &request, exit, &paths);
         if dumped.is_err() {
-            // Back to what it was: CRIU thaws on failure (and a paused
-            // cgroup to seize its tasks), but a container that was paused
-            // must stay paused, and a running one must not look running
-            // while frozen.
-            let path = cgroup::path_of(&spec, c.id);
-            match c.paused {
-                true => cgroup::freeze(&path),
-                false => cgroup::thaw(&path),
-            }
+            back_as_it_was(&spec, c);
         }
         dumped?;
         if store_pages {
-            // The dump is done (and, with exit, the container gone): a
-            // store that fails leaves the checkpoint as it is, pages
-            // included, rather than failing it.
-            if let Err(e) = super::stored_pages::stash(
-                &self.settings.store_root,
-                &images,
-                &self.settings.namespace,
-                c.id,
-                &spec,
-            ) {
-                log::warn!(
-                    "checkpoint of {}: pages left in the checkpoint, not the store: {e}",
-                    c.id
-                );
-            }
+            self.stash_pages(&images, c.id, &spec);
         }
         if request.image_path.is_empty() && self.settings.namespace == DOCKER_NAMESPACE {
             mark_as_containerds_copy(&images)?;
@@ -245,6 +219,36 @@ impl TaskService {
             started.elapsed()
         );
         Ok(images)
+    }
+
+    /// Whether the dump's page images go to the snapshot store: those of
+    /// Docker's own checkpoint (containerd's directory, not a client's
+    /// image path, nor a migration's), when the settings say so.
+    fn stores_pages(
+        &self,
+        request: &CheckpointRequest,
+        page_server: Option<&postcopy::PageServer>,
+    ) -> bool {
+        self.settings.store_docker_checkpoints
+            && request.image_path.is_empty()
+            && self.settings.namespace == DOCKER_NAMESPACE
+            && page_server.is_none()
+    }
+
+    /// A Docker checkpoint's page images into the snapshot store.
+    fn stash_pages(&self, images: &Path, id: &str, spec: &Spec) {
+        // The dump is done (and, with exit, the container gone): a
+        // store that fails leaves the checkpoint as it is, pages
+        // included, rather than failing it.
+        if let Err(e) = super::stored_pages::stash(
+            &self.settings.store_root,
+            images,
+            &self.settings.namespace,
+            id,
+            spec,
+        ) {
+            log::warn!("checkpoint of {id}: pages left in the checkpoint, not the store: {e}");
+        }
     }
 
     /// CRIU's restore of the tree; the network namespace CRIU makes is
@@ -650,6 +654,18 @@ fn release_at_expiry(id: String, request: NetlockRequest, netns: PathBuf) {
         });
     if let Err(e) = spawned {
         log::error!("{name}: no thread to release the network lock at its expiry: {e}");
+    }
+}
+
+/// After a failed dump, the container's cgroup as it was: CRIU thaws on
+/// failure (and a paused cgroup to seize its tasks), but a container that
+/// was paused must stay paused, and a running one must not look running
+/// while frozen.
+fn back_as_it_was(spec: &Spec, c: &Dumped) {
+    let path = cgroup::path_of(spec, c.id);
+    match c.paused {
+        true => cgroup::freeze(&path),
+        false => cgroup::thaw(&path),
     }
 }
 

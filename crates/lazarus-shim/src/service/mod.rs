@@ -193,16 +193,10 @@ impl TaskService {
         };
         let stdio = stdio_paths(req, &spec);
         // A restore is checked against the bundle before anything is set up.
-        let plan = match &source {
-            None => None,
-            Some(s) => Some(restore_plan(
-                s,
-                &spec,
-                stdio.terminal,
-                &bundle,
-                &self.settings.store_root,
-            )?),
-        };
+        let store_root = &self.settings.store_root;
+        let plan = (source.as_ref())
+            .map(|s| restore_plan(s, &spec, stdio.terminal, &bundle, store_root))
+            .transpose()?;
         let mounted_rootfs = match container::mount_rootfs(&bundle, &req.rootfs) {
             Ok(m) => m,
             Err(e) => {
@@ -214,22 +208,7 @@ impl TaskService {
         };
         let mut init = Process::new("", stdio.clone(), Vec::new());
         let spawn = self.pids.spawn();
-        let created = match plan {
-            None => self
-                .create_init(&req.id, &bundle, &stdio)
-                .map(|(pid, streams)| {
-                    init.pid = pid;
-                    init.streams = Some(streams);
-                    InitState::Created
-                }),
-            // Restore happens at Start, as in containerd's runc shim.
-            Some(plan) => plan
-                .record_in(&bundle)
-                .map_err(Error::from)
-                .and_then(|()| PendingRestore::new(plan, spec, &stdio, &self.settings.console_dir))
-                .map(|p| InitState::CreatedFromCheckpoint(Box::new(p))),
-        };
-        let state = match created {
+        let state = match self.init_state(&req.id, &bundle, &stdio, plan, spec, &mut init) {
             Ok(state) => state,
             Err(e) => {
                 if let Some(rootfs) = &mounted_rootfs {
@@ -261,6 +240,33 @@ impl TaskService {
             pid: pid as u32,
             ..Default::default()
         })
+    }
+
+    /// The init at Create: a process started and waiting for Start (its
+    /// pid and streams put in `init`), or, with a restore `plan`, that
+    /// restore recorded in the bundle and pending until Start.
+    fn init_state(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdio: &StdioPaths,
+        plan: Option<RestorePlan>,
+        spec: oci_spec::runtime::Spec,
+        init: &mut Process,
+    ) -> Result<InitState> {
+        match plan {
+            None => self.create_init(id, bundle, stdio).map(|(pid, streams)| {
+                init.pid = pid;
+                init.streams = Some(streams);
+                InitState::Created
+            }),
+            // Restore happens at Start, as in containerd's runc shim.
+            Some(plan) => plan
+                .record_in(bundle)
+                .map_err(Error::from)
+                .and_then(|()| PendingRestore::new(plan, spec, stdio, &self.settings.console_dir))
+                .map(|p| InitState::CreatedFromCheckpoint(Box::new(p))),
+        }
     }
 
     fn create_init(

@@ -54,22 +54,7 @@ pub fn run(
         .map(|f| Filter::parse(f))
         .collect::<Result<Vec<_>>>()?;
     let moved = record::prepare_dir(&dir)?;
-    let (found, docker_answered) = crate::block_on(host::running(endpoints))?;
-    let mut plan = plan::plan_with(
-        found,
-        &filters,
-        template.namespace.as_deref(),
-        docker_answered,
-    );
-    if let Some(aside) = moved {
-        plan.notes.push(format!(
-            "{} held a set not all restored yet: it was moved, whole, to {} (restore --all \
-             --import-dir {} brings it back)",
-            dir.display(),
-            aside.display(),
-            aside.display()
-        ));
-    }
+    let plan = plan_running(&filters, template, endpoints, &dir, moved)?;
     let checkpointed_at = Utc::now();
     let record = Mutex::new(Record {
         format: record::FORMAT,
@@ -103,21 +88,53 @@ pub fn run(
         checkpointed: containers.len() - failed,
         failed,
         containers,
-        left_alone: plan
-            .left_alone
-            .iter()
-            .map(|s| LeftAlone {
-                engine: s.found.engine.clone(),
-                namespace: s.found.namespace.clone(),
-                name: s.found.name.clone(),
-                id: s.found.id.clone(),
-                reason: s.reason.clone(),
-            })
-            .collect(),
+        left_alone: left_alone(&plan.left_alone),
         notes: plan.notes,
         total_bytes,
         total_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The plan over the containers running now; a set `dir` held and
+/// `record::prepare_dir` `moved` aside is said in its notes.
+fn plan_running(
+    filters: &[Filter],
+    template: &ExportArgs,
+    endpoints: &Endpoints,
+    dir: &Path,
+    moved: Option<PathBuf>,
+) -> Result<plan::Plan> {
+    let (found, docker_answered) = crate::block_on(host::running(endpoints))?;
+    let mut plan = plan::plan_with(
+        found,
+        filters,
+        template.namespace.as_deref(),
+        docker_answered,
+    );
+    if let Some(aside) = moved {
+        plan.notes.push(format!(
+            "{} held a set not all restored yet: it was moved, whole, to {} (restore --all \
+             --import-dir {} brings it back)",
+            dir.display(),
+            aside.display(),
+            aside.display()
+        ));
+    }
+    Ok(plan)
+}
+
+/// The report's lines for the containers the plan leaves alone.
+fn left_alone(skipped: &[plan::Skipped]) -> Vec<LeftAlone> {
+    skipped
+        .iter()
+        .map(|s| LeftAlone {
+            engine: s.found.engine.clone(),
+            namespace: s.found.namespace.clone(),
+            name: s.found.name.clone(),
+            id: s.found.id.clone(),
+            reason: s.reason.clone(),
+        })
+        .collect()
 }
 
 /// What every worker of `checkpoint --all` shares: where the archives

@@ -239,7 +239,40 @@ async fn restore_unit(
             .collect());
     }
     mark_started(record, unit, dir)?;
-    let mut prepared = Ok(());
+    let prepared = clear_names(unit, decisions, existing, endpoints).await?;
+    let args = import_args(dir, &unit[0], template, config);
+    let restored = match prepared {
+        Err(err) => Err(err),
+        Ok(()) => import::run(&args, endpoints, config).await.map(made_by),
+    };
+    let restored = match restored {
+        Err(err) if prepared_ok_and_name_taken(&err) => {
+            // Looked at again once: a killed run's late container under the
+            // name is this restore's (removed, or running already).
+            let entries = as_recorded(record, unit);
+            second_look(&entries, endpoints, &args, config, err).await
+        }
+        r => r,
+    };
+    let restored = match restored {
+        Ok(r) => r,
+        Err(err) => return Ok(failed_unit(unit, err, endpoints).await),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    settle(record, dir, unit, &restored, seconds, endpoints).await
+}
+
+/// What holds the unit's names goes out of the way, as decided: a
+/// checkpointed Docker container renamed (put back if the restore fails),
+/// anything else removed. Stops at the first failure, the unit's (the
+/// inner error); the outer one, a Docker host that cannot be used, fails
+/// the command.
+async fn clear_names(
+    unit: &[Entry],
+    decisions: &[Decision],
+    existing: &[Option<Existing>],
+    endpoints: &Endpoints,
+) -> Result<Result<()>> {
     for ((e, d), x) in unit.iter().zip(decisions).zip(existing) {
         let Some(x) = x else { continue };
         let r = match d {
@@ -253,15 +286,19 @@ async fn restore_unit(
             }
             _ => Ok(()),
         };
-        if let Err(err) = r {
-            prepared = Err(err);
-            break;
+        if r.is_err() {
+            return Ok(r);
         }
     }
-    let first = &unit[0];
+    Ok(Ok(()))
+}
+
+/// The import of the unit, whose `first` entry names its archive or
+/// snapshot; the rest of the options are the command's (`template`).
+fn import_args(dir: &Path, first: &Entry, template: &ImportArgs, config: &Config) -> ImportArgs {
     // A store-backed set's container comes straight out of its snapshot
     // (every block and file checked) into the import's scratch directory.
-    let args = ImportArgs {
+    ImportArgs {
         file: match &first.snapshot {
             Some(id) => PathBuf::from(format!("snapshot {id}")),
             None => dir.join(&first.archive),
@@ -278,34 +315,19 @@ async fn restore_unit(
         // out of the archive): the container gets them as they are.
         ignore_volumes: true,
         ..template.clone()
-    };
-    let restored = match prepared {
-        Err(err) => Err(err),
-        Ok(()) => import::run(&args, endpoints, config).await.map(made_by),
-    };
-    let restored = match restored {
-        Err(err) if prepared_ok_and_name_taken(&err) => {
-            // Looked at again once: a killed run's late container under the
-            // name is this restore's (removed, or running already).
-            let entries: Vec<Entry> = unit
-                .iter()
-                .map(|e| {
-                    record
-                        .entry_mut(&e.engine, &e.namespace, &e.name)
-                        .map(|r| r.clone())
-                        .unwrap_or_else(|| e.clone())
-                })
-                .collect();
-            second_look(&entries, endpoints, &args, config, err).await
-        }
-        r => r,
-    };
-    let restored = match restored {
-        Ok(r) => r,
-        Err(err) => return Ok(failed_unit(unit, err, endpoints).await),
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    settle(record, dir, unit, &restored, seconds, endpoints).await
+    }
+}
+
+/// The unit's entries as the record has them now (else as given).
+fn as_recorded(record: &mut Record, unit: &[Entry]) -> Vec<Entry> {
+    unit.iter()
+        .map(|e| {
+            record
+                .entry_mut(&e.engine, &e.namespace, &e.name)
+                .map(|r| r.clone())
+                .unwrap_or_else(|| e.clone())
+        })
+        .collect()
 }
 
 /// Recorded first: whatever this run makes or sets aside from here on, a

@@ -84,28 +84,7 @@ pub(super) async fn archive_it(
         .as_deref()
         .map(archive::Signer::load)
         .transpose()?;
-    let mut streamed = None;
-    let manifest = match super::is_stdout(&args.export) {
-        false => archive::write_signed(
-            &input,
-            &args.export,
-            args.compress.compression(),
-            signer.as_ref(),
-            &mut |n| bar.set(n),
-        ),
-        true => {
-            let mut out = Counted::new(std::io::stdout().lock());
-            let written = archive::write_signed_to(
-                &input,
-                &mut out,
-                args.compress.compression(),
-                signer.as_ref(),
-                &mut |n| bar.set(n),
-            );
-            streamed = Some(out.bytes);
-            written
-        }
-    };
+    let (manifest, streamed) = write_archive(args, &input, signer.as_ref(), &mut |n| bar.set(n));
     bar.finish();
     Ok(Archived {
         manifest: manifest?,
@@ -114,6 +93,24 @@ pub(super) async fn archive_it(
         not_carried: mounts.not_carried(args.ignore_volumes),
         streamed_bytes: streamed,
     })
+}
+
+/// Writes the archive to `args.export`, or to standard output
+/// (`--export -`), then with the bytes that went there.
+fn write_archive(
+    args: &ExportArgs,
+    input: &ArchiveInput,
+    signer: Option<&archive::Signer>,
+    progress: &mut dyn FnMut(u64),
+) -> (lazarus_core::Result<archive::Manifest>, Option<u64>) {
+    let compression = args.compress.compression();
+    if !super::is_stdout(&args.export) {
+        let written = archive::write_signed(input, &args.export, compression, signer, progress);
+        return (written, None);
+    }
+    let mut out = Counted::new(std::io::stdout().lock());
+    let written = archive::write_signed_to(input, &mut out, compression, signer, progress);
+    (written, Some(out.bytes))
 }
 
 /// A writer that counts what went through it.
