@@ -1,6 +1,8 @@
 /*
- * memhog MIB: a stateful test workload. Fills MIB MiB of heap with a
- * pattern derived from a seed, prints "ready MIB", then once a second
+ * memhog MIB [zero]: a stateful test workload. Fills MIB MiB of heap with a
+ * pattern derived from a seed (with "zero": only the first word of each
+ * 4 KiB page, the rest left zero, so every page is present but nearly
+ * empty: mostly-zero memory), prints "ready MIB", then once a second
  * prints "tick N sum S" where S is a checksum of the whole heap. After a
  * checkpoint and restore the ticks must continue from N+1 with the same S:
  * the counter proves the process resumed, the sum that its memory did.
@@ -9,19 +11,21 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 int main(int argc, char **argv) {
     size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 0;
     size_t words = mib * 1024 * 1024 / sizeof(uint64_t);
-    uint64_t *heap = words ? malloc(words * sizeof(uint64_t)) : NULL;
+    size_t stride = argc > 2 && strcmp(argv[2], "zero") == 0 ? 4096 / sizeof(uint64_t) : 1;
+    uint64_t *heap = words ? calloc(words, sizeof(uint64_t)) : NULL;
     if (words && !heap) {
-        perror("malloc");
+        perror("calloc");
         return 1;
     }
     uint64_t x = (uint64_t)time(NULL) | 1;
-    for (size_t i = 0; i < words; i++) {
+    for (size_t i = 0; i < words; i += stride) {
         x ^= x << 13; x ^= x >> 7; x ^= x << 17;
         heap[i] = x;
     }

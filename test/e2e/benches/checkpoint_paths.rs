@@ -271,18 +271,9 @@ impl<'a> Bench<'a> {
     }
 
     fn spawn_raw(&self, kind: Kind, size: u64, log: &std::path::Path) -> Child {
-        let mut cmd = Command::new("setsid");
-        match kind {
-            Kind::Random => cmd.arg(&self.memhog).arg(size.to_string()),
-            _ => cmd.args([
-                "/usr/bin/python3.11",
-                "-u",
-                "-c",
-                MIXED_FILL,
-                &size.to_string(),
-            ]),
-        };
-        cmd.stdin(Stdio::null())
+        Command::new("setsid")
+            .args(kind.host_argv(&self.memhog, size))
+            .stdin(Stdio::null())
             .stdout(fs::File::create(log).unwrap())
             .stderr(Stdio::null())
             .spawn()
@@ -307,12 +298,15 @@ impl<'a> Bench<'a> {
     /// Runs `kind` as ctr container `id`, writing its lines to /tmp/ticks
     /// in the rw layer; waits until it is ready.
     fn ctr_workload(&self, kind: Kind, rt: &str, size: u64, id: &str) {
+        let memhog = format!(
+            "memhog {} > /tmp/ticks",
+            kind.memhog_args(size).unwrap_or_default()
+        );
         let size = size.to_string();
         let mut args = vec!["run", "-d", "--runtime", rt];
-        let memhog = format!("memhog {size} > /tmp/ticks");
         let python = "import sys; sys.stdout = open('/tmp/ticks', 'w', 1); exec(sys.argv.pop(1))";
         match kind {
-            Kind::Random => args.extend([
+            Kind::Random | Kind::Zero => args.extend([
                 "docker.io/lazarus-test/busybox:latest",
                 id,
                 "sh",
@@ -342,7 +336,7 @@ impl<'a> Bench<'a> {
         let grep = format!("^{what}");
         let python = format!("print(sum(l.startswith('{what}') for l in open('/tmp/ticks')))");
         let count: Vec<&str> = match kind {
-            Kind::Random => vec!["grep", "-c", &grep, "/tmp/ticks"],
+            Kind::Random | Kind::Zero => vec!["grep", "-c", &grep, "/tmp/ticks"],
             _ => vec!["python3.11", "-c", &python],
         };
         let mut args = vec!["task", "exec", "--exec-id", &exec_id, id];

@@ -5,22 +5,31 @@
 //! without Lazarus: `docker checkpoint create` on A, the same container
 //! created on B beforehand, the checkpoint directory copied into it (a local
 //! copy: free and unencrypted, which favours the baseline), `docker start
-//! --checkpoint` on B; with runc.
+//! --checkpoint` on B; with runc. And against its floors: raw CRIU
+//! moving the same program across the same veth (migrate_raw.rs).
 //!
 //! Paths (`--paths`), each on a fresh container: `postcopy` (the minimal
 //! state in a zstd archive; the memory follows from A's CRIU page server,
 //! on A's loopback, through Lazarus's page tunnel), `stopcopy` (A's dump
 //! pushes the memory through the tunnel to B's page server on B's
-//! loopback, into B's memory filesystem), `docker-runc` (the baseline).
+//! loopback, into B's memory filesystem), `docker-runc` (the baseline),
+//! `criu-lazy`, `criu-stopcopy` and their `-tls` twins (raw CRIU, see
+//! migrate_raw.rs; not for Redis, which runs only in its image).
 //! Columns: downtime = from the checkpoint's start until the container runs
 //! on B (Lazarus: its report; baseline: until `docker start --checkpoint`
 //! returned); ready = until the workload works on B; total = until `lazarus
 //! migrate` returned (post-copy: until the last page arrived); stream = the
 //! bytes that crossed; x link = total against the memory size over the
-//! link's raw TCP bandwidth, measured first (1 GiB in 1 MiB writes).
+//! link's raw TCP bandwidth, measured first (1 GiB in 1 MiB writes); x raw
+//! criu = a Lazarus mode against raw CRIU's same mode without TLS (a `-tls`
+//! row: against its plain twin, the price of CRIU's TLS).
+//!
+//! Workloads (`--workloads`): `random` (memhog), `zero` (memhog's
+//! mostly-zero heap), `mixed` (the warm image's Python), `redis`.
 //!
 //! `cargo bench -p lazarus-e2e --bench migrate -- [--runs 1] [--sizes 256]
-//! [--workloads random,mixed] [--paths postcopy,stopcopy,docker-runc]
+//! [--workloads random,zero,mixed] [--paths postcopy,stopcopy,criu-lazy,
+//! criu-lazy-tls,criu-stopcopy,criu-stopcopy-tls,docker-runc]
 //! [--full: sizes 256,1024]`
 
 #[allow(dead_code)]
@@ -28,6 +37,8 @@ mod common;
 #[allow(dead_code)] // the suite's harness: a benchmark uses part of it
 #[path = "../support/mod.rs"]
 mod support;
+
+mod migrate_raw;
 
 use common::report::{Chart, Conditions, Report, Series, Table};
 use common::workload::{
@@ -47,7 +58,17 @@ use support::cmd::run_timeout;
 use support::harness::Daemons;
 use support::lazarus::{keygen, lazarus_cmd, Serve, B_HOST};
 
-const PATHS: &str = "postcopy,stopcopy,docker-runc";
+const PATHS: &str =
+    "postcopy,stopcopy,criu-lazy,criu-lazy-tls,criu-stopcopy,criu-stopcopy-tls,docker-runc";
+
+/// The raw CRIU path a Lazarus mode (or a raw `-tls` path) is held to.
+fn floor(path: &str) -> Option<&'static str> {
+    match path {
+        "postcopy" | "criu-lazy-tls" => Some("criu-lazy"),
+        "stopcopy" | "criu-stopcopy-tls" => Some("criu-stopcopy"),
+        _ => None,
+    }
+}
 
 struct Hosts {
     a: Daemons,
@@ -64,12 +85,16 @@ fn main() {
         .map(|s| s.parse().expect("--sizes"))
         .collect();
     let workloads: Vec<Kind> = opts
-        .list("workloads", "random,mixed", "random,mixed")
+        .list("workloads", "random,zero,mixed", "random,zero,mixed")
         .iter()
         .map(|w| Kind::parse(w))
         .collect();
     let paths = opts.list("paths", PATHS, PATHS);
     let hosts = hosts();
+    let raw = paths
+        .iter()
+        .any(|p| p.starts_with("criu-"))
+        .then(|| migrate_raw::Raw::new(&hosts.b));
     let link = link_mibps(&hosts.b);
     eprintln!("[bench] link A -> B: {link:.0} MiB/s of raw TCP");
     let conditions = Conditions::now(
@@ -81,10 +106,17 @@ fn main() {
         for &size in &sizes {
             for &w in &workloads {
                 for path in &paths {
+                    if path.starts_with("criu-") && w == Kind::Redis {
+                        continue; // Redis runs only in its image
+                    }
                     let key = format!("{}/{size}/{path}", w.name());
                     let ok = s.measure(&key, |s| match path.as_str() {
                         "postcopy" | "stopcopy" => with_lazarus(&hosts, w, path, size, &key, s),
                         "docker-runc" => with_runc(&hosts, w, size, &key, s),
+                        p if migrate_raw::PATHS.contains(&p) => {
+                            let raw = raw.as_ref().unwrap();
+                            raw.measure(w, p, size, &key, s)
+                        }
                         _ => panic!("unknown path {path:?} ({PATHS})"),
                     });
                     if !ok {
@@ -250,13 +282,24 @@ fn report(
             "total x runc",
             "ready x runc",
             "total x link",
+            "downtime x raw criu",
+            "total x raw criu",
         ],
     );
-    let mut down: Vec<Series> = paths
-        .iter()
-        .filter(|p| *p != "docker-runc")
+    let lazarus_paths = || {
+        paths
+            .iter()
+            .filter(|p| *p == "postcopy" || *p == "stopcopy")
+    };
+    let mut down: Vec<Series> = lazarus_paths()
         .map(|p| Series {
             label: format!("{p}: downtime x runc"),
+            values: Vec::new(),
+        })
+        .collect();
+    let mut down_raw: Vec<Series> = lazarus_paths()
+        .map(|p| Series {
+            label: format!("{p}: downtime x {}", floor(p).unwrap()),
             values: Vec::new(),
         })
         .collect();
@@ -266,7 +309,21 @@ fn report(
             groups.push(w.label(size));
             let m = |path: &str, k: &str| s.median(&format!("{}/{size}/{path}/{k}", w.name()));
             for path in paths {
-                let lazarus = path != "docker-runc";
+                if path.starts_with("criu-") && w == Kind::Redis {
+                    continue;
+                }
+                let lazarus = path == "postcopy" || path == "stopcopy";
+                // Raw CRIU's rows have no ready time (nothing but the
+                // program's ticks to wait for) and, lazy, no stream size
+                // (the pages cross between CRIU's own ends, uncounted).
+                let raw_blank = |c: String| {
+                    if path.starts_with("criu-") && c == "fail" {
+                        String::new()
+                    } else {
+                        c
+                    }
+                };
+                let x_raw = |k: &str| floor(path).and_then(|f| ratio(m(path, k), m(f, k)));
                 let split = if lazarus {
                     format!(
                         "{} + {} + {}",
@@ -291,13 +348,21 @@ fn report(
                     split,
                     memory,
                     cell(m(path, "total")),
-                    cell(m(path, "ready")),
-                    cell(m(path, "bytes")),
+                    raw_blank(cell(m(path, "ready"))),
+                    raw_blank(cell(m(path, "bytes"))),
                     cell(ratio(m(path, "down"), m("docker-runc", "down"))),
                     cell(ratio(m(path, "total"), m("docker-runc", "total"))),
                     cell(ratio(m(path, "ready"), m("docker-runc", "ready"))),
                     by_link.map_or(String::new(), cell),
+                    floor(path).map_or(String::new(), |_| cell(x_raw("down"))),
+                    floor(path).map_or(String::new(), |_| cell(x_raw("total"))),
                 ]);
+                if let Some(series) = down_raw
+                    .iter_mut()
+                    .find(|x| lazarus && x.label.starts_with(path.as_str()))
+                {
+                    series.values.push(x_raw("down"));
+                }
                 if let Some(series) = down
                     .iter_mut()
                     .find(|x| lazarus && x.label.starts_with(path.as_str()))
@@ -314,14 +379,22 @@ fn report(
         title: "Migration downtime, Lazarus against Docker + runc with a local copy (runc = 1)"
             .into(),
         y_label: "x runc (downtime)".into(),
-        groups,
+        groups: groups.clone(),
         series: down,
+    };
+    let against_raw = Chart {
+        name: "downtime-raw-criu".into(),
+        title: "Migration downtime, Lazarus against raw CRIU's same mode across the same veth (raw CRIU = 1)"
+            .into(),
+        y_label: "x raw CRIU (downtime)".into(),
+        groups,
+        series: down_raw,
     };
     Report {
         bench: "migrate".into(),
         conditions,
         tables: vec![table],
-        charts: vec![chart],
+        charts: vec![chart, against_raw],
         failures: s.failures(),
     }
 }

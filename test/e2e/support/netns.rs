@@ -77,6 +77,13 @@ impl Netns {
         ours.is_some() && ino(format!("/proc/{pid}/ns/net")) == ours
     }
 
+    /// This side's address on the veth pair (10.213.N.1).
+    #[allow(dead_code)] // for the migrate benchmark's raw CRIU paths
+    pub fn outside(&self) -> String {
+        let (net, _) = self.inside.rsplit_once('.').expect("an IPv4 address");
+        format!("{net}.1")
+    }
+
     /// The namespace's file, for `nsenter --net=`.
     pub fn path(&self) -> String {
         format!("/run/netns/{}", self.name)

@@ -39,6 +39,8 @@ while True:
 pub enum Kind {
     /// `memhog MIB` (test/images/memhog.c): random bytes nothing compresses.
     Random,
+    /// `memhog MIB zero`: every page present, one word of it set.
+    Zero,
     /// [`MIXED_FILL`]: mostly compressible, like ordinary heaps.
     Mixed,
     /// Redis holding [`KEYS`] keys set through `redis-cli --pipe`.
@@ -49,15 +51,17 @@ impl Kind {
     pub fn parse(name: &str) -> Kind {
         match name {
             "random" => Kind::Random,
+            "zero" => Kind::Zero,
             "mixed" => Kind::Mixed,
             "redis" => Kind::Redis,
-            _ => panic!("unknown workload {name:?} (random, mixed, redis)"),
+            _ => panic!("unknown workload {name:?} (random, zero, mixed, redis)"),
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Random => "random",
+            Kind::Zero => "zero",
             Kind::Mixed => "mixed",
             Kind::Redis => "redis",
         }
@@ -76,6 +80,7 @@ impl Kind {
         let mib = mib.to_string();
         let v: Vec<&str> = match self {
             Kind::Random => vec![IMAGE_DOCKER, "memhog", &mib],
+            Kind::Zero => vec![IMAGE_DOCKER, "memhog", &mib, "zero"],
             Kind::Mixed => vec![
                 "--entrypoint",
                 "python3.11",
@@ -87,6 +92,34 @@ impl Kind {
             Kind::Redis => vec!["lazarus-test/redis:latest"],
         };
         v.into_iter().map(String::from).collect()
+    }
+}
+
+impl Kind {
+    /// memhog's arguments for the workloads it runs (`MIB [zero]`).
+    pub fn memhog_args(self, mib: u64) -> Option<String> {
+        match self {
+            Kind::Random => Some(mib.to_string()),
+            Kind::Zero => Some(format!("{mib} zero")),
+            _ => None,
+        }
+    }
+
+    /// The same program as a plain process on the host (the raw CRIU
+    /// paths), `memhog` being a host build of test/images/memhog.c; its
+    /// output goes where the caller points stdout. Redis has none.
+    pub fn host_argv(self, memhog: &Path, mib: u64) -> Vec<String> {
+        match self.memhog_args(mib) {
+            Some(args) => std::iter::once(memhog.display().to_string())
+                .chain(args.split(' ').map(String::from))
+                .collect(),
+            None if self == Kind::Mixed => ["/usr/bin/python3.11", "-u", "-c", MIXED_FILL]
+                .into_iter()
+                .map(String::from)
+                .chain([mib.to_string()])
+                .collect(),
+            None => panic!("{} has no raw CRIU path", self.name()),
+        }
     }
 }
 
