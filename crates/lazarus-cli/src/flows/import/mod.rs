@@ -104,9 +104,9 @@ pub struct ImportArgs {
     pub snapshot: Option<FromSnapshot>,
 }
 
-/// Where the import tells the page tunnel the dump's lazy runs.
-pub type LazyRunsSlot =
-    std::sync::Arc<std::sync::OnceLock<Vec<lazarus_core::channel::tunnel::LazyRun>>>;
+/// Where the import tells the page tunnel the dump's lazy runs (and
+/// `serve`, that the restore is done).
+pub type LazyRunsSlot = std::sync::Arc<lazarus_core::channel::tunnel::PumpPlan>;
 
 /// A snapshot of the store to restore (see [`crate::flows::snapshot`]).
 #[derive(Clone, Debug)]
@@ -348,9 +348,7 @@ fn extract(
         // Without them the tunnel still carries the daemon's requests one
         // by one: slower, not wrong.
         match lazarus_core::checkpoint::postcopy::lazy_runs(&dir.join(archive::CHECKPOINT_DIR)) {
-            Ok(runs) => {
-                let _ = slot.set(runs);
-            }
+            Ok(runs) => slot.set_runs(runs),
             Err(e) => eprintln!("lazarus: warning: the page pump is off: {e}"),
         }
     }

@@ -287,11 +287,18 @@ async fn restore_and_confirm(
         netlock: None,
         scratch_in: Some(scratch.to_path_buf()),
         pages,
-        lazy_runs,
+        lazy_runs: lazy_runs.clone(),
         snapshot: None,
     };
     let restored = match restorer.restore(&args).await {
-        Ok(v) => v,
+        Ok(v) => {
+            // The container runs: the page pump may take the link (and the
+            // CPU) from here on.
+            if let Some(plan) = &lazy_runs {
+                plan.restored();
+            }
+            v
+        }
         Err(e) => {
             let _ = ch.send_json(&Answer::refused(&e));
             return Err(e);

@@ -31,13 +31,13 @@ mod tests;
 
 pub use link::{Door, Link};
 pub use local::LocalDoor;
-pub use pump::{LazyRun, PAGE};
+pub use pump::{LazyRun, PumpPlan, PAGE};
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -160,7 +160,7 @@ pub enum LocalEnd {
     /// runs are known (set before the restore starts the daemon), the
     /// receiver's page pump ([`pump`]) serves it; without them, its
     /// requests cross as bytes.
-    Fetch(LocalDoor, Arc<OnceLock<Vec<LazyRun>>>),
+    Fetch(LocalDoor, Arc<PumpPlan>),
     /// CRIU listens on this loopback address: connected once
     /// [`Tunnel::go`] says it does.
     Connect(SocketAddr),
@@ -342,16 +342,16 @@ fn run(
             .take(wait, &s.stop)
             .ok_or_else(|| format!("no authenticated tunnel connection came within {wait:?}"))?,
     };
-    let mut runs = None;
+    let mut plan = None;
     let local = match local {
         LocalEnd::Accept(door) => door
             .take(wait, &s.stop, dropped)
             .map_err(|e| format!("waiting for CRIU's connection: {e}"))?,
-        LocalEnd::Fetch(door, lazy) => {
+        LocalEnd::Fetch(door, pump_plan) => {
             let daemon = door
                 .take(wait, &s.stop, dropped)
                 .map_err(|e| format!("waiting for CRIU's connection: {e}"))?;
-            runs = lazy.get().cloned();
+            plan = pump_plan.runs().is_some().then_some(pump_plan);
             daemon
         }
         LocalEnd::Connect(addr) | LocalEnd::ServeLazy(addr) => {
@@ -386,8 +386,8 @@ fn run(
         s.shut();
         return Err("called off".into());
     }
-    if let Some(runs) = runs {
-        return pump::run(link, local, &runs, s).map_err(|e| format!("page pump: {e}"));
+    if let Some(plan) = plan {
+        return pump::run(link, local, &plan, s).map_err(|e| format!("page pump: {e}"));
     }
     let (up_from, up_to) = (clone(&local)?, clone(&link.stream)?);
     let noise = link.noise.clone();

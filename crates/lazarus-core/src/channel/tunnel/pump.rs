@@ -18,6 +18,15 @@
 //! mark lazy ([`LazyRun`]): a request outside them would fail the dump.
 //! Nothing changes on the source's host or on the wire between the hosts.
 //!
+//! The pump holds back until the restore is done ([`PumpPlan::restored`]):
+//! the daemon connects while CRIU is still restoring, and on a host with
+//! few cores the pump's stream (the tunnel's cipher, both page servers)
+//! took the CPU the restore needed, which is the container's downtime
+//! (measured on two busy cores, 256 MiB: CRIU's last stages, from
+//! unlocking the network to resuming the task, took 246 ms with the pump
+//! running and 75-80 ms without it). Until then only the daemon's own
+//! requests (the restore's faults) are asked for.
+//!
 //! Three threads, one lock (never held across I/O): one reads the
 //! daemon's requests, one reads the source's answers into the cache, and
 //! the calling one decides: answers the daemon in order, asks the source,
@@ -26,8 +35,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::link::{self, Link};
@@ -67,6 +76,37 @@ pub struct LazyRun {
     pub pid: u64,
     pub vaddr: u64,
     pub nr_pages: u64,
+}
+
+/// What the receiver's pump is told by the import: the dump's lazy runs
+/// (known once the archive is extracted, before the restore starts the
+/// daemon; without them the tunnel passes the daemon's requests on as
+/// bytes) and that the restore is done (the pump's own requests wait for
+/// it).
+#[derive(Debug, Default)]
+pub struct PumpPlan {
+    runs: OnceLock<Vec<LazyRun>>,
+    restored: AtomicBool,
+}
+
+impl PumpPlan {
+    /// The dump's lazy runs; only the first word counts.
+    pub fn set_runs(&self, runs: Vec<LazyRun>) {
+        let _ = self.runs.set(runs);
+    }
+
+    pub fn runs(&self) -> Option<&[LazyRun]> {
+        self.runs.get().map(Vec::as_slice)
+    }
+
+    /// The restore is done: the pump may take the link and the CPU.
+    pub fn restored(&self) {
+        self.restored.store(true, Ordering::SeqCst);
+    }
+
+    fn is_restored(&self) -> bool {
+        self.restored.load(Ordering::SeqCst)
+    }
 }
 
 /// A page server message header: u32 cmd, padding, nr_pages, vaddr,
@@ -388,7 +428,8 @@ impl Sealer {
 
 /// Runs the pump between the daemon (`daemon`, connected) and the source's
 /// page server (through `link`) until the stream ended cleanly.
-pub(super) fn run(link: Link, daemon: TcpStream, runs: &[LazyRun], s: &Shared) -> io::Result<()> {
+pub(super) fn run(link: Link, daemon: TcpStream, plan: &PumpPlan, s: &Shared) -> io::Result<()> {
+    let runs = plan.runs().unwrap_or_default();
     let clone = |t: &TcpStream| t.try_clone();
     let mut sealer = Sealer {
         to: clone(&link.stream)?,
@@ -422,7 +463,7 @@ pub(super) fn run(link: Link, daemon: TcpStream, runs: &[LazyRun], s: &Shared) -
                 pump.fail(format!("reading the source's pages: {e}"));
             }
         });
-        let result = decide(&pump, runs, &mut sealer, &mut answers_to);
+        let result = decide(&pump, runs, plan, &mut sealer, &mut answers_to);
         if let Err(e) = &result {
             pump.fail(e.to_string());
         }
@@ -567,6 +608,7 @@ enum Step {
 fn decide(
     pump: &Pump,
     runs: &[LazyRun],
+    plan: &PumpPlan,
     to_source: &mut Sealer,
     to_daemon: &mut TcpStream,
 ) -> io::Result<()> {
@@ -579,7 +621,7 @@ fn decide(
         if pump.shared.stop.load(Ordering::SeqCst) {
             return Err(io::Error::other("called off"));
         }
-        let step = next_step(&mut st, runs, &mut progress)?;
+        let step = next_step(&mut st, runs, plan.is_restored(), &mut progress)?;
         if let Step::Wait = step {
             // On the lock the other threads wake it through: nothing they
             // say between the decision and the wait is missed.
@@ -625,7 +667,12 @@ struct Progress {
     end_sent: bool,
 }
 
-fn next_step(st: &mut State, runs: &[LazyRun], p: &mut Progress) -> io::Result<Step> {
+fn next_step(
+    st: &mut State,
+    runs: &[LazyRun],
+    restored: bool,
+    p: &mut Progress,
+) -> io::Result<Step> {
     // The daemon's oldest request, answered from what is here.
     if let Some(&Request::Get(iov)) = st.requests.front() {
         if let Some((data, at, n)) = st.take(iov.dst_id, iov.vaddr, iov.nr_pages) {
@@ -683,10 +730,11 @@ fn next_step(st: &mut State, runs: &[LazyRun], p: &mut Progress) -> io::Result<S
             return Ok(Step::Done);
         }
     }
-    // Then the pump, while the window and the cache have room, until the
-    // daemon says goodbye.
+    // Then the pump, once the restore is done, while the window and the
+    // cache have room, until the daemon says goodbye.
     let goodbye = p.goodbye_sent || matches!(st.requests.front(), Some(Request::Goodbye(_)));
-    while !goodbye
+    while restored
+        && !goodbye
         && st.in_flight_bytes < st.window.bytes
         && st.cached + st.in_flight_bytes < CACHE_CAP
     {

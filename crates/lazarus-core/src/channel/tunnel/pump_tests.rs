@@ -7,7 +7,6 @@ use crate::channel::tunnel::{Door, LinkFrom, LocalDoor, LocalEnd, Session, Tunne
 use crate::channel::Key;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::OnceLock;
 use std::thread::JoinHandle;
 
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -109,9 +108,24 @@ fn no_drops(why: &str) {
     panic!("dropped: {why}");
 }
 
-/// Both tunnel ends, the receiver's pumping: (the daemon's door port, the
-/// source's tunnel, the receiver's, what the page server served, it).
+/// Both tunnel ends, the receiver's pumping, its restore done: (the
+/// daemon's door port, the source's tunnel, the receiver's, what the page
+/// server served, it).
 fn pumped() -> (u16, Tunnel, Tunnel, Arc<Served>, JoinHandle<()>) {
+    let (port, a, b, served, server, plan) = pumped_before_the_restore_is_done();
+    plan.restored();
+    (port, a, b, served, server)
+}
+
+/// As [`pumped`], the restore still under way; and the pump's plan.
+fn pumped_before_the_restore_is_done() -> (
+    u16,
+    Tunnel,
+    Tunnel,
+    Arc<Served>,
+    JoinHandle<()>,
+    Arc<PumpPlan>,
+) {
     let k = Key::parse(&"5a".repeat(32)).unwrap();
     let session = Session::generate().unwrap();
     let door = Door::open(
@@ -126,16 +140,16 @@ fn pumped() -> (u16, Tunnel, Tunnel, Arc<Served>, JoinHandle<()>) {
     let port = door.port;
     let local = LocalDoor::bind().unwrap();
     let daemon_port = local.port;
-    let lazy = Arc::new(OnceLock::new());
+    let plan = Arc::new(PumpPlan::default());
     let b = Tunnel::start(
         LinkFrom::Door(door),
-        LocalEnd::Fetch(local, lazy.clone()),
+        LocalEnd::Fetch(local, plan.clone()),
         WAIT,
         no_drops,
     )
     .unwrap();
     // Known before the restore starts the daemon.
-    lazy.set(runs()).unwrap();
+    plan.set_runs(runs());
     let server = TcpListener::bind((LO, 0)).unwrap();
     let served = Arc::new(Served::default());
     let link = Link::connect(TcpStream::connect((LO, port)).unwrap(), &k, &session).unwrap();
@@ -148,7 +162,7 @@ fn pumped() -> (u16, Tunnel, Tunnel, Arc<Served>, JoinHandle<()>) {
     .unwrap();
     let handle = page_server(server, served.clone());
     a.go();
-    (daemon_port, a, b, served, handle)
+    (daemon_port, a, b, served, handle, plan)
 }
 
 /// Asks as CRIU's daemon does, one request at a time; short answers are
@@ -212,6 +226,26 @@ fn the_daemon_gets_every_page_right_and_the_source_ends_cleanly() {
         }
     }
     assert_eq!(pages, 760);
+    goodbye(daemon, &mut a, &mut b, server, &served);
+    // Each page crossed once: the fault's was asked ahead of the pump,
+    // which then skipped it.
+    let crossed = served.pages.load(Ordering::SeqCst);
+    assert_eq!(crossed, 760, "pages crossed");
+    // The pump asked in large requests, not in the daemon's 16 pages
+    // (CRIU's first background size, 64 KiB: 48 requests or more).
+    let gets = served.gets.load(Ordering::SeqCst);
+    assert!(gets < 48, "{gets} requests");
+}
+
+/// The daemon's goodbye, answered by the source's status; both ends and
+/// the source's page server then end cleanly.
+fn goodbye(
+    mut daemon: TcpStream,
+    a: &mut Tunnel,
+    b: &mut Tunnel,
+    server: JoinHandle<()>,
+    served: &Served,
+) {
     let mut close = [0u8; PS_IOV_LEN];
     close[..4].copy_from_slice(&PS_IOV_CLOSE.to_le_bytes());
     daemon.write_all(&close).unwrap();
@@ -230,14 +264,26 @@ fn the_daemon_gets_every_page_right_and_the_source_ends_cleanly() {
     );
     assert!(served.goodbye.load(Ordering::SeqCst));
     assert!(served.clean_end.load(Ordering::SeqCst));
-    // Each page crossed once: the fault's was asked ahead of the pump,
-    // which then skipped it.
-    let crossed = served.pages.load(Ordering::SeqCst);
-    assert_eq!(crossed, 760, "pages crossed");
-    // The pump asked in large requests, not in the daemon's 16 pages
-    // (CRIU's first background size, 64 KiB: 48 requests or more).
-    let gets = served.gets.load(Ordering::SeqCst);
-    assert!(gets < 48, "{gets} requests");
+}
+
+#[test]
+fn until_the_restore_is_done_only_its_faults_cross_then_everything() {
+    let (port, mut a, mut b, served, server, plan) = pumped_before_the_restore_is_done();
+    let mut daemon = TcpStream::connect((LO, port)).unwrap();
+    daemon.set_read_timeout(Some(WAIT)).unwrap();
+    // The restore's own fault is answered at once.
+    fetch(&mut daemon, 7, 0x400000 + 3 * PAGE, 1);
+    // Unrestored, the pump would have asked for all 760 pages by now.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(served.pages.load(Ordering::SeqCst), 1, "pages crossed");
+    plan.restored();
+    let started = Instant::now();
+    while served.pages.load(Ordering::SeqCst) < 760 {
+        assert!(started.elapsed() < WAIT, "the pump never took over");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    goodbye(daemon, &mut a, &mut b, server, &served);
+    assert_eq!(served.pages.load(Ordering::SeqCst), 760, "each page once");
 }
 
 #[test]
