@@ -1,5 +1,6 @@
 //! The `lazarus` command line as a library: what each command does, apart
-//! from parsing its arguments (`main.rs`) and printing its report.
+//! from parsing its arguments (`main.rs`, `args.rs`) and printing its
+//! report.
 //!
 //! - [`engine`]: the container engines a command reaches (containerd's
 //!   gRPC API, Docker's Engine API), where they are ([`engine::endpoints`])

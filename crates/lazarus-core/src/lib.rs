@@ -2,7 +2,7 @@
 //!
 //! - `archive` (feature `archive`): the portable checkpoint archive
 //!   (Podman's layout, so checkpointctl reads it) with a manifest checked
-//!   before extraction;
+//!   before extraction, and its signatures;
 //! - `channel` (feature `channel`): the authenticated, encrypted stream a
 //!   migration crosses the network on (Noise, keyed by the hosts' shared
 //!   key);
@@ -22,8 +22,12 @@
 //! - [`security`]: what an archive or a checkpoint's images ask for
 //!   (hooks, privileges, host namespaces and mounts, credentials) against
 //!   what the user granted;
-//! - `store` (feature `archive`): the snapshot store, checkpoints kept on
-//!   this host cut into page-sized blocks, each stored once;
+//! - `manifest` (feature `store` or `archive`): the manifest's data, every
+//!   file of a checkpoint with its size and sha256, which the archive
+//!   carries and the store's records keep;
+//! - `store` (feature `store`): the snapshot store, checkpoints kept on
+//!   this host cut into page-sized blocks, each stored once (cutting an
+//!   archive into it and writing one from it need `archive` too);
 //! - [`ids`]: container ids, exec ids and namespaces checked before they
 //!   become path components.
 //!
@@ -32,8 +36,8 @@
 //!
 //! The modules are layered, each using only those below it (a test,
 //! `layering_tests.rs`, fails on a circle): `error`; then `ids`, `fdpass`,
-//! `files`, `scratch`, `channel`; `criu`; `host`, `security`; `checkpoint`;
-//! `inspect`, `archive`; `store`; `config` on top.
+//! `files`, `scratch`, `channel`, `manifest`; `criu`; `host`, `security`;
+//! `checkpoint`; `inspect`, `archive`; `store`; `config` on top.
 
 #[cfg(feature = "archive")]
 pub mod archive;
@@ -48,9 +52,11 @@ pub mod files;
 pub mod host;
 pub mod ids;
 pub mod inspect;
+#[cfg(any(feature = "store", feature = "archive"))]
+pub mod manifest;
 pub mod scratch;
 pub mod security;
-#[cfg(feature = "archive")]
+#[cfg(feature = "store")]
 pub mod store;
 
 pub use error::{Error, Result};

@@ -1,82 +1,21 @@
-//! `lazarus-manifest.json`: the archive's format version and every other
-//! entry's name, size and sha256. Reading an archive checks each entry
-//! against it, so nothing unlisted, altered or missing gets through.
+//! `lazarus-manifest.json` read from an archive: its format version, its
+//! entries' names and digests, and its signature checked before anything
+//! else is believed (the manifest's data is `crate::manifest`, which the
+//! snapshot store shares). Reading an archive checks each entry against
+//! it, so nothing unlisted, altered or missing gets through.
 
 use std::collections::HashSet;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::MANIFEST_FILE;
 use crate::error::{Error, Result};
-
-/// The archive format this Lazarus writes and the newest it reads.
-pub const FORMAT: u32 = 1;
+use crate::manifest::{Manifest, FORMAT, MANIFEST_FILE};
 
 /// A manifest is small (one line per file); anything bigger is not one, and
 /// must not be read into memory.
 pub(super) const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format: u32,
-    pub lazarus_version: String,
-    pub entries: Vec<ManifestEntry>,
-    /// Who signed it (see [`super::signature`]); older readers ignore it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signature: Option<super::signature::ManifestSignature>,
-}
-
-/// One entry: a directory, or a file with its size and sha256 (lower-case
-/// hex). Names are relative, `/`-separated, without `.` or `..`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestEntry {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub dir: bool,
-    #[serde(default)]
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub sha256: String,
-}
-
-impl ManifestEntry {
-    pub fn dir(name: &str) -> Self {
-        ManifestEntry {
-            name: name.into(),
-            dir: true,
-            size: 0,
-            sha256: String::new(),
-        }
-    }
-
-    pub fn file(name: &str, size: u64, sha256: String) -> Self {
-        ManifestEntry {
-            name: name.into(),
-            dir: false,
-            size,
-            sha256,
-        }
-    }
-}
-
 impl Manifest {
-    pub fn new(entries: Vec<ManifestEntry>) -> Self {
-        Manifest {
-            format: FORMAT,
-            lazarus_version: env!("CARGO_PKG_VERSION").into(),
-            entries,
-            signature: None,
-        }
-    }
-
-    /// Total bytes of all files (the work a verify or extract does).
-    pub fn total_size(&self) -> u64 {
-        // Saturating: the sizes are an archive's word, and may be anything.
-        self.entries
-            .iter()
-            .fold(0u64, |sum, e| sum.saturating_add(e.size))
-    }
-
     /// Parses and checks a manifest. The version is read on its own first,
     /// so a newer format is named as such even if its layout changed.
     pub fn parse(bytes: &[u8]) -> Result<Manifest> {

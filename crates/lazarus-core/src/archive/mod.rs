@@ -45,7 +45,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use crate::checkpoint::rootfs::{RootfsDiff, DELETED_FILES, ROOTFS_DIFF_TAR};
-pub use manifest::{Manifest, ManifestEntry, FORMAT};
+pub use crate::manifest::{Manifest, ManifestEntry, FORMAT, MANIFEST_FILE};
+// The snapshot store cuts an archive into blocks as it reads it.
+#[cfg(feature = "store")]
 pub(crate) use read::open as open_tar;
 pub use read::{
     check_limits, extract, extract_with, read_leading, read_manifest, verify, verify_with,
@@ -53,7 +55,6 @@ pub use read::{
 pub use signature::{Signer, TrustedKeys};
 pub use write::{write, write_known, write_signed, write_signed_to, KnownFiles};
 
-pub const MANIFEST_FILE: &str = "lazarus-manifest.json";
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 pub const SPEC_DUMP: &str = "spec.dump";
 pub const CONFIG_DUMP: &str = "config.dump";

@@ -8,19 +8,11 @@
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
-use serde::{Deserialize, Serialize};
 
 use super::Manifest;
 use crate::channel::Key;
 use crate::error::{Error, Result};
-
-/// The manifest's `signature`: the signer's public key and the signature,
-/// both hex.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestSignature {
-    pub key: String,
-    pub sig: String,
-}
+pub use crate::manifest::ManifestSignature;
 
 /// A signing key (`lazarus keygen --sign FILE`): 32 secret bytes as hex in
 /// FILE (0600), the public key as hex in FILE.pub.

@@ -16,8 +16,10 @@ use sha2::{Digest as _, Sha256};
 use super::pack::{self, Digest, Index, PackWriter, BLOCK_BYTES};
 use super::record::{self, EntryBlocks, Snapshot};
 use super::{sync_dir, write_atomic, Store};
-use crate::archive::{Manifest, MANIFEST_FILE};
 use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+#[cfg(feature = "archive")]
+use crate::manifest::MANIFEST_FILE;
 
 pub(super) const WRITER_LOCK: &str = "lock";
 /// A zero block in a block list: never stored, made again on the way out.
@@ -88,6 +90,7 @@ impl Writer {
     /// entry checked against the archive's manifest; writes the blocks the
     /// store lacks into this writer's pack. An archive from elsewhere is
     /// held to the import limits first (`archive::check_limits`).
+    #[cfg(feature = "archive")]
     pub fn ingest_archive(&mut self, archive: &Path) -> Result<()> {
         let context = format!("read {} into the snapshot store", archive.display());
         let packs_dir = self.store.packs_dir();
@@ -181,7 +184,7 @@ impl Writer {
             let mut r = std::io::BufReader::with_capacity(1 << 20, f);
             let first = ingest.blocks.len() as u64;
             let (size, sha) = ingest.file(&mut r).map_err(Error::io(&context))??;
-            files.push(crate::archive::ManifestEntry::file(name, size, sha));
+            files.push(crate::manifest::ManifestEntry::file(name, size, sha));
             listed.push(EntryBlocks {
                 name: name.clone(),
                 first,
@@ -331,6 +334,7 @@ impl Drop for Writer {
     }
 }
 
+#[cfg(feature = "archive")]
 fn entry_name<R: Read>(entry: &tar::Entry<R>) -> Result<String> {
     let path = entry
         .path()

@@ -31,7 +31,8 @@ pub mod release;
 
 #[cfg(test)]
 mod pages_ref_tests;
-#[cfg(test)]
+// The store's own tests cut archives into it.
+#[cfg(all(test, feature = "archive"))]
 mod tests;
 
 use std::fs::{self, DirBuilder, File, OpenOptions};

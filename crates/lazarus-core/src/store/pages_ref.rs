@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::{sync_dir, write_atomic, Snapshot, Store, SNAPSHOTS};
-use crate::archive::ManifestEntry;
 use crate::checkpoint::pages::{is_pages_image, page_images};
 use crate::error::Error;
+use crate::manifest::ManifestEntry;
 
 /// The reference, in the image directory in place of the page images.
 pub const REF_FILE: &str = "lazarus-store-ref.json";

@@ -13,8 +13,8 @@ use super::ingest::ZERO;
 use super::pack::{self, Digest, Index, PackReader, PackWriter, BLOCK_BYTES};
 use super::record::{self, Snapshot};
 use super::{sync_dir, write_atomic, Collected, Store};
-use crate::archive::{Manifest, MANIFEST_FILE};
 use crate::error::{Error, Result};
+use crate::manifest::{Manifest, MANIFEST_FILE};
 
 /// A snapshot's files, read out of the store.
 pub struct SnapshotReader {
@@ -337,6 +337,9 @@ pub(super) fn collect(store: &Store) -> Result<Collected> {
     Ok(done)
 }
 
+/// A snapshot written out as an archive (`archive::write_known`) without
+/// being materialized first.
+#[cfg(feature = "archive")]
 impl crate::archive::KnownFiles for SnapshotReader {
     fn open(&mut self, name: &str) -> Result<Box<dyn Read + '_>> {
         Ok(Box::new(self.file(name)?))

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::pack::Digest;
-use crate::archive::Manifest;
 use crate::error::{Error, Result};
+use crate::manifest::Manifest;
 
 pub const FORMAT: u32 = 1;
 

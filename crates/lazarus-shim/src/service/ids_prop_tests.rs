@@ -2,6 +2,7 @@
 //! joined to (`../../etc`, `a/b`, NUL, `..`) is INVALID_ARGUMENT before
 //! anything reaches the runtime; every id containerd itself accepts works.
 
+use containerd_shim_protos::protobuf::MessageField;
 use proptest::prelude::*;
 
 use super::*;

@@ -1,15 +1,18 @@
 //! TaskService against a fake runtime and a channel event sink.
 
+use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use containerd_shim_protos::api::Status as ApiStatus;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::MessageField;
 use oci_spec::runtime::{LinuxResources, Spec};
 
 use super::*;
 use crate::events::ChannelSink;
-use crate::runtime::ProcessIo;
+use crate::runtime::{CreateOptions, ExecOptions, ProcessIo};
 use containerd_shim_protos::shim::oci::CheckpointOptions;
 use lazarus_core::checkpoint::postcopy::{PageMode, PageServer};
 use lazarus_core::criu::{rpc, Call, Criu, NotifyFn, Outcome};

@@ -1,6 +1,9 @@
 //! `restore --all`: the recorded units in order, each through the import
 //! flow; the record follows every step, so a killed run is finished by
 //! the next without duplicates.
+//!
+//! What holds a unit's names (set aside, given back, removed) is in
+//! `restore/names.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,12 +15,15 @@ use super::plan::{decide, Decision, Existing};
 use super::platform::{self, Platform};
 use super::record::{Entry, Record, State};
 use super::{host, set_aside_name, RestoreAllArgs};
-use crate::engine::containerd::Containerd;
 use crate::engine::docker::Docker;
 use crate::engine::endpoints::Endpoints;
 use crate::error::{Error, Result};
-use crate::flows::import::{self, FromSnapshot, ImportArgs, SNAPSHOTTER};
+use crate::flows::import::{self, FromSnapshot, ImportArgs};
 use crate::report::{AllRestoreReport, AllRestored, Imported};
+
+mod names;
+
+use names::{clear_names, give_name_back, remove, remove_set_aside};
 
 pub fn run(
     all: &RestoreAllArgs,
@@ -262,37 +268,6 @@ async fn restore_unit(
     settle(record, dir, unit, &restored, seconds, endpoints).await
 }
 
-/// What holds the unit's names goes out of the way, as decided: a
-/// checkpointed Docker container renamed (put back if the restore fails),
-/// anything else removed. Stops at the first failure, the unit's (the
-/// inner error); the outer one, a Docker host that cannot be used, fails
-/// the command.
-async fn clear_names(
-    unit: &[Entry],
-    decisions: &[Decision],
-    existing: &[Option<Existing>],
-    endpoints: &Endpoints,
-) -> Result<Result<()>> {
-    for ((e, d), x) in unit.iter().zip(decisions).zip(existing) {
-        let Some(x) = x else { continue };
-        let r = match d {
-            Decision::ReplaceCheckpointed if e.engine == "docker" => {
-                Docker::new(&endpoints.docker)?
-                    .rename(&x.id, &set_aside_name(&e.name))
-                    .await
-            }
-            Decision::ReplaceCheckpointed | Decision::RemoveLeftover => {
-                remove(e, &x.id, endpoints).await
-            }
-            _ => Ok(()),
-        };
-        if r.is_err() {
-            return Ok(r);
-        }
-    }
-    Ok(Ok(()))
-}
-
 /// The import of the unit, whose `first` entry names its archive or
 /// snapshot; the rest of the options are the command's (`template`).
 fn import_args(dir: &Path, first: &Entry, template: &ImportArgs, config: &Config) -> ImportArgs {
@@ -483,33 +458,6 @@ async fn volumes_here(unit: &[Entry], endpoints: &Endpoints) -> Result<()> {
     )))
 }
 
-/// The checkpointed Docker container `e` set aside under another name,
-/// if it is there (its id the recorded one).
-async fn set_aside(e: &Entry, endpoints: &Endpoints) -> Result<Option<Docker>> {
-    if e.engine != "docker" {
-        return Ok(None);
-    }
-    let docker = Docker::new(&endpoints.docker)?;
-    let aside = docker.container(&set_aside_name(&e.name)).await?;
-    Ok(aside.filter(|v| v["Id"] == e.id.as_str()).map(|_| docker))
-}
-
-/// A failed restore gives the set-aside checkpointed container its name
-/// back (the import removed what it made).
-async fn give_name_back(e: &Entry, endpoints: &Endpoints) -> Result<()> {
-    match set_aside(e, endpoints).await? {
-        Some(docker) => docker.rename(&e.id, &e.name).await,
-        None => Ok(()),
-    }
-}
-
-async fn remove_set_aside(e: &Entry, endpoints: &Endpoints) -> Result<()> {
-    match set_aside(e, endpoints).await? {
-        Some(docker) => docker.remove(&e.id).await,
-        None => Ok(()),
-    }
-}
-
 /// Puts a Docker container's recorded restart policy back; what was put
 /// back, for the report (a failure is a warning: the container runs).
 async fn put_back_policy(e: &Entry, id: &str, endpoints: &Endpoints) -> Option<String> {
@@ -528,30 +476,6 @@ async fn put_back_policy(e: &Entry, id: &str, endpoints: &Endpoints) -> Option<S
             None
         }
     }
-}
-
-/// Removes a stopped container holding an entry's name: a Docker one, or
-/// a containerd record with its task and snapshot.
-async fn remove(e: &Entry, id: &str, endpoints: &Endpoints) -> Result<()> {
-    if e.engine == "docker" {
-        return Docker::new(&endpoints.docker)?.remove(id).await;
-    }
-    let ctr = Containerd::connect(&endpoints.containerd, &e.namespace).await?;
-    let c = ctr.container(id).await?;
-    ctr.remove_task(id).await?;
-    ctr.remove_container(id).await?;
-    let snapshotter = match c.snapshotter.as_str() {
-        "" => SNAPSHOTTER,
-        s => s,
-    };
-    if !c.snapshot_key.is_empty() {
-        if let Err(err) = ctr.remove_snapshot(snapshotter, &c.snapshot_key).await {
-            if !err.is_not_found() {
-                return Err(err);
-            }
-        }
-    }
-    Ok(())
 }
 
 fn line(e: &Entry, outcome: &str, id: Option<String>, error: Option<&Error>) -> AllRestored {

@@ -6,11 +6,13 @@
 //! created removes it again: nothing is left behind; and if this process
 //! dies first, its guard ([`crate::flows::restore_guard`]) removes it.
 //!
-//! Here: the arguments, decryption, verification, extraction and the
-//! import policy (all before any engine is asked to make anything); the
-//! engines' restores in `docker.rs` and `containerd.rs`, a group
-//! archive's in `group.rs`, each against its own steps, unit-tested on a
-//! fake.
+//! Here: the arguments, decryption, verification and the import policy
+//! (all before any engine is asked to make anything), and the order of the
+//! steps; the extraction and the extracted files in `unpack.rs`, the
+//! refusals said before any work in `preflight.rs`, what a restore made
+//! (looked at and removed afterwards) in `made.rs`; the engines' restores
+//! in `docker.rs` and `containerd.rs`, a group archive's in `group.rs`,
+//! each against its own steps, unit-tested on a fake.
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -23,25 +25,32 @@ use lazarus_core::host::netlock::NetlockRequest;
 use lazarus_core::security::authority;
 use serde_json::Value;
 
-use crate::engine::containerd::Containerd;
 use crate::engine::docker::Docker;
 
 use crate::engine::endpoints::{Endpoints, DEFAULT_NAMESPACE, DOCKER_NAMESPACE};
 use crate::error::{Error, Result};
 
-use crate::flows::restore_guard::{self, Made, RestoreGuard};
+use crate::flows::restore_guard::{Made, RestoreGuard};
 use crate::grants::GrantArgs;
 use crate::progress::{self, Progress};
 use crate::report::{ImportReport, Imported};
 use crate::seal;
-use lazarus_core::host::overlay::OverlayMount;
 
 mod containerd;
 mod docker;
 mod group;
+mod made;
+mod preflight;
+mod unpack;
 mod volumes;
 
+#[cfg(test)]
+mod tests;
+
 pub use docker::{docker_image, image_refusal};
+pub use made::{is_running, remove, remove_restored};
+use preflight::{about_to_make, refuse_early};
+use unpack::{apply_rootfs_diff, extract, read_config, read_engine_config, read_spec};
 
 /// The name of the Docker checkpoint an import restores from (removed
 /// once the container runs).
@@ -309,52 +318,6 @@ pub async fn restore(
     })
 }
 
-/// Verifies and extracts the archive (or materializes the snapshot) into
-/// a new scratch directory's `archive/` (the guard told of it first), and
-/// moves in the memory a stop-and-copy migration received; the scratch
-/// directory, and the bytes of memory moved in.
-fn extract(
-    args: &ImportArgs,
-    config: &Config,
-    guard: Option<&RestoreGuard>,
-    manifest: &archive::Manifest,
-    from_store: Option<&mut lazarus_core::store::SnapshotReader>,
-) -> Result<(lazarus_core::scratch::Scratch, Option<u64>)> {
-    let scratch = match &args.scratch_in {
-        Some(parent) => lazarus_core::scratch::Scratch::new_in(parent, "import")?,
-        None => config.scratch_dir("import")?,
-    };
-    if let Some(g) = guard {
-        g.scratch(scratch.path())?;
-    }
-    let dir = scratch.path().join("archive");
-    let bar = Progress::bytes(progress::wanted(args.json), "verify", manifest.total_size());
-    let limits = config.import.limits();
-    let extracted = match from_store {
-        Some(reader) => reader
-            .materialize(&dir, &mut |n| bar.set(n))
-            .map_err(Error::from),
-        None => archive::extract_with(&args.file, &dir, &limits, &|_| true, &mut |n| bar.set(n))
-            .map(drop)
-            .map_err(Error::from),
-    };
-    bar.finish();
-    extracted?;
-    let pages_bytes = match &args.pages {
-        Some(pages) => Some(move_pages(pages, &dir.join(archive::CHECKPOINT_DIR))?),
-        None => None,
-    };
-    if let Some(slot) = &args.lazy_runs {
-        // Without them the tunnel still carries the daemon's requests one
-        // by one: slower, not wrong.
-        match lazarus_core::checkpoint::postcopy::lazy_runs(&dir.join(archive::CHECKPOINT_DIR)) {
-            Ok(runs) => slot.set_runs(runs),
-            Err(e) => eprintln!("lazarus: warning: the page pump is off: {e}"),
-        }
-    }
-    Ok((scratch, pages_bytes))
-}
-
 /// The restore proper, from the archive extracted in `dir`, into the
 /// engine it came from (or containerd's namespace given by --namespace):
 /// the container and the volumes made for it, or nothing of them left.
@@ -415,345 +378,4 @@ async fn into_engine(
         }
     };
     Ok((restored, made_volumes))
-}
-
-/// What would refuse the archive after its verification anyway (a name
-/// taken here, Docker's image missing), said before it: the verification
-/// of a large archive takes seconds. From the archive's leading
-/// descriptions (none in archives older than 0.2: then nothing is checked
-/// early, and the same checks come later).
-async fn refuse_early(args: &ImportArgs, endpoints: &Endpoints) -> Result<()> {
-    let small = archive::read_leading(
-        &args.file,
-        &[archive::CONFIG_DUMP, archive::ENGINE_DUMP],
-        4 << 20,
-    )?;
-    let Some(cfg) = small.get(archive::CONFIG_DUMP) else {
-        return Ok(());
-    };
-    let Ok(cfg) = serde_json::from_slice::<ArchiveConfig>(cfg) else {
-        return Ok(()); // said, with the reason, once it is verified
-    };
-    let name = args.name.clone().unwrap_or_else(|| cfg.name.clone());
-    let made = match (&args.namespace, small.contains_key(archive::ENGINE_DUMP)) {
-        (None, true) => {
-            let docker = Docker::new(&endpoints.docker)?;
-            if !docker.reachable().await {
-                return Ok(()); // said later, with what to do
-            }
-            docker::docker_image(&docker, &cfg.image_name, &cfg.image_digest).await?;
-            Made {
-                engine: "docker".into(),
-                namespace: DOCKER_NAMESPACE.into(),
-                name,
-            }
-        }
-        (namespace, _) => Made {
-            engine: "containerd".into(),
-            namespace: namespace
-                .clone()
-                .unwrap_or_else(|| match cfg.namespace.as_str() {
-                    "" | DOCKER_NAMESPACE => DEFAULT_NAMESPACE.to_string(),
-                    ns => ns.to_string(),
-                }),
-            name,
-        },
-    };
-    match restore_guard::exists(&made, endpoints).await {
-        Ok(true) => Err(name_taken(&made)),
-        // Unreachable engines are said later, with what to do.
-        _ => Ok(()),
-    }
-}
-
-/// A restore's name is taken here.
-fn name_taken(made: &Made) -> Error {
-    Error::Conflict(match made.engine.as_str() {
-        "docker" => format!(
-            "a container named {} already exists on this host: give the restored one another \
-             name with --name",
-            made.name
-        ),
-        _ => format!(
-            "a container {} already exists in namespace {}: give the restored one another name \
-             with --name",
-            made.name, made.namespace
-        ),
-    })
-}
-
-/// Refuses a name already taken (the engine would, later), then tells the
-/// guard: it removes only what this restore makes.
-async fn about_to_make(
-    guard: Option<&RestoreGuard>,
-    made: Made,
-    endpoints: &Endpoints,
-) -> Result<()> {
-    let Some(guard) = guard else {
-        return Ok(());
-    };
-    if restore_guard::exists(&made, endpoints).await? {
-        return Err(name_taken(&made));
-    }
-    guard.will_make(made)
-}
-
-/// Moves every file of `pages` (a page server's images directory) into the
-/// extracted `images`, which must not have them already: an archive that
-/// carried its own would be a different dump. Returns the bytes moved.
-fn move_pages(pages: &Path, images: &Path) -> Result<u64> {
-    let read = |e| lazarus_core::Error::io(format!("read {}", pages.display()))(e);
-    let mut bytes = 0;
-    for entry in std::fs::read_dir(pages).map_err(read)? {
-        let entry = entry.map_err(read)?;
-        let to = images.join(entry.file_name());
-        if to.symlink_metadata().is_ok() {
-            return Err(Error::Refused(format!(
-                "the archive has its own {} beside the memory the page server received: not \
-                 one dump",
-                to.display()
-            )));
-        }
-        bytes += entry.metadata().map_err(read)?.len();
-        std::fs::rename(entry.path(), &to).map_err(lazarus_core::Error::io(format!(
-            "move {} into {}",
-            entry.path().display(),
-            images.display()
-        )))?;
-    }
-    Ok(bytes)
-}
-
-fn read_config(dir: &Path) -> Result<ArchiveConfig> {
-    let path = dir.join(archive::CONFIG_DUMP);
-    let bytes = std::fs::read(&path)
-        .map_err(lazarus_core::Error::io(format!("read {}", path.display())))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Error::Refused(format!(
-            "the archive's {} is not what Lazarus writes: {e}",
-            archive::CONFIG_DUMP
-        ))
-    })
-}
-
-/// The archive's OCI spec, as JSON (its shape is checked where used).
-fn read_spec(dir: &Path) -> Result<Value> {
-    let bytes = std::fs::read(dir.join(archive::SPEC_DUMP)).map_err(lazarus_core::Error::io(
-        format!("read {}", archive::SPEC_DUMP),
-    ))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Error::Refused(format!(
-            "the archive's {} is not JSON: {e}",
-            archive::SPEC_DUMP
-        ))
-    })
-}
-
-fn read_engine_config(dir: &Path) -> Result<Option<Value>> {
-    let path = dir.join(archive::ENGINE_DUMP);
-    if !path.exists() {
-        return Ok(None);
-    }
-    let bytes = std::fs::read(&path)
-        .map_err(lazarus_core::Error::io(format!("read {}", path.display())))?;
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        Error::Refused(format!(
-            "the archive's {} is not JSON: {e}",
-            archive::ENGINE_DUMP
-        ))
-    })
-}
-
-/// Applies the archive's root filesystem changes to the new container's
-/// root filesystem, mounted for this at a private directory.
-fn apply_rootfs_diff(dir: &Path, overlay: &[String]) -> Result<()> {
-    let merged = dir.join("rootfs");
-    std::fs::create_dir(&merged).map_err(lazarus_core::Error::io(format!(
-        "create {}",
-        merged.display()
-    )))?;
-    let mounted = OverlayMount::mount(overlay, &merged)?;
-    lazarus_core::checkpoint::rootfs::apply_extracted(dir, mounted.path())?;
-    Ok(())
-}
-
-/// Removes what [`restore`] made (its report names it): the container and
-/// the volumes made for it. A migration whose sender never confirmed must
-/// not leave a second copy, nor a group restore a member of a group that
-/// did not come back whole.
-pub async fn remove_restored(r: &ImportReport, endpoints: &Endpoints) -> Result<()> {
-    remove(&r.engine, &r.id, &r.namespace, endpoints).await?;
-    if r.volumes.is_empty() {
-        return Ok(());
-    }
-    match volumes::remove(&Docker::new(&endpoints.docker)?, &r.volumes).await {
-        None => Ok(()),
-        Some(failed) => Err(Error::Refused(failed)),
-    }
-}
-
-/// Whether a container [`restore`] made still runs.
-pub async fn is_running(r: &ImportReport, endpoints: &Endpoints) -> Result<bool> {
-    match r.engine.as_str() {
-        "docker" => Ok(Docker::new(&endpoints.docker)?
-            .container(&r.id)
-            .await?
-            .is_some_and(|c| c["State"]["Running"].as_bool() == Some(true))),
-        _ => {
-            let ns = match r.namespace.as_str() {
-                "" => DEFAULT_NAMESPACE,
-                ns => ns,
-            };
-            let ctr = Containerd::connect(&endpoints.containerd, ns).await?;
-            Ok(matches!(
-                ctr.task_status(&r.id).await?,
-                Some(crate::engine::containerd::Status::Running)
-            ))
-        }
-    }
-}
-
-/// Removes a container [`restore`] made (engine, id and namespace as its
-/// report names them).
-pub async fn remove(engine: &str, id: &str, namespace: &str, endpoints: &Endpoints) -> Result<()> {
-    match engine {
-        "docker" => Docker::new(&endpoints.docker)?.remove(id).await,
-        _ => {
-            let ns = match namespace {
-                "" => DEFAULT_NAMESPACE,
-                ns => ns,
-            };
-            let ctr = Containerd::connect(&endpoints.containerd, ns).await?;
-            ctr.remove_task(id).await?;
-            ctr.remove_container(id).await?;
-            ctr.remove_snapshot(SNAPSHOTTER, id).await
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn received_pages_move_in_beside_the_archives_images() {
-        let pages = tempfile::tempdir().unwrap();
-        let images = tempfile::tempdir().unwrap();
-        std::fs::write(pages.path().join("pagemap-1.img"), [1u8; 10]).unwrap();
-        std::fs::write(pages.path().join("pages-1.img"), [2u8; 4096]).unwrap();
-        std::fs::write(images.path().join("inventory.img"), b"").unwrap();
-        assert_eq!(move_pages(pages.path(), images.path()).unwrap(), 4106);
-        assert!(images.path().join("pages-1.img").is_file());
-        assert!(images.path().join("pagemap-1.img").is_file());
-        assert_eq!(std::fs::read_dir(pages.path()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn an_archive_with_pages_of_its_own_is_not_one_dump() {
-        let pages = tempfile::tempdir().unwrap();
-        let images = tempfile::tempdir().unwrap();
-        std::fs::write(pages.path().join("pages-1.img"), b"received").unwrap();
-        std::fs::write(images.path().join("pages-1.img"), b"archived").unwrap();
-        let e = move_pages(pages.path(), images.path())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("not one dump"), "{e}");
-        assert_eq!(
-            std::fs::read(images.path().join("pages-1.img")).unwrap(),
-            b"archived"
-        );
-    }
-
-    /// An archive whose spec asks for an OCI hook (refused by default),
-    /// written as export writes one.
-    fn archive_asking_for_a_hook(dir: &Path) -> std::path::PathBuf {
-        let images = dir.join("images");
-        std::fs::create_dir(&images).unwrap();
-        std::fs::write(images.join("inventory.img"), b"x").unwrap();
-        let now = chrono::Utc::now();
-        let config = ArchiveConfig {
-            id: "web".into(),
-            name: "web".into(),
-            image_name: "docker.io/library/busybox:latest".into(),
-            image_digest: String::new(),
-            runtime: crate::engine::containerd::LAZARUS_RUNTIME.into(),
-            created: now,
-            checkpointed: now,
-            engine: "containerd".into(),
-            namespace: "default".into(),
-        };
-        let input = archive::ArchiveInput {
-            images_dir: &images,
-            spec_json: br#"{"ociVersion":"1.0.2","hooks":{"prestart":[{"path":"/bin/true"}]},
-                "linux":{"namespaces":[{"type":"pid"},{"type":"ipc"},{"type":"uts"},
-                {"type":"mount"},{"type":"network"}]}}"#,
-            config: &config,
-            rootfs_diff: None,
-            dump_log: None,
-            network_status: None,
-            engine_config: None,
-            volumes: &[],
-        };
-        let file = dir.join("web.tar");
-        archive::write(&input, &file, archive::Compression::None, &mut |_| {}).unwrap();
-        file
-    }
-
-    /// The policy is checked on the extracted archive before any engine is
-    /// asked for anything: here there are none (the sockets do not exist),
-    /// and the error is the policy's, naming the flag that would grant it.
-    #[test]
-    fn an_import_the_policy_refuses_creates_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = archive_asking_for_a_hook(dir.path());
-        let config = Config {
-            work_root: dir.path().join("lib"),
-            ..Default::default()
-        };
-        let endpoints = Endpoints {
-            docker: "unix:///nonexistent/docker.sock".into(),
-            containerd: "/nonexistent/containerd.sock".into(),
-        };
-        let mut args = ImportArgs {
-            file,
-            name: None,
-            namespace: Some("default".into()),
-            runtime: None,
-            json: true,
-            // What a bare spec asks beyond the hook is not the point here.
-            grants: GrantArgs {
-                allow_security_options: true,
-                ..Default::default()
-            },
-            identity: None,
-            ignore_volumes: false,
-            netlock: None,
-            scratch_in: None,
-            pages: None,
-            lazy_runs: None,
-            snapshot: None,
-        };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let e = rt
-            .block_on(restore(&args, &endpoints, &config, None))
-            .unwrap_err();
-        let text = e.to_string();
-        assert!(text.contains("prestart hook: /bin/true"), "{text}");
-        assert!(text.contains("Nothing was created"), "{text}");
-        let work = dir.path().join("lib/work");
-        assert_eq!(
-            std::fs::read_dir(&work).unwrap().count(),
-            0,
-            "scratch removed"
-        );
-        // Granted, it goes on to containerd (absent here).
-        args.grants.allow_hooks = true;
-        let e = rt
-            .block_on(restore(&args, &endpoints, &config, None))
-            .unwrap_err();
-        assert!(matches!(e, Error::ContainerdUnreachable { .. }), "{e}");
-    }
 }

@@ -1,8 +1,13 @@
 //! Checkpoint: one container's process tree into an image directory.
+//!
+//! This file: the dump, CRIU's request and options, and what follows
+//! CRIU's images (root filesystem diff, compressed pages, metadata).
+//! `externals.rs`: what the tree uses but does not own, declared to CRIU
+//! and recorded; `explain.rs`: a failed dump's (or restore's) error made
+//! from CRIU's log.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use oci_spec::runtime::Spec;
@@ -11,11 +16,20 @@ use protobuf::MessageField;
 use super::control;
 use super::image::{self, Metadata};
 use super::postcopy::{self, PageMode, PageServer};
-use super::request::{self, CgroupsMode, CheckpointRequest};
+use super::request::{CgroupsMode, CheckpointRequest};
 use super::rootfs::{self, DELETED_FILES, ROOTFS_DIFF_TAR};
 use crate::criu::{self, rpc, Call, Criu, CriuError, CriuFailure, CriuOp};
 use crate::error::{Error, Result};
 use crate::host::cgroup;
+
+mod explain;
+mod externals;
+#[cfg(test)]
+mod tests;
+
+pub(super) use explain::explain;
+use explain::OPTION_ADVICE;
+use externals::{declare_externals, owned_controllers};
 
 /// What the dump needs to know about the running container.
 pub struct DumpTarget<'a> {
@@ -28,7 +42,6 @@ pub struct DumpTarget<'a> {
 
 /// CRIU log verbosity: 4 is "debug", what a failed dump needs to be diagnosed.
 const LOG_LEVEL: i32 = 4;
-const LOG_TAIL_LINES: usize = 15;
 
 /// Where a dump writes: CRIU's images, its work files (log, stats), and
 /// where a failed dump's log is kept (the images may be in a temporary
@@ -254,37 +267,6 @@ fn new_metadata(
     metadata
 }
 
-/// Tells CRIU what the tree uses but does not own (bind mounts, cgroup
-/// mounts, namespaces joined from elsewhere), and records each in the
-/// metadata for the restore to supply again.
-fn declare_externals(
-    opts: &mut rpc::Criu_opts,
-    metadata: &mut Metadata,
-    target: &DumpTarget,
-) -> Result<()> {
-    for dest in external_mounts(target.spec, target.pid) {
-        opts.ext_mnt.push(super::ext_mount(&dest, &dest));
-        metadata.external_mounts.push(dest);
-    }
-    for mount in cgroup_mounts(target.spec, target.pid)? {
-        opts.ext_mnt
-            .push(super::ext_mount(&mount.mountpoint, &mount.mountpoint));
-        metadata.cgroup_mounts.push(mount);
-    }
-    for (kind, path) in super::namespace_paths(target.spec) {
-        let ino = std::fs::metadata(&path)
-            .map_err(Error::io(format!("stat namespace {path}")))?
-            .ino();
-        let criu_name = super::criu_ns_name(&kind);
-        opts.external.push(format!(
-            "{criu_name}[{ino}]:{}",
-            rust_criu::criu_ns_to_key(criu_name)
-        ));
-        metadata.external_namespaces.push(kind);
-    }
-    Ok(())
-}
-
 /// CRIU's failure, if the call was one: its own refusal, or what the
 /// driver saw (crash, deadline). Other errors are returned as they are.
 fn criu_failure(called: Result<criu::Outcome>) -> Result<Option<CriuError>> {
@@ -403,140 +385,6 @@ fn compress_pages(images: &Path, id: &str) -> Vec<super::pages::CompressedFile> 
     }
 }
 
-/// CRIU's advice when a dump needs an option, the runc option and the
-/// Lazarus annotation that give it.
-const OPTION_ADVICE: [(&str, &str, &str); 3] = [
-    (
-        "--tcp-established",
-        "open_tcp",
-        request::TCP_ESTABLISHED_ANNOTATION,
-    ),
-    (
-        "--ext-unix-sk",
-        "external_unix_sockets",
-        request::EXT_UNIX_SK_ANNOTATION,
-    ),
-    ("--file-locks", "file_locks", request::FILE_LOCKS_ANNOTATION),
-];
-
-/// Fills a CRIU error in from its log: the error lines, the tail, a hint,
-/// and a bounded copy of the log kept at `keep` (the log's own directory
-/// may be a client's temporary one, deleted as soon as the call returns).
-pub(super) fn explain(
-    err: &mut CriuError,
-    log: &Path,
-    keep: Option<&Path>,
-    advice: &[(&str, &str, &str)],
-) {
-    let excerpt = criu::log::excerpt(log, LOG_TAIL_LINES);
-    // CRIU answers with its first error message, which under a container
-    // manager's rlimits is a harmless one: lead with the real cause.
-    if let CriuFailure::Refused { message, .. } = &mut err.failure {
-        if criu::log::is_harmless(message) {
-            *message = excerpt.errors.first().cloned().unwrap_or_default();
-        }
-    }
-    err.hint = criu::log::option_hint(&excerpt, advice);
-    err.errors = excerpt.errors;
-    if let CriuFailure::Refused { message, .. } = &err.failure {
-        // Said once: in the first line.
-        err.errors.retain(|l| l != message);
-    }
-    err.log_tail = excerpt.tail;
-    err.log = Some(log.to_path_buf());
-    if let Some(keep) = keep {
-        match criu::log::keep_copy(log, keep, KEPT_LOG_MAX) {
-            Ok(()) => err.log = Some(keep.to_path_buf()),
-            Err(e) => ::log::warn!(
-                "keep a copy of {} at {}: {e}",
-                log.display(),
-                keep.display()
-            ),
-        }
-    }
-}
-
-/// The most of a failed operation's CRIU log that is kept.
-const KEPT_LOG_MAX: u64 = 8 << 20;
-
-/// Mounts CRIU cannot dump from inside the container: bind mounts of host
-/// paths, and masked files (binds of /dev/null). Their destinations.
-fn external_mounts(spec: &Spec, pid: i32) -> Vec<String> {
-    let mut out: Vec<String> = spec
-        .mounts()
-        .iter()
-        .flatten()
-        .filter(|m| super::is_bind(m))
-        .map(|m| m.destination().to_string_lossy().into_owned())
-        .collect();
-    let masked = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.masked_paths().clone())
-        .unwrap_or_default();
-    for path in masked {
-        // Masked directories are tmpfs mounts inside the container; only
-        // masked files are binds of the host's /dev/null.
-        let inside = format!("/proc/{pid}/root{path}");
-        if std::fs::metadata(&inside)
-            .map(|m| !m.is_dir())
-            .unwrap_or(false)
-        {
-            out.push(path);
-        }
-    }
-    out
-}
-
-/// The cgroup v1 controller mounts under the spec's cgroup mount point, as
-/// the container sees them: libcontainer bind-mounts each controller's
-/// directory of the container's cgroup there, which CRIU cannot dump.
-fn cgroup_mounts(spec: &Spec, pid: i32) -> Result<Vec<image::CgroupMount>> {
-    let Some(base) = spec
-        .mounts()
-        .iter()
-        .flatten()
-        .find(|m| m.typ().as_deref() == Some("cgroup"))
-    else {
-        return Ok(Vec::new());
-    };
-    let base = base.destination();
-    let mounts = procfs::process::Process::new(pid)
-        .and_then(|p| p.mountinfo())
-        .map_err(|e| Error::Other(format!("read mounts of pid {pid}: {e}")))?;
-    Ok(mounts
-        .iter()
-        .filter(|m| m.mount_point.starts_with(base) && m.mount_point != *base)
-        .filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2")
-        .map(|m| image::CgroupMount {
-            mountpoint: m.mount_point.to_string_lossy().into_owned(),
-            root: m.root.clone(),
-        })
-        .collect())
-}
-
-/// The cgroup v1 controllers in which the container has its own cgroup.
-/// CRIU is told to dump only these: in the others (libcgroups leaves the
-/// named `name=systemd` and the hybrid `unified` hierarchies alone) the
-/// container sits in a shared cgroup, and walking that whole tree races
-/// with every other container being created or removed.
-fn owned_controllers(pid: i32, cgroup_path: &str) -> Result<Vec<String>> {
-    let cgroups = procfs::process::Process::new(pid)
-        .and_then(|p| p.cgroups())
-        .map_err(|e| Error::Other(format!("read cgroups of pid {pid}: {e}")))?;
-    let mut out = Vec::new();
-    for cg in cgroups.0 {
-        if cg.pathname == cgroup_path {
-            out.extend(
-                cg.controllers
-                    .into_iter()
-                    .filter(|c| !c.starts_with("name=")),
-            );
-        }
-    }
-    Ok(out)
-}
-
 /// CRIU's cgroup handling mode for a runc-style mode string.
 pub fn cg_mode(mode: CgroupsMode) -> rpc::Criu_cg_mode {
     match mode {
@@ -544,71 +392,5 @@ pub fn cg_mode(mode: CgroupsMode) -> rpc::Criu_cg_mode {
         CgroupsMode::Full => rpc::Criu_cg_mode::FULL,
         CgroupsMode::Strict => rpc::Criu_cg_mode::STRICT,
         CgroupsMode::Ignore => rpc::Criu_cg_mode::IGNORE,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_lazy_dump_listens_on_loopback_without_tls() {
-        let work = tempfile::tempdir().unwrap();
-        let mut opts = rpc::Criu_opts::new();
-        let server = PageServer::local(27000, PageMode::Lazy);
-        page_server_options(&mut opts, &server, work.path()).unwrap();
-        assert!(opts.lazy_pages() && !opts.tls());
-        let conf = std::fs::read_to_string(opts.config_file()).unwrap();
-        assert_eq!(conf, "address 127.0.0.1\n");
-        let mut push = rpc::Criu_opts::new();
-        page_server_options(
-            &mut push,
-            &PageServer::local(27001, PageMode::Push),
-            work.path(),
-        )
-        .unwrap();
-        assert!(!push.lazy_pages() && !push.has_config_file());
-        assert_eq!((push.ps.address(), push.ps.port()), ("127.0.0.1", 27001));
-    }
-
-    use super::*;
-
-    #[test]
-    fn the_real_cause_leads_and_the_log_is_kept_private() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join(image::DUMP_LOG);
-        let rlimit = "(00.01) Error (criu/util.c:1534): rlimit: Can't setup RLIMIT_NOFILE for self";
-        let cause = "(00.20) Error (criu/sk-inet.c:1): inet: Connected TCP socket, consider using \
-                     --tcp-established option.";
-        std::fs::write(
-            &log,
-            format!(
-                "{rlimit}\n{}{cause}\n(00.30) end\n",
-                "(00.10) working\n".repeat(20)
-            ),
-        )
-        .unwrap();
-        let mut err = CriuError::new(
-            CriuOp::Dump,
-            CriuFailure::Refused {
-                errno: 0,
-                message: rlimit.into(),
-            },
-        );
-        let keep = dir.path().join("kept/c1/dump.log");
-        explain(&mut err, &log, Some(&keep), &OPTION_ADVICE);
-        let text = err.to_string();
-        let first = text.lines().find(|l| l.contains("Error (")).unwrap();
-        assert!(first.contains("Connected TCP socket"), "{text}");
-        assert!(!text.contains("RLIMIT_NOFILE"), "{text}");
-        assert_eq!(
-            text.matches("Connected TCP socket").count(),
-            2,
-            "cause once, tail once: {text}"
-        );
-        assert!(text.contains(request::TCP_ESTABLISHED_ANNOTATION), "{text}");
-        assert!(text.contains(&keep.display().to_string()), "{text}");
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&keep).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert!(std::fs::read_to_string(&keep).unwrap().contains(cause));
     }
 }
