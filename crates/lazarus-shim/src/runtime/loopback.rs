@@ -13,7 +13,9 @@ use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 pub use lazarus_core::checkpoint::new_network_namespace;
 
 /// Brings `lo` up in the network namespace of `pid`. Switches this thread's
-/// network namespace: only for the single-threaded helper, which exits next.
+/// network namespace (a thread's own, in Linux): only for a thread that
+/// ends next (the single-threaded helper, or a thread of the shim's made
+/// for it).
 pub fn bring_up(pid: i32) -> Result<(), String> {
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
         .map_err(|e| format!("open netns of {pid}: {e}"))?;

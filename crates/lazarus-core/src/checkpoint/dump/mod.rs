@@ -256,7 +256,7 @@ fn new_metadata(
         cgroups_mode: request.cgroups_mode,
         empty_namespaces: request.empty_namespaces.clone(),
     };
-    if super::network_set_up_by_hooks(target.spec)
+    if super::network_rebuilt_on_restore(target.spec)
         && !super::empties_network(&metadata.options.empty_namespaces)
     {
         metadata.options.empty_namespaces.push("network".into());
