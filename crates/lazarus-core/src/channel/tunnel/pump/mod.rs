@@ -31,43 +31,28 @@
 //! daemon's requests, one reads the source's answers into the cache, and
 //! the calling one decides: answers the daemon in order, asks the source,
 //! and ends the stream once the daemon said goodbye and was answered.
+//! Here: the threads and the decisions; `state.rs`: the bookkeeping under
+//! the lock; `wire.rs`: the bytes on both sockets.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::io::{self, BufReader, Read, Write};
+mod state;
+mod wire;
+
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use state::*;
+use wire::*;
+
 use super::link::{self, Link};
-use super::{
-    Shared, MAX_FRAME, MAX_NOISE, PS_CMD_MASK, PS_IOV_CLOSE, PS_IOV_FORCE_CLOSE, PS_IOV_LEN,
-};
+use super::{Shared, MAX_NOISE, PS_CMD_MASK, PS_IOV_CLOSE, PS_IOV_FORCE_CLOSE, PS_IOV_LEN};
 
 /// CRIU's page size on the hosts Lazarus runs on (x86-64).
 pub const PAGE: u64 = 4096;
-/// The most pages one pump request asks for (the source's page server may
-/// answer fewer: it stops at the end of one of its pipe buffers).
-const CHUNK_PAGES: u64 = 256;
-/// Bytes asked of the source and not yet arrived: from [`WINDOW_START`],
-/// between these bounds.
-const WINDOW_MIN: u64 = 256 << 10;
-const WINDOW_START: u64 = 1 << 20;
-const WINDOW_MAX: u64 = 16 << 20;
-/// An answer that took longer than this from its request halves the
-/// window (once per window's worth of answers); one quicker than
-/// [`LATENCY_LOW`] grows it by a chunk.
-const LATENCY_HIGH: Duration = Duration::from_millis(20);
-const LATENCY_LOW: Duration = Duration::from_millis(10);
-/// Bytes arrived or asked that the daemon has not taken yet: the pump
-/// waits for the daemon beyond this.
-const CACHE_CAP: u64 = 256 << 20;
 /// How often the deciding thread looks whether the tunnel was aborted.
 const TICK: Duration = Duration::from_millis(50);
-
-const PS_IOV_ADD_F: u32 = 6;
-const PS_IOV_GET: u32 = 7;
-const PE_PRESENT: u32 = 1 << 2;
 
 /// A run of lazy pages of the dump: `nr_pages` from `vaddr` of the
 /// process `pid` (its pagemap-PID.img, the page server's `dst_id`).
@@ -109,233 +94,6 @@ impl PumpPlan {
     }
 }
 
-/// A page server message header: u32 cmd, padding, nr_pages, vaddr,
-/// dst_id (little-endian u64s).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Iov {
-    cmd: u32,
-    nr_pages: u64,
-    vaddr: u64,
-    dst_id: u64,
-}
-
-impl Iov {
-    fn parse(b: &[u8; PS_IOV_LEN]) -> Iov {
-        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
-        Iov {
-            cmd: u32::from_le_bytes(b[..4].try_into().unwrap()),
-            nr_pages: u64_at(8),
-            vaddr: u64_at(16),
-            dst_id: u64_at(24),
-        }
-    }
-
-    fn bytes(&self) -> [u8; PS_IOV_LEN] {
-        let mut b = [0u8; PS_IOV_LEN];
-        b[..4].copy_from_slice(&self.cmd.to_le_bytes());
-        b[8..16].copy_from_slice(&self.nr_pages.to_le_bytes());
-        b[16..24].copy_from_slice(&self.vaddr.to_le_bytes());
-        b[24..].copy_from_slice(&self.dst_id.to_le_bytes());
-        b
-    }
-
-    fn get(pid: u64, vaddr: u64, nr_pages: u64) -> Iov {
-        Iov {
-            cmd: PS_IOV_GET,
-            nr_pages,
-            vaddr,
-            dst_id: pid,
-        }
-    }
-
-    fn end(&self) -> u64 {
-        self.vaddr + self.nr_pages * PAGE
-    }
-
-    fn holds(&self, pid: u64, addr: u64) -> bool {
-        self.dst_id == pid && self.vaddr <= addr && addr < self.end()
-    }
-}
-
-/// Address ranges per process, merged: what was ever asked of the source.
-#[derive(Debug, Default)]
-struct Ranges(BTreeMap<(u64, u64), u64>);
-
-impl Ranges {
-    fn containing(&self, pid: u64, addr: u64) -> Option<(u64, u64)> {
-        let (&(p, start), &end) = self.0.range(..=(pid, addr)).next_back()?;
-        (p == pid && addr < end).then_some((start, end))
-    }
-
-    fn insert(&mut self, pid: u64, mut start: u64, mut end: u64) {
-        let touching: Vec<(u64, u64)> = self
-            .0
-            .range((pid, 0)..=(pid, end))
-            .rev()
-            .take_while(|(_, &e)| e >= start)
-            .map(|(&k, &e)| (k.1, e))
-            .collect();
-        for (s, e) in touching {
-            self.0.remove(&(pid, s));
-            start = start.min(s);
-            end = end.max(e);
-        }
-        self.0.insert((pid, start), end);
-    }
-
-    /// The first part of `[start, end)` not in here, at most `max` bytes.
-    fn gap(&self, pid: u64, start: u64, end: u64, max: u64) -> Option<(u64, u64)> {
-        let from = self.containing(pid, start).map_or(start, |(_, e)| e);
-        if from >= end {
-            return None;
-        }
-        let next = self
-            .0
-            .range((pid, from)..(pid, end))
-            .next()
-            .map_or(end, |(k, _)| k.1);
-        Some((from, next.min(end).min(from.saturating_add(max))))
-    }
-}
-
-/// Pages arrived and not yet given to the daemon: a shared buffer and the
-/// part of it still to give, keyed by (pid, first address).
-struct Piece {
-    data: Arc<Vec<u8>>,
-    offset: usize,
-    pages: u64,
-}
-
-/// What the source is to answer, in the order it will.
-#[derive(Clone, Copy)]
-enum Asked {
-    Get(Iov, Instant),
-    Close,
-}
-
-/// How many bytes may be in flight: grown while answers come quickly,
-/// halved when they queue (a slow or busy link), as a delay-based
-/// congestion window does.
-#[derive(Debug)]
-struct Window {
-    bytes: u64,
-    /// Answers to requests made before this were asked under a window cut
-    /// since: they do not cut it again.
-    cut_at: Instant,
-}
-
-impl Default for Window {
-    fn default() -> Window {
-        Window {
-            bytes: WINDOW_START,
-            cut_at: Instant::now(),
-        }
-    }
-}
-
-impl Window {
-    fn answered(&mut self, asked_at: Instant, now: Instant) {
-        let took = now.saturating_duration_since(asked_at);
-        if took > LATENCY_HIGH && asked_at >= self.cut_at {
-            self.bytes = (self.bytes / 2).max(WINDOW_MIN);
-            self.cut_at = now;
-        } else if took < LATENCY_LOW {
-            self.bytes = (self.bytes + self.chunk()).min(WINDOW_MAX);
-        }
-    }
-
-    /// A pump request's size: a quarter of the window, at most
-    /// [`CHUNK_PAGES`].
-    fn chunk(&self) -> u64 {
-        (self.bytes / 4 / PAGE).clamp(16, CHUNK_PAGES) * PAGE
-    }
-}
-
-/// One message of the daemon's.
-enum Request {
-    Get(Iov),
-    Goodbye(Iov),
-}
-
-#[derive(Default)]
-struct State {
-    cache: BTreeMap<(u64, u64), Piece>,
-    cached: u64,
-    in_flight: VecDeque<Asked>,
-    in_flight_bytes: u64,
-    window: Window,
-    /// Everything ever asked of the source (the pump skips it).
-    asked: Ranges,
-    /// The rest of requests the source answered in part (it stops at the
-    /// end of one of its pipe buffers): asked again first.
-    again: VecDeque<Iov>,
-    /// The daemon's requests not answered yet, in order.
-    requests: VecDeque<Request>,
-    /// The daemon ended its stream.
-    daemon_ended: bool,
-    /// The source's answer to the goodbye.
-    status: Option<[u8; 4]>,
-    /// The source ended its stream (after its answer to the goodbye).
-    source_ended: bool,
-    failed: Option<String>,
-}
-
-impl State {
-    /// Takes what the cache has of `[vaddr, vaddr + nr_pages)` of `pid`,
-    /// from `vaddr` on (the daemon takes a shorter answer, as from CRIU).
-    fn take(&mut self, pid: u64, vaddr: u64, nr_pages: u64) -> Option<(Arc<Vec<u8>>, usize, u64)> {
-        let (&key, piece) = self.cache.range(..=(pid, vaddr)).next_back()?;
-        if key.0 != pid || vaddr >= key.1 + piece.pages * PAGE {
-            return None;
-        }
-        let piece = self.cache.remove(&key)?;
-        let skip = (vaddr - key.1) / PAGE;
-        let n = nr_pages.min(piece.pages - skip);
-        let at = piece.offset + (skip * PAGE) as usize;
-        if skip > 0 {
-            self.cache.insert(
-                key,
-                Piece {
-                    data: piece.data.clone(),
-                    offset: piece.offset,
-                    pages: skip,
-                },
-            );
-        }
-        let rest = piece.pages - skip - n;
-        if rest > 0 {
-            self.cache.insert(
-                (pid, vaddr + n * PAGE),
-                Piece {
-                    data: piece.data.clone(),
-                    offset: at + (n * PAGE) as usize,
-                    pages: rest,
-                },
-            );
-        }
-        self.cached -= n * PAGE;
-        Some((piece.data, at, n))
-    }
-
-    /// Whether a page is here or on its way.
-    fn coming(&self, pid: u64, addr: u64) -> bool {
-        let cached = self
-            .cache
-            .range(..=(pid, addr))
-            .next_back()
-            .is_some_and(|(k, p)| k.0 == pid && addr < k.1 + p.pages * PAGE);
-        cached
-            || self
-                .in_flight
-                .iter()
-                .any(|a| matches!(a, Asked::Get(iov, _) if iov.holds(pid, addr)))
-    }
-
-    fn fail(&mut self, why: String) {
-        self.failed.get_or_insert(why);
-    }
-}
-
 struct Pump<'a> {
     state: Mutex<State>,
     wake: Condvar,
@@ -351,78 +109,6 @@ impl Pump<'_> {
         self.lock().fail(why);
         self.shared.shut();
         self.wake.notify_all();
-    }
-}
-
-/// The source's end of the link as a byte stream: Noise messages opened
-/// as they come; the empty message is its end.
-struct Opened {
-    from: BufReader<TcpStream>,
-    noise: Arc<snow::StatelessTransportState>,
-    nonce: u64,
-    wire: Vec<u8>,
-    plain: Vec<u8>,
-    at: usize,
-    len: usize,
-    ended: bool,
-}
-
-impl Read for Opened {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.at == self.len && !self.ended {
-            let got =
-                link::read_msg(&mut self.from, &mut self.wire).map_err(|e| match e.kind() {
-                    io::ErrorKind::UnexpectedEof => io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the tunnel connection ended mid-stream",
-                    ),
-                    _ => e,
-                })?;
-            self.len = self
-                .noise
-                .read_message(self.nonce, &self.wire[..got], &mut self.plain)
-                .map_err(|_| {
-                    io::Error::new(io::ErrorKind::InvalidData, "a frame failed to open")
-                })?;
-            self.nonce += 1;
-            self.at = 0;
-            self.ended = self.len == 0;
-        }
-        let n = out.len().min(self.len - self.at);
-        out[..n].copy_from_slice(&self.plain[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}
-
-/// The source's end of the link for writing: each call one write of
-/// sealed messages.
-struct Sealer {
-    to: TcpStream,
-    noise: Arc<snow::StatelessTransportState>,
-    nonce: u64,
-}
-
-impl Sealer {
-    fn send(&mut self, plain: &[u8]) -> io::Result<()> {
-        let mut wire =
-            vec![0u8; plain.len() + (plain.len() / MAX_FRAME + 1) * (MAX_NOISE - MAX_FRAME + 2)];
-        let mut at = 0;
-        for chunk in plain.chunks(MAX_FRAME) {
-            at += link::seal(&self.noise, self.nonce, chunk, &mut wire[at..])
-                .map_err(io::Error::other)?;
-            self.nonce += 1;
-        }
-        self.to.write_all(&wire[..at])
-    }
-
-    /// Our end of the stream: the empty message.
-    fn end(&mut self) -> io::Result<()> {
-        let mut wire = [0u8; MAX_NOISE - MAX_FRAME + 2];
-        let n = link::seal(&self.noise, self.nonce, &[], &mut wire).map_err(io::Error::other)?;
-        self.nonce += 1;
-        self.to.write_all(&wire[..n])?;
-        self.to.shutdown(Shutdown::Write)
     }
 }
 
@@ -757,5 +443,4 @@ fn ask_for(st: &mut State, iov: Iov, out: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
-#[path = "pump_tests.rs"]
 mod tests;
