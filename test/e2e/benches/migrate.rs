@@ -16,8 +16,11 @@
 //! `criu-lazy`, `criu-stopcopy` and their `-tls` twins (raw CRIU, see
 //! migrate_raw.rs; not for Redis, which runs only in its image).
 //! Columns: downtime = from the checkpoint's start until the container runs
-//! on B (Lazarus: its report; baseline: until `docker start --checkpoint`
-//! returned); ready = until the workload works on B; total = until `lazarus
+//! on B (Lazarus: its report, split into the source's checkpoint and
+//! archive, the transfer, and the receiver's restore, of which the
+//! runtime's: the engine's start, CRIU's restore and the shim's work
+//! around it; baseline: until `docker start --checkpoint` returned);
+//! ready = until the workload works on B; total = until `lazarus
 //! migrate` returned (post-copy: until the last page arrived); stream = the
 //! bytes that crossed; x link = total against the memory size over the
 //! link's raw TCP bandwidth, measured first (1 GiB in 1 MiB writes); x raw
@@ -219,6 +222,9 @@ fn with_lazarus(h: &Hosts, w: Kind, mode: &str, size: u64, key: &str, s: &mut Sa
             s.add(&format!("{key}/{metric}"), v);
         }
     }
+    if let Some(v) = report["restored"]["start_seconds"].as_f64() {
+        s.add(&format!("{key}/runtime"), v);
+    }
     let bytes = n("archive_bytes").unwrap_or(0.0) + n("memory_bytes").unwrap_or(0.0);
     s.add(&format!("{key}/bytes"), bytes / 1048576.0);
     docker(&h.b, &["rm", "-f", &name]);
@@ -273,7 +279,7 @@ fn report(
             "workload",
             "path",
             "downtime (s)",
-            "of which archive + transfer + restore (s)",
+            "of which archive + transfer + restore (runtime's) (s)",
             "memory (s)",
             "total (s)",
             "ready (s)",
@@ -326,10 +332,11 @@ fn report(
                 let x_raw = |k: &str| floor(path).and_then(|f| ratio(m(path, k), m(f, k)));
                 let split = if lazarus {
                     format!(
-                        "{} + {} + {}",
+                        "{} + {} + {} ({})",
                         cell(m(path, "archive")),
                         cell(m(path, "transfer")),
-                        cell(m(path, "restore"))
+                        cell(m(path, "restore")),
+                        cell(m(path, "runtime"))
                     )
                 } else {
                     String::new()

@@ -19,7 +19,14 @@ pub struct ImportReport {
     pub namespace: String,
     pub from: PathBuf,
     pub extract_seconds: f64,
+    /// From the start until the container ran: the extraction, the
+    /// engine's create and the root filesystem changes, and its start.
     pub restore_seconds: f64,
+    /// Of which the engine's start of the new container: the runtime's
+    /// restore (CRIU, and the runtime's work around it). None from an
+    /// older receiver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_seconds: Option<f64>,
     /// A stop-and-copy migration's memory, received before the archive.
     #[serde(default)]
     pub pages_bytes: Option<u64>,

@@ -70,9 +70,16 @@ impl Summary for MigrationReport {
             .iter()
             .map(|n| format!("\n  not carried (stays on this host): {n}"))
             .collect();
+        let runtime = self
+            .restored
+            .as_ref()
+            .and_then(|r| r.start_seconds)
+            .map_or(String::new(), |s| {
+                format!(", of which the runtime's {s:.2}s")
+            });
         format!(
             "{} runs on {} as {restored_as} (source {}, {}): downtime {:.2}s (checkpoint and \
-             archive {:.2}s, transfer {:.2}s of {}, restore {:.2}s){memory}{left}",
+             archive {:.2}s, transfer {:.2}s of {}, restore {:.2}s{runtime}){memory}{left}",
             self.container,
             self.to,
             self.source,

@@ -150,6 +150,7 @@ fn a_finished_command_says_what_where_how_big_and_how_long() {
 fn an_import_says_whether_its_container_runs() {
     let r = ImportReport {
         name: "web".into(),
+        start_seconds: Some(1.25),
         id: "0123".into(),
         engine: "docker".into(),
         namespace: "moby".into(),
@@ -178,6 +179,7 @@ fn an_import_says_whether_its_container_runs() {
 fn an_import_report_reads_back_as_it_was_sent() {
     let r = ImportReport {
         name: "web".into(),
+        start_seconds: Some(1.25),
         id: "0123".into(),
         engine: "containerd".into(),
         namespace: "default".into(),
@@ -194,6 +196,54 @@ fn an_import_report_reads_back_as_it_was_sent() {
     // An older receiver's says nothing of the path.
     let mut old = serde_json::to_value(&r).unwrap();
     old.as_object_mut().unwrap().remove("restore_path");
+    old.as_object_mut().unwrap().remove("start_seconds");
     let back: ImportReport = serde_json::from_value(old).unwrap();
     assert_eq!(back.restore_path, "");
+    assert_eq!(back.start_seconds, None);
+}
+
+/// A migration's line gives the downtime's parts, the runtime's restore
+/// among them when the receiver measured it.
+#[test]
+fn a_migration_says_where_its_downtime_went() {
+    let restored = ImportReport {
+        name: "web".into(),
+        id: "0123".into(),
+        engine: "docker".into(),
+        namespace: "moby".into(),
+        from: "/r/archive.tar".into(),
+        extract_seconds: 0.02,
+        restore_seconds: 0.28,
+        start_seconds: Some(0.21),
+        pages_bytes: None,
+        volumes: Vec::new(),
+        restore_path: PATH_HAND_OFF.into(),
+        running: None,
+    };
+    let mut m = MigrationReport {
+        container: "web".into(),
+        to: "10.0.0.2:7470".into(),
+        mode: "postcopy".into(),
+        restored: Some(restored),
+        source: "removed".into(),
+        downtime_seconds: 0.45,
+        checkpoint_seconds: 0.15,
+        archive_seconds: 0.16,
+        transfer_seconds: 0.01,
+        restore_seconds: Some(0.28),
+        archive_bytes: 26_000,
+        memory_seconds: Some(1.1),
+        memory_bytes: Some(256 << 20),
+        total_seconds: 1.9,
+        page_stream: None,
+        not_carried: Vec::new(),
+    };
+    let line = m.summary();
+    assert!(
+        line.contains("downtime 0.45s (checkpoint and archive 0.16s, transfer 0.01s of")
+            && line.contains("restore 0.28s, of which the runtime's 0.21s)"),
+        "{line}"
+    );
+    m.restored.as_mut().unwrap().start_seconds = None;
+    assert!(m.summary().contains("restore 0.28s)"), "{}", m.summary());
 }

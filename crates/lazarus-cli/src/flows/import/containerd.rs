@@ -6,7 +6,9 @@
 //! The steps are behind [`Steps`], so that the refusal and the rollback
 //! are unit-tested on a fake containerd.
 
+use std::cell::Cell;
 use std::path::Path;
+use std::time::Instant;
 
 use containerd_client::types::Mount;
 use lazarus_core::archive::{self, ArchiveConfig};
@@ -52,6 +54,7 @@ pub(super) async fn into_containerd(
         cfg,
         dir,
         show,
+        start_seconds: Cell::new(None),
     };
     restore(&live, &id, ns).await?;
     Ok(Restored {
@@ -60,6 +63,7 @@ pub(super) async fn into_containerd(
         engine: "containerd",
         namespace: ns.into(),
         path: crate::report::PATH_CONTAINERD,
+        start_seconds: live.start_seconds.get(),
     })
 }
 
@@ -122,6 +126,8 @@ struct Live<'a> {
     cfg: &'a ArchiveConfig,
     dir: &'a Path,
     show: bool,
+    /// How long the task's start took: the runtime's restore.
+    start_seconds: Cell<Option<f64>>,
 }
 
 impl Steps for Live<'_> {
@@ -163,7 +169,9 @@ impl Steps for Live<'_> {
 
     async fn start(&self, id: &str) -> Result<()> {
         let bar = Progress::stage(self.show, "restore");
+        let t = Instant::now();
         let started = self.ctr.start_task(id).await;
+        self.start_seconds.set(Some(t.elapsed().as_secs_f64()));
         bar.finish();
         started.map(drop)
     }

@@ -7,7 +7,9 @@
 //! The steps are behind [`Steps`], so that the refusals and the rollback
 //! are unit-tested on a fake Docker.
 
+use std::cell::Cell;
 use std::path::Path;
+use std::time::Instant;
 
 use lazarus_core::archive::{self, ArchiveConfig};
 use lazarus_core::checkpoint::handoff;
@@ -52,7 +54,12 @@ pub(super) async fn into_docker(
     dir: &Path,
     show: bool,
 ) -> Result<Restored> {
-    let live = Live { docker, dir, show };
+    let live = Live {
+        docker,
+        dir,
+        show,
+        start_seconds: Cell::new(None),
+    };
     let name = args.name.clone().unwrap_or_else(|| cfg.name.clone());
     let (id, path) = restore(&live, args.runtime.as_deref(), cfg, recorded, dir, &name).await?;
     Ok(Restored {
@@ -61,6 +68,7 @@ pub(super) async fn into_docker(
         engine: "docker",
         namespace: DOCKER_NAMESPACE.into(),
         path,
+        start_seconds: live.start_seconds.get(),
     })
 }
 
@@ -134,6 +142,8 @@ struct Live<'a> {
     docker: &'a Docker,
     dir: &'a Path,
     show: bool,
+    /// How long Docker's start took: the runtime's restore.
+    start_seconds: Cell<Option<f64>>,
 }
 
 impl Steps for Live<'_> {
@@ -168,7 +178,9 @@ impl Steps for Live<'_> {
 
     async fn start(&self, id: &str) -> Result<()> {
         let bar = Progress::stage(self.show, "restore");
+        let t = Instant::now();
         let started = self.docker.start(id).await;
+        self.start_seconds.set(Some(t.elapsed().as_secs_f64()));
         bar.finish();
         started
     }
@@ -178,10 +190,12 @@ impl Steps for Live<'_> {
         let checkpoint = self.docker.checkpoint_dir(id, IMPORT_CHECKPOINT).await?;
         fs_tree::move_dir(images, &checkpoint)?;
         let bar = Progress::stage(self.show, "restore");
+        let t = Instant::now();
         let started = self
             .docker
             .start_from_checkpoint(id, IMPORT_CHECKPOINT)
             .await;
+        self.start_seconds.set(Some(t.elapsed().as_secs_f64()));
         bar.finish();
         started?;
         // Docker copied it for containerd; its own copy is not needed again.

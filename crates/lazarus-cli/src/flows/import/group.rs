@@ -192,6 +192,7 @@ mod tests {
 
     fn report(name: &str) -> ImportReport {
         ImportReport {
+            start_seconds: None,
             name: name.into(),
             id: name.into(),
             engine: "containerd".into(),

@@ -144,6 +144,8 @@ pub(crate) struct Restored {
     namespace: String,
     /// How it was restored (`ImportReport::restore_path`).
     path: &'static str,
+    /// `ImportReport::start_seconds`.
+    start_seconds: Option<f64>,
 }
 
 /// Restores the archive: every member of a group archive, else the one
@@ -311,6 +313,7 @@ pub async fn restore(
         from: args.file.clone(),
         extract_seconds,
         restore_seconds: started.elapsed().as_secs_f64(),
+        start_seconds: restored.start_seconds,
         pages_bytes,
         volumes: made_volumes,
         restore_path: restored.path.into(),

@@ -58,6 +58,7 @@ fn exported() -> ExportReport {
 
 fn restored() -> ImportReport {
     ImportReport {
+        start_seconds: None,
         name: "web".into(),
         id: "web".into(),
         engine: "containerd".into(),

@@ -142,6 +142,7 @@ impl Restorer for FakeRestore {
         }
         Ok(ImportReport {
             name: "web".into(),
+            start_seconds: None,
             id: "web".into(),
             engine: "containerd".into(),
             namespace: "default".into(),
