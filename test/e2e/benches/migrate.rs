@@ -278,10 +278,10 @@ fn report(
         &[
             "workload",
             "path",
-            "downtime (s)",
+            "downtime (s), median (min-max)",
             "of which archive + transfer + restore (runtime's) (s)",
             "memory (s)",
-            "total (s)",
+            "total (s), median (min-max)",
             "ready (s)",
             "stream (MiB)",
             "downtime x runc",
@@ -314,6 +314,17 @@ fn report(
         for &w in workloads {
             groups.push(w.label(size));
             let m = |path: &str, k: &str| s.median(&format!("{}/{size}/{path}/{k}", w.name()));
+            // The median and, over several runs, the spread (min-max).
+            let with_spread = |path: &str, k: &str| {
+                let median = cell(m(path, k));
+                match s.count(&format!("{}/{size}/{path}/{k}", w.name())) > 1 {
+                    true => format!(
+                        "{median} ({})",
+                        s.spread(&format!("{}/{size}/{path}/{k}", w.name()))
+                    ),
+                    false => median,
+                }
+            };
             for path in paths {
                 if path.starts_with("criu-") && w == Kind::Redis {
                     continue;
@@ -351,10 +362,10 @@ fn report(
                 table.row(vec![
                     w.label(size),
                     path.clone(),
-                    cell(m(path, "down")),
+                    with_spread(path, "down"),
                     split,
                     memory,
-                    cell(m(path, "total")),
+                    with_spread(path, "total"),
                     raw_blank(cell(m(path, "ready"))),
                     raw_blank(cell(m(path, "bytes"))),
                     cell(ratio(m(path, "down"), m("docker-runc", "down"))),

@@ -103,6 +103,11 @@ impl Samples {
         median(self.values.get(key)?)
     }
 
+    /// How many samples `key` has.
+    pub fn count(&self, key: &str) -> usize {
+        self.values.get(key).map_or(0, Vec::len)
+    }
+
     /// "min-max" of `key`'s samples.
     pub fn spread(&self, key: &str) -> String {
         match self.values.get(key) {
