@@ -370,7 +370,7 @@ fn report(
                     raw_blank(cell(m(path, "bytes"))),
                     cell(ratio(m(path, "down"), m("docker-runc", "down"))),
                     cell(ratio(m(path, "total"), m("docker-runc", "total"))),
-                    cell(ratio(m(path, "ready"), m("docker-runc", "ready"))),
+                    raw_blank(cell(ratio(m(path, "ready"), m("docker-runc", "ready")))),
                     by_link.map_or(String::new(), cell),
                     floor(path).map_or(String::new(), |_| cell(x_raw("down"))),
                     floor(path).map_or(String::new(), |_| cell(x_raw("total"))),

@@ -103,11 +103,7 @@ impl Summary for AllCheckpointReport {
     fn summary(&self) -> String {
         let mut out = Vec::new();
         for c in &self.containers {
-            let group = c
-                .group
-                .as_ref()
-                .map(|g| format!(" (Compose project {g})"))
-                .unwrap_or_default();
+            let group = project_label(c.group.as_deref());
             out.push(match &c.error {
                 None => format!(
                     "checkpointed {} {}/{}{group}: frozen {}, checkpoint {:.2}s, {} in {}",
@@ -156,11 +152,7 @@ impl Summary for AllRestoreReport {
     fn summary(&self) -> String {
         let mut out = Vec::new();
         for c in &self.containers {
-            let group = c
-                .group
-                .as_ref()
-                .map(|g| format!(" (Compose project {g})"))
-                .unwrap_or_default();
+            let group = project_label(c.group.as_deref());
             let mut line = format!(
                 "{} {} {}/{}{group}",
                 c.outcome, c.engine, c.namespace, c.name
@@ -193,4 +185,11 @@ impl Summary for AllRestoreReport {
         ));
         out.join("\n")
     }
+}
+
+/// " (Compose project P)" for a member of one, else nothing.
+fn project_label(group: Option<&str>) -> String {
+    group
+        .map(|g| format!(" (Compose project {g})"))
+        .unwrap_or_default()
 }
