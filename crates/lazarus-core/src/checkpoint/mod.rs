@@ -147,10 +147,11 @@ pub fn has_setup_hooks(spec: &Spec) -> bool {
     })
 }
 
-/// No process of the container can change its network namespace: the
-/// bounding set (which an exec's capabilities cannot exceed either) lacks
-/// CAP_NET_ADMIN, and the spec sets no network sysctl. A spec without a
-/// bounding set says nothing, so it may.
+/// The container cannot change its network namespace: its bounding set
+/// lacks CAP_NET_ADMIN (so its processes and an ordinary exec cannot get
+/// it; a privileged exec brings its own capabilities, and what it changes
+/// there is not carried: docs/limits.md), and the spec sets no network
+/// sysctl. A spec without a bounding set says nothing, so it may.
 fn network_unchangeable(spec: &Spec) -> bool {
     let bounding = spec
         .process()
