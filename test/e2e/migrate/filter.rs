@@ -28,6 +28,23 @@ use std::time::{Duration, Instant};
 /// its listening and the peer's connection can be a fraction of a second.
 const TIGHT: Duration = Duration::from_millis(10);
 
+/// A process stopped (SIGSTOP) until this is dropped (SIGCONT).
+struct Stopped(nix::unistd::Pid);
+
+impl Stopped {
+    fn now(pid: i32) -> Stopped {
+        let pid = nix::unistd::Pid::from_raw(pid);
+        nix::sys::signal::kill(pid, nix::sys::signal::SIGSTOP).expect("stop migrate");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::SIGCONT);
+    }
+}
+
 /// [`crate::support::cmd::wait_until`], polling every [`TIGHT`].
 fn wait_tight<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -347,15 +364,23 @@ fn migrate_postcopy_no_criu_socket_is_reachable_from_the_other_host() {
     let (rules, door) = door_rule(&m.b);
     stranger_at_the_door(&m.b, door);
     let reset = rejected(Some(ns), door);
-    // CRIU closes its listener once the tunnel connected: read while it
-    // listens.
-    // The window can be tens of milliseconds: the walk of /proc for A's
-    // CRIU processes (slow on a busy host) is redone only every 100 ms;
-    // between walks only those processes' own sockets are read.
-    let mut criu = Vec::new();
+    // CRIU's listener lives from the dump's readiness until `migrate`'s
+    // tunnel connects to it: on containerd 2.1 a few milliseconds, which a
+    // poll of /proc on a busy host missed (CI, 2026-12-07). So `migrate`
+    // is stopped as soon as A's CRIU appears, well before its dump is
+    // ready (it freezes and dumps the container first), and the listener
+    // waits to be read; `migrate` goes on once it was (or the test failed).
+    let mut criu = wait_tight("A's dump to start", SLOW, || {
+        let criu = m.a.processes_named("criu");
+        (!criu.is_empty()).then_some(criu)
+    });
+    let held = Stopped::now(migration.id() as i32);
+    // The first CRIU may be the shim's version check: the walk of /proc is
+    // redone every 100 ms (slow on a busy host); between walks only those
+    // processes' own sockets are read.
     let mut polls = 0u32;
     let (port, addrs) = wait_tight("A's page server to listen", SLOW, || {
-        if polls % 10 == 0 {
+        if polls % 10 == 9 {
             criu = m.a.processes_named("criu");
         }
         polls += 1;
@@ -367,6 +392,7 @@ fn migrate_postcopy_no_criu_socket_is_reachable_from_the_other_host() {
     assert_all_loopback("A's lazy dump", &addrs);
     assert_criu_on_loopback(&m);
     assert_unreachable(Some(ns), &outside(ns), port);
+    drop(held);
     m.finish(migration, door, &rules, reset, 1, "postcopy");
 }
 
