@@ -288,11 +288,26 @@ fn a_series_of_snapshots_reverts_to_any_copies_exports_and_prunes() {
     drop(b);
 
     // A snapshot killed midway: the container runs on, the store is as it
-    // was (the next command removes the dead writer's directory).
+    // was (the next command removes the dead writer's directory). Once
+    // early, once as soon as its writer is in the store's tmp/: a fixed
+    // delay there raced the snapshot's end once the store got faster.
     let packs_before = packs(&a);
-    for delay_ms in [300, 1500] {
+    for while_writing in [false, true] {
         let snap = Proc::spawn(lazarus_cmd(&a).args(["snapshot", &name]));
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        match while_writing {
+            false => std::thread::sleep(Duration::from_millis(300)),
+            true => {
+                let tmp = store_root(&a).join("tmp");
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                while fs::read_dir(&tmp).map_or(0, |d| d.count()) == 0 {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the snapshot never began writing into the store"
+                    );
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
         crate::support::cleanup::signal(&[snap.pid()], libc::SIGKILL);
         let _ = snap.wait_or_kill(Duration::from_secs(10));
         let now = last_tick(&a, &name);

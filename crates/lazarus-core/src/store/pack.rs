@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -47,6 +47,12 @@ pub fn hex(d: &Digest) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Threads a pack is compressed, and a file read back, with: blocks are
+/// independent, and their sums and (de)compression are most of the work.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
 /// Where one block is: in which pack, which frame, where in the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {
@@ -58,75 +64,134 @@ pub struct Location {
 }
 
 /// A pack being written (in the writer's private directory until the
-/// snapshot commits).
+/// snapshot commits). Frames are filled as blocks come and compressed
+/// several at a time, on as many threads ([`PackWriter::write_full`]):
+/// compression was the largest part of an ingest.
 pub struct PackWriter {
     out: BufWriter<File>,
     path: PathBuf,
     written: u64,
-    frame: Vec<u8>,
-    pending: Vec<(Digest, u32, u32)>,
+    frame: Frame,
+    /// Filled frames waiting to be compressed and written, in order.
+    full: Vec<Frame>,
+    spare: Vec<Frame>,
+    // One zstd context per thread, kept: making a context per frame cost
+    // more than compressing it.
+    zstd: Vec<zstd::bulk::Compressor<'static>>,
     pub index: Vec<(Digest, Location)>,
+}
+
+/// A frame's raw bytes, its blocks (digest, offset, length) and, once
+/// compressed, what is written.
+#[derive(Default)]
+struct Frame {
+    raw: Vec<u8>,
+    packed: Vec<u8>,
+    compressed: bool,
+    blocks: Vec<(Digest, u32, u32)>,
+}
+
+impl Frame {
+    fn compress(&mut self, zstd: &mut zstd::bulk::Compressor<'static>) -> io::Result<()> {
+        self.packed.clear();
+        self.packed
+            .reserve(zstd::zstd_safe::compress_bound(self.raw.len()));
+        zstd.compress_to_buffer(&self.raw, &mut self.packed)?;
+        self.compressed = self.packed.len() < self.raw.len() - self.raw.len() / 8;
+        Ok(())
+    }
 }
 
 impl PackWriter {
     pub fn create(path: &Path) -> Result<PackWriter> {
+        let context = format!("create {}", path.display());
         let f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(path)
-            .map_err(Error::io(format!("create {}", path.display())))?;
+            .map_err(Error::io(&context))?;
+        let zstd = (0..threads())
+            .map(|_| zstd::bulk::Compressor::new(1))
+            .collect::<io::Result<_>>()
+            .map_err(Error::io(&context))?;
         Ok(PackWriter {
             out: BufWriter::with_capacity(1 << 20, f),
             path: path.to_path_buf(),
             written: 0,
-            frame: Vec::with_capacity(FRAME_BYTES),
-            pending: Vec::new(),
+            frame: Frame::default(),
+            full: Vec::new(),
+            spare: Vec::new(),
+            zstd,
             index: Vec::new(),
         })
     }
 
-    /// Adds a block the store does not hold yet.
-    pub fn add(&mut self, digest: Digest, block: &[u8]) -> Result<()> {
-        if self.frame.len() + block.len() > FRAME_BYTES {
-            self.flush_frame()?;
+    /// Adds a block the store does not hold yet. It is written by the next
+    /// [`Self::write_full`] after its frame is full, or by `finish`.
+    pub fn add(&mut self, digest: Digest, block: &[u8]) {
+        if self.frame.raw.len() + block.len() > FRAME_BYTES {
+            let next = self.spare.pop().unwrap_or_default();
+            self.full.push(std::mem::replace(&mut self.frame, next));
         }
-        self.pending
-            .push((digest, self.frame.len() as u32, block.len() as u32));
-        self.frame.extend_from_slice(block);
-        Ok(())
+        let f = &mut self.frame;
+        f.blocks
+            .push((digest, f.raw.len() as u32, block.len() as u32));
+        f.raw.extend_from_slice(block);
     }
 
-    fn flush_frame(&mut self) -> Result<()> {
-        if self.frame.is_empty() {
-            return Ok(());
-        }
+    /// Compresses the full frames (a share per thread) and writes them.
+    pub fn write_full(&mut self) -> Result<()> {
         let context = || format!("write {}", self.path.display());
-        let packed = zstd::bulk::compress(&self.frame, 1).map_err(Error::io(context()))?;
-        let compressed = packed.len() < self.frame.len() - self.frame.len() / 8;
-        let bytes = if compressed { &packed } else { &self.frame };
-        self.out.write_all(bytes).map_err(Error::io(context()))?;
-        for (digest, offset, len) in self.pending.drain(..) {
-            self.index.push((
-                digest,
-                Location {
-                    frame_offset: self.written,
-                    frame_len: bytes.len() as u32,
-                    compressed,
-                    offset,
-                    len,
-                },
-            ));
+        let share = self.full.len().div_ceil(self.zstd.len()).max(1);
+        let mut parts = self.full.chunks_mut(share).zip(self.zstd.iter_mut());
+        let compressed = std::thread::scope(|s| {
+            let first = parts.next();
+            let others: Vec<_> = parts
+                .map(|(frames, z)| {
+                    s.spawn(move || frames.iter_mut().try_for_each(|f| f.compress(z)))
+                })
+                .collect();
+            let mine = first.map_or(Ok(()), |(frames, z)| {
+                frames.iter_mut().try_for_each(|f| f.compress(z))
+            });
+            others.into_iter().fold(mine, |done, t| {
+                done.and(
+                    t.join()
+                        .unwrap_or_else(|_| Err(io::Error::other("a zstd thread panicked"))),
+                )
+            })
+        });
+        compressed.map_err(Error::io(context()))?;
+        for mut f in std::mem::take(&mut self.full) {
+            let bytes = if f.compressed { &f.packed } else { &f.raw };
+            self.out.write_all(bytes).map_err(Error::io(context()))?;
+            for (digest, offset, len) in f.blocks.drain(..) {
+                self.index.push((
+                    digest,
+                    Location {
+                        frame_offset: self.written,
+                        frame_len: bytes.len() as u32,
+                        compressed: f.compressed,
+                        offset,
+                        len,
+                    },
+                ));
+            }
+            self.written += bytes.len() as u64;
+            f.raw.clear();
+            self.spare.push(f);
         }
-        self.written += bytes.len() as u64;
-        self.frame.clear();
         Ok(())
     }
 
-    /// Writes the last frame, fsyncs the pack, writes and fsyncs its index
+    /// Writes the last frames, fsyncs the pack, writes and fsyncs its index
     /// beside it; returns the pack's size on disk.
     pub fn finish(mut self) -> Result<u64> {
-        self.flush_frame()?;
+        if !self.frame.raw.is_empty() {
+            self.full.push(std::mem::take(&mut self.frame));
+        }
+        self.write_full()?;
         let context = format!("write {}", self.path.display());
         let file = self
             .out
@@ -194,21 +259,78 @@ pub fn read_index(path: &Path) -> Result<Vec<(Digest, Location)>> {
 
 /// Reads blocks out of one pack, keeping the last frame it decompressed
 /// (a restore asks for neighbours one after the other).
+///
+/// The pack is mapped, not read: a block of an uncompressed frame is
+/// checked and copied straight from the page cache, and zstd reads a
+/// compressed one there. Reading it copied every byte once more, and on
+/// these machines that copy was the largest part of a restore's read.
+/// Committed packs are never changed in place (a compaction writes a new
+/// one and removes the old name), so the mapping cannot shrink under us.
 pub struct PackReader {
     name: String,
-    file: BufReader<File>,
+    map: Option<Mapped>,
     frame_at: Option<u64>,
     frame: Vec<u8>,
+    // Reused for every frame (see PackWriter).
+    zstd: zstd::bulk::Decompressor<'static>,
+}
+
+/// A whole file mapped read-only.
+pub(super) struct Mapped {
+    at: std::ptr::NonNull<std::ffi::c_void>,
+    len: usize,
+}
+
+// SAFETY: a read-only private mapping, only ever read through `bytes`.
+unsafe impl Send for Mapped {}
+
+impl Mapped {
+    pub(super) fn new(file: &File, len: usize) -> io::Result<Mapped> {
+        use nix::sys::mman::{mmap, MapFlags, ProtFlags};
+        let size = std::num::NonZeroUsize::new(len).ok_or(io::ErrorKind::InvalidData)?;
+        // SAFETY: a fresh read-only mapping of a file opened here; see
+        // PackReader for why it stays valid.
+        let at = unsafe {
+            mmap(
+                None,
+                size,
+                ProtFlags::PROT_READ,
+                MapFlags::MAP_PRIVATE,
+                file,
+                0,
+            )
+        }?;
+        Ok(Mapped { at, len })
+    }
+
+    pub(super) fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` bytes mapped readable at `at` until drop.
+        unsafe { std::slice::from_raw_parts(self.at.as_ptr() as *const u8, self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `new` mapped; no slice outlives self.
+        let _ = unsafe { nix::sys::mman::munmap(self.at, self.len) };
+    }
 }
 
 impl PackReader {
     pub fn open(path: &Path, name: &str) -> Result<PackReader> {
-        let f = File::open(path).map_err(Error::io(format!("open {}", path.display())))?;
+        let context = format!("open {}", path.display());
+        let f = File::open(path).map_err(Error::io(&context))?;
+        let len = f.metadata().map_err(Error::io(&context))?.len() as usize;
+        let map = match len {
+            0 => None,
+            _ => Some(Mapped::new(&f, len).map_err(Error::io(&context))?),
+        };
         Ok(PackReader {
             name: name.to_string(),
-            file: BufReader::with_capacity(FRAME_BYTES, f),
+            map,
             frame_at: None,
-            frame: Vec::new(),
+            frame: Vec::with_capacity(FRAME_BYTES),
+            zstd: zstd::bulk::Decompressor::new().map_err(Error::io(context))?,
         })
     }
 
@@ -223,23 +345,28 @@ impl PackReader {
                 self.name
             ))
         };
-        if self.frame_at != Some(loc.frame_offset) {
-            self.frame_at = None;
-            let mut raw = vec![0u8; loc.frame_len as usize];
-            self.file
-                .seek(SeekFrom::Start(loc.frame_offset))
-                .and_then(|_| self.file.read_exact(&mut raw))
-                .map_err(|e| damaged(&format!("cannot read it: {e}")))?;
-            self.frame = match loc.compressed {
-                true => zstd::bulk::decompress(&raw, FRAME_BYTES)
-                    .map_err(|e| damaged(&format!("it does not decompress: {e}")))?,
-                false => raw,
-            };
-            self.frame_at = Some(loc.frame_offset);
-        }
+        let pack = self.map.as_ref().map(Mapped::bytes).unwrap_or_default();
+        let raw = usize::try_from(loc.frame_offset)
+            .ok()
+            .and_then(|start| pack.get(start..start.checked_add(loc.frame_len as usize)?))
+            .ok_or_else(|| damaged("the pack ends before its frame"))?;
+        let frame = match loc.compressed {
+            false => raw,
+            true => {
+                if self.frame_at != Some(loc.frame_offset) {
+                    self.frame_at = None;
+                    self.frame.clear();
+                    self.frame.reserve(FRAME_BYTES);
+                    self.zstd
+                        .decompress_to_buffer(raw, &mut self.frame)
+                        .map_err(|e| damaged(&format!("it does not decompress: {e}")))?;
+                    self.frame_at = Some(loc.frame_offset);
+                }
+                &self.frame[..]
+            }
+        };
         let (start, end) = (loc.offset as usize, (loc.offset + loc.len) as usize);
-        let block = self
-            .frame
+        let block = frame
             .get(start..end)
             .ok_or_else(|| damaged("its frame is too short"))?;
         if &self::digest(block) != digest {
@@ -318,7 +445,7 @@ mod tests {
         }
         blocks.push(b"short".to_vec());
         for b in &blocks {
-            w.add(digest(b), b).unwrap();
+            w.add(digest(b), b);
         }
         w.finish().unwrap();
         let index = read_index(&dir.path().join("p.idx")).unwrap();
@@ -336,7 +463,7 @@ mod tests {
         let path = dir.path().join("p.pack");
         let mut w = PackWriter::create(&path).unwrap();
         let block = vec![7u8; BLOCK_BYTES];
-        w.add(digest(&block), &block).unwrap();
+        w.add(digest(&block), &block);
         w.finish().unwrap();
         let (d, loc) = read_index(&dir.path().join("p.idx")).unwrap()[0];
         // Raw: compressed frames fail in zstd instead, also by name.

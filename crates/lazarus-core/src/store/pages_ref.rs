@@ -15,7 +15,7 @@
 //! or edited reference fail by name rather than as a missing file.
 
 use std::fs;
-use std::io::{BufWriter, Write};
+
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -233,9 +233,7 @@ impl PagesRef {
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(&path)
                 .map_err(Error::io(&context))?;
-            let mut w = BufWriter::with_capacity(1 << 20, out);
-            total += reader.copy_file(&f.name, &mut w)?;
-            w.flush().map_err(Error::io(&context))?;
+            total += reader.write_file(&f.name, &out, super::pack::threads())?;
         }
         Ok(total)
     }

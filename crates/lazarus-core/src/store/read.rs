@@ -25,6 +25,37 @@ pub struct SnapshotReader {
     open: HashMap<u32, PackReader>,
 }
 
+/// Where blocks are found: the merged index and the packs' directory,
+/// shared by the threads of a parallel read.
+struct Blocks<'a> {
+    index: &'a Index,
+    packs_dir: &'a Path,
+    snapshot: &'a Snapshot,
+}
+
+impl Blocks<'_> {
+    /// Block `d`, through `open` (the caller's pack readers), checked.
+    fn get<'o>(&self, open: &'o mut HashMap<u32, PackReader>, d: &Digest) -> Result<&'o [u8]> {
+        let (p, loc) = *self.index.blocks.get(d).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "block {} of snapshot {} is in none of its packs ({}): the store is damaged",
+                pack::hex(d),
+                self.snapshot.id,
+                self.snapshot.packs.join(", ")
+            ))
+        })?;
+        let reader = match open.entry(p) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let name = &self.index.packs[p as usize];
+                let path = self.packs_dir.join(format!("{name}.pack"));
+                v.insert(PackReader::open(&path, name)?)
+            }
+        };
+        reader.block(d, &loc)
+    }
+}
+
 impl SnapshotReader {
     pub(super) fn new(store: &Store, snapshot: &Snapshot) -> Result<SnapshotReader> {
         let blocks = snapshot.block_list(&store.snapshots_dir())?;
@@ -92,7 +123,9 @@ impl SnapshotReader {
             left: m.size,
             sha256: m.sha256,
             name: m.name,
-            whole: Sha256::new(),
+            // A verified block list and checked blocks make the file what
+            // was stored; older records are checked whole.
+            whole: self.snapshot.blocks_sha256.is_none().then(Sha256::new),
             buf: Vec::with_capacity(BLOCK_BYTES),
             pos: 0,
             reader: self,
@@ -101,23 +134,81 @@ impl SnapshotReader {
     }
 
     fn block(&mut self, d: &Digest) -> Result<&[u8]> {
-        let (p, loc) = *self.index.blocks.get(d).ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "block {} of snapshot {} is in none of its packs ({}): the store is damaged",
-                pack::hex(d),
-                self.snapshot.id,
-                self.snapshot.packs.join(", ")
-            ))
-        })?;
-        let reader = match self.open.entry(p) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                let name = &self.index.packs[p as usize];
-                let path = self.packs_dir.join(format!("{name}.pack"));
-                v.insert(PackReader::open(&path, name)?)
-            }
+        let blocks = Blocks {
+            index: &self.index,
+            packs_dir: &self.packs_dir,
+            snapshot: &self.snapshot,
         };
-        reader.block(d, &loc)
+        blocks.get(&mut self.open, d)
+    }
+
+    /// Writes file `name` into `out` (a new, empty file) on `threads`
+    /// threads, each a contiguous share of its blocks written at their
+    /// offsets; zero blocks stay holes. Every block is checked against its
+    /// digest. A snapshot whose block list has no recorded sum is copied
+    /// as [`Self::copy_file`] does (its files are checked whole).
+    pub fn write_file(&mut self, name: &str, out: &File, threads: usize) -> Result<u64> {
+        let (size, first, count) = self.extent(name)?;
+        let context = format!("write {name} of snapshot {}", self.snapshot.id);
+        if self.snapshot.blocks_sha256.is_none() {
+            let mut w = io::BufWriter::with_capacity(1 << 20, out);
+            let n = self.copy_file(name, &mut w)?;
+            w.flush().map_err(Error::io(&context))?;
+            return Ok(n);
+        }
+        out.set_len(size).map_err(Error::io(&context))?;
+        let list = self
+            .blocks
+            .get(first as usize..(first + count) as usize)
+            .ok_or_else(|| self.damaged("its block list is short"))?;
+        if count * BLOCK_BYTES as u64 != size.next_multiple_of(BLOCK_BYTES as u64) {
+            return Err(self.damaged(&format!("{name} has {count} blocks for {size} bytes")));
+        }
+        let blocks = Blocks {
+            index: &self.index,
+            packs_dir: &self.packs_dir,
+            snapshot: &self.snapshot,
+        };
+        let share = list.len().div_ceil(threads.max(1)).max(1);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = list
+                .chunks(share)
+                .enumerate()
+                .map(|(i, part)| {
+                    let blocks = &blocks;
+                    let context = &context;
+                    s.spawn(move || write_part(blocks, part, i * share, size, out, context))
+                })
+                .collect();
+            workers.into_iter().try_for_each(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(Error::Other(format!(
+                        "{context}: a reading thread panicked"
+                    )))
+                })
+            })
+        })?;
+        Ok(size)
+    }
+
+    /// File `name`'s size and its range in the block list.
+    fn extent(&self, name: &str) -> Result<(u64, u64, u64)> {
+        let m = self
+            .snapshot
+            .manifest
+            .entries
+            .iter()
+            .find(|e| e.name == name && !e.dir)
+            .ok_or_else(|| {
+                Error::NotFound(format!("snapshot {} has no file {name}", self.snapshot.id))
+            })?;
+        let e = self
+            .snapshot
+            .entries
+            .iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| self.damaged(&format!("its record lists no blocks for {name}")))?;
+        Ok((m.size, e.first, e.count))
     }
 
     fn damaged(&self, why: &str) -> Error {
@@ -155,12 +246,8 @@ impl SnapshotReader {
                 private_dirs(p).map_err(Error::io(&context))?;
             }
             let f = new_file(&path).map_err(Error::io(&context))?;
-            let mut out = io::BufWriter::with_capacity(1 << 20, f);
-            done += self.copy_file(&m.name, &mut out)?;
-            out.into_inner()
-                .map_err(|e| Error::io(&context)(e.into_error()))?
-                .sync_all()
-                .map_err(Error::io(&context))?;
+            done += self.write_file(&m.name, &f, pack::threads())?;
+            f.sync_all().map_err(Error::io(&context))?;
             progress(done);
         }
         let json = serde_json::to_vec_pretty(&self.snapshot.manifest)
@@ -181,7 +268,7 @@ pub struct FileRead<'a> {
     end: u64,
     left: u64,
     sha256: String,
-    whole: Sha256,
+    whole: Option<Sha256>,
     buf: Vec<u8>,
     pos: usize,
     /// Why the last read failed, when the store is at fault.
@@ -192,12 +279,8 @@ impl FileRead<'_> {
     /// The next block into `buf`; false at the end of the file.
     fn fill(&mut self) -> Result<bool> {
         if self.next == self.end {
-            let sha: String = std::mem::take(&mut self.whole)
-                .finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            if self.left != 0 || sha != self.sha256 {
+            let sha = self.whole.take().map(|w| pack::hex(&w.finalize().into()));
+            if self.left != 0 || sha.is_some_and(|sha| sha != self.sha256) {
                 return Err(self.reader.damaged(&format!(
                     "{} does not come back as it was stored",
                     self.name
@@ -216,10 +299,19 @@ impl FileRead<'_> {
             true => self.buf.resize(want, 0),
             false => {
                 let block = self.reader.block(&d)?;
+                let got = block.len();
                 self.buf.extend_from_slice(block);
+                if got != want {
+                    return Err(self.reader.damaged(&format!(
+                        "a block of {} has {got} bytes, not {want}",
+                        self.name
+                    )));
+                }
             }
         }
-        self.whole.update(&self.buf);
+        if let Some(w) = &mut self.whole {
+            w.update(&self.buf);
+        }
         self.left = self.left.saturating_sub(self.buf.len() as u64);
         self.next += 1;
         self.pos = 0;
@@ -245,6 +337,51 @@ impl Read for FileRead<'_> {
         self.pos += n;
         Ok(n)
     }
+}
+
+/// One thread's share of [`SnapshotReader::write_file`]: blocks `part`,
+/// the first of which is block `first` of the file.
+fn write_part(
+    blocks: &Blocks<'_>,
+    part: &[Digest],
+    first: usize,
+    size: u64,
+    out: &File,
+    context: &str,
+) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut open = HashMap::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut at = (first * BLOCK_BYTES) as u64;
+    let flush = |buf: &mut Vec<u8>, at: &mut u64| -> Result<()> {
+        out.write_all_at(buf, *at).map_err(Error::io(context))?;
+        *at += buf.len() as u64;
+        buf.clear();
+        Ok(())
+    };
+    for (i, d) in part.iter().enumerate() {
+        let offset = ((first + i) * BLOCK_BYTES) as u64;
+        let want = (size - offset).min(BLOCK_BYTES as u64) as usize;
+        if *d == ZERO {
+            flush(&mut buf, &mut at)?;
+            at = offset + want as u64;
+            continue;
+        }
+        let block = blocks.get(&mut open, d)?;
+        if block.len() != want {
+            return Err(Error::InvalidArgument(format!(
+                "snapshot {} is damaged (a block of {} bytes where {want} belong); it cannot be \
+                 restored",
+                blocks.snapshot.id,
+                block.len()
+            )));
+        }
+        buf.extend_from_slice(block);
+        if buf.len() >= 1 << 20 {
+            flush(&mut buf, &mut at)?;
+        }
+    }
+    flush(&mut buf, &mut at)
 }
 
 /// Directories 0700, as an extraction makes them (the runtime refuses a
@@ -309,7 +446,7 @@ pub(super) fn collect(store: &Store) -> Result<Collected> {
                 let mut w = PackWriter::create(&packs_dir.join(format!("{new}.pack")))?;
                 let mut r = PackReader::open(&packs_dir.join(format!("{name}.pack")), &name)?;
                 for (d, loc) in keep {
-                    w.add(*d, r.block(d, loc)?)?;
+                    w.add(*d, r.block(d, loc)?);
                 }
                 w.finish()?;
                 Some(new)

@@ -35,6 +35,12 @@ pub struct Snapshot {
     pub manifest: Manifest,
     /// Which blocks (of the block list) make each file, in manifest order.
     pub entries: Vec<EntryBlocks>,
+    /// The sha256 of the block list. With it, a read checks the list once
+    /// and every block against its digest, and needs no second pass over
+    /// each file for its sum (records written before it had none: their
+    /// files are checked whole, as then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks_sha256: Option<String>,
     /// The front door's description: engine, container id, how long the
     /// container was frozen, its processes.
     #[serde(default)]
@@ -69,6 +75,16 @@ impl Snapshot {
     pub fn block_list(&self, dir: &Path) -> Result<Vec<Digest>> {
         let path = dir.join(format!("{}.blocks", self.id));
         let bytes = fs::read(&path).map_err(Error::io(format!("read {}", path.display())))?;
+        if let Some(want) = &self.blocks_sha256 {
+            if &list_sha256(&bytes) != want {
+                return Err(Error::InvalidArgument(format!(
+                    "{} does not match the sum snapshot {} recorded (damaged); the snapshot \
+                     cannot be restored",
+                    path.display(),
+                    self.id
+                )));
+            }
+        }
         if bytes.len() as u64 != self.blocks * 32 {
             return Err(Error::InvalidArgument(format!(
                 "{} holds {} bytes, not the {} blocks snapshot {} has (damaged)",
@@ -83,6 +99,12 @@ impl Snapshot {
             .map(|c| c.try_into().expect("32 bytes"))
             .collect())
     }
+}
+
+/// The hex sha256 of a block list's bytes.
+pub fn list_sha256(bytes: &[u8]) -> String {
+    use sha2::{Digest as _, Sha256};
+    super::pack::hex(&Sha256::digest(bytes).into())
 }
 
 /// A new snapshot id: 12 hex digits, random (as Docker's short ids).

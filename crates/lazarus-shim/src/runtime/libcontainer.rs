@@ -324,15 +324,19 @@ impl Runtime for LibcontainerRuntime {
         private::restrict(&dir)
     }
 
-    fn restore_network(&self, id: &str, bundle: &Path, pid: i32) -> Result<()> {
+    fn restore_network(
+        &self,
+        id: &str,
+        bundle: &Path,
+        spec: &oci_spec::runtime::Spec,
+        pid: i32,
+    ) -> Result<()> {
         // Without hooks there is only lo to bring up: a thread of ours does
         // it (its network namespace changes, and it ends), not a helper
         // process, which costs tens of milliseconds of a migration's
         // downtime. Hooks run in the single-threaded helper, as on create.
         check_component("container id", id)?;
-        let spec = oci_spec::runtime::Spec::load(bundle.join("config.json"))
-            .map_err(|e| Error::Runtime(format!("restore network of {id}: read its spec: {e}")))?;
-        if !lazarus_core::checkpoint::has_setup_hooks(&spec) {
+        if !lazarus_core::checkpoint::has_setup_hooks(spec) {
             return std::thread::scope(|s| s.spawn(|| super::loopback::bring_up(pid)).join())
                 .unwrap_or_else(|_| Err("bringing lo up panicked".into()))
                 .map_err(|e| Error::Runtime(format!("restore network of {id}: {e}")));
@@ -476,7 +480,7 @@ mod tests {
                 rt.resume(id),
                 rt.pids(id).map(drop),
                 rt.adopt(id, bundle, 1),
-                rt.restore_network(id, bundle, 1),
+                rt.restore_network(id, bundle, &oci_spec::runtime::Spec::default(), 1),
             ];
             for (i, r) in results.into_iter().enumerate() {
                 let e = r.expect_err(id);

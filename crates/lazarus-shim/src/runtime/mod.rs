@@ -85,7 +85,14 @@ pub trait Runtime: Send + Sync {
     fn adopt(&self, id: &str, bundle: &std::path::Path, pid: i32) -> Result<()>;
     /// Sets up the empty network namespace CRIU restored `pid` into, as
     /// create does: the spec's prestart/createRuntime hooks, then `lo` up.
-    fn restore_network(&self, id: &str, bundle: &std::path::Path, pid: i32) -> Result<()>;
+    /// `spec` is the bundle's, as the restore already holds it.
+    fn restore_network(
+        &self,
+        id: &str,
+        bundle: &std::path::Path,
+        spec: &oci_spec::runtime::Spec,
+        pid: i32,
+    ) -> Result<()>;
     /// The cgroup v1 memory directory, for OOM notifications (None on v2).
     fn memory_cgroup(&self, id: &str) -> Option<PathBuf>;
 }

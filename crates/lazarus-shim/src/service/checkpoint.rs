@@ -159,6 +159,17 @@ impl TaskService {
         let (images, work) = dump_dirs(req, &request)?;
         let page_server = postcopy::PageServer::read(&images)?;
         let store_pages = self.stores_pages(&request, page_server.as_ref());
+        // A store-backed dump is written into memory first; only what the
+        // store does not take reaches containerd's directory.
+        let memory = store_pages
+            .then(|| super::stored_pages::dump_scratch(c.pid))
+            .flatten();
+        let dump_images = memory.as_ref().map_or(images.clone(), |m| m.path().into());
+        let dump_work = if work == images {
+            dump_images.clone()
+        } else {
+            work.clone()
+        };
         let target = DumpTarget {
             id: c.id,
             pid: c.pid,
@@ -172,8 +183,8 @@ impl TaskService {
         // calls it off with a file, or by no longer renewing its lease.
         let called_off = || control::called_off(&images);
         let paths = DumpPaths {
-            images: &images,
-            work: &work,
+            images: &dump_images,
+            work: &dump_work,
             keep_failed_log: Some(&kept_log),
             cancel: Some(match page_server {
                 Some(_) => &called_off,
@@ -197,7 +208,19 @@ impl TaskService {
         }
         dumped?;
         if store_pages {
-            self.stash_pages(&images, c.id, &spec);
+            self.stash_pages(&dump_images, c.id, &spec);
+        }
+        if let Some(m) = memory {
+            if let Err(e) = super::stored_pages::move_dump(m.path(), &images) {
+                // The container may be gone (a checkpoint with exit): its
+                // state stays where it is, named, rather than removed.
+                return Err(lazarus_core::Error::Other(format!(
+                    "checkpoint of {}: {e}; its images are kept in {}",
+                    c.id,
+                    m.keep().display()
+                ))
+                .into());
+            }
         }
         if request.image_path.is_empty() && self.settings.namespace == DOCKER_NAMESPACE {
             mark_as_containerds_copy(&images)?;

@@ -45,7 +45,7 @@ impl TaskService {
                     }
                 }
                 self.runtime
-                    .restore_network(target.id, target.bundle, pid)
+                    .restore_network(target.id, target.bundle, &pending.spec, pid)
                     .map_err(|e| lazarus_core::Error::Other(e.to_string()))
             })
     }

@@ -134,7 +134,7 @@ impl Runtime for FakeRuntime {
             false => Ok(()),
         }
     }
-    fn restore_network(&self, id: &str, _: &Path, pid: i32) -> Result<()> {
+    fn restore_network(&self, id: &str, _: &Path, _: &Spec, pid: i32) -> Result<()> {
         self.record(format!("restore_network {id} {pid}"));
         Ok(())
     }

@@ -22,6 +22,7 @@ fn pending() -> Box<PendingRestore> {
             descriptors: Vec::new(),
             temporary: false,
             page_server: None,
+            memory: None,
         },
         spec: Spec::default(),
         io: None,

@@ -156,7 +156,7 @@ impl Members for Live<'_> {
             netlock: Some(self.netlock),
             scratch_in: None,
             pages: None,
-            lazy_runs: None,
+            pump_plan: None,
             snapshot: None,
         };
         restore(&one, self.endpoints, self.config, Some(self.guard)).await

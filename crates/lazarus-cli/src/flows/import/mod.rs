@@ -106,7 +106,7 @@ pub struct ImportArgs {
     /// is extracted, before the restore starts the lazy-pages daemon (the
     /// page tunnel's pump asks the source for them).
     #[arg(skip)]
-    pub lazy_runs: Option<LazyRunsSlot>,
+    pub pump_plan: Option<SharedPumpPlan>,
     /// Set by `restore C --snapshot ID` only: restore from the store, not
     /// from `file` (which then only names it in messages).
     #[arg(skip)]
@@ -115,7 +115,7 @@ pub struct ImportArgs {
 
 /// Where the import tells the page tunnel the dump's lazy runs (and
 /// `serve`, that the restore is done).
-pub type LazyRunsSlot = std::sync::Arc<lazarus_core::channel::tunnel::PumpPlan>;
+pub type SharedPumpPlan = std::sync::Arc<lazarus_core::channel::tunnel::PumpPlan>;
 
 /// A snapshot of the store to restore (see [`crate::flows::snapshot`]).
 #[derive(Clone, Debug)]

@@ -99,7 +99,7 @@ fn an_import_the_policy_refuses_creates_nothing() {
         netlock: None,
         scratch_in: None,
         pages: None,
-        lazy_runs: None,
+        pump_plan: None,
         snapshot: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -51,7 +51,7 @@ pub(super) fn extract(
         Some(pages) => Some(move_pages(pages, &dir.join(archive::CHECKPOINT_DIR))?),
         None => None,
     };
-    if let Some(slot) = &args.lazy_runs {
+    if let Some(slot) = &args.pump_plan {
         // Without them the tunnel still carries the daemon's requests one
         // by one: slower, not wrong.
         match lazarus_core::checkpoint::postcopy::lazy_runs(&dir.join(archive::CHECKPOINT_DIR)) {

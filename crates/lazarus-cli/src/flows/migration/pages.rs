@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::filter::PortFilter;
 use super::{CONNECT_TIMEOUT, PEER_TIMEOUT};
 use crate::error::{Error, Result};
-use crate::flows::import::LazyRunsSlot;
+use crate::flows::import::SharedPumpPlan;
 
 /// The receiver's tunnel door, in its answer to the plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,7 +58,7 @@ pub struct Receiver {
     pub offer: TunnelOffer,
     /// Post-copy: where the import says which memory the source's dump
     /// left to its page server, for the tunnel's pump.
-    pub lazy_runs: Option<LazyRunsSlot>,
+    pub pump_plan: Option<SharedPumpPlan>,
     _filter: PortFilter,
 }
 
@@ -86,12 +86,12 @@ pub fn receiver(control: &TcpStream, key: &Key, criu: Option<SocketAddr>) -> Res
         dropped,
     )
     .map_err(io("open the page tunnel's door"))?;
-    let (local, fetch_port, lazy_runs) = match criu {
+    let (local, fetch_port, pump_plan) = match criu {
         Some(addr) => (LocalEnd::Connect(addr), None, None),
         None => {
             let local = LocalDoor::bind().map_err(io("open the lazy pages' loopback door"))?;
             let port = local.port;
-            let slot = LazyRunsSlot::default();
+            let slot = SharedPumpPlan::default();
             (LocalEnd::Fetch(local, slot.clone()), Some(port), Some(slot))
         }
     };
@@ -107,7 +107,7 @@ pub fn receiver(control: &TcpStream, key: &Key, criu: Option<SocketAddr>) -> Res
             session: session.to_hex(),
             fetch_port,
         },
-        lazy_runs,
+        pump_plan,
         _filter: filter,
     })
 }

@@ -25,7 +25,7 @@ use super::pages;
 use super::{key_path, resolve, Answer, Offer, Plan, MAX_ARCHIVE, PEER_TIMEOUT};
 use crate::engine::endpoints::Endpoints;
 use crate::error::{Error, Result};
-use crate::flows::import::{self, ImportArgs, LazyRunsSlot};
+use crate::flows::import::{self, ImportArgs, SharedPumpPlan};
 use crate::flows::restore_guard::RestoreGuard;
 use crate::report::ImportReport;
 use lazarus_core::checkpoint::postcopy::{PageMode, PageServer};
@@ -217,7 +217,7 @@ async fn receive(
         path,
         scratch.path(),
         pages,
-        tunnel.lazy_runs.clone(),
+        tunnel.pump_plan.clone(),
         &Import {
             endpoints,
             config,
@@ -269,7 +269,7 @@ async fn restore_and_confirm(
     path: PathBuf,
     scratch: &Path,
     pages: Option<PathBuf>,
-    lazy_runs: Option<LazyRunsSlot>,
+    pump_plan: Option<SharedPumpPlan>,
     restorer: &impl Restorer,
 ) -> Result<ImportReport> {
     let args = ImportArgs {
@@ -287,14 +287,14 @@ async fn restore_and_confirm(
         netlock: None,
         scratch_in: Some(scratch.to_path_buf()),
         pages,
-        lazy_runs: lazy_runs.clone(),
+        pump_plan: pump_plan.clone(),
         snapshot: None,
     };
     let restored = match restorer.restore(&args).await {
         Ok(v) => {
             // The container runs: the page pump may take the link (and the
             // CPU) from here on.
-            if let Some(plan) = &lazy_runs {
+            if let Some(plan) = &pump_plan {
                 plan.restored();
             }
             v

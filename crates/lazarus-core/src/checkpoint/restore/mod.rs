@@ -47,6 +47,11 @@ pub struct RestorePlan {
     pub temporary: bool,
     /// Post-copy: the memory is not in the images but served from here.
     pub page_server: Option<PageServer>,
+    /// The scratch directory in memory the images were copied into (a
+    /// store-backed checkpoint's pages, resolved there): its owner lock is
+    /// held until the plan is gone, so one left by a shim that died is
+    /// removed by the next sweep, and never while in use.
+    pub memory: Option<std::sync::Arc<crate::scratch::Scratch>>,
 }
 
 /// The cgroup v1 mounts a restore binds from the host's hierarchies
@@ -186,6 +191,7 @@ impl RestorePlan {
             descriptors,
             temporary: false,
             page_server,
+            memory: None,
         })
     }
 

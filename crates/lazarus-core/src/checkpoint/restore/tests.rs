@@ -11,6 +11,7 @@ fn plan(images: &Path, page_server: Option<PageServer>) -> RestorePlan {
         descriptors: Vec::new(),
         temporary: false,
         page_server,
+        memory: None,
     }
 }
 
