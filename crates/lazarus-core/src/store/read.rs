@@ -11,10 +11,10 @@ use sha2::{Digest as _, Sha256};
 
 use super::ingest::ZERO;
 use super::pack::{self, Digest, Index, PackReader, PackWriter, BLOCK_BYTES};
-use super::record::{self, Snapshot};
+use super::record::{self, EntryBlocks, Snapshot};
 use super::{sync_dir, write_atomic, Collected, Store};
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, MANIFEST_FILE};
+use crate::manifest::{Manifest, ManifestEntry, MANIFEST_FILE};
 
 /// A snapshot's files, read out of the store.
 pub struct SnapshotReader {
@@ -100,23 +100,7 @@ impl SnapshotReader {
     /// sha256 at its end (a mismatch is a read error, and
     /// [`FileRead::error`] says which).
     pub fn file(&mut self, name: &str) -> Result<FileRead<'_>> {
-        let m = self
-            .snapshot
-            .manifest
-            .entries
-            .iter()
-            .find(|e| e.name == name && !e.dir)
-            .cloned()
-            .ok_or_else(|| {
-                Error::NotFound(format!("snapshot {} has no file {name}", self.snapshot.id))
-            })?;
-        let e = self
-            .snapshot
-            .entries
-            .iter()
-            .find(|e| e.name == name)
-            .cloned()
-            .ok_or_else(|| self.damaged(&format!("its record lists no blocks for {name}")))?;
+        let (m, e) = self.entry(name)?;
         Ok(FileRead {
             next: e.first,
             end: e.first + e.count,
@@ -148,7 +132,8 @@ impl SnapshotReader {
     /// digest. A snapshot whose block list has no recorded sum is copied
     /// as [`Self::copy_file`] does (its files are checked whole).
     pub fn write_file(&mut self, name: &str, out: &File, threads: usize) -> Result<u64> {
-        let (size, first, count) = self.extent(name)?;
+        let (m, e) = self.entry(name)?;
+        let (size, first, count) = (m.size, e.first, e.count);
         let context = format!("write {name} of snapshot {}", self.snapshot.id);
         if self.snapshot.blocks_sha256.is_none() {
             let mut w = io::BufWriter::with_capacity(1 << 20, out);
@@ -191,8 +176,8 @@ impl SnapshotReader {
         Ok(size)
     }
 
-    /// File `name`'s size and its range in the block list.
-    fn extent(&self, name: &str) -> Result<(u64, u64, u64)> {
+    /// File `name`'s manifest entry and its range in the block list.
+    fn entry(&self, name: &str) -> Result<(ManifestEntry, EntryBlocks)> {
         let m = self
             .snapshot
             .manifest
@@ -208,7 +193,7 @@ impl SnapshotReader {
             .iter()
             .find(|e| e.name == name)
             .ok_or_else(|| self.damaged(&format!("its record lists no blocks for {name}")))?;
-        Ok((m.size, e.first, e.count))
+        Ok((m.clone(), e.clone()))
     }
 
     fn damaged(&self, why: &str) -> Error {
