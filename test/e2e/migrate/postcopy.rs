@@ -168,6 +168,49 @@ fn migrate_postcopy_stream_failures_never_leave_a_copy_without_memory() {
     }
 }
 
+/// The receiving end of the page pump killed mid-stream: B's `serve` (its
+/// side of the tunnel, which answers B's lazy-pages daemon) SIGKILLed after
+/// B resumed the container, while the stream is held back by a throttle on
+/// B's door. B's copy cannot get the rest of its memory, so it must not
+/// run on; the source never confirmed gone, so A's memhog thaws and runs on
+/// from where it was frozen, with its heap; nothing is left on either host.
+#[test]
+fn migrate_postcopy_receiver_killed_mid_memory_brings_the_source_back() {
+    let mib = heap_mib();
+    let _turn = big_heap_turn(mib);
+    let a = Daemons::with_docker("migrate_rkill_a");
+    let b = Daemons::with_docker_with("migrate_rkill_b", &B_HOST);
+    let key = keygen(&a, "migration.key");
+    let name = a.name("memhog");
+    start_memhog(&a, &name, mib);
+    if !a.is_lazarus() {
+        return assert_refused_by_runtime(&a, &name, &key, &[]);
+    }
+    let sum = memhog(&a, &name)[0].1.clone();
+    let mut serve = Serve::start(&b, &key);
+    let mut migration = spawn_migrate(&a, &name, &serve.addr, &key, &["--mode", "postcopy"]);
+    wait_until("B's lazy-pages daemon", SLOW, || lazy_pages_daemon(&b));
+    let (_, door) = crate::migrate::filter::door_rule(&b);
+    let throttle = Throttle::on_dest_port(b.netns().unwrap().veth(), door);
+    wait_until("B to run the container", SLOW, || {
+        (inspect_or_empty(&b, &name) == "true").then_some(())
+    });
+    serve.kill();
+    let stderr = wait_failed(&mut migration, SLOW);
+    drop(throttle);
+    eprintln!("B's serve killed mid-memory: {}", stderr.trim());
+    assert!(stderr.contains("runs on here"), "{stderr}");
+    assert_not_running_on(&b, &name);
+    assert_source_runs_on(&a, &name, &sum);
+    assert_cli_left_nothing(&a);
+    // B's copy is dead; its stopped container is the engine's to remove
+    // (no agent is left to), and nothing of the CLI's stays on B.
+    for n in docker_names(&b) {
+        b.docker(&["rm", "-f", &n]).ok();
+    }
+    assert_cli_left_nothing(&b);
+}
+
 /// A's memhog runs, its ticks one unbroken run with the checksum `sum`.
 pub fn assert_source_runs_on(a: &Daemons, name: &str, sum: &str) {
     assert_eq!(inspect(a, name, "{{.State.Running}}"), "true");

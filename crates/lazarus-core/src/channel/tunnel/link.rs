@@ -198,6 +198,53 @@ pub(super) fn reader(stream: TcpStream) -> BufReader<TcpStream> {
     BufReader::with_capacity(1 << 20, stream)
 }
 
+/// A link's receiving direction as its messages, each read and opened in
+/// turn (its nonce counted): the one reader of both the tunnel's relay and
+/// the page pump. The empty message ends the direction.
+pub(super) struct Opener {
+    pub(super) from: BufReader<TcpStream>,
+    noise: std::sync::Arc<snow::StatelessTransportState>,
+    nonce: u64,
+    wire: Vec<u8>,
+}
+
+impl Opener {
+    /// The receiving side of `link` (its sending side is the caller's).
+    pub(super) fn new(link: Link) -> Opener {
+        Opener {
+            noise: link.noise.clone(),
+            nonce: link.recv_nonce,
+            from: reader(link.stream),
+            wire: vec![0u8; MAX_NOISE],
+        }
+    }
+
+    /// Opens the next message onto the end of `out`; returns its length
+    /// (0: the peer ended the direction). A connection that ends between
+    /// messages was cut: an error, never an end.
+    pub(super) fn open_into(&mut self, out: &mut Vec<u8>) -> io::Result<usize> {
+        let got = read_msg(&mut self.from, &mut self.wire).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the tunnel connection ended mid-stream",
+            ),
+            _ => e,
+        })?;
+        let at = out.len();
+        out.resize(at + MAX_NOISE, 0);
+        let opened = self
+            .noise
+            .read_message(self.nonce, &self.wire[..got], &mut out[at..]);
+        let n = opened.map_err(|_| {
+            out.truncate(at);
+            io::Error::new(io::ErrorKind::InvalidData, "a frame failed to open")
+        })?;
+        self.nonce += 1;
+        out.truncate(at + n);
+        Ok(n)
+    }
+}
+
 /// The receiver's tunnel port for one migration: it takes connections
 /// from the migration's peer address only, authenticates each on a thread
 /// of its own within `deadline`, and hands over the first that proves the

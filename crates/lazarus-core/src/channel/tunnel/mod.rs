@@ -475,37 +475,20 @@ fn send(
 /// batches of what had arrived; the peer's empty message ends CRIU's
 /// input. A link that ends without it was cut.
 fn receive(link: Link, mut to: TcpStream, counters: &Counters, goodbye: bool) -> io::Result<()> {
-    let noise = link.noise.clone();
-    let mut nonce = link.recv_nonce;
-    let mut from = link::reader(link.stream);
-    let mut wire = vec![0u8; MAX_NOISE];
+    let mut from = link::Opener::new(link);
     let mut out = Vec::with_capacity(BATCH + MAX_NOISE);
     let mut ended = false;
     // The last bytes written to CRIU, for `goodbye`.
     let mut tail: Vec<u8> = Vec::with_capacity(2 * PS_IOV_LEN);
     while !ended {
-        let got = link::read_msg(&mut from, &mut wire).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the tunnel connection ended mid-stream",
-            ),
-            _ => e,
-        })?;
-        let at = out.len();
-        out.resize(at + MAX_NOISE, 0);
-        let n = noise
-            .read_message(nonce, &wire[..got], &mut out[at..])
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a frame failed to open"))?;
-        nonce += 1;
-        out.truncate(at + n);
-        ended = n == 0;
+        ended = from.open_into(&mut out)? == 0;
         // Written when a batch is full or nothing more has arrived yet.
         if ended && goodbye && !is_goodbye(&[&tail[..], &out[..]].concat()) {
             return Err(io::Error::other(
                 "the peer's lazy-pages daemon ended without its goodbye",
             ));
         }
-        if ended || out.len() >= BATCH || from.buffer().is_empty() {
+        if ended || out.len() >= BATCH || from.from.buffer().is_empty() {
             to.write_all(&out)?;
             tail.extend_from_slice(&out[out.len().saturating_sub(PS_IOV_LEN)..]);
             tail.drain(..tail.len().saturating_sub(PS_IOV_LEN));

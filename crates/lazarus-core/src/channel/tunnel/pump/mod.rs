@@ -123,13 +123,9 @@ pub(super) fn run(link: Link, daemon: TcpStream, plan: &PumpPlan, s: &Shared) ->
         nonce: link.send_nonce,
     };
     let opened = Opened {
-        from: link::reader(link.stream),
-        noise: link.noise.clone(),
-        nonce: link.recv_nonce,
-        wire: vec![0u8; MAX_NOISE],
-        plain: vec![0u8; MAX_NOISE],
+        from: link::Opener::new(link),
+        plain: Vec::with_capacity(MAX_NOISE),
         at: 0,
-        len: 0,
         ended: false,
     };
     let pump = Pump {

@@ -3,7 +3,7 @@
 //! source's tunnel end, opened ([`Opened`]) and sealed ([`Sealer`]) as
 //! Noise messages.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 
@@ -66,38 +66,20 @@ impl Iov {
 /// The source's end of the link as a byte stream: Noise messages opened
 /// as they come; the empty message is its end.
 pub(super) struct Opened {
-    pub(super) from: BufReader<TcpStream>,
-    pub(super) noise: Arc<snow::StatelessTransportState>,
-    pub(super) nonce: u64,
-    pub(super) wire: Vec<u8>,
+    pub(super) from: link::Opener,
     pub(super) plain: Vec<u8>,
     pub(super) at: usize,
-    pub(super) len: usize,
     pub(super) ended: bool,
 }
 
 impl Read for Opened {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.at == self.len && !self.ended {
-            let got =
-                link::read_msg(&mut self.from, &mut self.wire).map_err(|e| match e.kind() {
-                    io::ErrorKind::UnexpectedEof => io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the tunnel connection ended mid-stream",
-                    ),
-                    _ => e,
-                })?;
-            self.len = self
-                .noise
-                .read_message(self.nonce, &self.wire[..got], &mut self.plain)
-                .map_err(|_| {
-                    io::Error::new(io::ErrorKind::InvalidData, "a frame failed to open")
-                })?;
-            self.nonce += 1;
+        while self.at == self.plain.len() && !self.ended {
+            self.plain.clear();
             self.at = 0;
-            self.ended = self.len == 0;
+            self.ended = self.from.open_into(&mut self.plain)? == 0;
         }
-        let n = out.len().min(self.len - self.at);
+        let n = out.len().min(self.plain.len() - self.at);
         out[..n].copy_from_slice(&self.plain[self.at..self.at + n]);
         self.at += n;
         Ok(n)
