@@ -177,6 +177,12 @@ fn read_requests(pump: &Pump, mut from: TcpStream) -> io::Result<()> {
         }
         let iov = Iov::parse(&b);
         let request = match iov.cmd & PS_CMD_MASK {
+            PS_IOV_GET if iov.nr_pages > MAX_GET_PAGES => {
+                return Err(io::Error::other(format!(
+                    "a request for {} pages (at most {MAX_GET_PAGES} are asked at once)",
+                    iov.nr_pages
+                )))
+            }
             PS_IOV_GET if iov.nr_pages > 0 => Request::Get(iov),
             PS_IOV_CLOSE | PS_IOV_FORCE_CLOSE => Request::Goodbye(iov),
             cmd => {
@@ -189,6 +195,11 @@ fn read_requests(pump: &Pump, mut from: TcpStream) -> io::Result<()> {
         pump.wake.notify_all();
     }
 }
+
+/// The most pages the daemon asks for at once, with room: CRIU's lazy-pages
+/// daemon asks for at most 4 MiB (its MAX_XFER_LEN). A bound keeps a
+/// request's size and the answer the pump allocates for it sane.
+const MAX_GET_PAGES: u64 = 16 << 10;
 
 fn read_answers(pump: &Pump, mut from: Opened) -> io::Result<()> {
     loop {

@@ -302,6 +302,25 @@ fn a_daemon_gone_without_its_goodbye_fails_both_ends_and_resets_the_source() {
     assert!(!served.clean_end.load(Ordering::SeqCst));
 }
 
+/// A request past any CRIU's size (a daemon gone wrong) ends both sides
+/// with its reason, before the pump allocates for it or asks the source
+/// for it.
+#[test]
+fn a_request_for_too_many_pages_fails_both_ends() {
+    let (port, mut a, mut b, _, server) = pumped();
+    let mut daemon = TcpStream::connect((LO, port)).unwrap();
+    daemon.set_read_timeout(Some(WAIT)).unwrap();
+    daemon
+        .write_all(&Iov::get(7, 0x400000, u64::MAX / 2).bytes())
+        .unwrap();
+    let b_end = b.wait(WAIT).expect("the receiver's end ended");
+    let why = format!("{b_end:?}");
+    assert!(why.contains("pages (at most"), "{why}");
+    let a_end = a.wait(WAIT).expect("the source's end ended");
+    assert!(a_end.is_err(), "{a_end:?}");
+    server.join().unwrap();
+}
+
 #[test]
 fn asked_ranges_merge_and_leave_gaps() {
     let mut r = Ranges::default();
