@@ -119,15 +119,7 @@ impl Writer {
         let manifest = Manifest::parse(&json)?;
 
         let mut pack = PackWriter::create(&self.pack_path())?;
-        let mut ingest = Ingest {
-            spent: Spent::default(),
-            index: &index,
-            pack: &mut pack,
-            written: HashSet::new(),
-            uses: BTreeSet::new(),
-            blocks: Vec::new(),
-            zero_blocks: 0,
-        };
+        let mut ingest = Ingest::new(&index, &mut pack);
         let mut listed = Vec::new();
         for m in &manifest.entries {
             let mut entry = entries
@@ -167,15 +159,7 @@ impl Writer {
             &pack::list(&packs_dir).map_err(Error::io(&context))?,
         )?;
         let mut pack = PackWriter::create(&self.pack_path())?;
-        let mut ingest = Ingest {
-            spent: Spent::default(),
-            index: &index,
-            pack: &mut pack,
-            written: HashSet::new(),
-            uses: BTreeSet::new(),
-            blocks: Vec::new(),
-            zero_blocks: 0,
-        };
+        let mut ingest = Ingest::new(&index, &mut pack);
         let mut listed = Vec::new();
         let mut files = Vec::new();
         for name in names {
@@ -190,14 +174,12 @@ impl Writer {
             let first = ingest.blocks.len() as u64;
             // Mapped, not read (see pack::PackReader): CRIU's images are
             // ours alone until the snapshot commits.
-            let (size, sha) = match len {
-                0 => (0, pack::hex(&Sha256::digest([]).into())),
-                _ => ingest.bytes(
-                    pack::Mapped::new(&f, len)
-                        .map_err(Error::io(&open))?
-                        .bytes(),
-                )?,
-            };
+            // (An empty file cannot be mapped, and has nothing to map.)
+            let mapped = (len > 0)
+                .then(|| pack::Mapped::new(&f, len))
+                .transpose()
+                .map_err(Error::io(&open))?;
+            let (size, sha) = ingest.bytes(mapped.as_ref().map_or(&[][..], |m| m.bytes()))?;
             files.push(crate::manifest::ManifestEntry::file(name, size, sha));
             listed.push(EntryBlocks {
                 name: name.clone(),
@@ -398,7 +380,19 @@ struct Ingested {
     zero_blocks: u64,
 }
 
-impl Ingest<'_> {
+impl<'a> Ingest<'a> {
+    fn new(index: &'a Index, pack: &'a mut PackWriter) -> Ingest<'a> {
+        Ingest {
+            spent: Spent::default(),
+            index,
+            pack,
+            written: HashSet::new(),
+            uses: BTreeSet::new(),
+            blocks: Vec::new(),
+            zero_blocks: 0,
+        }
+    }
+
     fn done(self) -> Ingested {
         Ingested {
             new_blocks: self.written.len() as u64,

@@ -202,7 +202,7 @@ pub(super) fn reader(stream: TcpStream) -> BufReader<TcpStream> {
 /// turn (its nonce counted): the one reader of both the tunnel's relay and
 /// the page pump. The empty message ends the direction.
 pub(super) struct Opener {
-    pub(super) from: BufReader<TcpStream>,
+    from: BufReader<TcpStream>,
     noise: std::sync::Arc<snow::StatelessTransportState>,
     nonce: u64,
     wire: Vec<u8>,
@@ -217,6 +217,11 @@ impl Opener {
             from: reader(link.stream),
             wire: vec![0u8; MAX_NOISE],
         }
+    }
+
+    /// Whether nothing more has arrived yet (the buffer is empty).
+    pub(super) fn caught_up(&self) -> bool {
+        self.from.buffer().is_empty()
     }
 
     /// Opens the next message onto the end of `out`; returns its length

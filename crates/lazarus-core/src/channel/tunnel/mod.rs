@@ -488,7 +488,7 @@ fn receive(link: Link, mut to: TcpStream, counters: &Counters, goodbye: bool) ->
                 "the peer's lazy-pages daemon ended without its goodbye",
             ));
         }
-        if ended || out.len() >= BATCH || from.from.buffer().is_empty() {
+        if ended || out.len() >= BATCH || from.caught_up() {
             to.write_all(&out)?;
             tail.extend_from_slice(&out[out.len().saturating_sub(PS_IOV_LEN)..]);
             tail.drain(..tail.len().saturating_sub(PS_IOV_LEN));
