@@ -145,11 +145,14 @@ pub(super) fn run(link: Link, daemon: TcpStream, plan: &PumpPlan, s: &Shared) ->
                 pump.fail(format!("reading the source's pages: {e}"));
             }
         });
-        let result = decide(&pump, runs, plan, &mut sealer, &mut answers_to);
-        if let Err(e) = &result {
+        decide(&pump, runs, plan, &mut sealer, &mut answers_to).map_err(|e| {
+            // The first failure is the reason: a write cut short by the
+            // shutdown another thread's failure made (a broken pipe) is
+            // only its echo.
             pump.fail(e.to_string());
-        }
-        result
+            let first = pump.lock().failed.clone();
+            first.map_or(e, io::Error::other)
+        })
     })
 }
 
