@@ -109,17 +109,17 @@ pub fn assert_a_heap_moves(mode: &str, prefix: &str) {
 ///    frozen, with its heap.
 #[test]
 fn migrate_postcopy_stream_failures_never_leave_a_copy_without_memory() {
-    let mib = heap_mib();
-    let _turn = big_heap_turn(mib);
-    let a = Daemons::with_docker("migrate_cut_a");
-    let b = Daemons::with_docker_with("migrate_cut_b", &B_HOST);
-    let key = keygen(&a, "migration.key");
-    let name = a.name("memhog");
-    start_memhog(&a, &name, mib);
-    if !a.is_lazarus() {
-        return assert_refused_by_runtime(&a, &name, &key, &[]);
-    }
-    let sum = memhog(&a, &name)[0].1.clone();
+    let Some(HeapOnA {
+        _turn,
+        a,
+        b,
+        key,
+        name,
+        sum,
+    }) = heap_on_a("migrate_cut")
+    else {
+        return;
+    };
     let serve = Serve::start(&b, &key);
     let args = ["--mode", "postcopy"];
 
@@ -176,17 +176,17 @@ fn migrate_postcopy_stream_failures_never_leave_a_copy_without_memory() {
 /// from where it was frozen, with its heap; nothing is left on either host.
 #[test]
 fn migrate_postcopy_receiver_killed_mid_memory_brings_the_source_back() {
-    let mib = heap_mib();
-    let _turn = big_heap_turn(mib);
-    let a = Daemons::with_docker("migrate_rkill_a");
-    let b = Daemons::with_docker_with("migrate_rkill_b", &B_HOST);
-    let key = keygen(&a, "migration.key");
-    let name = a.name("memhog");
-    start_memhog(&a, &name, mib);
-    if !a.is_lazarus() {
-        return assert_refused_by_runtime(&a, &name, &key, &[]);
-    }
-    let sum = memhog(&a, &name)[0].1.clone();
+    let Some(HeapOnA {
+        _turn,
+        a,
+        b,
+        key,
+        name,
+        sum,
+    }) = heap_on_a("migrate_rkill")
+    else {
+        return;
+    };
     let mut serve = Serve::start(&b, &key);
     let mut migration = spawn_migrate(&a, &name, &serve.addr, &key, &["--mode", "postcopy"]);
     wait_until("B's lazy-pages daemon", SLOW, || lazy_pages_daemon(&b));
@@ -209,6 +209,44 @@ fn migrate_postcopy_receiver_killed_mid_memory_brings_the_source_back() {
         b.docker(&["rm", "-f", &n]).ok();
     }
     assert_cli_left_nothing(&b);
+}
+
+/// The fault cases' start: host A with memhog's heap (1 GiB on the heavy
+/// legs, one such test at a time), host B behind its veth, their key, and
+/// the heap's checksum. `None` on runc, once its refusal is checked
+/// (post-copy is Lazarus's).
+struct HeapOnA {
+    a: Daemons,
+    b: Daemons,
+    key: String,
+    name: String,
+    sum: String,
+    /// Bound first by the tests, so dropped last: the daemons are torn
+    /// down before the next heap's turn.
+    _turn: Option<std::sync::MutexGuard<'static, ()>>,
+}
+
+fn heap_on_a(tag: &str) -> Option<HeapOnA> {
+    let mib = heap_mib();
+    let _turn = big_heap_turn(mib);
+    let a = Daemons::with_docker(&format!("{tag}_a"));
+    let b = Daemons::with_docker_with(&format!("{tag}_b"), &B_HOST);
+    let key = keygen(&a, "migration.key");
+    let name = a.name("memhog");
+    start_memhog(&a, &name, mib);
+    if !a.is_lazarus() {
+        assert_refused_by_runtime(&a, &name, &key, &[]);
+        return None;
+    }
+    let sum = memhog(&a, &name)[0].1.clone();
+    Some(HeapOnA {
+        a,
+        b,
+        key,
+        name,
+        sum,
+        _turn,
+    })
 }
 
 /// A's memhog runs, its ticks one unbroken run with the checksum `sum`.

@@ -6,9 +6,13 @@
 //! hosts' shared key. The handshake is the Noise framework's `NNpsk0`
 //! (fresh X25519 keys on both sides, the pre-shared key mixed in from the
 //! first message): a peer with another key fails the first message's
-//! authentication tag, and every later frame is ChaChaPoly-sealed with
+//! authentication tag, and every later frame is AES-GCM-sealed with
 //! per-direction keys and counters, so a changed, dropped, replayed or
-//! reordered frame fails to open.
+//! reordered frame fails to open. AES-GCM rather than ChaChaPoly: with
+//! the CPU's AES instructions (x86-64's AES-NI, ARMv8's crypto extension)
+//! ring seals and opens it 3-4x faster (`examples/cipher_bench.rs`: on
+//! these machines 3.8 against 1.0 GiB/s to seal), and the memory of a
+//! migration crosses this cipher twice on hosts with few cores.
 //!
 //! On the wire every Noise message is preceded by its length (u16, big
 //! endian). A *message* of this module is one length frame (u64 plaintext
@@ -33,7 +37,9 @@ const MAX_NOISE: usize = 65535;
 const TAG: usize = 16;
 /// The most plaintext one frame carries.
 pub const MAX_FRAME: usize = MAX_NOISE - TAG;
-const PATTERN: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
+/// Both hosts must use the same: a peer with another fails the handshake
+/// as one with another key does.
+pub const PATTERN: &str = "Noise_NNpsk0_25519_AESGCM_BLAKE2s";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
@@ -45,7 +51,11 @@ pub enum ChannelError {
     },
     /// The handshake failed: the peer holds another key, or is not a
     /// Lazarus peer at all.
-    #[error("the peer could not be authenticated ({0}): do both hosts use the same key file?")]
+    #[error(
+        "the peer could not be authenticated ({0}): do both hosts use the same key file, and \
+         the same Lazarus build? (The channel seals with AES-GCM; earlier builds used \
+         ChaChaPoly.)"
+    )]
     NotAuthenticated(String),
     /// A frame failed to open after the handshake: changed on the way.
     #[error("a frame from the peer failed its authentication: the connection was tampered with")]
