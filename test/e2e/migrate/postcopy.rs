@@ -29,17 +29,18 @@ fn migrate_postcopy_moves_a_heap_with_its_checksum() {
 /// carried under a quarter of it), and memhog ticks on on B from A's next
 /// tick with the same checksum of its whole heap.
 pub fn assert_a_heap_moves(mode: &str, prefix: &str) {
+    let Some(heap) = heap_on_a(prefix) else {
+        return;
+    };
+    let HeapOnA {
+        _turn,
+        a,
+        b,
+        key,
+        name,
+        sum,
+    } = heap;
     let mib = heap_mib();
-    let _turn = big_heap_turn(mib);
-    let a = Daemons::with_docker(&format!("{prefix}_a"));
-    let b = Daemons::with_docker_with(&format!("{prefix}_b"), &B_HOST);
-    let key = keygen(&a, "migration.key");
-    let name = a.name("memhog");
-    start_memhog(&a, &name, mib);
-    if !a.is_lazarus() {
-        return assert_refused_by_runtime(&a, &name, &key, &[]);
-    }
-    let sum = memhog(&a, &name)[0].1.clone();
     let serve = Serve::start(&b, &key);
     let out = migrate(&a, &name, &serve.addr, &key, &["--mode", mode, "--json"]).ok();
     let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
@@ -109,17 +110,17 @@ pub fn assert_a_heap_moves(mode: &str, prefix: &str) {
 ///    frozen, with its heap.
 #[test]
 fn migrate_postcopy_stream_failures_never_leave_a_copy_without_memory() {
-    let Some(HeapOnA {
+    let Some(heap) = heap_on_a("migrate_cut") else {
+        return;
+    };
+    let HeapOnA {
         _turn,
         a,
         b,
         key,
         name,
         sum,
-    }) = heap_on_a("migrate_cut")
-    else {
-        return;
-    };
+    } = heap;
     let serve = Serve::start(&b, &key);
     let args = ["--mode", "postcopy"];
 
@@ -176,17 +177,17 @@ fn migrate_postcopy_stream_failures_never_leave_a_copy_without_memory() {
 /// from where it was frozen, with its heap; nothing is left on either host.
 #[test]
 fn migrate_postcopy_receiver_killed_mid_memory_brings_the_source_back() {
-    let Some(HeapOnA {
+    let Some(heap) = heap_on_a("migrate_rkill") else {
+        return;
+    };
+    let HeapOnA {
         _turn,
         a,
         b,
         key,
         name,
         sum,
-    }) = heap_on_a("migrate_rkill")
-    else {
-        return;
-    };
+    } = heap;
     let mut serve = Serve::start(&b, &key);
     let mut migration = spawn_migrate(&a, &name, &serve.addr, &key, &["--mode", "postcopy"]);
     wait_until("B's lazy-pages daemon", SLOW, || lazy_pages_daemon(&b));
@@ -211,7 +212,7 @@ fn migrate_postcopy_receiver_killed_mid_memory_brings_the_source_back() {
     assert_cli_left_nothing(&b);
 }
 
-/// The fault cases' start: host A with memhog's heap (1 GiB on the heavy
+/// Every case's start: host A with memhog's heap (1 GiB on the heavy
 /// legs, one such test at a time), host B behind its veth, their key, and
 /// the heap's checksum. `None` on runc, once its refusal is checked
 /// (post-copy is Lazarus's).
