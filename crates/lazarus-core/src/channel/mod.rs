@@ -11,7 +11,7 @@
 //! reordered frame fails to open. AES-GCM rather than ChaChaPoly: with
 //! the CPU's AES instructions (x86-64's AES-NI, ARMv8's crypto extension)
 //! ring seals and opens it 3-4x faster (`examples/cipher_bench.rs`: on
-//! these machines 3.8 against 1.0 GiB/s to seal), and the memory of a
+//! these machines 3.7 against 1.0 GiB/s to seal), and the memory of a
 //! migration crosses this cipher twice on hosts with few cores.
 //!
 //! On the wire every Noise message is preceded by its length (u16, big
