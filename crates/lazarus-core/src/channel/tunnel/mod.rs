@@ -195,30 +195,46 @@ fn is_goodbye(tail: &[u8]) -> bool {
 struct Shared {
     counters: Counters,
     stop: AtomicBool,
-    /// Set once the tunnel fails or is aborted: CRIU's end of stream read
-    /// after that is not CRIU's, and is not passed on as one.
-    failed: AtomicBool,
+    /// Why the tunnel failed, the first reason given; none while it has
+    /// not. Every later failure is that one's echo (a write broken by the
+    /// shutdown it made, CRIU's end of stream read after it), so the first
+    /// is the one reported.
+    failure: Mutex<Option<String>>,
     /// The link and CRIU's socket once the tunnel runs, to shut down on
     /// abort (the lock is held to add, shut or clear, never across I/O).
     sockets: Mutex<Vec<(TcpStream, Shutdown)>>,
 }
 
 impl Shared {
+    /// Records `why` unless a reason came first, shuts both sockets down
+    /// ([`Shared::shut`]), and returns the reason that came first.
+    fn fail(&self, why: impl Into<String>) -> String {
+        let first = {
+            let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+            failure.get_or_insert_with(|| why.into()).clone()
+        };
+        self.shut();
+        first
+    }
+
     /// Wakes both directions: the link shut both ways; CRIU's socket for
     /// reading only, so nothing reaches CRIU that looks like an end. (A
     /// lazy dump's page server takes a bare end of stream for its client's
     /// clean goodbye, and would let the source go.) CRIU's socket is reset
     /// when it closes ([`abortive_close`]).
     fn shut(&self) {
-        self.failed.store(true, Ordering::SeqCst);
         let sockets = self.sockets.lock().unwrap_or_else(|e| e.into_inner());
         for (s, how) in sockets.iter() {
             let _ = s.shutdown(*how);
         }
     }
 
-    fn failed(&self) -> bool {
-        self.failed.load(Ordering::SeqCst)
+    /// The first reason the tunnel failed for, if it has.
+    fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -258,7 +274,7 @@ impl Tunnel {
         let shared = Arc::new(Shared {
             counters: Counters::new(),
             stop: AtomicBool::new(false),
-            failed: AtomicBool::new(false),
+            failure: Mutex::default(),
             sockets: Mutex::default(),
         });
         let (go, told) = mpsc::sync_channel(1);
@@ -267,10 +283,9 @@ impl Tunnel {
         thread::Builder::new()
             .name("lazarus-tunnel".into())
             .spawn(move || {
-                let result = run(&s, link, local, told, wait, dropped);
-                if result.is_err() {
-                    s.shut();
-                }
+                // An abort or the other direction may have failed it
+                // first: that reason, not this echo of it, is reported.
+                let result = run(&s, link, local, told, wait, dropped).map_err(|e| s.fail(e));
                 // The last handles: CRIU's socket closes (reset, if it had
                 // not ended cleanly).
                 s.sockets.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -317,7 +332,7 @@ impl Tunnel {
     /// Stops it: whatever it waits for is given up, its sockets shut down.
     pub fn abort(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.shut();
+        self.shared.fail("called off");
     }
 }
 
@@ -383,11 +398,10 @@ fn run(
         sockets.push((clone(&local)?, Shutdown::Read));
     }
     if s.stop.load(Ordering::SeqCst) {
-        s.shut();
         return Err("called off".into());
     }
     if let Some(plan) = plan {
-        return pump::run(link, local, &plan, s).map_err(|e| format!("page pump: {e}"));
+        return pump::run(link, local, &plan, s);
     }
     let (up_from, up_to) = (clone(&local)?, clone(&link.stream)?);
     let noise = link.noise.clone();
@@ -398,24 +412,15 @@ fn run(
         // reset its end, the peer waits for our next request), and only
         // the shutdown wakes it.
         let up = scope.spawn(|| {
-            let up = send(up_from, up_to, &noise, nonce, s);
-            if up.is_err() {
-                s.shut();
-            }
-            up
+            send(up_from, up_to, &noise, nonce, s).map_err(|e| s.fail(format!("sending: {e}")))
         });
-        let down = receive(link, local, &s.counters, goodbye);
-        if down.is_err() {
-            s.shut();
-        }
+        let down = receive(link, local, &s.counters, goodbye)
+            .map_err(|e| s.fail(format!("receiving: {e}")));
         let up = up
             .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the sending thread panicked")));
-        match (up, down) {
-            (Ok(()), Ok(())) => Ok(()),
-            (Err(e), _) => Err(format!("sending: {e}")),
-            (_, Err(e)) => Err(format!("receiving: {e}")),
-        }
+            .unwrap_or_else(|_| Err(s.fail("the sending thread panicked")));
+        // Whichever failed first: the other's failure is its echo.
+        up.and(down)
     })
 }
 
@@ -451,7 +456,7 @@ fn send(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        if n == 0 && s.failed() {
+        if n == 0 && s.failure().is_some() {
             return Err(io::Error::other("the tunnel failed"));
         }
         let mut at = 0;

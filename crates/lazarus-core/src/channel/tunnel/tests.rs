@@ -169,7 +169,10 @@ fn a_link_cut_mid_stream_fails_both_ends_and_breaks_criu_streams() {
     // The sender's side goes away mid-stream (as if killed).
     a.abort();
     let ended = b.wait(WAIT).expect("the receiver's tunnel ended");
-    assert!(ended.is_err(), "a cut link is not a clean end");
+    // Its reason is the link's end, not the echo in the other direction
+    // (CRIU's socket shut for reading, which the sending side then sees).
+    let why = ended.expect_err("a cut link is not a clean end");
+    assert!(why.starts_with("receiving: "), "{why}");
     // CRIU's socket on the receiver is reset, never ended: a lazy dump's
     // page server would take a bare end for a finished migration.
     criu_b
@@ -181,7 +184,7 @@ fn a_link_cut_mid_stream_fails_both_ends_and_breaks_criu_streams() {
         read.map_err(|e| e.kind()),
         Err(std::io::ErrorKind::ConnectionReset)
     );
-    assert!(a.wait(WAIT).unwrap().is_err());
+    assert_eq!(a.wait(WAIT).unwrap(), Err("called off".to_string()));
     // So is the sender's CRIU socket, whose tunnel was aborted.
     criu_a
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -231,7 +234,7 @@ fn a_dropped_tunnel_gives_up_its_waits() {
     .unwrap();
     t.abort();
     let ended = t.wait(Duration::from_secs(2)).expect("ended on abort");
-    assert!(ended.is_err());
+    assert_eq!(ended, Err("called off".to_string()));
 }
 
 #[test]

@@ -105,18 +105,29 @@ impl Pump<'_> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn fail(&self, why: String) {
-        self.lock().fail(why);
-        self.shared.shut();
+    /// Fails the tunnel (the first reason stays its reason) and wakes
+    /// the deciding thread. The state's lock is taken once between the
+    /// two, so a decision made before the failure was recorded is already
+    /// waiting when the wake comes, and none is lost.
+    fn fail(&self, why: impl std::fmt::Display) -> String {
+        let first = self.shared.fail(format!("page pump: {why}"));
+        drop(self.lock());
         self.wake.notify_all();
+        first
     }
 }
 
 /// Runs the pump between the daemon (`daemon`, connected) and the source's
-/// page server (through `link`) until the stream ended cleanly.
-pub(super) fn run(link: Link, daemon: TcpStream, plan: &PumpPlan, s: &Shared) -> io::Result<()> {
+/// page server (through `link`) until the stream ended cleanly; on a
+/// failure, its first reason.
+pub(super) fn run(
+    link: Link,
+    daemon: TcpStream,
+    plan: &PumpPlan,
+    s: &Shared,
+) -> Result<(), String> {
     let runs = plan.runs().unwrap_or_default();
-    let clone = |t: &TcpStream| t.try_clone();
+    let clone = |t: &TcpStream| t.try_clone().map_err(|e| format!("clone a socket: {e}"));
     let mut sealer = Sealer {
         to: clone(&link.stream)?,
         noise: link.noise.clone(),
@@ -145,14 +156,9 @@ pub(super) fn run(link: Link, daemon: TcpStream, plan: &PumpPlan, s: &Shared) ->
                 pump.fail(format!("reading the source's pages: {e}"));
             }
         });
-        decide(&pump, runs, plan, &mut sealer, &mut answers_to).map_err(|e| {
-            // The first failure is the reason: a write cut short by the
-            // shutdown another thread's failure made (a broken pipe) is
-            // only its echo.
-            pump.fail(e.to_string());
-            let first = pump.lock().failed.clone();
-            first.map_or(e, io::Error::other)
-        })
+        // A write cut short by the shutdown another thread's failure made
+        // (a broken pipe) fails it too, but the first reason is reported.
+        decide(&pump, runs, plan, &mut sealer, &mut answers_to).map_err(|e| pump.fail(e))
     })
 }
 
@@ -311,8 +317,8 @@ fn decide(
     let mut progress = Progress::default();
     let mut st = pump.lock();
     loop {
-        if let Some(why) = &st.failed {
-            return Err(io::Error::other(why.clone()));
+        if let Some(why) = pump.shared.failure() {
+            return Err(io::Error::other(why));
         }
         if pump.shared.stop.load(Ordering::SeqCst) {
             return Err(io::Error::other("called off"));

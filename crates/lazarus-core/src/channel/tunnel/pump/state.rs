@@ -147,7 +147,6 @@ pub(super) struct State {
     pub(super) status: Option<[u8; 4]>,
     /// The source ended its stream (after its answer to the goodbye).
     pub(super) source_ended: bool,
-    pub(super) failed: Option<String>,
 }
 
 impl State {
@@ -204,9 +203,5 @@ impl State {
                 .in_flight
                 .iter()
                 .any(|a| matches!(a, Asked::Get(iov, _) if iov.holds(pid, addr)))
-    }
-
-    pub(super) fn fail(&mut self, why: String) {
-        self.failed.get_or_insert(why);
     }
 }
