@@ -18,7 +18,7 @@
 //! is left alone.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -72,6 +72,49 @@ impl Scratch {
         let _ = std::fs::remove_file(self.dir.path().join(OWNER));
         self.dir.keep()
     }
+}
+
+/// Where dumps go when they are written into memory: a tmpfs the host
+/// mounts for shared memory.
+pub const SHM: &str = "/dev/shm";
+/// The scratch directories' parent under [`SHM`].
+pub const MEMORY_PARENT: &str = "lazarus";
+
+/// A scratch directory in memory (under /dev/shm/lazarus) for `bytes` of
+/// images, if /dev/shm is a tmpfs and both it and the host have room for
+/// them with a margin ([`fits_in_memory`]); none otherwise (the caller
+/// writes to disk). CRIU writes into memory several times faster than
+/// onto these hosts' disks (1 GiB: 0.7 s against 1.7 s), and a container
+/// is frozen while it writes. Only for images that do not need to outlive
+/// the host: a reboot empties a tmpfs.
+pub fn in_memory(what: &str, bytes: u64) -> Option<Scratch> {
+    let free_in_shm = nix::sys::statvfs::statvfs(SHM)
+        .ok()
+        .map(|v| v.blocks_available() * v.fragment_size())?;
+    let is_tmpfs = nix::sys::statfs::statfs(SHM)
+        .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+    if !is_tmpfs || !fits_in_memory(bytes, free_in_shm, crate::host::memory::available()?) {
+        log::info!("{what} of {bytes} bytes of images: on disk, not in memory");
+        return None;
+    }
+    let parent = Path::new(SHM).join(MEMORY_PARENT);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(&parent)
+        .ok()?;
+    Scratch::new_in(&parent, what)
+        .inspect_err(|e| log::warn!("no scratch in memory for a {what}: {e}"))
+        .ok()
+}
+
+/// Whether `bytes` of images may go into memory: half as much again and
+/// 256 MiB to spare, both in /dev/shm and in the host's available memory
+/// (the images are there while the container's own memory is still in
+/// use, or being made again).
+fn fits_in_memory(bytes: u64, free_in_shm: u64, available: u64) -> bool {
+    let need = bytes.saturating_mul(3) / 2 + (256 << 20);
+    free_in_shm >= need && available >= need
 }
 
 /// Removes the directories in `parent` whose owner is gone and which have
@@ -198,6 +241,16 @@ mod tests {
         age(&kept, Duration::from_secs(3600));
         assert_eq!(remove_abandoned(parent.path(), QUIET), 0);
         assert!(kept.exists());
+    }
+
+    #[test]
+    fn images_go_into_memory_only_with_half_again_and_256_mib_to_spare() {
+        const MIB: u64 = 1 << 20;
+        let need = 1024 * MIB * 3 / 2 + 256 * MIB;
+        assert!(fits_in_memory(1024 * MIB, need, need));
+        assert!(!fits_in_memory(1024 * MIB, need - 1, u64::MAX));
+        assert!(!fits_in_memory(1024 * MIB, u64::MAX, need - 1));
+        assert!(!fits_in_memory(u64::MAX, u64::MAX / 2, u64::MAX / 2));
     }
 
     #[test]

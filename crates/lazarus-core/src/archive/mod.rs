@@ -53,7 +53,9 @@ pub use read::{
     check_limits, extract, extract_with, read_leading, read_manifest, verify, verify_with,
 };
 pub use signature::{Signer, TrustedKeys};
-pub use write::{write, write_known, write_signed, write_signed_to, KnownFiles};
+pub use write::{
+    sources, write, write_known, write_signed, write_signed_to, Content, KnownFiles, Source,
+};
 
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 pub const SPEC_DUMP: &str = "spec.dump";

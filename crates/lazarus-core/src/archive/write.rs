@@ -18,15 +18,19 @@ use super::manifest::hex;
 use super::*;
 use crate::error::{Error, Result};
 
-enum Content {
+/// What one archive entry holds.
+pub enum Content {
     Dir,
+    /// A file, read where it lies.
     File(PathBuf),
+    /// Bytes made for the archive (its configuration, the annotated spec).
     Bytes(Vec<u8>),
 }
 
-struct Source {
-    name: String,
-    content: Content,
+/// One archive entry: its name in the archive, and what it holds.
+pub struct Source {
+    pub name: String,
+    pub content: Content,
 }
 
 /// Writes the archive atomically to `dest` (replacing any file there; mode
@@ -260,8 +264,9 @@ impl<W: Write> Write for Out<W> {
 
 /// What the archive holds, in order: the small descriptions first (an
 /// import reads them before it verifies the rest: see
-/// [`super::read_leading`]), then CRIU's images and the rest.
-fn sources(input: &ArchiveInput) -> Result<Vec<Source>> {
+/// [`super::read_leading`]), then CRIU's images and the rest. (The store
+/// takes a snapshot from the same list, without an archive in between.)
+pub fn sources(input: &ArchiveInput) -> Result<Vec<Source>> {
     let mut out = Vec::new();
     let config =
         serde_json::to_vec_pretty(input.config).map_err(|e| Error::Other(e.to_string()))?;

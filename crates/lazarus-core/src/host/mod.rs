@@ -2,9 +2,11 @@
 //! are and how a container's cgroup is frozen, thawed, emptied and removed
 //! (cgroup v1, as on this project's hosts, and v2), a container's overlay
 //! mounted for a moment, a network namespace locked for a group's
-//! checkpoint or restore, and the kernel version.
+//! checkpoint or restore, a container's memory use and the host's spare
+//! memory, and the kernel version.
 
 pub mod cgroup;
+pub mod memory;
 pub mod netlock;
 pub mod overlay;
 

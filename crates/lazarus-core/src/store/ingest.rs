@@ -84,6 +84,13 @@ impl Writer {
         &self.dir
     }
 
+    /// The blocks the store holds now, to ingest against.
+    fn index(&self, context: &str) -> Result<Index> {
+        let packs_dir = self.store.packs_dir();
+        let packs = pack::list(&packs_dir).map_err(Error::io(context))?;
+        Index::load(&packs_dir, &packs)
+    }
+
     fn pack_path(&self) -> PathBuf {
         self.dir.join(format!("{}.pack", self.name))
     }
@@ -95,11 +102,7 @@ impl Writer {
     #[cfg(feature = "archive")]
     pub fn ingest_archive(&mut self, archive: &Path) -> Result<()> {
         let context = format!("read {} into the snapshot store", archive.display());
-        let packs_dir = self.store.packs_dir();
-        let index = Index::load(
-            &packs_dir,
-            &pack::list(&packs_dir).map_err(Error::io(&context))?,
-        )?;
+        let index = self.index(&context)?;
         let mut tar = crate::archive::open_tar(archive)?;
         let mut entries = tar.entries().map_err(Error::io(&context))?;
         let bad = |why: String| Error::InvalidArgument(format!("{}: {why}", archive.display()));
@@ -153,33 +156,14 @@ impl Writer {
     /// lists them with the sizes and sha256 sums read on the way.
     pub fn ingest_files(&mut self, dir: &Path, names: &[String]) -> Result<()> {
         let context = format!("read {} into the snapshot store", dir.display());
-        let packs_dir = self.store.packs_dir();
-        let index = Index::load(
-            &packs_dir,
-            &pack::list(&packs_dir).map_err(Error::io(&context))?,
-        )?;
+        let index = self.index(&context)?;
         let mut pack = PackWriter::create(&self.pack_path())?;
         let mut ingest = Ingest::new(&index, &mut pack);
         let mut listed = Vec::new();
         let mut files = Vec::new();
         for name in names {
-            let path = dir.join(name);
-            let open = format!("open {}", path.display());
-            let f = OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-                .map_err(Error::io(&open))?;
-            let len = f.metadata().map_err(Error::io(&open))?.len() as usize;
             let first = ingest.blocks.len() as u64;
-            // Mapped, not read (see pack::PackReader): CRIU's images are
-            // ours alone until the snapshot commits.
-            // (An empty file cannot be mapped, and has nothing to map.)
-            let mapped = (len > 0)
-                .then(|| pack::Mapped::new(&f, len))
-                .transpose()
-                .map_err(Error::io(&open))?;
-            let (size, sha) = ingest.bytes(mapped.as_ref().map_or(&[][..], |m| m.bytes()))?;
+            let (size, sha) = ingest.file_at(&dir.join(name))?;
             files.push(crate::manifest::ManifestEntry::file(name, size, sha));
             listed.push(EntryBlocks {
                 name: name.clone(),
@@ -202,6 +186,46 @@ impl Writer {
             pack::threads()
         );
         kept
+    }
+
+    /// Cuts what an archive of `input` would hold into blocks, each file
+    /// read where it lies: no archive written and read back, so one pass
+    /// over the memory's images instead of three (the archive's sums, the
+    /// archive, the ingest). The manifest is made from the sizes and sums
+    /// read on the way, in the archive's order, and returned: the snapshot
+    /// is the one [`Self::ingest_archive`] makes of an archive of `input`.
+    #[cfg(feature = "archive")]
+    pub fn ingest_input(&mut self, input: &crate::archive::ArchiveInput) -> Result<Manifest> {
+        use crate::archive::Content;
+        use crate::manifest::ManifestEntry;
+        let sources = crate::archive::sources(input)?;
+        let context = "read a checkpoint into the snapshot store";
+        let index = self.index(context)?;
+        let mut pack = PackWriter::create(&self.pack_path())?;
+        let mut ingest = Ingest::new(&index, &mut pack);
+        let mut entries = Vec::with_capacity(sources.len());
+        let mut listed = Vec::new();
+        for s in &sources {
+            let first = ingest.blocks.len() as u64;
+            let (size, sha) = match &s.content {
+                Content::Dir => {
+                    entries.push(ManifestEntry::dir(&s.name));
+                    continue;
+                }
+                Content::File(path) => ingest.file_at(path)?,
+                Content::Bytes(b) => ingest.bytes(b)?,
+            };
+            entries.push(ManifestEntry::file(&s.name, size, sha));
+            listed.push(EntryBlocks {
+                name: s.name.clone(),
+                first,
+                count: ingest.blocks.len() as u64 - first,
+            });
+        }
+        let ingested = ingest.done();
+        let manifest = Manifest::new(entries);
+        self.keep_draft(pack, ingested, manifest.clone(), listed)?;
+        Ok(manifest)
     }
 
     /// After an ingest: its pack finished (or removed, when no block was
@@ -422,6 +446,25 @@ impl<'a> Ingest<'a> {
     }
 
     /// A file already in memory (mapped), as [`Self::file`] reads one.
+    /// The file at `path`, mapped rather than read (see
+    /// pack::PackReader): the images are the snapshot's alone until it
+    /// commits.
+    fn file_at(&mut self, path: &Path) -> Result<(u64, String)> {
+        let open = format!("open {}", path.display());
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(Error::io(&open))?;
+        let len = f.metadata().map_err(Error::io(&open))?.len() as usize;
+        // (An empty file cannot be mapped, and has nothing to map.)
+        let mapped = (len > 0)
+            .then(|| pack::Mapped::new(&f, len))
+            .transpose()
+            .map_err(Error::io(&open))?;
+        self.bytes(mapped.as_ref().map_or(&[][..], |m| m.bytes()))
+    }
+
     fn bytes(&mut self, bytes: &[u8]) -> Result<(u64, String)> {
         let mut whole = Sha256::new();
         for chunk in bytes.chunks(CHUNK) {

@@ -8,6 +8,16 @@ use crate::archive::{self, ArchiveConfig, ArchiveInput, Compression};
 
 /// An uncompressed archive whose `checkpoint/pages-1.img` is `pages`.
 fn archive_of(dir: &Path, name: &str, pages: &[u8]) -> PathBuf {
+    let out = dir.join(format!("{name}.tar"));
+    with_input(dir, name, pages, |input| {
+        archive::write(input, &out, Compression::None, &mut |_| {}).unwrap()
+    });
+    out
+}
+
+/// Runs `f` on the content of a checkpoint whose `checkpoint/pages-1.img`
+/// is `pages`, made in `dir`.
+fn with_input<T>(dir: &Path, name: &str, pages: &[u8], f: impl FnOnce(&ArchiveInput) -> T) -> T {
     let images = dir.join(format!("{name}-images"));
     fs::create_dir_all(&images).unwrap();
     fs::write(images.join("pages-1.img"), pages).unwrap();
@@ -18,12 +28,12 @@ fn archive_of(dir: &Path, name: &str, pages: &[u8]) -> PathBuf {
         image_name: String::new(),
         image_digest: String::new(),
         runtime: String::new(),
-        created: chrono::Utc::now(),
-        checkpointed: chrono::Utc::now(),
+        created: chrono::DateTime::UNIX_EPOCH,
+        checkpointed: chrono::DateTime::UNIX_EPOCH,
         engine: "containerd".into(),
         namespace: "default".into(),
     };
-    let input = ArchiveInput {
+    f(&ArchiveInput {
         images_dir: &images,
         spec_json: b"{}",
         config: &config,
@@ -32,10 +42,7 @@ fn archive_of(dir: &Path, name: &str, pages: &[u8]) -> PathBuf {
         network_status: None,
         engine_config: None,
         volumes: &[],
-    };
-    let out = dir.join(format!("{name}.tar"));
-    archive::write(&input, &out, Compression::None, &mut |_| {}).unwrap();
-    out
+    })
 }
 
 /// `n` pages of pseudo-random bytes (incompressible), from `seed`.
@@ -94,6 +101,30 @@ fn an_unchanged_snapshot_adds_almost_nothing_and_both_come_back() {
     assert_eq!(pages_back(&store, &first), pages);
     assert_eq!(pages_back(&store, &third), changed);
     assert_eq!(store.list().unwrap().len(), 3);
+}
+
+/// `lazarus snapshot` hands the export's content to the store where it
+/// lies; the snapshot is the one an archive of it would have made: the
+/// same manifest, the same blocks (so the second adds no page).
+#[test]
+fn a_snapshot_taken_without_an_archive_is_the_one_an_archive_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let mut pages = random_pages(100, 3);
+    pages.extend(vec![0u8; 16 * 4096]);
+    let via_archive = snapshot(&store, dir.path(), "a", &pages);
+    let mut w = store.writer().unwrap();
+    let taken = with_input(dir.path(), "b", &pages, |input| w.ingest_input(input)).unwrap();
+    let direct = w.commit("c1", None, serde_json::Value::Null).unwrap();
+    assert_eq!(taken, direct.manifest);
+    assert_eq!(direct.manifest, via_archive.manifest);
+    assert_eq!(direct.zero_blocks, 16);
+    assert!(
+        direct.bytes_added < 4096,
+        "every page was the archive's: {}",
+        direct.bytes_added
+    );
+    assert_eq!(pages_back(&store, &direct), pages);
 }
 
 #[test]

@@ -4,7 +4,6 @@
 //! at Create, a reference is resolved back into page images (or refused at
 //! once when this host's store lacks its snapshot).
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use lazarus_core::checkpoint::restore::RestorePlan;
@@ -62,102 +61,14 @@ pub(super) fn stash(
 }
 
 /// Where a store-backed dump writes first: a private directory in memory
-/// (tmpfs at /dev/shm; see [`memory_scratch`]) sized by the container's
-/// memory use. CRIU then writes the pages at memory speed while the
-/// container is frozen (1 GiB here: 1.7 s to the root disk, 0.7 s to
-/// tmpfs) and the store reads them from there; only the small images reach
-/// containerd's directory. None (dump where containerd asked) when the
-/// container's memory use is unknown or does not fit.
+/// (`scratch::in_memory`) sized by the container's memory use. CRIU then
+/// writes the pages at memory speed while the container is frozen and the
+/// store reads them from there; only the small images reach containerd's
+/// directory. None (dump where containerd asked) when the container's
+/// memory use is unknown or does not fit.
 pub(super) fn dump_scratch(pid: i32) -> Option<Scratch> {
-    let in_use = cgroup_memory(pid)?;
-    memory_scratch("dump", in_use)
-}
-
-/// A private directory (0700) under /dev/shm/lazarus for `bytes` of
-/// images, if /dev/shm is a tmpfs and both it and the host have room for
-/// them with a margin ([`fits_in_memory`]).
-fn memory_scratch(what: &str, bytes: u64) -> Option<Scratch> {
-    let free_in_shm = nix::sys::statvfs::statvfs(SHM)
-        .ok()
-        .map(|v| v.blocks_available() * v.fragment_size())?;
-    let is_tmpfs = nix::sys::statfs::statfs(SHM)
-        .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
-    if !is_tmpfs || !fits_in_memory(bytes, free_in_shm, mem_available()?) {
-        log::info!("{what} of {bytes} bytes of images: on disk, not in memory");
-        return None;
-    }
-    let parent = Path::new(SHM).join(SCRATCH_PARENT);
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .recursive(true)
-        .create(&parent)
-        .ok()?;
-    Scratch::new_in(&parent, what)
-        .inspect_err(|e| log::warn!("no memory scratch for a store-backed {what}: {e}"))
-        .ok()
-}
-
-/// Whether `bytes` of images may go into memory: half as much again and
-/// 256 MiB to spare, both in /dev/shm and in the host's available memory
-/// (the images are there while the container's own memory is made).
-fn fits_in_memory(bytes: u64, free_in_shm: u64, available: u64) -> bool {
-    let need = bytes.saturating_mul(3) / 2 + (256 << 20);
-    free_in_shm >= need && available >= need
-}
-
-const SHM: &str = "/dev/shm";
-/// Under /dev/shm; a scratch left by a shim killed mid-dump is removed by
-/// the next one's (`scratch::remove_abandoned`).
-const SCRATCH_PARENT: &str = "lazarus";
-
-/// Bytes the memory cgroup of `pid` uses: cgroup v1's memory controller
-/// (memory.usage_in_bytes, page cache included) where it is mounted, as on
-/// hybrid hosts, else cgroup v2's memory.current.
-fn cgroup_memory(pid: i32) -> Option<u64> {
-    let groups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let file = cgroup_memory_file(&groups)?;
-    std::fs::read_to_string(file).ok()?.trim().parse().ok()
-}
-
-/// The file that holds a memory cgroup's use, from /proc/PID/cgroup.
-fn cgroup_memory_file(groups: &str) -> Option<PathBuf> {
-    let root = Path::new("/sys/fs/cgroup");
-    let v1 = groups.lines().find_map(|l| {
-        let mut parts = l.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        controllers
-            .split(',')
-            .any(|c| c == "memory")
-            .then_some(path)
-    });
-    match v1 {
-        Some(path) => Some(
-            root.join("memory")
-                .join(path.trim_start_matches('/'))
-                .join("memory.usage_in_bytes"),
-        ),
-        None => {
-            let path = groups.lines().find_map(|l| l.strip_prefix("0::"))?;
-            Some(
-                root.join(path.trim_start_matches('/'))
-                    .join("memory.current"),
-            )
-        }
-    }
-}
-
-/// /proc/meminfo's MemAvailable, in bytes.
-fn mem_available() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib = info
-        .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse::<u64>()
-        .ok()?;
-    Some(kib * 1024)
+    let in_use = lazarus_core::host::memory::cgroup_memory(u32::try_from(pid).ok()?)?;
+    lazarus_core::scratch::in_memory("dump", in_use)
 }
 
 /// Moves what a dump wrote into the memory scratch `from` (all of it, or
@@ -224,7 +135,7 @@ pub(super) fn resolve(plan: &mut RestorePlan, store_root: &Path, bundle: &Path) 
     r.check_available(store_root, &plan.images)?;
     let started = std::time::Instant::now();
     let bytes: u64 = r.files.iter().map(|f| f.size).sum();
-    if let Some(memory) = memory_scratch("restore", bytes) {
+    if let Some(memory) = lazarus_core::scratch::in_memory("restore", bytes) {
         // The pages go into memory, beside a copy of the small images:
         // written there, they cost no disk writes (CRIU reads them once,
         // and they are removed right after the restore).
@@ -268,7 +179,7 @@ pub(super) fn resolve(plan: &mut RestorePlan, store_root: &Path, bundle: &Path) 
 
 #[cfg(test)]
 mod tests {
-    use super::{cgroup_memory_file, docker_dir, fits_in_memory, move_dump};
+    use super::{docker_dir, move_dump};
     use oci_spec::runtime::{MountBuilder, Spec, SpecBuilder};
     use std::path::Path;
 
@@ -335,33 +246,5 @@ mod tests {
             b"old"
         );
         assert!(from.path().join("inventory.img").is_file());
-    }
-
-    #[test]
-    fn a_containers_memory_use_is_read_from_its_memory_cgroup_v1_or_v2() {
-        let hybrid = "9:name=systemd:/x\n4:memory:/lz1/abc\n1:cpu:/\n0::/\n";
-        assert_eq!(
-            cgroup_memory_file(hybrid).unwrap(),
-            Path::new("/sys/fs/cgroup/memory/lz1/abc/memory.usage_in_bytes")
-        );
-        let joined = "3:cpu,memory:/a\n";
-        assert!(cgroup_memory_file(joined)
-            .unwrap()
-            .starts_with("/sys/fs/cgroup/memory/a"));
-        assert_eq!(
-            cgroup_memory_file("0::/system.slice/docker-1.scope\n").unwrap(),
-            Path::new("/sys/fs/cgroup/system.slice/docker-1.scope/memory.current")
-        );
-        assert_eq!(cgroup_memory_file(""), None);
-    }
-
-    #[test]
-    fn images_go_into_memory_only_with_half_again_and_256_mib_to_spare() {
-        const MIB: u64 = 1 << 20;
-        let need = 1024 * MIB * 3 / 2 + 256 * MIB;
-        assert!(fits_in_memory(1024 * MIB, need, need));
-        assert!(!fits_in_memory(1024 * MIB, need - 1, u64::MAX));
-        assert!(!fits_in_memory(1024 * MIB, u64::MAX, need - 1));
-        assert!(!fits_in_memory(u64::MAX, u64::MAX / 2, u64::MAX / 2));
     }
 }

@@ -20,6 +20,7 @@ use containerd_client::types::v1::Status;
 use lazarus_core::archive;
 use lazarus_core::checkpoint::image;
 use lazarus_core::config::Config;
+use lazarus_core::scratch::{self, Scratch};
 
 use super::checks::refuse_unless_checkpointable;
 use super::write::{compressed_pages, Archived};
@@ -34,6 +35,8 @@ use crate::report::{self, DumpStats, ExportReport};
 pub trait Steps {
     fn target(&self) -> &Target;
     async fn task_status(&self) -> Result<Option<Status>>;
+    /// Bytes the container's memory cgroup uses, if known.
+    async fn memory_in_use(&self) -> Option<u64>;
     /// Copies Docker's checkpoint `name` of the container into `images`.
     async fn copy_docker_checkpoint(&self, name: &str, images: &Path) -> Result<()>;
     /// The shim's checkpoint, asked through containerd's Task API.
@@ -57,10 +60,7 @@ pub async fn export(
     let scratch: &Path = match &args.migration {
         Some(p) => &p.dir,
         None => owned_scratch
-            .insert(match &args.scratch_in {
-                Some(parent) => lazarus_core::scratch::Scratch::new_in(parent, "export")?,
-                None => config.scratch_dir("export")?,
-            })
+            .insert(new_scratch(steps, args, config).await?)
             .path(),
     };
     let images = scratch.join(archive::CHECKPOINT_DIR);
@@ -110,6 +110,25 @@ pub async fn export(
         stats: DumpStats::from_image(&stats),
         volumes,
         not_carried,
+    })
+}
+
+/// The export's own scratch directory: in memory for a dump that leaves
+/// the container running when the caller asks and it fits
+/// ([`ExportArgs::dump_in_memory`]), else in the caller's directory, else
+/// the configured one.
+async fn new_scratch(steps: &impl Steps, args: &ExportArgs, config: &Config) -> Result<Scratch> {
+    let in_memory =
+        args.dump_in_memory && args.leave_running && args.from_docker_checkpoint.is_none();
+    if in_memory {
+        let bytes = steps.memory_in_use().await;
+        if let Some(s) = bytes.and_then(|b| scratch::in_memory("export", b)) {
+            return Ok(s);
+        }
+    }
+    Ok(match &args.scratch_in {
+        Some(parent) => Scratch::new_in(parent, "export")?,
+        None => config.scratch_dir("export")?,
     })
 }
 

@@ -41,6 +41,16 @@ impl Steps for Live<'_> {
         self.source.ctr.task_status(&self.source.target.id).await
     }
 
+    async fn memory_in_use(&self) -> Option<u64> {
+        let pid = self
+            .source
+            .ctr
+            .task_pid(&self.source.target.id)
+            .await
+            .ok()?;
+        lazarus_core::host::memory::cgroup_memory(pid)
+    }
+
     async fn copy_docker_checkpoint(&self, name: &str, images: &Path) -> Result<()> {
         copy_docker_checkpoint(self.docker()?, &self.source.target, name, images).await
     }

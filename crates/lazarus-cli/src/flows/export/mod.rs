@@ -120,6 +120,24 @@ pub struct ExportArgs {
     /// one (the store writer's, removed with it if the command dies).
     #[arg(skip)]
     pub scratch_in: Option<PathBuf>,
+    /// Set by `lazarus snapshot` only: dump into memory (a tmpfs scratch,
+    /// `scratch::in_memory`) when the container's memory fits, so the
+    /// freeze lasts as long as CRIU takes to copy the memory and not as
+    /// long as the disk takes to write it. Only for a dump that leaves the
+    /// container running: a tmpfs does not outlive the host.
+    #[arg(skip)]
+    pub dump_in_memory: bool,
+    /// Set by `lazarus snapshot` only: the content goes here instead of
+    /// into an archive at `export` (the store's writer, which cuts each
+    /// file into blocks where it lies).
+    #[arg(skip)]
+    pub into: Option<std::sync::Arc<dyn ContentSink>>,
+}
+
+/// What takes an export's content in place of an archive file; returns
+/// the manifest of what it took (as an archive's would be).
+pub trait ContentSink: Send + Sync {
+    fn take(&self, input: &archive::ArchiveInput) -> lazarus_core::Result<archive::Manifest>;
 }
 
 /// A migration's checkpoint, whose memory goes through CRIU's page server

@@ -96,13 +96,17 @@ pub(super) async fn archive_it(
 }
 
 /// Writes the archive to `args.export`, or to standard output
-/// (`--export -`), then with the bytes that went there.
+/// (`--export -`), then with the bytes that went there; or hands the
+/// content to `args.into` (a snapshot: no archive at all).
 fn write_archive(
     args: &ExportArgs,
     input: &ArchiveInput,
     signer: Option<&archive::Signer>,
     progress: &mut dyn FnMut(u64),
 ) -> (lazarus_core::Result<archive::Manifest>, Option<u64>) {
+    if let Some(sink) = &args.into {
+        return (sink.take(input), None);
+    }
     let compression = args.compress.compression();
     if !super::is_stdout(&args.export) {
         let written = archive::write_signed(input, &args.export, compression, signer, progress);

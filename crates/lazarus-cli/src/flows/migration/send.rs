@@ -317,6 +317,8 @@ impl Move<'_> {
             encrypt: None,
             migration: Some(self.dump.clone()),
             scratch_in: None,
+            dump_in_memory: false,
+            into: None,
         }
     }
 }

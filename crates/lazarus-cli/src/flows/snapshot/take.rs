@@ -1,7 +1,7 @@
 //! `lazarus snapshot C`: the container's checkpoint, left running (it is
-//! frozen only while CRIU dumps it: the shim's leave-running checkpoint),
-//! written as an uncompressed archive into the store's private writer
-//! directory, cut into blocks there (only new ones are kept), and
+//! frozen only while CRIU dumps it: the shim's leave-running checkpoint,
+//! into memory when it fits), cut into blocks by the store's writer where
+//! the export made it (no archive written: only new blocks are kept), and
 //! committed. `--every D --keep N` repeats it in the foreground.
 //!
 //! A snapshot killed at any moment leaves the container running (the
@@ -11,6 +11,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lazarus_core::archive::{self, Limits};
@@ -22,7 +23,8 @@ use super::report::SnapshotReport;
 use super::{manage, parse_duration, store};
 use crate::engine::endpoints::Endpoints;
 use crate::error::{Error, Result};
-use crate::flows::export::{self, Compress, ExportArgs};
+use crate::flows::export::{self, Compress, ContentSink, ExportArgs};
+use lazarus_core::store::Writer;
 
 #[derive(clap::Args, Clone)]
 pub struct TakeArgs {
@@ -64,14 +66,19 @@ pub async fn take(
         Error::Refused("name the container to snapshot (`lazarus snapshot CONTAINER`)".into())
     })?;
     let store = store(config)?;
-    let mut writer = store.writer()?;
-    let archive = writer.dir().join("archive.tar");
+    let writer = store.writer()?;
+    let scratch_in = writer.dir().to_path_buf();
+    let sink = Arc::new(IntoStore {
+        writer: Mutex::new(Some(writer)),
+        taken: Mutex::new(None),
+    });
     let export_args = ExportArgs {
         container: Some(container),
         group: Vec::new(),
         compose: None,
         pod: None,
-        export: archive.clone(),
+        // Never written: the content goes to `into`.
+        export: scratch_in.join("archive.tar"),
         leave_running: true,
         tcp_established: args.tcp_established,
         ext_unix_sk: false,
@@ -89,14 +96,20 @@ pub async fn take(
         sign: None,
         encrypt: None,
         migration: None,
-        // A killed snapshot's dump goes with its writer's directory.
-        scratch_in: Some(writer.dir().to_path_buf()),
+        // A killed snapshot's dump goes with its writer's directory (or,
+        // in memory, is removed by a later one: `scratch::in_memory`).
+        scratch_in: Some(scratch_in),
+        // The container runs on: its dump may go into memory, and the
+        // freeze is CRIU's copy of it rather than the disk's writeback
+        // (1 GiB here: 0.35-1.4 s onto the disk, 0.41-0.45 s into tmpfs).
+        dump_in_memory: true,
+        // Cut into blocks where the export made it: no archive written
+        // and read back.
+        into: Some(sink.clone()),
     };
     let exported = export::run(&export_args, endpoints, config).await?;
-    let stored = Instant::now();
-    writer.ingest_archive(&archive)?;
-    let processes = small_summary(&archive, writer.dir())?;
-    let _ = std::fs::remove_file(&archive);
+    drop(export_args);
+    let (writer, processes, stored) = sink.taken()?;
     let frozen_us = exported.stats.frozen_time_us;
     let info = json!({
         "engine": exported.engine,
@@ -151,6 +164,49 @@ pub async fn every(
     }
 }
 
+/// An export's content, cut into blocks by the store's writer where the
+/// export made it (see [`ContentSink`]).
+struct IntoStore {
+    writer: Mutex<Option<Writer>>,
+    /// Once taken: what the snapshot's record says of its processes, and
+    /// when the store began.
+    taken: Mutex<Option<(Processes, Instant)>>,
+}
+
+impl ContentSink for IntoStore {
+    fn take(&self, input: &archive::ArchiveInput) -> lazarus_core::Result<archive::Manifest> {
+        let started = Instant::now();
+        let processes = summary_of(input.images_dir, None).map_err(|e| {
+            lazarus_core::Error::Other(format!("read the checkpoint's processes: {e}"))
+        })?;
+        let mut writer = lock(&self.writer);
+        let writer = writer.as_mut().ok_or_else(|| {
+            lazarus_core::Error::Other("internal: a snapshot's content taken twice".into())
+        })?;
+        let manifest = writer.ingest_input(input)?;
+        *lock(&self.taken) = Some((processes, started));
+        Ok(manifest)
+    }
+}
+
+impl IntoStore {
+    /// The writer, holding the content, with what [`Self::take`] found.
+    fn taken(&self) -> Result<(Writer, Processes, Instant)> {
+        let writer = lock(&self.writer).take();
+        match (writer, lock(&self.taken).take()) {
+            (Some(w), Some((p, at))) => Ok((w, p, at)),
+            _ => Err(lazarus_core::Error::Other(
+                "internal: the export ended without handing its content to the store".into(),
+            )
+            .into()),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The processes and TCP connections, from the archive's small images
 /// (the page images are left out), and its config.dump.
 pub(super) fn small_summary(archive: &Path, dir: &Path) -> Result<Processes> {
@@ -162,11 +218,17 @@ pub(super) fn small_summary(archive: &Path, dir: &Path) -> Result<Processes> {
         &|name| !name.starts_with("checkpoint/pages-"),
         &mut |_| {},
     )?;
-    let s = inspect::summarize(&small.join(archive::CHECKPOINT_DIR))?;
     let config = std::fs::read(small.join(archive::CONFIG_DUMP))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
+    let s = summary_of(&small.join(archive::CHECKPOINT_DIR), config);
     let _ = std::fs::remove_dir_all(&small);
+    s
+}
+
+/// The processes and TCP connections of CRIU's images in `images`.
+fn summary_of(images: &Path, config: Option<archive::ArchiveConfig>) -> Result<Processes> {
+    let s = inspect::summarize(images)?;
     Ok(Processes {
         config,
         processes: s

@@ -16,6 +16,10 @@ struct Fake {
     steps: StepLog,
     /// The checkpoint writes CRIU's stats-dump into the images.
     stats_dump: bool,
+    /// The container's memory use, as its cgroup says.
+    memory: Option<u64>,
+    /// Where the checkpoint was asked to write its images.
+    images_at: std::cell::RefCell<Option<PathBuf>>,
 }
 
 fn fake(docker_restart: Option<&str>) -> Fake {
@@ -29,6 +33,8 @@ fn fake(docker_restart: Option<&str>) -> Fake {
         status: Some(Status::Running),
         steps: StepLog::default(),
         stats_dump: false,
+        memory: None,
+        images_at: Default::default(),
     }
 }
 
@@ -50,6 +56,10 @@ impl Steps for Fake {
         self.step("status")?;
         Ok(self.status)
     }
+    async fn memory_in_use(&self) -> Option<u64> {
+        self.step("memory").ok()?;
+        self.memory
+    }
     async fn copy_docker_checkpoint(&self, name: &str, images: &Path) -> Result<()> {
         self.step(&format!("copy {name}"))?;
         fs::create_dir(images).unwrap();
@@ -60,6 +70,7 @@ impl Steps for Fake {
     }
     async fn checkpoint(&self, options: &CheckpointOptions, images: &Path) -> Result<()> {
         assert!(images.is_dir(), "the images' directory is made first");
+        *self.images_at.borrow_mut() = Some(images.to_path_buf());
         assert_eq!(options.image_path, images.to_string_lossy());
         if self.stats_dump {
             // What CRIU 4.2 wrote for lazarus-core's listen-fork test data.
@@ -93,11 +104,22 @@ struct Cli {
 /// Runs the export with these arguments (after `CONTAINER --export FILE`)
 /// in a private work root; returns the result and the work root.
 fn run(f: &Fake, flags: &[&str]) -> (Result<ExportReport>, tempfile::TempDir) {
+    run_with(f, flags, |_| {})
+}
+
+/// As [`run`], with what only another flow sets (`#[arg(skip)]`) set by
+/// `set`.
+fn run_with(
+    f: &Fake,
+    flags: &[&str],
+    set: impl FnOnce(&mut ExportArgs),
+) -> (Result<ExportReport>, tempfile::TempDir) {
     let root = tempfile::tempdir().unwrap();
     let dest = root.path().join("web.tar");
     let mut argv = vec!["t", "web", "--export", dest.to_str().unwrap()];
     argv.extend(flags);
-    let args = Cli::try_parse_from(argv).unwrap().args;
+    let mut args = Cli::try_parse_from(argv).unwrap().args;
+    set(&mut args);
     let config = Config {
         work_root: root.path().join("lib"),
         ..Default::default()
@@ -143,6 +165,51 @@ fn leave_running_asks_for_a_checkpoint_that_does_not_stop_it() {
     let r = run(&f, &["--leave-running"]).0.unwrap();
     assert_eq!(f.log(), "status, checkpoint exit=false, archive");
     assert!(!r.stopped);
+}
+
+/// A snapshot's dump (the container left running) goes into memory when
+/// its memory use is known and fits; otherwise, or for a dump that stops
+/// the container (whose images must outlive a reboot), where the caller
+/// said. Either way the scratch is gone afterwards.
+#[test]
+fn a_snapshots_dump_goes_into_memory_only_when_it_leaves_the_container_running() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test writes under /dev/shm/lazarus (root's, 0700): run it as root"
+    );
+    let in_memory = |images: &Path| images.starts_with("/dev/shm/lazarus");
+    let f = Fake {
+        memory: Some(1 << 20),
+        ..fake(None)
+    };
+    let (r, root) = run_with(&f, &["--leave-running"], |a| a.dump_in_memory = true);
+    r.unwrap();
+    assert_eq!(f.log(), "memory, status, checkpoint exit=false, archive");
+    let images = f.images_at.borrow().clone().unwrap();
+    assert!(in_memory(&images), "{images:?}");
+    assert!(!images.exists(), "the memory scratch is removed");
+    assert!(left_in(root.path()).is_empty());
+
+    // Its memory use unknown: on disk, where the config says.
+    let f = fake(None);
+    run_with(&f, &["--leave-running"], |a| a.dump_in_memory = true)
+        .0
+        .unwrap();
+    let images = f.images_at.borrow().clone().unwrap();
+    assert!(!in_memory(&images), "{images:?}");
+
+    // A dump that stops the container never goes into memory, nor one
+    // not asked to.
+    for (flags, asked) in [(&[][..], true), (&["--leave-running"][..], false)] {
+        let f = Fake {
+            memory: Some(1 << 20),
+            ..fake(None)
+        };
+        run_with(&f, flags, |a| a.dump_in_memory = asked).0.unwrap();
+        assert!(!f.log().contains("memory"), "{}", f.log());
+        let images = f.images_at.borrow().clone().unwrap();
+        assert!(!in_memory(&images), "{images:?}");
+    }
 }
 
 #[test]
