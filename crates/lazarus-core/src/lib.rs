@@ -15,10 +15,11 @@
 //!   spec, and a migration's dump (its page server, and the control files
 //!   the migrating client and the runtime talk through);
 //! - [`inspect`]: what an image directory holds, for `lazarus inspect`;
-//! - [`host`]: facts about this machine (cgroup layout, freezer, kernel);
+//! - [`host`]: facts about this machine (cgroup layout, freezer, kernel,
+//!   a container's memory use and the host's spare memory);
 //! - [`config`]: `/etc/lazarus/config.toml`, read by the shim and the CLI;
-//! - [`scratch`]: the CLI's private scratch directories, and the removal of
-//!   those whose operation was killed;
+//! - [`scratch`]: private scratch directories (on disk, or in memory when
+//!   a dump fits), and the removal of those whose operation was killed;
 //! - [`security`]: what an archive or a checkpoint's images ask for
 //!   (hooks, privileges, host namespaces and mounts, credentials) against
 //!   what the user granted;
@@ -36,7 +37,7 @@
 //!
 //! The modules are layered, each using only those below it (a test,
 //! `layering_tests.rs`, fails on a circle): `error`; then `ids`, `fdpass`,
-//! `files`, `scratch`, `channel`, `manifest`; `criu`; `host`, `security`;
+//! `files`, `channel`, `manifest`; `criu`; `host`, `security`; `scratch`;
 //! `checkpoint`; `inspect`, `archive`; `store`; `config` on top.
 
 #[cfg(feature = "archive")]
