@@ -120,8 +120,25 @@ fn fits_in_memory(bytes: u64, free_in_shm: u64, available: u64) -> bool {
 /// Removes the directories in `parent` whose owner is gone and which have
 /// been still for `quiet`; returns how many.
 pub fn remove_abandoned(parent: &Path, quiet: Duration) -> usize {
+    remove_abandoned_named(parent, "", quiet)
+}
+
+/// Removes at once the scratch directories in memory of operations
+/// called `what` whose owner is gone (a `lazarus snapshot` killed
+/// midway): nothing serves from them once their owner died, so they need
+/// not be still first, and their memory is given back by the next
+/// operation that looks rather than two minutes later.
+pub fn remove_abandoned_in_memory(what: &str) -> usize {
+    let parent = Path::new(SHM).join(MEMORY_PARENT);
+    remove_abandoned_named(&parent, &format!("{what}-"), Duration::ZERO)
+}
+
+fn remove_abandoned_named(parent: &Path, prefix: &str, quiet: Duration) -> usize {
     let mut removed = 0;
     for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(prefix) {
+            continue;
+        }
         let dir = entry.path();
         let Ok(owner) = File::open(dir.join(OWNER)) else {
             continue;
@@ -251,6 +268,26 @@ mod tests {
         assert!(!fits_in_memory(1024 * MIB, need - 1, u64::MAX));
         assert!(!fits_in_memory(1024 * MIB, u64::MAX, need - 1));
         assert!(!fits_in_memory(u64::MAX, u64::MAX / 2, u64::MAX / 2));
+    }
+
+    /// A killed snapshot's dump in memory goes at the next look, still or
+    /// not; a live one, and another operation's, stay.
+    #[test]
+    fn a_dead_snapshots_dump_in_memory_goes_at_once() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test writes under /dev/shm/lazarus (root's, 0700): run it as root"
+        );
+        let live = in_memory("snapshot", 1 << 20).expect("room in /dev/shm");
+        let dead = in_memory("snapshot", 1 << 20).unwrap();
+        let other = in_memory("import", 1 << 20).unwrap();
+        let (dead_dir, other_dir) = (dead.dir.keep(), other.dir.keep());
+        drop((dead._owner, other._owner));
+        assert!(remove_abandoned_in_memory("snapshot") >= 1);
+        assert!(!dead_dir.exists(), "the dead one's dump is removed");
+        assert!(live.path().exists(), "a live one's stays");
+        assert!(other_dir.exists(), "another operation's stays");
+        std::fs::remove_dir_all(other_dir).unwrap();
     }
 
     #[test]

@@ -82,6 +82,37 @@ fn assert_store_private(d: &Daemons) {
     }
 }
 
+/// Snapshot dumps in memory (/dev/shm/lazarus/snapshot-*, shared by every
+/// set on the host) whose owner is gone: a live snapshot's is locked and
+/// not counted, so sets running beside this one do not disturb it.
+fn dead_dumps_in_memory() -> Vec<std::path::PathBuf> {
+    dumps_in_memory(false)
+}
+
+/// Those whose owner is alive.
+fn live_dumps_in_memory() -> Vec<std::path::PathBuf> {
+    dumps_in_memory(true)
+}
+
+fn dumps_in_memory(alive: bool) -> Vec<std::path::PathBuf> {
+    use nix::fcntl::{Flock, FlockArg};
+    let dirs = fs::read_dir("/dev/shm/lazarus")
+        .into_iter()
+        .flatten()
+        .flatten();
+    dirs.filter(|e| e.file_name().to_string_lossy().starts_with("snapshot-"))
+        .map(|e| e.path())
+        .filter(|dir| {
+            // No owner file: being made, or being removed by its owner.
+            let Ok(owner) = fs::File::open(dir.join(".owner")) else {
+                return false;
+            };
+            let free = Flock::lock(owner, FlockArg::LockExclusiveNonblock).is_ok();
+            free != alive
+        })
+        .collect()
+}
+
 fn packs(d: &Daemons) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(store_root(d).join("packs"))
         .unwrap()
@@ -288,25 +319,34 @@ fn a_series_of_snapshots_reverts_to_any_copies_exports_and_prunes() {
     drop(b);
 
     // A snapshot killed midway: the container runs on, the store is as it
-    // was (the next command removes the dead writer's directory). Once
-    // early, once as soon as its writer is in the store's tmp/: a fixed
-    // delay there raced the snapshot's end once the store got faster.
+    // was (the next command removes the dead writer's directory, and the
+    // dump it left in memory). Once early, once as soon as its writer is
+    // in the store's tmp/ (a fixed delay there raced the snapshot's end
+    // once the store got faster), once as soon as its dump is in memory.
     let packs_before = packs(&a);
-    for while_writing in [false, true] {
+    let within_a_minute = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    for when in ["early", "writing", "dumping"] {
+        let dumps_before = live_dumps_in_memory();
         let snap = Proc::spawn(lazarus_cmd(&a).args(["snapshot", &name]));
-        match while_writing {
-            false => std::thread::sleep(Duration::from_millis(300)),
-            true => {
+        match when {
+            "early" => std::thread::sleep(Duration::from_millis(300)),
+            "writing" => {
                 let tmp = store_root(&a).join("tmp");
-                let deadline = std::time::Instant::now() + Duration::from_secs(60);
-                while fs::read_dir(&tmp).map_or(0, |d| d.count()) == 0 {
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "the snapshot never began writing into the store"
-                    );
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                within_a_minute("the snapshot never began writing into the store", &|| {
+                    fs::read_dir(&tmp).map_or(0, |d| d.count()) > 0
+                });
             }
+            _ => within_a_minute("the snapshot's dump never went into memory", &|| {
+                live_dumps_in_memory()
+                    .iter()
+                    .any(|d| !dumps_before.contains(d))
+            }),
         }
         crate::support::cleanup::signal(&[snap.pid()], libc::SIGKILL);
         let _ = snap.wait_or_kill(Duration::from_secs(10));
@@ -321,6 +361,11 @@ fn a_series_of_snapshots_reverts_to_any_copies_exports_and_prunes() {
             "a killed snapshot's writer was left: {tmp:?}"
         );
         assert_eq!(packs(&a), packs_before, "a killed snapshot left a pack");
+        let dead = dead_dumps_in_memory();
+        assert!(
+            dead.is_empty(),
+            "a killed snapshot's dump stayed in memory: {dead:?}"
+        );
     }
     assert_cli_left_nothing(&a);
 

@@ -122,7 +122,10 @@ async fn new_scratch(steps: &impl Steps, args: &ExportArgs, config: &Config) -> 
         args.dump_in_memory && args.leave_running && args.from_docker_checkpoint.is_none();
     if in_memory {
         let bytes = steps.memory_in_use().await;
-        if let Some(s) = bytes.and_then(|b| scratch::in_memory("export", b)) {
+        // Named for `lazarus snapshot`, the one caller that asks: its
+        // commands remove a killed one's at once
+        // (`scratch::remove_abandoned_in_memory`).
+        if let Some(s) = bytes.and_then(|b| scratch::in_memory("snapshot", b)) {
             return Ok(s);
         }
     }

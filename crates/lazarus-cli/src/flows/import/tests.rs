@@ -112,9 +112,10 @@ fn an_import_the_policy_refuses_creates_nothing() {
     let text = e.to_string();
     assert!(text.contains("prestart hook: /bin/true"), "{text}");
     assert!(text.contains("Nothing was created"), "{text}");
+    // (Its scratch went into memory when this host had room, else here.)
     let work = dir.path().join("lib/work");
     assert_eq!(
-        std::fs::read_dir(&work).unwrap().count(),
+        std::fs::read_dir(&work).map_or(0, |d| d.count()),
         0,
         "scratch removed"
     );

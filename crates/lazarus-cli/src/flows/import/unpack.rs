@@ -29,7 +29,14 @@ pub(super) fn extract(
 ) -> Result<(lazarus_core::scratch::Scratch, Option<u64>)> {
     let scratch = match &args.scratch_in {
         Some(parent) => lazarus_core::scratch::Scratch::new_in(parent, "import")?,
-        None => config.scratch_dir("import")?,
+        // Into memory when it fits: CRIU reads the images once, and they
+        // need not outlive the host (the archive or the snapshot they come
+        // from does). On disk, writing them out waits on the disk's
+        // writeback, in the restore's downtime.
+        None => match lazarus_core::scratch::in_memory("import", manifest.total_size()) {
+            Some(s) => s,
+            None => config.scratch_dir("import")?,
+        },
     };
     if let Some(g) = guard {
         g.scratch(scratch.path())?;

@@ -79,6 +79,9 @@ pub enum SnapshotsAction {
 
 /// The store the settings name.
 pub fn store(config: &Config) -> Result<Store> {
+    // The dump a killed snapshot left in memory goes with its writer
+    // (which the store's open removes).
+    lazarus_core::scratch::remove_abandoned_in_memory("snapshot");
     Ok(Store::open(&config.store_root)?)
 }
 
