@@ -97,7 +97,7 @@ pub async fn take(
         encrypt: None,
         migration: None,
         // A killed snapshot's dump goes with its writer's directory (or,
-        // in memory, is removed by a later one: `scratch::in_memory`).
+        // in memory, with the next snapshot command: `store`).
         scratch_in: Some(scratch_in),
         // The container runs on: its dump may go into memory, and the
         // freeze is CRIU's copy of it rather than the disk's writeback
