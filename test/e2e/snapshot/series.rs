@@ -15,7 +15,9 @@ use crate::archive::export_import::{assert_cli_left_nothing, start_ctr_counter};
 use crate::docker::lifecycle::{last_tick, run_sh_detached, wait_logs, wait_ticks_past};
 use crate::support::cmd::{ticks, wait_until, Proc, COUNTER};
 use crate::support::harness::{inspect, Daemons};
-use crate::support::lazarus::{lazarus, lazarus_cmd, store_root};
+use crate::support::lazarus::{
+    dead_scratches_in_memory, lazarus, lazarus_cmd, live_scratches_in_memory, store_root,
+};
 use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -80,37 +82,6 @@ fn assert_store_private(d: &Daemons) {
             assert_eq!(m.permissions().mode() & 0o777, want, "{:?}", e.path());
         }
     }
-}
-
-/// Snapshot dumps in memory (/dev/shm/lazarus/snapshot-*, shared by every
-/// set on the host) whose owner is gone: a live snapshot's is locked and
-/// not counted, so sets running beside this one do not disturb it.
-fn dead_dumps_in_memory() -> Vec<std::path::PathBuf> {
-    dumps_in_memory(false)
-}
-
-/// Those whose owner is alive.
-fn live_dumps_in_memory() -> Vec<std::path::PathBuf> {
-    dumps_in_memory(true)
-}
-
-fn dumps_in_memory(alive: bool) -> Vec<std::path::PathBuf> {
-    use nix::fcntl::{Flock, FlockArg};
-    let dirs = fs::read_dir("/dev/shm/lazarus")
-        .into_iter()
-        .flatten()
-        .flatten();
-    dirs.filter(|e| e.file_name().to_string_lossy().starts_with("snapshot-"))
-        .map(|e| e.path())
-        .filter(|dir| {
-            // No owner file: being made, or being removed by its owner.
-            let Ok(owner) = fs::File::open(dir.join(".owner")) else {
-                return false;
-            };
-            let free = Flock::lock(owner, FlockArg::LockExclusiveNonblock).is_ok();
-            free != alive
-        })
-        .collect()
 }
 
 fn packs(d: &Daemons) -> Vec<String> {
@@ -332,7 +303,7 @@ fn a_series_of_snapshots_reverts_to_any_copies_exports_and_prunes() {
         }
     };
     for when in ["early", "writing", "dumping"] {
-        let dumps_before = live_dumps_in_memory();
+        let dumps_before = live_scratches_in_memory("snapshot");
         let snap = Proc::spawn(lazarus_cmd(&a).args(["snapshot", &name]));
         match when {
             "early" => std::thread::sleep(Duration::from_millis(300)),
@@ -343,7 +314,7 @@ fn a_series_of_snapshots_reverts_to_any_copies_exports_and_prunes() {
                 });
             }
             _ => within_a_minute("the snapshot's dump never went into memory", &|| {
-                live_dumps_in_memory()
+                live_scratches_in_memory("snapshot")
                     .iter()
                     .any(|d| !dumps_before.contains(d))
             }),
@@ -361,7 +332,7 @@ fn a_series_of_snapshots_reverts_to_any_copies_exports_and_prunes() {
             "a killed snapshot's writer was left: {tmp:?}"
         );
         assert_eq!(packs(&a), packs_before, "a killed snapshot left a pack");
-        let dead = dead_dumps_in_memory();
+        let dead = dead_scratches_in_memory("snapshot");
         assert!(
             dead.is_empty(),
             "a killed snapshot's dump stayed in memory: {dead:?}"

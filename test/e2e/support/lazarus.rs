@@ -162,3 +162,38 @@ pub fn keygen(d: &Daemons, name: &str) -> String {
     assert_eq!(mode, 0o600, "the key opens migrations: 0600");
     path.to_str().unwrap().to_string()
 }
+
+/// Scratch directories in memory of operations called `what`
+/// (`/dev/shm/lazarus/WHAT-*`, shared by every set on the host) whose owner
+/// is gone. A live one is locked and not counted, so sets running beside
+/// this one do not disturb it; one whose owner just died goes within
+/// moments (its guard, or the next command, removes it), so a caller that
+/// may meet another set's polls.
+pub fn dead_scratches_in_memory(what: &str) -> Vec<PathBuf> {
+    scratches_in_memory(what, false)
+}
+
+/// Those whose owner is alive.
+pub fn live_scratches_in_memory(what: &str) -> Vec<PathBuf> {
+    scratches_in_memory(what, true)
+}
+
+fn scratches_in_memory(what: &str, alive: bool) -> Vec<PathBuf> {
+    use nix::fcntl::{Flock, FlockArg};
+    let prefix = format!("{what}-");
+    let dirs = std::fs::read_dir("/dev/shm/lazarus")
+        .into_iter()
+        .flatten()
+        .flatten();
+    dirs.filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .filter(|dir| {
+            // No owner file: being made, or being removed by its owner.
+            let Ok(owner) = std::fs::File::open(dir.join(".owner")) else {
+                return false;
+            };
+            let free = Flock::lock(owner, FlockArg::LockExclusiveNonblock).is_ok();
+            free != alive
+        })
+        .collect()
+}
