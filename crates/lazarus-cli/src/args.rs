@@ -231,10 +231,10 @@ pub(crate) enum Command {
     /// Revert to any snapshot, in any order, as often as wanted, with
     /// `lazarus restore CONTAINER --snapshot ID`; list them with
     /// `lazarus snapshots`; ship one elsewhere with `lazarus checkpoint
-    /// --export FILE --snapshot ID`. Every snapshot is a full dump
-    /// (incremental dumps need the kernel's memory dirty tracking, which
-    /// the report says is missing or unused); the store's dedup is what
-    /// makes the series small. Named volumes are not part of a snapshot:
+    /// --export FILE --snapshot ID`. Where the kernel tracks dirty memory,
+    /// a snapshot after the first dumps only what changed (the report says
+    /// which it was); everywhere the store's dedup is what makes the series
+    /// small. Named volumes are not part of a snapshot:
     /// a revert leaves them as they are.
     ///
     /// `snapshot rm ID...` removes snapshots; blocks no other snapshot uses

@@ -9,6 +9,7 @@ pub mod dump;
 pub mod handoff;
 pub mod identity;
 pub mod image;
+pub mod incremental;
 pub mod pages;
 pub mod postcopy;
 pub mod request;

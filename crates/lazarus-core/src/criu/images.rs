@@ -150,6 +150,20 @@ impl Entry {
         Ok(out)
     }
 
+    /// Sets integer field `n` to `v` (replacing what it held), for an
+    /// image rewritten field by field (an incremental dump made whole:
+    /// `checkpoint::incremental`). Every other field is kept as it was.
+    pub fn set_varint(&mut self, n: u32, v: u64) {
+        let fields = self.msg.special_fields.mut_unknown_fields();
+        fields.remove(n);
+        fields.add_varint(n, v);
+    }
+
+    /// Removes field `n`, if it is there.
+    pub fn remove(&mut self, n: u32) {
+        self.msg.special_fields.mut_unknown_fields().remove(n);
+    }
+
     /// A repeated uint32 field, in order. CRIU's proto2 files do not pack
     /// them, but a packed encoding is accepted too, as protobuf requires.
     pub fn repeated_u32(&self, n: u32, name: &str) -> Result<Vec<u32>> {
@@ -251,6 +265,24 @@ pub fn decode_image(path: &Path, bytes: &[u8], magic: u32) -> Result<Vec<Entry>>
         at += 4 + len;
     }
     Ok(entries)
+}
+
+/// Encodes `entries` as a CRIU image whose own magic is `magic`, under
+/// the IMG_COMMON head magic (what [`decode_image`] reads back).
+pub fn encode_image(magic: u32, entries: &[Entry]) -> Vec<u8> {
+    let mut out: Vec<u8> = [IMG_COMMON_MAGIC, magic]
+        .into_iter()
+        .flat_map(u32::to_le_bytes)
+        .collect();
+    for e in entries {
+        let body = e
+            .msg
+            .write_to_bytes()
+            .expect("an entry of unknown fields always encodes");
+        out.extend((body.len() as u32).to_le_bytes());
+        out.extend(body);
+    }
+    out
 }
 
 /// An inet socket's address and port as `addr:port` (`[addr]:port` for

@@ -13,6 +13,9 @@
 //! - `snapshots/ID.json`, `snapshots/ID.blocks`;
 //! - `tmp/WRITER/`: a snapshot being written, flock'ed by its writer. A
 //!   writer that died leaves it unlocked; the next open removes it;
+//! - `tracking/CONTAINER-ID/`: the parent of the container's next
+//!   incremental dump, where the kernel tracks dirty memory (see
+//!   `tracking.rs`);
 //! - `store.lock`: held (flock) by a commit, a removal and the garbage
 //!   collection, so none of them sees another half done.
 //!
@@ -28,6 +31,7 @@ pub mod pages_ref;
 mod read;
 mod record;
 pub mod release;
+mod tracking;
 
 #[cfg(test)]
 mod pages_ref_tests;
@@ -47,6 +51,7 @@ use crate::files::write_atomic;
 pub use ingest::Writer;
 pub use read::{FileRead, SnapshotReader};
 pub use record::{EntryBlocks, Snapshot};
+pub use tracking::Claimed;
 
 const PACKS: &str = "packs";
 const SNAPSHOTS: &str = "snapshots";

@@ -461,6 +461,60 @@ pub(super) fn collect(store: &Store) -> Result<Collected> {
 
 /// A snapshot written out as an archive (`archive::write_known`) without
 /// being materialized first.
+/// A snapshot as the parent of an incremental dump: its images are the
+/// snapshot's `checkpoint/` files, and its page N of a page image is the
+/// file's block N.
+impl crate::checkpoint::incremental::ParentPages for SnapshotReader {
+    fn image(&mut self, name: &str) -> Result<Option<Vec<u8>>> {
+        let name = format!("{IMAGES}/{name}");
+        if self.entry(&name).is_err() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        self.copy_file(&name, &mut out)?;
+        Ok(Some(out))
+    }
+
+    fn copy_pages(
+        &mut self,
+        name: &str,
+        first: u64,
+        count: u64,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        let name = format!("{IMAGES}/{name}");
+        let (m, e) = self.entry(&name)?;
+        if (first + count) * BLOCK_BYTES as u64 > m.size {
+            return Err(Error::InvalidArgument(format!(
+                "snapshot {} has no page {} of {name} (it has {} bytes)",
+                self.snapshot.id,
+                first + count - 1,
+                m.size
+            )));
+        }
+        let context = format!("read {name} of snapshot {}", self.snapshot.id);
+        for i in first..first + count {
+            let d = *self
+                .blocks
+                .get((e.first + i) as usize)
+                .filter(|_| i < e.count)
+                .ok_or_else(|| self.damaged(&format!("its block list ends inside {name}")))?;
+            match d == ZERO {
+                true => out.write_all(&[0u8; BLOCK_BYTES]),
+                false => {
+                    let block = self.block(&d)?;
+                    out.write_all(block)
+                }
+            }
+            .map_err(Error::io(&context))?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a snapshot keeps CRIU's images (the archive's `checkpoint/`).
+const IMAGES: &str = "checkpoint";
+
 #[cfg(feature = "archive")]
 impl crate::archive::KnownFiles for SnapshotReader {
     fn open(&mut self, name: &str) -> Result<Box<dyn Read + '_>> {

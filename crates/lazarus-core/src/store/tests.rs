@@ -399,3 +399,93 @@ fn a_record_from_before_the_list_sum_reads_back_checked_whole() {
         .unwrap();
     assert_eq!(fs::read(&path).unwrap(), pages);
 }
+
+#[test]
+fn a_snapshot_gives_an_incremental_dump_its_parents_pages_and_images() {
+    use crate::checkpoint::incremental::ParentPages;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let mut pages = random_pages(5, 7);
+    pages[2 * 4096..3 * 4096].fill(0); // a zero block, never stored
+    let s = snapshot(&store, dir.path(), "a", &pages);
+    let mut reader = store.reader(&s).unwrap();
+    let mut out = Vec::new();
+    reader.copy_pages("pages-1.img", 1, 3, &mut out).unwrap();
+    assert!(out == pages[4096..4 * 4096]);
+    assert_eq!(
+        reader.image("inventory.img").unwrap().as_deref(),
+        Some(&b"small image"[..])
+    );
+    assert_eq!(reader.image("pagemap-9.img").unwrap(), None);
+    let err = reader
+        .copy_pages("pages-1.img", 4, 2, &mut Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no page 5 of checkpoint/pages-1.img"), "{err}");
+}
+
+#[test]
+fn a_parent_record_is_claimed_once_and_only_while_its_snapshot_lives() {
+    use crate::criu::images::tests::build::{image, msg, varint};
+    use crate::criu::images::{IMG_COMMON_MAGIC, PAGEMAP_MAGIC};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let s = snapshot(&store, dir.path(), "a", &random_pages(2, 1));
+    // A complete dump's images: a pagemap and the inventory.
+    let images = dir.path().join("dump");
+    fs::create_dir(&images).unwrap();
+    let mut head = msg();
+    varint(&mut head, 1, 1);
+    fs::write(
+        images.join("pagemap-1.img"),
+        image(Some(IMG_COMMON_MAGIC), PAGEMAP_MAGIC, &[head]),
+    )
+    .unwrap();
+    fs::write(images.join("inventory.img"), b"inventory").unwrap();
+
+    let writer = store.writer().unwrap();
+    assert!(store
+        .claim_parent("abc123", writer.dir())
+        .unwrap()
+        .is_none());
+    assert!(store.prepare_parent("abc123", &images).unwrap());
+    assert!(
+        store
+            .claim_parent("abc123", writer.dir())
+            .unwrap()
+            .is_none(),
+        "prepared, not kept: its snapshot is not committed"
+    );
+    store.keep_parent("abc123", &s.id).unwrap();
+    let claimed = store.claim_parent("abc123", writer.dir()).unwrap().unwrap();
+    assert_eq!(claimed.snapshot.id, s.id);
+    assert!(claimed.dir.starts_with(writer.dir()));
+    assert!(claimed.dir.join("pagemap-1.img").is_file());
+    assert_eq!(
+        fs::metadata(claimed.dir.join("pages-1.img")).unwrap().len(),
+        0
+    );
+    // Claimed: gone from the store, so a dump that does not commit leaves
+    // no parent behind; the writer's directory takes it with it.
+    assert!(store
+        .claim_parent("abc123", writer.dir())
+        .unwrap()
+        .is_none());
+    drop(writer);
+    assert!(!claimed.dir.exists());
+
+    // A record whose snapshot was removed is no parent.
+    store.prepare_parent("abc123", &images).unwrap();
+    store.keep_parent("abc123", &s.id).unwrap();
+    store.remove(&s.id).unwrap();
+    let writer = store.writer().unwrap();
+    assert!(store
+        .claim_parent("abc123", writer.dir())
+        .unwrap()
+        .is_none());
+    // A container id that is no file name has no record.
+    assert!(!store.prepare_parent("../x", &images).unwrap());
+    store.keep_parent("../x", &s.id).unwrap();
+    assert!(!dir.path().join("store/x").exists());
+    assert!(store.claim_parent("../x", writer.dir()).unwrap().is_none());
+}

@@ -13,6 +13,7 @@ use oci_spec::runtime::Spec;
 use super::TaskService;
 use lazarus_core::checkpoint::dump::{self, DumpPaths, DumpTarget};
 use lazarus_core::checkpoint::image;
+use lazarus_core::checkpoint::incremental::Incremental;
 use lazarus_core::checkpoint::request::{should_exit, CheckpointRequest};
 use lazarus_core::checkpoint::{control, postcopy};
 use lazarus_core::host::cgroup;
@@ -158,6 +159,8 @@ impl TaskService {
         )?;
         let (images, work) = dump_dirs(req, &request)?;
         let page_server = postcopy::PageServer::read(&images)?;
+        // `lazarus snapshot`'s, where the kernel tracks dirty memory.
+        let incremental = Incremental::take(&images)?;
         let store_pages = self.stores_pages(&request, page_server.as_ref());
         // A store-backed dump is written into memory first; only what the
         // store does not take reaches containerd's directory.
@@ -201,6 +204,7 @@ impl TaskService {
                 && !store_pages,
             page_server: page_server.as_ref(),
             ready,
+            incremental: incremental.as_ref(),
         };
         let dumped = dump::dump(self.criu.as_ref(), &target, &request, exit, &paths);
         if dumped.is_err() {

@@ -832,6 +832,49 @@ fn pages_are_compressed_for_containerds_copy_only() {
 /// containerd unpacks a checkpoint image into `ctrd-checkpoint*` in its
 /// temporary directory for every restore and never removes it.
 #[test]
+fn an_incremental_request_in_the_images_dumps_with_memory_tracking_and_its_parent() {
+    use lazarus_core::checkpoint::incremental::{Incremental, REQUEST_FILE};
+    let f = fixture();
+    f.run("c1");
+    let images = tempfile::tempdir().unwrap();
+    let parent = tempfile::tempdir().unwrap();
+    let dir = images.path().join("cp");
+    std::fs::create_dir(&dir).unwrap();
+    Incremental {
+        parent: Some(parent.path().to_path_buf()),
+    }
+    .write(&dir)
+    .unwrap();
+    let opts = CheckpointOptions {
+        exit: false,
+        image_path: dir.to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    f.service
+        .checkpoint(&CheckpointTaskRequest {
+            id: "c1".into(),
+            options: checkpoint_options(opts.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+    let dump = f.criu.last(rpc::Criu_req_type::DUMP);
+    assert!(dump.track_mem() && dump.leave_running());
+    assert_eq!(dump.parent_img(), parent.path().to_str().unwrap());
+    assert!(!dir.join(REQUEST_FILE).exists(), "taken out of the images");
+
+    // Without a request: neither (every other checkpoint).
+    f.service
+        .checkpoint(&CheckpointTaskRequest {
+            id: "c1".into(),
+            options: checkpoint_options(opts),
+            ..Default::default()
+        })
+        .unwrap();
+    let dump = f.criu.last(rpc::Criu_req_type::DUMP);
+    assert!(!dump.track_mem() && !dump.has_parent_img());
+}
+
+#[test]
 fn containerds_copy_of_the_checkpoint_is_removed_after_the_restore() {
     let f = fixture();
     f.run("c1");

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use containerd_client::types::v1::Status;
 use lazarus_core::archive;
 use lazarus_core::checkpoint::image;
+use lazarus_core::checkpoint::incremental::Incremental;
 use lazarus_core::config::Config;
 use lazarus_core::scratch::{self, Scratch};
 
@@ -206,6 +207,10 @@ async fn take_checkpoint(
         work_path,
         ..Default::default()
     };
+    if let Some(tracking) = &args.incremental {
+        let parent = tracking.parent(&steps.target().id)?;
+        Incremental { parent }.write(images)?;
+    }
     steps.checkpoint(&options, images).await?;
     Ok(exit)
 }

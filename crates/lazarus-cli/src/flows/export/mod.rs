@@ -132,6 +132,18 @@ pub struct ExportArgs {
     /// file into blocks where it lies).
     #[arg(skip)]
     pub into: Option<std::sync::Arc<dyn ContentSink>>,
+    /// Set by `lazarus snapshot` only, where the kernel tracks dirty
+    /// memory: the dump tracks it, and dumps only what changed since the
+    /// parent this gives (see `lazarus_core::checkpoint::incremental`).
+    #[arg(skip)]
+    pub incremental: Option<std::sync::Arc<dyn DirtyTracking>>,
+}
+
+/// Where a dump that tracks dirty memory finds its parent.
+pub trait DirtyTracking: Send + Sync {
+    /// Claims the parent directory of container `id`'s next dump, if it
+    /// has one (None: a whole dump, which tracks memory from there).
+    fn parent(&self, id: &str) -> lazarus_core::Result<Option<PathBuf>>;
 }
 
 /// What takes an export's content in place of an archive file; returns

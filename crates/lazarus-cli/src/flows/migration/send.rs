@@ -319,6 +319,7 @@ impl Move<'_> {
             scratch_in: None,
             dump_in_memory: false,
             into: None,
+            incremental: None,
         }
     }
 }

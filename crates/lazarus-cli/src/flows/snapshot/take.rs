@@ -9,7 +9,7 @@
 //! is removed by the next store open, and a snapshot exists only once its
 //! record is written.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,8 +23,9 @@ use super::report::SnapshotReport;
 use super::{manage, parse_duration, store};
 use crate::engine::endpoints::Endpoints;
 use crate::error::{Error, Result};
-use crate::flows::export::{self, Compress, ContentSink, ExportArgs};
-use lazarus_core::store::Writer;
+use crate::flows::export::{self, Compress, ContentSink, DirtyTracking, ExportArgs};
+use lazarus_core::checkpoint::incremental::{self, Completed};
+use lazarus_core::store::{Claimed, Store, Writer};
 
 #[derive(clap::Args, Clone)]
 pub struct TakeArgs {
@@ -68,9 +69,13 @@ pub async fn take(
     let store = store(config)?;
     let writer = store.writer()?;
     let scratch_in = writer.dir().to_path_buf();
+    let tracking = dirty_tracking(&config.criu_path);
     let sink = Arc::new(IntoStore {
+        store: store.clone(),
+        writer_dir: scratch_in.clone(),
         writer: Mutex::new(Some(writer)),
         taken: Mutex::new(None),
+        tracked: Mutex::new(None),
     });
     let export_args = ExportArgs {
         container: Some(container),
@@ -106,9 +111,11 @@ pub async fn take(
         // Cut into blocks where the export made it: no archive written
         // and read back.
         into: Some(sink.clone()),
+        // Where the kernel tracks dirty memory, the freeze covers only
+        // the pages written since the last snapshot.
+        incremental: tracking.then(|| sink.clone() as Arc<dyn DirtyTracking>),
     };
     let exported = export::run(&export_args, endpoints, config).await?;
-    drop(export_args);
     let (writer, processes, stored) = sink.taken()?;
     let frozen_us = exported.stats.frozen_time_us;
     let info = json!({
@@ -122,6 +129,9 @@ pub async fn take(
         "not_carried": exported.not_carried,
     });
     let snapshot = writer.commit(&exported.container, args.tag.as_deref(), info)?;
+    let kind = sink
+        .committed(&snapshot.id)?
+        .unwrap_or_else(|| dump_kind(tracking));
     let store_seconds = stored.elapsed().as_secs_f64();
     let removed = match config.store_max_gib {
         0 => Vec::new(),
@@ -134,7 +144,7 @@ pub async fn take(
         store_seconds,
         over_cap: config.store_max_gib > 0 && store_bytes > config.store_max_gib << 30,
         removed_by_cap: removed,
-        ..SnapshotReport::of(snapshot, store_bytes, dump_kind(config))
+        ..SnapshotReport::of(snapshot, store_bytes, kind)
     })
 }
 
@@ -165,17 +175,65 @@ pub async fn every(
 }
 
 /// An export's content, cut into blocks by the store's writer where the
-/// export made it (see [`ContentSink`]).
+/// export made it (see [`ContentSink`]); where the kernel tracks dirty
+/// memory, the parent of its dump too (see [`DirtyTracking`]).
 struct IntoStore {
+    store: Store,
+    writer_dir: PathBuf,
     writer: Mutex<Option<Writer>>,
     /// Once taken: what the snapshot's record says of its processes, and
     /// when the store began.
     taken: Mutex<Option<(Processes, Instant)>>,
+    tracked: Mutex<Option<Tracked>>,
+}
+
+/// A dump that tracked dirty memory.
+struct Tracked {
+    container_id: String,
+    /// The parent it was incremental to (None: a whole dump).
+    parent: Option<Claimed>,
+    completed: Completed,
+    /// Its own parent record is ready for the next dump.
+    prepared: bool,
+}
+
+impl Tracked {
+    fn kind(&self) -> String {
+        match &self.parent {
+            Some(p) => format!(
+                "incremental dump ({} pages dumped, {} unchanged since snapshot {}), \
+                 deduplicated storage",
+                self.completed.dumped_pages, self.completed.parent_pages, p.snapshot.id
+            ),
+            None => "full dump (this kernel tracks dirty memory: the next snapshot dumps only \
+                     what changed), deduplicated storage"
+                .into(),
+        }
+    }
+}
+
+impl DirtyTracking for IntoStore {
+    fn parent(&self, id: &str) -> lazarus_core::Result<Option<PathBuf>> {
+        // Claimed whatever comes next: a dump that does not become a
+        // snapshot leaves no parent behind (`store::tracking`).
+        let parent = self.store.claim_parent(id, &self.writer_dir)?;
+        let dir = parent.as_ref().map(|p| p.dir.clone());
+        *lock(&self.tracked) = Some(Tracked {
+            container_id: id.to_string(),
+            parent,
+            completed: Completed::default(),
+            prepared: false,
+        });
+        Ok(dir)
+    }
 }
 
 impl ContentSink for IntoStore {
     fn take(&self, input: &archive::ArchiveInput) -> lazarus_core::Result<archive::Manifest> {
         let started = Instant::now();
+        if let Some(t) = lock(&self.tracked).as_mut() {
+            self.complete(t, input.images_dir)?;
+        }
         let processes = summary_of(input.images_dir, None).map_err(|e| {
             lazarus_core::Error::Other(format!("read the checkpoint's processes: {e}"))
         })?;
@@ -190,6 +248,34 @@ impl ContentSink for IntoStore {
 }
 
 impl IntoStore {
+    /// An incremental dump made whole from its parent snapshot's pages,
+    /// and kept as the next one's parent.
+    fn complete(&self, t: &mut Tracked, images: &Path) -> lazarus_core::Result<()> {
+        if let Some(parent) = &t.parent {
+            let mut pages = self.store.reader(&parent.snapshot)?;
+            t.completed = incremental::complete(images, &mut pages).map_err(|e| {
+                lazarus_core::Error::Other(format!(
+                    "complete the incremental dump from snapshot {}: {e}",
+                    parent.snapshot.id
+                ))
+            })?;
+        }
+        t.prepared = self.store.prepare_parent(&t.container_id, images)?;
+        Ok(())
+    }
+
+    /// Once the snapshot `id` is committed: a tracked dump's parent
+    /// record kept for the container's next, and what kind of dump it was.
+    fn committed(&self, id: &str) -> Result<Option<String>> {
+        let Some(t) = lock(&self.tracked).take() else {
+            return Ok(None);
+        };
+        if t.prepared {
+            self.store.keep_parent(&t.container_id, id)?;
+        }
+        Ok(Some(t.kind()))
+    }
+
     /// The writer, holding the content, with what [`Self::take`] found.
     fn taken(&self) -> Result<(Writer, Processes, Instant)> {
         let writer = lock(&self.writer).take();
@@ -246,15 +332,13 @@ pub(super) struct Processes {
     pub tcp: usize,
 }
 
-/// What kind of dump a snapshot is. Incremental dumps (CRIU's pre-dump
-/// with parent images) need the kernel's memory dirty tracking; where it
-/// is missing every snapshot is a full dump, and the store's dedup is what
-/// makes the series incremental.
-pub(super) fn dump_kind(config: &Config) -> String {
-    match dirty_tracking(&config.criu_path) {
-        true => "full dump, deduplicated storage (this kernel tracks dirty memory, but \
-                 incremental dumps are not used yet)"
-            .into(),
+/// What kind of dump a snapshot is when its dump did not track memory.
+/// Incremental dumps (CRIU's memory tracking with parent images) need the
+/// kernel's dirty tracking; where it is missing every snapshot is a full
+/// dump, and the store's dedup is what makes the series incremental.
+pub(super) fn dump_kind(tracking: bool) -> String {
+    match tracking {
+        true => "full dump, deduplicated storage".into(),
         false => "full dump, deduplicated storage (this kernel has no memory dirty tracking \
                   for incremental dumps)"
             .into(),
@@ -306,13 +390,139 @@ mod tests {
         assert!(detected);
         assert!(!dirty_tracking(&without));
         assert!(!dirty_tracking(&dir.path().join("no-such-criu")));
-        let said = |criu: &Path| {
-            dump_kind(&Config {
-                criu_path: criu.to_path_buf(),
-                ..Config::default()
-            })
+        assert!(dump_kind(dirty_tracking(&without)).contains("has no memory dirty tracking"));
+        let first = Tracked {
+            container_id: "c1".into(),
+            parent: None,
+            completed: Completed::default(),
+            prepared: true,
         };
-        assert!(said(&without).contains("has no memory dirty tracking"));
-        assert!(said(&with).contains("not used yet"));
+        assert!(first
+            .kind()
+            .contains("the next snapshot dumps only what changed"));
+    }
+
+    /// CRIU's images of a real dump (lazarus-core's test data), copied.
+    fn real_images(into: &Path) {
+        let data = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../lazarus-core/testdata/listen-fork"
+        );
+        std::fs::create_dir(into).unwrap();
+        for e in std::fs::read_dir(data).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), into.join(e.file_name())).unwrap();
+        }
+    }
+
+    /// One snapshot of `images` through the store's sink, as `take` does
+    /// it; returns the snapshot and its kind of dump.
+    fn snapshot_through(store: &Store, images: &Path) -> (lazarus_core::store::Snapshot, String) {
+        let writer = store.writer().unwrap();
+        let sink = IntoStore {
+            store: store.clone(),
+            writer_dir: writer.dir().to_path_buf(),
+            writer: Mutex::new(Some(writer)),
+            taken: Mutex::new(None),
+            tracked: Mutex::new(None),
+        };
+        if let Some(parent) = sink.parent("c1-id").unwrap() {
+            std::os::unix::fs::symlink(parent, images.join(incremental::PARENT_LINK)).unwrap();
+        }
+        let config = archive::ArchiveConfig {
+            id: "c1-id".into(),
+            name: "c1".into(),
+            image_name: String::new(),
+            image_digest: String::new(),
+            runtime: String::new(),
+            created: chrono::DateTime::UNIX_EPOCH,
+            checkpointed: chrono::DateTime::UNIX_EPOCH,
+            engine: "containerd".into(),
+            namespace: "default".into(),
+        };
+        let input = archive::ArchiveInput {
+            images_dir: images,
+            spec_json: b"{}",
+            config: &config,
+            rootfs_diff: None,
+            dump_log: None,
+            network_status: None,
+            engine_config: None,
+            volumes: &[],
+        };
+        sink.take(&input).unwrap();
+        let (writer, _, _) = sink.taken().unwrap();
+        let snapshot = writer.commit("c1", None, json!({})).unwrap();
+        let kind = sink.committed(&snapshot.id).unwrap().unwrap();
+        (snapshot, kind)
+    }
+
+    /// The series where the kernel tracks dirty memory: the first dump is
+    /// whole and becomes the parent; the second, which left a run of
+    /// pages to it (as CRIU's incremental dump does), is stored whole,
+    /// the same as the first, and becomes the next parent in turn.
+    #[test]
+    fn an_incremental_dump_is_stored_whole_and_parents_the_next() {
+        use lazarus_core::criu::images::{self as img, PAGEMAP_MAGIC};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let first = dir.path().join("first");
+        real_images(&first);
+        let (one, kind) = snapshot_through(&store, &first);
+        assert!(kind.starts_with("full dump"), "{kind}");
+
+        // The second dump: process 22490's first run of pages left to the
+        // parent, and taken out of its page image.
+        let second = dir.path().join("second");
+        real_images(&second);
+        let map = second.join("pagemap-22490.img");
+        let mut entries = img::read_image(&map, PAGEMAP_MAGIC).unwrap();
+        let pages_file = second.join(format!(
+            "pages-{}.img",
+            entries[0].u32(1, "pages_id").unwrap()
+        ));
+        let n = match entries[1].varint(5, "nr_pages").unwrap() {
+            Some(n) => n,
+            None => entries[1].varint(2, "compat_nr_pages").unwrap().unwrap(),
+        };
+        assert!(n > 0);
+        entries[1].set_varint(4, 1); // PE_PARENT
+        std::fs::write(&map, img::encode_image(PAGEMAP_MAGIC, &entries)).unwrap();
+        let pages = std::fs::read(&pages_file).unwrap();
+        std::fs::write(&pages_file, &pages[(n * 4096) as usize..]).unwrap();
+
+        let (two, kind) = snapshot_through(&store, &second);
+        assert!(
+            kind.contains(&format!("{n} unchanged since snapshot {}", one.id)),
+            "{kind}"
+        );
+        let read = |s: &lazarus_core::store::Snapshot, name: &str| {
+            let mut out = Vec::new();
+            store.reader(s).unwrap().copy_file(name, &mut out).unwrap();
+            out
+        };
+        let name = format!(
+            "checkpoint/{}",
+            pages_file.file_name().unwrap().to_string_lossy()
+        );
+        assert!(read(&two, &name) == read(&one, &name));
+        assert_eq!(
+            read(&two, "checkpoint/pagemap-22490.img"),
+            read(&one, "checkpoint/pagemap-22490.img"),
+            "marked present again, as in the whole dump"
+        );
+        assert!(!two
+            .manifest
+            .entries
+            .iter()
+            .any(|e| e.name.ends_with(incremental::PARENT_LINK)));
+        // And the second is the third's parent.
+        let third = dir.path().join("third");
+        real_images(&third);
+        let (_, kind) = snapshot_through(&store, &third);
+        assert!(
+            kind.contains(&format!("since snapshot {}", two.id)),
+            "{kind}"
+        );
     }
 }

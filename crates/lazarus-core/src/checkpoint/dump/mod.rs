@@ -66,6 +66,9 @@ pub struct DumpPaths<'a> {
     /// (lazy: all but the memory, which the page server now serves; push:
     /// everything, the memory being at the destination) while CRIU goes on.
     pub ready: Option<&'a dyn Fn()>,
+    /// Track dirty memory, and dump only what changed since the parent
+    /// (see [`super::incremental`]).
+    pub incremental: Option<&'a super::incremental::Incremental>,
 }
 
 /// Dumps `target` into `paths.images`. On failure what the dump wrote is
@@ -152,6 +155,9 @@ fn dump_request(
 
     if let Some(server) = paths.page_server {
         page_server_options(&mut opts, server, paths.work)?;
+    }
+    if let Some(incremental) = paths.incremental {
+        incremental.apply(&mut opts);
     }
 
     let mut req = rpc::Criu_req::new();

@@ -20,6 +20,9 @@ struct Fake {
     memory: Option<u64>,
     /// Where the checkpoint was asked to write its images.
     images_at: std::cell::RefCell<Option<PathBuf>>,
+    /// The incremental request the checkpoint found in its images, taken
+    /// out as the shim takes it.
+    incremental: std::cell::RefCell<Option<Incremental>>,
 }
 
 fn fake(docker_restart: Option<&str>) -> Fake {
@@ -35,6 +38,7 @@ fn fake(docker_restart: Option<&str>) -> Fake {
         stats_dump: false,
         memory: None,
         images_at: Default::default(),
+        incremental: Default::default(),
     }
 }
 
@@ -71,6 +75,7 @@ impl Steps for Fake {
     async fn checkpoint(&self, options: &CheckpointOptions, images: &Path) -> Result<()> {
         assert!(images.is_dir(), "the images' directory is made first");
         *self.images_at.borrow_mut() = Some(images.to_path_buf());
+        *self.incremental.borrow_mut() = Incremental::take(images).unwrap();
         assert_eq!(options.image_path, images.to_string_lossy());
         if self.stats_dump {
             // What CRIU 4.2 wrote for lazarus-core's listen-fork test data.
@@ -210,6 +215,46 @@ fn a_snapshots_dump_goes_into_memory_only_when_it_leaves_the_container_running()
         let images = f.images_at.borrow().clone().unwrap();
         assert!(!in_memory(&images), "{images:?}");
     }
+}
+
+/// Hands out `parent` as every container's, and remembers who asked.
+struct Tracker {
+    parent: Option<PathBuf>,
+    asked: std::sync::Mutex<Vec<String>>,
+}
+
+impl crate::flows::export::DirtyTracking for Tracker {
+    fn parent(&self, id: &str) -> lazarus_core::Result<Option<PathBuf>> {
+        self.asked.lock().unwrap().push(id.to_string());
+        Ok(self.parent.clone())
+    }
+}
+
+/// Where the kernel tracks dirty memory, a snapshot's dump is asked to
+/// track it, incremental to the parent its tracker claims for the
+/// container (by id); without a tracker no dump is.
+#[test]
+fn a_tracked_dump_asks_for_memory_tracking_and_the_containers_parent() {
+    let parent = tempfile::tempdir().unwrap();
+    for given in [Some(parent.path().to_path_buf()), None] {
+        let tracker = std::sync::Arc::new(Tracker {
+            parent: given.clone(),
+            asked: Default::default(),
+        });
+        let f = fake(None);
+        let t = tracker.clone();
+        run_with(&f, &["--leave-running"], |a| a.incremental = Some(t))
+            .0
+            .unwrap();
+        assert_eq!(*tracker.asked.lock().unwrap(), ["0123"]);
+        assert_eq!(
+            f.incremental.borrow().clone(),
+            Some(Incremental { parent: given })
+        );
+    }
+    let f = fake(None);
+    run(&f, &["--leave-running"]).0.unwrap();
+    assert_eq!(*f.incremental.borrow(), None);
 }
 
 #[test]
