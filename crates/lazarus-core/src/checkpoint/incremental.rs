@@ -22,7 +22,7 @@
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -209,7 +209,7 @@ fn complete_one(images: &Path, name: &str, parent: &mut dyn ParentPages) -> Resu
     let new_map = images.join(format!("{name}.whole"));
     let context = format!("complete {} from its parent", pages_path.display());
     let mut write = || -> Result<()> {
-        let mut out = BufWriter::with_capacity(1 << 20, private_file(&new_pages)?);
+        let mut out = BufWriter::with_capacity(1 << 20, super::pages::create_private(&new_pages)?);
         for (r, e) in runs.iter().zip(entries[1..].iter_mut()) {
             if r.flags & PE_PARENT != 0 {
                 from.copy(parent, r.vaddr, r.pages, &mut out)?;
@@ -234,7 +234,7 @@ fn complete_one(images: &Path, name: &str, parent: &mut dyn ParentPages) -> Resu
             .map_err(|e| Error::io(&context)(e.into_error()))?
             .sync_all()
             .map_err(Error::io(&context))?;
-        private_file(&new_map)?
+        super::pages::create_private(&new_map)?
             .write_all(&img::encode_image(img::PAGEMAP_MAGIC, &entries))
             .map_err(Error::io(&context))
     };
@@ -350,25 +350,14 @@ pub fn save_parent(images: &Path, dest: &Path) -> Result<()> {
         if name.starts_with("pagemap-") {
             let entries = img::decode_image(&images.join(name), &bytes, img::PAGEMAP_MAGIC)?;
             if let Some(head) = entries.first() {
-                private_file(&dest.join(pages_name(head)?))?;
+                super::pages::create_private(&dest.join(pages_name(head)?))?;
             }
         }
-        private_file(&dest.join(name))?
+        super::pages::create_private(&dest.join(name))?
             .write_all(&bytes)
             .map_err(Error::io(format!("write {}", dest.join(name).display())))?;
     }
     Ok(())
-}
-
-/// A new file, 0600 (it may hold memory), replacing any of the name.
-fn private_file(path: &Path) -> Result<File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(Error::io(format!("create {}", path.display())))
 }
 
 #[cfg(test)]

@@ -173,7 +173,8 @@ fn write_compressed(raw: &mut File, raw_bytes: u64, to: &Path) -> Result<u64> {
         .map_err(Error::io(ctx("stat")))
 }
 
-fn create_private(path: &Path) -> Result<File> {
+/// A new file, 0600 (it may hold memory), replacing any of the name.
+pub(crate) fn create_private(path: &Path) -> Result<File> {
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
