@@ -39,16 +39,33 @@ fn take(d: &Daemons, name: &str, extra: &[&str]) -> Taken {
     let after = last_tick(d, name);
     let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert!(v["frozen_seconds"].as_f64().unwrap() > 0.0, "{v:#}");
-    assert!(
-        v["dump"].as_str().unwrap().contains("deduplicated"),
-        "{v:#}"
-    );
+    let dump = v["dump"].as_str().unwrap();
+    assert!(dump.contains("deduplicated"), "{v:#}");
+    // The kind of dump follows the kernel: incremental ones after the
+    // first where it tracks dirty memory, said missing where it does not.
+    match dirty_tracking() {
+        true => assert!(
+            dump.starts_with("incremental dump") || dump.contains("tracks dirty memory"),
+            "{v:#}"
+        ),
+        false => assert!(dump.contains("has no memory dirty tracking"), "{v:#}"),
+    }
     Taken {
         id: v["id"].as_str().unwrap().to_string(),
         before,
         after,
         added: v["bytes_added"].as_u64().unwrap(),
     }
+}
+
+/// Whether this host's kernel tracks dirty memory for CRIU.
+fn dirty_tracking() -> bool {
+    std::process::Command::new("criu")
+        .args(["check", "--feature", "mem_dirty_track"])
+        .output()
+        .expect("run criu")
+        .status
+        .success()
 }
 
 /// The container `name` on `d` resumed from snapshot `t`: its first tick

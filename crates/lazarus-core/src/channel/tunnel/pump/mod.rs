@@ -100,6 +100,9 @@ struct Pump<'a> {
     shared: &'a Shared,
 }
 
+/// What the pump's own failures begin with.
+const PREFIX: &str = "page pump: ";
+
 impl Pump<'_> {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -110,7 +113,14 @@ impl Pump<'_> {
     /// two, so a decision made before the failure was recorded is already
     /// waiting when the wake comes, and none is lost.
     fn fail(&self, why: impl std::fmt::Display) -> String {
-        let first = self.shared.fail(format!("page pump: {why}"));
+        // A thread that passes on another's failure passes its reason,
+        // already named.
+        let why = why.to_string();
+        let why = match why.starts_with(PREFIX) {
+            true => why,
+            false => format!("{PREFIX}{why}"),
+        };
+        let first = self.shared.fail(why);
         drop(self.lock());
         self.wake.notify_all();
         first
