@@ -45,6 +45,11 @@ pub struct Config {
     /// touches a disk on either host; a directory on disk for containers
     /// whose memory would not fit in it.
     pub receive_root: PathBuf,
+    /// Where images that need not outlive the host go when they fit in
+    /// memory (a snapshot's dump, an import's unpacked archive, a
+    /// store-backed Docker checkpoint's dump and restore): a directory on
+    /// a tmpfs, used only while it and the host have room. Empty: never.
+    pub memory_root: PathBuf,
     /// The snapshot store (`lazarus snapshot`): every snapshot of every
     /// container, deduplicated in page-sized blocks (see `store`).
     pub store_root: PathBuf,
@@ -136,6 +141,7 @@ impl Default for Config {
             work_root: PathBuf::from("/var/lib/lazarus"),
             compress_pages: true,
             receive_root: PathBuf::from("/dev/shm/lazarus"),
+            memory_root: PathBuf::from("/dev/shm/lazarus"),
             store_root: PathBuf::from("/var/lib/lazarus/store"),
             store_max_gib: 0,
             docker_checkpoints: DockerCheckpoints::Archive,

@@ -95,6 +95,7 @@ proptest! {
         log_max in setting(),
         compress_pages in any::<bool>(),
         receive_root in any::<String>(),
+        memory_root in any::<String>(),
         store_root in any::<String>(),
         store_max_gib in setting(),
         store_checkpoints in any::<bool>(),
@@ -108,6 +109,7 @@ proptest! {
         table.insert("criu_log_max_mib".into(), log_max.into());
         table.insert("compress_pages".into(), compress_pages.into());
         table.insert("receive_root".into(), receive_root.clone().into());
+        table.insert("memory_root".into(), memory_root.clone().into());
         table.insert("store_root".into(), store_root.clone().into());
         table.insert("store_max_gib".into(), store_max_gib.into());
         let docker_checkpoints = match store_checkpoints {
@@ -130,6 +132,7 @@ proptest! {
             work_root: work_root.into(),
             compress_pages,
             receive_root: receive_root.into(),
+            memory_root: memory_root.into(),
             store_root: store_root.into(),
             store_max_gib: store_max_gib as u64,
             docker_checkpoints,

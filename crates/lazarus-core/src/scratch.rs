@@ -74,36 +74,36 @@ impl Scratch {
     }
 }
 
-/// Where dumps go when they are written into memory: a tmpfs the host
-/// mounts for shared memory.
-pub const SHM: &str = "/dev/shm";
-/// The scratch directories' parent under [`SHM`].
-pub const MEMORY_PARENT: &str = "lazarus";
-
-/// A scratch directory in memory (under /dev/shm/lazarus) for `bytes` of
-/// images, if /dev/shm is a tmpfs and both it and the host have room for
-/// them with a margin ([`fits_in_memory`]); none otherwise (the caller
-/// writes to disk). CRIU writes into memory several times faster than
-/// onto these hosts' disks (1 GiB: 0.7 s against 1.7 s), and a container
-/// is frozen while it writes. Only for images that do not need to outlive
-/// the host: a reboot empties a tmpfs.
-pub fn in_memory(what: &str, bytes: u64) -> Option<Scratch> {
-    let free_in_shm = nix::sys::statvfs::statvfs(SHM)
+/// A scratch directory in memory, in `parent` (the config's
+/// `memory_root`, a directory on a tmpfs: /dev/shm/lazarus by default;
+/// empty: never) for `bytes` of images, if its file system is a tmpfs and
+/// both it and the host have room for them with a margin
+/// ([`fits_in_memory`]); none otherwise (the caller writes to disk). CRIU
+/// writes into memory several times faster than onto these hosts' disks
+/// (1 GiB: 0.7 s against 1.7 s), and a container is frozen while it
+/// writes. Only for images that do not need to outlive the host: a reboot
+/// empties a tmpfs.
+pub fn in_memory(parent: &Path, what: &str, bytes: u64) -> Option<Scratch> {
+    if parent.as_os_str().is_empty() {
+        return None;
+    }
+    // The file system it is (or will be) on: its nearest existing one.
+    let on = parent.ancestors().find(|p| p.is_dir())?;
+    let free = nix::sys::statvfs::statvfs(on)
         .ok()
         .map(|v| v.blocks_available() * v.fragment_size())?;
-    let is_tmpfs = nix::sys::statfs::statfs(SHM)
+    let is_tmpfs = nix::sys::statfs::statfs(on)
         .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
-    if !is_tmpfs || !fits_in_memory(bytes, free_in_shm, crate::host::memory::available()?) {
+    if !is_tmpfs || !fits_in_memory(bytes, free, crate::host::memory::available()?) {
         log::info!("{what} of {bytes} bytes of images: on disk, not in memory");
         return None;
     }
-    let parent = Path::new(SHM).join(MEMORY_PARENT);
     std::fs::DirBuilder::new()
         .mode(0o700)
         .recursive(true)
-        .create(&parent)
+        .create(parent)
         .ok()?;
-    Scratch::new_in(&parent, what)
+    Scratch::new_in(parent, what)
         .inspect_err(|e| log::warn!("no scratch in memory for a {what}: {e}"))
         .ok()
 }
@@ -128,9 +128,8 @@ pub fn remove_abandoned(parent: &Path, quiet: Duration) -> usize {
 /// midway): nothing serves from them once their owner died, so they need
 /// not be still first, and their memory is given back by the next
 /// operation that looks rather than two minutes later.
-pub fn remove_abandoned_in_memory(what: &str) -> usize {
-    let parent = Path::new(SHM).join(MEMORY_PARENT);
-    remove_abandoned_named(&parent, &format!("{what}-"), Duration::ZERO)
+pub fn remove_abandoned_in_memory(parent: &Path, what: &str) -> usize {
+    remove_abandoned_named(parent, &format!("{what}-"), Duration::ZERO)
 }
 
 fn remove_abandoned_named(parent: &Path, prefix: &str, quiet: Duration) -> usize {
@@ -272,18 +271,35 @@ mod tests {
 
     /// A killed snapshot's dump in memory goes at the next look, still or
     /// not; a live one, and another operation's, stay.
+    /// Only a tmpfs is memory; an empty root turns it off.
+    #[test]
+    fn a_scratch_in_memory_is_made_only_on_a_tmpfs() {
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let made = in_memory(&shm.path().join("a/b"), "import", 1 << 20).unwrap();
+        assert!(made.path().starts_with(shm.path().join("a/b")));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(shm.path().join("a/b"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert!(in_memory(Path::new(""), "import", 1 << 20).is_none());
+        let here = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let tmpfs = nix::sys::statfs::statfs(here.path())
+            .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+        assert_eq!(in_memory(here.path(), "import", 1 << 20).is_some(), tmpfs);
+    }
+
     #[test]
     fn a_dead_snapshots_dump_in_memory_goes_at_once() {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "this test writes under /dev/shm/lazarus (root's, 0700): run it as root"
-        );
-        let live = in_memory("snapshot", 1 << 20).expect("room in /dev/shm");
-        let dead = in_memory("snapshot", 1 << 20).unwrap();
-        let other = in_memory("import", 1 << 20).unwrap();
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let root = shm.path().join("lazarus");
+        let live = in_memory(&root, "snapshot", 1 << 20).expect("room in /dev/shm");
+        let dead = in_memory(&root, "snapshot", 1 << 20).unwrap();
+        let other = in_memory(&root, "import", 1 << 20).unwrap();
         let (dead_dir, other_dir) = (dead.dir.keep(), other.dir.keep());
         drop((dead._owner, other._owner));
-        assert!(remove_abandoned_in_memory("snapshot") >= 1);
+        assert_eq!(remove_abandoned_in_memory(&root, "snapshot"), 1);
         assert!(!dead_dir.exists(), "the dead one's dump is removed");
         assert!(live.path().exists(), "a live one's stays");
         assert!(other_dir.exists(), "another operation's stays");

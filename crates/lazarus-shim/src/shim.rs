@@ -184,6 +184,7 @@ impl containerd_shim::Shim for LazarusShim {
             store_docker_checkpoints: self.config.docker_checkpoints
                 == lazarus_core::config::DockerCheckpoints::Store,
             store_root: self.config.store_root.clone(),
+            memory_root: self.config.memory_root.clone(),
         };
         let service = Arc::new(TaskService::new(
             runtime,

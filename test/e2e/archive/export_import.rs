@@ -18,7 +18,7 @@ use crate::support::cmd::{poll, run, ticks, wait_until, COUNTER};
 use crate::support::config::IMAGE_DOCKER;
 use crate::support::harness::inspect;
 use crate::support::harness::Daemons;
-use crate::support::lazarus::{lazarus, receive_root, work_root};
+use crate::support::lazarus::{lazarus, memory_root, receive_root, work_root};
 use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -34,24 +34,26 @@ pub fn assert_cli_left_nothing(d: &Daemons) {
     assert!(left.is_empty(), "left by the CLI: {left:?}");
 }
 
-/// The CLI's scratch directories and mounts under `d`'s work root.
+/// The CLI's scratch directories and mounts under `d`'s work root and
+/// memory root.
 pub fn cli_leftovers(d: &Daemons) -> Vec<String> {
     let scratch = work_root(d).join("work");
-    let mut left: Vec<String> = [scratch, receive_root(d)]
+    let mut left: Vec<String> = [scratch, receive_root(d), memory_root(d)]
         .iter()
         .flat_map(|dir| fs::read_dir(dir).into_iter().flatten().flatten())
         .filter(|e| e.file_name() != "serve.lock")
         .map(|e| e.path().display().to_string())
         .collect();
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let root = work_root(d);
-    let root = root.to_str().unwrap();
-    left.extend(
-        mounts
-            .lines()
-            .filter(|l| l.contains(root))
-            .map(|l| format!("mount {l}")),
-    );
+    for root in [work_root(d), memory_root(d)] {
+        let root = root.to_str().unwrap().to_string();
+        left.extend(
+            mounts
+                .lines()
+                .filter(|l| l.contains(&root))
+                .map(|l| format!("mount {l}")),
+        );
+    }
     left
 }
 

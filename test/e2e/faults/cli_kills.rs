@@ -266,7 +266,7 @@ fn a_killed_import_leaves_nothing_behind() {
         let gone = poll(SETTLE, || {
             let names = d.docker(&["ps", "-a", "--format", "{{.Names}}"]).stdout;
             let left = cli_leftovers(&d);
-            let in_memory = dead_scratches_in_memory("import");
+            let in_memory = dead_scratches_in_memory(&d, "import");
             (!names.lines().any(|n| n == name) && left.is_empty() && in_memory.is_empty())
                 .then_some(())
         });
@@ -280,7 +280,7 @@ fn a_killed_import_leaves_nothing_behind() {
             d.docker(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"])
                 .stdout,
             cli_leftovers(&d),
-            dead_scratches_in_memory("import")
+            dead_scratches_in_memory(&d, "import")
         );
     }
     assert!(
@@ -347,7 +347,7 @@ fn a_killed_group_import_leaves_no_member() {
         let gone = poll(SETTLE, || {
             let n = names();
             let left = cli_leftovers(&d);
-            let in_memory = dead_scratches_in_memory("import");
+            let in_memory = dead_scratches_in_memory(&d, "import");
             (!n.lines().any(|n| n == counter || n == hog)
                 && left.is_empty()
                 && in_memory.is_empty())
@@ -362,7 +362,7 @@ fn a_killed_group_import_leaves_no_member() {
             "{moment:?}/{sig}: left after {SETTLE:?}: {:?}, {:?}, {:?}: {out}",
             names(),
             cli_leftovers(&d),
-            dead_scratches_in_memory("import")
+            dead_scratches_in_memory(&d, "import")
         );
     }
     assert_eq!(

@@ -320,7 +320,7 @@ fn a_series_of_snapshots_reverts_to_any_copies_exports_and_prunes() {
         }
     };
     for when in ["early", "writing", "dumping"] {
-        let dumps_before = live_scratches_in_memory("snapshot");
+        let dumps_before = live_scratches_in_memory(&a, "snapshot");
         let snap = Proc::spawn(lazarus_cmd(&a).args(["snapshot", &name]));
         match when {
             "early" => std::thread::sleep(Duration::from_millis(300)),
@@ -331,7 +331,7 @@ fn a_series_of_snapshots_reverts_to_any_copies_exports_and_prunes() {
                 });
             }
             _ => within_a_minute("the snapshot's dump never went into memory", &|| {
-                live_scratches_in_memory("snapshot")
+                live_scratches_in_memory(&a, "snapshot")
                     .iter()
                     .any(|d| !dumps_before.contains(d))
             }),
@@ -349,7 +349,7 @@ fn a_series_of_snapshots_reverts_to_any_copies_exports_and_prunes() {
             "a killed snapshot's writer was left: {tmp:?}"
         );
         assert_eq!(packs(&a), packs_before, "a killed snapshot left a pack");
-        let dead = dead_scratches_in_memory("snapshot");
+        let dead = dead_scratches_in_memory(&a, "snapshot");
         assert!(
             dead.is_empty(),
             "a killed snapshot's dump stayed in memory: {dead:?}"

@@ -575,6 +575,10 @@ impl Drop for Daemons {
             stop_child(&mut c, libc::SIGTERM, Duration::from_secs(20));
         }
         cleanup::purge(&self.dir, &self.id);
+        // The CLI's images in memory (its config's `memory_root`).
+        let memory = crate::support::lazarus::memory_root(self);
+        cleanup::unmount_all_under(&memory);
+        let _ = fs::remove_dir_all(&memory);
         for p in &self.remove_on_drop {
             cleanup::unmount_all_under(p);
             let _ = fs::remove_dir_all(p);

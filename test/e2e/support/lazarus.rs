@@ -29,15 +29,23 @@ pub fn store_root(d: &Daemons) -> PathBuf {
     d.path("lazarus-store")
 }
 
+/// Where the CLI on `d` puts images in memory (`memory_root`): the set's
+/// own directory on /dev/shm, removed with the set.
+pub fn memory_root(d: &Daemons) -> PathBuf {
+    PathBuf::from("/dev/shm/lazarus-e2e").join(d.name("memory"))
+}
+
 /// The CLI's config on `d`: its own scratch spaces and snapshot store, and
 /// `extra` settings.
 pub fn write_cli_config(d: &Daemons, extra: &str) {
     fs::write(
         d.path("cli.toml"),
         format!(
-            "work_root = {:?}\nreceive_root = {:?}\nstore_root = {:?}\n{extra}",
+            "work_root = {:?}\nreceive_root = {:?}\nmemory_root = {:?}\nstore_root = {:?}\n\
+             {extra}",
             work_root(d),
             receive_root(d),
+            memory_root(d),
             store_root(d)
         ),
     )
@@ -163,25 +171,23 @@ pub fn keygen(d: &Daemons, name: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
-/// Scratch directories in memory of operations called `what`
-/// (`/dev/shm/lazarus/WHAT-*`, shared by every set on the host) whose owner
-/// is gone. A live one is locked and not counted, so sets running beside
-/// this one do not disturb it; one whose owner just died goes within
-/// moments (its guard, or the next command, removes it), so a caller that
-/// may meet another set's polls.
-pub fn dead_scratches_in_memory(what: &str) -> Vec<PathBuf> {
-    scratches_in_memory(what, false)
+/// Scratch directories in memory of operations called `what` that the
+/// CLI on `d` made (`memory_root(d)/WHAT-*`) whose owner is gone: one whose
+/// owner just died goes within moments (its guard, or the next command,
+/// removes it), so a caller polls.
+pub fn dead_scratches_in_memory(d: &Daemons, what: &str) -> Vec<PathBuf> {
+    scratches_in_memory(d, what, false)
 }
 
 /// Those whose owner is alive.
-pub fn live_scratches_in_memory(what: &str) -> Vec<PathBuf> {
-    scratches_in_memory(what, true)
+pub fn live_scratches_in_memory(d: &Daemons, what: &str) -> Vec<PathBuf> {
+    scratches_in_memory(d, what, true)
 }
 
-fn scratches_in_memory(what: &str, alive: bool) -> Vec<PathBuf> {
+fn scratches_in_memory(d: &Daemons, what: &str, alive: bool) -> Vec<PathBuf> {
     use nix::fcntl::{Flock, FlockArg};
     let prefix = format!("{what}-");
-    let dirs = std::fs::read_dir("/dev/shm/lazarus")
+    let dirs = std::fs::read_dir(memory_root(d))
         .into_iter()
         .flatten()
         .flatten();

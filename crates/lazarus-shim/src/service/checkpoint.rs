@@ -165,7 +165,7 @@ impl TaskService {
         // A store-backed dump is written into memory first; only what the
         // store does not take reaches containerd's directory.
         let memory = store_pages
-            .then(|| super::stored_pages::dump_scratch(c.pid))
+            .then(|| super::stored_pages::dump_scratch(&self.settings.memory_root, c.pid))
             .flatten();
         let dump_images = memory.as_ref().map_or(images.clone(), |m| m.path().into());
         let dump_work = if work == images {

@@ -69,6 +69,9 @@ pub struct Settings {
     /// The snapshot store (config `store_root`): where store-backed
     /// checkpoints' pages go, and are resolved from whatever the setting.
     pub store_root: PathBuf,
+    /// Where a store-backed checkpoint's dump and restore go when they fit
+    /// in memory (config `memory_root`; empty: never).
+    pub memory_root: PathBuf,
 }
 
 impl Settings {

@@ -66,9 +66,9 @@ pub(super) fn stash(
 /// store reads them from there; only the small images reach containerd's
 /// directory. None (dump where containerd asked) when the container's
 /// memory use is unknown or does not fit.
-pub(super) fn dump_scratch(pid: i32) -> Option<Scratch> {
+pub(super) fn dump_scratch(memory_root: &Path, pid: i32) -> Option<Scratch> {
     let in_use = lazarus_core::host::memory::cgroup_memory(u32::try_from(pid).ok()?)?;
-    lazarus_core::scratch::in_memory("dump", in_use)
+    lazarus_core::scratch::in_memory(memory_root, "dump", in_use)
 }
 
 /// Moves what a dump wrote into the memory scratch `from` (all of it, or
@@ -128,14 +128,19 @@ fn docker_dir(spec: &Spec, id: &str) -> Option<PathBuf> {
 /// in containerd's temporary copy, else (a directory that must stay as it
 /// is) in a private copy in the bundle, which the plan then owns. A
 /// reference this host's store cannot resolve is refused here, at Create.
-pub(super) fn resolve(plan: &mut RestorePlan, store_root: &Path, bundle: &Path) -> Result<()> {
+pub(super) fn resolve(
+    plan: &mut RestorePlan,
+    store_root: &Path,
+    memory_root: &Path,
+    bundle: &Path,
+) -> Result<()> {
     let Some(r) = PagesRef::read(&plan.images)? else {
         return Ok(());
     };
     r.check_available(store_root, &plan.images)?;
     let started = std::time::Instant::now();
     let bytes: u64 = r.files.iter().map(|f| f.size).sum();
-    if let Some(memory) = lazarus_core::scratch::in_memory("restore", bytes) {
+    if let Some(memory) = lazarus_core::scratch::in_memory(memory_root, "restore", bytes) {
         // The pages go into memory, beside a copy of the small images:
         // written there, they cost no disk writes (CRIU reads them once,
         // and they are removed right after the restore).

@@ -302,6 +302,7 @@ fn fixture_of(runtime: FakeRuntime, criu: FakeCriu, namespace: &str) -> Fixture 
         restore_scratch: bundle.path().join("work"),
         store_docker_checkpoints: false,
         store_root: bundle.path().join("store"),
+        memory_root: PathBuf::new(),
     };
     let service = Arc::new(TaskService::new(
         runtime.clone(),

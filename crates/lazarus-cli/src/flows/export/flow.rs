@@ -126,7 +126,8 @@ async fn new_scratch(steps: &impl Steps, args: &ExportArgs, config: &Config) -> 
         // Named for `lazarus snapshot`, the one caller that asks: its
         // commands remove a killed one's at once
         // (`scratch::remove_abandoned_in_memory`).
-        if let Some(s) = bytes.and_then(|b| scratch::in_memory("snapshot", b)) {
+        if let Some(s) = bytes.and_then(|b| scratch::in_memory(&config.memory_root, "snapshot", b))
+        {
             return Ok(s);
         }
     }

@@ -33,7 +33,11 @@ pub(super) fn extract(
         // need not outlive the host (the archive or the snapshot they come
         // from does). On disk, writing them out waits on the disk's
         // writeback, in the restore's downtime.
-        None => match lazarus_core::scratch::in_memory("import", manifest.total_size()) {
+        None => match lazarus_core::scratch::in_memory(
+            &config.memory_root,
+            "import",
+            manifest.total_size(),
+        ) {
             Some(s) => s,
             None => config.scratch_dir("import")?,
         },

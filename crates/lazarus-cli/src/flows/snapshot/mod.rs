@@ -81,7 +81,7 @@ pub enum SnapshotsAction {
 pub fn store(config: &Config) -> Result<Store> {
     // The dump a killed snapshot left in memory goes with its writer
     // (which the store's open removes).
-    lazarus_core::scratch::remove_abandoned_in_memory("snapshot");
+    lazarus_core::scratch::remove_abandoned_in_memory(&config.memory_root, "snapshot");
     Ok(Store::open(&config.store_root)?)
 }
 
