@@ -284,7 +284,7 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o700);
         assert!(in_memory(Path::new(""), "import", 1 << 20).is_none());
-        let here = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let here = tempfile::tempdir().unwrap();
         let tmpfs = nix::sys::statfs::statfs(here.path())
             .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
         assert_eq!(in_memory(here.path(), "import", 1 << 20).is_some(), tmpfs);
