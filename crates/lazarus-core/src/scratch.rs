@@ -269,8 +269,6 @@ mod tests {
         assert!(!fits_in_memory(u64::MAX, u64::MAX / 2, u64::MAX / 2));
     }
 
-    /// A killed snapshot's dump in memory goes at the next look, still or
-    /// not; a live one, and another operation's, stay.
     /// Only a tmpfs is memory; an empty root turns it off.
     #[test]
     fn a_scratch_in_memory_is_made_only_on_a_tmpfs() {
@@ -290,6 +288,8 @@ mod tests {
         assert_eq!(in_memory(here.path(), "import", 1 << 20).is_some(), tmpfs);
     }
 
+    /// A killed snapshot's dump in memory goes at the next look, still or
+    /// not; a live one, and another operation's, stay.
     #[test]
     fn a_dead_snapshots_dump_in_memory_goes_at_once() {
         let shm = tempfile::tempdir_in("/dev/shm").unwrap();

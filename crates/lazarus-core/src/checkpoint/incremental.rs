@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::criu::images::{self as img, Entry};
+use crate::criu::images::{self as img, Entry, PagemapEntry, PE_PARENT, PE_PRESENT};
 use crate::criu::rpc;
 use crate::error::{Error, Result};
 
@@ -37,11 +37,8 @@ pub const REQUEST_FILE: &str = "lazarus-incremental.json";
 /// (criu/include/image.h: CR_PARENT_LINK).
 pub const PARENT_LINK: &str = "parent";
 
-// PagemapEntry (images/pagemap.proto): vaddr=1, compat_nr_pages=2,
-// in_parent=3 (older CRIUs), flags=4, nr_pages=5; PagemapHead pages_id=1.
-// Flags from criu/include/pagemap.h.
-const PE_PARENT: u64 = 1 << 0;
-const PE_PRESENT: u64 = 1 << 2;
+// PagemapHead: pages_id=1; PagemapEntry: in_parent=3 (older CRIUs),
+// flags=4 (see `img::PagemapEntry`).
 const PAGE: u64 = 4096;
 
 /// A dump that tracks dirty memory, and the parent it is incremental to
@@ -143,32 +140,6 @@ pub fn complete(images: &Path, parent: &mut dyn ParentPages) -> Result<Completed
     Ok(done)
 }
 
-/// A pagemap entry as the merge needs it.
-struct Run {
-    vaddr: u64,
-    pages: u64,
-    flags: u64,
-}
-
-fn run_of(e: &Entry) -> Result<Run> {
-    let vaddr = e.varint(1, "vaddr")?.unwrap_or(0);
-    let pages = match e.varint(5, "nr_pages")? {
-        Some(n) => n,
-        None => e.varint(2, "compat_nr_pages")?.unwrap_or(0),
-    };
-    // Old images have no flags: in_parent said where the pages were.
-    let flags = match e.varint(4, "flags")? {
-        Some(f) => f,
-        None if e.varint(3, "in_parent")? == Some(1) => PE_PARENT,
-        None => PE_PRESENT,
-    };
-    Ok(Run {
-        vaddr,
-        pages,
-        flags,
-    })
-}
-
 /// The page image a pagemap's head names.
 fn pages_name(head: &Entry) -> Result<String> {
     Ok(format!("pages-{}.img", head.u32(1, "pages_id")?))
@@ -183,8 +154,8 @@ fn complete_one(images: &Path, name: &str, parent: &mut dyn ParentPages) -> Resu
     let own_pages = pages_name(head)?;
     let runs = entries[1..]
         .iter()
-        .map(run_of)
-        .collect::<Result<Vec<_>>>()?;
+        .map(PagemapEntry::of)
+        .collect::<img::Result<Vec<_>>>()?;
     let mut done = Completed::default();
     for r in &runs {
         match r.flags & PE_PARENT != 0 {
@@ -274,7 +245,7 @@ impl ParentMap {
         let mut runs = Vec::new();
         let mut next = 0;
         for e in rest {
-            let r = run_of(e)?;
+            let r = PagemapEntry::of(e)?;
             if r.flags & PE_PRESENT != 0 {
                 runs.push((r.vaddr, r.pages, next));
                 next += r.pages;

@@ -62,7 +62,7 @@ fn runs_of(path: &Path) -> (u32, Vec<(u64, u64, u64)>) {
     let runs = entries[1..]
         .iter()
         .map(|e| {
-            let r = run_of(e).unwrap();
+            let r = PagemapEntry::of(e).unwrap();
             ((r.vaddr - BASE) / PAGE, r.pages, r.flags)
         })
         .collect();

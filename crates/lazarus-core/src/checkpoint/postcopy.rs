@@ -109,10 +109,6 @@ impl PageServer {
     }
 }
 
-/// CRIU's pagemap image magic, and its flag for pages left to the page
-/// server (criu/include/magic.h, pagemap.h).
-const PAGEMAP_MAGIC: u32 = 0x5608_4025;
-const PE_LAZY: u64 = 1 << 1;
 const PAGE_SIZE: u64 = 4096;
 
 /// The memory a post-copy dump left to its page server: the pages its
@@ -140,7 +136,7 @@ pub fn lazy_runs(images: &Path) -> Result<Vec<crate::channel::tunnel::LazyRun>> 
 /// (pid, first address, pages) of every pagemap entry marked lazy, by pid
 /// and address.
 fn lazy_pages(images: &Path) -> Result<Vec<(u64, u64, u64)>> {
-    use crate::criu::images::read_image;
+    use crate::criu::images::{read_image, PagemapEntry, PAGEMAP_MAGIC, PE_LAZY};
     let mut runs = Vec::new();
     let dir = std::fs::read_dir(images).map_err(Error::io(format!("read {}", images.display())))?;
     for entry in dir.flatten() {
@@ -157,17 +153,12 @@ fn lazy_pages(images: &Path) -> Result<Vec<(u64, u64, u64)>> {
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         // The first entry is the head (which pages image goes with it).
         for e in entries.iter().skip(1) {
-            let flags = e.varint(4, "flags").ok().flatten().unwrap_or(0);
-            if flags & PE_LAZY == 0 {
+            // An entry it cannot read is not one it was asked for.
+            let Ok(e) = PagemapEntry::of(e) else {
                 continue;
-            }
-            let n = match e.varint(5, "nr_pages").ok().flatten() {
-                Some(n) => n,
-                None => e.varint(2, "compat_nr_pages").ok().flatten().unwrap_or(0),
             };
-            let vaddr = e.varint(1, "vaddr").ok().flatten().unwrap_or(0);
-            if n > 0 {
-                runs.push((pid, vaddr, n));
+            if e.flags & PE_LAZY != 0 && e.pages > 0 {
+                runs.push((pid, e.vaddr, e.pages));
             }
         }
     }

@@ -267,6 +267,43 @@ pub fn decode_image(path: &Path, bytes: &[u8], magic: u32) -> Result<Vec<Entry>>
     Ok(entries)
 }
 
+/// PagemapEntry.flags (criu/include/pagemap.h): the pages are in the
+/// parent image, left to a page server (lazy), in this image's pages.
+pub const PE_PARENT: u64 = 1 << 0;
+pub const PE_LAZY: u64 = 1 << 1;
+pub const PE_PRESENT: u64 = 1 << 2;
+
+/// One PagemapEntry: `pages` pages from `vaddr`, where `flags` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PagemapEntry {
+    pub vaddr: u64,
+    pub pages: u64,
+    pub flags: u64,
+}
+
+impl PagemapEntry {
+    /// PagemapEntry (images/pagemap.proto): vaddr=1, compat_nr_pages=2
+    /// (nr_pages=5 in newer CRIUs), in_parent=3 (older CRIUs, before
+    /// flags), flags=4. An entry of an image without flags was in its
+    /// parent when in_parent says so, else present.
+    pub fn of(e: &Entry) -> Result<PagemapEntry> {
+        let pages = match e.varint(5, "nr_pages")? {
+            Some(n) => n,
+            None => e.varint(2, "compat_nr_pages")?.unwrap_or(0),
+        };
+        let flags = match e.varint(4, "flags")? {
+            Some(f) => f,
+            None if e.varint(3, "in_parent")? == Some(1) => PE_PARENT,
+            None => PE_PRESENT,
+        };
+        Ok(PagemapEntry {
+            vaddr: e.varint(1, "vaddr")?.unwrap_or(0),
+            pages,
+            flags,
+        })
+    }
+}
+
 /// Encodes `entries` as a CRIU image whose own magic is `magic`, under
 /// the IMG_COMMON head magic (what [`decode_image`] reads back).
 pub fn encode_image(magic: u32, entries: &[Entry]) -> Vec<u8> {

@@ -46,8 +46,6 @@ const VMA_FILE_PRIVATE: u64 = 1 << 6;
 const VMA_FILE_SHARED: u64 = 1 << 7;
 const VMA_ANON_SHARED: u64 = 1 << 8;
 const VMA_AREA_VVAR: u64 = 1 << 12;
-// PagemapEntry.flags (criu/include/pagemap.h): pages in this image.
-const PE_PRESENT: u64 = 1 << 2;
 const FD_TYPE_REG: u32 = 1;
 
 /// Every dumped process's memory layout in the image directory `dir`.
@@ -66,8 +64,7 @@ pub fn processes(dir: &Path) -> Result<Vec<ProcessMemory>> {
             Some(mm) => mappings(mm, &files)?,
             None => Vec::new(),
         };
-        // PagemapHead pages_id=1, then PagemapEntry vaddr=1, nr_pages=2
-        // (or the 64-bit 5 of newer CRIUs), flags=4.
+        // PagemapHead pages_id=1, then the entries.
         let Some((head, entries)) = pagemap.split_first() else {
             continue;
         };
@@ -75,20 +72,14 @@ pub fn processes(dir: &Path) -> Result<Vec<ProcessMemory>> {
         let mut runs = Vec::new();
         let mut next = 0u64;
         for e in entries {
-            let vaddr = e.varint(1, "vaddr")?.unwrap_or(0);
-            let nr_pages = match e.varint(5, "nr_pages")? {
-                Some(n) => n,
-                None => e.varint(2, "nr_pages")?.unwrap_or(0),
-            };
-            // Old images have no flags: every entry was present.
-            let present = e.varint(4, "flags")?.is_none_or(|f| f & PE_PRESENT != 0);
-            if present {
+            let e = img::PagemapEntry::of(e)?;
+            if e.flags & img::PE_PRESENT != 0 {
                 runs.push(PageRun {
-                    vaddr,
-                    nr_pages,
+                    vaddr: e.vaddr,
+                    nr_pages: e.pages,
                     first: next,
                 });
-                next += nr_pages;
+                next += e.pages;
             }
         }
         out.push(ProcessMemory {

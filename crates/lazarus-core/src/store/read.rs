@@ -459,8 +459,6 @@ pub(super) fn collect(store: &Store) -> Result<Collected> {
     Ok(done)
 }
 
-/// A snapshot written out as an archive (`archive::write_known`) without
-/// being materialized first.
 /// A snapshot as the parent of an incremental dump: its images are the
 /// snapshot's `checkpoint/` files, and its page N of a page image is the
 /// file's block N.
@@ -515,6 +513,8 @@ impl crate::checkpoint::incremental::ParentPages for SnapshotReader {
 /// Where a snapshot keeps CRIU's images (the archive's `checkpoint/`).
 const IMAGES: &str = "checkpoint";
 
+/// A snapshot written out as an archive (`archive::write_known`) without
+/// being materialized first.
 #[cfg(feature = "archive")]
 impl crate::archive::KnownFiles for SnapshotReader {
     fn open(&mut self, name: &str) -> Result<Box<dyn Read + '_>> {

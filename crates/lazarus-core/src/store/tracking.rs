@@ -31,13 +31,9 @@ pub struct Claimed {
 }
 
 impl Store {
+    /// The container's record, for an id that is one safe file name.
     fn tracking_dir(&self, container_id: &str) -> Option<PathBuf> {
-        let ok = !container_id.is_empty()
-            && container_id.len() <= 128
-            && !container_id.starts_with('.')
-            && container_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        let ok = crate::ids::check_name("container id", container_id).is_ok();
         ok.then(|| self.root.join(TRACKING).join(container_id))
     }
 

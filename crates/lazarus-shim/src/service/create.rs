@@ -63,12 +63,8 @@ impl TaskService {
         };
         let stdio = stdio_paths(req, &spec);
         // A restore is checked against the bundle before anything is set up.
-        let roots = (
-            self.settings.store_root.as_path(),
-            self.settings.memory_root.as_path(),
-        );
         let plan = (source.as_ref())
-            .map(|s| restore_plan(s, &spec, stdio.terminal, &bundle, roots))
+            .map(|s| restore_plan(s, &spec, stdio.terminal, &bundle, &self.settings))
             .transpose()?;
         let mounted_rootfs = match container::mount_rootfs(&bundle, &req.rootfs) {
             Ok(m) => m,
@@ -233,7 +229,7 @@ fn restore_plan(
     spec: &oci_spec::runtime::Spec,
     terminal: bool,
     bundle: &Path,
-    (store_root, memory_root): (&Path, &Path),
+    settings: &super::Settings,
 ) -> Result<RestorePlan> {
     let prepared = RestorePlan::prepare(
         source.images.clone().into(),
@@ -250,7 +246,12 @@ fn restore_plan(
     };
     // A store-backed checkpoint's pages come back now: refused at Create
     // when this host's store lacks them.
-    if let Err(e) = stored_pages::resolve(&mut plan, store_root, memory_root, bundle) {
+    if let Err(e) = stored_pages::resolve(
+        &mut plan,
+        &settings.store_root,
+        &settings.memory_root,
+        bundle,
+    ) {
         plan.discard_temporary_images();
         return Err(e);
     }

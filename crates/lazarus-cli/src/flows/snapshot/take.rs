@@ -67,16 +67,9 @@ pub async fn take(
         Error::Refused("name the container to snapshot (`lazarus snapshot CONTAINER`)".into())
     })?;
     let store = store(config)?;
-    let writer = store.writer()?;
-    let scratch_in = writer.dir().to_path_buf();
+    let sink = Arc::new(IntoStore::new(&store)?);
+    let scratch_in = sink.writer_dir.clone();
     let tracking = dirty_tracking(&config.criu_path);
-    let sink = Arc::new(IntoStore {
-        store: store.clone(),
-        writer_dir: scratch_in.clone(),
-        writer: Mutex::new(Some(writer)),
-        taken: Mutex::new(None),
-        tracked: Mutex::new(None),
-    });
     let export_args = ExportArgs {
         container: Some(container),
         group: Vec::new(),
@@ -248,6 +241,18 @@ impl ContentSink for IntoStore {
 }
 
 impl IntoStore {
+    /// A new snapshot's writer in `store`, waiting for the content.
+    fn new(store: &Store) -> Result<IntoStore> {
+        let writer = store.writer()?;
+        Ok(IntoStore {
+            store: store.clone(),
+            writer_dir: writer.dir().to_path_buf(),
+            writer: Mutex::new(Some(writer)),
+            taken: Mutex::new(None),
+            tracked: Mutex::new(None),
+        })
+    }
+
     /// An incremental dump made whole from its parent snapshot's pages,
     /// and kept as the next one's parent.
     fn complete(&self, t: &mut Tracked, images: &Path) -> lazarus_core::Result<()> {
@@ -418,14 +423,7 @@ mod tests {
     /// One snapshot of `images` through the store's sink, as `take` does
     /// it; returns the snapshot and its kind of dump.
     fn snapshot_through(store: &Store, images: &Path) -> (lazarus_core::store::Snapshot, String) {
-        let writer = store.writer().unwrap();
-        let sink = IntoStore {
-            store: store.clone(),
-            writer_dir: writer.dir().to_path_buf(),
-            writer: Mutex::new(Some(writer)),
-            taken: Mutex::new(None),
-            tracked: Mutex::new(None),
-        };
+        let sink = IntoStore::new(store).unwrap();
         if let Some(parent) = sink.parent("c1-id").unwrap() {
             std::os::unix::fs::symlink(parent, images.join(incremental::PARENT_LINK)).unwrap();
         }
@@ -481,12 +479,9 @@ mod tests {
             "pages-{}.img",
             entries[0].u32(1, "pages_id").unwrap()
         ));
-        let n = match entries[1].varint(5, "nr_pages").unwrap() {
-            Some(n) => n,
-            None => entries[1].varint(2, "compat_nr_pages").unwrap().unwrap(),
-        };
+        let n = img::PagemapEntry::of(&entries[1]).unwrap().pages;
         assert!(n > 0);
-        entries[1].set_varint(4, 1); // PE_PARENT
+        entries[1].set_varint(4, img::PE_PARENT);
         std::fs::write(&map, img::encode_image(PAGEMAP_MAGIC, &entries)).unwrap();
         let pages = std::fs::read(&pages_file).unwrap();
         std::fs::write(&pages_file, &pages[(n * 4096) as usize..]).unwrap();
